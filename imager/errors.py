@@ -1,0 +1,48 @@
+"""One error base class; the subclass tells the caller what to do.
+
+Every message names the thing (device, file, job, value) and says how to fix it.
+"""
+
+
+class ImagerError(Exception):
+    """Base class of every error the station reports to a person."""
+
+
+class UsageError(ImagerError):
+    """Bad input from the user (argument, file, value): fix the input and retry."""
+
+
+class RefusedDevice(ImagerError):
+    """The safety guard refuses to write this device. Never overridable for
+    root/boot/swap/mounted devices."""
+
+    def __init__(self, device: str, reasons: list[str]) -> None:
+        self.device = device
+        self.reasons = list(reasons)
+        super().__init__(f"refusing to write {device}: " + "; ".join(reasons))
+
+
+class DeviceError(ImagerError):
+    """The device failed or disappeared during an operation."""
+
+
+class DeviceGone(DeviceError):
+    """The device disappeared (unplugged, driver stopped answering)."""
+
+
+class VerificationFailed(ImagerError):
+    """What was read back is not what was written."""
+
+    def __init__(self, device: str, offset: int, detail: str = "") -> None:
+        self.device = device
+        self.offset = offset
+        msg = f"verification of {device} failed at byte offset {offset}"
+        super().__init__(msg + (f": {detail}" if detail else ""))
+
+
+class NotFound(ImagerError):
+    """A registry object (job, donor, donation...) does not exist."""
+
+
+class RegistryError(ImagerError):
+    """The registry cannot be opened or migrated."""

@@ -1,0 +1,60 @@
+"""One Settings object, built once and passed in."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+
+def default_data_dir() -> Path:
+    """Where the registry, logs and issued documents live.
+
+    Root (the station service): /var/lib/imager. Anyone else: the XDG data dir.
+    IMAGER_DATA_DIR overrides both.
+    """
+    env = os.environ.get("IMAGER_DATA_DIR")
+    if env:
+        return Path(env)
+    if os.geteuid() == 0:
+        return Path("/var/lib/imager")
+    xdg = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(xdg) / "imager"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything configurable about a station; one instance per process."""
+
+    data_dir: Path = field(default_factory=default_data_dir)
+    db_url: str | None = None
+    dev_root: Path = Path("/dev")
+    sys_root: Path = Path("/sys")
+    proc_root: Path = Path("/proc")
+    excluded_devices: tuple[str, ...] = ()
+    checkpoint_seconds: float = 2.0
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> Settings:
+        """Settings from the environment (IMAGER_*), then explicit overrides."""
+        base = cls(
+            db_url=os.environ.get("IMAGER_DB_URL") or None,
+            excluded_devices=tuple(
+                x for x in os.environ.get("IMAGER_EXCLUDE", "").split(",") if x
+            ),
+        )
+        clean = {k: v for k, v in overrides.items() if v is not None}
+        return replace(base, **clean)
+
+    @property
+    def database_url(self) -> str:
+        """The registry URL: IMAGER_DB_URL, else SQLite in the data dir."""
+        return self.db_url or f"sqlite:///{self.data_dir / 'registry.sqlite3'}"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.data_dir / "logs"
+
+    @property
+    def documents_dir(self) -> Path:
+        return self.data_dir / "documents"

@@ -1,0 +1,1 @@
+"""The registry: SQLAlchemy models, migrations and repositories."""

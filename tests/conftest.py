@@ -1,0 +1,89 @@
+"""Shared fixtures: real loop devices over sparse files, and the CI rule.
+
+When CI=true, a test that needs root, loop devices, a tool or a server must
+fail instead of skipping: `need()` does that.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from imager.settings import Settings
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def need(condition: bool, why: str) -> None:
+    """Skip the test when `condition` is false, or fail it under CI=true."""
+    if condition:
+        return
+    if IN_CI:
+        pytest.fail(f"CI=true and this test cannot run: {why}")
+    pytest.skip(why)
+
+
+def need_root() -> None:
+    need(os.geteuid() == 0, "needs root (loop devices)")
+    need(Path("/dev/loop-control").exists(), "needs /dev/loop-control")
+
+
+def need_tool(name: str) -> str:
+    path = shutil.which(name)
+    need(path is not None, f"needs the tool {name!r} (see scripts/install)")
+    return path or name
+
+
+def read_recorded(path: Path) -> str:
+    """A recorded tool output from tests/data without its '#' provenance header."""
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    body = [ln for ln in lines if not ln.startswith("#")]
+    return "".join(body)
+
+
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(data_dir=tmp_path / "data", checkpoint_seconds=0.2)
+
+
+class LoopFactory:
+    """Creates loop devices over sparse files and always detaches them."""
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self.devices: list[str] = []
+
+    def __call__(self, size: int, *, name: str | None = None, read_only: bool = False,
+                 backing: Path | None = None) -> str:
+        need_root()
+        if backing is None:
+            backing = self.base / (name or f"disk{len(self.devices)}.img")
+            with open(backing, "wb") as fh:
+                fh.truncate(size)
+        argv = ["losetup", "--find", "--show"] + (["--read-only"] if read_only else [])
+        dev = subprocess.run(argv + [str(backing)], check=True, capture_output=True,
+                             text=True).stdout.strip()
+        self.devices.append(dev)
+        return dev
+
+    def detach_all(self) -> None:
+        for dev in reversed(self.devices):
+            subprocess.run(["losetup", "-d", dev], capture_output=True)
+        self.devices.clear()
+
+
+@pytest.fixture
+def loopdev(tmp_path: Path) -> Iterator[Callable[..., str]]:
+    factory = LoopFactory(tmp_path)
+    try:
+        yield factory
+    finally:
+        factory.detach_all()
