@@ -36,13 +36,13 @@ class DriveIdentity:
 
     @property
     def key(self) -> str:
-        """Stable identity: WWN, else model+serial, else loop backing file, else path."""
+        """Stable identity: WWN, else model+serial, else backing file, else path."""
         if self.wwn:
             return f"wwn:{self.wwn}"
         if self.serial:
             return f"serial:{self.model or ''}:{self.serial}"
         if self.backing_file:
-            return f"loop:{self.backing_file}"
+            return f"file:{self.backing_file}"
         return f"path:{self.path}"
 
 
@@ -112,7 +112,7 @@ class VerifyResult:
     seed: str | None = None
     subsections: int = 0
     first_bad_offset: int | None = None
-    mismatched_bytes: int = 0
+    mismatched_sectors: int = 0
     failed_extents: tuple[Extent, ...] = ()
 
 

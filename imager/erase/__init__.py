@@ -1,0 +1,1 @@
+"""Erasure: plans, engines, verification and the safety guard."""

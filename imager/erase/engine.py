@@ -1,0 +1,106 @@
+"""The base of every erase engine, and the registry of engines.
+
+An engine implements only its primitive operations (`run_steps`). The base
+class runs them, then the read-back verification, and applies the fail-loud
+rules: a drive is `erased` only when every step completed without a failed
+extent and the verification read back exactly what must be there.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import ClassVar
+
+from imager.erase.overwrite import write_pass
+from imager.erase.patterns import Source, source_for
+from imager.erase.progress import Sink
+from imager.erase.verify import verify
+from imager.host.blockdev import OpenDevice, drop_cache
+from imager.model import ErasePlan, Outcome, PassResult, VerifyResult
+
+
+@dataclass(frozen=True)
+class ResumePoint:
+    """Where a resumed job starts: pass `index` at `offset`, earlier passes done."""
+
+    index: int = 0
+    offset: int = 0
+    done: tuple[PassResult, ...] = ()
+
+
+@dataclass(frozen=True)
+class Execution:
+    passes: tuple[PassResult, ...]
+    verification: VerifyResult | None
+    outcome: Outcome
+    reason: str
+
+
+class EraseEngine(ABC):
+    name: ClassVar[str]
+
+    @abstractmethod
+    def run_steps(self, dev: OpenDevice, plan: ErasePlan, *, resume: ResumePoint, sink: Sink,
+                  checkpoint_seconds: float) -> tuple[PassResult, ...]:
+        """Do the erasure itself; return one result per step, in order."""
+
+    @abstractmethod
+    def expected_content(self, plan: ErasePlan) -> tuple[Source, str]:
+        """What the medium must hold afterwards, and its description."""
+
+    def execute(self, dev: OpenDevice, plan: ErasePlan, *, sink: Sink,
+                resume: ResumePoint = ResumePoint(),
+                checkpoint_seconds: float = 5.0) -> Execution:
+        passes = self.run_steps(dev, plan, resume=resume, sink=sink,
+                                checkpoint_seconds=checkpoint_seconds)
+        failed = [e for p in passes for e in p.failed_extents]
+        if failed:
+            total = sum(e.length for e in failed)
+            return Execution(passes, None, "failed",
+                             f"{len(failed)} extent(s), {total} bytes, could not be written; "
+                             f"first at offset {failed[0].offset} ({failed[0].error})")
+        if plan.verify == "none":
+            return Execution(passes, None, "unverified",
+                             "verification skipped (--verify none): not certified as erased")
+        if not dev.direct:
+            drop_cache(dev)
+        source, pattern = self.expected_content(plan)
+        result = verify(dev, source, mode=plan.verify, pattern=pattern, sink=sink,
+                        index=len(plan.passes), seed=plan.verify_seed)
+        return Execution(passes, result, *_verdict(result))
+
+
+def _verdict(v: VerifyResult) -> tuple[Outcome, str]:
+    if v.failed_extents:
+        e = v.failed_extents[0]
+        return "failed", (f"verification could not read {len(v.failed_extents)} extent(s); "
+                          f"first at offset {e.offset} ({e.error})")
+    if not v.ok:
+        return "failed", (f"verification found {v.mismatched_sectors} sector(s) not holding "
+                          f"{v.pattern}; first bad byte at offset {v.first_bad_offset}")
+    return "erased", ""
+
+
+class OverwriteEngine(EraseEngine):
+    """Overwrite passes (zero, ones, pattern, random) written by the host."""
+
+    name = "overwrite"
+
+    def run_steps(self, dev: OpenDevice, plan: ErasePlan, *, resume: ResumePoint, sink: Sink,
+                  checkpoint_seconds: float) -> tuple[PassResult, ...]:
+        results = list(resume.done)
+        for index in range(resume.index, len(plan.passes)):
+            spec = plan.passes[index]
+            start = resume.offset if index == resume.index else 0
+            results.append(write_pass(dev, source_for(spec), index=index, start=start,
+                                      pattern=spec.describe(), sink=sink,
+                                      checkpoint_seconds=checkpoint_seconds))
+        return tuple(results)
+
+    def expected_content(self, plan: ErasePlan) -> tuple[Source, str]:
+        last = plan.passes[-1]
+        return source_for(last), last.describe()
+
+
+ENGINES: dict[str, type[EraseEngine]] = {OverwriteEngine.name: OverwriteEngine}

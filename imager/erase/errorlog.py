@@ -1,0 +1,34 @@
+"""Collects the extents a drive failed on, merged, and tells when to give up."""
+
+from __future__ import annotations
+
+from imager.errors import DeviceGone
+from imager.model import Extent
+
+MAX_EXTENTS = 4096
+GONE_AFTER_DEAD_CHUNKS = 4
+
+
+class ErrorLog:
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.extents: list[Extent] = []
+        self.dead_chunks = 0
+
+    def add(self, offset: int, length: int, error: str) -> None:
+        last = self.extents[-1] if self.extents else None
+        if last and last.offset + last.length == offset and last.error == error:
+            self.extents[-1] = Extent(last.offset, last.length + length, error)
+        else:
+            self.extents.append(Extent(offset, length, error))
+        if len(self.extents) > MAX_EXTENTS:
+            raise DeviceGone(f"{self.path}: more than {MAX_EXTENTS} failed extents; "
+                             "the drive is failing, send it to destruction")
+
+    def chunk_done(self, *, all_failed: bool, offset: int) -> None:
+        """Give up when several chunks in a row failed entirely (drive gone or dead)."""
+        self.dead_chunks = self.dead_chunks + 1 if all_failed else 0
+        if self.dead_chunks >= GONE_AFTER_DEAD_CHUNKS:
+            raise DeviceGone(f"{self.path} stopped answering: every access failed for "
+                             f"{self.dead_chunks} chunks in a row up to offset {offset} "
+                             "(drive removed or dead)")

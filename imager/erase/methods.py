@@ -1,0 +1,91 @@
+"""Named overwrite methods and the plan built from them.
+
+A method is data: an ordered list of passes. `make_plan` resolves it (random
+seeds drawn now, verification seed drawn now) into an ErasePlan value that is
+stored with the job, so a resumed job writes exactly the same bytes and a
+verifier can regenerate them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+
+from imager.errors import UsageError
+from imager.model import ErasePlan, PassSpec, VerifyMode
+
+MAX_PATTERN_BYTES = 512
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    passes: tuple[str, ...]
+    title_fr: str
+    title_en: str
+    standard: str
+
+
+METHODS: dict[str, Method] = {m.name: m for m in (
+    Method("nist-clear", ("zero",),
+           "NIST SP 800-88 Clear : une passe de zéros",
+           "NIST SP 800-88 Clear: one pass of zeros",
+           "NIST SP 800-88 Rev.1 Clear (overwrite, single pass, fixed value)"),
+    Method("random", ("random",),
+           "Une passe aléatoire (AES-256-CTR)",
+           "One random pass (AES-256-CTR)",
+           "NIST SP 800-88 Rev.1 Clear (overwrite, single pass, random)"),
+    Method("random-zero", ("random", "zero"),
+           "Une passe aléatoire puis une passe de zéros",
+           "One random pass then one pass of zeros",
+           "NIST SP 800-88 Rev.1 Clear (overwrite, two passes)"),
+    Method("dod-3pass", ("zero", "ones", "random"),
+           "DoD 5220.22-M, 3 passes (0x00, 0xFF, aléatoire)",
+           "DoD 5220.22-M, 3 passes (0x00, 0xFF, random)",
+           "DoD 5220.22-M (3 passes) — overwrite; NIST SP 800-88 Rev.1 Clear"),
+    Method("zero", ("zero",), "Une passe de zéros", "One pass of zeros",
+           "NIST SP 800-88 Rev.1 Clear (overwrite, single pass, fixed value)"),
+)}
+
+_PATTERN_RE = re.compile(r"^pattern:([0-9a-fA-F]+)$")
+
+
+def parse_pass(token: str) -> PassSpec:
+    """'zero' | 'ones' | 'random' | 'pattern:HEX' -> PassSpec (seed not yet drawn)."""
+    token = token.strip()
+    if token in ("zero", "ones", "random"):
+        return PassSpec(kind=token)  # type: ignore[arg-type]
+    m = _PATTERN_RE.match(token)
+    if m and len(m.group(1)) % 2 == 0 and len(m.group(1)) // 2 <= MAX_PATTERN_BYTES:
+        return PassSpec(kind="pattern", pattern=m.group(1).lower())
+    raise UsageError(
+        f"bad pass {token!r}: use zero, ones, random or pattern:HEX with an even number "
+        f"of hex digits (at most {MAX_PATTERN_BYTES} bytes), e.g. pattern:55aa")
+
+
+def resolve(name: str) -> tuple[tuple[PassSpec, ...], str]:
+    """A named method, or a comma-separated pass list, -> (passes, standard)."""
+    if name in METHODS:
+        m = METHODS[name]
+        return tuple(parse_pass(p) for p in m.passes), m.standard
+    if "," in name or ":" in name or name in ("ones",):
+        return tuple(parse_pass(p) for p in name.split(",")), "custom overwrite"
+    known = ", ".join(sorted(METHODS))
+    raise UsageError(f"unknown method {name!r}: use one of {known}, "
+                     "or a pass list such as zero,random,pattern:55aa")
+
+
+def make_plan(method: str, verify: VerifyMode) -> ErasePlan:
+    """Resolve a method into a plan with fresh seeds."""
+    if verify not in ("full", "sample", "none"):
+        raise UsageError(f"bad verification {verify!r}: use full, sample or none")
+    passes, standard = resolve(method)
+    seeded = tuple(
+        PassSpec(kind=p.kind, pattern=p.pattern, seed=os.urandom(32).hex())
+        if p.kind == "random" else p
+        for p in passes
+    )
+    vseed = os.urandom(16).hex() if verify == "sample" else None
+    return ErasePlan(method=method, passes=seeded, verify=verify, verify_seed=vseed,
+                     standard=standard)

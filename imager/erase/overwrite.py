@@ -1,0 +1,86 @@
+"""The overwrite engine: write one pass over the whole device.
+
+Large page-aligned buffers, O_DIRECT when the device takes it, the next buffer
+prepared in a worker thread while the current one is written, a flush at every
+checkpoint and at the end of the pass. A failing chunk is retried once, then
+written sector by sector so that every failed extent is recorded and the rest
+of the drive still gets erased.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from imager.erase.errorlog import ErrorLog
+from imager.erase.patterns import Source
+from imager.erase.progress import Interrupted, Sink
+from imager.errors import DeviceGone
+from imager.host.blockdev import OpenDevice, aligned_buffer, is_gone
+from imager.model import PassResult
+
+CHUNK = 8 << 20
+
+
+def write_pass(dev: OpenDevice, source: Source, *, index: int, pattern: str, start: int = 0,
+               sink: Sink, checkpoint_seconds: float = 5.0, chunk: int = CHUNK) -> PassResult:
+    """Write `source` over [start, dev.size) of `dev`; return what was done."""
+    t0 = time.monotonic()
+    errors = ErrorLog(dev.path)
+    bufs = (aligned_buffer(chunk), aligned_buffer(chunk))
+    last_cp = t0
+
+    def prepare(slot: int, off: int):  # type: ignore[no-untyped-def]
+        return source.fill(bufs[slot], min(chunk, dev.size - off), off)
+
+    offset, slot = start, 0
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="fill") as pool:
+        nxt = pool.submit(prepare, slot, offset) if offset < dev.size else None
+        while nxt is not None:
+            view = nxt.result()
+            end = offset + len(view)
+            nxt = pool.submit(prepare, 1 - slot, end) if end < dev.size else None
+            _write_chunk(dev, view, offset, errors)
+            offset, slot = end, 1 - slot
+            sink.update("pass", index, offset, dev.size)
+            if time.monotonic() - last_cp >= checkpoint_seconds or sink.stop_requested():
+                _flush(dev)
+                sink.checkpoint(index, offset)
+                last_cp = time.monotonic()
+                if sink.stop_requested():
+                    raise Interrupted(f"stopped at offset {offset} of pass {index + 1}")
+    _flush(dev)
+    failed = sum(e.length for e in errors.extents)
+    return PassResult(index=index, pattern=pattern, bytes_written=dev.size - start - failed,
+                      seconds=time.monotonic() - t0, failed_extents=tuple(errors.extents))
+
+
+def _flush(dev: OpenDevice) -> None:
+    try:
+        dev.flush()
+    except OSError as exc:
+        raise DeviceGone(f"{dev.path}: flushing the write cache failed ({exc.strerror})") from exc
+
+
+def _try(dev: OpenDevice, view: memoryview, offset: int) -> OSError | None:
+    try:
+        dev.pwrite(view, offset)
+        return None
+    except OSError as exc:
+        if is_gone(exc):
+            raise DeviceGone(f"{dev.path} is gone ({exc.strerror}) at offset {offset}") from exc
+        return exc
+
+
+def _write_chunk(dev: OpenDevice, view: memoryview, offset: int, errors: ErrorLog) -> None:
+    if _try(dev, view, offset) is None or _try(dev, view, offset) is None:
+        errors.chunk_done(all_failed=False, offset=offset)
+        return
+    step = dev.physical_sector
+    failed = 0
+    for o in range(0, len(view), step):
+        exc = _try(dev, view[o:o + step], offset + o)
+        if exc is not None:
+            failed += 1
+            errors.add(offset + o, min(step, len(view) - o), exc.strerror or str(exc))
+    errors.chunk_done(all_failed=failed * step >= len(view), offset=offset)

@@ -1,0 +1,33 @@
+"""How engines report progress and safe points to whoever runs them."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from imager.errors import ImagerError
+
+
+class Interrupted(ImagerError):
+    """The run was asked to stop (signal, technician); the job can be resumed."""
+
+
+class Sink(Protocol):
+    def update(self, phase: str, index: int, done: int, total: int) -> None:
+        """`done` of `total` bytes of pass `index` (phase 'pass' or 'verify')."""
+
+    def checkpoint(self, index: int, offset: int) -> None:
+        """Everything of pass `index` below `offset` is written and flushed."""
+
+    def stop_requested(self) -> bool:
+        """True when the run must stop at the next safe point."""
+
+
+class NullSink:
+    def update(self, phase: str, index: int, done: int, total: int) -> None:
+        pass
+
+    def checkpoint(self, index: int, offset: int) -> None:
+        pass
+
+    def stop_requested(self) -> bool:
+        return False

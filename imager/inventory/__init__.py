@@ -1,0 +1,1 @@
+"""Pure parsers of tool outputs, and the probes that run the tools."""
