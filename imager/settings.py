@@ -39,6 +39,7 @@ class Settings:
         """Settings from the environment (IMAGER_*), then explicit overrides."""
         base = cls(
             db_url=os.environ.get("IMAGER_DB_URL") or None,
+            checkpoint_seconds=float(os.environ.get("IMAGER_CHECKPOINT_SECONDS") or 2.0),
             excluded_devices=tuple(
                 x for x in os.environ.get("IMAGER_EXCLUDE", "").split(",") if x
             ),

@@ -17,7 +17,7 @@ from imager.erase.patterns import Source, source_for
 from imager.erase.progress import Sink
 from imager.erase.verify import verify
 from imager.host.blockdev import OpenDevice, drop_cache
-from imager.model import ErasePlan, Outcome, PassResult, VerifyResult
+from imager.model import ErasePlan, Extent, Outcome, PassResult, VerifyResult
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,7 @@ class ResumePoint:
     index: int = 0
     offset: int = 0
     done: tuple[PassResult, ...] = ()
+    errors: tuple[Extent, ...] = ()  # failed extents of pass `index` before `offset`
 
 
 @dataclass(frozen=True)
@@ -92,10 +93,14 @@ class OverwriteEngine(EraseEngine):
         results = list(resume.done)
         for index in range(resume.index, len(plan.passes)):
             spec = plan.passes[index]
-            start = resume.offset if index == resume.index else 0
-            results.append(write_pass(dev, source_for(spec), index=index, start=start,
-                                      pattern=spec.describe(), sink=sink,
-                                      checkpoint_seconds=checkpoint_seconds))
+            here = index == resume.index
+            result = write_pass(dev, source_for(spec), index=index,
+                                start=resume.offset if here else 0,
+                                prior_errors=resume.errors if here else (),
+                                pattern=spec.describe(), sink=sink,
+                                checkpoint_seconds=checkpoint_seconds)
+            sink.step_done(result)
+            results.append(result)
         return tuple(results)
 
     def expected_content(self, plan: ErasePlan) -> tuple[Source, str]:

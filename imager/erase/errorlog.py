@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from imager.errors import DeviceGone
 from imager.model import Extent
 
@@ -10,12 +12,16 @@ GONE_AFTER_DEAD_CHUNKS = 4
 
 
 class ErrorLog:
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, *, prior: tuple[Extent, ...] = (),
+                 on_add: Callable[[Extent], None] | None = None) -> None:
         self.path = path
-        self.extents: list[Extent] = []
+        self.extents: list[Extent] = list(prior)
         self.dead_chunks = 0
+        self.on_add = on_add
 
     def add(self, offset: int, length: int, error: str) -> None:
+        if self.on_add:
+            self.on_add(Extent(offset, length, error))
         last = self.extents[-1] if self.extents else None
         if last and last.offset + last.length == offset and last.error == error:
             self.extents[-1] = Extent(last.offset, last.length + length, error)

@@ -17,16 +17,19 @@ from imager.erase.patterns import Source
 from imager.erase.progress import Interrupted, Sink
 from imager.errors import DeviceGone
 from imager.host.blockdev import OpenDevice, aligned_buffer, is_gone
-from imager.model import PassResult
+from imager.model import Extent, PassResult
 
 CHUNK = 8 << 20
 
 
 def write_pass(dev: OpenDevice, source: Source, *, index: int, pattern: str, start: int = 0,
-               sink: Sink, checkpoint_seconds: float = 5.0, chunk: int = CHUNK) -> PassResult:
-    """Write `source` over [start, dev.size) of `dev`; return what was done."""
+               sink: Sink, checkpoint_seconds: float = 5.0, chunk: int = CHUNK,
+               prior_errors: tuple[Extent, ...] = ()) -> PassResult:
+    """Write `source` over [start, dev.size) of `dev`; return what was done.
+
+    `prior_errors` are the extents this pass already failed on before a resume."""
     t0 = time.monotonic()
-    errors = ErrorLog(dev.path)
+    errors = ErrorLog(dev.path, prior=prior_errors, on_add=lambda e: sink.io_error(index, e))
     bufs = (aligned_buffer(chunk), aligned_buffer(chunk))
     last_cp = t0
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from imager.errors import ImagerError
+from imager.model import Extent, PassResult
 
 
 class Interrupted(ImagerError):
@@ -21,6 +22,12 @@ class Sink(Protocol):
     def stop_requested(self) -> bool:
         """True when the run must stop at the next safe point."""
 
+    def io_error(self, index: int, extent: Extent) -> None:
+        """Pass `index` could not write or read `extent`."""
+
+    def step_done(self, result: PassResult) -> None:
+        """A step (pass) finished; everything it wrote is flushed."""
+
 
 class NullSink:
     def update(self, phase: str, index: int, done: int, total: int) -> None:
@@ -31,3 +38,9 @@ class NullSink:
 
     def stop_requested(self) -> bool:
         return False
+
+    def io_error(self, index: int, extent: Extent) -> None:
+        pass
+
+    def step_done(self, result: PassResult) -> None:
+        pass
