@@ -42,7 +42,8 @@ class DriveIdentity:
         if self.serial:
             return f"serial:{self.model or ''}:{self.serial}"
         if self.backing_file:
-            return f"file:{self.backing_file}"
+            kind = "file" if self.transport == "file" else "loop"
+            return f"{kind}:{self.backing_file}"
         return f"path:{self.path}"
 
 

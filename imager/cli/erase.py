@@ -1,0 +1,93 @@
+"""`imager erase DEVICE...`: overwrite, verify, report."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from rich.console import Console
+
+from imager.cli.context import Context
+from imager.cli.render import BarsUI, JsonLinesUI, report_table
+from imager.erase import guard
+from imager.erase.methods import METHODS, make_plan
+from imager.errors import ImagerError, UsageError
+from imager.inventory import lsblk
+from imager.model import EraseReport, ErasePlan
+from imager.station.batch import run_all
+from imager.station.jobs import JobStore
+from imager.store import people
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    methods = ", ".join(f"{m.name} ({m.title_en})" for m in METHODS.values())
+    p = sub.add_parser("erase", help="effacer des disques / erase drives",
+                       description="Écrase et vérifie des disques entiers. / "
+                                   "Overwrite and verify whole drives.")
+    p.add_argument("devices", nargs="+", metavar="DEVICE")
+    p.add_argument("--method", default="nist-clear",
+                   help=f"{methods}; or a pass list like zero,random,pattern:55aa")
+    p.add_argument("--verify", choices=("full", "sample", "none"), default="full")
+    p.add_argument("--donation", metavar="REF")
+    p.add_argument("--technician", metavar="NAME")
+    p.add_argument("--json", action="store_true", help="JSON lines on stdout")
+    p.add_argument("--plan", action="store_true", help="print the plan, write nothing")
+    p.add_argument("--allow-file", action="store_true",
+                   help="accept regular files (disk images) as targets")
+    p.set_defaults(func=cmd_erase)
+
+
+def cmd_erase(args: argparse.Namespace, ctx: Context) -> int:
+    if len(set(args.devices)) != len(args.devices):
+        raise UsageError("the same device is given twice")
+    for dev in args.devices:
+        guard.check(dev, ctx.settings, allow_files=args.allow_file)
+    idents = [lsblk.probe(d, ctx.settings) for d in args.devices]
+    plans = [make_plan(args.method, args.verify) for _ in args.devices]
+    if args.plan:
+        print(json.dumps([{"device": i.path, "identity": i.key, "plan": p.to_dict()}
+                          for i, p in zip(idents, plans, strict=True)],
+                         ensure_ascii=False, indent=2))
+        return 0
+    store = JobStore(ctx.registry)
+    store.reconcile()
+    donation_id, technician_id = _people(ctx, args.donation, args.technician)
+    jobs = {store.create_erase(i, p, donation_id=donation_id, technician_id=technician_id):
+            (i.path, p) for i, p in zip(idents, plans, strict=True)}
+    return run_and_render(ctx, store, jobs, json_mode=args.json, allow_files=args.allow_file)
+
+
+def _people(ctx: Context, donation: str | None,
+            technician: str | None) -> tuple[int | None, int | None]:
+    with ctx.registry.session() as s:
+        d = people.find_donation(s, donation).id if donation else None
+        t = people.find_technician(s, technician).id if technician else None
+    return d, t
+
+
+def _exit_code(results: dict[int, EraseReport | ImagerError]) -> int:
+    def good(r: EraseReport | ImagerError) -> bool:
+        return isinstance(r, EraseReport) and (
+            r.outcome == "erased" or (r.outcome == "unverified" and r.plan.verify == "none"))
+    if any(isinstance(r, EraseReport) and r.outcome == "interrupted" for r in results.values()):
+        return 130
+    return 0 if all(good(r) for r in results.values()) else 1
+
+
+def run_and_render(ctx: Context, store: JobStore, jobs: dict[int, tuple[str, ErasePlan]], *,
+                   json_mode: bool, allow_files: bool = False,
+                   paths: dict[int, str] | None = None) -> int:
+    """Run jobs with live progress, then print the reports; return the exit code."""
+    console = Console(stderr=json_mode)
+    ui = JsonLinesUI(jobs) if json_mode else BarsUI(console, jobs)
+    with ui:
+        results = run_all(store, list(jobs), ctx.settings, on_progress=ui,
+                          allow_files=allow_files, paths=paths)
+    if isinstance(ui, JsonLinesUI):
+        for jid, res in results.items():
+            ui.emit({"event": "report", "job": jid, **res.to_dict()}
+                    if isinstance(res, EraseReport)
+                    else {"event": "error", "job": jid, "error": str(res)})
+    else:
+        console.print(report_table(results, {j: d for j, (d, _) in jobs.items()}))
+    return _exit_code(results)

@@ -1,0 +1,113 @@
+"""`imager jobs list|show|resume`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from imager.cli.context import Context
+from imager.cli.erase import run_and_render
+from imager.errors import UsageError
+from imager.station.jobs import JobStore, JobView
+from imager.station.lifecycle import JOB_STATES, RESUMABLE, STATE_LABELS_FR
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("jobs", help="tâches / jobs")
+    jsub = p.add_subparsers(dest="jobs_command", metavar="ACTION", required=True)
+    ls = jsub.add_parser("list", help="list jobs")
+    ls.add_argument("--state", action="append", choices=JOB_STATES)
+    ls.add_argument("--json", action="store_true")
+    ls.set_defaults(func=cmd_list)
+    sh = jsub.add_parser("show", help="one job with its events and report")
+    sh.add_argument("job", type=int)
+    sh.add_argument("--json", action="store_true")
+    sh.set_defaults(func=cmd_show)
+    rs = jsub.add_parser("resume", help="resume interrupted jobs from their checkpoint")
+    rs.add_argument("jobs", type=int, nargs="*", metavar="JOB",
+                    help="job ids (default: every interrupted job)")
+    rs.add_argument("--device", help="the drive's device path now, if it changed")
+    rs.add_argument("--json", action="store_true")
+    rs.add_argument("--allow-file", action="store_true")
+    rs.set_defaults(func=cmd_resume)
+
+
+def _progress(job: JobView) -> str:
+    cp = job.checkpoint
+    if not cp or job.state not in ("running", "interrupted"):
+        return ""
+    return f"passe {cp['index'] + 1}/{len(job.plan.passes)} @ {cp['offset']}"
+
+
+def _summary(job: JobView) -> dict[str, Any]:
+    return {"id": job.id, "state": job.state, "device": job.device_path,
+            "identity": job.drive_identity, "method": job.plan.method,
+            "verify": job.plan.verify, "donation": job.donation,
+            "technician": job.technician, "checkpoint": job.checkpoint,
+            "reason": job.reason, "created_at": job.created_at.isoformat(),
+            "started_at": job.started_at.isoformat() if job.started_at else None,
+            "ended_at": job.ended_at.isoformat() if job.ended_at else None}
+
+
+def cmd_list(args: argparse.Namespace, ctx: Context) -> int:
+    store = JobStore(ctx.registry)
+    store.reconcile()
+    jobs = store.list(tuple(args.state or ()))
+    if args.json:
+        print(json.dumps([_summary(j) for j in jobs], ensure_ascii=False, indent=2))
+        return 0
+    table = Table(title="Tâches / Jobs")
+    for col in ("N°", "État / State", "Disque / Drive", "Identité / Identity",
+                "Méthode / Method", "Don / Donation", "Avancement", "Motif / Reason"):
+        table.add_column(col)
+    for j in jobs:
+        table.add_row(str(j.id), f"{STATE_LABELS_FR[j.state]} / {j.state}", j.device_path,
+                      j.drive_identity, f"{j.plan.method} + {j.plan.verify}",
+                      j.donation or "", _progress(j), j.reason or "")
+    Console().print(table)
+    return 0
+
+
+def cmd_show(args: argparse.Namespace, ctx: Context) -> int:
+    store = JobStore(ctx.registry)
+    store.reconcile()
+    job = store.get(args.job, with_events=True)
+    data = {**_summary(job), "plan": job.plan.to_dict(), "report": job.report,
+            "events": [{"seq": e.seq, "at": e.at.isoformat(), "kind": e.kind,
+                        "message": e.message} for e in job.events]}
+    if args.json:
+        print(json.dumps(data, ensure_ascii=False, indent=2))
+        return 0
+    console = Console()
+    console.print(f"[bold]Tâche / Job {job.id}[/bold] — {STATE_LABELS_FR[job.state]} "
+                  f"/ {job.state}  {job.device_path}  {job.drive_identity}")
+    if job.reason:
+        console.print(f"Motif / Reason: {job.reason}")
+    table = Table("N°", "Quand / When", "Événement / Event", "Détail")
+    for e in job.events:
+        table.add_row(str(e.seq), e.at.isoformat(timespec="seconds"), e.kind, e.message)
+    console.print(table)
+    return 0
+
+
+def cmd_resume(args: argparse.Namespace, ctx: Context) -> int:
+    store = JobStore(ctx.registry)
+    store.reconcile()
+    ids = args.jobs or [j.id for j in store.list(tuple(RESUMABLE))]
+    if not ids:
+        print("Aucune tâche interrompue / no interrupted job")
+        return 0
+    if args.device and len(ids) != 1:
+        raise UsageError("--device goes with exactly one job id")
+    views = [store.get(i) for i in ids]
+    for v in views:
+        if v.state not in RESUMABLE:
+            raise UsageError(f"job {v.id} is {v.state}: only interrupted jobs can be resumed")
+    paths = {ids[0]: args.device} if args.device else {}
+    jobs = {v.id: (paths.get(v.id, v.device_path), v.plan) for v in views}
+    return run_and_render(ctx, store, jobs, json_mode=args.json,
+                          allow_files=args.allow_file, paths=paths)

@@ -1,0 +1,1 @@
+"""Lifecycle state machine, job control (and later the agents' API)."""

@@ -1,0 +1,168 @@
+"""Jobs in the registry: creation, state moves, events, checkpoints.
+
+Every state move goes through `lifecycle.check_move` and leaves an event.
+`reconcile()` runs whenever the station or the CLI opens the registry: a job
+left `running` by a process that no longer exists (SIGKILL, power cut) is
+marked `interrupted`, never left running and never counted as erased.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from imager.errors import NotFound
+from imager.model import DriveIdentity, ErasePlan
+from imager.station.lifecycle import check_move
+from imager.station.owner import Owner
+from imager.store.db import Registry, utcnow
+from imager.store.models import Drive, Job, JobEvent
+
+
+@dataclass(frozen=True)
+class EventView:
+    seq: int
+    at: datetime
+    kind: str
+    message: str
+    data: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class JobView:
+    """A snapshot of one job, detached from the database session."""
+
+    id: int
+    kind: str
+    state: str
+    device_path: str
+    drive_identity: str
+    plan: ErasePlan
+    checkpoint: dict[str, Any] | None
+    report: dict[str, Any] | None
+    reason: str | None
+    donation: str | None
+    technician: str | None
+    created_at: datetime
+    started_at: datetime | None
+    ended_at: datetime | None
+    events: tuple[EventView, ...] = ()
+
+
+def _view(job: Job, *, with_events: bool = False) -> JobView:
+    events = tuple(EventView(e.seq, e.at, e.kind, e.message, e.data) for e in job.events) \
+        if with_events else ()
+    return JobView(
+        id=job.id, kind=job.kind, state=job.state, device_path=job.device_path,
+        drive_identity=job.drive.identity, plan=ErasePlan.from_dict(job.plan),
+        checkpoint=job.checkpoint, report=job.report, reason=job.reason,
+        donation=job.donation.reference if job.donation else None,
+        technician=job.technician.name if job.technician else None,
+        created_at=job.created_at, started_at=job.started_at, ended_at=job.ended_at,
+        events=events)
+
+
+def _add_event(s: Session, job: Job, kind: str, message: str = "",
+               data: dict[str, Any] | None = None) -> None:
+    seq = s.scalar(select(func.coalesce(func.max(JobEvent.seq), 0))
+                   .where(JobEvent.job_id == job.id)) + 1
+    s.add(JobEvent(job_id=job.id, seq=seq, at=utcnow(), kind=kind, message=message, data=data))
+
+
+def upsert_drive(s: Session, ident: DriveIdentity) -> Drive:
+    drive = s.scalar(select(Drive).where(Drive.identity == ident.key))
+    if drive is None:
+        drive = Drive(identity=ident.key, size_bytes=ident.size, created_at=utcnow())
+        s.add(drive)
+    drive.model, drive.serial, drive.wwn = ident.model, ident.serial, ident.wwn
+    drive.size_bytes, drive.transport = ident.size, ident.transport
+    drive.rotational, drive.last_path = ident.rotational, ident.path
+    s.flush()
+    return drive
+
+
+class JobStore:
+    """All job reads and writes go through here."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+
+    def _job(self, s: Session, job_id: int) -> Job:
+        job = s.get(Job, job_id)
+        if job is None:
+            raise NotFound(f"no job {job_id}: list them with `imager jobs list`")
+        return job
+
+    def create_erase(self, ident: DriveIdentity, plan: ErasePlan, *,
+                     donation_id: int | None = None, technician_id: int | None = None) -> int:
+        with self.registry.session() as s:
+            drive = upsert_drive(s, ident)
+            if donation_id is not None and drive.donation_id is None:
+                drive.donation_id = donation_id
+            job = Job(kind="erase", state="queued", drive_id=drive.id, device_path=ident.path,
+                      plan=plan.to_dict(), donation_id=donation_id,
+                      technician_id=technician_id, created_at=utcnow())
+            s.add(job)
+            s.flush()
+            _add_event(s, job, "created", f"erase {ident.path} with {plan.method}",
+                       {"identity": ident.key, "plan": plan.to_dict()})
+            return job.id
+
+    def get(self, job_id: int, *, with_events: bool = False) -> JobView:
+        with self.registry.session() as s:
+            return _view(self._job(s, job_id), with_events=with_events)
+
+    def list(self, states: tuple[str, ...] = ()) -> list[JobView]:
+        with self.registry.session() as s:
+            q = select(Job).order_by(Job.id)
+            if states:
+                q = q.where(Job.state.in_(states))
+            return [_view(j) for j in s.scalars(q)]
+
+    def move(self, job_id: int, target: str, *, reason: str = "", report: dict | None = None,
+             data: dict[str, Any] | None = None) -> None:
+        """A state move, with its event; terminal moves close the job."""
+        with self.registry.session() as s:
+            job = self._job(s, job_id)
+            check_move(job_id, job.state, target)
+            job.state = target
+            if target == "running":
+                me = Owner.me()
+                job.owner_host, job.owner_boot_id = me.host, me.boot_id
+                job.owner_pid, job.owner_started = me.pid, me.started
+                job.started_at = job.started_at or utcnow()
+                job.reason, job.ended_at = None, None
+            else:
+                job.reason = reason or None
+                job.ended_at = utcnow()
+                job.report = report if report is not None else job.report
+            _add_event(s, job, target, reason, data)
+
+    def event(self, job_id: int, kind: str, message: str = "",
+              data: dict[str, Any] | None = None) -> None:
+        with self.registry.session() as s:
+            _add_event(s, self._job(s, job_id), kind, message, data)
+
+    def save_checkpoint(self, job_id: int, checkpoint: dict[str, Any]) -> None:
+        with self.registry.session() as s:
+            self._job(s, job_id).checkpoint = checkpoint
+
+    def reconcile(self) -> list[int]:
+        """Mark jobs whose owner died as interrupted; return their ids."""
+        stale = []
+        with self.registry.session() as s:
+            for job in s.scalars(select(Job).where(Job.state == "running")):
+                owner = Owner(job.owner_host or "", job.owner_boot_id or "",
+                              job.owner_pid or 0, job.owner_started or 0.0)
+                if not owner.alive():
+                    job.state, job.ended_at = "interrupted", utcnow()
+                    job.reason = (f"the process running it (pid {job.owner_pid}) stopped "
+                                  "without finishing (killed or power cut); resume it with "
+                                  f"`imager jobs resume {job.id}`")
+                    _add_event(s, job, "interrupted", job.reason)
+                    stale.append(job.id)
+        return stale

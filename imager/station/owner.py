@@ -1,0 +1,42 @@
+"""Who runs a job: host, boot, process. Lets a restart tell a dead owner."""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+
+def boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return f"boot@{psutil.boot_time():.0f}"
+
+
+@dataclass(frozen=True)
+class Owner:
+    host: str
+    boot_id: str
+    pid: int
+    started: float
+
+    @classmethod
+    def me(cls) -> Owner:
+        return cls(socket.gethostname(), boot_id(), os.getpid(),
+                   psutil.Process().create_time())
+
+    def alive(self) -> bool:
+        """True when this owner is the current boot and its process still runs."""
+        me = Owner.me()
+        if self.host != me.host:
+            return True  # another station's job: not ours to judge
+        if self.boot_id != me.boot_id:
+            return False
+        try:
+            return abs(psutil.Process(self.pid).create_time() - self.started) < 1.0
+        except psutil.Error:
+            return False
