@@ -18,7 +18,7 @@ def test_sample_meets_nist_sampling_rules(size: int) -> None:
     assert ranges[0][0] == 0 and ranges[0][1] >= min(EDGE_BYTES, size) // 2
     last_off, last_len = ranges[-1]
     assert last_off + last_len == size
-    for (a, la), (b, _) in zip(ranges, ranges[1:]):
+    for (a, la), (b, _) in zip(ranges, ranges[1:], strict=False):
         assert a + la < b  # merged, sorted, non-overlapping
     assert all(off % 4096 == 0 and ln % 4096 == 0 for off, ln in ranges[:-1])
     sub = size // 1000 // 4096 * 4096

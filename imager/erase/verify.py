@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from imager.erase.errorlog import ErrorLog
 from imager.erase.patterns import Source
-from imager.erase.progress import Sink
+from imager.erase.progress import Interrupted, Sink
 from imager.errors import DeviceGone
 from imager.host.blockdev import OpenDevice, aligned_buffer, is_gone
 from imager.model import VerifyMode, VerifyResult
@@ -140,6 +140,8 @@ def verify(dev: OpenDevice, source: Source, *, mode: VerifyMode, pattern: str, i
                 fut = pool.submit(_read, dev, bufs[(i + 1) % 2], *pieces[i + 1])
             checker.check(off, n, data)
             sink.update("verify", index, checker.bytes_read, total)
+            if sink.stop_requested():
+                raise Interrupted(f"stopped during verification at offset {off}")
     ok = checker.first_bad is None and not checker.errors.extents
     return VerifyResult(
         mode=mode, pattern=pattern, bytes_read=checker.bytes_read,

@@ -113,11 +113,11 @@ class JobStore:
             return job.id
 
     def get(self, job_id: int, *, with_events: bool = False) -> JobView:
-        with self.registry.session() as s:
+        with self.registry.session(readonly=True) as s:
             return _view(self._job(s, job_id), with_events=with_events)
 
     def list(self, states: tuple[str, ...] = ()) -> list[JobView]:
-        with self.registry.session() as s:
+        with self.registry.session(readonly=True) as s:
             q = select(Job).order_by(Job.id)
             if states:
                 q = q.where(Job.state.in_(states))

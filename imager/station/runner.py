@@ -132,6 +132,9 @@ def run_erase(store: JobStore, job_id: int, settings: Settings, *,
         ex = Execution(tuple(sink.done), None, "failed", str(exc))
     except OSError as exc:
         ex = Execution(tuple(sink.done), None, "failed", f"{path}: {exc.strerror or exc}")
+    except Exception as exc:  # a bug must still end the job, never as erased
+        ex = Execution(tuple(sink.done), None, "failed",
+                       f"internal error ({type(exc).__name__}: {exc}); please report it")
     return _finish(store, job, ident, ex, started)
 
 

@@ -1,0 +1,63 @@
+"""Alembic environment of the registry, configured from Python (no alembic.ini).
+
+`imager.store.db.Registry.upgrade` passes an open connection in
+``config.attributes["connection"]``; otherwise the ``sqlalchemy.url`` main
+option is used (see `imager.store.db.alembic_config`). SQLite gets batch mode
+so that future ALTERs are rendered as table copies.
+"""
+
+from __future__ import annotations
+
+from alembic import context
+from sqlalchemy import Connection, create_engine
+
+from imager.store.models import Base
+
+config = context.config
+target_metadata = Base.metadata
+
+
+def _configure(**kwargs: object) -> None:
+    context.configure(
+        target_metadata=target_metadata,
+        compare_type=True,
+        **kwargs,
+    )
+
+
+def run_migrations_offline() -> None:
+    """Emit the SQL to stdout (``alembic upgrade --sql``)."""
+    url = config.get_main_option("sqlalchemy.url")
+    _configure(url=url, literal_binds=True, dialect_opts={"paramstyle": "named"})
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def _run(connection: Connection) -> None:
+    _configure(connection=connection, render_as_batch=connection.dialect.name == "sqlite")
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def run_migrations_online() -> None:
+    """Run the migrations on the given connection, or on sqlalchemy.url."""
+    connection = config.attributes.get("connection")
+    if connection is not None:
+        _run(connection)
+        return
+    url = config.get_main_option("sqlalchemy.url")
+    if not url:
+        raise RuntimeError("no connection and no sqlalchemy.url: use imager.store.db")
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            _run(conn)
+            conn.commit()
+    finally:
+        engine.dispose()
+
+
+if context.is_offline_mode():
+    run_migrations_offline()
+else:
+    run_migrations_online()
