@@ -13,7 +13,7 @@ from imager.erase import guard
 from imager.erase.methods import METHODS, make_plan
 from imager.errors import ImagerError, UsageError
 from imager.inventory import lsblk
-from imager.model import EraseReport, ErasePlan
+from imager.model import ErasePlan, EraseReport
 from imager.station.batch import run_all
 from imager.station.jobs import JobStore
 from imager.store import people

@@ -21,7 +21,7 @@ from rich.progress import (
 from rich.table import Table
 
 from imager.errors import ImagerError
-from imager.model import EraseReport, ErasePlan
+from imager.model import ErasePlan, EraseReport
 from imager.station.lifecycle import STATE_LABELS_FR
 
 JSON_PROGRESS_SECONDS = 1.0
