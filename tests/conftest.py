@@ -87,3 +87,25 @@ def loopdev(tmp_path: Path) -> Iterator[Callable[..., str]]:
         yield factory
     finally:
         factory.detach_all()
+
+
+@pytest.fixture
+def faultdisk(tmp_path: Path) -> Iterator[Callable[..., object]]:
+    """FaultDisk.start(...) with the CI rule applied and cleanup guaranteed."""
+    need_root()
+    from faultdisk import FaultDisk, missing_requirements
+
+    missing = missing_requirements()
+    need(missing is None, f"FaultDisk cannot run: {missing}")
+    disks: list[FaultDisk] = []
+
+    def start(size: int, bad: list[tuple[int, int]] = (), **kw: object) -> FaultDisk:
+        disk = FaultDisk.start(tmp_path, size, bad, **kw)
+        disks.append(disk)
+        return disk
+
+    try:
+        yield start
+    finally:
+        for d in disks:
+            d.close()

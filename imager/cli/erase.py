@@ -43,6 +43,12 @@ def cmd_erase(args: argparse.Namespace, ctx: Context) -> int:
     for dev in args.devices:
         guard.check(dev, ctx.settings, allow_files=args.allow_file)
     idents = [lsblk.probe(d, ctx.settings) for d in args.devices]
+    seen: dict[str, str] = {}
+    for ident in idents:
+        if ident.key in seen:
+            raise UsageError(f"{ident.path} and {seen[ident.key]} are the same drive "
+                             f"({ident.key}): give it once")
+        seen[ident.key] = ident.path
     plans = [make_plan(args.method, args.verify) for _ in args.devices]
     if args.plan:
         print(json.dumps([{"device": i.path, "identity": i.key, "plan": p.to_dict()}

@@ -62,7 +62,8 @@ def _flush(dev: OpenDevice) -> None:
     try:
         dev.flush()
     except OSError as exc:
-        raise DeviceGone(f"{dev.path}: flushing the write cache failed ({exc.strerror})") from exc
+        raise DeviceGone(f"{dev.path} stopped answering: flushing its write cache failed "
+                         f"({exc.strerror}); drive removed or dead?") from exc
 
 
 def _try(dev: OpenDevice, view: memoryview, offset: int) -> OSError | None:
