@@ -109,3 +109,14 @@ def faultdisk(tmp_path: Path) -> Iterator[Callable[..., object]]:
     finally:
         for d in disks:
             d.close()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    """Under CI=true a skipped test is a failed test, whoever skipped it."""
+    outcome = yield
+    report = outcome.get_result()
+    if IN_CI and report.skipped and not hasattr(report, "wasxfail"):
+        report.outcome = "failed"
+        report.longrepr = f"CI=true: this test skipped, which CI counts as a failure: " \
+                          f"{report.longrepr}"

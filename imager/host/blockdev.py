@@ -98,6 +98,8 @@ def _describe_open_error(path: str, exc: OSError, writing: bool) -> Exception:
     if exc.errno == errno.EBUSY:
         return RefusedDevice(path, ["device is in use: mounted, held by another device "
                                     "(RAID/LVM) or opened exclusively by another program"])
+    if exc.errno in (errno.EACCES, errno.EPERM) and os.geteuid() != 0:
+        return DeviceError(f"permission denied opening {path}: run imager as root (sudo)")
     if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM) and writing:
         return RefusedDevice(path, [f"device is read-only or not writable ({exc.strerror}); "
                                     "check the write-protect switch or the dock"])
