@@ -10,16 +10,16 @@ of the drive still gets erased.
 from __future__ import annotations
 
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 from imager.erase.errorlog import ErrorLog
 from imager.erase.patterns import Source
+from imager.erase.pipeline import prefetch
 from imager.erase.progress import Interrupted, Sink
 from imager.errors import DeviceGone
-from imager.host.blockdev import OpenDevice, aligned_buffer, is_gone
+from imager.host.blockdev import OpenDevice, is_gone
 from imager.model import Extent, PassResult
 
-CHUNK = 8 << 20
+CHUNK = 4 << 20
 
 
 def write_pass(dev: OpenDevice, source: Source, *, index: int, pattern: str, start: int = 0,
@@ -30,28 +30,19 @@ def write_pass(dev: OpenDevice, source: Source, *, index: int, pattern: str, sta
     `prior_errors` are the extents this pass already failed on before a resume."""
     t0 = time.monotonic()
     errors = ErrorLog(dev.path, prior=prior_errors, on_add=lambda e: sink.io_error(index, e))
-    bufs = (aligned_buffer(chunk), aligned_buffer(chunk))
     last_cp = t0
-
-    def prepare(slot: int, off: int):  # type: ignore[no-untyped-def]
-        return source.fill(bufs[slot], min(chunk, dev.size - off), off)
-
-    offset, slot = start, 0
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="fill") as pool:
-        nxt = pool.submit(prepare, slot, offset) if offset < dev.size else None
-        while nxt is not None:
-            view = nxt.result()
-            end = offset + len(view)
-            nxt = pool.submit(prepare, 1 - slot, end) if end < dev.size else None
-            _write_chunk(dev, view, offset, errors)
-            offset, slot = end, 1 - slot
-            sink.update("pass", index, offset, dev.size)
-            if time.monotonic() - last_cp >= checkpoint_seconds or sink.stop_requested():
-                _flush(dev)
-                sink.checkpoint(index, offset)
-                last_cp = time.monotonic()
-                if sink.stop_requested():
-                    raise Interrupted(f"stopped at offset {offset} of pass {index + 1}")
+    pieces = ((off, min(chunk, dev.size - off)) for off in range(start, dev.size, chunk))
+    for item in prefetch(pieces, lambda buf, off, n: source.fill(buf, n, off), chunk=chunk,
+                         name="fill"):
+        _write_chunk(dev, item.value, item.offset, errors)
+        offset = item.offset + item.length
+        sink.update("pass", index, offset, dev.size)
+        if time.monotonic() - last_cp >= checkpoint_seconds or sink.stop_requested():
+            _flush(dev)
+            sink.checkpoint(index, offset)
+            last_cp = time.monotonic()
+            if sink.stop_requested():
+                raise Interrupted(f"stopped at offset {offset} of pass {index + 1}")
     _flush(dev)
     failed = sum(e.length for e in errors.extents)
     return PassResult(index=index, pattern=pattern, bytes_written=dev.size - start - failed,

@@ -10,18 +10,20 @@ recompute exactly which bytes were read.
 from __future__ import annotations
 
 import hashlib
+import mmap
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 
 from imager.erase.errorlog import ErrorLog
 from imager.erase.patterns import Source
+from imager.erase.pipeline import prefetch
 from imager.erase.progress import Interrupted, Sink
 from imager.errors import DeviceGone
-from imager.host.blockdev import OpenDevice, aligned_buffer, is_gone
+from imager.host import memory
+from imager.host.blockdev import OpenDevice, is_gone
 from imager.model import VerifyMode, VerifyResult
 
-CHUNK = 8 << 20
+CHUNK = 4 << 20
 MIN_SUBSECTIONS = 1000
 MIN_COVERAGE = 0.10
 EDGE_BYTES = 1 << 20
@@ -80,14 +82,14 @@ class _Checker:
         self.bad_sectors = 0
         self.bytes_read = 0
 
-    def check(self, off: int, n: int, data: bytes | OSError) -> None:
-        if isinstance(data, OSError):
-            self._read_failed(off, n, data)
+    def check(self, off: int, n: int, buf: mmap.mmap, error: OSError | None) -> None:
+        if error is not None:
+            self._read_failed(off, n, error)
             return
-        self.bytes_read += len(data)
+        self.bytes_read += n
         self.errors.chunk_done(all_failed=False, offset=off)
-        if data != self.source.expected(len(data), off):
-            self._locate(off, data)
+        if not memory.equal(buf, self.source.expected(n, off)):
+            self._locate(off, bytes(memoryview(buf)[:n]))
 
     def _read_failed(self, off: int, n: int, exc: OSError) -> None:
         if is_gone(exc):
@@ -106,16 +108,16 @@ class _Checker:
                     self.first_bad = off + first
 
 
-def _read(dev: OpenDevice, buf, off: int, n: int) -> bytes | OSError:  # type: ignore[no-untyped-def]
-    """Read one piece, retrying once; the error is returned, not raised."""
-    view = memoryview(buf)[:n]
-    for attempt in (1, 2):
-        try:
-            dev.preadinto(view, off)
-            return bytes(view)
-        except OSError as exc:
-            if attempt == 2 or is_gone(exc):
-                return exc
+def _read(dev: OpenDevice, buf: mmap.mmap, off: int, n: int) -> OSError | None:
+    """Read one piece into `buf`, retrying once; the error is returned, not raised."""
+    with memoryview(buf) as whole, whole[:n] as view:
+        for attempt in (1, 2):
+            try:
+                dev.preadinto(view, off)
+                return None
+            except OSError as exc:
+                if attempt == 2 or is_gone(exc):
+                    return exc
     raise AssertionError("unreachable")
 
 
@@ -130,18 +132,13 @@ def verify(dev: OpenDevice, source: Source, *, mode: VerifyMode, pattern: str, i
         ranges = [(0, dev.size)]
     total = sum(ln for _, ln in ranges)
     checker = _Checker(dev, source)
-    bufs = (aligned_buffer(chunk), aligned_buffer(chunk))
-    pieces = list(_pieces(ranges, chunk))
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="read") as pool:
-        fut = pool.submit(_read, dev, bufs[0], *pieces[0]) if pieces else None
-        for i, (off, n) in enumerate(pieces):
-            data = fut.result()  # type: ignore[union-attr]
-            if i + 1 < len(pieces):
-                fut = pool.submit(_read, dev, bufs[(i + 1) % 2], *pieces[i + 1])
-            checker.check(off, n, data)
-            sink.update("verify", index, checker.bytes_read, total)
-            if sink.stop_requested():
-                raise Interrupted(f"stopped during verification at offset {off}")
+    items = prefetch(_pieces(ranges, chunk), lambda buf, off, n: _read(dev, buf, off, n),
+                     chunk=chunk, name="read")
+    for item in items:
+        checker.check(item.offset, item.length, item.buf, item.value)
+        sink.update("verify", index, checker.bytes_read, total)
+        if sink.stop_requested():
+            raise Interrupted(f"stopped during verification at offset {item.offset}")
     ok = checker.first_bad is None and not checker.errors.extents
     return VerifyResult(
         mode=mode, pattern=pattern, bytes_read=checker.bytes_read,

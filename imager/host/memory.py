@@ -1,0 +1,26 @@
+"""Zero-copy comparison of an I/O buffer with expected bytes.
+
+libc's memcmp through ctypes: no copy of the buffer, and ctypes releases the
+GIL during the call, so comparing one chunk overlaps with reading the next.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import mmap
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+_libc.memcmp.restype = ctypes.c_int
+_libc.memcmp.argtypes = (ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t)
+
+
+def equal(buf: mmap.mmap, expected: bytes) -> bool:
+    """True when the first len(expected) bytes of `buf` equal `expected`."""
+    if len(expected) > len(buf):
+        raise ValueError("expected data is longer than the buffer")
+    view = ctypes.c_char.from_buffer(buf)  # the export ends with `view`
+    try:
+        return _libc.memcmp(ctypes.addressof(view), expected, len(expected)) == 0
+    finally:
+        del view
