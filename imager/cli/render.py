@@ -91,18 +91,18 @@ class JsonLinesUI:
 def report_table(results: dict[int, EraseReport | ImagerError],
                  devices: dict[int, str]) -> Table:
     table = Table(title="Résultat / Result")
-    for col in ("Tâche / Job", "Disque / Drive", "Identité / Identity", "Résultat / Outcome",
-                "Débit / Speed", "Vérification", "Motif / Reason"):
+    for col in ("N°", "Disque / Drive", "Résultat / Outcome", "Débit / Speed",
+                "Vérification", "Motif / Reason"):
         table.add_column(col)
     for jid, res in results.items():
         if isinstance(res, ImagerError):
-            table.add_row(str(jid), devices[jid], "", "[red]échec / failed", "", "", str(res))
+            table.add_row(str(jid), devices[jid], "[red]échec / failed", "", "", str(res))
             continue
         v = res.verification
         colour = "green" if res.outcome == "erased" else "red"
         table.add_row(
-            str(jid), res.device.path, res.device.key,
-            f"[{colour}]{STATE_LABELS_FR[res.outcome]} / {res.outcome}",
+            str(jid), res.device.path,
+            f"[{colour}]{STATE_LABELS_FR[res.outcome]}[/] ({res.outcome})",
             f"{res.throughput / 1e6:.0f} MB/s",
             f"{v.mode} {v.coverage:.1%}" if v else "—", res.reason)
     return table
