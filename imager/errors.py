@@ -30,16 +30,6 @@ class DeviceGone(DeviceError):
     """The device disappeared (unplugged, driver stopped answering)."""
 
 
-class VerificationFailed(ImagerError):
-    """What was read back is not what was written."""
-
-    def __init__(self, device: str, offset: int, detail: str = "") -> None:
-        self.device = device
-        self.offset = offset
-        msg = f"verification of {device} failed at byte offset {offset}"
-        super().__init__(msg + (f": {detail}" if detail else ""))
-
-
 class NotFound(ImagerError):
     """A registry object (job, donor, donation...) does not exist."""
 

@@ -35,6 +35,11 @@ class DriveIdentity:
     backing_file: str | None = None
 
     @property
+    def provable(self) -> bool:
+        """True when the key names this drive, not just the place it sits in."""
+        return not self.key.startswith("path:")
+
+    @property
     def key(self) -> str:
         """Stable identity: WWN, else model+serial, else backing file, else path."""
         if self.wwn:
@@ -96,10 +101,6 @@ class PassResult:
     bytes_written: int
     seconds: float
     failed_extents: tuple[Extent, ...] = ()
-
-    @property
-    def complete(self) -> bool:
-        return not self.failed_extents
 
 
 @dataclass(frozen=True)

@@ -154,6 +154,8 @@ def test_kill_9_mid_erase_then_resume(loopdev: Callable[..., str], tmp_path: Pat
     report = json_lines(out.stdout)[-1]
     assert report["outcome"] == "erased"
     assert [p["index"] for p in report["passes"]] == [0, 1, 2]
+    assert all(p["bytes_written"] == size for p in report["passes"])
+    assert report["bytes_written"] == 3 * size
     shown = job(tmp_path, 1)
     resumed = [e for e in shown["events"] if e["kind"] == "resumed"]
     assert resumed and "pass 2" in resumed[0]["message"]
@@ -178,3 +180,33 @@ def test_sigterm_interrupts_cleanly_and_resume_refuses_another_drive(
     assert "is not the drive of job 1" in job(tmp_path, 1)["events"][-1]["message"]
     done = imager(tmp_path, "jobs", "resume", "1", "--json")
     assert json_lines(done.stdout)[-1]["outcome"] == "erased"
+
+
+@pytest.mark.root
+def test_kill_9_during_verification_then_resume(loopdev: Callable[..., str],
+                                                tmp_path: Path) -> None:
+    size = 768 * MiB
+    dev = loopdev(size)
+    proc = spawn(tmp_path, "erase", dev, "--method", "random", "--verify", "full", "--json",
+                 IMAGER_CHECKPOINT_SECONDS="0.05")
+    _wait_for_checkpoint(tmp_path / "registry.sqlite3", proc, lambda c: c["index"] == 1)
+    os.kill(proc.pid, signal.SIGKILL)  # the pass is done; verification was running
+    proc.wait()
+    assert jobs(tmp_path)[0]["state"] == "interrupted"
+    report = json_lines(imager(tmp_path, "jobs", "resume", "--json").stdout)[-1]
+    assert report["outcome"] == "erased" and report["verification"]["coverage"] == 1.0
+    assert [p["bytes_written"] for p in report["passes"]] == [size]
+
+
+@pytest.mark.root
+def test_cancel_an_interrupted_job(loopdev: Callable[..., str], tmp_path: Path) -> None:
+    dev = loopdev(768 * MiB)
+    proc = spawn(tmp_path, "erase", dev, "--method", "random-zero", "--json",
+                 IMAGER_CHECKPOINT_SECONDS="0.05")
+    _wait_for_checkpoint(tmp_path / "registry.sqlite3", proc, lambda c: c["offset"] > 0)
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=60)
+    imager(tmp_path, "jobs", "cancel", "1", "--reason", "disque détruit")
+    listed = jobs(tmp_path)[0]
+    assert listed["state"] == "cancelled" and listed["reason"] == "disque détruit"
+    assert "Aucune tâche interrompue" in imager(tmp_path, "jobs", "resume").stdout

@@ -40,9 +40,10 @@ def test_sources_for_every_pass_kind() -> None:
         Keystream(bytes.fromhex(seed)).expected(32, 0)
 
 
-@pytest.mark.parametrize("bad", ["pattern:abc", "pattern:zz", "pattern:", "twice", "random:1"])
+@pytest.mark.parametrize("bad", ["pattern:abc", "pattern:zz", "pattern:", "twice", "random:1",
+                                 "zero,,ones"])
 def test_bad_pass_is_refused_with_the_fix(bad: str) -> None:
-    with pytest.raises(UsageError, match="pattern:HEX|unknown method"):
+    with pytest.raises(UsageError, match="unknown method .*pattern:HEX"):
         make_plan(bad, "full")
 
 
@@ -55,6 +56,37 @@ def test_named_methods_and_custom_lists() -> None:
     assert all(len(p.seed or "") == 64 for p in custom.passes if p.kind == "random")
     assert set(METHODS) >= {"nist-clear", "dod-3pass", "random"}
     assert parse_pass("ones").kind == "ones"
+    assert [p.kind for p in make_plan("ones", "full").passes] == ["ones"]
+    assert make_plan("zero", "full").standard == "custom overwrite"
+
+
+def test_pattern_cache_stays_small_for_awkward_lengths() -> None:
+    src = Repeating(bytes(range(1, 256)) + bytes(254))  # 509 bytes: every phase differs
+    for off in range(0, 600 * 4096, 4096):
+        assert src.expected(4096, off)[:1] == bytes([src.pattern[off % 509]])
+    assert len(src._slices) <= 4
+
+
+def test_sources_are_safe_across_threads() -> None:
+    import threading
+
+    errors: list[BaseException] = []
+
+    def hammer(k: int) -> None:
+        try:
+            ks, rep = Keystream(bytes(32)), Repeating(b"\x5a\xa5\x00")
+            for i in range(200):
+                n = (k * 4096 + i * 512) % 65536 + 512
+                assert len(ks.expected(n, 0)) == n and len(rep.expected(n, i)) == n
+        except BaseException as exc:  # noqa: BLE001 - collected for the assertion
+            errors.append(exc)
+
+    threads = [threading.Thread(target=hammer, args=(k,)) for k in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
 
 
 def test_plan_is_a_value_that_round_trips() -> None:

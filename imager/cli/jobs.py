@@ -34,6 +34,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     rs.add_argument("--json", action="store_true")
     rs.add_argument("--allow-file", action="store_true")
     rs.set_defaults(func=cmd_resume)
+    cn = jsub.add_parser("cancel", help="give up queued or interrupted jobs "
+                         "(e.g. the drive goes to destruction)")
+    cn.add_argument("jobs", type=int, nargs="+", metavar="JOB")
+    cn.add_argument("--reason", default="cancelled by the technician")
+    cn.set_defaults(func=cmd_cancel)
 
 
 def _progress(job: JobView) -> str:
@@ -97,7 +102,7 @@ def cmd_show(args: argparse.Namespace, ctx: Context) -> int:
 def cmd_resume(args: argparse.Namespace, ctx: Context) -> int:
     store = JobStore(ctx.registry)
     store.reconcile()
-    ids = args.jobs or [j.id for j in store.list(tuple(RESUMABLE))]
+    ids = list(dict.fromkeys(args.jobs)) or [j.id for j in store.list(tuple(RESUMABLE))]
     if not ids:
         print("Aucune tâche interrompue / no interrupted job")
         return 0
@@ -111,3 +116,12 @@ def cmd_resume(args: argparse.Namespace, ctx: Context) -> int:
     jobs = {v.id: (paths.get(v.id, v.device_path), v.plan) for v in views}
     return run_and_render(ctx, store, jobs, json_mode=args.json,
                           allow_files=args.allow_file, paths=paths)
+
+
+def cmd_cancel(args: argparse.Namespace, ctx: Context) -> int:
+    store = JobStore(ctx.registry)
+    store.reconcile()
+    for job_id in dict.fromkeys(args.jobs):
+        store.move(job_id, "cancelled", reason=args.reason)
+        print(f"Tâche {job_id} annulée / job {job_id} cancelled (jamais effacé / never erased)")
+    return 0

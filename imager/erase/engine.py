@@ -28,6 +28,7 @@ class ResumePoint:
     offset: int = 0
     done: tuple[PassResult, ...] = ()
     errors: tuple[Extent, ...] = ()  # failed extents of pass `index` before `offset`
+    seconds: float = 0.0             # time pass `index` had spent before `offset`
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,10 @@ class EraseEngine(ABC):
                 checkpoint_seconds: float = 5.0) -> Execution:
         passes = self.run_steps(dev, plan, resume=resume, sink=sink,
                                 checkpoint_seconds=checkpoint_seconds)
+        if [p.index for p in passes] != list(range(len(plan.passes))):
+            return Execution(passes, None, "failed",
+                             f"internal error: passes {[p.index for p in passes]} do not match "
+                             f"the plan's {len(plan.passes)} passes; please report it")
         failed = [e for p in passes for e in p.failed_extents]
         if failed:
             total = sum(e.length for e in failed)
@@ -97,6 +102,7 @@ class OverwriteEngine(EraseEngine):
             result = write_pass(dev, source_for(spec), index=index,
                                 start=resume.offset if here else 0,
                                 prior_errors=resume.errors if here else (),
+                                prior_seconds=resume.seconds if here else 0.0,
                                 pattern=spec.describe(), sink=sink,
                                 checkpoint_seconds=checkpoint_seconds)
             sink.step_done(result)

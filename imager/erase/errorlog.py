@@ -11,6 +11,15 @@ MAX_EXTENTS = 4096
 GONE_AFTER_DEAD_CHUNKS = 4
 
 
+def append_merged(extents: list[Extent], new: Extent) -> None:
+    """Append `new`, merging it into the last extent when they touch."""
+    last = extents[-1] if extents else None
+    if last and last.offset + last.length == new.offset and last.error == new.error:
+        extents[-1] = Extent(last.offset, last.length + new.length, new.error)
+    else:
+        extents.append(new)
+
+
 class ErrorLog:
     def __init__(self, path: str, *, prior: tuple[Extent, ...] = (),
                  on_add: Callable[[Extent], None] | None = None) -> None:
@@ -20,13 +29,10 @@ class ErrorLog:
         self.on_add = on_add
 
     def add(self, offset: int, length: int, error: str) -> None:
+        extent = Extent(offset, length, error)
         if self.on_add:
-            self.on_add(Extent(offset, length, error))
-        last = self.extents[-1] if self.extents else None
-        if last and last.offset + last.length == offset and last.error == error:
-            self.extents[-1] = Extent(last.offset, last.length + length, error)
-        else:
-            self.extents.append(Extent(offset, length, error))
+            self.on_add(extent)
+        append_merged(self.extents, extent)
         if len(self.extents) > MAX_EXTENTS:
             raise DeviceGone(f"{self.path}: more than {MAX_EXTENTS} failed extents; "
                              "the drive is failing, send it to destruction")

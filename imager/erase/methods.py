@@ -44,8 +44,6 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            "DoD 5220.22-M, 3 passes (0x00, 0xFF, aléatoire)",
            "DoD 5220.22-M, 3 passes (0x00, 0xFF, random)",
            "DoD 5220.22-M (3 passes) — overwrite; NIST SP 800-88 Rev.1 Clear"),
-    Method("zero", ("zero",), "Une passe de zéros", "One pass of zeros",
-           "NIST SP 800-88 Rev.1 Clear (overwrite, single pass, fixed value)"),
 )}
 
 _PATTERN_RE = re.compile(r"^pattern:([0-9a-fA-F]+)$")
@@ -69,11 +67,12 @@ def resolve(name: str) -> tuple[tuple[PassSpec, ...], str]:
     if name in METHODS:
         m = METHODS[name]
         return tuple(parse_pass(p) for p in m.passes), m.standard
-    if "," in name or ":" in name or name in ("ones",):
+    try:
         return tuple(parse_pass(p) for p in name.split(",")), "custom overwrite"
-    known = ", ".join(sorted(METHODS))
-    raise UsageError(f"unknown method {name!r}: use one of {known}, "
-                     "or a pass list such as zero,random,pattern:55aa")
+    except UsageError as exc:
+        known = ", ".join(sorted(METHODS))
+        raise UsageError(f"unknown method {name!r}: use one of {known}, or a pass list "
+                         f"such as zero,random,pattern:55aa ({exc})") from exc
 
 
 def make_plan(method: str, verify: VerifyMode) -> ErasePlan:

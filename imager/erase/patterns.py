@@ -10,7 +10,9 @@ verification, resume after a crash).
 from __future__ import annotations
 
 import mmap
+import threading
 from abc import ABC, abstractmethod
+from functools import lru_cache
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
@@ -18,14 +20,12 @@ from imager.errors import UsageError
 from imager.model import PassSpec
 
 AES_BLOCK = 16
-_ZEROS_CACHE: dict[int, bytes] = {}
+CACHED_SLICES = 4
 
 
+@lru_cache(maxsize=4)
 def _zeros(n: int) -> bytes:
-    if n not in _ZEROS_CACHE:
-        _ZEROS_CACHE.clear()
-        _ZEROS_CACHE[n] = bytes(n)
-    return _ZEROS_CACHE[n]
+    return bytes(n)
 
 
 class Source(ABC):
@@ -49,21 +49,30 @@ class Repeating(Source):
         if not pattern:
             raise UsageError("empty pattern: give at least one byte, e.g. pattern:55aa")
         self.pattern = pattern
-        self._filled: dict[int, tuple[int, int]] = {}
-        self._expected: dict[tuple[int, int], bytes] = {}
+        self._lock = threading.Lock()
+        self._base = b""
+        self._slices: dict[tuple[int, int], bytes] = {}  # a few (n, phase), newest last
+        self._filled: dict[int, tuple[mmap.mmap, int, int]] = {}
 
     def _bytes(self, n: int, phase: int) -> bytes:
-        key = (n, phase)
-        if key not in self._expected:
-            reps = (n + phase) // len(self.pattern) + 1
-            self._expected[key] = (self.pattern * reps)[phase:phase + n]
-        return self._expected[key]
+        """The n bytes starting at `phase` of the repeated pattern (few cached)."""
+        with self._lock:
+            hit = self._slices.get((n, phase))
+            if hit is None:
+                if len(self._base) < n + len(self.pattern):
+                    self._base = self.pattern * ((n + len(self.pattern)) // len(self.pattern) + 1)
+                hit = self._base[phase:phase + n]
+                if len(self._slices) >= CACHED_SLICES:
+                    self._slices.pop(next(iter(self._slices)))
+                self._slices[(n, phase)] = hit
+            return hit
 
     def fill(self, buf: mmap.mmap, n: int, offset: int) -> memoryview:
         phase = offset % len(self.pattern)
-        if self._filled.get(id(buf)) != (n, phase):
+        held = self._filled.get(id(buf))
+        if held is None or held[0] is not buf or held[1:] != (n, phase):
             buf[:n] = self._bytes(n, phase)
-            self._filled[id(buf)] = (n, phase)
+            self._filled[id(buf)] = (buf, n, phase)
         return memoryview(buf)[:n]
 
     def expected(self, n: int, offset: int) -> bytes:

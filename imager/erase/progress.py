@@ -16,8 +16,9 @@ class Sink(Protocol):
     def update(self, phase: str, index: int, done: int, total: int) -> None:
         """`done` of `total` bytes of pass `index` (phase 'pass' or 'verify')."""
 
-    def checkpoint(self, index: int, offset: int) -> None:
-        """Everything of pass `index` below `offset` is written and flushed."""
+    def checkpoint(self, index: int, offset: int, seconds: float) -> None:
+        """Everything of pass `index` below `offset` is written and flushed,
+        after `seconds` of writing in this pass (all runs together)."""
 
     def stop_requested(self) -> bool:
         """True when the run must stop at the next safe point."""
@@ -33,7 +34,7 @@ class NullSink:
     def update(self, phase: str, index: int, done: int, total: int) -> None:
         pass
 
-    def checkpoint(self, index: int, offset: int) -> None:
+    def checkpoint(self, index: int, offset: int, seconds: float) -> None:
         pass
 
     def stop_requested(self) -> bool:

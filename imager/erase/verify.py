@@ -13,6 +13,7 @@ import hashlib
 import mmap
 import time
 from collections.abc import Iterator
+from contextlib import closing
 
 from imager.erase.errorlog import ErrorLog
 from imager.erase.patterns import Source
@@ -20,7 +21,7 @@ from imager.erase.pipeline import prefetch
 from imager.erase.progress import Interrupted, Sink
 from imager.errors import DeviceGone
 from imager.host import memory
-from imager.host.blockdev import OpenDevice, is_gone
+from imager.host.blockdev import OpenDevice, aligned_buffer, is_gone
 from imager.model import VerifyMode, VerifyResult
 
 CHUNK = 4 << 20
@@ -45,11 +46,17 @@ def _merge(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
     return out
 
 
+def subsection_size(size: int, align: int, subsections: int = MIN_SUBSECTIONS) -> int:
+    """Bytes per subsection; 0 when the medium is too small to sample (read it all)."""
+    sub = (size // subsections) // align * align
+    return sub if sub >= 2 * align else 0
+
+
 def sample_ranges(size: int, align: int, seed: bytes, *, subsections: int = MIN_SUBSECTIONS,
                   coverage: float = MIN_COVERAGE) -> list[tuple[int, int]]:
     """The (offset, length) windows a sampled verification reads, merged and sorted."""
-    sub = (size // subsections) // align * align
-    if sub < 2 * align:  # tiny medium: read it all
+    sub = subsection_size(size, align, subsections)
+    if not sub:  # tiny medium: read it all
         return [(0, size)]
     win = -(-int(sub * coverage / 2) // align) * align  # ceil to alignment
     win = max(win, align)
@@ -77,6 +84,7 @@ class _Checker:
 
     def __init__(self, dev: OpenDevice, source: Source) -> None:
         self.dev, self.source = dev, source
+        self._probe = aligned_buffer(dev.physical_sector)
         self.errors = ErrorLog(dev.path)
         self.first_bad: int | None = None
         self.bad_sectors = 0
@@ -92,10 +100,25 @@ class _Checker:
             self._locate(off, bytes(memoryview(buf)[:n]))
 
     def _read_failed(self, off: int, n: int, exc: OSError) -> None:
+        """A piece failed twice: read it sector by sector to pin the bad extents."""
         if is_gone(exc):
             raise DeviceGone(f"{self.dev.path} is gone ({exc.strerror}) at offset {off}")
-        self.errors.add(off, n, f"read: {exc.strerror}")
-        self.errors.chunk_done(all_failed=True, offset=off)
+        step, bad = self.dev.physical_sector, 0
+        for o in range(off, off + n, step):
+            ln = min(step, off + n - o)
+            try:
+                with memoryview(self._probe) as mv, mv[:ln] as view:
+                    self.dev.preadinto(view, o)
+            except OSError as err:
+                if is_gone(err):
+                    raise DeviceGone(f"{self.dev.path} is gone ({err.strerror}) at {o}") from err
+                self.errors.add(o, ln, f"read: {err.strerror}")
+                bad += 1
+                continue
+            self.bytes_read += ln
+            if not memory.equal(self._probe, self.source.expected(ln, o)):
+                self._locate(o, self._probe[:ln])
+        self.errors.chunk_done(all_failed=bad * step >= n, offset=off)
 
     def _locate(self, off: int, data: bytes) -> None:
         step = self.dev.logical_sector
@@ -134,16 +157,18 @@ def verify(dev: OpenDevice, source: Source, *, mode: VerifyMode, pattern: str, i
     checker = _Checker(dev, source)
     items = prefetch(_pieces(ranges, chunk), lambda buf, off, n: _read(dev, buf, off, n),
                      chunk=chunk, name="read")
-    for item in items:
-        checker.check(item.offset, item.length, item.buf, item.value)
-        sink.update("verify", index, checker.bytes_read, total)
-        if sink.stop_requested():
-            raise Interrupted(f"stopped during verification at offset {item.offset}")
+    with closing(items):
+        for item in items:
+            checker.check(item.offset, item.length, item.buf, item.value)
+            sink.update("verify", index, checker.bytes_read, total)
+            if sink.stop_requested():
+                raise Interrupted(f"stopped during verification at offset {item.offset}")
     ok = checker.first_bad is None and not checker.errors.extents
     return VerifyResult(
         mode=mode, pattern=pattern, bytes_read=checker.bytes_read,
         coverage=round(total / dev.size, 6) if dev.size else 1.0,
         seconds=time.monotonic() - t0, ok=ok, seed=seed,
-        subsections=MIN_SUBSECTIONS if mode == "sample" and len(ranges) > 1 else 0,
+        subsections=MIN_SUBSECTIONS if mode == "sample" and subsection_size(dev.size, align)
+        else 0,
         first_bad_offset=checker.first_bad, mismatched_sectors=checker.bad_sectors,
         failed_extents=tuple(checker.errors.extents))

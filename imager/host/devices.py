@@ -6,13 +6,13 @@ Everything is read at call time; nothing here writes.
 from __future__ import annotations
 
 import os
+import re
 import stat
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from imager.settings import Settings
-
-SYSTEM_MOUNTPOINTS = ("/", "/boot", "/boot/efi", "/efi", "/usr", "/var")
 
 
 @dataclass(frozen=True)
@@ -31,22 +31,24 @@ class DeviceFacts:
     exists: bool
     is_block: bool = False
     is_file: bool = False
+    rdev: int | None = None                  # st_rdev of a block device, else None
     sysname: str | None = None
     disk: str | None = None                  # whole-disk sysname
     read_only: bool = False
     related: frozenset[str] = frozenset()     # disk, partitions, holders (sysnames)
+    built_on: tuple[str, ...] = ()           # whole disks below a dm/md/stacked disk
     mounts: tuple[tuple[str, str], ...] = ()  # (sysname, mountpoint) on related devices
     system_roles: tuple[tuple[str, str], ...] = ()  # (sysname, root|boot|swap|...)
-    openers: tuple[tuple[int, str], ...] = ()       # (pid, command) holding it open
-    loop_users: tuple[str, ...] = ()         # loop devices backed by this file
+    openers: tuple[tuple[int, str, str], ...] = ()  # (pid, command, what it holds open)
+    loop_users: tuple[str, ...] = ()         # loop devices backed by this file or disk
+    backing: DeviceFacts | None = None       # facts of a loop's backing block device
     excluded: bool = False
-    extra: dict[str, str] = field(default_factory=dict)
 
 
 def read_mounts(settings: Settings) -> list[Mount]:
     """Parse /proc/self/mountinfo."""
-    text = (settings.proc_root / "self" / "mountinfo").read_text()
-    return parse_mountinfo(text)
+    path = settings.proc_root / "self" / "mountinfo"
+    return parse_mountinfo(path.read_text(encoding="utf-8", errors="surrogateescape"))
 
 
 def parse_mountinfo(text: str) -> list[Mount]:
@@ -60,19 +62,33 @@ def parse_mountinfo(text: str) -> list[Mount]:
     return mounts
 
 
+_OCTAL_ESCAPE = re.compile(r"\\([0-7]{3})")
+
+
 def _unescape(s: str) -> str:
-    return s.encode().decode("unicode_escape") if "\\" in s else s
+    """Undo the kernel's \\ooo escapes (space, tab, newline, backslash); keep the rest."""
+    return _OCTAL_ESCAPE.sub(lambda m: chr(int(m.group(1), 8)), s)
 
 
 def read_swaps(settings: Settings) -> list[str]:
     """Device paths of active swap areas (from /proc/swaps)."""
-    lines = (settings.proc_root / "swaps").read_text().splitlines()[1:]
-    return [ln.split()[0] for ln in lines if ln.strip()]
+    text = (settings.proc_root / "swaps").read_text(encoding="utf-8", errors="surrogateescape")
+    return [_unescape(ln.split()[0]) for ln in text.splitlines()[1:] if ln.strip()]
 
 
 def sysname_of_devno(devno: str, settings: Settings) -> str | None:
     link = settings.sys_root / "dev" / "block" / devno
     return link.resolve().name if link.exists() else None
+
+
+def devno_of(sysname: str, settings: Settings) -> int | None:
+    """The device number (st_rdev) of a block device, from sysfs."""
+    try:
+        text = (settings.sys_root / "class" / "block" / sysname / "dev").read_text()
+    except OSError:
+        return None
+    major, _, minor = text.strip().partition(":")
+    return os.makedev(int(major), int(minor))
 
 
 def disk_of(sysname: str, settings: Settings) -> str:
@@ -93,6 +109,11 @@ def _links(sysname: str, kind: str, settings: Settings) -> list[str]:
     return sorted(os.listdir(d)) if d.is_dir() else []
 
 
+def slaves_of(sysname: str, settings: Settings) -> list[str]:
+    """Devices a dm/md/stacked device is built on (empty for a plain disk)."""
+    return _links(sysname, "slaves", settings)
+
+
 def family(disk: str, settings: Settings) -> frozenset[str]:
     """The disk, its partitions, and everything stacked on them (dm, md...)."""
     seen: set[str] = set()
@@ -107,7 +128,7 @@ def family(disk: str, settings: Settings) -> frozenset[str]:
 
 def underlying_disks(sysname: str, settings: Settings) -> set[str]:
     """Whole disks below a device (follows dm/md slaves down)."""
-    slaves = _links(sysname, "slaves", settings)
+    slaves = slaves_of(sysname, settings)
     if not slaves:
         return {disk_of(sysname, settings)}
     out: set[str] = set()
@@ -116,30 +137,48 @@ def underlying_disks(sysname: str, settings: Settings) -> set[str]:
     return out
 
 
-def openers_of(rdev: int, settings: Settings, *, exclude_pid: int) -> list[tuple[int, str]]:
-    """Processes holding a file descriptor on the device number `rdev`."""
-    found = []
+def block_openers(devnos: Mapping[int, str], settings: Settings, *,
+                  exclude_pid: int) -> list[tuple[int, str, str]]:
+    """Processes holding a block device in `devnos` ({st_rdev: name}) open."""
+    def match(st: os.stat_result) -> str | None:
+        return devnos.get(st.st_rdev) if stat.S_ISBLK(st.st_mode) else None
+    return _openers(match, settings, exclude_pid)
+
+
+def file_openers(file: Path, settings: Settings, *,
+                 exclude_pid: int) -> list[tuple[int, str, str]]:
+    """Processes holding the regular file `file` open (same st_dev and st_ino)."""
+    target = file.stat()
+
+    def match(st: os.stat_result) -> str | None:
+        same = (st.st_dev, st.st_ino) == (target.st_dev, target.st_ino)
+        return str(file) if same and stat.S_ISREG(st.st_mode) else None
+    return _openers(match, settings, exclude_pid)
+
+
+def _openers(match: Callable[[os.stat_result], str | None], settings: Settings,
+             exclude_pid: int) -> list[tuple[int, str, str]]:
+    """(pid, command, name) for every process fd that `match` names."""
+    found: set[tuple[int, str, str]] = set()
     for entry in settings.proc_root.iterdir():
         if not entry.name.isdigit() or int(entry.name) == exclude_pid:
             continue
-        if _holds(entry / "fd", rdev):
-            found.append((int(entry.name), _comm(entry)))
-    return found
+        names = {n for st in _fd_stats(entry / "fd") if (n := match(st))}
+        found |= {(int(entry.name), _comm(entry), n) for n in names}
+    return sorted(found)
 
 
-def _holds(fd_dir: Path, rdev: int) -> bool:
+def _fd_stats(fd_dir: Path) -> Iterator[os.stat_result]:
+    """What the open file descriptors in `fd_dir` point to (vanished ones skipped)."""
     try:
         fds = list(fd_dir.iterdir())
     except OSError:
-        return False
+        return
     for fd in fds:
         try:
-            st = fd.stat()
+            yield fd.stat()
         except OSError:
             continue
-        if stat.S_ISBLK(st.st_mode) and st.st_rdev == rdev:
-            return True
-    return False
 
 
 def _comm(proc_dir: Path) -> str:
@@ -149,11 +188,38 @@ def _comm(proc_dir: Path) -> str:
         return "?"
 
 
+def backing_file_of(loop: str, settings: Settings) -> str | None:
+    """The backing file of an attached loop device (None: not a loop or detached)."""
+    try:
+        text = (settings.sys_root / "class" / "block" / loop / "loop" / "backing_file").read_text()
+    except OSError:
+        return None
+    return text.strip().removesuffix(" (deleted)") or None
+
+
+def _attached_loops(settings: Settings) -> Iterator[tuple[str, str]]:
+    """(loop sysname, backing file path) for every attached loop device."""
+    for bf in sorted((settings.sys_root / "block").glob("loop*/loop/backing_file")):
+        name = bf.parent.parent.name
+        backing = backing_file_of(name, settings)
+        if backing:
+            yield name, backing
+
+
 def loop_users_of(file: Path, settings: Settings) -> list[str]:
     """Loop devices whose backing file is `file`."""
     real = str(file.resolve())
+    return [lo for lo, backing in _attached_loops(settings) if backing == real]
+
+
+def loops_backed_by(devnos: Mapping[int, str], settings: Settings) -> list[str]:
+    """Loop devices whose backing file is one of the block devices in `devnos`."""
     users = []
-    for bf in (settings.sys_root / "block").glob("loop*/loop/backing_file"):
-        if bf.read_text().strip().removesuffix(" (deleted)") == real:
-            users.append(bf.parent.parent.name)
+    for lo, backing in _attached_loops(settings):
+        try:
+            st = os.stat(backing)
+        except OSError:
+            continue
+        if stat.S_ISBLK(st.st_mode) and st.st_rdev in devnos:
+            users.append(lo)
     return users

@@ -42,6 +42,7 @@ def run_all(store: JobStore, job_ids: list[int], settings: Settings, *,
     """Run the jobs in parallel; return each job's report or the error that stopped it."""
     stop = stop or threading.Event()
     paths = paths or {}
+    job_ids = list(dict.fromkeys(job_ids))  # each job once
     results: dict[int, EraseReport | ImagerError] = {}
     with stop_on_signals(stop), ThreadPoolExecutor(max_workers=max(1, len(job_ids)),
                                                     thread_name_prefix="job") as pool:
@@ -53,4 +54,6 @@ def run_all(store: JobStore, job_ids: list[int], settings: Settings, *,
                 results[jid] = fut.result()
             except ImagerError as exc:
                 results[jid] = exc
+            except Exception as exc:  # a bug in one job must not lose the others' reports
+                results[jid] = ImagerError(f"internal error ({type(exc).__name__}: {exc})")
     return results

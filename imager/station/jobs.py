@@ -41,6 +41,7 @@ class JobView:
     state: str
     device_path: str
     drive_identity: str
+    drive_size: int
     plan: ErasePlan
     checkpoint: dict[str, Any] | None
     report: dict[str, Any] | None
@@ -58,7 +59,8 @@ def _view(job: Job, *, with_events: bool = False) -> JobView:
         if with_events else ()
     return JobView(
         id=job.id, kind=job.kind, state=job.state, device_path=job.device_path,
-        drive_identity=job.drive.identity, plan=ErasePlan.from_dict(job.plan),
+        drive_identity=job.drive.identity, drive_size=job.drive.size_bytes,
+        plan=ErasePlan.from_dict(job.plan),
         checkpoint=job.checkpoint, report=job.report, reason=job.reason,
         donation=job.donation.reference if job.donation else None,
         technician=job.technician.name if job.technician else None,
@@ -71,6 +73,29 @@ def _add_event(s: Session, job: Job, kind: str, message: str = "",
     seq = s.scalar(select(func.coalesce(func.max(JobEvent.seq), 0))
                    .where(JobEvent.job_id == job.id)) + 1
     s.add(JobEvent(job_id=job.id, seq=seq, at=utcnow(), kind=kind, message=message, data=data))
+
+
+def _set_owner(job: Job) -> None:
+    me = Owner.me()
+    job.owner_host, job.owner_boot_id = me.host, me.boot_id
+    job.owner_pid, job.owner_started = me.pid, me.started
+
+
+def _apply_move(s: Session, job: Job, target: str, reason: str = "",
+                report: dict[str, Any] | None = None,
+                data: dict[str, Any] | None = None) -> None:
+    """The one place a job changes state: checked against the lifecycle table."""
+    check_move(job.id, job.state, target)
+    job.state = target
+    if target == "running":
+        _set_owner(job)
+        job.started_at = job.started_at or utcnow()
+        job.reason, job.ended_at = None, None
+    else:
+        job.reason = reason or None
+        job.ended_at = utcnow()
+        job.report = report if report is not None else job.report
+    _add_event(s, job, target, reason, data)
 
 
 def upsert_drive(s: Session, ident: DriveIdentity) -> Drive:
@@ -106,6 +131,7 @@ class JobStore:
             job = Job(kind="erase", state="queued", drive_id=drive.id, device_path=ident.path,
                       plan=plan.to_dict(), donation_id=donation_id,
                       technician_id=technician_id, created_at=utcnow())
+            _set_owner(job)  # the creator owns it until it runs
             s.add(job)
             s.flush()
             _add_event(s, job, "created", f"erase {ident.path} with {plan.method}",
@@ -127,20 +153,7 @@ class JobStore:
              data: dict[str, Any] | None = None) -> None:
         """A state move, with its event; terminal moves close the job."""
         with self.registry.session() as s:
-            job = self._job(s, job_id)
-            check_move(job_id, job.state, target)
-            job.state = target
-            if target == "running":
-                me = Owner.me()
-                job.owner_host, job.owner_boot_id = me.host, me.boot_id
-                job.owner_pid, job.owner_started = me.pid, me.started
-                job.started_at = job.started_at or utcnow()
-                job.reason, job.ended_at = None, None
-            else:
-                job.reason = reason or None
-                job.ended_at = utcnow()
-                job.report = report if report is not None else job.report
-            _add_event(s, job, target, reason, data)
+            _apply_move(s, self._job(s, job_id), target, reason, report, data)
 
     def event(self, job_id: int, kind: str, message: str = "",
               data: dict[str, Any] | None = None) -> None:
@@ -152,17 +165,22 @@ class JobStore:
             self._job(s, job_id).checkpoint = checkpoint
 
     def reconcile(self) -> list[int]:
-        """Mark jobs whose owner died as interrupted; return their ids."""
+        """Jobs whose owner process died: running -> interrupted (resumable),
+        queued -> failed (never started). Returns their ids."""
         stale = []
         with self.registry.session() as s:
-            for job in s.scalars(select(Job).where(Job.state == "running")):
+            for job in s.scalars(select(Job).where(Job.state.in_(("running", "queued")))):
                 owner = Owner(job.owner_host or "", job.owner_boot_id or "",
                               job.owner_pid or 0, job.owner_started or 0.0)
-                if not owner.alive():
-                    job.state, job.ended_at = "interrupted", utcnow()
-                    job.reason = (f"the process running it (pid {job.owner_pid}) stopped "
-                                  "without finishing (killed or power cut); resume it with "
-                                  f"`imager jobs resume {job.id}`")
-                    _add_event(s, job, "interrupted", job.reason)
-                    stale.append(job.id)
+                if owner.alive():
+                    continue
+                if job.state == "running":
+                    _apply_move(s, job, "interrupted",
+                                f"the process running it (pid {job.owner_pid}) stopped "
+                                "without finishing (killed or power cut); resume it with "
+                                f"`imager jobs resume {job.id}`")
+                else:
+                    _apply_move(s, job, "failed", f"never started: the process that "
+                                f"created it (pid {job.owner_pid}) stopped first")
+                stale.append(job.id)
         return stale

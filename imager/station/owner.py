@@ -10,6 +10,18 @@ from pathlib import Path
 import psutil
 
 
+def machine_id() -> str:
+    """This machine's stable id (/etc/machine-id); hostnames repeat on live systems."""
+    for path in ("/etc/machine-id", "/var/lib/dbus/machine-id"):
+        try:
+            text = Path(path).read_text().strip()
+        except OSError:
+            continue
+        if text:
+            return text
+    return f"host:{socket.gethostname()}"
+
+
 def boot_id() -> str:
     try:
         return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
@@ -26,14 +38,14 @@ class Owner:
 
     @classmethod
     def me(cls) -> Owner:
-        return cls(socket.gethostname(), boot_id(), os.getpid(),
+        return cls(machine_id(), boot_id(), os.getpid(),
                    psutil.Process().create_time())
 
     def alive(self) -> bool:
         """True when this owner is the current boot and its process still runs."""
         me = Owner.me()
         if self.host != me.host:
-            return True  # another station's job: not ours to judge
+            return True  # another machine's job (shared registry): not ours to judge
         if self.boot_id != me.boot_id:
             return False
         try:

@@ -8,6 +8,7 @@ other than a completed and verified erasure ends as a non-erased state.
 from __future__ import annotations
 
 import dataclasses
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -17,11 +18,12 @@ from datetime import UTC, datetime
 from imager import __version__
 from imager.erase import guard
 from imager.erase.engine import ENGINES, Execution, ResumePoint
+from imager.erase.errorlog import append_merged
 from imager.erase.progress import Interrupted
 from imager.errors import DeviceError, ImagerError
-from imager.host.blockdev import open_device
+from imager.host.blockdev import OpenDevice, open_device
 from imager.inventory import lsblk
-from imager.model import DriveIdentity, EraseReport, Extent, PassResult
+from imager.model import DriveIdentity, ErasePlan, EraseReport, Extent, PassResult
 from imager.settings import Settings
 from imager.station.jobs import JobStore, JobView
 
@@ -41,11 +43,14 @@ class JobSink:
     stop: threading.Event
     on_progress: ProgressCallback | None = None
     done: list[PassResult] = field(default_factory=list)
-    errors: list[Extent] = field(default_factory=list)
+    errors: list[Extent] = field(default_factory=list)   # current pass, merged
+    position: tuple[int, int] = (0, 0)                    # (pass index, offset) reached
     _last_event: float = 0.0
     _error_events: int = 0
 
     def update(self, phase: str, index: int, done: int, total: int) -> None:
+        if phase == "pass":
+            self.position = (index, done)
         if self.on_progress:
             self.on_progress(self.job_id, phase, index, done, total)
         now = time.monotonic()
@@ -54,15 +59,15 @@ class JobSink:
             self.store.event(self.job_id, "progress", f"{phase} {index + 1}: {done}/{total}",
                              {"phase": phase, "index": index, "done": done, "total": total})
 
-    def checkpoint(self, index: int, offset: int) -> None:
+    def checkpoint(self, index: int, offset: int, seconds: float) -> None:
         self.store.save_checkpoint(self.job_id, {
-            "index": index, "offset": offset,
+            "index": index, "offset": offset, "seconds": seconds,
             "done": [dataclasses.asdict(p) for p in self.done],
             "errors": [dataclasses.asdict(e) for e in self.errors],
         })
 
     def io_error(self, index: int, extent: Extent) -> None:
-        self.errors.append(extent)
+        append_merged(self.errors, extent)
         if self._error_events < MAX_ERROR_EVENTS:
             self._error_events += 1
             self.store.event(self.job_id, "io_error",
@@ -75,10 +80,21 @@ class JobSink:
         self.store.event(self.job_id, "pass_completed",
                          f"pass {result.index + 1} ({result.pattern}) completed",
                          dataclasses.asdict(result))
-        self.checkpoint(result.index + 1, 0)
+        self.checkpoint(result.index + 1, 0, 0.0)
 
     def stop_requested(self) -> bool:
         return self.stop.is_set()
+
+    def passes_so_far(self, plan: ErasePlan) -> tuple[PassResult, ...]:
+        """Completed passes plus the one cut short, with its failed extents."""
+        index, offset = self.position
+        if index < len(self.done) or index >= len(plan.passes):
+            return tuple(self.done)
+        failed = sum(e.length for e in self.errors)
+        partial = PassResult(index=index, pattern=plan.passes[index].describe(),
+                             bytes_written=max(0, offset - failed), seconds=0.0,
+                             failed_extents=tuple(self.errors))
+        return (*self.done, partial)
 
 
 def resume_point(checkpoint: dict | None) -> ResumePoint:
@@ -87,15 +103,53 @@ def resume_point(checkpoint: dict | None) -> ResumePoint:
     done = tuple(PassResult(**{**p, "failed_extents": tuple(
         Extent(**e) for e in p["failed_extents"])}) for p in checkpoint["done"])
     errors = tuple(Extent(**e) for e in checkpoint.get("errors", ()))
-    return ResumePoint(checkpoint["index"], checkpoint["offset"], done, errors)
+    return ResumePoint(checkpoint["index"], checkpoint["offset"], done, errors,
+                       checkpoint.get("seconds", 0.0))
 
 
 def check_identity(job: JobView, current: DriveIdentity) -> None:
-    if current.key != job.drive_identity:
+    """The drive at the job's path must be the job's drive (identity and size)."""
+    if current.key != job.drive_identity or current.size != job.drive_size:
         raise DeviceError(
-            f"{job.device_path} is not the drive of job {job.id} (expected "
-            f"{job.drive_identity}, found {current.key}): plug in the right drive, "
-            "or give its new device path")
+            f"{current.path} is not the drive of job {job.id} (expected "
+            f"{job.drive_identity}, {job.drive_size} bytes; found {current.key}, "
+            f"{current.size} bytes): plug in the right drive, or give its new device path")
+
+
+def choose_start(job: JobView, current: DriveIdentity, *, explicit_device: bool) -> ResumePoint:
+    """Where to start: the checkpoint, unless the drive cannot be proven the same."""
+    resume = resume_point(job.checkpoint)
+    if resume == ResumePoint() or current.provable:
+        return resume
+    if not explicit_device:
+        raise DeviceError(
+            f"the drive of job {job.id} has no serial number or WWN, so the station cannot "
+            f"prove {current.path} is still that drive: resume it with "
+            f"`imager jobs resume {job.id} --device PATH` to erase it again from the start")
+    return ResumePoint()
+
+
+def _preflight(store: JobStore, job: JobView, path: str, settings: Settings, *,
+               allow_files: bool, explicit_device: bool,
+               ) -> tuple[DriveIdentity, ResumePoint, int | None]:
+    try:
+        facts = guard.check(path, settings, allow_files=allow_files)
+        ident = lsblk.probe(path, settings)
+        check_identity(job, ident)
+        return ident, choose_start(job, ident, explicit_device=explicit_device), facts.rdev
+    except Exception as exc:
+        err = exc if isinstance(exc, ImagerError) else DeviceError(f"{path}: {exc}")
+        if job.state == "queued":  # never started: it fails; an interrupted one waits
+            store.move(job.id, "failed", reason=str(err))
+        else:
+            store.event(job.id, "resume_refused", str(err))
+        raise err from exc
+
+
+def _same_device(dev: OpenDevice, rdev: int | None) -> None:
+    if rdev is not None and os.fstat(dev.fd).st_rdev != rdev:
+        raise DeviceError(f"{dev.path} changed between the safety check and the opening "
+                          "(drive swapped?): nothing was written; start again")
 
 
 def run_erase(store: JobStore, job_id: int, settings: Settings, *,
@@ -104,45 +158,35 @@ def run_erase(store: JobStore, job_id: int, settings: Settings, *,
     """Run (or resume) erase job `job_id` to a terminal or interrupted state."""
     job = store.get(job_id)
     path = device_path or job.device_path
-    try:
-        guard.check(path, settings, allow_files=allow_files)
-        ident = lsblk.probe(path, settings)
-        check_identity(job, ident)
-    except ImagerError as exc:
-        if job.state == "queued":  # never started: it fails; an interrupted one waits
-            store.move(job_id, "failed", reason=str(exc))
-        else:
-            store.event(job_id, "resume_refused", str(exc))
-        raise
-    resume = resume_point(job.checkpoint)
-    store.move(job_id, "running", reason="", data={"resume": dataclasses.asdict(resume)})
-    if job.checkpoint:
+    ident, resume, rdev = _preflight(store, job, path, settings, allow_files=allow_files,
+                                     explicit_device=device_path is not None)
+    store.move(job_id, "running", data={"resume": dataclasses.asdict(resume)})
+    if resume != ResumePoint():
         store.event(job_id, "resumed", f"resumed at pass {resume.index + 1}, offset "
                     f"{resume.offset}", {"index": resume.index, "offset": resume.offset})
-    sink = JobSink(store, job_id, stop, on_progress, list(resume.done), list(resume.errors))
+    sink = JobSink(store, job_id, stop, on_progress, list(resume.done), list(resume.errors),
+                   (resume.index, resume.offset))
     started = datetime.now(UTC)
     try:
         with open_device(path, write=True) as dev:
+            _same_device(dev, rdev)
             ex = ENGINES["overwrite"]().execute(
                 dev, job.plan, sink=sink, resume=resume,
                 checkpoint_seconds=settings.checkpoint_seconds)
     except Interrupted as exc:
-        ex = Execution(tuple(sink.done), None, "interrupted", str(exc))
-    except ImagerError as exc:
-        ex = Execution(tuple(sink.done), None, "failed", str(exc))
-    except OSError as exc:
-        ex = Execution(tuple(sink.done), None, "failed", f"{path}: {exc.strerror or exc}")
-    except Exception as exc:  # a bug must still end the job, never as erased
-        ex = Execution(tuple(sink.done), None, "failed",
-                       f"internal error ({type(exc).__name__}: {exc}); please report it")
+        ex = Execution(sink.passes_so_far(job.plan), None, "interrupted", str(exc))
+    except Exception as exc:  # a failing drive, or a bug: never reported erased
+        reason = str(exc) if isinstance(exc, ImagerError) else (
+            f"{path}: {exc.strerror}" if isinstance(exc, OSError) and exc.strerror
+            else f"internal error ({type(exc).__name__}: {exc}); please report it")
+        ex = Execution(sink.passes_so_far(job.plan), None, "failed", reason)
     return _finish(store, job, ident, ex, started)
 
 
 def _finish(store: JobStore, job: JobView, ident: DriveIdentity, ex: Execution,
             started: datetime) -> EraseReport:
-    first_start = job.started_at or started
     report = EraseReport(
-        job_id=job.id, device=ident, plan=job.plan, started_at=first_start,
+        job_id=job.id, device=ident, plan=job.plan, started_at=job.started_at or started,
         ended_at=datetime.now(UTC), passes=ex.passes, verification=ex.verification,
         outcome=ex.outcome, reason=ex.reason, technician=job.technician,
         donation=job.donation, software=f"imager {__version__}",
