@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from imager.settings import Settings
+from imager.store.db import Registry
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
@@ -52,6 +53,35 @@ DATA = Path(__file__).parent / "data"
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     return Settings(data_dir=tmp_path / "data", checkpoint_seconds=0.2)
+
+
+@pytest.fixture
+def registry(settings: Settings) -> Iterator[Registry]:
+    reg = Registry.open(settings)
+    try:
+        yield reg
+    finally:
+        reg.close()
+
+
+def in_threads(target: Callable[[], object], count: int) -> list[BaseException]:
+    """Run `target` in `count` threads at once; return what they raised."""
+    import threading
+
+    errors: list[BaseException] = []
+
+    def guarded() -> None:
+        try:
+            target()
+        except BaseException as exc:  # collected for the caller's assertion
+            errors.append(exc)
+
+    threads = [threading.Thread(target=guarded) for _ in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return errors
 
 
 class LoopFactory:

@@ -6,14 +6,12 @@ The sample files are generated here, as a spreadsheet would save them.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from imager.cli import main
 from imager.errors import UsageError
-from imager.settings import Settings
 from imager.store import people
 from imager.store.db import Registry
 from imager.store.donor_csv import (
@@ -53,15 +51,6 @@ def write_csv(path: Path, text: str, *, bom: bool = False, encoding: str = "utf-
     data = text.encode(encoding)
     path.write_bytes((b"\xef\xbb\xbf" if bom else b"") + data)
     return path
-
-
-@pytest.fixture
-def registry(settings: Settings) -> Iterator[Registry]:
-    reg = Registry.open(settings)
-    try:
-        yield reg
-    finally:
-        reg.close()
 
 
 def donors_in(registry: Registry) -> set[tuple[str, str]]:

@@ -13,7 +13,6 @@ import pwd
 import shutil
 import subprocess
 import tempfile
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, timezone
@@ -22,7 +21,7 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from conftest import need
+from conftest import in_threads, need
 from sqlalchemy import inspect, select, text
 
 from imager.errors import RegistryError
@@ -180,20 +179,7 @@ def test_datetimes_are_utc(pg_settings: Settings) -> None:
 
 def test_concurrent_open_migrates_once(pg: PgServer, tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path, db_url=pg.create_database("t_concurrent"))
-    errors: list[BaseException] = []
-
-    def opener() -> None:
-        try:
-            Registry.open(settings).close()
-        except BaseException as exc:  # reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=opener) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
+    assert in_threads(lambda: Registry.open(settings).close(), 4) == []
 
 
 def test_missing_database_is_a_clear_error(pg: PgServer, tmp_path: Path) -> None:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from conftest import in_threads
 from sqlalchemy import inspect, select, text
 from sqlalchemy.exc import IntegrityError
 
@@ -21,15 +20,6 @@ from imager.store.models import Base, Donation, Donor, Technician
 
 TABLES = {"donors", "donations", "technicians", "machines", "drives", "jobs", "job_events"}
 NAMES = ("Mairie de Saint-Véran", "Société Alpine d'Électricité")
-
-
-@pytest.fixture
-def registry(settings: Settings) -> Iterator[Registry]:
-    reg = Registry.open(settings)
-    try:
-        yield reg
-    finally:
-        reg.close()
 
 
 # --------------------------------------------------------------------------
@@ -176,25 +166,16 @@ def test_concurrent_read_modify_write(settings: Settings) -> None:
     an update nor fail with 'database is locked'."""
     with Registry.open(settings) as reg, reg.session() as s:
         donor_id = people.add_donor(s, "person", "Compteur", phone="0").id
-    errors: list[BaseException] = []
 
     def worker() -> None:
-        try:
-            with Registry.open(settings) as reg:
-                for _ in range(25):
-                    with reg.session() as s:
-                        donor = s.get(Donor, donor_id)
-                        assert donor is not None
-                        donor.phone = str(int(donor.phone or "0") + 1)
-        except BaseException as exc:  # reported below
-            errors.append(exc)
+        with Registry.open(settings) as reg:
+            for _ in range(25):
+                with reg.session() as s:
+                    donor = s.get(Donor, donor_id)
+                    assert donor is not None
+                    donor.phone = str(int(donor.phone or "0") + 1)
 
-    threads = [threading.Thread(target=worker) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
+    assert in_threads(worker, 4) == []
     with Registry.open(settings) as reg, reg.session() as s:
         assert s.get(Donor, donor_id).phone == "100"
 

@@ -14,7 +14,6 @@ from imager.erase.progress import NullSink
 from imager.errors import DeviceError
 from imager.host.blockdev import open_device
 from imager.model import DriveIdentity, ErasePlan, Extent, PassSpec
-from imager.settings import Settings
 from imager.station.jobs import JobStore, JobView
 from imager.station.runner import check_identity, choose_start
 from imager.store.db import Registry
@@ -73,14 +72,13 @@ def test_a_resumed_pass_reports_the_whole_pass(tmp_path: Path) -> None:
     assert end.bytes_written == 1 << 20  # resumed exactly at the end: nothing lost
 
 
-def test_reconcile_fails_queued_jobs_of_a_dead_creator(tmp_path: Path) -> None:
-    reg = Registry.open(Settings(data_dir=tmp_path))
-    store = JobStore(reg)
+def test_reconcile_fails_queued_jobs_of_a_dead_creator(registry: Registry) -> None:
+    store = JobStore(registry)
     ident = DriveIdentity(path="/dev/sdz", size=1 << 20, serial="S1")
     queued, running = store.create_erase(ident, PLAN), store.create_erase(ident, PLAN)
     store.move(running, "running")
     assert store.reconcile() == []  # this process is alive: nothing to do
-    with reg.session() as s:
+    with registry.session() as s:
         for jid in (queued, running):
             s.get(Job, jid).owner_pid = 2**22 + 1  # a pid that does not exist
     assert sorted(store.reconcile()) == [queued, running]
@@ -89,4 +87,3 @@ def test_reconcile_fails_queued_jobs_of_a_dead_creator(tmp_path: Path) -> None:
     assert store.get(running).state == "interrupted"
     kinds = [e.kind for e in store.get(running, with_events=True).events]
     assert kinds == ["created", "running", "interrupted"]
-    reg.close()
