@@ -119,6 +119,18 @@ class VerifyResult:
 
 
 @dataclass(frozen=True)
+class CanaryCheck:
+    """Markers written before a firmware erase, and those found after it."""
+
+    offsets: tuple[int, ...]
+    survivors: tuple[int, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.survivors
+
+
+@dataclass(frozen=True)
 class EraseReport:
     """The result of one erase job; the certificate work signs this."""
 
@@ -135,6 +147,7 @@ class EraseReport:
     donation: str | None = None
     software: str = ""
     errors: tuple[Extent, ...] = field(default=())
+    canary: CanaryCheck | None = None
 
     @property
     def bytes_written(self) -> int:
@@ -175,6 +188,9 @@ class EraseReport:
             donation=data.get("donation"),
             software=data.get("software", ""),
             errors=tuple(Extent(**e) for e in data.get("errors", ())),
+            canary=CanaryCheck(tuple(data["canary"]["offsets"]),
+                               tuple(data["canary"]["survivors"]))
+            if data.get("canary") else None,
         )
 
 

@@ -176,3 +176,37 @@ def test_recorded_outputs_have_a_provenance_header() -> None:
 def test_lab_data_dir_holds_only_recordings() -> None:
     expected = {f"{rec.tool}-{rec.drive}.txt" for rec in RECORDINGS} | {"README.md"}
     assert {p.name for p in Path(LAB_DATA).iterdir()} == expected
+
+
+ENGINE_IN_GUEST = """
+import json, os
+from imager.erase.firmware import NvmeFormatEngine
+from imager.erase.progress import NullSink
+from imager.host.blockdev import open_device
+from imager.model import ErasePlan
+path = "{path}"
+with open(path, "r+b") as fh:
+    for off in (0, 8 << 20, 63 << 20):
+        fh.seek(off)
+        fh.write(os.urandom(1 << 20))
+    fh.flush()
+    os.fsync(fh.fileno())
+plan = ErasePlan(method="nvme-format", passes=(), verify="{verify}",
+                 verify_seed=os.urandom(16).hex())
+with open_device(path, write=True) as dev:
+    ex = NvmeFormatEngine(ses={ses}, reads_as=bytes(1)).execute(dev, plan, sink=NullSink())
+print(json.dumps({{"outcome": ex.outcome, "reason": ex.reason,
+                  "canaries": len(ex.canary.offsets), "survivors": list(ex.canary.survivors),
+                  "coverage": ex.verification.coverage if ex.verification else None}}))
+"""
+
+
+@pytest.mark.parametrize(("ses", "verify"), [(1, "full"), (2, "sample")])
+def test_nvme_format_engine_erases_and_proves_it_in_the_guest(
+        vm: LabVM, dev: dict[str, str], ses: int, verify: str) -> None:
+    out = vm.python(ENGINE_IN_GUEST.format(path=dev["nvme"], ses=ses, verify=verify),
+                    timeout=300).check()
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["outcome"] == "erased", result["reason"]
+    assert result["canaries"] >= 10 and result["survivors"] == []
+    assert result["coverage"] == 1.0 if verify == "full" else result["coverage"] >= 0.10

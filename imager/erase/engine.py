@@ -8,16 +8,18 @@ extent and the verification read back exactly what must be there.
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import ClassVar
 
+from imager.erase import canary
 from imager.erase.overwrite import write_pass
 from imager.erase.patterns import Source, source_for
 from imager.erase.progress import Sink
 from imager.erase.verify import verify
 from imager.host.blockdev import OpenDevice, drop_cache
-from imager.model import ErasePlan, Extent, Outcome, PassResult, VerifyResult
+from imager.model import CanaryCheck, ErasePlan, Extent, Outcome, PassResult, VerifyResult
 
 
 @dataclass(frozen=True)
@@ -37,10 +39,16 @@ class Execution:
     verification: VerifyResult | None
     outcome: Outcome
     reason: str
+    canary: CanaryCheck | None = None
 
 
 class EraseEngine(ABC):
     name: ClassVar[str]
+    firmware: ClassVar[bool] = False  # drive-internal erase: canaries go around it
+
+    def steps(self, plan: ErasePlan) -> int:
+        """How many step results `run_steps` returns for `plan`."""
+        return len(plan.passes)
 
     @abstractmethod
     def run_steps(self, dev: OpenDevice, plan: ErasePlan, *, resume: ResumePoint, sink: Sink,
@@ -54,12 +62,21 @@ class EraseEngine(ABC):
     def execute(self, dev: OpenDevice, plan: ErasePlan, *, sink: Sink,
                 resume: ResumePoint = ResumePoint(),
                 checkpoint_seconds: float = 5.0) -> Execution:
+        seed = bytes.fromhex(plan.verify_seed or "") or os.urandom(16)
+        planted = canary.plant(dev, seed) if self.firmware else ()
         passes = self.run_steps(dev, plan, resume=resume, sink=sink,
                                 checkpoint_seconds=checkpoint_seconds)
-        if [p.index for p in passes] != list(range(len(plan.passes))):
+        if [p.index for p in passes] != list(range(self.steps(plan))):
             return Execution(passes, None, "failed",
-                             f"internal error: passes {[p.index for p in passes]} do not match "
-                             f"the plan's {len(plan.passes)} passes; please report it")
+                             f"internal error: steps {[p.index for p in passes]} do not match "
+                             f"the plan's {self.steps(plan)} steps; please report it")
+        found = canary.survivors(dev, seed, planted) if self.firmware else None
+        if found and not found.ok:
+            return Execution(passes, None, "failed",
+                             f"the drive reported success but {len(found.survivors)} of "
+                             f"{len(found.offsets)} canary markers survived, first at offset "
+                             f"{found.survivors[0]}: the firmware did not erase; use another "
+                             "method or destroy the drive", found)
         failed = [e for p in passes for e in p.failed_extents]
         if failed:
             total = sum(e.length for e in failed)
@@ -68,13 +85,14 @@ class EraseEngine(ABC):
                              f"first at offset {failed[0].offset} ({failed[0].error})")
         if plan.verify == "none":
             return Execution(passes, None, "unverified",
-                             "verification skipped (--verify none): not certified as erased")
+                             "verification skipped (--verify none): not certified as erased",
+                             found)
         if not dev.direct:
             drop_cache(dev)
         source, pattern = self.expected_content(plan)
         result = verify(dev, source, mode=plan.verify, pattern=pattern, sink=sink,
-                        index=len(plan.passes), seed=plan.verify_seed)
-        return Execution(passes, result, *_verdict(result))
+                        index=self.steps(plan), seed=plan.verify_seed)
+        return Execution(passes, result, *_verdict(result), found)
 
 
 def _verdict(v: VerifyResult) -> tuple[Outcome, str]:
@@ -113,5 +131,3 @@ class OverwriteEngine(EraseEngine):
         last = plan.passes[-1]
         return source_for(last), last.describe()
 
-
-ENGINES: dict[str, type[EraseEngine]] = {OverwriteEngine.name: OverwriteEngine}

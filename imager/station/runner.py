@@ -17,7 +17,8 @@ from datetime import UTC, datetime
 
 from imager import __version__
 from imager.erase import guard
-from imager.erase.engine import ENGINES, Execution, ResumePoint
+from imager.erase.engine import Execution, ResumePoint
+from imager.erase.engines import ENGINES
 from imager.erase.errorlog import append_merged
 from imager.erase.progress import Interrupted
 from imager.errors import DeviceError, ImagerError
@@ -190,6 +191,6 @@ def _finish(store: JobStore, job: JobView, ident: DriveIdentity, ex: Execution,
         ended_at=datetime.now(UTC), passes=ex.passes, verification=ex.verification,
         outcome=ex.outcome, reason=ex.reason, technician=job.technician,
         donation=job.donation, software=f"imager {__version__}",
-        errors=tuple(e for p in ex.passes for e in p.failed_extents))
+        errors=tuple(e for p in ex.passes for e in p.failed_extents), canary=ex.canary)
     store.move(job.id, ex.outcome, reason=ex.reason, report=report.to_dict())
     return report

@@ -1,0 +1,10 @@
+"""The explicit registry of erase engines, by name."""
+
+from __future__ import annotations
+
+from imager.erase.engine import EraseEngine, OverwriteEngine
+from imager.erase.firmware import NvmeFormatEngine
+
+ENGINES: dict[str, type[EraseEngine]] = {
+    e.name: e for e in (OverwriteEngine, NvmeFormatEngine)
+}

@@ -1,0 +1,74 @@
+"""Canaries around firmware erasure, on real loop devices: a drive that
+claims success without erasing is caught."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+import pytest
+
+from imager.erase import canary
+from imager.erase.engine import ResumePoint
+from imager.erase.firmware import NvmeFormatEngine, read_after_erase
+from imager.erase.progress import NullSink, Sink
+from imager.host.blockdev import OpenDevice, open_device
+from imager.model import ErasePlan, PassResult
+
+MiB = 1 << 20
+PLAN = ErasePlan(method="nvme-format", passes=(), verify="full", verify_seed="ab" * 16)
+
+
+class LyingFirmware(NvmeFormatEngine):
+    """Reports success like a drive whose firmware ignores the command."""
+
+    def run_steps(self, dev: OpenDevice, plan: ErasePlan, *, resume: ResumePoint, sink: Sink,
+                  checkpoint_seconds: float) -> tuple[PassResult, ...]:
+        return (PassResult(0, "nvme format --ses=1", dev.size, 0.0),)
+
+
+class ZeroingFirmware(NvmeFormatEngine):
+    """Does what a working SES=1 does on a drive that reads erased blocks as zeros."""
+
+    def run_steps(self, dev: OpenDevice, plan: ErasePlan, *, resume: ResumePoint, sink: Sink,
+                  checkpoint_seconds: float) -> tuple[PassResult, ...]:
+        with open(dev.path, "r+b") as fh:
+            for off in range(0, dev.size, MiB):
+                fh.seek(off)
+                fh.write(bytes(MiB))
+            os.fsync(fh.fileno())
+        return (PassResult(0, "nvme format --ses=1", dev.size, 0.0),)
+
+
+@pytest.mark.root
+def test_a_firmware_that_lies_is_caught_by_its_canaries(loopdev: Callable[..., str]) -> None:
+    dev = loopdev(16 * MiB)
+    with open_device(dev, write=True) as d:
+        ex = LyingFirmware(ses=1, reads_as=b"\0").execute(d, PLAN, sink=NullSink())
+    assert ex.outcome == "failed" and "canary markers survived" in ex.reason
+    assert ex.canary and ex.canary.survivors == ex.canary.offsets
+    assert ex.canary.offsets[0] == 0 and ex.canary.offsets[-1] == 16 * MiB - 512
+
+
+@pytest.mark.root
+def test_a_firmware_that_erases_passes_canaries_and_verification(
+        loopdev: Callable[..., str]) -> None:
+    dev = loopdev(16 * MiB)
+    with open_device(dev, write=True) as d:
+        ex = ZeroingFirmware(ses=1, reads_as=b"\0").execute(d, PLAN, sink=NullSink())
+    assert ex.outcome == "erased", ex.reason
+    assert ex.canary and ex.canary.ok and len(ex.canary.offsets) >= 10
+    assert ex.verification and ex.verification.coverage == 1.0
+
+
+def test_canary_places_are_reproducible_and_markers_distinct() -> None:
+    a = canary.offsets(1 << 30, 4096, b"seed")
+    assert a == canary.offsets(1 << 30, 4096, b"seed") != canary.offsets(1 << 30, 4096, b"x")
+    assert a[0] == 0 and a[-1] == (1 << 30) - 4096 and len(set(a)) == len(a)
+    assert canary.marker(b"s", 0, 4096) != canary.marker(b"s", 4096, 4096)
+    assert canary.marker(b"s", 0, 512).startswith(canary.MAGIC)
+
+
+def test_dlfeat_read_after_erase() -> None:
+    assert read_after_erase(1) == b"\0" and read_after_erase(0x9) == b"\0"
+    assert read_after_erase(2) == b"\xff" and read_after_erase(0) is None
