@@ -6,7 +6,9 @@ import pytest
 from conftest import DATA, read_recorded
 
 from imager.errors import DeviceError
-from imager.inventory import hdparm, nvme, smartctl
+from imager.inventory import hdparm, nvme, scsi, smartctl
+from imager.inventory.probe import medium_of
+from imager.model import DriveIdentity
 
 LAB = DATA / "lab"
 
@@ -116,3 +118,35 @@ def test_hdparm_security_and_sanitize_sections() -> None:
 def test_hdparm_garbage_is_refused() -> None:
     with pytest.raises(DeviceError, match="Model Number"):
         hdparm.parse_identify("SG_IO: bad/missing sense data")
+
+
+def test_scsi_disk_that_refuses_the_opcode_list_claims_no_sanitize() -> None:
+    assert scsi.sanitize_modes(read_recorded(LAB / "sg_opcodes-scsi.txt")) == frozenset()
+
+
+# Not a recording (no emulated device supports SANITIZE): lines in the layout
+# sg_opcodes prints, opcode, service action, name.
+SG_OPCODES_SAMPLE = """\
+  Opcode  Service    CDB    Name
+  (hex)   action(h)  size
+-----------------------------------------------
+   00                  6    Test Unit Ready
+   48       1         10    Sanitize, overwrite
+   48       2         10    Sanitize, block erase
+   48      1f         10    Sanitize, exit failure mode
+"""
+
+
+def test_scsi_sanitize_service_actions() -> None:
+    assert scsi.sanitize_modes(SG_OPCODES_SAMPLE) == {"overwrite", "block"}
+
+
+@pytest.mark.parametrize(("transport", "rota", "ata_rota", "medium"), [
+    ("nvme", False, None, "ssd"), ("sata", True, False, "ssd"), ("sata", False, True, "hdd"),
+    ("usb", True, None, "usb-flash"), ("usb", True, True, "hdd"), ("mmc", False, None, "sd-mmc"),
+    (None, True, None, "hdd"), ("loop", False, None, "unknown"),
+])
+def test_medium_from_transport_and_rotation(transport: str | None, rota: bool,
+                                            ata_rota: bool | None, medium: str) -> None:
+    ident = DriveIdentity(path="/dev/x", size=1, transport=transport, rotational=rota)
+    assert medium_of(ident, ata_rota) == medium

@@ -210,3 +210,40 @@ def test_nvme_format_engine_erases_and_proves_it_in_the_guest(
     assert result["outcome"] == "erased", result["reason"]
     assert result["canaries"] >= 10 and result["survivors"] == []
     assert result["coverage"] == 1.0 if verify == "full" else result["coverage"] >= 0.10
+
+
+PROBE_IN_GUEST = """
+import json
+from imager.inventory.probe import probe
+from imager.settings import Settings
+out = {{}}
+for name, path in {paths}.items():
+    c = probe(path, Settings(data_dir="/tmp/imager"))
+    out[name] = {{"medium": c.medium, "transport": c.transport, "serial": c.identity.serial,
+                 "nvme_format": c.nvme.format_supported if c.nvme else None,
+                 "nvme_sanitize": c.nvme.sanitize_supported if c.nvme else None,
+                 "nvme_crypto": c.nvme.format_crypto_erase if c.nvme else None,
+                 "ns_size": c.nvme_namespace.size if c.nvme_namespace else None,
+                 "ata_security": c.ata.security is not None if c.ata else None,
+                 "hpa": c.hpa.hidden_sectors if c.hpa else None, "dco": c.dco_real_max,
+                 "scsi_sanitize": sorted(c.scsi_sanitize),
+                 "smart": c.smart.answered if c.smart else None,
+                 "problems": list(c.problems)}}
+print(json.dumps(out))
+"""
+
+
+def test_probe_every_drive_in_the_guest(vm: LabVM, dev: dict[str, str]) -> None:
+    out = vm.python(PROBE_IN_GUEST.format(paths=repr(dev)), timeout=300).check()
+    caps = json.loads(out.stdout.strip().splitlines()[-1])
+    nv = caps["nvme"]
+    assert (nv["medium"], nv["transport"]) == ("ssd", "nvme")
+    assert nv["nvme_format"] and not nv["nvme_sanitize"] and not nv["nvme_crypto"]
+    assert nv["ns_size"] == DRIVES["nvme"].size
+    sata = caps["sata"]
+    assert (sata["medium"], sata["transport"], sata["serial"]) == ("ssd", "sata",
+                                                                   DRIVES["sata"].serial)
+    assert sata["ata_security"] is False and sata["hpa"] == 0 and sata["dco"] is None
+    assert caps["scsi"]["scsi_sanitize"] == [] and caps["scsi"]["smart"] is True
+    assert caps["usb"]["medium"] == "usb-flash" and caps["usb"]["smart"] is True  # -d scsi
+    assert caps["sd"]["medium"] == "sd-mmc"

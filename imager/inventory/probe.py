@@ -1,0 +1,104 @@
+"""Probe one drive: run the tools its transport answers to, parse, combine.
+
+A tool that fails or is missing becomes a line in `problems` (shown to the
+technician and kept on the record); it never stops the probe: the plan then
+simply has fewer firmware methods to offer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from imager.errors import ImagerError
+from imager.host.run import RunResult, run
+from imager.inventory import hdparm, lsblk, nvme, scsi, smartctl
+from imager.inventory.capabilities import DriveCapabilities, Medium
+from imager.model import DriveIdentity
+from imager.settings import Settings
+
+Runner = Callable[[list[str]], RunResult]
+
+
+def _tool(argv: list[str], problems: list[str], runner: Runner) -> str | None:
+    try:
+        result = runner(argv)
+    except ImagerError as exc:
+        problems.append(f"{' '.join(argv)}: {exc}")
+        return None
+    if not result.ok and not result.stdout.strip():
+        err = result.stderr.strip().splitlines()
+        problems.append(f"{' '.join(argv)}: exit {result.returncode}"
+                        + (f" ({err[-1]})" if err else ""))
+        return None
+    return result.stdout
+
+
+def medium_of(ident: DriveIdentity, rotational: bool | None) -> Medium:
+    """hdd / ssd / usb-flash / sd-mmc / unknown, from transport and rotation."""
+    spins = ident.rotational if rotational is None else rotational
+    if ident.transport in ("mmc",):
+        return "sd-mmc"
+    if ident.transport == "usb":
+        return "hdd" if rotational else "usb-flash"
+    if ident.transport in ("nvme",):
+        return "ssd"
+    if ident.transport in ("sata", "ata", "sas", "scsi", None):
+        return "hdd" if spins else "ssd"
+    return "unknown"
+
+
+def _ata(path: str, problems: list[str], runner: Runner) -> dict:
+    out: dict = {}
+    text = _tool(["hdparm", "-I", path], problems, runner)
+    if text and "Model Number" in text:
+        out["ata"] = hdparm.parse_identify(text)
+    hpa_text = _tool(["hdparm", "-N", path], problems, runner)
+    if hpa_text and "max sectors" in hpa_text:
+        out["hpa"] = hdparm.parse_hpa(hpa_text)
+        dco = _tool(["hdparm", "--dco-identify", path], problems, runner)
+        if dco:
+            out["dco_real_max"] = hdparm.parse_dco_real_max(dco,
+                                                            native_max=out["hpa"].native_max)
+    return out
+
+
+def _nvme(path: str, problems: list[str], runner: Runner) -> dict:
+    out: dict = {}
+    ctrl = _tool(["nvme", "id-ctrl", path, "-o", "json"], problems, runner)
+    if ctrl:
+        out["nvme"] = nvme.parse_id_ctrl(ctrl)
+    ns = _tool(["nvme", "id-ns", path, "-o", "json"], problems, runner)
+    if ns:
+        out["nvme_namespace"] = nvme.parse_id_ns(ns)
+    return out
+
+
+def _smart(path: str, transport: str | None, problems: list[str], runner: Runner):  # type: ignore[no-untyped-def]
+    text = _tool(["smartctl", "-j", "-x", path], problems, runner)
+    report = smartctl.parse(text) if text else None
+    if report and not report.answered and transport == "usb":  # unknown USB bridge
+        text = _tool(["smartctl", "-j", "-x", "-d", "scsi", path], problems, runner)
+        report = smartctl.parse(text) if text else report
+    return report
+
+
+def probe(path: str, settings: Settings, *, runner: Runner | None = None) -> DriveCapabilities:
+    """Everything the erase plan needs to know about the drive at `path`."""
+    runner = runner or (lambda argv: run(argv, check=False, timeout=120))
+    ident = lsblk.probe(path, settings)
+    problems: list[str] = []
+    parts: dict = {}
+    if ident.transport in ("sata", "ata"):
+        parts |= _ata(path, problems, runner)
+    elif ident.transport == "nvme":
+        parts |= _nvme(path, problems, runner)
+    if ident.transport in ("scsi", "sas", "usb", "virtio", None) and Path(path).exists():
+        ops = _tool(["sg_opcodes", path], problems, runner)
+        parts["scsi_sanitize"] = scsi.sanitize_modes(ops or "")
+    if ident.transport not in ("loop", "file"):
+        parts["smart"] = _smart(path, ident.transport, problems, runner)
+    ata = parts.get("ata")
+    return DriveCapabilities(identity=ident, transport=ident.transport or "unknown",
+                             medium=medium_of(ident, ata.rotational if ata else None),
+                             problems=tuple(problems), **parts)
