@@ -75,6 +75,10 @@ class ErasePlan:
     verify: VerifyMode
     verify_seed: str | None = None
     standard: str = ""
+    engine: str = "overwrite"                  # key of erase.engines.ENGINES
+    options: dict[str, Any] = field(default_factory=dict)  # engine settings, e.g. ses
+    sanitization_class: str = "clear"          # NIST SP 800-88: clear | purge
+    technique: str = "overwrite"               # overwrite, block-erase, crypto-erase...
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -72,3 +72,28 @@ def test_canary_places_are_reproducible_and_markers_distinct() -> None:
 def test_dlfeat_read_after_erase() -> None:
     assert read_after_erase(1) == b"\0" and read_after_erase(0x9) == b"\0"
     assert read_after_erase(2) == b"\xff" and read_after_erase(0) is None
+
+
+@pytest.mark.root
+def test_a_firmware_plan_runs_through_the_job_runner(loopdev: Callable[..., str],
+                                                     settings) -> None:  # type: ignore[no-untyped-def]
+    import threading
+
+    from imager.inventory import lsblk
+    from imager.station.jobs import JobStore
+    from imager.station.runner import run_erase
+    from imager.store.db import Registry
+
+    dev = loopdev(8 * MiB)
+    plan = ErasePlan(method="nvme-format-user-data", passes=(), verify="full",
+                     verify_seed="cd" * 16, engine="nvme-format",
+                     options={"ses": 1, "reads_as": "00"}, sanitization_class="clear",
+                     technique="user-data-erase")
+    with Registry.open(settings) as reg:
+        store = JobStore(reg)
+        job_id = store.create_erase(lsblk.probe(dev, settings), plan)
+        report = run_erase(store, job_id, settings, stop=threading.Event())
+        assert report.outcome == "failed"  # a loop device is no NVMe namespace
+        assert f"nvme format --ses=1 on {dev} failed" in report.reason
+        assert store.get(job_id).state == "failed"
+        assert report.plan.sanitization_class == "clear" and report.plan.engine == "nvme-format"

@@ -50,6 +50,11 @@ class EraseEngine(ABC):
         """How many step results `run_steps` returns for `plan`."""
         return len(plan.passes)
 
+    @classmethod
+    def for_plan(cls, plan: ErasePlan) -> EraseEngine:
+        """The engine configured by the plan's options."""
+        return cls()
+
     @abstractmethod
     def run_steps(self, dev: OpenDevice, plan: ErasePlan, *, resume: ResumePoint, sink: Sink,
                   checkpoint_seconds: float) -> tuple[PassResult, ...]:

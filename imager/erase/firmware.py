@@ -41,6 +41,11 @@ class NvmeFormatEngine(EraseEngine):
     def steps(self, plan: ErasePlan) -> int:
         return 1
 
+    @classmethod
+    def for_plan(cls, plan: ErasePlan) -> NvmeFormatEngine:
+        return cls(ses=int(plan.options["ses"]),
+                   reads_as=bytes.fromhex(plan.options["reads_as"]))
+
     def run_steps(self, dev: OpenDevice, plan: ErasePlan, *, resume: ResumePoint, sink: Sink,
                   checkpoint_seconds: float) -> tuple[PassResult, ...]:
         t0 = time.monotonic()

@@ -171,7 +171,7 @@ def run_erase(store: JobStore, job_id: int, settings: Settings, *,
     try:
         with open_device(path, write=True) as dev:
             _same_device(dev, rdev)
-            ex = ENGINES["overwrite"]().execute(
+            ex = ENGINES[job.plan.engine].for_plan(job.plan).execute(
                 dev, job.plan, sink=sink, resume=resume,
                 checkpoint_seconds=settings.checkpoint_seconds)
     except Interrupted as exc:
