@@ -26,6 +26,11 @@ class DeviceError(ImagerError):
     """The device failed or disappeared during an operation."""
 
 
+class MethodRefused(DeviceError):
+    """The drive refused an erase method before erasing anything (command not
+    supported, security frozen...): the plan's next method may be tried."""
+
+
 class DeviceGone(DeviceError):
     """The device disappeared (unplugged, driver stopped answering)."""
 

@@ -66,27 +66,140 @@ class PassSpec:
         return self.kind
 
 
-@dataclass(frozen=True)
-class ErasePlan:
-    """What will be done to one drive: ordered passes then a verification."""
+SanitizationClass = Literal["clear", "purge"]
 
-    method: str
-    passes: tuple[PassSpec, ...]
-    verify: VerifyMode
-    verify_seed: str | None = None
-    standard: str = ""
+
+@dataclass(frozen=True)
+class MethodStep:
+    """One erase method as the plan will run it on one drive."""
+
+    method: str                                # catalogue name: nist-clear, nvme-sanitize-block...
+    passes: tuple[PassSpec, ...] = ()          # host overwrite passes (overwrite engine only)
+    standard: str = ""                         # the standard / table the method follows
     engine: str = "overwrite"                  # key of erase.engines.ENGINES
     options: dict[str, Any] = field(default_factory=dict)  # engine settings, e.g. ses
-    sanitization_class: str = "clear"          # NIST SP 800-88: clear | purge
+    sanitization_class: SanitizationClass = "clear"        # NIST SP 800-88 / IEEE 2883
     technique: str = "overwrite"               # overwrite, block-erase, crypto-erase...
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> MethodStep:
+        return cls(**{**data, "passes": tuple(PassSpec(**p) for p in data.get("passes", ()))})
+
+
+@dataclass(frozen=True)
+class SkippedMethod:
+    """A method of the policy not used on this drive, and why."""
+
+    method: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class HiddenAreas:
+    """Sectors a drive may hide from the host (ATA HPA and DCO), in sectors."""
+
+    visible_max: int | None = None     # hdparm -N: current max
+    native_max: int | None = None      # hdparm -N: native max (HPA removed)
+    dco_real_max: int | None = None    # hdparm --dco-identify: real max (DCO removed)
+
+    @property
+    def hpa_hidden(self) -> int:
+        if self.visible_max is None or self.native_max is None:
+            return 0
+        return max(0, self.native_max - self.visible_max)
+
+    @property
+    def dco_hidden(self) -> int:
+        if self.dco_real_max is None or self.native_max is None:
+            return 0
+        return max(0, self.dco_real_max - self.native_max)
+
+    @property
+    def any_hidden(self) -> bool:
+        return self.hpa_hidden > 0 or self.dco_hidden > 0
+
+
+@dataclass(frozen=True)
+class HiddenAreaChange:
+    """HPA/DCO state before and after the station removed them."""
+
+    before: HiddenAreas
+    after: HiddenAreas
+    actions: tuple[str, ...] = ()      # the commands that were run
+
+
+@dataclass(frozen=True)
+class ErasePlan:
+    """What will be done to one drive: the first method its firmware accepts
+    among `steps` (in order), then a read-back verification.
+
+    The properties name the method that runs now (steps[0]); `fallback()` is
+    the plan once the drive refused it."""
+
+    steps: tuple[MethodStep, ...]
+    verify: VerifyMode
+    verify_seed: str | None = None
+    medium: str | None = None                  # policy medium key: nvme, sata-ssd, hdd...
+    policy: str | None = None                  # policy name, version and digest
+    skipped: tuple[SkippedMethod, ...] = ()    # policy methods this drive cannot do
+    advice: tuple[str, ...] = ()               # e.g. "destroy the stick for Purge"
+    hidden: HiddenAreas | None = None          # HPA/DCO seen at planning: removed first
+
+    def __post_init__(self) -> None:
+        if not self.steps:
+            raise ValueError("an erase plan needs at least one method")
+
+    @property
+    def step(self) -> MethodStep:
+        return self.steps[0]
+
+    @property
+    def method(self) -> str:
+        return self.step.method
+
+    @property
+    def passes(self) -> tuple[PassSpec, ...]:
+        return self.step.passes
+
+    @property
+    def standard(self) -> str:
+        return self.step.standard
+
+    @property
+    def engine(self) -> str:
+        return self.step.engine
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return self.step.options
+
+    @property
+    def sanitization_class(self) -> SanitizationClass:
+        return self.step.sanitization_class
+
+    @property
+    def technique(self) -> str:
+        return self.step.technique
+
+    def fallback(self) -> ErasePlan | None:
+        """The plan without its first method, or None when none is left."""
+        if len(self.steps) == 1:
+            return None
+        return dataclasses.replace(self, steps=self.steps[1:])
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ErasePlan:
-        passes = tuple(PassSpec(**p) for p in data["passes"])
-        return cls(**{**data, "passes": passes})
+        hidden = data.get("hidden")
+        return cls(
+            steps=tuple(MethodStep.from_dict(st) for st in data["steps"]),
+            verify=data["verify"], verify_seed=data.get("verify_seed"),
+            medium=data.get("medium"), policy=data.get("policy"),
+            skipped=tuple(SkippedMethod(**k) for k in data.get("skipped", ())),
+            advice=tuple(data.get("advice", ())),
+            hidden=HiddenAreas(**hidden) if hidden else None)
 
 
 @dataclass(frozen=True)
@@ -99,12 +212,36 @@ class Extent:
 
 
 @dataclass(frozen=True)
+class CanaryCheck:
+    """Markers written before a firmware erase, and those found after it."""
+
+    offsets: tuple[int, ...]
+    survivors: tuple[int, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.survivors
+
+
+@dataclass(frozen=True)
 class PassResult:
+    """One step of an erasure: a host overwrite pass or a firmware command
+    (`canary` then holds what the markers planted around it showed)."""
+
     index: int
     pattern: str
     bytes_written: int
     seconds: float
     failed_extents: tuple[Extent, ...] = ()
+    canary: CanaryCheck | None = None
+
+    @classmethod
+    def from_dict(cls, p: dict[str, Any]) -> PassResult:
+        ext = tuple(Extent(**e) for e in p.get("failed_extents", ()))
+        can = p.get("canary")
+        return cls(**{**p, "failed_extents": ext,
+                      "canary": CanaryCheck(tuple(can["offsets"]), tuple(can["survivors"]))
+                      if can else None})
 
 
 @dataclass(frozen=True)
@@ -120,18 +257,6 @@ class VerifyResult:
     first_bad_offset: int | None = None
     mismatched_sectors: int = 0
     failed_extents: tuple[Extent, ...] = ()
-
-
-@dataclass(frozen=True)
-class CanaryCheck:
-    """Markers written before a firmware erase, and those found after it."""
-
-    offsets: tuple[int, ...]
-    survivors: tuple[int, ...]
-
-    @property
-    def ok(self) -> bool:
-        return not self.survivors
 
 
 @dataclass(frozen=True)
@@ -152,6 +277,13 @@ class EraseReport:
     software: str = ""
     errors: tuple[Extent, ...] = field(default=())
     canary: CanaryCheck | None = None
+    attempts: tuple[SkippedMethod, ...] = ()     # methods the drive refused, in order
+    hidden_areas: HiddenAreaChange | None = None
+
+    @property
+    def achieved_class(self) -> SanitizationClass | None:
+        """The NIST SP 800-88 class reached: only a verified erasure reaches one."""
+        return self.plan.sanitization_class if self.outcome == "erased" else None
 
     @property
     def bytes_written(self) -> int:
@@ -170,6 +302,7 @@ class EraseReport:
         data["duration_seconds"] = (self.ended_at - self.started_at).total_seconds()
         data["bytes_written"] = self.bytes_written
         data["throughput_bytes_per_second"] = round(self.throughput)
+        data["achieved_class"] = self.achieved_class
         return data
 
     def to_json(self, **kw: Any) -> str:
@@ -184,7 +317,7 @@ class EraseReport:
             plan=ErasePlan.from_dict(data["plan"]),
             started_at=datetime.fromisoformat(data["started_at"]),
             ended_at=datetime.fromisoformat(data["ended_at"]),
-            passes=tuple(_pass_from(p) for p in data["passes"]),
+            passes=tuple(PassResult.from_dict(p) for p in data["passes"]),
             verification=_verify_from(ver) if ver else None,
             outcome=data["outcome"],
             reason=data.get("reason", ""),
@@ -195,12 +328,16 @@ class EraseReport:
             canary=CanaryCheck(tuple(data["canary"]["offsets"]),
                                tuple(data["canary"]["survivors"]))
             if data.get("canary") else None,
+            attempts=tuple(SkippedMethod(**a) for a in data.get("attempts", ())),
+            hidden_areas=_hidden_from(data.get("hidden_areas")),
         )
 
 
-def _pass_from(p: dict[str, Any]) -> PassResult:
-    ext = tuple(Extent(**e) for e in p.get("failed_extents", ()))
-    return PassResult(**{**p, "failed_extents": ext})
+def _hidden_from(h: dict[str, Any] | None) -> HiddenAreaChange | None:
+    if not h:
+        return None
+    return HiddenAreaChange(HiddenAreas(**h["before"]), HiddenAreas(**h["after"]),
+                            tuple(h.get("actions", ())))
 
 
 def _verify_from(v: dict[str, Any]) -> VerifyResult:

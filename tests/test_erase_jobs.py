@@ -108,7 +108,7 @@ def test_four_drives_erase_in_parallel(loopdev: Callable[..., str], tmp_path: Pa
     spans = [(datetime.fromisoformat(r["started_at"]), datetime.fromisoformat(r["ended_at"]))
              for r in reports]
     assert max(s for s, _ in spans) < min(e for _, e in spans)  # all ran at once
-    assert len({r["plan"]["passes"][0]["seed"] for r in reports}) == 4
+    assert len({r["plan"]["steps"][0]["passes"][0]["seed"] for r in reports}) == 4
 
 
 def _checkpoint(db: Path, job_id: int = 1) -> str | None:

@@ -9,42 +9,41 @@ from collections.abc import Callable
 import pytest
 
 from imager.erase import canary
-from imager.erase.engine import ResumePoint
-from imager.erase.firmware import NvmeFormatEngine, read_after_erase
+from imager.erase.nvme import NvmeFormatEngine, read_after_erase
 from imager.erase.progress import NullSink, Sink
 from imager.host.blockdev import OpenDevice, open_device
-from imager.model import ErasePlan, PassResult
+from imager.model import ErasePlan, MethodStep
 
 MiB = 1 << 20
-PLAN = ErasePlan(method="nvme-format", passes=(), verify="full", verify_seed="ab" * 16)
+OPTIONS = {"ses": 1, "reads_as": "00"}
+PLAN = ErasePlan(steps=(MethodStep("nvme-format-user-data", engine="nvme-format",
+                                   options=OPTIONS),), verify="full", verify_seed="ab" * 16)
 
 
 class LyingFirmware(NvmeFormatEngine):
     """Reports success like a drive whose firmware ignores the command."""
 
-    def run_steps(self, dev: OpenDevice, plan: ErasePlan, *, resume: ResumePoint, sink: Sink,
-                  checkpoint_seconds: float) -> tuple[PassResult, ...]:
-        return (PassResult(0, "nvme format --ses=1", dev.size, 0.0),)
+    def erase(self, dev: OpenDevice, sink: Sink) -> str:
+        return "nvme format --ses=1"
 
 
 class ZeroingFirmware(NvmeFormatEngine):
     """Does what a working SES=1 does on a drive that reads erased blocks as zeros."""
 
-    def run_steps(self, dev: OpenDevice, plan: ErasePlan, *, resume: ResumePoint, sink: Sink,
-                  checkpoint_seconds: float) -> tuple[PassResult, ...]:
+    def erase(self, dev: OpenDevice, sink: Sink) -> str:
         with open(dev.path, "r+b") as fh:
             for off in range(0, dev.size, MiB):
                 fh.seek(off)
                 fh.write(bytes(MiB))
             os.fsync(fh.fileno())
-        return (PassResult(0, "nvme format --ses=1", dev.size, 0.0),)
+        return "nvme format --ses=1"
 
 
 @pytest.mark.root
 def test_a_firmware_that_lies_is_caught_by_its_canaries(loopdev: Callable[..., str]) -> None:
     dev = loopdev(16 * MiB)
     with open_device(dev, write=True) as d:
-        ex = LyingFirmware(ses=1, reads_as=b"\0").execute(d, PLAN, sink=NullSink())
+        ex = LyingFirmware(OPTIONS).execute(d, PLAN, sink=NullSink())
     assert ex.outcome == "failed" and "canary markers survived" in ex.reason
     assert ex.canary and ex.canary.survivors == ex.canary.offsets
     assert ex.canary.offsets[0] == 0 and ex.canary.offsets[-1] == 16 * MiB - 512
@@ -55,7 +54,7 @@ def test_a_firmware_that_erases_passes_canaries_and_verification(
         loopdev: Callable[..., str]) -> None:
     dev = loopdev(16 * MiB)
     with open_device(dev, write=True) as d:
-        ex = ZeroingFirmware(ses=1, reads_as=b"\0").execute(d, PLAN, sink=NullSink())
+        ex = ZeroingFirmware(OPTIONS).execute(d, PLAN, sink=NullSink())
     assert ex.outcome == "erased", ex.reason
     assert ex.canary and ex.canary.ok and len(ex.canary.offsets) >= 10
     assert ex.verification and ex.verification.coverage == 1.0
@@ -85,10 +84,10 @@ def test_a_firmware_plan_runs_through_the_job_runner(loopdev: Callable[..., str]
     from imager.store.db import Registry
 
     dev = loopdev(8 * MiB)
-    plan = ErasePlan(method="nvme-format-user-data", passes=(), verify="full",
-                     verify_seed="cd" * 16, engine="nvme-format",
-                     options={"ses": 1, "reads_as": "00"}, sanitization_class="clear",
-                     technique="user-data-erase")
+    plan = ErasePlan(steps=(MethodStep("nvme-format-user-data", engine="nvme-format",
+                                       options=OPTIONS, sanitization_class="clear",
+                                       technique="user-data-erase"),),
+                     verify="full", verify_seed="cd" * 16)
     with Registry.open(settings) as reg:
         store = JobStore(reg)
         job_id = store.create_erase(lsblk.probe(dev, settings), plan)

@@ -180,10 +180,10 @@ def test_lab_data_dir_holds_only_recordings() -> None:
 
 ENGINE_IN_GUEST = """
 import json, os
-from imager.erase.firmware import NvmeFormatEngine
+from imager.erase.nvme import NvmeFormatEngine
 from imager.erase.progress import NullSink
 from imager.host.blockdev import open_device
-from imager.model import ErasePlan
+from imager.model import ErasePlan, MethodStep
 path = "{path}"
 with open(path, "r+b") as fh:
     for off in (0, 8 << 20, 63 << 20):
@@ -191,10 +191,11 @@ with open(path, "r+b") as fh:
         fh.write(os.urandom(1 << 20))
     fh.flush()
     os.fsync(fh.fileno())
-plan = ErasePlan(method="nvme-format", passes=(), verify="{verify}",
-                 verify_seed=os.urandom(16).hex())
+options = {{"ses": {ses}, "reads_as": "00"}}
+plan = ErasePlan(steps=(MethodStep("nvme-format", engine="nvme-format", options=options),),
+                 verify="{verify}", verify_seed=os.urandom(16).hex())
 with open_device(path, write=True) as dev:
-    ex = NvmeFormatEngine(ses={ses}, reads_as=bytes(1)).execute(dev, plan, sink=NullSink())
+    ex = NvmeFormatEngine(options).execute(dev, plan, sink=NullSink())
 print(json.dumps({{"outcome": ex.outcome, "reason": ex.reason,
                   "canaries": len(ex.canary.offsets), "survivors": list(ex.canary.survivors),
                   "coverage": ex.verification.coverage if ex.verification else None}}))

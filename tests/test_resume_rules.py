@@ -13,13 +13,13 @@ from imager.erase.patterns import Repeating
 from imager.erase.progress import NullSink
 from imager.errors import DeviceError
 from imager.host.blockdev import open_device
-from imager.model import DriveIdentity, ErasePlan, Extent, PassSpec
+from imager.model import DriveIdentity, ErasePlan, Extent, MethodStep, PassSpec
 from imager.station.jobs import JobStore, JobView
 from imager.station.runner import check_identity, choose_start
 from imager.store.db import Registry
 from imager.store.models import Job
 
-PLAN = ErasePlan(method="nist-clear", passes=(PassSpec("zero"),), verify="full")
+PLAN = ErasePlan(steps=(MethodStep("nist-clear", passes=(PassSpec("zero"),)),), verify="full")
 CHECKPOINT = {"index": 0, "offset": 4096, "seconds": 1.5, "done": [],
               "errors": [{"offset": 0, "length": 512, "error": "Input/output error"}]}
 

@@ -1,23 +1,23 @@
-"""The base of every erase engine, and the registry of engines.
+"""The base of every erase engine.
 
 An engine implements only its primitive operations (`run_steps`). The base
 class runs them, then the read-back verification, and applies the fail-loud
 rules: a drive is `erased` only when every step completed without a failed
-extent and the verification read back exactly what must be there.
+extent, no canary marker survived a firmware erase, and the verification
+read back exactly what must be there.
 """
 
 from __future__ import annotations
 
-import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import ClassVar
 
-from imager.erase import canary
 from imager.erase.overwrite import write_pass
 from imager.erase.patterns import Source, source_for
 from imager.erase.progress import Sink
 from imager.erase.verify import verify
+from imager.errors import DeviceError
 from imager.host.blockdev import OpenDevice, drop_cache
 from imager.model import CanaryCheck, ErasePlan, Extent, Outcome, PassResult, VerifyResult
 
@@ -42,6 +42,20 @@ class Execution:
     canary: CanaryCheck | None = None
 
 
+class CanarySurvived(DeviceError):
+    """The drive reported a successful firmware erase but markers survived."""
+
+    def __init__(self, step: PassResult) -> None:
+        found = step.canary
+        assert found is not None and not found.ok
+        self.step = step
+        super().__init__(
+            f"the drive reported success ({step.pattern}) but {len(found.survivors)} of "
+            f"{len(found.offsets)} canary markers survived, first at offset "
+            f"{found.survivors[0]}: the firmware did not erase; use another method or "
+            "destroy the drive")
+
+
 class EraseEngine(ABC):
     name: ClassVar[str]
     firmware: ClassVar[bool] = False  # drive-internal erase: canaries go around it
@@ -49,6 +63,10 @@ class EraseEngine(ABC):
     def steps(self, plan: ErasePlan) -> int:
         """How many step results `run_steps` returns for `plan`."""
         return len(plan.passes)
+
+    def describe_step(self, plan: ErasePlan, index: int) -> str:
+        """A short name for step `index` (for a pass cut short)."""
+        return plan.passes[index].describe()
 
     @classmethod
     def for_plan(cls, plan: ErasePlan) -> EraseEngine:
@@ -67,27 +85,22 @@ class EraseEngine(ABC):
     def execute(self, dev: OpenDevice, plan: ErasePlan, *, sink: Sink,
                 resume: ResumePoint = ResumePoint(),
                 checkpoint_seconds: float = 5.0) -> Execution:
-        seed = bytes.fromhex(plan.verify_seed or "") or os.urandom(16)
-        planted = canary.plant(dev, seed) if self.firmware else ()
-        passes = self.run_steps(dev, plan, resume=resume, sink=sink,
-                                checkpoint_seconds=checkpoint_seconds)
+        try:
+            passes = self.run_steps(dev, plan, resume=resume, sink=sink,
+                                    checkpoint_seconds=checkpoint_seconds)
+        except CanarySurvived as exc:
+            return Execution((*resume.done, exc.step), None, "failed", str(exc), exc.step.canary)
         if [p.index for p in passes] != list(range(self.steps(plan))):
             return Execution(passes, None, "failed",
                              f"internal error: steps {[p.index for p in passes]} do not match "
                              f"the plan's {self.steps(plan)} steps; please report it")
-        found = canary.survivors(dev, seed, planted) if self.firmware else None
-        if found and not found.ok:
-            return Execution(passes, None, "failed",
-                             f"the drive reported success but {len(found.survivors)} of "
-                             f"{len(found.offsets)} canary markers survived, first at offset "
-                             f"{found.survivors[0]}: the firmware did not erase; use another "
-                             "method or destroy the drive", found)
+        found = next((p.canary for p in passes if p.canary is not None), None)
         failed = [e for p in passes for e in p.failed_extents]
         if failed:
             total = sum(e.length for e in failed)
             return Execution(passes, None, "failed",
                              f"{len(failed)} extent(s), {total} bytes, could not be written; "
-                             f"first at offset {failed[0].offset} ({failed[0].error})")
+                             f"first at offset {failed[0].offset} ({failed[0].error})", found)
         if plan.verify == "none":
             return Execution(passes, None, "unverified",
                              "verification skipped (--verify none): not certified as erased",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from imager.erase.engine import EraseEngine, OverwriteEngine
-from imager.erase.firmware import NvmeFormatEngine
+from imager.erase.nvme import NvmeFormatEngine
 
 ENGINES: dict[str, type[EraseEngine]] = {
     e.name: e for e in (OverwriteEngine, NvmeFormatEngine)

@@ -1,66 +1,119 @@
-"""Firmware erase engines: the drive erases itself; the host proves it.
+"""The base of firmware erase engines: the drive erases itself; the host proves it.
 
-Each engine runs one drive command through host.run, then the base class
-checks the canaries it planted before and reads the medium back against what
-the drive must return afterwards (e.g. zeros when NVMe DLFEAT says
-deallocated blocks read as zeros).
+A firmware engine implements `erase()`: run the drive's own command through
+the runner (host.run, or a test's fake) and wait until the drive says it is
+done. The base class plants canary markers before, looks for them after (a
+drive that claims success but still returns one fails the job), and then,
+when the drive does not define what erased blocks read as (crypto erase,
+enhanced security erase...), writes one host zero pass so that the standard
+read-back verification has a known pattern to check.
+
+Steps: 0 = the firmware command (with its canary check); 1 = the zero pass,
+only when the content after the erase is indeterminate.
 """
 
 from __future__ import annotations
 
+import os
 import time
+from abc import abstractmethod
+from collections.abc import Callable, Mapping
+from typing import Any
 
-from imager.erase.engine import EraseEngine, ResumePoint
+from imager.erase import canary
+from imager.erase.engine import CanarySurvived, EraseEngine, ResumePoint
+from imager.erase.overwrite import write_pass
 from imager.erase.patterns import Repeating, Source
 from imager.erase.progress import Sink
-from imager.errors import DeviceError
-from imager.host.blockdev import OpenDevice
-from imager.host.run import run
+from imager.host.blockdev import OpenDevice, drop_cache
+from imager.host.run import Runner, RunResult, run
 from imager.model import ErasePlan, PassResult
 
-NVME_FORMAT_TIMEOUT = 4 * 3600.0
+ZERO_FILL = "zero (after firmware)"
 
 
-def read_after_erase(dlfeat: int) -> bytes | None:
-    """What an NVMe namespace returns for erased blocks (DLFEAT bits 2:0):
-    001b zeros, 010b 0xFF; anything else is not reported (None)."""
-    return {1: b"\x00", 2: b"\xff"}.get(dlfeat & 0x7)
+def tool_message(result: RunResult) -> str:
+    """The most telling line a failed tool printed (stderr first)."""
+    lines = [ln.strip() for ln in (result.stderr + "\n" + result.stdout).splitlines()
+             if ln.strip()]
+    return lines[0] if lines else f"exit status {result.returncode}"
 
 
-class NvmeFormatEngine(EraseEngine):
-    """Format NVM with Secure Erase Settings 1 (user data) or 2 (crypto erase)."""
+class FirmwareEngine(EraseEngine):
+    """A drive-internal erase (sanitize, secure erase, format) around canaries."""
 
-    name = "nvme-format"
     firmware = True
 
-    def __init__(self, *, ses: int, reads_as: bytes) -> None:
-        if ses not in (1, 2):
-            raise ValueError(f"Secure Erase Settings must be 1 or 2, not {ses}")
-        self.ses, self.reads_as = ses, reads_as
-
-    def steps(self, plan: ErasePlan) -> int:
-        return 1
+    def __init__(self, options: Mapping[str, Any] | None = None, *,
+                 runner: Runner | None = None,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.options = dict(options or {})
+        self.runner: Runner = runner or run
+        self.sleep = sleep
+        self.check_options()
 
     @classmethod
-    def for_plan(cls, plan: ErasePlan) -> NvmeFormatEngine:
-        return cls(ses=int(plan.options["ses"]),
-                   reads_as=bytes.fromhex(plan.options["reads_as"]))
+    def for_plan(cls, plan: ErasePlan, *, runner: Runner | None = None) -> FirmwareEngine:
+        return cls(plan.options, runner=runner)
+
+    def check_options(self) -> None:
+        """Raise ValueError for options this engine cannot run with."""
+
+    @abstractmethod
+    def erase(self, dev: OpenDevice, sink: Sink) -> str:
+        """Run the drive's erase to completion; return the command as run.
+
+        Raise MethodRefused when the drive refused before erasing anything
+        (the plan then falls back to its next method) and DeviceError when the
+        erase started and failed."""
+
+    def reads_as(self) -> bytes | None:
+        """What every block reads as after the erase, or None if indeterminate."""
+        value = self.options.get("reads_as")
+        return bytes.fromhex(value) if value else None
+
+    def steps(self, plan: ErasePlan) -> int:
+        return 1 if self.reads_as() is not None else 2
+
+    def describe_step(self, plan: ErasePlan, index: int) -> str:
+        return plan.method if index == 0 else ZERO_FILL
 
     def run_steps(self, dev: OpenDevice, plan: ErasePlan, *, resume: ResumePoint, sink: Sink,
                   checkpoint_seconds: float) -> tuple[PassResult, ...]:
+        results = list(resume.done)
+        if resume.index == 0:
+            step = self._firmware_step(dev, plan, sink)
+            sink.step_done(step)
+            results.append(step)
+        if self.reads_as() is None:
+            here = resume.index == 1
+            fill = write_pass(dev, Repeating(b"\0"), index=1, pattern=ZERO_FILL,
+                              sink=sink, start=resume.offset if here else 0,
+                              prior_errors=resume.errors if here else (),
+                              prior_seconds=resume.seconds if here else 0.0,
+                              checkpoint_seconds=checkpoint_seconds)
+            sink.step_done(fill)
+            results.append(fill)
+        return tuple(results)
+
+    def _firmware_step(self, dev: OpenDevice, plan: ErasePlan, sink: Sink) -> PassResult:
+        seed = bytes.fromhex(plan.verify_seed or "") or os.urandom(16)
+        planted = canary.plant(dev, seed)
         t0 = time.monotonic()
         sink.update("pass", 0, 0, dev.size)
-        result = run(["nvme", "format", dev.path, f"--ses={self.ses}", "--force"],
-                     timeout=NVME_FORMAT_TIMEOUT, check=False)
-        if not result.ok:
-            detail = (result.stderr or result.stdout).strip().splitlines()
-            raise DeviceError(f"nvme format --ses={self.ses} on {dev.path} failed: "
-                              f"{detail[-1] if detail else f'exit {result.returncode}'}")
+        command = self.erase(dev, sink)
+        if not dev.direct:
+            drop_cache(dev)
+        found = canary.survivors(dev, seed, planted)
+        step = PassResult(index=0, pattern=command, bytes_written=dev.size,
+                          seconds=time.monotonic() - t0, canary=found)
+        if not found.ok:
+            raise CanarySurvived(step)
         sink.update("pass", 0, dev.size, dev.size)
-        step = PassResult(index=0, pattern=f"nvme format --ses={self.ses}",
-                          bytes_written=dev.size, seconds=time.monotonic() - t0)
-        sink.step_done(step)
-        return (step,)
+        return step
 
     def expected_content(self, plan: ErasePlan) -> tuple[Source, str]:
-        return Repeating(self.reads_as), f"read-after-erase 0x{self.reads_as.hex()}"
+        reads = self.reads_as()
+        if reads is None:
+            return Repeating(b"\0"), "zero"
+        return Repeating(reads), f"read-after-erase 0x{reads.hex()}"

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 
 from imager.errors import UsageError
-from imager.model import ErasePlan, PassSpec, VerifyMode
+from imager.model import ErasePlan, MethodStep, PassSpec, VerifyMode
 
 MAX_PATTERN_BYTES = 512
 
@@ -75,16 +75,24 @@ def resolve(name: str) -> tuple[tuple[PassSpec, ...], str]:
                          f"such as zero,random,pattern:55aa ({exc})") from exc
 
 
-def make_plan(method: str, verify: VerifyMode) -> ErasePlan:
-    """Resolve a method into a plan with fresh seeds."""
-    if verify not in ("full", "sample", "none"):
-        raise UsageError(f"bad verification {verify!r}: use full, sample or none")
+def overwrite_step(method: str) -> MethodStep:
+    """A host overwrite method as a plan step, random seeds drawn now."""
     passes, standard = resolve(method)
     seeded = tuple(
         PassSpec(kind=p.kind, pattern=p.pattern, seed=os.urandom(32).hex())
         if p.kind == "random" else p
         for p in passes
     )
-    vseed = os.urandom(16).hex() if verify == "sample" else None
-    return ErasePlan(method=method, passes=seeded, verify=verify, verify_seed=vseed,
-                     standard=standard)
+    return MethodStep(method=method, passes=seeded, standard=standard)
+
+
+def check_verify(verify: str) -> None:
+    if verify not in ("full", "sample", "none"):
+        raise UsageError(f"bad verification {verify!r}: use full, sample or none")
+
+
+def make_plan(method: str, verify: VerifyMode) -> ErasePlan:
+    """Resolve an overwrite method into a one-step plan with fresh seeds."""
+    check_verify(verify)
+    return ErasePlan(steps=(overwrite_step(method),), verify=verify,
+                     verify_seed=os.urandom(16).hex())

@@ -8,6 +8,7 @@ import subprocess
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from imager.errors import ImagerError
 
@@ -15,6 +16,8 @@ from imager.errors import ImagerError
 PACKAGES = {
     "lsblk": "util-linux", "losetup": "util-linux", "hdparm": "hdparm",
     "smartctl": "smartmontools", "nvme": "nvme-cli", "nwipe": "nwipe",
+    "sg_opcodes": "sg3-utils", "sg_sanitize": "sg3-utils", "sg_requests": "sg3-utils",
+    "sg_inq": "sg3-utils", "mmc": "mmc-utils", "rtcwake": "util-linux",
 }
 
 
@@ -58,3 +61,10 @@ def run(argv: Sequence[str], *, timeout: float = 60, check: bool = True,
     if check and not result.ok:
         raise ToolFailed(result)
     return result
+
+
+class Runner(Protocol):
+    """What engines and probes call to run a tool: `run`, or a test's fake."""
+
+    def __call__(self, argv: Sequence[str], *, timeout: float = 60, check: bool = True,
+                 input: str | None = None) -> RunResult: ...

@@ -89,10 +89,11 @@ class JobSink:
     def passes_so_far(self, plan: ErasePlan) -> tuple[PassResult, ...]:
         """Completed passes plus the one cut short, with its failed extents."""
         index, offset = self.position
-        if index < len(self.done) or index >= len(plan.passes):
+        engine = ENGINES[plan.engine].for_plan(plan)
+        if index < len(self.done) or index >= engine.steps(plan):
             return tuple(self.done)
         failed = sum(e.length for e in self.errors)
-        partial = PassResult(index=index, pattern=plan.passes[index].describe(),
+        partial = PassResult(index=index, pattern=engine.describe_step(plan, index),
                              bytes_written=max(0, offset - failed), seconds=0.0,
                              failed_extents=tuple(self.errors))
         return (*self.done, partial)
@@ -101,8 +102,7 @@ class JobSink:
 def resume_point(checkpoint: dict | None) -> ResumePoint:
     if not checkpoint:
         return ResumePoint()
-    done = tuple(PassResult(**{**p, "failed_extents": tuple(
-        Extent(**e) for e in p["failed_extents"])}) for p in checkpoint["done"])
+    done = tuple(PassResult.from_dict(p) for p in checkpoint["done"])
     errors = tuple(Extent(**e) for e in checkpoint.get("errors", ()))
     return ResumePoint(checkpoint["index"], checkpoint["offset"], done, errors,
                        checkpoint.get("seconds", 0.0))
