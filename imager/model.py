@@ -95,6 +95,14 @@ class SkippedMethod:
 
 
 @dataclass(frozen=True)
+class Note:
+    """Advice for the technician and the certificate, in French and English."""
+
+    fr: str
+    en: str
+
+
+@dataclass(frozen=True)
 class HiddenAreas:
     """Sectors a drive may hide from the host (ATA HPA and DCO), in sectors."""
 
@@ -142,7 +150,7 @@ class ErasePlan:
     medium: str | None = None                  # policy medium key: nvme, sata-ssd, hdd...
     policy: str | None = None                  # policy name, version and digest
     skipped: tuple[SkippedMethod, ...] = ()    # policy methods this drive cannot do
-    advice: tuple[str, ...] = ()               # e.g. "destroy the stick for Purge"
+    advice: tuple[Note, ...] = ()              # e.g. "destroy the stick for Purge"
     hidden: HiddenAreas | None = None          # HPA/DCO seen at planning: removed first
 
     def __post_init__(self) -> None:
@@ -198,7 +206,7 @@ class ErasePlan:
             verify=data["verify"], verify_seed=data.get("verify_seed"),
             medium=data.get("medium"), policy=data.get("policy"),
             skipped=tuple(SkippedMethod(**k) for k in data.get("skipped", ())),
-            advice=tuple(data.get("advice", ())),
+            advice=tuple(Note(**n) for n in data.get("advice", ())),
             hidden=HiddenAreas(**hidden) if hidden else None)
 
 

@@ -6,12 +6,15 @@ Built by the probe from the pure parsers' results; consumed by the erase plan.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from imager.inventory.hdparm import AtaIdentify, HostProtectedArea
 from imager.inventory.nvme import NvmeController, NvmeNamespace
 from imager.inventory.smartctl import SmartReport
 from imager.model import DriveIdentity
+
+if TYPE_CHECKING:
+    from imager.inventory.mmc import MmcExtCsd
 
 Medium = Literal["hdd", "ssd", "usb-flash", "sd-mmc", "unknown"]
 
@@ -28,6 +31,5 @@ class DriveCapabilities:
     nvme_namespace: NvmeNamespace | None = None
     smart: SmartReport | None = None
     scsi_sanitize: frozenset[str] = frozenset()   # {"overwrite", "block", "crypto"}
-    mmc_secure_erase: bool = False
-    mmc_sanitize: bool = False
+    mmc: MmcExtCsd | None = None         # eMMC EXT_CSD (mmc extcsd read); None for SD cards
     problems: tuple[str, ...] = ()       # what could not be probed, for the technician

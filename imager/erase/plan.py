@@ -1,0 +1,100 @@
+"""The erase plan of one drive: policy + capabilities -> an ErasePlan value.
+
+The plan is data: printed by `imager erase --plan`, stored with the job and
+put on the report. It keeps the policy's order, drops (with the reason) each
+method the drive's capabilities rule out, and notes the hidden areas (HPA,
+DCO) the runner must remove before erasing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+from imager.erase import catalogue
+from imager.erase.catalogue import Station
+from imager.erase.methods import check_verify
+from imager.erase.policy import Policy, PolicyMethod
+from imager.errors import UsageError
+from imager.inventory.capabilities import DriveCapabilities
+from imager.model import ErasePlan, HiddenAreas, MethodStep, SkippedMethod, VerifyMode
+
+
+def medium_key(caps: DriveCapabilities) -> str:
+    """The policy medium of a drive, from its transport and medium."""
+    transport, medium = caps.transport, caps.medium
+    spins = medium == "hdd"
+    if transport == "nvme":
+        return "nvme"
+    if transport in ("sata", "ata"):
+        return "sata-hdd" if spins else "sata-ssd"
+    if transport == "usb":
+        return "usb-disk" if spins else "usb-flash"
+    if transport == "mmc":
+        return "emmc" if caps.mmc is not None else "sd-card"
+    if transport in ("virtio", "loop", "file"):
+        return "virtual"
+    scsi = transport in ("sas", "scsi") or (
+        caps.smart is not None and caps.smart.protocol == "SCSI")
+    if scsi:
+        return "sas-hdd" if spins else "sas-ssd"
+    return "unknown"
+
+
+def _hidden(caps: DriveCapabilities) -> HiddenAreas | None:
+    if caps.hpa is None:
+        return None
+    return HiddenAreas(visible_max=caps.hpa.current_max, native_max=caps.hpa.native_max,
+                       dco_real_max=caps.dco_real_max)
+
+
+def _step(entry: PolicyMethod, caps: DriveCapabilities, medium: str,
+          station: Station) -> MethodStep:
+    step = catalogue.step_for(entry.name, caps, medium, station)
+    if entry.sanitization_class is None:
+        return step
+    standard = step.standard + (f" — policy: {entry.basis}" if entry.basis else "")
+    return dataclasses.replace(step, sanitization_class=entry.sanitization_class,
+                               standard=standard)
+
+
+def _explicit(method: str, caps: DriveCapabilities, medium: str,
+              station: Station) -> tuple[PolicyMethod, ...]:
+    if not catalogue.is_known(method):
+        catalogue.step_for(method, caps, medium, station)  # raises UsageError with the list
+    if medium not in catalogue.media_of(method):
+        raise UsageError(f"{caps.identity.path}: {method} cannot run on a {medium} drive "
+                         f"(it runs on {', '.join(sorted(catalogue.media_of(method)))})")
+    reason = catalogue.why_not(method, caps, station)
+    if reason:
+        raise UsageError(f"{caps.identity.path}: {method} cannot run on this drive: {reason}")
+    return (PolicyMethod(method),)
+
+
+def plan_for(caps: DriveCapabilities, policy: Policy, *, verify: VerifyMode | None = None,
+             method: str | None = None) -> ErasePlan:
+    """The plan for one drive: the policy's methods for its medium (or the one
+    `method` asked for), those the drive cannot do set aside with the reason."""
+    medium = medium_key(caps)
+    station = Station(unfreeze=policy.unfreeze)
+    rule = policy.media.get(medium)
+    entries = _explicit(method, caps, medium, station) if method else \
+        (rule.methods if rule else ())
+    steps, skipped = [], []
+    for entry in entries:
+        reason = catalogue.why_not(entry.name, caps, station)
+        if reason:
+            skipped.append(SkippedMethod(entry.name, reason))
+        else:
+            steps.append(_step(entry, caps, medium, station))
+    if not steps:
+        why = "; ".join(f"{s.method}: {s.reason}" for s in skipped) or "no method listed"
+        raise UsageError(f"{caps.identity.path}: no method of erase policy {policy.source} "
+                         f"for {medium} drives can run on it ({why}); end media.{medium} "
+                         "with an overwrite method such as nist-clear")
+    mode = verify or policy.verify
+    check_verify(mode)
+    return ErasePlan(steps=tuple(steps), verify=mode, verify_seed=os.urandom(16).hex(),
+                     medium=medium, policy=policy.label, skipped=tuple(skipped),
+                     advice=(rule.advice,) if rule and rule.advice else (),
+                     hidden=_hidden(caps))
