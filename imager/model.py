@@ -150,6 +150,7 @@ class ErasePlan:
     medium: str | None = None                  # policy medium key: nvme, sata-ssd, hdd...
     policy: str | None = None                  # policy name, version and digest
     skipped: tuple[SkippedMethod, ...] = ()    # policy methods this drive cannot do
+    refused: tuple[SkippedMethod, ...] = ()    # methods the drive refused when run
     advice: tuple[Note, ...] = ()              # e.g. "destroy the stick for Purge"
     hidden: HiddenAreas | None = None          # HPA/DCO seen at planning: removed first
 
@@ -195,6 +196,11 @@ class ErasePlan:
             return None
         return dataclasses.replace(self, steps=self.steps[1:])
 
+    def refuse(self, reason: str) -> ErasePlan:
+        """The drive refused the current method: record it (steps unchanged)."""
+        return dataclasses.replace(self, refused=(*self.refused,
+                                                  SkippedMethod(self.method, reason)))
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
@@ -206,6 +212,7 @@ class ErasePlan:
             verify=data["verify"], verify_seed=data.get("verify_seed"),
             medium=data.get("medium"), policy=data.get("policy"),
             skipped=tuple(SkippedMethod(**k) for k in data.get("skipped", ())),
+            refused=tuple(SkippedMethod(**k) for k in data.get("refused", ())),
             advice=tuple(Note(**n) for n in data.get("advice", ())),
             hidden=HiddenAreas(**hidden) if hidden else None)
 
@@ -285,7 +292,6 @@ class EraseReport:
     software: str = ""
     errors: tuple[Extent, ...] = field(default=())
     canary: CanaryCheck | None = None
-    attempts: tuple[SkippedMethod, ...] = ()     # methods the drive refused, in order
     hidden_areas: HiddenAreaChange | None = None
 
     @property
@@ -336,7 +342,6 @@ class EraseReport:
             canary=CanaryCheck(tuple(data["canary"]["offsets"]),
                                tuple(data["canary"]["survivors"]))
             if data.get("canary") else None,
-            attempts=tuple(SkippedMethod(**a) for a in data.get("attempts", ())),
             hidden_areas=_hidden_from(data.get("hidden_areas")),
         )
 

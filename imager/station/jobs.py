@@ -160,6 +160,14 @@ class JobStore:
         with self.registry.session() as s:
             _add_event(s, self._job(s, job_id), kind, message, data)
 
+    def replace_plan(self, job_id: int, plan: ErasePlan, *, kind: str, message: str) -> None:
+        """The job goes on with another plan (the drive refused a method): the
+        checkpoint of the old one no longer applies."""
+        with self.registry.session() as s:
+            job = self._job(s, job_id)
+            job.plan, job.checkpoint = plan.to_dict(), None
+            _add_event(s, job, kind, message, {"plan": plan.to_dict()})
+
     def save_checkpoint(self, job_id: int, checkpoint: dict[str, Any]) -> None:
         with self.registry.session() as s:
             self._job(s, job_id).checkpoint = checkpoint

@@ -21,7 +21,7 @@ from imager.erase.engine import Execution, ResumePoint
 from imager.erase.engines import ENGINES
 from imager.erase.errorlog import append_merged
 from imager.erase.progress import Interrupted
-from imager.errors import DeviceError, ImagerError
+from imager.errors import DeviceError, ImagerError, MethodRefused
 from imager.host.blockdev import OpenDevice, open_device
 from imager.inventory import lsblk
 from imager.model import DriveIdentity, ErasePlan, EraseReport, Extent, PassResult
@@ -85,6 +85,10 @@ class JobSink:
 
     def stop_requested(self) -> bool:
         return self.stop.is_set()
+
+    def restart(self) -> None:
+        """Another method starts from scratch: forget the refused one's steps."""
+        self.done, self.errors, self.position = [], [], (0, 0)
 
     def passes_so_far(self, plan: ErasePlan) -> tuple[PassResult, ...]:
         """Completed passes plus the one cut short, with its failed extents."""
@@ -168,26 +172,50 @@ def run_erase(store: JobStore, job_id: int, settings: Settings, *,
     sink = JobSink(store, job_id, stop, on_progress, list(resume.done), list(resume.errors),
                    (resume.index, resume.offset))
     started = datetime.now(UTC)
+    plan = job.plan
     try:
         with open_device(path, write=True) as dev:
             _same_device(dev, rdev)
-            ex = ENGINES[job.plan.engine].for_plan(job.plan).execute(
-                dev, job.plan, sink=sink, resume=resume,
-                checkpoint_seconds=settings.checkpoint_seconds)
+            ex, plan = _run_plan(store, job_id, dev, plan, sink, resume,
+                                 settings.checkpoint_seconds)
     except Interrupted as exc:
-        ex = Execution(sink.passes_so_far(job.plan), None, "interrupted", str(exc))
+        ex = Execution(sink.passes_so_far(plan), None, "interrupted", str(exc))
     except Exception as exc:  # a failing drive, or a bug: never reported erased
         reason = str(exc) if isinstance(exc, ImagerError) else (
             f"{path}: {exc.strerror}" if isinstance(exc, OSError) and exc.strerror
             else f"internal error ({type(exc).__name__}: {exc}); please report it")
-        ex = Execution(sink.passes_so_far(job.plan), None, "failed", reason)
-    return _finish(store, job, ident, ex, started)
+        ex = Execution(sink.passes_so_far(plan), None, "failed", reason)
+    return _finish(store, job, plan, ident, ex, started)
 
 
-def _finish(store: JobStore, job: JobView, ident: DriveIdentity, ex: Execution,
-            started: datetime) -> EraseReport:
+def _run_plan(store: JobStore, job_id: int, dev: OpenDevice, plan: ErasePlan, sink: JobSink,
+              resume: ResumePoint, checkpoint_seconds: float) -> tuple[Execution, ErasePlan]:
+    """Run the plan's first method; when the drive refuses it, go on with the next."""
+    while True:
+        try:
+            engine = ENGINES[plan.engine].for_plan(plan)
+            return engine.execute(dev, plan, sink=sink, resume=resume,
+                                  checkpoint_seconds=checkpoint_seconds), plan
+        except MethodRefused as exc:
+            refused = plan.refuse(str(exc))
+            following = refused.fallback()
+            if following is None:
+                store.replace_plan(job_id, refused, kind="method_refused",
+                                   message=f"{plan.method} refused: {exc}")
+                tried = "; ".join(f"{r.method}: {r.reason}" for r in refused.refused)
+                return Execution((), None, "failed",
+                                 f"the drive refused every method of its plan ({tried})"), refused
+            store.replace_plan(job_id, following, kind="method_refused",
+                               message=f"{plan.method} refused: {exc}; "
+                                       f"falling back to {following.method}")
+            plan, resume = following, ResumePoint()
+            sink.restart()
+
+
+def _finish(store: JobStore, job: JobView, plan: ErasePlan, ident: DriveIdentity,
+            ex: Execution, started: datetime) -> EraseReport:
     report = EraseReport(
-        job_id=job.id, device=ident, plan=job.plan, started_at=job.started_at or started,
+        job_id=job.id, device=ident, plan=plan, started_at=job.started_at or started,
         ended_at=datetime.now(UTC), passes=ex.passes, verification=ex.verification,
         outcome=ex.outcome, reason=ex.reason, technician=job.technician,
         donation=job.donation, software=f"imager {__version__}",

@@ -1,0 +1,81 @@
+"""A drive that refuses a firmware method falls back to the plan's next one,
+with the refusal on the record; one that refuses them all is never erased."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+import pytest
+
+from imager.erase.engines import ENGINES
+from imager.erase.firmware import FirmwareEngine
+from imager.erase.methods import overwrite_step
+from imager.erase.progress import Sink
+from imager.errors import MethodRefused
+from imager.host.blockdev import OpenDevice
+from imager.inventory import lsblk
+from imager.model import ErasePlan, MethodStep
+from imager.station.jobs import JobStore
+from imager.station.runner import run_erase
+from imager.store.db import Registry
+
+MiB = 1 << 20
+
+
+class RefusingFirmware(FirmwareEngine):
+    """Answers like a controller without the command (Invalid Command Opcode)."""
+
+    name = "test-refuses"
+
+    def erase(self, dev: OpenDevice, sink: Sink) -> str:
+        raise MethodRefused(f"{dev.path}: NVMe status: Invalid Command Opcode")
+
+
+def firmware_step(name: str) -> MethodStep:
+    return MethodStep(name, engine="test-refuses", options={"reads_as": "00"},
+                      sanitization_class="purge", technique="block-erase")
+
+
+@pytest.fixture
+def refusing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(ENGINES, "test-refuses", RefusingFirmware)
+
+
+@pytest.mark.root
+@pytest.mark.usefixtures("refusing")
+def test_refused_firmware_method_falls_back_to_overwrite(loopdev: Callable[..., str],
+                                                         settings) -> None:  # type: ignore[no-untyped-def]
+    dev = loopdev(8 * MiB)
+    plan = ErasePlan(steps=(firmware_step("sanitize-a"), firmware_step("sanitize-b"),
+                            overwrite_step("nist-clear")), verify="full", verify_seed="ef" * 16)
+    with Registry.open(settings) as reg:
+        store = JobStore(reg)
+        job_id = store.create_erase(lsblk.probe(dev, settings), plan)
+        report = run_erase(store, job_id, settings, stop=threading.Event())
+        assert report.outcome == "erased", report.reason
+        assert report.plan.method == "nist-clear" and report.achieved_class == "clear"
+        assert [r.method for r in report.plan.refused] == ["sanitize-a", "sanitize-b"]
+        assert "Invalid Command Opcode" in report.plan.refused[0].reason
+        assert report.to_dict()["achieved_class"] == "clear"
+        job = store.get(job_id, with_events=True)
+        assert job.plan.method == "nist-clear"
+        refusals = [e.message for e in job.events if e.kind == "method_refused"]
+        assert refusals[0].startswith("sanitize-a refused") and "falling back to sanitize-b" \
+            in refusals[0]
+        assert refusals[1].endswith("falling back to nist-clear")
+
+
+@pytest.mark.root
+@pytest.mark.usefixtures("refusing")
+def test_a_drive_refusing_every_method_fails_and_is_not_erased(loopdev: Callable[..., str],
+                                                               settings) -> None:  # type: ignore[no-untyped-def]
+    dev = loopdev(8 * MiB)
+    plan = ErasePlan(steps=(firmware_step("sanitize-a"),), verify="full", verify_seed="ef" * 16)
+    with Registry.open(settings) as reg:
+        store = JobStore(reg)
+        job_id = store.create_erase(lsblk.probe(dev, settings), plan)
+        report = run_erase(store, job_id, settings, stop=threading.Event())
+        assert report.outcome == "failed" and report.achieved_class is None
+        assert "refused every method of its plan (sanitize-a:" in report.reason
+        assert store.get(job_id).state == "failed"
