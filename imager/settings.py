@@ -33,6 +33,7 @@ class Settings:
     proc_root: Path = Path("/proc")
     excluded_devices: tuple[str, ...] = ()
     checkpoint_seconds: float = 2.0
+    erase_policy: Path | None = None   # None: profiles/erase-policy.yaml shipped with imager
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -43,6 +44,8 @@ class Settings:
             excluded_devices=tuple(
                 x for x in os.environ.get("IMAGER_EXCLUDE", "").split(",") if x
             ),
+            erase_policy=Path(os.environ["IMAGER_ERASE_POLICY"])
+            if os.environ.get("IMAGER_ERASE_POLICY") else None,
         )
         clean = {k: v for k, v in overrides.items() if v is not None}
         return replace(base, **clean)

@@ -79,8 +79,10 @@ def test_plan_is_printed_without_writing(loopdev: Callable[..., str], tmp_path: 
     dev = loopdev(8 * MiB)
     with open(dev, "r+b") as fh:
         fh.write(b"donor data")
-    out = imager(tmp_path, "erase", "--plan", dev, "--method", "random-zero")
+    out = imager(tmp_path, "erase", "--plan", dev, "--method", "random-zero", "--json")
     assert '"kind": "random"' in out.stdout and '"seed"' in out.stdout
+    text = imager(tmp_path, "erase", "--plan", dev).stdout
+    assert "1. nist-clear" in text and "Clear (effacement logique)" in text
     with open(dev, "rb") as fh:
         assert fh.read(10) == b"donor data"
     assert not (tmp_path / "registry.sqlite3").exists() or jobs(tmp_path) == []

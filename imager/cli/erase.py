@@ -1,4 +1,4 @@
-"""`imager erase DEVICE...`: overwrite, verify, report."""
+"""`imager erase DEVICE...`: probe, plan by policy, erase, verify, report."""
 
 from __future__ import annotations
 
@@ -8,11 +8,13 @@ import json
 from rich.console import Console
 
 from imager.cli.context import Context
+from imager.cli.plans import plan_lines
 from imager.cli.render import BarsUI, JsonLinesUI, report_table
-from imager.erase import guard
-from imager.erase.methods import METHODS, make_plan
+from imager.erase import guard, policy
+from imager.erase.methods import METHODS
+from imager.erase.plan import plan_for
 from imager.errors import ImagerError, UsageError
-from imager.inventory import lsblk
+from imager.inventory.probe import probe
 from imager.model import ErasePlan, EraseReport
 from imager.station.batch import run_all
 from imager.station.jobs import JobStore
@@ -22,12 +24,19 @@ from imager.store import people
 def register(sub: argparse._SubParsersAction) -> None:
     methods = ", ".join(f"{m.name} ({m.title_en})" for m in METHODS.values())
     p = sub.add_parser("erase", help="effacer des disques / erase drives",
-                       description="Écrase et vérifie des disques entiers. / "
-                                   "Overwrite and verify whole drives.")
+                       description="Efface des disques entiers selon la politique "
+                                   "d'effacement, puis vérifie. / Erase whole drives as the "
+                                   "erase policy says, then verify.")
     p.add_argument("devices", nargs="+", metavar="DEVICE")
-    p.add_argument("--method", default="nist-clear",
-                   help=f"{methods}; or a pass list like zero,random,pattern:55aa")
-    p.add_argument("--verify", choices=("full", "sample", "none"), default="full")
+    p.add_argument("--method", default=None,
+                   help="default: the policy's methods for each drive's medium; or one method "
+                        f"(`imager methods` lists them): {methods}; or a pass list like "
+                        "zero,random,pattern:55aa")
+    p.add_argument("--verify", choices=("full", "sample", "none"), default=None,
+                   help="default: the policy's (full)")
+    p.add_argument("--policy", metavar="FILE",
+                   help="erase policy (env IMAGER_ERASE_POLICY; default: "
+                        "profiles/erase-policy.yaml)")
     p.add_argument("--donation", metavar="REF")
     p.add_argument("--technician", metavar="NAME")
     p.add_argument("--json", action="store_true", help="JSON lines on stdout")
@@ -42,18 +51,18 @@ def cmd_erase(args: argparse.Namespace, ctx: Context) -> int:
         raise UsageError("the same device is given twice")
     for dev in args.devices:
         guard.check(dev, ctx.settings, allow_files=args.allow_file)
-    idents = [lsblk.probe(d, ctx.settings) for d in args.devices]
+    caps = [probe(d, ctx.settings) for d in args.devices]
+    idents = [c.identity for c in caps]
     seen: dict[str, str] = {}
     for ident in idents:
         if ident.key in seen:
             raise UsageError(f"{ident.path} and {seen[ident.key]} are the same drive "
                              f"({ident.key}): give it once")
         seen[ident.key] = ident.path
-    plans = [make_plan(args.method, args.verify) for _ in args.devices]
+    rules = policy.load(args.policy or ctx.settings.erase_policy)
+    plans = [plan_for(c, rules, verify=args.verify, method=args.method) for c in caps]
     if args.plan:
-        print(json.dumps([{"device": i.path, "identity": i.key, "plan": p.to_dict()}
-                          for i, p in zip(idents, plans, strict=True)],
-                         ensure_ascii=False, indent=2))
+        _print_plans(caps, plans, json_mode=args.json)
         return 0
     store = JobStore(ctx.registry)
     store.reconcile()
@@ -61,6 +70,17 @@ def cmd_erase(args: argparse.Namespace, ctx: Context) -> int:
     jobs = {store.create_erase(i, p, donation_id=donation_id, technician_id=technician_id):
             (i.path, p) for i, p in zip(idents, plans, strict=True)}
     return run_and_render(ctx, store, jobs, json_mode=args.json, allow_files=args.allow_file)
+
+
+def _print_plans(caps: list, plans: list[ErasePlan], *, json_mode: bool) -> None:
+    if json_mode:
+        print(json.dumps([{"device": c.identity.path, "identity": c.identity.key,
+                           "problems": list(c.problems), "plan": p.to_dict()}
+                          for c, p in zip(caps, plans, strict=True)],
+                         ensure_ascii=False, indent=2))
+        return
+    for c, p in zip(caps, plans, strict=True):
+        print("\n".join(plan_lines(c, p)) + "\n")
 
 
 def _people(ctx: Context, donation: str | None,

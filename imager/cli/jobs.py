@@ -11,6 +11,7 @@ from rich.table import Table
 
 from imager.cli.context import Context
 from imager.cli.erase import run_and_render
+from imager.cli.render import step_label
 from imager.errors import UsageError
 from imager.station.jobs import JobStore, JobView
 from imager.station.lifecycle import JOB_STATES, RESUMABLE, STATE_LABELS_FR
@@ -45,7 +46,7 @@ def _progress(job: JobView) -> str:
     cp = job.checkpoint
     if not cp or job.state not in ("running", "interrupted"):
         return ""
-    return f"passe {cp['index'] + 1}/{len(job.plan.passes)} @ {cp['offset']}"
+    return f"{step_label(job.plan, cp['index'])} @ {cp['offset']}"
 
 
 def _summary(job: JobView) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from imager.erase.engines import ENGINES
 from imager.errors import ImagerError
 from imager.model import ErasePlan, EraseReport
 from imager.station.lifecycle import STATE_LABELS_FR
@@ -27,10 +28,20 @@ from imager.station.lifecycle import STATE_LABELS_FR
 JSON_PROGRESS_SECONDS = 1.0
 
 
+def step_label(plan: ErasePlan, index: int) -> str:
+    """'passe 2/3 ones' / 'étape 1/2 nvme-format-user-data' for step `index`."""
+    engine = ENGINES[plan.engine].for_plan(plan)
+    count = engine.steps(plan)
+    word = "passe" if plan.engine == "overwrite" else "étape"
+    if index >= count:  # the drive refused the method and the plan moved on
+        return f"{word} {index + 1}"
+    return f"{word} {index + 1}/{count} {engine.describe_step(plan, index)}"
+
+
 def phase_label(plan: ErasePlan, phase: str, index: int) -> str:
     if phase == "verify":
         return f"vérification {plan.verify}"
-    return f"passe {index + 1}/{len(plan.passes)} {plan.passes[index].describe()}"
+    return step_label(plan, index)
 
 
 class BarsUI:
@@ -91,18 +102,20 @@ class JsonLinesUI:
 def report_table(results: dict[int, EraseReport | ImagerError],
                  devices: dict[int, str]) -> Table:
     table = Table(title="Résultat / Result")
-    for col in ("N°", "Disque / Drive", "Résultat / Outcome", "Débit / Speed",
+    for col in ("N°", "Disque / Drive", "Résultat / Outcome", "Méthode / Method", "Débit / Speed",
                 "Vérification", "Motif / Reason"):
         table.add_column(col)
     for jid, res in results.items():
         if isinstance(res, ImagerError):
-            table.add_row(str(jid), devices[jid], "[red]échec / failed", "", "", str(res))
+            table.add_row(str(jid), devices[jid], "[red]échec / failed", "", "", "", str(res))
             continue
         v = res.verification
         colour = "green" if res.outcome == "erased" else "red"
         table.add_row(
             str(jid), res.device.path,
             f"[{colour}]{STATE_LABELS_FR[res.outcome]}[/] ({res.outcome})",
+            f"{res.plan.method}" + (f" ({res.achieved_class.capitalize()})"
+                                    if res.achieved_class else ""),
             f"{res.throughput / 1e6:.0f} MB/s",
             f"{v.mode} {v.coverage:.1%}" if v else "—", res.reason)
     return table
