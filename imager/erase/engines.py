@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from imager.erase.ata import AtaSanitizeEngine, AtaSecurityEraseEngine
 from imager.erase.engine import EraseEngine, OverwriteEngine
 from imager.erase.nvme import NvmeFormatEngine
 
 ENGINES: dict[str, type[EraseEngine]] = {
-    e.name: e for e in (OverwriteEngine, NvmeFormatEngine)
+    e.name: e for e in (OverwriteEngine, NvmeFormatEngine, AtaSanitizeEngine,
+                        AtaSecurityEraseEngine)
 }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Literal
 
 from imager.errors import DeviceError
 
@@ -131,3 +132,59 @@ def parse_dco_real_max(text: str, *, native_max: int) -> int | None:
     if real is None or "DCO Checksum verified" not in text or real < native_max:
         return None
     return real
+
+
+SanitizeState = Literal["idle", "frozen", "in progress", "completed", "failed", "not supported"]
+
+_SANITIZE_STATES: dict[str, SanitizeState] = {
+    "0": "idle", "1": "frozen", "2": "in progress", "3": "failed", "4": "completed"}
+
+
+@dataclass(frozen=True)
+class SanitizeStatus:
+    """What `hdparm --sanitize-status` reported (stdout and stderr together).
+
+    `completed` is the drive's "last sanitize operation completed without
+    error" flag: it stays set after a sanitize, so on its own it does not
+    prove that the *latest* command ran."""
+
+    state: SanitizeState
+    percent: int | None = None       # printed only while in progress
+    completed: bool = False
+    reason: str | None = None        # "SANITIZE device error reason: ..." when refused
+
+
+def sanitize_error_reason(text: str) -> str | None:
+    """The reason hdparm prints when the drive aborts a SANITIZE command."""
+    if "SANITIZE feature set is not supported" in text:
+        return "SANITIZE feature set is not supported"
+    m = re.search(r"SANITIZE device error reason:\s*(.+?)\s*$", text, re.M)
+    return m.group(1) if m else None
+
+
+def parse_sanitize_status(text: str) -> SanitizeStatus:
+    """`hdparm --sanitize-status DEV` (stdout + stderr) -> SanitizeStatus.
+
+    hdparm 9.65 prints "State: SD0 Sanitize Idle", "SD1 Sanitize Frozen" or
+    "SD2 Sanitize operation In Process" with "Progress: 0x... (N%)"; the
+    completion flag as "Last Sanitize Operation Completed Without Error";
+    a drive left in the failed state aborts the status command itself
+    ("... completed unsuccessfully", "Drive in SD3 Sanitize Operation Failed
+    state" on stderr)."""
+    reason = sanitize_error_reason(text)
+    if reason == "SANITIZE feature set is not supported":
+        return SanitizeStatus("not supported", reason=reason)
+    if re.search(r"SD3 Sanitize Operation Failed|completed unsuccessfully", text):
+        return SanitizeStatus("failed", reason=reason)
+    m = re.search(r"^\s*State:\s+SD(\d)", text, re.M)
+    if not m or m.group(1) not in _SANITIZE_STATES:
+        if reason == "Device in FROZEN state":
+            return SanitizeStatus("frozen", reason=reason)
+        raise DeviceError("hdparm --sanitize-status: no 'State: SDn' line"
+                          + (f" ({reason})" if reason else ""))
+    completed = "Last Sanitize Operation Completed Without Error" in text
+    state = _SANITIZE_STATES[m.group(1)]
+    if state == "idle" and completed:
+        state = "completed"
+    return SanitizeStatus(state, percent=_int(text, r"Progress:\s+0x[0-9a-fA-F]+\s+\((\d+)%\)"),
+                          completed=completed or state == "completed", reason=reason)
