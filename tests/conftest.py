@@ -11,11 +11,15 @@ import shutil
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from imager.settings import Settings
 from imager.store.db import Registry
+
+if TYPE_CHECKING:
+    from lab.vm import LabVM
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
@@ -139,6 +143,27 @@ def faultdisk(tmp_path: Path) -> Iterator[Callable[..., object]]:
     finally:
         for d in disks:
             d.close()
+
+
+@pytest.fixture(scope="session")
+def vm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabVM]:
+    """The QEMU lab guest (tests/lab), booted once for every lab test."""
+    from lab.build import missing_tools
+    from lab.vm import LabVM
+
+    need(os.geteuid() == 0, "the lab needs root (mmdebstrap --mode=root, chroot)")
+    need(shutil.which("qemu-system-x86_64") is not None,
+         "the lab needs qemu-system-x86 (see scripts/install)")
+    missing = missing_tools()
+    need(not missing, f"the lab build needs: apt-get install {' '.join(missing)}")
+    with LabVM(tmp_path_factory.mktemp("lab")) as lab:
+        yield lab
+
+
+@pytest.fixture(scope="session")
+def dev(vm: LabVM) -> dict[str, str]:
+    """Guest block device of each drive, by drive name."""
+    return vm.device_paths()
 
 
 @pytest.hookimpl(hookwrapper=True)

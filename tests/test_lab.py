@@ -9,16 +9,12 @@ caches it. Under CI=true nothing here may skip.
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import DATA, need
-from lab.build import missing_tools
+from conftest import DATA
 from lab.record import CANARY_OFFSET, RECORDINGS, canary_script
 from lab.vm import DEFAULT_DRIVES, LabVM, nvme_controller
 
@@ -28,23 +24,6 @@ pytestmark = pytest.mark.root
 
 DRIVES = {d.name: d for d in DEFAULT_DRIVES}
 LAB_DATA = DATA / "lab"
-
-
-@pytest.fixture(scope="module")
-def vm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabVM]:
-    need(os.geteuid() == 0, "the lab needs root (mmdebstrap --mode=root, chroot)")
-    need(shutil.which("qemu-system-x86_64") is not None,
-         "the lab needs qemu-system-x86 (see scripts/install)")
-    missing = missing_tools()
-    need(not missing, f"the lab build needs: apt-get install {' '.join(missing)}")
-    with LabVM(tmp_path_factory.mktemp("lab")) as lab:
-        yield lab
-
-
-@pytest.fixture(scope="module")
-def dev(vm: LabVM) -> dict[str, str]:
-    """Guest block device of each drive, by drive name."""
-    return vm.device_paths()
 
 
 def run_json(vm: LabVM, cmd: str) -> Any:
