@@ -19,7 +19,15 @@ from imager.erase.progress import Sink
 from imager.erase.verify import verify
 from imager.errors import DeviceError
 from imager.host.blockdev import OpenDevice, drop_cache
-from imager.model import CanaryCheck, ErasePlan, Extent, Outcome, PassResult, VerifyResult
+from imager.model import (
+    CanaryCheck,
+    ErasePlan,
+    Extent,
+    HiddenAreaChange,
+    Outcome,
+    PassResult,
+    VerifyResult,
+)
 
 
 @dataclass(frozen=True)
@@ -40,6 +48,7 @@ class Execution:
     outcome: Outcome
     reason: str
     canary: CanaryCheck | None = None
+    hidden: HiddenAreaChange | None = None   # set by the job runner, not the engine
 
 
 class CanarySurvived(DeviceError):

@@ -168,6 +168,11 @@ class JobStore:
             job.plan, job.checkpoint = plan.to_dict(), None
             _add_event(s, job, kind, message, {"plan": plan.to_dict()})
 
+    def record_drive(self, ident: DriveIdentity) -> None:
+        """The drive as it is now (e.g. its size once its HPA is removed)."""
+        with self.registry.session() as s:
+            upsert_drive(s, ident)
+
     def save_checkpoint(self, job_id: int, checkpoint: dict[str, Any]) -> None:
         with self.registry.session() as s:
             self._job(s, job_id).checkpoint = checkpoint

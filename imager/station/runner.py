@@ -27,6 +27,7 @@ from imager.inventory import lsblk
 from imager.model import DriveIdentity, ErasePlan, EraseReport, Extent, PassResult
 from imager.settings import Settings
 from imager.station.jobs import JobStore, JobView
+from imager.station.uncover import uncover
 
 PROGRESS_EVENT_SECONDS = 30.0
 MAX_ERROR_EVENTS = 100
@@ -94,7 +95,8 @@ class JobSink:
         """Completed passes plus the one cut short, with its failed extents."""
         index, offset = self.position
         engine = ENGINES[plan.engine].for_plan(plan)
-        if index < len(self.done) or index >= engine.steps(plan):
+        if index < len(self.done) or index >= engine.steps(plan) or (
+                offset == 0 and not self.errors):  # that step never started
             return tuple(self.done)
         failed = sum(e.length for e in self.errors)
         partial = PassResult(index=index, pattern=engine.describe_step(plan, index),
@@ -172,8 +174,9 @@ def run_erase(store: JobStore, job_id: int, settings: Settings, *,
     sink = JobSink(store, job_id, stop, on_progress, list(resume.done), list(resume.errors),
                    (resume.index, resume.offset))
     started = datetime.now(UTC)
-    plan = job.plan
+    plan, hidden = job.plan, None
     try:
+        ident, hidden = uncover(store, job, path, ident, settings)
         with open_device(path, write=True) as dev:
             _same_device(dev, rdev)
             ex, plan = _run_plan(store, job_id, dev, plan, sink, resume,
@@ -185,7 +188,7 @@ def run_erase(store: JobStore, job_id: int, settings: Settings, *,
             f"{path}: {exc.strerror}" if isinstance(exc, OSError) and exc.strerror
             else f"internal error ({type(exc).__name__}: {exc}); please report it")
         ex = Execution(sink.passes_so_far(plan), None, "failed", reason)
-    return _finish(store, job, plan, ident, ex, started)
+    return _finish(store, job, plan, ident, dataclasses.replace(ex, hidden=hidden), started)
 
 
 def _run_plan(store: JobStore, job_id: int, dev: OpenDevice, plan: ErasePlan, sink: JobSink,
@@ -219,6 +222,7 @@ def _finish(store: JobStore, job: JobView, plan: ErasePlan, ident: DriveIdentity
         ended_at=datetime.now(UTC), passes=ex.passes, verification=ex.verification,
         outcome=ex.outcome, reason=ex.reason, technician=job.technician,
         donation=job.donation, software=f"imager {__version__}",
-        errors=tuple(e for p in ex.passes for e in p.failed_extents), canary=ex.canary)
+        errors=tuple(e for p in ex.passes for e in p.failed_extents), canary=ex.canary,
+        hidden_areas=ex.hidden)
     store.move(job.id, ex.outcome, reason=ex.reason, report=report.to_dict())
     return report
