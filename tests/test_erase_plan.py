@@ -17,9 +17,10 @@ from imager.erase import catalogue
 from imager.erase.plan import medium_key, plan_for
 from imager.erase.policy import SHIPPED, load, parse
 from imager.errors import UsageError
-from imager.inventory import hdparm, nvme, smartctl
+from imager.inventory import hdparm, mmc, nvme, smartctl
 from imager.inventory.capabilities import DriveCapabilities
 from imager.inventory.hdparm import AtaSecurity, HostProtectedArea
+from imager.inventory.probe import medium_of
 from imager.model import DriveIdentity, ErasePlan
 
 LAB = DATA / "lab"
@@ -104,7 +105,7 @@ def test_nvme_with_crypto_sanitize_puts_it_first() -> None:
     plan = plan_for(dataclasses.replace(caps, nvme=ctrl), POLICY)
     assert methods(plan) == ["nvme-sanitize-crypto", "nvme-sanitize-block", "nvme-format-crypto",
                              "nvme-format-user-data", "nist-clear"]
-    assert plan.step.options == {"action": "crypto"}
+    assert plan.step.options == {"action": "crypto", "reads_as": "00"}  # DLFEAT 1: zeros
     assert plan.step.technique == "crypto-erase" and plan.skipped == ()
 
 
@@ -249,3 +250,66 @@ def test_policy_may_raise_overwrite_to_purge_with_a_basis(tmp_path: Path) -> Non
 def test_missing_policy_file_names_the_fix(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="does not exist: give an existing file"):
         load(tmp_path / "nope.yaml")
+
+
+def test_nvme_sharing_its_subsystem_warns_that_sanitize_erases_the_rest() -> None:
+    caps = dataclasses.replace(lab_nvme(), nvme_other_namespaces=("/dev/nvme0n2",))
+    notes = plan_for(caps, POLICY).advice
+    assert len(notes) == 1 and "/dev/nvme0n2" in notes[0].fr and "erases them too" in notes[0].en
+
+
+def test_emmc_with_sanitize_is_purged_and_reads_as_its_erased_byte() -> None:
+    ext = mmc.parse_extcsd(read_recorded(DATA / "real" / "mmc" /
+                                         "mmc-extcsd-read-samsung-emmc51-8gb.txt"))
+    caps = DriveCapabilities(identity=_ident("/dev/mmcblk0", "mmc"), medium="sd-mmc",
+                             transport="mmc", mmc=ext)
+    plan = plan_for(caps, POLICY)
+    assert plan.medium == "emmc" and methods(plan) == ["mmc-sanitize", "nist-clear"]
+    assert plan.step.options == {"action": "sanitize", "reads_as": "00"}
+    assert plan.sanitization_class == "purge"
+    sd = plan_for(dataclasses.replace(caps, mmc=None), POLICY)
+    assert sd.medium == "sd-card" and methods(sd) == ["nist-clear"]
+
+
+REAL = DATA / "real"
+
+
+def real_sata(name: str, *, lsblk_rota: bool) -> DriveCapabilities:
+    """A SATA drive as the probe sees it: hdparm's rotation rate, else lsblk's ROTA."""
+    ata = hdparm.parse_identify(read_recorded(REAL / "ata" / name))
+    ident = _ident("/dev/sda", "sata", lsblk_rota)
+    return DriveCapabilities(identity=ident, medium=medium_of(ident, ata.rotational),
+                             transport="sata", ata=ata)
+
+
+@pytest.mark.parametrize(("name", "medium", "expected", "skipped_reason"), [
+    ("hdparm-I-micron-5300-sanitize-frozen.txt", "sata-ssd",
+     ["ata-sanitize-block", "ata-sanitize-crypto", "nist-clear"],
+     {"ata-security-erase-enhanced": "security frozen"}),
+    ("hdparm-I-wd80emaz-sanitize-overwrite-frozen.txt", "sata-hdd",
+     ["ata-sanitize-overwrite", "nist-clear"], {"ata-security-erase": "security frozen"}),
+    ("hdparm-I-apacer-as340-enhanced.txt", "sata-ssd",
+     ["ata-security-erase-enhanced", "nist-clear"],
+     {"ata-sanitize-block": "no ATA SANITIZE feature set"}),
+    ("hdparm-I-crucial-m4-locked.txt", "sata-ssd", ["nist-clear"],
+     {"ata-security-erase-enhanced": "security locked"}),
+    ("hdparm-I-toshiba-mk2023gas-frozen.txt", "sata-hdd", ["nist-clear"],
+     {"ata-security-erase": "security frozen"}),
+])
+def test_plans_of_real_sata_drives(name: str, medium: str, expected: list[str],
+                                   skipped_reason: dict[str, str]) -> None:
+    # The 2006 Toshiba's hdparm printed no rotation rate: lsblk's ROTA=1 decides.
+    plan = plan_for(real_sata(name, lsblk_rota=medium == "sata-hdd"), POLICY)
+    assert plan.medium == medium and methods(plan) == expected
+    for method, reason in skipped_reason.items():
+        assert reason in skipped(plan)[method]
+
+
+def test_plan_of_a_real_nvme_with_crypto_sanitize() -> None:
+    ctrl = nvme.parse_id_ctrl(read_recorded(REAL / "nvme" /
+                                            "nvme-id-ctrl-solidigm-sbfpf2bu153t.txt"))
+    caps = dataclasses.replace(lab_nvme(), nvme=ctrl)
+    plan = plan_for(caps, POLICY)
+    assert methods(plan)[:2] == ["nvme-sanitize-crypto", "nvme-sanitize-block"]
+    assert "nvme-format-crypto" in methods(plan)  # FNA bit 2 set on this drive
+    assert all(s.sanitization_class == "purge" for s in plan.steps[:-1])

@@ -17,7 +17,7 @@ from imager.erase.methods import check_verify
 from imager.erase.policy import Policy, PolicyMethod
 from imager.errors import UsageError
 from imager.inventory.capabilities import DriveCapabilities
-from imager.model import ErasePlan, HiddenAreas, MethodStep, SkippedMethod, VerifyMode
+from imager.model import ErasePlan, HiddenAreas, MethodStep, Note, SkippedMethod, VerifyMode
 
 
 def medium_key(caps: DriveCapabilities) -> str:
@@ -46,6 +46,22 @@ def _hidden(caps: DriveCapabilities) -> HiddenAreas | None:
         return None
     return HiddenAreas(visible_max=caps.hpa.current_max, native_max=caps.hpa.native_max,
                        dco_real_max=caps.dco_real_max)
+
+
+def _notes(caps: DriveCapabilities, rule_advice: Note | None,
+           steps: list[MethodStep]) -> tuple[Note, ...]:
+    notes = [rule_advice] if rule_advice else []
+    others = caps.nvme_other_namespaces
+    if others and any(s.engine in ("nvme-sanitize", "nvme-format") for s in steps):
+        names = ", ".join(others)
+        notes.append(Note(
+            f"Ce SSD NVMe porte d'autres espaces de noms ({names}) : la sanitisation (et le "
+            "formatage quand le contrôleur l'applique à tous) les efface aussi. Ils ne doivent "
+            "rien contenir à garder ; la station refuse s'ils sont montés ou ouverts.",
+            f"This NVMe SSD has other namespaces ({names}): sanitize (and format when the "
+            "controller applies it to all) erases them too. They must hold nothing to keep; "
+            "the station refuses if they are mounted or open."))
+    return tuple(notes)
 
 
 def _step(entry: PolicyMethod, caps: DriveCapabilities, medium: str,
@@ -96,5 +112,5 @@ def plan_for(caps: DriveCapabilities, policy: Policy, *, verify: VerifyMode | No
     check_verify(mode)
     return ErasePlan(steps=tuple(steps), verify=mode, verify_seed=os.urandom(16).hex(),
                      medium=medium, policy=policy.label, skipped=tuple(skipped),
-                     advice=(rule.advice,) if rule and rule.advice else (),
+                     advice=_notes(caps, rule.advice if rule else None, steps),
                      hidden=_hidden(caps))

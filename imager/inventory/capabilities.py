@@ -29,6 +29,7 @@ class DriveCapabilities:
     dco_real_max: int | None = None      # None: no usable DCO
     nvme: NvmeController | None = None
     nvme_namespace: NvmeNamespace | None = None
+    nvme_other_namespaces: tuple[str, ...] = ()   # the rest of its NVM subsystem
     smart: SmartReport | None = None
     scsi_sanitize: frozenset[str] = frozenset()   # {"overwrite", "block", "crypto"}
     mmc: MmcExtCsd | None = None         # eMMC EXT_CSD (mmc extcsd read); None for SD cards

@@ -11,8 +11,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from imager.errors import ImagerError
+from imager.host.nvme import nvme_topology
 from imager.host.run import RunResult, run
-from imager.inventory import hdparm, lsblk, nvme, scsi, smartctl
+from imager.inventory import hdparm, lsblk, mmc, nvme, scsi, smartctl
 from imager.inventory.capabilities import DriveCapabilities, Medium
 from imager.model import DriveIdentity
 from imager.settings import Settings
@@ -63,8 +64,11 @@ def _ata(path: str, problems: list[str], runner: Runner) -> dict:
     return out
 
 
-def _nvme(path: str, problems: list[str], runner: Runner) -> dict:
+def _nvme(path: str, settings: Settings, problems: list[str], runner: Runner) -> dict:
     out: dict = {}
+    topology = nvme_topology(path, settings)
+    if topology is not None:
+        out["nvme_other_namespaces"] = topology.others()
     ctrl = _tool(["nvme", "id-ctrl", path, "-o", "json"], problems, runner)
     if ctrl:
         out["nvme"] = nvme.parse_id_ctrl(ctrl)
@@ -72,6 +76,22 @@ def _nvme(path: str, problems: list[str], runner: Runner) -> dict:
     if ns:
         out["nvme_namespace"] = nvme.parse_id_ns(ns)
     return out
+
+
+def _mmc(path: str, settings: Settings, problems: list[str], runner: Runner) -> dict:
+    """EXT_CSD of an eMMC; an SD card (sysfs type "SD") has none and is not asked."""
+    kind = settings.sys_root / "block" / Path(path).name / "device" / "type"
+    try:
+        if kind.read_text().strip() != "MMC":
+            return {}
+    except OSError:
+        return {}
+    text = _tool(["mmc", "extcsd", "read", path], problems, runner)
+    try:
+        return {"mmc": mmc.parse_extcsd(text)} if text else {}
+    except ImagerError as exc:
+        problems.append(f"mmc extcsd read {path}: {exc}")
+        return {}
 
 
 def _smart(path: str, transport: str | None, problems: list[str], runner: Runner):  # type: ignore[no-untyped-def]
@@ -92,7 +112,9 @@ def probe(path: str, settings: Settings, *, runner: Runner | None = None) -> Dri
     if ident.transport in ("sata", "ata"):
         parts |= _ata(path, problems, runner)
     elif ident.transport == "nvme":
-        parts |= _nvme(path, problems, runner)
+        parts |= _nvme(path, settings, problems, runner)
+    elif ident.transport == "mmc":
+        parts |= _mmc(path, settings, problems, runner)
     if ident.transport in ("scsi", "sas", "usb", "virtio", None) and Path(path).exists():
         ops = _tool(["sg_opcodes", path], problems, runner)
         parts["scsi_sanitize"] = scsi.sanitize_modes(ops or "")
