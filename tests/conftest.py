@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from imager.host.run import RunResult
 from imager.settings import Settings
 from imager.store.db import Registry
 
@@ -49,6 +50,16 @@ def read_recorded(path: Path) -> str:
     lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
     body = [ln for ln in lines if not ln.startswith("#")]
     return "".join(body)
+
+
+def replay(path: Path) -> RunResult:
+    """A recording replayed as the tool's result (exit status, stderr, stdout)."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    status = next((ln for ln in lines if ln.startswith("# Exit status:")), "# Exit status: 0")
+    stderr = "\n".join(ln.removeprefix("# stderr: ") for ln in lines
+                       if ln.startswith("# stderr: "))
+    return RunResult(("recorded", path.name), int(status.split(":")[1]), read_recorded(path),
+                     stderr, 0.0)
 
 
 DATA = Path(__file__).parent / "data"

@@ -9,7 +9,6 @@ below render their state into a real recording the same way."""
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from conftest import DATA, read_recorded
+from fakedrive import RecordingSink, overwrite_all
 
 from imager.erase import ata
 from imager.erase.ata import AtaSanitizeEngine, AtaSecurityEraseEngine
@@ -92,18 +92,6 @@ def result(argv: Sequence[str], code: int = 0, out: str = "", err: str = "") -> 
     return RunResult(tuple(argv), code, out, err, 0.0)
 
 
-def fill(path: str, pattern: bytes | None) -> None:
-    """What the drive's firmware does to the medium: `pattern` everywhere, or
-    random bytes when None."""
-    with open(path, "r+b") as fh:
-        size = fh.seek(0, os.SEEK_END)
-        for off in range(0, size, MiB):
-            fh.seek(off)
-            n = min(MiB, size - off)
-            fh.write(os.urandom(n) if pattern is None else pattern * n)
-        os.fsync(fh.fileno())
-
-
 @dataclass
 class FakeDrive:
     """Answers the hdparm commands of one drive, on a real loop device."""
@@ -131,7 +119,7 @@ class FakeDrive:
 
     def erase_medium(self) -> None:
         if self.erases:
-            fill(self.dev, self.pattern)
+            overwrite_all(self.dev, self.pattern)
 
     def ran(self, flag: str) -> bool:
         return any(flag in call for call in self.calls)
@@ -209,14 +197,6 @@ class FakeSecurityDrive(FakeDrive):
 class Sleeps(list[float]):
     def __call__(self, seconds: float) -> None:
         self.append(seconds)
-
-
-@dataclass
-class RecordingSink(NullSink):
-    updates: list[tuple[str, int, int, int]] = field(default_factory=list)
-
-    def update(self, phase: str, index: int, done: int, total: int) -> None:
-        self.updates.append((phase, index, done, total))
 
 
 def plan_for(engine: str, options: dict[str, object]) -> ErasePlan:

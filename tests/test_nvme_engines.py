@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from conftest import DATA, read_recorded
+from conftest import replay as recorded
+from fakedrive import RecordingSink, fill
 
 from imager.erase.nvme import (
     NvmeFormatEngine,
@@ -27,23 +28,13 @@ from imager.host.blockdev import open_device
 from imager.host.nvme import NvmeTopology, nvme_topology
 from imager.host.run import RunResult
 from imager.inventory.nvme import SanitizeLog, parse_id_ctrl, parse_id_ns, parse_sanitize_log
-from imager.model import ErasePlan, Extent, MethodStep, PassResult
+from imager.model import ErasePlan, MethodStep
 from imager.settings import Settings
 
 MiB = 1 << 20
 REAL = DATA / "real" / "nvme"
 LAB = DATA / "lab"
 CTRL = "/dev/nvme7"  # the fake controller the tests' topology names
-
-
-def recorded(path: Path) -> RunResult:
-    """A lab/real recording replayed as the tool's result (exit status, stderr, stdout)."""
-    lines = path.read_text(encoding="utf-8").splitlines()
-    status = next((ln for ln in lines if ln.startswith("# Exit status:")), "# Exit status: 0")
-    stderr = "\n".join(ln.removeprefix("# stderr: ") for ln in lines
-                       if ln.startswith("# stderr: "))
-    return RunResult(("recorded", path.name), int(status.split(":")[1]), read_recorded(path),
-                     stderr, 0.0)
 
 
 def real_log(name: str) -> SanitizeLog:
@@ -115,39 +106,6 @@ class FakeNvme:
 
     def verbs(self) -> list[str]:
         return [c[1] for c in self.calls]
-
-
-def fill(byte: bytes | None) -> Callable[[str], None]:
-    """The drive's erase: random bytes (crypto erase: old ciphertext under a new
-    key) when `byte` is None, else that byte everywhere."""
-    def effect(path: str) -> None:
-        with open(path, "r+b") as fh:
-            size = fh.seek(0, os.SEEK_END)
-            for off in range(0, size, MiB):
-                fh.seek(off)
-                fh.write(os.urandom(MiB) if byte is None else byte * MiB)
-            os.fsync(fh.fileno())
-    return effect
-
-
-class RecordingSink:
-    def __init__(self) -> None:
-        self.updates: list[tuple[str, int, int, int]] = []
-
-    def update(self, phase: str, index: int, done: int, total: int) -> None:
-        self.updates.append((phase, index, done, total))
-
-    def checkpoint(self, index: int, offset: int, seconds: float) -> None:
-        pass
-
-    def stop_requested(self) -> bool:
-        return False
-
-    def io_error(self, index: int, extent: Extent) -> None:
-        pass
-
-    def step_done(self, result: PassResult) -> None:
-        pass
 
 
 def sanitize_plan(options: dict[str, str]) -> ErasePlan:

@@ -5,13 +5,13 @@ accepts the command."""
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 from conftest import DATA, read_recorded
+from conftest import replay as recorded
+from fakedrive import RecordingSink, fill
 
 from imager.erase.mmc import MmcEraseEngine
 from imager.erase.progress import NullSink
@@ -20,7 +20,7 @@ from imager.errors import DeviceError, MethodRefused
 from imager.host.blockdev import open_device
 from imager.host.run import RunResult
 from imager.inventory.mmc import parse_extcsd
-from imager.model import ErasePlan, Extent, MethodStep, PassResult
+from imager.model import ErasePlan, MethodStep
 
 MiB = 1 << 20
 LAB = DATA / "lab"
@@ -28,30 +28,8 @@ EXTCSD = DATA / "real" / "mmc" / "mmc-extcsd-read-samsung-emmc51-8gb.txt"
 OK = RunResult(("tool",), 0, "", "", 0.0)
 
 
-def recorded(path: Path) -> RunResult:
-    """A recording replayed as the tool's result (exit status, stderr, stdout)."""
-    lines = path.read_text(encoding="utf-8").splitlines()
-    status = next((ln for ln in lines if ln.startswith("# Exit status:")), "# Exit status: 0")
-    stderr = "\n".join(ln.removeprefix("# stderr: ") for ln in lines
-                       if ln.startswith("# stderr: "))
-    return RunResult(("recorded", path.name), int(status.split(":")[1]), read_recorded(path),
-                     stderr, 0.0)
-
-
 def result(stdout: str = "", stderr: str = "", code: int = 0) -> RunResult:
     return RunResult(("tool",), code, stdout, stderr, 0.0)
-
-
-def fill(byte: bytes | None) -> Callable[[str], None]:
-    """The drive's erase: random bytes when `byte` is None, else that byte."""
-    def effect(path: str) -> None:
-        with open(path, "r+b") as fh:
-            size = fh.seek(0, os.SEEK_END)
-            for off in range(0, size, MiB):
-                fh.seek(off)
-                fh.write(os.urandom(MiB) if byte is None else byte * MiB)
-            os.fsync(fh.fileno())
-    return effect
 
 
 class FakeTool:
@@ -76,20 +54,6 @@ class FakeTool:
         if answer.ok and self.effect and any(line.startswith(e) for e in self.erasing):
             self.effect(self.device)
         return answer
-
-
-class RecordingSink(NullSink):
-    def __init__(self) -> None:
-        self.updates: list[tuple[str, int, int, int]] = []
-
-    def update(self, phase: str, index: int, done: int, total: int) -> None:
-        self.updates.append((phase, index, done, total))
-
-    def io_error(self, index: int, extent: Extent) -> None:
-        pass
-
-    def step_done(self, result: PassResult) -> None:
-        pass
 
 
 def plan(engine: str, options: dict[str, str]) -> ErasePlan:

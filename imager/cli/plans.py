@@ -43,7 +43,7 @@ def _hidden_line(plan: ErasePlan) -> str:
 def plan_lines(caps: DriveCapabilities, plan: ErasePlan) -> list[str]:
     """The plan of one drive, French first, as printed by `imager erase --plan`."""
     ident = caps.identity
-    who = " ".join(x for x in (ident.model, f"n° série {ident.serial}" if ident.serial else "",
+    who = ", ".join(x for x in (ident.model, f"n° série {ident.serial}" if ident.serial else "",
                                f"WWN {ident.wwn}" if ident.wwn else "") if x)
     lines = [f"{ident.path} — {who or ident.key}, {_size(ident.size)}, "
              f"support / medium: {plan.medium} ({caps.transport})",

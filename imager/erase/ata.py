@@ -109,11 +109,10 @@ class AtaSanitizeEngine(FirmwareEngine):
     """ATA SANITIZE (block erase, crypto scramble or one zero overwrite pass)."""
 
     name = "ata-sanitize"
+    choice, choices = "mode", tuple(SANITIZE_FLAGS)
 
     def check_options(self) -> None:
-        if self.options.get("mode") not in SANITIZE_FLAGS:
-            raise ValueError(f"ata-sanitize mode must be one of {sorted(SANITIZE_FLAGS)}, not "
-                             f"{self.options.get('mode')!r}")
+        super().check_options()
         reads = self.reads_as()
         if self.options["mode"] == "overwrite" and reads not in (None, b"\0"):
             raise ValueError("ata-sanitize overwrite writes zeros: reads_as must be '00' or absent")
@@ -252,6 +251,7 @@ class AtaSecurityEraseEngine(FirmwareEngine):
     name = "ata-security-erase"
 
     def check_options(self) -> None:
+        super().check_options()
         if self.options.get("unfreeze", "never") not in ("suspend", "never"):
             raise ValueError(f"unfreeze must be 'suspend' or 'never', not "
                              f"{self.options.get('unfreeze')!r}")

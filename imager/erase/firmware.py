@@ -17,8 +17,8 @@ from __future__ import annotations
 import os
 import time
 from abc import abstractmethod
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable, Collection, Mapping
+from typing import Any, ClassVar
 
 from imager.erase import canary
 from imager.erase.engine import CanarySurvived, EraseEngine, ResumePoint
@@ -39,10 +39,19 @@ def tool_message(result: RunResult) -> str:
     return lines[0] if lines else f"exit status {result.returncode}"
 
 
+def _is_hex_bytes(value: object) -> bool:
+    try:
+        return isinstance(value, str) and bool(bytes.fromhex(value))
+    except ValueError:
+        return False
+
+
 class FirmwareEngine(EraseEngine):
     """A drive-internal erase (sanitize, secure erase, format) around canaries."""
 
     firmware = True
+    choice: ClassVar[str] = ""                   # the option naming the variant (mode, action)
+    choices: ClassVar[Collection[Any]] = ()      # its allowed values
 
     def __init__(self, options: Mapping[str, Any] | None = None, *,
                  runner: Runner | None = None,
@@ -57,7 +66,16 @@ class FirmwareEngine(EraseEngine):
         return cls(plan.options, runner=runner)
 
     def check_options(self) -> None:
-        """Raise ValueError for options this engine cannot run with."""
+        """Raise ValueError for options this engine cannot run with (subclasses
+        add their own checks after calling this one)."""
+        if self.choice and self.options.get(self.choice) not in self.choices:
+            allowed = ", ".join(str(c) for c in self.choices)
+            raise ValueError(f"{self.name}: {self.choice} must be one of {allowed}, not "
+                             f"{self.options.get(self.choice)!r}")
+        value = self.options.get("reads_as")
+        if value is not None and not _is_hex_bytes(value):
+            raise ValueError(f"{self.name}: reads_as must be a hex byte string such as '00', "
+                             f"not {value!r}")
 
     @abstractmethod
     def erase(self, dev: OpenDevice, sink: Sink) -> str:

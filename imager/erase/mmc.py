@@ -38,14 +38,7 @@ class MmcEraseEngine(FirmwareEngine):
     """eMMC erase, secure erase, secure trim or sanitize of the whole user area."""
 
     name = "mmc-erase"
-
-    def check_options(self) -> None:
-        if self.options.get("action") not in ACTIONS:
-            raise ValueError(f"eMMC action must be one of {', '.join(ACTIONS)}, not "
-                             f"{self.options.get('action')!r}")
-        value = self.options.get("reads_as")
-        if value is not None and (not isinstance(value, str) or not bytes.fromhex(value)):
-            raise ValueError(f"reads_as must be a hex byte string such as '00', not {value!r}")
+    choice, choices = "action", ACTIONS
 
     def erase(self, dev: OpenDevice, sink: Sink) -> str:
         ext = self._extcsd(dev)

@@ -117,12 +117,6 @@ def check_other_namespaces(topology: NvmeTopology, settings: Settings, *, comman
             f"using it) or erase {topology.namespace} with a method limited to it")
 
 
-def _check_reads_as(options: Mapping[str, Any]) -> None:
-    value = options.get("reads_as")
-    if value is not None and (not isinstance(value, str) or not bytes.fromhex(value)):
-        raise ValueError(f"reads_as must be a hex byte string such as '00', not {value!r}")
-
-
 class NvmeEngine(FirmwareEngine):
     """What both NVMe engines share: the controller topology and the guard."""
 
@@ -159,12 +153,7 @@ class NvmeFormatEngine(NvmeEngine):
     """Format NVM with Secure Erase Settings 1 (user data) or 2 (crypto erase)."""
 
     name = "nvme-format"
-
-    def check_options(self) -> None:
-        if self.options.get("ses") not in (1, 2):
-            raise ValueError(f"Secure Erase Settings must be 1 or 2, not "
-                             f"{self.options.get('ses')!r}")
-        _check_reads_as(self.options)
+    choice, choices = "ses", (1, 2)
 
     def erase(self, dev: OpenDevice, sink: Sink) -> str:
         ses = self.options["ses"]
@@ -195,12 +184,7 @@ class NvmeSanitizeEngine(NvmeEngine):
     """NVMe Sanitize (block erase, overwrite or crypto erase) of the whole subsystem."""
 
     name = "nvme-sanitize"
-
-    def check_options(self) -> None:
-        if self.options.get("action") not in SANACT:
-            raise ValueError(f"sanitize action must be one of {', '.join(SANACT)}, not "
-                             f"{self.options.get('action')!r}")
-        _check_reads_as(self.options)
+    choice, choices = "action", tuple(SANACT)
 
     @property
     def sanact(self) -> int:

@@ -63,14 +63,25 @@ def _text(value: Any) -> str | None:
     return value.strip() if isinstance(value, str) and value.strip() else None
 
 
-def _entry(raw: Any, where: str, medium: str, errors: PolicyErrors) -> PolicyMethod | None:
-    if isinstance(raw, str):
-        raw = {"method": raw}
+def _mapping(raw: Any, where: str, *, shorthand: type, key: str, allowed: set[str],
+             expected: str, errors: PolicyErrors) -> dict[str, Any] | None:
+    """`raw` as a mapping with only `allowed` keys; a bare `shorthand` value
+    stands for {key: value}."""
+    if isinstance(raw, shorthand):
+        raw = {key: raw}
     if not isinstance(raw, dict):
-        errors.add(where, "expected a method name or {method: NAME, class: ..., basis: ...}")
+        errors.add(where, f"expected {expected}")
         return None
-    for key in sorted(set(raw) - ENTRY_KEYS):
-        errors.add(where, f"unknown key {key!r} (allowed: {', '.join(sorted(ENTRY_KEYS))})")
+    for extra in sorted(set(raw) - allowed):
+        errors.add(where, f"unknown key {extra!r} (allowed: {', '.join(sorted(allowed))})")
+    return raw
+
+
+def _entry(raw: Any, where: str, medium: str, errors: PolicyErrors) -> PolicyMethod | None:
+    raw = _mapping(raw, where, shorthand=str, key="method", allowed=ENTRY_KEYS, errors=errors,
+                   expected="a method name or {method: NAME, class: ..., basis: ...}")
+    if raw is None:
+        return None
     name = _text(raw.get("method"))
     if name is None or not catalogue.is_known(name):
         known = ", ".join(sorted(catalogue.FIRMWARE) + sorted(catalogue.METHODS))
@@ -92,13 +103,10 @@ def _entry(raw: Any, where: str, medium: str, errors: PolicyErrors) -> PolicyMet
 
 def _medium(raw: Any, medium: str, errors: PolicyErrors) -> MediumRule | None:
     where = f"media.{medium}"
-    if isinstance(raw, list):
-        raw = {"methods": raw}
-    if not isinstance(raw, dict):
-        errors.add(where, "expected a list of methods, or {methods: [...], advice: {fr, en}}")
+    raw = _mapping(raw, where, shorthand=list, key="methods", allowed=MEDIUM_KEYS, errors=errors,
+                   expected="a list of methods, or {methods: [...], advice: {fr, en}}")
+    if raw is None:
         return None
-    for key in sorted(set(raw) - MEDIUM_KEYS):
-        errors.add(where, f"unknown key {key!r} (allowed: methods, advice)")
     items = raw.get("methods")
     if not isinstance(items, list) or not items:
         errors.add(where, "needs at least one method")

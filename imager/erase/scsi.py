@@ -56,14 +56,7 @@ class ScsiSanitizeEngine(FirmwareEngine):
     """SCSI SANITIZE: block erase, cryptographic erase or one zero overwrite pass."""
 
     name = "scsi-sanitize"
-
-    def check_options(self) -> None:
-        if self.options.get("action") not in ACTIONS:
-            raise ValueError(f"sanitize action must be one of {', '.join(ACTIONS)}, not "
-                             f"{self.options.get('action')!r}")
-        value = self.options.get("reads_as")
-        if value is not None and (not isinstance(value, str) or not bytes.fromhex(value)):
-            raise ValueError(f"reads_as must be a hex byte string such as '00', not {value!r}")
+    choice, choices = "action", tuple(ACTIONS)
 
     def command(self, path: str) -> list[str]:
         """The sg_sanitize argv that starts this sanitize."""
