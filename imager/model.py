@@ -207,6 +207,9 @@ class ErasePlan:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ErasePlan:
         hidden = data.get("hidden")
+        if "steps" not in data:  # stored before plans had steps: one method, flat
+            names = {f.name for f in dataclasses.fields(MethodStep)}
+            data = {**data, "steps": [{k: v for k, v in data.items() if k in names}]}
         return cls(
             steps=tuple(MethodStep.from_dict(st) for st in data["steps"]),
             verify=data["verify"], verify_seed=data.get("verify_seed"),
@@ -228,14 +231,23 @@ class Extent:
 
 @dataclass(frozen=True)
 class CanaryCheck:
-    """Markers written before a firmware erase, and those found after it."""
+    """Markers written before a firmware erase, and those found after it.
 
-    offsets: tuple[int, ...]
+    Where they were is recomputed from the plan's seed, the size and the
+    block (imager.erase.canary.offsets), so only their number is kept."""
+
+    planted: int
     survivors: tuple[int, ...]
+    block: int = 512
 
     @property
     def ok(self) -> bool:
         return not self.survivors
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CanaryCheck:
+        planted = data["planted"] if "planted" in data else len(data["offsets"])
+        return cls(planted, tuple(data["survivors"]), data.get("block", 512))
 
 
 @dataclass(frozen=True)
@@ -255,8 +267,7 @@ class PassResult:
         ext = tuple(Extent(**e) for e in p.get("failed_extents", ()))
         can = p.get("canary")
         return cls(**{**p, "failed_extents": ext,
-                      "canary": CanaryCheck(tuple(can["offsets"]), tuple(can["survivors"]))
-                      if can else None})
+                      "canary": CanaryCheck.from_dict(can) if can else None})
 
 
 @dataclass(frozen=True)
@@ -339,9 +350,7 @@ class EraseReport:
             donation=data.get("donation"),
             software=data.get("software", ""),
             errors=tuple(Extent(**e) for e in data.get("errors", ())),
-            canary=CanaryCheck(tuple(data["canary"]["offsets"]),
-                               tuple(data["canary"]["survivors"]))
-            if data.get("canary") else None,
+            canary=CanaryCheck.from_dict(data["canary"]) if data.get("canary") else None,
             hidden_areas=_hidden_from(data.get("hidden_areas")),
         )
 

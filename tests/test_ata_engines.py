@@ -22,7 +22,7 @@ from imager.erase import ata
 from imager.erase.ata import AtaSanitizeEngine, AtaSecurityEraseEngine
 from imager.erase.engines import ENGINES
 from imager.erase.progress import NullSink
-from imager.errors import DeviceError, MethodRefused
+from imager.errors import DeviceError, ImagerError, MethodRefused
 from imager.host.blockdev import open_device
 from imager.host.run import RunResult
 from imager.inventory import hdparm
@@ -186,6 +186,11 @@ class FakeSecurityDrive(FakeDrive):
         return result(argv)
 
     security_erase_enhanced = security_erase
+
+    def security_unlock(self, argv: list[str], password: str) -> RunResult:
+        if password != self.password:
+            return result(argv, 5, err="SECURITY_UNLOCK: Input/output error\n")
+        return result(argv)
 
     def security_disable(self, argv: list[str], password: str) -> RunResult:
         if self.disable_fails or password != self.password:
@@ -433,6 +438,8 @@ def test_sanitize_already_running_is_not_restarted(loopdev: Callable[..., str]) 
     with pytest.raises(DeviceError, match=r"started earlier is still running .*\(25%\)"):
         run_engine(AtaSanitizeEngine, drive, {"mode": "block"})
     assert not drive.started
+    with open(dev, "rb") as fh:   # checked before any canary: a busy drive refuses writes
+        assert fh.read() == bytes(8 * MiB)
 
 
 @pytest.mark.root
@@ -453,7 +460,7 @@ def test_a_sanitize_that_lies_is_caught_by_its_canaries(loopdev: Callable[..., s
                               after=[STATUS_IN_PROGRESS, STATUS_COMPLETED])
     ex = run_engine(AtaSanitizeEngine, drive, {"mode": "block"})
     assert ex.outcome == "failed" and "canary markers survived" in ex.reason
-    assert ex.canary and ex.canary.survivors == ex.canary.offsets
+    assert ex.canary and len(ex.canary.survivors) == ex.canary.planted
 
 
 # --- SECURITY ERASE on a loop device ----------------------------------------------------
@@ -576,3 +583,51 @@ def test_a_security_erase_that_lies_is_caught_by_its_canaries(
     ex = run_engine(AtaSecurityEraseEngine, drive, {"reads_as": "00"})
     assert ex.outcome == "failed" and "canary markers survived" in ex.reason
     assert not drive.enabled        # the drive still cleared its password
+
+
+@dataclass
+class HangingSecurityDrive(FakeSecurityDrive):
+    """A drive busy erasing: hdparm times out on the commands named in `hangs`."""
+
+    hangs: tuple[str, ...] = ()
+
+    def answer(self, argv: list[str]) -> RunResult:
+        if any(flag in argv for flag in self.hangs):
+            if "--security-erase" in argv:
+                self.erase_medium()
+            raise ImagerError("hdparm did not answer within 60 s")
+        return super().answer(argv)
+
+
+@pytest.mark.root
+def test_timeouts_during_erase_and_disable_still_report_the_password(
+        loopdev: Callable[..., str]) -> None:
+    dev = loopdev(8 * MiB)
+    drive = HangingSecurityDrive(dev, APACER, hangs=("--security-erase", "--security-disable"))
+    with pytest.raises(DeviceError) as err:
+        run_engine(AtaSecurityEraseEngine, drive, {"password": "pw-3"})
+    message = str(err.value)
+    assert "did not answer" in message and "pw-3" in message
+    assert f"hdparm --user-master u --security-disable pw-3 {dev}" in message
+
+
+@pytest.mark.root
+def test_a_run_killed_after_setting_the_password_is_cleared_by_the_next(
+        loopdev: Callable[..., str]) -> None:
+    """The plan (in the registry) holds the password: the resumed run removes it."""
+    dev = loopdev(8 * MiB)
+    drive = FakeSecurityDrive(dev, APACER, enabled=True, password="pw-4")
+    ex = run_engine(AtaSecurityEraseEngine, drive, {"reads_as": "00", "password": "pw-4"})
+    assert ex.outcome == "erased", ex.reason
+    assert ("hdparm", "--user-master", "u", "--security-disable", "pw-4", dev) in drive.calls
+
+
+@pytest.mark.root
+def test_a_password_we_do_not_know_is_not_guessed_at_length(
+        loopdev: Callable[..., str]) -> None:
+    dev = loopdev(8 * MiB)
+    drive = FakeSecurityDrive(dev, APACER, enabled=True, password="donor-secret")
+    run_engine(AtaSecurityEraseEngine, drive, {"reads_as": "00", "password": "pw-5"})
+    tries = [c for c in drive.calls if "pw-5" in c and c[3] in ("--security-unlock",
+                                                                 "--security-disable")]
+    assert len(tries) <= 2   # the drive counts wrong passwords (5 at most): two tries

@@ -313,3 +313,22 @@ def test_plan_of_a_real_nvme_with_crypto_sanitize() -> None:
     assert methods(plan)[:2] == ["nvme-sanitize-crypto", "nvme-sanitize-block"]
     assert "nvme-format-crypto" in methods(plan)  # FNA bit 2 set on this drive
     assert all(s.sanitization_class == "purge" for s in plan.steps[:-1])
+
+
+def test_plans_stored_before_steps_existed_still_load() -> None:
+    old = {"method": "dod-3pass", "verify": "full", "verify_seed": None,
+           "standard": "DoD 5220.22-M (3 passes)", "engine": "overwrite", "options": {},
+           "sanitization_class": "clear", "technique": "overwrite",
+           "passes": [{"kind": "zero", "pattern": None, "seed": None},
+                      {"kind": "ones", "pattern": None, "seed": None},
+                      {"kind": "random", "pattern": None, "seed": "ab" * 32}]}
+    plan = ErasePlan.from_dict(old)
+    assert plan.method == "dod-3pass" and [p.kind for p in plan.passes] == \
+        ["zero", "ones", "random"]
+    assert plan.verify == "full" and plan.skipped == () and plan.medium is None
+
+
+def test_sata_drive_whose_hidden_areas_could_not_be_read_says_so() -> None:
+    plan = plan_for(dataclasses.replace(lab_sata(), hpa=None), POLICY)
+    assert plan.hidden is None
+    assert any("non vérifiées" in n.fr and "not checked" in n.en for n in plan.advice)

@@ -172,3 +172,15 @@ def test_a_kernel_still_seeing_the_old_size_is_an_error() -> None:
     before = probe_hidden(DEV, runner=disk)
     with pytest.raises(DeviceError, match="kernel still sees 500106780160 bytes .* replug"):
         remove_hidden(DEV, before, runner=disk)
+
+
+def test_a_dco_restore_that_fails_and_leaves_its_page_unreadable_is_not_taken_for_success(
+        ) -> None:
+    # hdparm says nothing wrong, yet the drive still shows its capped size and its
+    # DCO page no longer reads (QEMU's unusable page): "no DCO" is not "removed".
+    disk = FakeAtaDisk([DCO_CAPPED, DCO_CAPPED], dco=DCO, dco_after=QEMU_DCO)
+    before = probe_hidden(DEV, runner=disk)
+    assert before.dco_hidden == 2113
+    with pytest.raises(DeviceError, match=rf"{DEV} still hides 2113 sectors \(976771055 "
+                                          rf"visible of the {SECTORS} found before\)"):
+        remove_hidden(DEV, before, runner=disk)

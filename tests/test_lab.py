@@ -176,7 +176,7 @@ plan = ErasePlan(steps=(MethodStep("nvme-format", engine="nvme-format", options=
 with open_device(path, write=True) as dev:
     ex = NvmeFormatEngine(options).execute(dev, plan, sink=NullSink())
 print(json.dumps({{"outcome": ex.outcome, "reason": ex.reason,
-                  "canaries": len(ex.canary.offsets), "survivors": list(ex.canary.survivors),
+                  "canaries": ex.canary.planted, "survivors": list(ex.canary.survivors),
                   "coverage": ex.verification.coverage if ex.verification else None}}))
 """
 

@@ -84,7 +84,9 @@ class FakeNvme:
     def __init__(self, *, logs: list[SanitizeLog | RunResult] = (), sanitize: RunResult = OK,
                  fmt: RunResult = OK, id_ctrl: str = "",
                  effect: Callable[[str], None] | None = None, device: str = "") -> None:
-        self.logs, self.sanitize, self.fmt = list(logs), sanitize, fmt
+        # The precheck reads the log once more, before the canaries are written.
+        self.logs = [logs[0], *logs] if logs else []
+        self.sanitize, self.fmt = sanitize, fmt
         self.id_ctrl, self.effect, self.device = id_ctrl, effect, device
         self.calls: list[list[str]] = []
 

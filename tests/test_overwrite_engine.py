@@ -64,9 +64,11 @@ def test_full_verification_finds_one_corrupted_sector(loopdev: Callable[..., str
     dev = loopdev(SIZE)
     plan, ex = _erase(dev, "random", "none")
     assert ex.outcome == "unverified"
-    with open(dev, "r+b") as fh:  # behind the engine's back
+    with open(dev, "r+b") as fh:  # behind the engine's back: every byte of one sector flipped
         fh.seek(corrupt_at)
-        fh.write(b"\x00" * 512)
+        flipped = bytes(b ^ 0xFF for b in fh.read(512))
+        fh.seek(corrupt_at)
+        fh.write(flipped)
         os.fsync(fh.fileno())
     with open_device(dev, write=False) as d:
         res = verify(d, source_for(plan.passes[-1]), mode="full", pattern="random",

@@ -12,7 +12,7 @@ from imager.erase.engines import ENGINES
 from imager.erase.firmware import FirmwareEngine
 from imager.erase.methods import overwrite_step
 from imager.erase.progress import Sink
-from imager.errors import MethodRefused
+from imager.errors import DeviceError, MethodRefused
 from imager.host.blockdev import OpenDevice
 from imager.inventory import lsblk
 from imager.model import ErasePlan, MethodStep
@@ -78,4 +78,46 @@ def test_a_drive_refusing_every_method_fails_and_is_not_erased(loopdev: Callable
         report = run_erase(store, job_id, settings, stop=threading.Event())
         assert report.outcome == "failed" and report.achieved_class is None
         assert "refused every method of its plan (sanitize-a:" in report.reason
+        assert store.get(job_id).state == "failed"
+
+
+class FailingFirmware(FirmwareEngine):
+    """Starts the erase, then the drive reports failure."""
+
+    name = "test-fails"
+
+    def erase(self, dev: OpenDevice, sink: Sink) -> str:
+        raise DeviceError(f"{dev.path}: sanitize failed (SSTAT 3)")
+
+
+@pytest.mark.root
+@pytest.mark.usefixtures("refusing")
+def test_a_failure_after_a_fallback_reports_the_method_that_failed(
+        loopdev: Callable[..., str], settings, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setitem(ENGINES, "test-fails", FailingFirmware)
+    dev = loopdev(8 * MiB)
+    failing = MethodStep("sanitize-b", engine="test-fails", sanitization_class="purge")
+    plan = ErasePlan(steps=(firmware_step("sanitize-a"), failing, overwrite_step("nist-clear")),
+                     verify="full", verify_seed="ef" * 16)
+    with Registry.open(settings) as reg:
+        store = JobStore(reg)
+        job_id = store.create_erase(lsblk.probe(dev, settings), plan)
+        report = run_erase(store, job_id, settings, stop=threading.Event())
+        assert report.outcome == "failed" and "SSTAT 3" in report.reason
+        assert report.plan.method == "sanitize-b"       # not the refused sanitize-a
+        assert [r.method for r in report.plan.refused] == ["sanitize-a"]
+        assert store.get(job_id).plan.method == "sanitize-b"
+
+
+@pytest.mark.root
+def test_a_plan_its_engine_cannot_run_fails_the_job_cleanly(loopdev: Callable[..., str],
+                                                           settings) -> None:  # type: ignore[no-untyped-def]
+    dev = loopdev(8 * MiB)
+    bad = MethodStep("nvme-format-user-data", engine="nvme-format", options={"ses": 3})
+    plan = ErasePlan(steps=(bad,), verify="full", verify_seed="ef" * 16)
+    with Registry.open(settings) as reg:
+        store = JobStore(reg)
+        job_id = store.create_erase(lsblk.probe(dev, settings), plan)
+        report = run_erase(store, job_id, settings, stop=threading.Event())
+        assert report.outcome == "failed" and "ses must be one of 1, 2" in report.reason
         assert store.get(job_id).state == "failed"

@@ -30,6 +30,8 @@ def _size(n: int) -> str:
 
 def _hidden_line(plan: ErasePlan) -> str:
     h = plan.hidden
+    if h is None and plan.medium in ("sata-ssd", "sata-hdd"):
+        return "  Zones cachées / hidden areas: inconnues / unknown (see the advice below)"
     if h is None:
         return ("  Zones cachées / hidden areas: sans objet hors ATA / not applicable "
                 "(no ATA)")

@@ -41,7 +41,7 @@ from functools import cached_property
 
 from imager.erase.firmware import FirmwareEngine, tool_message
 from imager.erase.progress import Sink
-from imager.errors import DeviceError, ImagerError, MethodRefused
+from imager.errors import DeviceError, MethodRefused
 from imager.host.blockdev import OpenDevice
 from imager.host.run import RunResult
 from imager.inventory.hdparm import (
@@ -125,12 +125,16 @@ class AtaSanitizeEngine(FirmwareEngine):
         """The hdparm flags of this mode (without the device)."""
         return SANITIZE_FLAGS[self.mode]
 
-    def erase(self, dev: OpenDevice, sink: Sink) -> str:
+    def precheck(self, dev: OpenDevice) -> None:
         ident = self._identify(dev.path)
         if self.mode not in ident.sanitize:
             raise MethodRefused(
                 f"{dev.path} ({ident.model}) does not support SANITIZE {self.mode} (it offers: "
                 f"{', '.join(sorted(ident.sanitize)) or 'no SANITIZE at all'}): use another method")
+        self._status_before(dev.path)
+
+    def erase(self, dev: OpenDevice, sink: Sink) -> str:
+        ident = self._identify(dev.path)
         before = self._status_before(dev.path)
         self._start(dev.path)
         note = self._wait(dev, sink, before, sanitize_timeout(ident, dev.size))
@@ -273,13 +277,20 @@ class AtaSecurityEraseEngine(FirmwareEngine):
     def erase_flag(self) -> str:
         return "--security-erase-enhanced" if self.enhanced else "--security-erase"
 
+    checked: AtaSecurity | None = None   # the state precheck() found usable
+
+    def precheck(self, dev: OpenDevice) -> None:
+        self.checked = self._usable_security(dev.path)
+
     def erase(self, dev: OpenDevice, sink: Sink) -> str:
-        sec = self._usable_security(dev.path)
-        self._set_password(dev.path, sec)
+        sec = self.checked or self._usable_security(dev.path)
         try:
+            self._set_password(dev.path, sec)
             self._erase_unit(dev, sec)
             self._require_disabled(dev.path)
-        except ImagerError as exc:
+        except MethodRefused:
+            raise
+        except Exception as exc:  # a tool timing out too: the password must be reported
             raise self._failed_with_password(dev.path, exc) from exc
         return f"hdparm {self.erase_flag}"
 
@@ -299,6 +310,8 @@ class AtaSecurityEraseEngine(FirmwareEngine):
         if self.enhanced and not sec.enhanced_erase:
             raise MethodRefused(f"{path} does not support ENHANCED SECURITY ERASE: use the "
                                 "normal security erase or another method")
+        if sec.enabled and self._clear_own_password(path):
+            sec = self._security(path)   # our plan's password, left by an interrupted run
         if sec.locked:
             raise MethodRefused(
                 f"{path} is locked by an ATA password set before it reached us: unlock it "
@@ -331,12 +344,21 @@ class AtaSecurityEraseEngine(FirmwareEngine):
         argv: Sequence[str] = ["hdparm", "--user-master", "u", flag, self.password, path]
         return self.runner(argv, timeout=timeout, check=False)
 
+    def _clear_own_password(self, path: str) -> bool:
+        """Remove this plan's password if a killed run left it set (the plan is
+        in the registry, so the password survives the process). True if done."""
+        if "password" not in self.options:
+            return False
+        unlock = self._hdparm_security("--security-unlock", path, timeout=SHORT_TIMEOUT)
+        disable = self._hdparm_security("--security-disable", path, timeout=SHORT_TIMEOUT)
+        return unlock.ok and disable.ok
+
     def _set_password(self, path: str, before: AtaSecurity) -> None:
         result = self._hdparm_security("--security-set-pass", path, timeout=SHORT_TIMEOUT)
         try:
             now = self._security(path)
         except MethodRefused as exc:     # the password may be set: not a clean refusal
-            raise self._failed_with_password(path, exc) from exc
+            raise DeviceError(str(exc)) from exc
         if result.ok and now.enabled:
             return
         if not now.enabled or before.enabled:
@@ -344,8 +366,7 @@ class AtaSecurityEraseEngine(FirmwareEngine):
                     else "accepted SECURITY SET PASSWORD but security is still disabled (a USB "
                     "adapter may drop ATA security commands: dock the drive on SATA)")
             raise MethodRefused(f"{path} {what}: use another method")
-        raise self._failed_with_password(
-            path, DeviceError(f"SECURITY SET PASSWORD reported {tool_message(result)}"))
+        raise DeviceError(f"SECURITY SET PASSWORD reported {tool_message(result)}")
 
     def _erase_unit(self, dev: OpenDevice, sec: AtaSecurity) -> None:
         minutes = sec.enhanced_erase_minutes if self.enhanced else sec.erase_minutes
@@ -360,7 +381,13 @@ class AtaSecurityEraseEngine(FirmwareEngine):
                               "enabled (a completed erase disables it)")
 
     def _failed_with_password(self, path: str, cause: Exception) -> DeviceError:
-        result = self._hdparm_security("--security-disable", path, timeout=SHORT_TIMEOUT)
+        """The error to raise once the password may be set: it tries to remove
+        the password and always names it and the command that unlocks the drive;
+        it never raises itself (a drive still erasing does not answer)."""
+        try:
+            result = self._hdparm_security("--security-disable", path, timeout=SHORT_TIMEOUT)
+        except Exception as exc:
+            result = RunResult(("hdparm",), -1, "", str(exc), 0.0)
         if result.ok:
             state = (f"the temporary user password {self.password!r} was then removed "
                      f"(security disable succeeded); if the drive still asks for it, unlock it "

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from imager.erase.ata import temporary_password
 from imager.erase.methods import METHODS, overwrite_step, resolve
 from imager.erase.nvme import read_after_erase
 from imager.inventory.capabilities import DriveCapabilities
@@ -156,7 +157,11 @@ def _with(base: Options, **options: Any) -> Options:
 
 def _security_options(enhanced: bool) -> Options:
     def options(caps: DriveCapabilities, station: Station) -> dict[str, Any]:
-        out: dict[str, Any] = {"enhanced": enhanced, "unfreeze": station.unfreeze}
+        # The temporary password is drawn now so that it is in the plan, hence in
+        # the registry: a run killed mid-erase leaves no drive locked by a
+        # password nobody knows.
+        out: dict[str, Any] = {"enhanced": enhanced, "unfreeze": station.unfreeze,
+                               "password": temporary_password()}
         if not enhanced:
             out["reads_as"] = "00"  # ATA: SECURITY ERASE UNIT (normal) writes zeros
         return out

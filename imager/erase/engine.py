@@ -60,7 +60,7 @@ class CanarySurvived(DeviceError):
         self.step = step
         super().__init__(
             f"the drive reported success ({step.pattern}) but {len(found.survivors)} of "
-            f"{len(found.offsets)} canary markers survived, first at offset "
+            f"{found.planted} canary markers survived, first at offset "
             f"{found.survivors[0]}: the firmware did not erase; use another method or "
             "destroy the drive")
 

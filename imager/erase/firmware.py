@@ -77,6 +77,11 @@ class FirmwareEngine(EraseEngine):
             raise ValueError(f"{self.name}: reads_as must be a hex byte string such as '00', "
                              f"not {value!r}")
 
+    def precheck(self, dev: OpenDevice) -> None:
+        """Before any canary is written: raise MethodRefused if the drive cannot
+        do this method, DeviceError if it is busy (a sanitize still running
+        after a power cut refuses the canaries' writes)."""
+
     @abstractmethod
     def erase(self, dev: OpenDevice, sink: Sink) -> str:
         """Run the drive's erase to completion; return the command as run.
@@ -116,6 +121,7 @@ class FirmwareEngine(EraseEngine):
 
     def _firmware_step(self, dev: OpenDevice, plan: ErasePlan, sink: Sink) -> PassResult:
         seed = bytes.fromhex(plan.verify_seed or "") or os.urandom(16)
+        self.precheck(dev)
         planted = canary.plant(dev, seed)
         t0 = time.monotonic()
         sink.update("pass", 0, 0, dev.size)

@@ -71,8 +71,10 @@ def remove_hidden(path: str, before: HiddenAreas, *, runner: Runner) -> HiddenAr
         actions.append(_command(runner, ["hdparm", YES, "--dco-restore", path]))
     actions.append(_rescan(runner, path))
     after = probe_hidden(path, runner=runner)
-    if after.any_hidden:
-        raise DeviceError(f"{path} still hides {_still_hidden(after)} after {'; '.join(actions)}: "
+    target = max(before.native_max or 0, before.dco_real_max or 0)
+    if after.any_hidden or (after.visible_max or 0) < target:
+        raise DeviceError(f"{path} still hides {_still_hidden(after, target)} after "
+                          f"{'; '.join(actions)}: "
                           "replug the drive to power-cycle it (drives accept one permanent size "
                           "change per power cycle; a frozen DCO unfreezes at power-on) and start "
                           "again")
@@ -94,7 +96,7 @@ def _rescan(runner: Runner, path: str) -> str:
     return shown if result.ok else f"{shown} (failed: {_tool_line(result)})"
 
 
-def _still_hidden(after: HiddenAreas) -> str:
+def _still_hidden(after: HiddenAreas, target: int) -> str:
     parts = []
     if after.hpa_hidden:
         parts.append(f"{after.hpa_hidden} sectors in an HPA ({after.visible_max} of "
@@ -102,6 +104,9 @@ def _still_hidden(after: HiddenAreas) -> str:
     if after.dco_hidden:
         parts.append(f"{after.dco_hidden} sectors behind a DCO (native {after.native_max}, "
                      f"real {after.dco_real_max})")
+    shown = after.visible_max or 0
+    if not parts and shown < target:   # e.g. a DCO restore that failed, its page now unreadable
+        parts.append(f"{target - shown} sectors ({shown} visible of the {target} found before)")
     return " and ".join(parts)
 
 

@@ -196,7 +196,11 @@ class NvmeSanitizeEngine(NvmeEngine):
                  if self.sanact == SANACT["overwrite"] else [])
         return ["nvme", "sanitize", controller, f"--sanact={self.sanact}", *extra]
 
-    def erase(self, dev: OpenDevice, sink: Sink) -> str:
+    def precheck(self, dev: OpenDevice) -> None:
+        self._ready(dev)
+
+    def _ready(self, dev: OpenDevice) -> tuple[NvmeTopology, SanitizeLog]:
+        """The controller, and its sanitize log when no sanitize is running."""
         topo = self.topology(dev)
         if topo is None:
             raise MethodRefused(f"{dev.path} is not an NVMe namespace (sysfs shows no NVMe "
@@ -208,6 +212,10 @@ class NvmeSanitizeEngine(NvmeEngine):
                               f"({(before.progress or 0):.0%} done): wait until "
                               f"`nvme sanitize-log {topo.controller}` shows it completed, "
                               "then erase again")
+        return topo, before
+
+    def erase(self, dev: OpenDevice, sink: Sink) -> str:
+        topo, before = self._ready(dev)   # read again: the canaries' writes change the log
         argv = self.command(topo.controller)
         result = self.runner(argv, timeout=COMMAND_TIMEOUT, check=False)
         if not result.ok:

@@ -51,6 +51,12 @@ def _hidden(caps: DriveCapabilities) -> HiddenAreas | None:
 def _notes(caps: DriveCapabilities, rule_advice: Note | None,
            steps: list[MethodStep]) -> tuple[Note, ...]:
     notes = [rule_advice] if rule_advice else []
+    if caps.transport in ("sata", "ata") and caps.hpa is None:
+        notes.append(Note(
+            "Zones cachées (HPA/DCO) non vérifiées : hdparm -N n'a pas répondu. Brancher le "
+            "disque en SATA sur un dock pour les vérifier avant de certifier l'effacement.",
+            "Hidden areas (HPA/DCO) not checked: hdparm -N did not answer. Dock the drive on "
+            "SATA to check them before certifying the erasure."))
     others = caps.nvme_other_namespaces
     if others and any(s.engine in ("nvme-sanitize", "nvme-format") for s in steps):
         names = ", ".join(others)

@@ -11,8 +11,9 @@ drive is busy, nothing once it is not) and finally reads the sense data once
 A drive that rejects the CDB answers ILLEGAL REQUEST (invalid opcode, invalid
 field): sg_sanitize exits 9 or 5 before anything is erased -> MethodRefused.
 What erased blocks read as: after `--overwrite --zero`, zeros; after block
-or crypto erase it is up to the drive (zeros only when it reports LBPRZ=1),
-recorded by the planner in `reads_as` or left out (then the base zero-fills).
+or crypto erase it is up to the drive: the planner leaves `reads_as` out and
+the base zero-fills (the probe does not read READ CAPACITY(16)'s LBPRZ yet,
+which would let a drive that reports zeros skip that pass).
 """
 
 from __future__ import annotations

@@ -52,8 +52,10 @@ def run(argv: Sequence[str], *, timeout: float = 60, check: bool = True,
     env = {**os.environ, "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8"}
     start = time.monotonic()
     try:
+        # Own session: a Ctrl-C at the terminal must not kill hdparm or nvme-cli in
+        # the middle of a firmware erase (the station stops at its next safe point).
         proc = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout,
-                              env=env, input=input, errors="replace")
+                              env=env, input=input, errors="replace", start_new_session=True)
     except subprocess.TimeoutExpired as exc:
         raise ImagerError(f"{tool} did not answer within {timeout:.0f} s") from exc
     result = RunResult(tuple(argv), proc.returncode, proc.stdout, proc.stderr,

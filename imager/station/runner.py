@@ -24,7 +24,15 @@ from imager.erase.progress import Interrupted
 from imager.errors import DeviceError, ImagerError, MethodRefused
 from imager.host.blockdev import OpenDevice, open_device
 from imager.inventory import lsblk
-from imager.model import DriveIdentity, ErasePlan, EraseReport, Extent, PassResult
+from imager.model import (
+    DriveIdentity,
+    ErasePlan,
+    EraseReport,
+    Extent,
+    HiddenAreaChange,
+    Outcome,
+    PassResult,
+)
 from imager.settings import Settings
 from imager.station.jobs import JobStore, JobView
 from imager.station.uncover import uncover
@@ -47,6 +55,7 @@ class JobSink:
     done: list[PassResult] = field(default_factory=list)
     errors: list[Extent] = field(default_factory=list)   # current pass, merged
     position: tuple[int, int] = (0, 0)                    # (pass index, offset) reached
+    plan: ErasePlan | None = None                         # the plan being run now
     _last_event: float = 0.0
     _error_events: int = 0
 
@@ -87,16 +96,20 @@ class JobSink:
     def stop_requested(self) -> bool:
         return self.stop.is_set()
 
-    def restart(self) -> None:
+    def restart(self, plan: ErasePlan) -> None:
         """Another method starts from scratch: forget the refused one's steps."""
-        self.done, self.errors, self.position = [], [], (0, 0)
+        self.done, self.errors, self.position, self.plan = [], [], (0, 0), plan
 
-    def passes_so_far(self, plan: ErasePlan) -> tuple[PassResult, ...]:
+    def passes_so_far(self) -> tuple[PassResult, ...]:
         """Completed passes plus the one cut short, with its failed extents."""
         index, offset = self.position
-        engine = ENGINES[plan.engine].for_plan(plan)
-        if index < len(self.done) or index >= engine.steps(plan) or (
-                offset == 0 and not self.errors):  # that step never started
+        plan = self.plan
+        try:
+            engine = ENGINES[plan.engine].for_plan(plan) if plan else None
+        except (KeyError, ValueError):   # a plan its engine refuses: nothing ran
+            engine = None
+        if engine is None or plan is None or index < len(self.done) or (
+                index >= engine.steps(plan)) or (offset == 0 and not self.errors):
             return tuple(self.done)
         failed = sum(e.length for e in self.errors)
         partial = PassResult(index=index, pattern=engine.describe_step(plan, index),
@@ -172,47 +185,71 @@ def run_erase(store: JobStore, job_id: int, settings: Settings, *,
         store.event(job_id, "resumed", f"resumed at pass {resume.index + 1}, offset "
                     f"{resume.offset}", {"index": resume.index, "offset": resume.offset})
     sink = JobSink(store, job_id, stop, on_progress, list(resume.done), list(resume.errors),
-                   (resume.index, resume.offset))
+                   (resume.index, resume.offset), job.plan)
     started = datetime.now(UTC)
-    plan, hidden = job.plan, None
+    hidden = None
     try:
-        ident, hidden = uncover(store, job, path, ident, settings)
+        ident, hidden = _uncovered(store, job, path, ident, rdev, settings)
         with open_device(path, write=True) as dev:
             _same_device(dev, rdev)
-            ex, plan = _run_plan(store, job_id, dev, plan, sink, resume,
-                                 settings.checkpoint_seconds)
+            ex = _run_plan(store, job_id, dev, sink, resume, settings.checkpoint_seconds)
     except Interrupted as exc:
-        ex = Execution(sink.passes_so_far(plan), None, "interrupted", str(exc))
+        ex = _cut_short(sink, "interrupted", str(exc))
     except Exception as exc:  # a failing drive, or a bug: never reported erased
         reason = str(exc) if isinstance(exc, ImagerError) else (
             f"{path}: {exc.strerror}" if isinstance(exc, OSError) and exc.strerror
             else f"internal error ({type(exc).__name__}: {exc}); please report it")
-        ex = Execution(sink.passes_so_far(plan), None, "failed", reason)
+        ex = _cut_short(sink, "failed", reason)
+    plan = sink.plan or job.plan
     return _finish(store, job, plan, ident, dataclasses.replace(ex, hidden=hidden), started)
 
 
-def _run_plan(store: JobStore, job_id: int, dev: OpenDevice, plan: ErasePlan, sink: JobSink,
-              resume: ResumePoint, checkpoint_seconds: float) -> tuple[Execution, ErasePlan]:
-    """Run the plan's first method; when the drive refuses it, go on with the next."""
+def _cut_short(sink: JobSink, outcome: Outcome, reason: str) -> Execution:
+    passes = sink.passes_so_far()
+    canary = next((p.canary for p in passes if p.canary is not None), None)
+    return Execution(passes, None, outcome, reason, canary)
+
+
+def _uncovered(store: JobStore, job: JobView, path: str, ident: DriveIdentity,
+               rdev: int | None, settings: Settings,
+               ) -> tuple[DriveIdentity, HiddenAreaChange | None]:
+    """Hidden areas removed while the device is held with O_EXCL and proven the
+    one the guard checked (the change is permanent: never on another drive)."""
+    with open_device(path, write=True) as dev:
+        _same_device(dev, rdev)
+        now, change = uncover(store, job, path, ident, settings)
+    if now.key != ident.key:
+        raise DeviceError(f"{path} changed identity while its hidden areas were removed "
+                          f"({ident.key} became {now.key}): check the drive and start again")
+    return now, change
+
+
+def _run_plan(store: JobStore, job_id: int, dev: OpenDevice, sink: JobSink,
+              resume: ResumePoint, checkpoint_seconds: float) -> Execution:
+    """Run the plan's first method; when the drive refuses it, go on with the next.
+    `sink.plan` is always the plan being run (the report's plan)."""
+    plan = sink.plan
+    assert plan is not None
     while True:
         try:
             engine = ENGINES[plan.engine].for_plan(plan)
             return engine.execute(dev, plan, sink=sink, resume=resume,
-                                  checkpoint_seconds=checkpoint_seconds), plan
+                                  checkpoint_seconds=checkpoint_seconds)
         except MethodRefused as exc:
             refused = plan.refuse(str(exc))
             following = refused.fallback()
             if following is None:
                 store.replace_plan(job_id, refused, kind="method_refused",
                                    message=f"{plan.method} refused: {exc}")
+                sink.restart(refused)
                 tried = "; ".join(f"{r.method}: {r.reason}" for r in refused.refused)
                 return Execution((), None, "failed",
-                                 f"the drive refused every method of its plan ({tried})"), refused
+                                 f"the drive refused every method of its plan ({tried})")
             store.replace_plan(job_id, following, kind="method_refused",
                                message=f"{plan.method} refused: {exc}; "
                                        f"falling back to {following.method}")
             plan, resume = following, ResumePoint()
-            sink.restart()
+            sink.restart(plan)
 
 
 def _finish(store: JobStore, job: JobView, plan: ErasePlan, ident: DriveIdentity,
