@@ -150,3 +150,23 @@ def test_medium_from_transport_and_rotation(transport: str | None, rota: bool,
                                             ata_rota: bool | None, medium: str) -> None:
     ident = DriveIdentity(path="/dev/x", size=1, transport=transport, rotational=rota)
     assert medium_of(ident, ata_rota) == medium
+
+
+def test_nvme_list_json_from_qemu_and_table_of_a_four_namespace_controller() -> None:
+    lab = nvme.parse_list(read_recorded(LAB / "nvme-list-nvme.txt"))
+    assert [(e.path, e.serial, e.namespace) for e in lab] == [("/dev/nvme0n1", "LABNVME0001", 1)]
+    real = nvme.parse_list(read_recorded(DATA / "real" / "nvme" /
+                                         "nvme-list-msft-nvme-accelerator-4-namespaces.txt"))
+    assert len(real) == 6 and real[2].namespace == 15
+    assert nvme.siblings(real, "/dev/nvme0n1") == ("/dev/nvme0n2", "/dev/nvme0n3", "/dev/nvme0n4")
+    assert nvme.siblings(real, "/dev/nvme1n1") == () and nvme.siblings(real, "/dev/sda") == ()
+
+
+@pytest.mark.parametrize(("name", "serial"), [("sg_inq-scsi.txt", "LABSCSI0001"),
+                                              ("sg_inq-usb.txt", "LABUSB0001")])
+def test_scsi_inquiry(name: str, serial: str) -> None:
+    inq = scsi.parse_inquiry(read_recorded(LAB / name))
+    assert (inq.vendor, inq.product, inq.revision) == ("QEMU", "QEMU HARDDISK", "2.5+")
+    assert inq.serial == serial and inq.device_type == "disk"
+    with pytest.raises(DeviceError, match="not a standard INQUIRY"):
+        scsi.parse_inquiry("sg_inq: error opening file")

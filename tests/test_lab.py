@@ -207,6 +207,8 @@ for name, path in {paths}.items():
                  "ata_security": c.ata.security is not None if c.ata else None,
                  "hpa": c.hpa.hidden_sectors if c.hpa else None, "dco": c.dco_real_max,
                  "scsi_sanitize": sorted(c.scsi_sanitize),
+                 "inquiry_serial": c.scsi_inquiry.serial if c.scsi_inquiry else None,
+                 "other_namespaces": list(c.nvme_other_namespaces),
                  "smart": c.smart.answered if c.smart else None,
                  "problems": list(c.problems)}}
 print(json.dumps(out))
@@ -225,5 +227,8 @@ def test_probe_every_drive_in_the_guest(vm: LabVM, dev: dict[str, str]) -> None:
                                                                    DRIVES["sata"].serial)
     assert sata["ata_security"] is False and sata["hpa"] == 0 and sata["dco"] is None
     assert caps["scsi"]["scsi_sanitize"] == [] and caps["scsi"]["smart"] is True
+    assert caps["scsi"]["inquiry_serial"] == "LABSCSI0001"
+    assert caps["usb"]["inquiry_serial"] == "LABUSB0001"
+    assert nv["other_namespaces"] == []
     assert caps["usb"]["medium"] == "usb-flash" and caps["usb"]["smart"] is True  # -d scsi
     assert caps["sd"]["medium"] == "sd-mmc"

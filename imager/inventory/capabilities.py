@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Literal
 
 from imager.inventory.hdparm import AtaIdentify, HostProtectedArea
 from imager.inventory.nvme import NvmeController, NvmeNamespace
+from imager.inventory.scsi import ScsiInquiry
 from imager.inventory.smartctl import SmartReport
 from imager.model import DriveIdentity
 
@@ -32,5 +33,6 @@ class DriveCapabilities:
     nvme_other_namespaces: tuple[str, ...] = ()   # the rest of its NVM subsystem
     smart: SmartReport | None = None
     scsi_sanitize: frozenset[str] = frozenset()   # {"overwrite", "block", "crypto"}
+    scsi_inquiry: ScsiInquiry | None = None      # sg_inq: vendor, product, unit serial
     mmc: MmcExtCsd | None = None         # eMMC EXT_CSD (mmc extcsd read); None for SD cards
     problems: tuple[str, ...] = ()       # what could not be probed, for the technician

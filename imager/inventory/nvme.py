@@ -52,6 +52,41 @@ class NvmeNamespace:
         return self.blocks * self.block_size
 
 
+@dataclass(frozen=True)
+class NvmeListEntry:
+    """One namespace block device in `nvme list`."""
+
+    path: str
+    serial: str
+    model: str
+    namespace: int
+
+
+def _list_json(data: dict[str, Any]) -> tuple[NvmeListEntry, ...]:
+    return tuple(NvmeListEntry(str(d["DevicePath"]), str(d.get("SerialNumber", "")).strip(),
+                               str(d.get("ModelNumber", "")).strip(), int(d.get("NameSpace", 0)))
+                 for d in data.get("Devices", ()))
+
+
+_LIST_ROW = re.compile(r"^(/dev/nvme\S+)\s+(?:SN:\s*)?(\S+)\s+(.*?)\s{2,}(\d+)\s{2,}", re.M)
+
+
+def parse_list(text: str) -> tuple[NvmeListEntry, ...]:
+    """`nvme list -o json` (or its table) -> the namespace block devices."""
+    if text.lstrip().startswith("{"):
+        return _list_json(_json(text, "nvme list"))
+    return tuple(NvmeListEntry(m.group(1), m.group(2), m.group(3).strip(), int(m.group(4)))
+                 for m in _LIST_ROW.finditer(text))
+
+
+def siblings(entries: tuple[NvmeListEntry, ...], path: str) -> tuple[str, ...]:
+    """The other namespaces of the controller `path` belongs to (same serial)."""
+    mine = next((e for e in entries if e.path == path), None)
+    if mine is None:
+        return ()
+    return tuple(e.path for e in entries if e.serial == mine.serial and e.path != path)
+
+
 def _json(text: str, what: str) -> dict[str, Any]:
     try:
         data = json.loads(text)

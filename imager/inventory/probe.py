@@ -69,6 +69,10 @@ def _nvme(path: str, settings: Settings, problems: list[str], runner: Runner) ->
     topology = nvme_topology(path, settings)
     if topology is not None:
         out["nvme_other_namespaces"] = topology.others()
+    else:  # no sysfs view: nvme-cli's list, by the controller's serial number
+        listed = _tool(["nvme", "list", "-o", "json"], problems, runner)
+        out["nvme_other_namespaces"] = nvme.siblings(nvme.parse_list(listed), path) \
+            if listed else ()
     ctrl = _tool(["nvme", "id-ctrl", path, "-o", "json"], problems, runner)
     if ctrl:
         out["nvme"] = nvme.parse_id_ctrl(ctrl)
@@ -118,6 +122,9 @@ def probe(path: str, settings: Settings, *, runner: Runner | None = None) -> Dri
     if ident.transport in ("scsi", "sas", "usb", "virtio", None) and Path(path).exists():
         ops = _tool(["sg_opcodes", path], problems, runner)
         parts["scsi_sanitize"] = scsi.sanitize_modes(ops or "")
+        inq = _tool(["sg_inq", path], problems, runner)
+        parts["scsi_inquiry"] = scsi.parse_inquiry(inq) if inq and "Vendor identification" \
+            in inq else None
     if ident.transport not in ("loop", "file"):
         parts["smart"] = _smart(path, ident.transport, problems, runner)
     ata = parts.get("ata")
