@@ -135,6 +135,11 @@ class HiddenAreaChange:
     after: HiddenAreas
     actions: tuple[str, ...] = ()      # the commands that were run
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> HiddenAreaChange:
+        return cls(HiddenAreas(**data["before"]), HiddenAreas(**data["after"]),
+                   tuple(data.get("actions", ())))
+
 
 @dataclass(frozen=True)
 class ErasePlan:
@@ -351,15 +356,9 @@ class EraseReport:
             software=data.get("software", ""),
             errors=tuple(Extent(**e) for e in data.get("errors", ())),
             canary=CanaryCheck.from_dict(data["canary"]) if data.get("canary") else None,
-            hidden_areas=_hidden_from(data.get("hidden_areas")),
+            hidden_areas=HiddenAreaChange.from_dict(data["hidden_areas"])
+            if data.get("hidden_areas") else None,
         )
-
-
-def _hidden_from(h: dict[str, Any] | None) -> HiddenAreaChange | None:
-    if not h:
-        return None
-    return HiddenAreaChange(HiddenAreas(**h["before"]), HiddenAreas(**h["after"]),
-                            tuple(h.get("actions", ())))
 
 
 def _verify_from(v: dict[str, Any]) -> VerifyResult:

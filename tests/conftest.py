@@ -9,14 +9,18 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
 from imager.host.run import RunResult
+from imager.model import ErasePlan, EraseReport
 from imager.settings import Settings
+from imager.station.jobs import JobStore
 from imager.store.db import Registry
 
 if TYPE_CHECKING:
@@ -77,6 +81,20 @@ def registry(settings: Settings) -> Iterator[Registry]:
         yield reg
     finally:
         reg.close()
+
+
+@contextmanager
+def erase_job(settings: Settings, dev: str, plan: ErasePlan,
+              ) -> Iterator[tuple[JobStore, int, EraseReport]]:
+    """Create an erase job for `dev` with `plan`, run it to its end; yield the
+    store (registry still open), the job id and the report."""
+    from imager.inventory import lsblk
+    from imager.station.runner import run_erase
+
+    with Registry.open(settings) as reg:
+        store = JobStore(reg)
+        job_id = store.create_erase(lsblk.probe(dev, settings), plan)
+        yield store, job_id, run_erase(store, job_id, settings, stop=threading.Event())
 
 
 def in_threads(target: Callable[[], object], count: int) -> list[BaseException]:

@@ -7,6 +7,7 @@ import os
 from collections.abc import Callable
 
 import pytest
+from conftest import erase_job
 
 from imager.erase import canary
 from imager.erase.nvme import NvmeFormatEngine, read_after_erase
@@ -77,22 +78,12 @@ def test_dlfeat_read_after_erase() -> None:
 @pytest.mark.root
 def test_a_firmware_plan_runs_through_the_job_runner(loopdev: Callable[..., str],
                                                      settings) -> None:  # type: ignore[no-untyped-def]
-    import threading
-
-    from imager.inventory import lsblk
-    from imager.station.jobs import JobStore
-    from imager.station.runner import run_erase
-    from imager.store.db import Registry
-
     dev = loopdev(8 * MiB)
     plan = ErasePlan(steps=(MethodStep("nvme-format-user-data", engine="nvme-format",
                                        options=OPTIONS, sanitization_class="clear",
                                        technique="user-data-erase"),),
                      verify="full", verify_seed="cd" * 16)
-    with Registry.open(settings) as reg:
-        store = JobStore(reg)
-        job_id = store.create_erase(lsblk.probe(dev, settings), plan)
-        report = run_erase(store, job_id, settings, stop=threading.Event())
+    with erase_job(settings, dev, plan) as (store, job_id, report):
         assert report.outcome == "failed"  # a loop device is no NVMe namespace
         assert f"nvme format --ses=1 on {dev} failed" in report.reason
         assert store.get(job_id).state == "failed"

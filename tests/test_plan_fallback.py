@@ -3,10 +3,10 @@ with the refusal on the record; one that refuses them all is never erased."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 
 import pytest
+from conftest import erase_job
 
 from imager.erase.engines import ENGINES
 from imager.erase.firmware import FirmwareEngine
@@ -14,11 +14,7 @@ from imager.erase.methods import overwrite_step
 from imager.erase.progress import Sink
 from imager.errors import DeviceError, MethodRefused
 from imager.host.blockdev import OpenDevice
-from imager.inventory import lsblk
 from imager.model import ErasePlan, MethodStep
-from imager.station.jobs import JobStore
-from imager.station.runner import run_erase
-from imager.store.db import Registry
 
 MiB = 1 << 20
 
@@ -49,10 +45,7 @@ def test_refused_firmware_method_falls_back_to_overwrite(loopdev: Callable[..., 
     dev = loopdev(8 * MiB)
     plan = ErasePlan(steps=(firmware_step("sanitize-a"), firmware_step("sanitize-b"),
                             overwrite_step("nist-clear")), verify="full", verify_seed="ef" * 16)
-    with Registry.open(settings) as reg:
-        store = JobStore(reg)
-        job_id = store.create_erase(lsblk.probe(dev, settings), plan)
-        report = run_erase(store, job_id, settings, stop=threading.Event())
+    with erase_job(settings, dev, plan) as (store, job_id, report):
         assert report.outcome == "erased", report.reason
         assert report.plan.method == "nist-clear" and report.achieved_class == "clear"
         assert [r.method for r in report.plan.refused] == ["sanitize-a", "sanitize-b"]
@@ -72,10 +65,7 @@ def test_a_drive_refusing_every_method_fails_and_is_not_erased(loopdev: Callable
                                                                settings) -> None:  # type: ignore[no-untyped-def]
     dev = loopdev(8 * MiB)
     plan = ErasePlan(steps=(firmware_step("sanitize-a"),), verify="full", verify_seed="ef" * 16)
-    with Registry.open(settings) as reg:
-        store = JobStore(reg)
-        job_id = store.create_erase(lsblk.probe(dev, settings), plan)
-        report = run_erase(store, job_id, settings, stop=threading.Event())
+    with erase_job(settings, dev, plan) as (store, job_id, report):
         assert report.outcome == "failed" and report.achieved_class is None
         assert "refused every method of its plan (sanitize-a:" in report.reason
         assert store.get(job_id).state == "failed"
@@ -99,10 +89,7 @@ def test_a_failure_after_a_fallback_reports_the_method_that_failed(
     failing = MethodStep("sanitize-b", engine="test-fails", sanitization_class="purge")
     plan = ErasePlan(steps=(firmware_step("sanitize-a"), failing, overwrite_step("nist-clear")),
                      verify="full", verify_seed="ef" * 16)
-    with Registry.open(settings) as reg:
-        store = JobStore(reg)
-        job_id = store.create_erase(lsblk.probe(dev, settings), plan)
-        report = run_erase(store, job_id, settings, stop=threading.Event())
+    with erase_job(settings, dev, plan) as (store, job_id, report):
         assert report.outcome == "failed" and "SSTAT 3" in report.reason
         assert report.plan.method == "sanitize-b"       # not the refused sanitize-a
         assert [r.method for r in report.plan.refused] == ["sanitize-a"]
@@ -115,9 +102,6 @@ def test_a_plan_its_engine_cannot_run_fails_the_job_cleanly(loopdev: Callable[..
     dev = loopdev(8 * MiB)
     bad = MethodStep("nvme-format-user-data", engine="nvme-format", options={"ses": 3})
     plan = ErasePlan(steps=(bad,), verify="full", verify_seed="ef" * 16)
-    with Registry.open(settings) as reg:
-        store = JobStore(reg)
-        job_id = store.create_erase(lsblk.probe(dev, settings), plan)
-        report = run_erase(store, job_id, settings, stop=threading.Event())
+    with erase_job(settings, dev, plan) as (store, job_id, report):
         assert report.outcome == "failed" and "ses must be one of 1, 2" in report.reason
         assert store.get(job_id).state == "failed"

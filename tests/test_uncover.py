@@ -8,19 +8,15 @@ the drive, and the runner's rules are checked on a real erase."""
 from __future__ import annotations
 
 import dataclasses
-import threading
 from collections.abc import Callable
 
 import pytest
+from conftest import erase_job
 
 from imager.erase.methods import make_plan
 from imager.errors import DeviceError
-from imager.inventory import lsblk
 from imager.model import HiddenAreaChange, HiddenAreas
 from imager.station import uncover
-from imager.station.jobs import JobStore
-from imager.station.runner import run_erase
-from imager.store.db import Registry
 
 MiB = 1 << 20
 BEFORE = HiddenAreas(visible_max=14000, native_max=16384, dco_real_max=None)
@@ -39,10 +35,7 @@ def test_hidden_areas_are_removed_once_and_reported(loopdev: Callable[..., str],
     monkeypatch.setattr(uncover, "remove_hidden", remove)
     dev = loopdev(8 * MiB)
     plan = dataclasses.replace(make_plan("nist-clear", "full"), hidden=BEFORE)
-    with Registry.open(settings) as reg:
-        store = JobStore(reg)
-        job_id = store.create_erase(lsblk.probe(dev, settings), plan)
-        report = run_erase(store, job_id, settings, stop=threading.Event())
+    with erase_job(settings, dev, plan) as (store, job_id, report):
         assert report.outcome == "erased", report.reason
         assert report.hidden_areas == HiddenAreaChange(BEFORE, AFTER, (f"hdparm -N p16384 {dev}",))
         assert report.to_dict()["hidden_areas"]["before"]["visible_max"] == 14000
@@ -65,23 +58,17 @@ def test_hidden_areas_that_stay_hidden_fail_the_job_before_any_write(
     with open(dev, "r+b") as fh:
         fh.write(b"donor data")
     plan = dataclasses.replace(make_plan("nist-clear", "full"), hidden=BEFORE)
-    with Registry.open(settings) as reg:
-        store = JobStore(reg)
-        job_id = store.create_erase(lsblk.probe(dev, settings), plan)
-        report = run_erase(store, job_id, settings, stop=threading.Event())
-    assert report.outcome == "failed" and "still hides 2384 HPA sectors" in report.reason
-    assert report.passes == () and report.achieved_class is None
-    with open(dev, "rb") as fh:
-        assert fh.read(10) == b"donor data"
+    with erase_job(settings, dev, plan) as (store, job_id, report):
+        assert report.outcome == "failed" and "still hides 2384 HPA sectors" in report.reason
+        assert report.passes == () and report.achieved_class is None
+        with open(dev, "rb") as fh:
+            assert fh.read(10) == b"donor data"
 
 
 @pytest.mark.root
 def test_nothing_hidden_runs_nothing_and_says_so(loopdev: Callable[..., str], settings) -> None:  # type: ignore[no-untyped-def]
     dev = loopdev(8 * MiB)
     plan = dataclasses.replace(make_plan("nist-clear", "full"), hidden=AFTER)
-    with Registry.open(settings) as reg:
-        store = JobStore(reg)
-        job_id = store.create_erase(lsblk.probe(dev, settings), plan)
-        report = run_erase(store, job_id, settings, stop=threading.Event())
-    assert report.outcome == "erased"
-    assert report.hidden_areas == HiddenAreaChange(AFTER, AFTER)
+    with erase_job(settings, dev, plan) as (store, job_id, report):
+        assert report.outcome == "erased"
+        assert report.hidden_areas == HiddenAreaChange(AFTER, AFTER)

@@ -43,7 +43,7 @@ from imager.erase.firmware import FirmwareEngine, tool_message
 from imager.erase.progress import Sink
 from imager.errors import DeviceError, MethodRefused
 from imager.host.blockdev import OpenDevice
-from imager.host.run import RunResult
+from imager.host.run import Runner, RunResult
 from imager.inventory.hdparm import (
     AtaIdentify,
     AtaSecurity,
@@ -91,11 +91,13 @@ def sanitize_timeout(ident: AtaIdentify, size: int) -> float:
     return security_erase_timeout(minutes, size) + 1800.0
 
 
-def _identify(runner_result: RunResult, path: str) -> AtaIdentify:
-    text = runner_result.stdout
-    if not runner_result.ok or "Model Number" not in text:
+def _identify(runner: Runner, path: str) -> AtaIdentify:
+    """`hdparm -I`, parsed; MethodRefused when the drive does not answer it."""
+    result = runner(["hdparm", "-I", path], timeout=SHORT_TIMEOUT, check=False)
+    text = result.stdout
+    if not result.ok or "Model Number" not in text:
         raise MethodRefused(
-            f"hdparm -I {path} did not return ATA IDENTIFY data ({tool_message(runner_result)}): "
+            f"hdparm -I {path} did not return ATA IDENTIFY data ({tool_message(result)}): "
             "the drive or its USB adapter does not pass ATA commands; dock it on SATA or use "
             "another method")
     return parse_identify(text)
@@ -125,8 +127,10 @@ class AtaSanitizeEngine(FirmwareEngine):
         """The hdparm flags of this mode (without the device)."""
         return SANITIZE_FLAGS[self.mode]
 
+    checked: AtaIdentify | None = None   # what precheck() read
+
     def precheck(self, dev: OpenDevice) -> None:
-        ident = self._identify(dev.path)
+        ident = self.checked = _identify(self.runner, dev.path)
         if self.mode not in ident.sanitize:
             raise MethodRefused(
                 f"{dev.path} ({ident.model}) does not support SANITIZE {self.mode} (it offers: "
@@ -134,15 +138,11 @@ class AtaSanitizeEngine(FirmwareEngine):
         self._status_before(dev.path)
 
     def erase(self, dev: OpenDevice, sink: Sink) -> str:
-        ident = self._identify(dev.path)
-        before = self._status_before(dev.path)
+        ident = self.checked or _identify(self.runner, dev.path)
+        before = self._status_before(dev.path)   # again: the flag just before the start
         self._start(dev.path)
         note = self._wait(dev, sink, before, sanitize_timeout(ident, dev.size))
         return " ".join(("hdparm", *self.command())) + note
-
-    def _identify(self, path: str) -> AtaIdentify:
-        return _identify(self.runner(["hdparm", "-I", path], timeout=SHORT_TIMEOUT, check=False),
-                         path)
 
     def _status(self, path: str) -> SanitizeStatus:
         result = self.runner(["hdparm", "--sanitize-status", path], timeout=SHORT_TIMEOUT,
@@ -294,12 +294,8 @@ class AtaSecurityEraseEngine(FirmwareEngine):
             raise self._failed_with_password(dev.path, exc) from exc
         return f"hdparm {self.erase_flag}"
 
-    def _identify(self, path: str) -> AtaIdentify:
-        return _identify(self.runner(["hdparm", "-I", path], timeout=SHORT_TIMEOUT, check=False),
-                         path)
-
     def _security(self, path: str) -> AtaSecurity:
-        ident = self._identify(path)
+        ident = _identify(self.runner, path)
         if ident.security is None or not ident.security.supported:
             raise MethodRefused(f"{path} ({ident.model}) does not support the ATA Security "
                                 "feature set: use another method")

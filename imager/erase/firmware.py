@@ -30,6 +30,16 @@ from imager.host.run import Runner, RunResult, run
 from imager.model import ErasePlan, PassResult
 
 ZERO_FILL = "zero (after firmware)"
+# How long a sanitize may run when the drive gives no estimate: a floor in
+# seconds, and a rate in bytes per second that lengthens it for big drives.
+DEFAULT_WAIT = {"crypto": (2 * 3600.0, None), "block": (6 * 3600.0, 50e6),
+                "overwrite": (12 * 3600.0, 20e6)}
+
+
+def default_wait(action: str, size: int) -> float:
+    """The wait for a sanitize `action` of a `size`-byte drive with no estimate."""
+    floor, rate = DEFAULT_WAIT[action]
+    return max(floor, 3.0 * size / rate) if rate else floor
 
 
 def tool_message(result: RunResult) -> str:

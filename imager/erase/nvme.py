@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from imager.erase import guard
-from imager.erase.firmware import FirmwareEngine, tool_message
+from imager.erase.firmware import FirmwareEngine, default_wait, tool_message
 from imager.erase.progress import Sink
 from imager.errors import DeviceError, MethodRefused, RefusedDevice
 from imager.host.blockdev import OpenDevice
@@ -39,9 +39,6 @@ OVERWRITE_PASSES = 1          # --owpass (0 would mean 16 passes)
 POLL_SECONDS = 10.0
 STALE_GRACE_SECONDS = 120.0   # how long a log may keep showing the previous sanitize
 MIN_WAIT_SECONDS = 600.0
-# Waits when the drive gives no estimate: seconds, and bytes per second for big drives.
-DEFAULT_WAIT = {"crypto": (2 * 3600.0, None), "block": (6 * 3600.0, 50e6),
-                "overwrite": (12 * 3600.0, 20e6)}
 
 # nvme-cli status lines that mean the controller refused before doing anything:
 # 2.x names ("NVMe status: Invalid Command Opcode: ...(0x4001)"), 1.x names
@@ -269,8 +266,7 @@ class NvmeSanitizeEngine(NvmeEngine):
                     "overwrite": before.overwrite_seconds}[action]
         if estimate is not None:
             return max(MIN_WAIT_SECONDS, 3.0 * estimate + 300.0)
-        floor, rate = DEFAULT_WAIT[action]
-        return max(floor, 3.0 * size / rate) if rate else floor
+        return default_wait(action, size)
 
     def _failed_message(self, controller: str) -> str:
         return (f"the sanitize ({self.options['action']}) of {controller} failed (sanitize log "

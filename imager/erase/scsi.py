@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 
-from imager.erase.firmware import FirmwareEngine, tool_message
+from imager.erase.firmware import FirmwareEngine, default_wait, tool_message
 from imager.erase.progress import Sink
 from imager.errors import DeviceError, MethodRefused
 from imager.host.blockdev import OpenDevice
@@ -29,9 +29,6 @@ from imager.host.run import RunResult
 ACTIONS = ("block", "crypto", "overwrite")
 START_TIMEOUT = 300.0
 POLL_SECONDS = 30.0
-# Waits (no estimate from REQUEST SENSE): seconds, and bytes per second for big drives.
-DEFAULT_WAIT = {"crypto": (2 * 3600.0, None), "block": (6 * 3600.0, 50e6),
-                "overwrite": (12 * 3600.0, 20e6)}
 REFUSED_EXIT = {5, 9}          # sg3_utils: SG_LIB_CAT_ILLEGAL_REQ, SG_LIB_CAT_INVALID_OP
 _PROGRESS = re.compile(r"Progress indication:\s*([\d.]+)%")
 _FAILED = re.compile(r"sanitize command failed|sense key:\s*medium error", re.I)
@@ -80,8 +77,7 @@ class ScsiSanitizeEngine(FirmwareEngine):
 
     def wait_limit(self, size: int) -> float:
         """How long the drive may stay busy before the engine gives up."""
-        floor, rate = DEFAULT_WAIT[self.options["action"]]
-        return max(floor, 3.0 * size / rate) if rate else floor
+        return default_wait(self.options["action"], size)
 
     def _wait(self, dev: OpenDevice, sink: Sink) -> None:
         limit, waited = self.wait_limit(dev.size), 0.0

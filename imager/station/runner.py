@@ -215,6 +215,8 @@ def _uncovered(store: JobStore, job: JobView, path: str, ident: DriveIdentity,
                ) -> tuple[DriveIdentity, HiddenAreaChange | None]:
     """Hidden areas removed while the device is held with O_EXCL and proven the
     one the guard checked (the change is permanent: never on another drive)."""
+    if job.plan.hidden is None:   # not an ATA drive, or hdparm -N did not answer
+        return ident, None
     with open_device(path, write=True) as dev:
         _same_device(dev, rdev)
         now, change = uncover(store, job, path, ident, settings)

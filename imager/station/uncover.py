@@ -13,7 +13,7 @@ import dataclasses
 from imager.erase.hidden import remove_hidden
 from imager.host.run import Runner, run
 from imager.inventory import lsblk
-from imager.model import DriveIdentity, HiddenAreaChange, HiddenAreas
+from imager.model import DriveIdentity, HiddenAreaChange
 from imager.settings import Settings
 from imager.station.jobs import JobStore, JobView
 
@@ -23,9 +23,7 @@ EVENT = "hidden_areas"
 def _recorded(store: JobStore, job_id: int) -> HiddenAreaChange | None:
     for e in reversed(store.get(job_id, with_events=True).events):
         if e.kind == EVENT and e.data:
-            return HiddenAreaChange(HiddenAreas(**e.data["before"]),
-                                    HiddenAreas(**e.data["after"]),
-                                    tuple(e.data.get("actions", ())))
+            return HiddenAreaChange.from_dict(e.data)
     return None
 
 
