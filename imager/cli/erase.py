@@ -14,6 +14,7 @@ from imager.erase import guard, policy
 from imager.erase.methods import METHODS
 from imager.erase.plan import plan_for
 from imager.errors import ImagerError, UsageError
+from imager.inventory.capabilities import DriveCapabilities
 from imager.inventory.probe import probe
 from imager.model import ErasePlan, EraseReport
 from imager.station.batch import run_all
@@ -72,7 +73,8 @@ def cmd_erase(args: argparse.Namespace, ctx: Context) -> int:
     return run_and_render(ctx, store, jobs, json_mode=args.json, allow_files=args.allow_file)
 
 
-def _print_plans(caps: list, plans: list[ErasePlan], *, json_mode: bool) -> None:
+def _print_plans(caps: list[DriveCapabilities], plans: list[ErasePlan], *,
+                 json_mode: bool) -> None:
     if json_mode:
         print(json.dumps([{"device": c.identity.path, "identity": c.identity.key,
                            "problems": list(c.problems), "plan": p.to_dict()}

@@ -22,6 +22,7 @@ from typing import Any
 from imager.erase.ata import temporary_password
 from imager.erase.methods import METHODS, overwrite_step, resolve
 from imager.erase.nvme import read_after_erase
+from imager.errors import UsageError
 from imager.inventory.capabilities import DriveCapabilities
 from imager.model import MethodStep, SanitizationClass
 
@@ -232,7 +233,7 @@ def is_known(name: str) -> bool:
         return True
     try:
         resolve(name)
-    except Exception:
+    except UsageError:
         return False
     return True
 

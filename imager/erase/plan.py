@@ -13,7 +13,7 @@ import os
 
 from imager.erase import catalogue
 from imager.erase.catalogue import Station
-from imager.erase.methods import check_verify
+from imager.erase.methods import check_verify, resolve
 from imager.erase.policy import Policy, PolicyMethod
 from imager.errors import UsageError
 from imager.inventory.capabilities import DriveCapabilities
@@ -82,8 +82,8 @@ def _step(entry: PolicyMethod, caps: DriveCapabilities, medium: str,
 
 def _explicit(method: str, caps: DriveCapabilities, medium: str,
               station: Station) -> tuple[PolicyMethod, ...]:
-    if not catalogue.is_known(method):
-        catalogue.step_for(method, caps, medium, station)  # raises UsageError with the list
+    if method not in catalogue.FIRMWARE:
+        resolve(method)   # an unknown name: UsageError listing the known ones
     if medium not in catalogue.media_of(method):
         raise UsageError(f"{caps.identity.path}: {method} cannot run on a {medium} drive "
                          f"(it runs on {', '.join(sorted(catalogue.media_of(method)))})")
