@@ -42,7 +42,8 @@ def cmd_up(args: argparse.Namespace, ctx: Context) -> int:
     _show(bays)
     devs = " ".join(b.device for b in bays if b.device)
     Console().print(f"Registre / registry: {ctx.settings.database_url}\n"
-                    f"Effacer / erase:  imager erase {devs} --method nist-clear --verify full")
+                    f"Plan :            imager erase --plan {devs}\n"
+                    f"Effacer / erase:  imager erase {devs}")
     return 0
 
 
