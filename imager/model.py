@@ -307,6 +307,7 @@ class EraseReport:
     donation: str | None = None
     software: str = ""
     errors: tuple[Extent, ...] = field(default=())
+    tool: str = ""                  # the tool that ran the method and its version
     canary: CanaryCheck | None = None
     hidden_areas: HiddenAreaChange | None = None
 
@@ -354,6 +355,7 @@ class EraseReport:
             technician=data.get("technician"),
             donation=data.get("donation"),
             software=data.get("software", ""),
+            tool=data.get("tool", ""),
             errors=tuple(Extent(**e) for e in data.get("errors", ())),
             canary=CanaryCheck.from_dict(data["canary"]) if data.get("canary") else None,
             hidden_areas=HiddenAreaChange.from_dict(data["hidden_areas"])

@@ -111,6 +111,7 @@ class AtaSanitizeEngine(FirmwareEngine):
     """ATA SANITIZE (block erase, crypto scramble or one zero overwrite pass)."""
 
     name = "ata-sanitize"
+    tool_package = "hdparm"
     choice, choices = "mode", tuple(SANITIZE_FLAGS)
 
     def check_options(self) -> None:
@@ -253,6 +254,7 @@ class AtaSecurityEraseEngine(FirmwareEngine):
     """ATA SECURITY ERASE UNIT (normal or enhanced) with a temporary password."""
 
     name = "ata-security-erase"
+    tool_package = "hdparm"
 
     def check_options(self) -> None:
         super().check_options()

@@ -68,6 +68,7 @@ class CanarySurvived(DeviceError):
 class EraseEngine(ABC):
     name: ClassVar[str]
     firmware: ClassVar[bool] = False  # drive-internal erase: canaries go around it
+    tool_package: ClassVar[str | None] = None  # Debian package of the tool it drives
 
     def steps(self, plan: ErasePlan) -> int:
         """How many step results `run_steps` returns for `plan`."""

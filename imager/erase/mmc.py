@@ -38,6 +38,7 @@ class MmcEraseEngine(FirmwareEngine):
     """eMMC erase, secure erase, secure trim or sanitize of the whole user area."""
 
     name = "mmc-erase"
+    tool_package = "mmc-utils"
     choice, choices = "action", ACTIONS
 
     def erase(self, dev: OpenDevice, sink: Sink) -> str:

@@ -117,6 +117,8 @@ def check_other_namespaces(topology: NvmeTopology, settings: Settings, *, comman
 class NvmeEngine(FirmwareEngine):
     """What both NVMe engines share: the controller topology and the guard."""
 
+    tool_package = "nvme-cli"
+
     def __init__(self, options: Mapping[str, Any] | None = None, *,
                  runner: Runner | None = None, sleep: Callable[[float], None] = time.sleep,
                  settings: Settings | None = None,

@@ -54,6 +54,7 @@ class ScsiSanitizeEngine(FirmwareEngine):
     """SCSI SANITIZE: block erase, cryptographic erase or one zero overwrite pass."""
 
     name = "scsi-sanitize"
+    tool_package = "sg3-utils"
     choice, choices = "action", tuple(ACTIONS)
 
     def command(self, path: str) -> list[str]:

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from imager import __version__
 from imager.erase import guard
 from imager.erase.engine import Execution, ResumePoint
-from imager.erase.engines import ENGINES
+from imager.erase.engines import ENGINES, tool_version
 from imager.erase.errorlog import append_merged
 from imager.erase.progress import Interrupted
 from imager.errors import DeviceError, ImagerError, MethodRefused
@@ -260,7 +260,7 @@ def _finish(store: JobStore, job: JobView, plan: ErasePlan, ident: DriveIdentity
         job_id=job.id, device=ident, plan=plan, started_at=job.started_at or started,
         ended_at=datetime.now(UTC), passes=ex.passes, verification=ex.verification,
         outcome=ex.outcome, reason=ex.reason, technician=job.technician,
-        donation=job.donation, software=f"imager {__version__}",
+        donation=job.donation, software=f"imager {__version__}", tool=tool_version(plan.engine),
         errors=tuple(e for p in ex.passes for e in p.failed_extents), canary=ex.canary,
         hidden_areas=ex.hidden)
     store.move(job.id, ex.outcome, reason=ex.reason, report=report.to_dict())

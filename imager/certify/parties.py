@@ -1,0 +1,58 @@
+"""Read from the registry who surrounds a drive: donor, donation, technician, machine."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from imager import __version__
+from imager.certify.identity import StationProfile
+from imager.certify.record import Parties
+from imager.store.models import Donation, Drive, Machine, Technician
+
+
+def donor_block(donation: Donation | None) -> dict[str, Any] | None:
+    if donation is None:
+        return None
+    d = donation.donor
+    return {"name": d.name, "kind": d.kind, "siret": d.siret}
+
+
+def donation_block(donation: Donation | None) -> dict[str, Any] | None:
+    if donation is None:
+        return None
+    return {"reference": donation.reference, "received_on": donation.received_on.isoformat(),
+            "intake_site": donation.intake_site}
+
+
+def technician_block(tech: Technician | None) -> dict[str, Any] | None:
+    if tech is None:
+        return None
+    return {"name": tech.name, "habilitation": tech.habilitation_level,
+            "habilitation_date": tech.habilitation_date.isoformat()
+            if tech.habilitation_date else None}
+
+
+def machine_block(machine: Machine | None) -> dict[str, Any] | None:
+    if machine is None:
+        return None
+    return {"vendor": machine.vendor, "model": machine.model, "serial": machine.serial,
+            "asset_tag": machine.asset_tag}
+
+
+def issuer_block(profile: StationProfile, key_fingerprint: str) -> dict[str, Any]:
+    return {**profile.issuer(), "software": f"imager {__version__}", "key": key_fingerprint}
+
+
+def parties(s: Session, profile: StationProfile, key_fingerprint: str, drive: Drive,
+            donation: Donation | None, technician: Technician | None) -> Parties:
+    """The parties of a drive's record; the donation defaults to the drive's."""
+    if donation is None and drive.donation_id is not None:
+        donation = s.get(Donation, drive.donation_id)
+    machine = s.get(Machine, drive.machine_id) if drive.machine_id is not None else None
+    return Parties(issuer=issuer_block(profile, key_fingerprint),
+                   validator=profile.validator(),
+                   donor=donor_block(donation), donation=donation_block(donation),
+                   technician=technician_block(technician),
+                   machine=machine_block(machine))

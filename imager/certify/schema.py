@@ -1,0 +1,68 @@
+"""The record schemas (certificates/schema/*.schema.json) and their check.
+
+A record that does not match its schema is never signed, and a signed file
+whose record does not match is refused by `imager cert verify`.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import best_match
+from referencing import Registry, Resource
+
+from imager.errors import UsageError
+
+SCHEMA_DIR = Path(__file__).resolve().parents[2] / "certificates" / "schema"
+SCHEMAS = {
+    "imager/drive-record/1": "drive-record.schema.json",
+    "imager/donation-record/1": "donation-record.schema.json",
+}
+
+
+@cache
+def _registry() -> tuple[Registry, dict[str, dict[str, Any]]]:
+    loaded = {sid: json.loads((SCHEMA_DIR / name).read_text(encoding="utf-8"))
+              for sid, name in SCHEMAS.items()}
+    registry = Registry().with_resources(
+        (s["$id"], Resource.from_contents(s)) for s in loaded.values())
+    return registry, loaded
+
+
+@cache
+def validator(schema_id: str) -> Draft202012Validator:
+    registry, loaded = _registry()
+    Draft202012Validator.check_schema(loaded[schema_id])
+    return Draft202012Validator(loaded[schema_id], registry=registry)
+
+
+def _where(path: Any) -> str:
+    return ".".join(str(p) for p in path) or "(record)"
+
+
+def problems(record: Any) -> list[str]:
+    """Every schema violation of `record`, each as `field: what is wrong`."""
+    schema_id = record.get("schema") if isinstance(record, dict) else None
+    if schema_id not in SCHEMAS:
+        return [f"schema: unknown record schema {schema_id!r}; known: {', '.join(SCHEMAS)}"]
+    v = validator(schema_id)
+    if v.is_valid(record):
+        return []
+    errors = sorted(v.iter_errors(record), key=lambda e: list(e.absolute_path))
+    out = []
+    for err in errors:
+        leaf = best_match([err]) if err.context else err
+        out.append(f"{_where(leaf.absolute_path)}: {leaf.message}")
+    return out
+
+
+def check(record: dict[str, Any]) -> None:
+    """Raise UsageError listing every problem when `record` does not match its schema."""
+    found = problems(record)
+    if found:
+        raise UsageError(f"enregistrement refusé / record refused ({record.get('id', '?')}): "
+                         + "; ".join(found) + " — see certificates/schema/ for the fields")

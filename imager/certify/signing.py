@@ -1,0 +1,153 @@
+"""Signed documents: a record, its Ed25519 signature and the signer's certificate.
+
+The file is the canonical JSON (RFC 8785) of the envelope plus a newline, so
+any change to any byte of it is detected: either the bytes are no longer
+canonical, or the signature no longer matches.
+
+    {"format": "imager-signed-document/1",
+     "document": {...the record...},
+     "signature": {"algorithm": "Ed25519", "key": "sha256:<SPKI hash>",
+                   "sha256": "<hash of the canonical document>", "value": "<base64>"},
+     "certificates": ["<station certificate PEM>", "<its issuers>..."]}
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
+from imager.certify.canonical import canonical_bytes, sha256_hex
+from imager.certify.keys import StationKeys, fingerprint, issued_by, pem
+
+FORMAT = "imager-signed-document/1"
+
+
+class VerificationFailed(Exception):
+    """A document failed a check; the message says which and what it means."""
+
+
+@dataclass
+class Checks:
+    """What a verification checked, in order, for the person who runs it."""
+
+    lines: list[tuple[bool, str]] = field(default_factory=list)
+
+    def ok(self, text: str) -> None:
+        self.lines.append((True, text))
+
+    def fail(self, text: str) -> VerificationFailed:
+        self.lines.append((False, text))
+        return VerificationFailed(text)
+
+
+def sign_document(document: dict[str, Any], keys: StationKeys) -> bytes:
+    """The signed file (bytes) for `document`."""
+    body = canonical_bytes(document)
+    envelope = {
+        "format": FORMAT,
+        "document": document,
+        "signature": {"algorithm": "Ed25519", "key": keys.fingerprint,
+                      "sha256": sha256_hex(body), "value": keys.sign(body)},
+        "certificates": [pem(c) for c in (keys.station_cert, *keys.chain)],
+    }
+    return canonical_bytes(envelope) + b"\n"
+
+
+class Trust:
+    """The certificates a verifier trusts: the station's, or a network CA."""
+
+    def __init__(self, anchors: list[x509.Certificate]) -> None:
+        if not anchors:
+            raise ValueError("no trusted certificate")
+        self.anchors = anchors
+        self._fprs = {fingerprint(a) for a in anchors}
+
+    def describe(self) -> str:
+        return ", ".join(a.subject.rfc4514_string() for a in self.anchors)
+
+    @lru_cache(maxsize=64)  # noqa: B019 - a handful of signers per verifier
+    def signer_key(self, pems: tuple[str, ...]) -> tuple[ed25519.Ed25519PublicKey, str, str]:
+        """The signer's public key, its fingerprint and how it chains to an anchor."""
+        try:
+            certs = [x509.load_pem_x509_certificate(p.encode("ascii")) for p in pems]
+        except ValueError as exc:
+            raise VerificationFailed(f"the signer certificate cannot be read: {exc}") from exc
+        if not certs:
+            raise VerificationFailed("the document carries no signer certificate")
+        leaf = certs[0]
+        if fingerprint(leaf) in self._fprs:
+            how = "certificat de confiance / trusted certificate"
+        else:
+            how = self._chain(certs)
+        key = leaf.public_key()
+        if not isinstance(key, ed25519.Ed25519PublicKey):
+            raise VerificationFailed("the signer certificate does not hold an Ed25519 key")
+        return key, fingerprint(leaf), how
+
+    def _chain(self, certs: list[x509.Certificate]) -> str:
+        for i, cert in enumerate(certs):
+            for anchor in self.anchors:
+                if issued_by(cert, anchor) and all(
+                        issued_by(certs[j], certs[j + 1]) for j in range(i)):
+                    return f"émis par / issued by {anchor.subject.rfc4514_string()}"
+        raise VerificationFailed(
+            "the signer certificate is neither the trusted certificate nor issued by it: "
+            f"trusted {self.describe()}, signer {certs[0].subject.rfc4514_string()} "
+            f"({fingerprint(certs[0])})")
+
+
+def read_envelope(data: bytes, checks: Checks) -> dict[str, Any]:
+    """Parse a signed file and check it is byte-for-byte canonical."""
+    try:
+        envelope = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise checks.fail(f"JSON illisible / unreadable JSON: {exc}") from exc
+    if not isinstance(envelope, dict) or envelope.get("format") != FORMAT:
+        raise checks.fail(f"pas un document signé imager / not an imager signed document "
+                          f"(format {FORMAT} expected)")
+    try:
+        canonical = canonical_bytes(envelope) + b"\n"
+    except Exception as exc:  # noqa: BLE001 - any non-canonical value is a failure
+        raise checks.fail(f"valeur non canonique / non-canonical value: {exc}") from exc
+    if canonical != data:
+        raise checks.fail("le fichier a été modifié (octets non canoniques) / the file was "
+                          "altered (its bytes are not the canonical form that was signed)")
+    checks.ok("forme canonique RFC 8785 intacte / canonical RFC 8785 form intact")
+    return envelope
+
+
+def verify_envelope(envelope: dict[str, Any], trust: Trust, checks: Checks) -> dict[str, Any]:
+    """Check the hash and the Ed25519 signature; return the signed document."""
+    sig, document = envelope.get("signature"), envelope.get("document")
+    if not isinstance(sig, dict) or not isinstance(document, dict):
+        raise checks.fail("signature or document missing from the envelope")
+    body = canonical_bytes(document)
+    if sha256_hex(body) != sig.get("sha256"):
+        raise checks.fail(f"empreinte différente / hash mismatch: the document hashes to "
+                          f"{sha256_hex(body)}, the signature says {sig.get('sha256')}")
+    checks.ok(f"empreinte / hash sha256:{sig['sha256']}")
+    pems = envelope.get("certificates")
+    if not isinstance(pems, list) or not all(isinstance(p, str) for p in pems):
+        raise checks.fail("the envelope's certificates must be a list of PEM texts")
+    try:
+        key, fpr, how = trust.signer_key(tuple(pems))
+    except VerificationFailed as exc:
+        raise checks.fail(str(exc)) from exc
+    if fpr != sig.get("key"):
+        raise checks.fail(f"the signature names the key {sig.get('key')} but the certificate "
+                          f"holds {fpr}")
+    checks.ok(f"signataire / signer {fpr} — {how}")
+    try:
+        key.verify(base64.b64decode(sig.get("value", ""), validate=True), body)
+    except (InvalidSignature, binascii.Error, ValueError) as exc:
+        raise checks.fail("signature Ed25519 invalide / invalid Ed25519 signature") from exc
+    checks.ok("signature Ed25519 valide / valid Ed25519 signature")
+    return document
