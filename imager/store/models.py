@@ -143,3 +143,21 @@ class JobEvent(Base):
     message: Mapped[str] = mapped_column(Text, default="")
     data: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     job: Mapped[Job] = relationship(back_populates="events")
+
+
+class LedgerEntry(Base):
+    """One issued document in the hash-chained ledger (imager.certify.ledger).
+
+    Append-only: triggers created by migration 0002 refuse UPDATE and DELETE.
+    """
+
+    __tablename__ = "ledger_entries"
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    at: Mapped[str] = mapped_column(String(40))  # ISO-8601 UTC text, exactly as hashed
+    kind: Mapped[str] = mapped_column(String(40))
+    doc_id: Mapped[str] = mapped_column(String(128), unique=True)
+    json_sha256: Mapped[str] = mapped_column(String(64))
+    pdf_sha256: Mapped[str | None] = mapped_column(String(64))
+    signer: Mapped[str] = mapped_column(String(80))
+    prev: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))

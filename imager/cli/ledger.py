@@ -1,0 +1,134 @@
+"""`imager ledger verify|head|export|list`: the ledger of issued documents."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from imager.certify.identity import load_profile
+from imager.certify.keys import StationKeys
+from imager.certify.ledger import Ledger, read_head
+from imager.certify.signing import Checks, Trust, VerificationFailed, sign_document
+from imager.cli.context import Context
+from imager.errors import UsageError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("ledger", help="registre des documents émis / ledger of issued documents")
+    lsub = p.add_subparsers(dest="ledger_command", metavar="ACTION", required=True)
+    vf = lsub.add_parser("verify", help="vérifier la chaîne et les fichiers / verify the chain "
+                                        "and the files")
+    vf.add_argument("--head", type=Path, metavar="TETE.json",
+                    help="fichier de tête signé conservé / a signed head file kept earlier")
+    vf.add_argument("--documents", type=Path, metavar="DOSSIER",
+                    help="dossier des documents émis / issued documents directory "
+                         "(default: <data dir>/documents)")
+    vf.set_defaults(func=cmd_verify)
+    hd = lsub.add_parser("head", help="dernière entrée / last entry")
+    hd.add_argument("--output", type=Path, metavar="FICHIER",
+                    help="écrire la tête signée / write the signed head file")
+    hd.set_defaults(func=cmd_head)
+    ex = lsub.add_parser("export", help="export signé du registre / signed ledger export")
+    ex.add_argument("--output", type=Path, required=True, metavar="FICHIER")
+    ex.set_defaults(func=cmd_export)
+    ls = lsub.add_parser("list", help="lister les entrées / list the entries")
+    ls.add_argument("--json", action="store_true")
+    ls.set_defaults(func=cmd_list)
+
+
+def _keys(ctx: Context) -> StationKeys:
+    return StationKeys.open(ctx.settings.data_dir / "keys", load_profile(ctx.settings))
+
+
+def _write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise UsageError(f"impossible d'écrire / cannot write {path}: {exc.strerror}; "
+                         "choisissez un dossier accessible en écriture / choose a writable "
+                         "directory") from exc
+
+
+def _mark(ok: bool) -> str:
+    return "[green]✓[/]" if ok else "[red]✗[/]"
+
+
+def cmd_verify(args: argparse.Namespace, ctx: Context) -> int:
+    console = Console(highlight=False, soft_wrap=True)
+    head = None
+    if args.head is not None:
+        try:
+            data = args.head.read_bytes()
+        except OSError as exc:
+            raise UsageError(f"impossible de lire la tête / cannot read the head file "
+                             f"{args.head}: {exc.strerror}") from exc
+        checks = Checks()
+        try:
+            head = read_head(data, Trust([_keys(ctx).station_cert]), checks)
+        except VerificationFailed:
+            ok = False
+        else:
+            ok = True
+        for passed, line in checks.lines:
+            console.print(f"{_mark(passed)} {args.head}: {line}")
+        if not ok:
+            console.print("[red]Tête non valable : registre non vérifié / invalid head file: "
+                          "ledger not verified[/]")
+            return 1
+    report = Ledger(ctx.registry).verify(args.documents or ctx.settings.documents_dir, head)
+    for check in report.checks:
+        found = f" — {len(check.problems)} problème(s) / problem(s)" if check.problems else ""
+        console.print(f"{_mark(not check.problems)} {check.name}{found}")
+    for problem in report.problems:
+        console.print(f"  [red]{problem}[/]")
+    if report.ok:
+        last = f"n° {report.head.seq} {report.head.hash}" if report.head else "vide / empty"
+        console.print(f"[green]Registre intact / ledger intact[/]: {report.count} entrée(s) / "
+                      f"entries, tête / head {last}")
+        return 0
+    console.print(f"[red]Registre non intact / ledger not intact[/]: {len(report.problems)} "
+                  "problème(s) / problem(s)")
+    return 1
+
+
+def cmd_head(args: argparse.Namespace, ctx: Context) -> int:
+    document = Ledger(ctx.registry).head_document()
+    if document["count"] == 0:
+        print("Registre vide / empty ledger (n° 0)")
+    else:
+        print(f"n° {document['seq']}  sha256 {document['hash']}  "
+              f"({document['count']} entrée(s) / entries)")
+    if args.output is not None:
+        _write(args.output, sign_document(document, _keys(ctx)))
+        print(f"Tête signée écrite / signed head written: {args.output}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace, ctx: Context) -> int:
+    document = Ledger(ctx.registry).export_document()
+    _write(args.output, sign_document(document, _keys(ctx)))
+    print(f"Registre exporté / ledger exported: {len(document['entries'])} entrée(s) / entries, "
+          f"tête / head n° {document['head']['seq']} -> {args.output}")
+    return 0
+
+
+def cmd_list(args: argparse.Namespace, ctx: Context) -> int:
+    entries = Ledger(ctx.registry).entries()
+    if args.json:
+        print(json.dumps([e.to_dict() for e in entries], ensure_ascii=False, indent=2))
+        return 0
+    table = Table(title="Registre des documents / Ledger")
+    for col in ("N°", "Date (UTC)", "Type / Kind", "Document", "Empreinte / Hash"):
+        table.add_column(col)
+    for e in entries:
+        table.add_row(str(e.seq), e.at, e.kind, e.doc_id, e.hash[:16] + "…")
+    Console().print(table)
+    return 0
