@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from conftest import in_threads, need
+from conftest import HEAD, in_threads, need
 from sqlalchemy import inspect, select, text
 
 from imager.errors import RegistryError
@@ -134,7 +134,7 @@ def pg_settings(pg: PgServer, tmp_path: Path, request: pytest.FixtureRequest) ->
 
 def test_migrations_and_compare_metadata(pg_settings: Settings) -> None:
     with Registry.open(pg_settings) as reg:
-        assert reg.current_revision() == "0001"
+        assert reg.current_revision() == HEAD
         assert "job_events" in inspect(reg.engine).get_table_names()
         with reg.engine.connect() as conn:
             assert conn.execute(text("SHOW server_encoding")).scalar() == "UTF8"
@@ -142,7 +142,7 @@ def test_migrations_and_compare_metadata(pg_settings: Settings) -> None:
         assert diff == []
     assert not pg_settings.data_dir.exists()  # nothing written locally for PostgreSQL
     with Registry.open(pg_settings) as reg:  # reopening is a no-op
-        assert reg.current_revision() == "0001"
+        assert reg.current_revision() == HEAD
 
 
 def test_utf8_round_trip_and_repositories(pg_settings: Settings) -> None:

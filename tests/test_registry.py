@@ -8,7 +8,7 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from conftest import in_threads
+from conftest import HEAD, in_threads
 from sqlalchemy import inspect, select, text
 from sqlalchemy.exc import IntegrityError
 
@@ -18,7 +18,8 @@ from imager.store import people
 from imager.store.db import Registry, alembic_config, as_utc, utcnow
 from imager.store.models import Base, Donation, Donor, Technician
 
-TABLES = {"donors", "donations", "technicians", "machines", "drives", "jobs", "job_events"}
+TABLES = {"donors", "donations", "technicians", "machines", "drives", "jobs", "job_events",
+          "ledger_entries", "documents"}
 NAMES = ("Mairie de Saint-Véran", "Société Alpine d'Électricité")
 
 
@@ -31,7 +32,7 @@ def test_open_creates_data_dir_and_schema(settings: Settings) -> None:
     with Registry.open(settings) as reg:
         assert (settings.data_dir / "registry.sqlite3").is_file()
         assert TABLES <= set(inspect(reg.engine).get_table_names())
-        assert reg.current_revision() == "0001"
+        assert reg.current_revision() == HEAD
 
 
 def test_schema_matches_models(registry: Registry) -> None:
@@ -53,7 +54,7 @@ def test_reopen_keeps_data(settings: Settings) -> None:
     with Registry.open(settings) as reg:
         with reg.session() as s:
             assert [d.name for d in people.list_donors(s)] == [NAMES[0]]
-        assert reg.current_revision() == "0001"
+        assert reg.current_revision() == HEAD
 
 
 def test_readonly_session_takes_no_write_lock(registry: Registry) -> None:

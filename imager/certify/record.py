@@ -20,6 +20,7 @@ from imager.model import EraseReport
 Kind = Literal["erasure", "non-erasure", "destruction"]
 Destination = Literal["reuse", "parts", "recycling", "destruction"]
 DESTINATIONS: tuple[str, ...] = ("reuse", "parts", "recycling", "destruction")
+DRIVE_KINDS = ("erasure", "non-erasure", "destruction")
 PREFIX = {"erasure": "EFF", "non-erasure": "NEF", "destruction": "DES", "donation": "DON"}
 DESTRUCTION_TECHNIQUES = ("shred", "disintegrate", "pulverize", "melt", "incinerate", "crush",
                           "drill", "degauss-and-destroy")

@@ -9,6 +9,9 @@ canonical, or the signature no longer matches.
      "signature": {"algorithm": "Ed25519", "key": "sha256:<SPKI hash>",
                    "sha256": "<hash of the canonical document>", "value": "<base64>"},
      "certificates": ["<station certificate PEM>", "<its issuers>..."]}
+
+The signature covers the canonical JSON of {"certificates": [...], "document": {...}},
+so the certificates that travel with the document cannot be changed either.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from functools import lru_cache
 from typing import Any
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from imager.certify.canonical import canonical_bytes, sha256_hex
@@ -48,15 +51,21 @@ class Checks:
         return VerificationFailed(text)
 
 
+def _signed_bytes(document: dict[str, Any], certificates: list[str]) -> bytes:
+    """What the signature covers: the document and the certificates that travel with it."""
+    return canonical_bytes({"certificates": certificates, "document": document})
+
+
 def sign_document(document: dict[str, Any], keys: StationKeys) -> bytes:
     """The signed file (bytes) for `document`."""
-    body = canonical_bytes(document)
+    certificates = [pem(c) for c in (keys.station_cert, *keys.chain)]
     envelope = {
         "format": FORMAT,
         "document": document,
         "signature": {"algorithm": "Ed25519", "key": keys.fingerprint,
-                      "sha256": sha256_hex(body), "value": keys.sign(body)},
-        "certificates": [pem(c) for c in (keys.station_cert, *keys.chain)],
+                      "sha256": sha256_hex(canonical_bytes(document)),
+                      "value": keys.sign(_signed_bytes(document, certificates))},
+        "certificates": certificates,
     }
     return canonical_bytes(envelope) + b"\n"
 
@@ -78,7 +87,9 @@ class Trust:
         """The signer's public key, its fingerprint and how it chains to an anchor."""
         try:
             certs = [x509.load_pem_x509_certificate(p.encode("ascii")) for p in pems]
-        except ValueError as exc:
+            for cert in certs:
+                cert.public_key()
+        except (ValueError, UnicodeEncodeError, UnsupportedAlgorithm) as exc:
             raise VerificationFailed(f"the signer certificate cannot be read: {exc}") from exc
         if not certs:
             raise VerificationFailed("the document carries no signer certificate")
@@ -130,6 +141,9 @@ def verify_envelope(envelope: dict[str, Any], trust: Trust, checks: Checks) -> d
     if not isinstance(sig, dict) or not isinstance(document, dict):
         raise checks.fail("signature or document missing from the envelope")
     body = canonical_bytes(document)
+    if sig.get("algorithm") != "Ed25519":
+        raise checks.fail(f"algorithme de signature inconnu / unknown signature algorithm "
+                          f"{sig.get('algorithm')!r} (Ed25519 expected)")
     if sha256_hex(body) != sig.get("sha256"):
         raise checks.fail(f"empreinte différente / hash mismatch: the document hashes to "
                           f"{sha256_hex(body)}, the signature says {sig.get('sha256')}")
@@ -146,7 +160,8 @@ def verify_envelope(envelope: dict[str, Any], trust: Trust, checks: Checks) -> d
                           f"holds {fpr}")
     checks.ok(f"signataire / signer {fpr} — {how}")
     try:
-        key.verify(base64.b64decode(sig.get("value", ""), validate=True), body)
+        key.verify(base64.b64decode(str(sig.get("value", "")), validate=True),
+                   _signed_bytes(document, pems))
     except (InvalidSignature, binascii.Error, ValueError) as exc:
         raise checks.fail("signature Ed25519 invalide / invalid Ed25519 signature") from exc
     checks.ok("signature Ed25519 valide / valid Ed25519 signature")

@@ -161,3 +161,20 @@ class LedgerEntry(Base):
     signer: Mapped[str] = mapped_column(String(80))
     prev: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
+
+
+class Document(Base):
+    """An issued document (certificate, non-erasure or destruction record, donation
+    certificate): its files are <data dir>/documents/<id>.json|.pdf|.csv.
+
+    `line` is what a donation certificate says of this drive's document."""
+
+    __tablename__ = "documents"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20), index=True)
+    drive_id: Mapped[int | None] = mapped_column(ForeignKey("drives.id"), index=True)
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id"), index=True)
+    donation_id: Mapped[int | None] = mapped_column(ForeignKey("donations.id"), index=True)
+    issued_at: Mapped[datetime]
+    json_sha256: Mapped[str] = mapped_column(String(64))
+    line: Mapped[dict[str, Any] | None] = mapped_column(JSON)

@@ -1,0 +1,300 @@
+"""Issuing documents: build the record, check it, sign it, render and sign the
+PDF, file it, and append it to the ledger — all or nothing.
+
+Files go to <data dir>/documents/<id>.json|.pdf (|.csv for a donation); the
+registry keeps one `documents` row per issued document, the ledger one entry.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from imager.certify import schema
+from imager.certify.canonical import sha256_hex
+from imager.certify.donation import donation_record, drive_line
+from imager.certify.identity import StationProfile, load_profile
+from imager.certify.keys import StationKeys
+from imager.certify.ledger import Ledger
+from imager.certify.pades import sign_pdf
+from imager.certify.parties import parties
+from imager.certify.record import DRIVE_KINDS, destruction_record, erasure_record
+from imager.certify.signing import sign_document
+from imager.errors import NotFound, UsageError
+from imager.model import EraseReport
+from imager.settings import Settings
+from imager.store.db import Registry
+from imager.store.models import Document, Donation, Drive, Job
+from imager.store.people import find_donation, find_technician
+
+PDF_REASON = {"erasure": "Certificat d'effacement / Certificate of erasure",
+              "non-erasure": "Constat de non-effacement / Record of failed erasure",
+              "destruction": "Procès-verbal de destruction / Destruction record",
+              "donation": "Certificat de don / Donation certificate"}
+
+
+@dataclass(frozen=True)
+class Issued:
+    kind: str
+    id: str
+    sha256: str                 # of the signed JSON file
+    json_path: Path
+    pdf_path: Path
+    csv_path: Path | None = None
+    seq: int = 0
+    existing: bool = False      # already issued before: nothing new was written
+
+
+def station_keys(settings: Settings, profile: StationProfile | None = None) -> StationKeys:
+    return StationKeys.open(settings.data_dir / "keys", profile or load_profile(settings))
+
+
+def _write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+class Issuer:
+    """Issues every kind of document for one station."""
+
+    def __init__(self, settings: Settings, registry: Registry) -> None:
+        self.settings, self.registry = settings, registry
+        self.profile = load_profile(settings)
+        self.keys = station_keys(settings, self.profile)
+        self.ledger = Ledger(registry)
+        self.out = settings.documents_dir
+
+    # -- the one path every document takes --------------------------------
+
+    def _issue(self, kind: str, build: Callable[[dict[str, Any]], dict[str, Any]],
+               files: Callable[[dict[str, Any], bytes, str], dict[str, bytes]],
+               row: Callable[[dict[str, Any], str], Document]) -> Issued:
+        """`build(ledger)` makes the record; `files(record, signed, sha)` the
+        extra files (the unsigned PDF under "pdf", and e.g. "csv")."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        written: list[Path] = []
+        try:
+            with self.ledger.reserve() as slot:
+                record = build({"seq": slot.seq, "prev": slot.prev})
+                schema.check(record)
+                signed = sign_document(record, self.keys)
+                sha = sha256_hex(signed)
+                extra = files(record, signed, sha)
+                pdf = sign_pdf(extra.pop("pdf"), self.keys, reason=PDF_REASON[kind],
+                               location=self.profile.location)
+                slot.session.add(row(record, sha))
+                entry = slot.commit(kind, record["id"], sha, sha256_hex(pdf),
+                                    self.keys.fingerprint)
+                paths = {ext: self.out / f"{record['id']}.{ext}"
+                         for ext in ("json", "pdf", *extra)}
+                # Written inside the ledger transaction: a failed write undoes the entry.
+                for ext, data in (("json", signed), ("pdf", pdf), *extra.items()):
+                    _write(paths[ext], data)
+                    written.append(paths[ext])
+        except BaseException:
+            for path in written:
+                path.unlink(missing_ok=True)
+            raise
+        return Issued(kind, record["id"], sha, paths["json"], paths["pdf"], paths.get("csv"),
+                      entry.seq)
+
+    def _render(self, record: dict[str, Any], signed: bytes, sha: str) -> bytes:
+        from imager.certify.render import render_drive_pdf  # WeasyPrint loads slowly
+        return render_drive_pdf(record, sha256=sha, verify_url=self.profile.verify_url,
+                                attachments=[(f"{record['id']}.json", signed,
+                                              "Enregistrement signé / signed record")])
+
+    # -- drives -----------------------------------------------------------
+
+    def for_job(self, job_id: int, *, destination: str = "reuse", language: str = "fr",
+                confidentiality: tuple[str | None, str | None] = (None, None),
+                again: bool = False) -> Issued:
+        """The certificate of an erased job, or the non-erasure record of a failed one."""
+        _check_language(language)
+        with self.registry.session(readonly=True) as s:
+            job = s.get(Job, job_id)
+            if job is None:
+                raise NotFound(f"no job {job_id}: list them with `imager jobs list`")
+            if job.kind != "erase":
+                raise UsageError(f"job {job_id} is a {job.kind} job: only erase jobs get "
+                                 "erasure certificates")
+            if job.report is None:
+                raise UsageError(f"job {job_id} is {job.state}: no document for an "
+                                 f"unfinished erasure; resume it (`imager jobs resume "
+                                 f"{job_id}`) or wait for it to end")
+            existing = None if again else _latest(s, job_id=job_id)
+            if existing is not None:
+                return self._existing(existing)
+            report = EraseReport.from_dict(job.report)
+            who = parties(s, self.profile, self.keys.fingerprint, job.drive, job.donation,
+                          job.technician)
+            drive_id, donation_id = job.drive_id, job.donation_id or job.drive.donation_id
+
+        def build(ledger: dict[str, Any]) -> dict[str, Any]:
+            return erasure_record(report, who, ledger=ledger, destination=destination,
+                                  language=language, confidentiality=confidentiality)
+
+        kind = "erasure" if report.outcome == "erased" else "non-erasure"
+        return self._issue(kind, build, lambda r, sg, sha: {"pdf": self._render(r, sg, sha)},
+                           lambda r, sha: _row(r, sha, drive_id, job_id, donation_id))
+
+    def destruction(self, drive_ref: str, *, technique: str, witness: str,
+                    witness_title: str | None = None, technician: str | None = None,
+                    donation: str | None = None, destroyed_at: datetime | None = None,
+                    reason: str = "", language: str = "fr") -> Issued:
+        """The record of a drive physically destroyed in front of a witness."""
+        _check_language(language)
+        with self.registry.session(readonly=True) as s:
+            drive = find_drive(s, drive_ref)
+            tech = find_technician(s, technician) if technician else None
+            don = find_donation(s, donation) if donation else None
+            who = parties(s, self.profile, self.keys.fingerprint, drive, don, tech)
+            medium = _last_medium(s, drive)
+            data = {"identity": drive.identity, "vendor": None, "model": drive.model,
+                    "serial": drive.serial, "wwn": drive.wwn, "size": drive.size_bytes,
+                    "transport": drive.transport, "rotational": drive.rotational}
+            drive_id = drive.id
+            donation_id = don.id if don else drive.donation_id
+        when = destroyed_at or datetime.now(UTC)
+
+        def build(ledger: dict[str, Any]) -> dict[str, Any]:
+            return destruction_record(data, who, ledger=ledger, technique=technique,
+                                      witness={"name": witness, "title": witness_title},
+                                      destroyed_at=when, medium=medium, reason=reason,
+                                      language=language)
+
+        return self._issue("destruction", build,
+                           lambda r, sg, sha: {"pdf": self._render(r, sg, sha)},
+                           lambda r, sha: _row(r, sha, drive_id, None, donation_id))
+
+    def _existing(self, doc: Document) -> Issued:
+        return Issued(doc.kind, doc.id, doc.json_sha256, self.out / f"{doc.id}.json",
+                      self.out / f"{doc.id}.pdf",
+                      self.out / f"{doc.id}.csv" if doc.kind == "donation" else None,
+                      existing=True)
+
+    # -- donations ---------------------------------------------------------
+
+    def donation(self, reference: str, *, language: str = "fr") -> Issued:
+        """The donation certificate: every drive of the donation and its outcome."""
+        from imager.certify.render import donation_csv, render_donation_pdf
+        _check_language(language)
+        with self.registry.session(readonly=True) as s:
+            don = find_donation(s, reference)
+            lines = donation_lines(s, don)
+            who = parties(s, self.profile, self.keys.fingerprint, _any_drive(s, don), don, None)
+            donation_id = don.id
+
+        def build(ledger: dict[str, Any]) -> dict[str, Any]:
+            rec = donation_record(who, lines, ledger=ledger, language=language)
+            rec["csv_sha256"] = sha256_hex(donation_csv(rec))
+            return rec
+
+        def files(rec: dict[str, Any], signed: bytes, sha: str) -> dict[str, bytes]:
+            csv = donation_csv(rec)
+            pdf = render_donation_pdf(rec, sha256=sha, verify_url=self.profile.verify_url,
+                                      attachments=[(f"{rec['id']}.json", signed,
+                                                    "Enregistrement signé / signed record"),
+                                                   (f"{rec['id']}.csv", csv, "Export CSV")])
+            return {"pdf": pdf, "csv": csv}
+
+        return self._issue("donation", build, files,
+                           lambda r, sha: _row(r, sha, None, None, donation_id))
+
+
+def _check_language(language: str) -> None:
+    if language not in ("fr", "en"):
+        raise UsageError(f"language {language!r}: use fr (default) or en")
+
+
+def _row(record: dict[str, Any], sha: str, drive_id: int | None, job_id: int | None,
+         donation_id: int | None) -> Document:
+    line = drive_line(record, sha) if record["kind"] in DRIVE_KINDS else None
+    return Document(id=record["id"], kind=record["kind"], drive_id=drive_id, job_id=job_id,
+                    donation_id=donation_id, issued_at=datetime.fromisoformat(
+                        record["issued_at"]), json_sha256=sha, line=line)
+
+
+def _latest(s: Session, *, job_id: int | None = None, drive_id: int | None = None
+            ) -> Document | None:
+    q = select(Document).where(Document.kind.in_(DRIVE_KINDS))
+    q = q.where(Document.job_id == job_id) if job_id is not None \
+        else q.where(Document.drive_id == drive_id)
+    return s.scalars(q.order_by(Document.issued_at.desc(), Document.id.desc())).first()
+
+
+def find_drive(s: Session, ref: str) -> Drive:
+    """A drive by registry number, identity key, serial or WWN."""
+    ref = ref.strip()
+    found: list[Drive] = []
+    if ref.lstrip("#").isdigit():
+        d = s.get(Drive, int(ref.lstrip("#")))
+        found = [d] if d else []
+    if not found:
+        found = list(s.scalars(select(Drive).where(
+            (Drive.identity == ref) | (Drive.serial == ref) | (Drive.wwn == ref))))
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise NotFound(f"aucun disque {ref!r} / no drive {ref!r}: give its number, serial or "
+                       "WWN as listed by `imager jobs list`")
+    raise UsageError(f"{ref!r} names {len(found)} drives: give the drive number instead")
+
+
+def _last_medium(s: Session, drive: Drive) -> str | None:
+    job = s.scalars(select(Job).where(Job.drive_id == drive.id).order_by(Job.id.desc())).first()
+    return (job.plan or {}).get("medium") if job else None
+
+
+def _donation_drives(s: Session, don: Donation) -> list[Drive]:
+    ids = set(s.scalars(select(Drive.id).where(Drive.donation_id == don.id)))
+    ids |= set(s.scalars(select(Job.drive_id).where(Job.donation_id == don.id)))
+    return [s.get(Drive, i) for i in sorted(ids)]
+
+
+def _any_drive(s: Session, don: Donation) -> Drive:
+    drives = _donation_drives(s, don)
+    if not drives:
+        raise UsageError(f"the donation {don.reference} has no drive yet: erase its drives "
+                         f"with `imager erase --donation {don.reference} ...`")
+    return drives[0]
+
+
+def donation_lines(s: Session, don: Donation) -> list[dict[str, Any]]:
+    """The latest document of every drive of the donation; refuses when one is missing."""
+    lines, missing = [], []
+    for drive in _donation_drives(s, don):
+        doc = _latest(s, drive_id=drive.id)
+        if doc is None or doc.line is None:
+            missing.append(drive.serial or drive.identity)
+        else:
+            lines.append(doc.line)
+    if missing:
+        raise UsageError(
+            f"{len(missing)} disque(s) du don {don.reference} sans document / drive(s) of the "
+            f"donation without a document: {', '.join(missing[:10])}"
+            + (" ..." if len(missing) > 10 else "")
+            + f" — issue them first: `imager cert issue --donation {don.reference}` "
+            "(finished jobs) or `imager cert destroy` (destroyed drives)")
+    return lines
+
+
+def finished_jobs(s: Session, reference: str) -> list[int]:
+    """The last finished erase job of each drive of a donation."""
+    don = find_donation(s, reference)
+    last: dict[int, Job] = {}
+    for job in s.scalars(select(Job).where(Job.donation_id == don.id).order_by(Job.id)):
+        last[job.drive_id] = job
+    return [j.id for j in last.values() if j.report is not None
+            and j.state in ("erased", "failed", "unverified")]

@@ -1,0 +1,270 @@
+"""`imager cert issue|donation|destroy|verify|list` and `imager keys show|export|csr|install`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import datetime
+from pathlib import Path
+
+from sqlalchemy import select
+
+from imager.certify import keys as station_keys_mod
+from imager.certify.identity import load_profile
+from imager.certify.issue import Issued, Issuer, finished_jobs, station_keys
+from imager.certify.ledger import Ledger, verify_export
+from imager.certify.record import DESTINATIONS, DESTRUCTION_TECHNIQUES
+from imager.certify.signing import Checks, VerificationFailed
+from imager.certify.verify import LedgerSource, Verdict, trust_from, verify_file
+from imager.cli.context import Context
+from imager.errors import UsageError
+from imager.store.models import Document
+
+KIND_FR = {"erasure": "certificat d'effacement", "non-erasure": "constat de NON-effacement",
+           "destruction": "procès-verbal de destruction", "donation": "certificat de don"}
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("cert", help="certificats / certificates")
+    csub = p.add_subparsers(dest="cert_command", metavar="ACTION", required=True)
+    iss = csub.add_parser("issue", help="le document d'une tâche d'effacement terminée / the "
+                          "document of finished erase jobs (certificate, or non-erasure record)")
+    iss.add_argument("jobs", type=int, nargs="*", metavar="JOB")
+    iss.add_argument("--donation", metavar="REF", help="every finished job of a donation")
+    iss.add_argument("--destination", choices=[d for d in DESTINATIONS if d != "destruction"],
+                     default="reuse", help="post-sanitization destination (default reuse)")
+    iss.add_argument("--confidentiality-before", metavar="TEXT")
+    iss.add_argument("--confidentiality-after", metavar="TEXT")
+    iss.add_argument("--again", action="store_true", help="issue a new document even if one "
+                     "exists")
+    _common(iss)
+    iss.set_defaults(func=cmd_issue)
+    don = csub.add_parser("donation", help="le certificat d'un don / a donation certificate")
+    don.add_argument("reference", metavar="REF")
+    _common(don)
+    don.set_defaults(func=cmd_donation)
+    de = csub.add_parser("destroy", help="procès-verbal de destruction / destruction record")
+    de.add_argument("drive", metavar="DRIVE", help="drive number, serial or WWN")
+    de.add_argument("--technique", required=True, choices=DESTRUCTION_TECHNIQUES)
+    de.add_argument("--witness", required=True, metavar="NAME")
+    de.add_argument("--witness-title", metavar="TITLE")
+    de.add_argument("--technician", metavar="NAME")
+    de.add_argument("--donation", metavar="REF")
+    de.add_argument("--date", metavar="YYYY-MM-DDTHH:MM", help="when (default now)")
+    de.add_argument("--reason", default="")
+    _common(de)
+    de.set_defaults(func=cmd_destroy)
+    ve = csub.add_parser("verify", help="vérifier un certificat, hors ligne / verify a document "
+                         "offline (JSON, PDF or donation CSV)")
+    ve.add_argument("files", type=Path, nargs="+", metavar="FILE")
+    ve.add_argument("--trust", type=Path, action="append", metavar="CERT.pem",
+                    help="the station (or network CA) certificate; default: this station's")
+    ve.add_argument("--ledger", type=Path, metavar="LEDGER.json",
+                    help="a signed ledger export (`imager ledger export`); default: this "
+                    "station's ledger when there is one")
+    ve.add_argument("--json", action="store_true")
+    ve.set_defaults(func=cmd_verify)
+    ls = csub.add_parser("list", help="issued documents")
+    ls.add_argument("--json", action="store_true")
+    ls.set_defaults(func=cmd_list)
+
+    k = sub.add_parser("keys", help="clés de la station / station keys")
+    ksub = k.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
+    ksub.add_parser("show", help="fingerprint and certificate").set_defaults(func=cmd_keys_show)
+    ex = ksub.add_parser("export", help="write the station certificate for donors")
+    ex.add_argument("output", type=Path)
+    ex.set_defaults(func=cmd_keys_export)
+    cs = ksub.add_parser("csr", help="a signing request for a network CA")
+    cs.add_argument("output", type=Path)
+    cs.set_defaults(func=cmd_keys_csr)
+    ins = ksub.add_parser("install", help="install the certificate a network CA issued")
+    ins.add_argument("cert", type=Path)
+    ins.set_defaults(func=cmd_keys_install)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--lang", choices=("fr", "en"), default="fr", help="PDF language")
+    p.add_argument("--json", action="store_true")
+
+
+def _print_issued(docs: list[Issued], as_json: bool) -> None:
+    if as_json:
+        for d in docs:
+            print(json.dumps({"id": d.id, "kind": d.kind, "sha256": d.sha256, "seq": d.seq,
+                              "json": str(d.json_path), "pdf": str(d.pdf_path),
+                              "csv": str(d.csv_path) if d.csv_path else None,
+                              "existing": d.existing}, ensure_ascii=False))
+        return
+    for d in docs:
+        again = " (déjà émis / already issued)" if d.existing else ""
+        print(f"{d.id}: {KIND_FR[d.kind]} / {d.kind}{again}")
+        print(f"  PDF:  {d.pdf_path}")
+        print(f"  JSON: {d.json_path}  (sha256 {d.sha256})")
+        if d.csv_path:
+            print(f"  CSV:  {d.csv_path}")
+        if d.kind == "non-erasure":
+            print("  NON EFFACÉ — À DÉTRUIRE / NOT ERASED — TO BE DESTROYED")
+
+
+def cmd_issue(args: argparse.Namespace, ctx: Context) -> int:
+    jobs = list(args.jobs)
+    if args.donation:
+        with ctx.registry.session(readonly=True) as s:
+            jobs += finished_jobs(s, args.donation)
+    if not jobs:
+        raise UsageError("give job numbers (`imager jobs list`) or --donation REF")
+    issuer = Issuer(ctx.settings, ctx.registry)
+    docs = [issuer.for_job(j, destination=args.destination, language=args.lang,
+                           confidentiality=(args.confidentiality_before,
+                                            args.confidentiality_after), again=args.again)
+            for j in dict.fromkeys(jobs)]
+    _print_issued(docs, args.json)
+    return 0
+
+
+def cmd_donation(args: argparse.Namespace, ctx: Context) -> int:
+    doc = Issuer(ctx.settings, ctx.registry).donation(args.reference, language=args.lang)
+    _print_issued([doc], args.json)
+    return 0
+
+
+def cmd_destroy(args: argparse.Namespace, ctx: Context) -> int:
+    when = None
+    if args.date:
+        try:
+            when = datetime.fromisoformat(args.date).astimezone()
+        except ValueError as exc:
+            raise UsageError(f"--date {args.date!r}: use YYYY-MM-DDTHH:MM") from exc
+    doc = Issuer(ctx.settings, ctx.registry).destruction(
+        args.drive, technique=args.technique, witness=args.witness,
+        witness_title=args.witness_title, technician=args.technician, donation=args.donation,
+        destroyed_at=when, reason=args.reason, language=args.lang)
+    _print_issued([doc], args.json)
+    return 0
+
+
+def _station_ledger(ctx: Context) -> LedgerSource | None:
+    """This station's ledger, when the registry exists here and its chain is intact."""
+    if ctx.settings.db_url is None and not (ctx.settings.data_dir / "registry.sqlite3").exists():
+        return None
+    ledger = Ledger(ctx.registry)
+    report = ledger.verify()
+    if not report.ok:
+        raise UsageError("le registre de cette station est altéré / this station's ledger is "
+                         "damaged: run `imager ledger verify`")
+    return LedgerSource({e.doc_id: e.to_dict() for e in ledger.entries()},
+                        "registre de cette station / this station's ledger")
+
+
+def cmd_verify(args: argparse.Namespace, ctx: Context) -> int:
+    trust_files = args.trust or []
+    if not trust_files:
+        local = ctx.settings.data_dir / "keys" / "station.crt"
+        if not local.exists():
+            raise UsageError("give the station certificate with --trust station.pem (the "
+                             "donor receives it with the certificates; `imager keys export`)")
+        trust_files = [local]
+    trust = trust_from(trust_files)
+    if args.ledger:
+        checks = Checks()
+        try:
+            entries = verify_export(args.ledger.read_bytes(), trust, checks)
+        except VerificationFailed as exc:
+            raise UsageError(f"the ledger export {args.ledger} does not verify: {exc}") from exc
+        ledger = LedgerSource({e["doc_id"]: e for e in entries},
+                              f"export {args.ledger.name}")
+    else:
+        ledger = _station_ledger(ctx)
+    verdicts = [verify_file(f, trust, ledger) for f in args.files]
+    for v in verdicts:
+        _print_verdict(v, args.json, ledger is not None)
+    return 0 if all(v.ok for v in verdicts) else 1
+
+
+def _print_verdict(v: Verdict, as_json: bool, ledger_given: bool) -> None:
+    rec = v.record or {}
+    if as_json:
+        print(json.dumps({"file": str(v.path), "ok": v.ok, "id": rec.get("id"),
+                          "kind": rec.get("kind"), "ledger_checked": v.ledger_checked,
+                          "checks": [{"ok": ok, "check": t} for ok, t in v.checks.lines]},
+                         ensure_ascii=False))
+        return
+    print(f"{v.path}:")
+    for ok, text in v.checks.lines:
+        print(f"  {'✔' if ok else '✘'} {text}")
+    if v.ok and not ledger_given:
+        print("  ? inscription au registre non vérifiée : donnez --ledger EXPORT.json / "
+              "ledger inclusion not checked: give --ledger EXPORT.json")
+    if v.ok and rec:
+        print(f"  → VALIDE / VALID: {rec['id']} ({KIND_FR.get(rec['kind'], rec['kind'])}), "
+              f"émis le / issued {rec['issued_at']} par / by {rec['issuer']['organisation']}")
+        _print_subject(rec)
+    elif not v.ok:
+        print("  → NON VALIDE / NOT VALID")
+
+
+def _print_subject(rec: dict) -> None:
+    donor = (rec.get("donor") or {}).get("name")
+    if rec["kind"] == "donation":
+        s = rec["summary"]
+        print(f"    don / donation {rec['donation']['reference']} de / from {donor}: "
+              f"{s['drives']} supports, {s['erased']} effacés / erased, "
+              f"{s['not_erased']} non effacés / not erased, {s['destroyed']} détruits / destroyed")
+        return
+    m = rec["media"]
+    print(f"    support / drive {m['model'] or '?'} n° {m['serial'] or m['identity']}: "
+          f"{rec['outcome']['result']}, {rec['sanitization']['method_type'] or '-'} "
+          f"({rec['sanitization']['technique']}); donateur / donor {donor or '-'}")
+
+
+def cmd_list(args: argparse.Namespace, ctx: Context) -> int:
+    with ctx.registry.session(readonly=True) as s:
+        docs = list(s.scalars(select(Document).order_by(Document.issued_at, Document.id)))
+        rows = [{"id": d.id, "kind": d.kind, "issued_at": d.issued_at.isoformat(),
+                 "job": d.job_id, "sha256": d.json_sha256} for d in docs]
+    if args.json:
+        for r in rows:
+            print(json.dumps(r))
+        return 0
+    for r in rows:
+        print(f"{r['id']}  {r['kind']:<12} {r['issued_at']}  job {r['job'] or '-'}  "
+              f"{r['sha256'][:16]}")
+    if not rows:
+        print("aucun document émis / no document issued")
+    return 0
+
+
+def cmd_keys_show(args: argparse.Namespace, ctx: Context) -> int:
+    keys = station_keys(ctx.settings)
+    print(f"clé de signature / signing key: Ed25519 {keys.fingerprint}")
+    print(f"certificat / certificate: {keys.station_cert.subject.rfc4514_string()}, "
+          f"émis par / issued by {keys.station_cert.issuer.rfc4514_string()}, "
+          f"valable jusqu'au / valid until {keys.station_cert.not_valid_after_utc:%Y-%m-%d}")
+    print(f"clé PDF / PDF key: ECDSA P-256 "
+          f"{station_keys_mod.fingerprint(keys.pdf_cert)}")
+    print(f"dossier / directory: {ctx.settings.data_dir / 'keys'}")
+    return 0
+
+
+def cmd_keys_export(args: argparse.Namespace, ctx: Context) -> int:
+    keys = station_keys(ctx.settings)
+    args.output.write_text(keys.station_pem(), encoding="ascii")
+    print(f"{args.output}: certificat de la station / station certificate {keys.fingerprint}")
+    return 0
+
+
+def cmd_keys_csr(args: argparse.Namespace, ctx: Context) -> int:
+    args.output.write_bytes(station_keys_mod.csr(ctx.settings.data_dir / "keys",
+                                                 load_profile(ctx.settings)))
+    print(f"{args.output}: demande de certificat / certificate request; give it to the network "
+          "CA, then `imager keys install CERT`", file=sys.stderr)
+    return 0
+
+
+def cmd_keys_install(args: argparse.Namespace, ctx: Context) -> int:
+    keys = station_keys_mod.install(ctx.settings.data_dir / "keys", load_profile(ctx.settings),
+                                    args.cert)
+    print(f"certificat installé / certificate installed: "
+          f"{keys.station_cert.subject.rfc4514_string()}")
+    return 0
