@@ -260,6 +260,8 @@ def _last_medium(s: Session, drive: Drive) -> str | None:
 def _donation_drives(s: Session, don: Donation) -> list[Drive]:
     ids = set(s.scalars(select(Drive.id).where(Drive.donation_id == don.id)))
     ids |= set(s.scalars(select(Job.drive_id).where(Job.donation_id == don.id)))
+    ids |= set(s.scalars(select(Document.drive_id).where(
+        Document.donation_id == don.id, Document.drive_id.is_not(None))))
     return [s.get(Drive, i) for i in sorted(ids)]
 
 

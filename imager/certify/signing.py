@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -115,20 +116,54 @@ class Trust:
             f"({fingerprint(certs[0])})")
 
 
-def read_envelope(data: bytes, checks: Checks) -> dict[str, Any]:
+def _python_canonical(value: Any) -> bytes:
+    """json.dumps with sorted keys and no spaces: byte-identical to RFC 8785 for
+    every value without floats needing JCS's own number format (our records),
+    and ~10x faster than the general encoder."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                      allow_nan=False).encode("utf-8")
+
+
+class Envelope(dict[str, Any]):
+    """A parsed signed file, the encoder its bytes were found to match, and the
+    document's bytes: the hash and the signature are checked over those bytes."""
+
+    encode: Callable[[Any], bytes] = staticmethod(canonical_bytes)
+    body: bytes | None = None
+
+
+KEYS = ("certificates", "document", "format", "signature")  # in canonical order
+
+
+def _assemble(encode: Callable[[Any], bytes], envelope: dict[str, Any], body: bytes) -> bytes:
+    """The canonical bytes of an envelope whose document encodes to `body`."""
+    return b"".join((b'{"certificates":', encode(envelope["certificates"]), b',"document":',
+                     body, b',"format":', encode(envelope["format"]), b',"signature":',
+                     encode(envelope["signature"]), b"}\n"))
+
+
+def read_envelope(data: bytes, checks: Checks) -> Envelope:
     """Parse a signed file and check it is byte-for-byte canonical."""
     try:
-        envelope = json.loads(data)
+        parsed = json.loads(data)
     except (ValueError, UnicodeDecodeError) as exc:
         raise checks.fail(f"JSON illisible / unreadable JSON: {exc}") from exc
-    if not isinstance(envelope, dict) or envelope.get("format") != FORMAT:
+    if not isinstance(parsed, dict) or parsed.get("format") != FORMAT:
         raise checks.fail(f"pas un document signé imager / not an imager signed document "
                           f"(format {FORMAT} expected)")
-    try:
-        canonical = canonical_bytes(envelope) + b"\n"
-    except Exception as exc:  # noqa: BLE001 - any non-canonical value is a failure
-        raise checks.fail(f"valeur non canonique / non-canonical value: {exc}") from exc
-    if canonical != data:
+    if sorted(parsed) != list(KEYS):
+        raise checks.fail(f"enveloppe incomplète ou augmentée / the envelope must hold exactly "
+                          f"{', '.join(KEYS)}")
+    envelope = Envelope(parsed)
+    for encode in (_python_canonical, canonical_bytes):
+        try:
+            body = encode(parsed["document"])
+            if _assemble(encode, parsed, body) == data:
+                envelope.encode, envelope.body = encode, body
+                break
+        except Exception:  # noqa: BLE001, S112 - a value no encoder accepts: not canonical
+            continue
+    else:
         raise checks.fail("le fichier a été modifié (octets non canoniques) / the file was "
                           "altered (its bytes are not the canonical form that was signed)")
     checks.ok("forme canonique RFC 8785 intacte / canonical RFC 8785 form intact")
@@ -140,7 +175,9 @@ def verify_envelope(envelope: dict[str, Any], trust: Trust, checks: Checks) -> d
     sig, document = envelope.get("signature"), envelope.get("document")
     if not isinstance(sig, dict) or not isinstance(document, dict):
         raise checks.fail("signature or document missing from the envelope")
-    body = canonical_bytes(document)
+    encode = envelope.encode if isinstance(envelope, Envelope) else canonical_bytes
+    body = envelope.body if isinstance(envelope, Envelope) and envelope.body is not None \
+        else encode(document)
     if sig.get("algorithm") != "Ed25519":
         raise checks.fail(f"algorithme de signature inconnu / unknown signature algorithm "
                           f"{sig.get('algorithm')!r} (Ed25519 expected)")
@@ -161,7 +198,7 @@ def verify_envelope(envelope: dict[str, Any], trust: Trust, checks: Checks) -> d
     checks.ok(f"signataire / signer {fpr} — {how}")
     try:
         key.verify(base64.b64decode(str(sig.get("value", "")), validate=True),
-                   _signed_bytes(document, pems))
+                   b'{"certificates":' + encode(pems) + b',"document":' + body + b"}")
     except (InvalidSignature, binascii.Error, ValueError) as exc:
         raise checks.fail("signature Ed25519 invalide / invalid Ed25519 signature") from exc
     checks.ok("signature Ed25519 valide / valid Ed25519 signature")

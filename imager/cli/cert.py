@@ -7,19 +7,21 @@ import json
 import sys
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 
-from imager.certify import keys as station_keys_mod
-from imager.certify.identity import load_profile
-from imager.certify.issue import Issued, Issuer, finished_jobs, station_keys
-from imager.certify.ledger import Ledger, verify_export
 from imager.certify.record import DESTINATIONS, DESTRUCTION_TECHNIQUES
-from imager.certify.signing import Checks, VerificationFailed
-from imager.certify.verify import LedgerSource, Verdict, trust_from, verify_file
 from imager.cli.context import Context
 from imager.errors import UsageError
 from imager.store.models import Document
+
+if TYPE_CHECKING:
+    from imager.certify.issue import Issued
+    from imager.certify.verify import LedgerSource, Verdict
+
+# imager.certify.issue / verify load pyHanko and cryptography (~0.7 s): they are
+# imported inside the handlers so that other commands start fast.
 
 KIND_FR = {"erasure": "certificat d'effacement", "non-erasure": "constat de NON-effacement",
            "destruction": "procès-verbal de destruction", "donation": "certificat de don"}
@@ -108,6 +110,7 @@ def _print_issued(docs: list[Issued], as_json: bool) -> None:
 
 
 def cmd_issue(args: argparse.Namespace, ctx: Context) -> int:
+    from imager.certify.issue import Issuer, finished_jobs
     jobs = list(args.jobs)
     if args.donation:
         with ctx.registry.session(readonly=True) as s:
@@ -124,12 +127,14 @@ def cmd_issue(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def cmd_donation(args: argparse.Namespace, ctx: Context) -> int:
+    from imager.certify.issue import Issuer
     doc = Issuer(ctx.settings, ctx.registry).donation(args.reference, language=args.lang)
     _print_issued([doc], args.json)
     return 0
 
 
 def cmd_destroy(args: argparse.Namespace, ctx: Context) -> int:
+    from imager.certify.issue import Issuer
     when = None
     if args.date:
         try:
@@ -146,6 +151,8 @@ def cmd_destroy(args: argparse.Namespace, ctx: Context) -> int:
 
 def _station_ledger(ctx: Context) -> LedgerSource | None:
     """This station's ledger, when the registry exists here and its chain is intact."""
+    from imager.certify.ledger import Ledger
+    from imager.certify.verify import LedgerSource
     if ctx.settings.db_url is None and not (ctx.settings.data_dir / "registry.sqlite3").exists():
         return None
     ledger = Ledger(ctx.registry)
@@ -158,6 +165,9 @@ def _station_ledger(ctx: Context) -> LedgerSource | None:
 
 
 def cmd_verify(args: argparse.Namespace, ctx: Context) -> int:
+    from imager.certify.ledger import verify_export
+    from imager.certify.signing import Checks, VerificationFailed
+    from imager.certify.verify import LedgerSource, trust_from, verify_many
     trust_files = args.trust or []
     if not trust_files:
         local = ctx.settings.data_dir / "keys" / "station.crt"
@@ -176,7 +186,7 @@ def cmd_verify(args: argparse.Namespace, ctx: Context) -> int:
                               f"export {args.ledger.name}")
     else:
         ledger = _station_ledger(ctx)
-    verdicts = [verify_file(f, trust, ledger) for f in args.files]
+    verdicts = verify_many(list(args.files), trust, ledger)
     for v in verdicts:
         _print_verdict(v, args.json, ledger is not None)
     return 0 if all(v.ok for v in verdicts) else 1
@@ -236,18 +246,21 @@ def cmd_list(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def cmd_keys_show(args: argparse.Namespace, ctx: Context) -> int:
+    from imager.certify.issue import station_keys
+    from imager.certify.keys import fingerprint
     keys = station_keys(ctx.settings)
     print(f"clé de signature / signing key: Ed25519 {keys.fingerprint}")
     print(f"certificat / certificate: {keys.station_cert.subject.rfc4514_string()}, "
           f"émis par / issued by {keys.station_cert.issuer.rfc4514_string()}, "
           f"valable jusqu'au / valid until {keys.station_cert.not_valid_after_utc:%Y-%m-%d}")
     print(f"clé PDF / PDF key: ECDSA P-256 "
-          f"{station_keys_mod.fingerprint(keys.pdf_cert)}")
+          f"{fingerprint(keys.pdf_cert)}")
     print(f"dossier / directory: {ctx.settings.data_dir / 'keys'}")
     return 0
 
 
 def cmd_keys_export(args: argparse.Namespace, ctx: Context) -> int:
+    from imager.certify.issue import station_keys
     keys = station_keys(ctx.settings)
     args.output.write_text(keys.station_pem(), encoding="ascii")
     print(f"{args.output}: certificat de la station / station certificate {keys.fingerprint}")
@@ -255,7 +268,9 @@ def cmd_keys_export(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def cmd_keys_csr(args: argparse.Namespace, ctx: Context) -> int:
-    args.output.write_bytes(station_keys_mod.csr(ctx.settings.data_dir / "keys",
+    from imager.certify.identity import load_profile
+    from imager.certify.keys import csr
+    args.output.write_bytes(csr(ctx.settings.data_dir / "keys",
                                                  load_profile(ctx.settings)))
     print(f"{args.output}: demande de certificat / certificate request; give it to the network "
           "CA, then `imager keys install CERT`", file=sys.stderr)
@@ -263,7 +278,9 @@ def cmd_keys_csr(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def cmd_keys_install(args: argparse.Namespace, ctx: Context) -> int:
-    keys = station_keys_mod.install(ctx.settings.data_dir / "keys", load_profile(ctx.settings),
+    from imager.certify.identity import load_profile
+    from imager.certify.keys import install
+    keys = install(ctx.settings.data_dir / "keys", load_profile(ctx.settings),
                                     args.cert)
     print(f"certificat installé / certificate installed: "
           f"{keys.station_cert.subject.rfc4514_string()}")
