@@ -21,6 +21,8 @@ Kind = Literal["erasure", "non-erasure", "destruction"]
 Destination = Literal["reuse", "parts", "recycling", "destruction"]
 DESTINATIONS: tuple[str, ...] = ("reuse", "parts", "recycling", "destruction")
 DRIVE_KINDS = ("erasure", "non-erasure", "destruction")
+KIND_FR = {"erasure": "certificat d'effacement", "non-erasure": "constat de NON-effacement",
+           "destruction": "procès-verbal de destruction", "donation": "certificat de don"}
 PREFIX = {"erasure": "EFF", "non-erasure": "NEF", "destruction": "DES", "donation": "DON"}
 DESTRUCTION_TECHNIQUES = ("shred", "disintegrate", "pulverize", "melt", "incinerate", "crush",
                           "drill", "degauss-and-destroy")

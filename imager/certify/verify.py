@@ -29,6 +29,7 @@ from imager.certify import schema
 from imager.certify.canonical import sha256_hex
 from imager.certify.keys import load_cert
 from imager.certify.pades import verify_pdf
+from imager.certify.record import KIND_FR
 from imager.certify.signing import (
     Checks,
     Trust,
@@ -47,6 +48,7 @@ class Verdict:
     checks: Checks = field(default_factory=Checks)
     record: dict[str, Any] | None = None
     ledger_checked: bool = False
+    summary: list[str] = field(default_factory=list)   # describe(record) once verified
 
     @property
     def ok(self) -> bool:
@@ -115,8 +117,8 @@ def verify_file(path: Path, trust: Trust, ledger: LedgerSource | None = None) ->
                                   "not carry its signed record")
             data, pdf_sha = signed[0], sha256_hex(data)
         elif path.suffix.lower() == ".csv":
-            record = _check_csv(path, data, trust, checks)
-            verdict.record = record
+            verdict.record = _check_csv(path, data, trust, checks)
+            verdict.summary = describe(verdict.record)
             return verdict
         verdict.record = check_json(data, trust, checks)
         if ledger is not None:
@@ -124,6 +126,8 @@ def verify_file(path: Path, trust: Trust, ledger: LedgerSource | None = None) ->
             verdict.ledger_checked = True
     except VerificationFailed:
         pass
+    if verdict.ok and verdict.record is not None:
+        verdict.summary = describe(verdict.record)
     return verdict
 
 
@@ -140,8 +144,22 @@ def _check_csv(path: Path, data: bytes, trust: Trust, checks: Checks) -> dict[st
     return record
 
 
-SUMMARY = ("schema", "kind", "id", "issued_at", "issuer", "donor", "donation", "summary",
-           "media", "outcome", "sanitization")
+
+
+def describe(record: dict[str, Any]) -> list[str]:
+    """What a verified document says, in two lines, for the person verifying it."""
+    head = (f"{record['id']} ({KIND_FR.get(record['kind'], record['kind'])}), émis le / "
+            f"issued {record['issued_at']} par / by {record['issuer']['organisation']}")
+    donor = (record.get("donor") or {}).get("name") or "-"
+    if record["kind"] == "donation":
+        s = record["summary"]
+        return [head, f"don / donation {record['donation']['reference']} de / from {donor}: "
+                f"{s['drives']} supports, {s['erased']} effacés / erased, {s['not_erased']} non "
+                f"effacés / not erased, {s['destroyed']} détruits / destroyed"]
+    m, san = record["media"], record["sanitization"]
+    return [head, f"support / drive {m['model'] or '?'} n° {m['serial'] or m['identity']}: "
+            f"{record['outcome']['result']}, {san['method_type'] or '-'} ({san['technique']}); "
+            f"donateur / donor {donor}"]
 
 
 def _verify_chunk(args: tuple[list[Path], list[bytes], LedgerSource | None]) -> list[Verdict]:
@@ -150,9 +168,7 @@ def _verify_chunk(args: tuple[list[Path], list[bytes], LedgerSource | None]) -> 
     out = []
     for path in paths:
         v = verify_file(path, trust, ledger)
-        if v.record is not None:  # what is printed, not the whole record: less to send back
-            v.record = {k: v.record[k] for k in SUMMARY if k in v.record}
-            v.record.get("sanitization", {}).pop("passes", None)
+        v.record = None  # the description is all the caller prints: less to send back
         out.append(v)
     return out
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 
-from imager.certify.record import DESTINATIONS, DESTRUCTION_TECHNIQUES
+from imager.certify.record import DESTINATIONS, DESTRUCTION_TECHNIQUES, KIND_FR
 from imager.cli.context import Context
 from imager.errors import UsageError
 from imager.store.models import Document
@@ -23,8 +23,6 @@ if TYPE_CHECKING:
 # imager.certify.issue / verify load pyHanko and cryptography (~0.7 s): they are
 # imported inside the handlers so that other commands start fast.
 
-KIND_FR = {"erasure": "certificat d'effacement", "non-erasure": "constat de NON-effacement",
-           "destruction": "procès-verbal de destruction", "donation": "certificat de don"}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -193,39 +191,24 @@ def cmd_verify(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def _print_verdict(v: Verdict, as_json: bool, ledger_given: bool) -> None:
-    rec = v.record or {}
     if as_json:
-        print(json.dumps({"file": str(v.path), "ok": v.ok, "id": rec.get("id"),
-                          "kind": rec.get("kind"), "ledger_checked": v.ledger_checked,
+        print(json.dumps({"file": str(v.path), "ok": v.ok, "ledger_checked": v.ledger_checked,
+                          "document": v.summary[0] if v.summary else None,
                           "checks": [{"ok": ok, "check": t} for ok, t in v.checks.lines]},
                          ensure_ascii=False))
         return
     print(f"{v.path}:")
     for ok, text in v.checks.lines:
         print(f"  {'✔' if ok else '✘'} {text}")
-    if v.ok and not ledger_given:
+    if not v.ok:
+        print("  → NON VALIDE / NOT VALID")
+        return
+    if not ledger_given:
         print("  ? inscription au registre non vérifiée : donnez --ledger EXPORT.json / "
               "ledger inclusion not checked: give --ledger EXPORT.json")
-    if v.ok and rec:
-        print(f"  → VALIDE / VALID: {rec['id']} ({KIND_FR.get(rec['kind'], rec['kind'])}), "
-              f"émis le / issued {rec['issued_at']} par / by {rec['issuer']['organisation']}")
-        _print_subject(rec)
-    elif not v.ok:
-        print("  → NON VALIDE / NOT VALID")
-
-
-def _print_subject(rec: dict) -> None:
-    donor = (rec.get("donor") or {}).get("name")
-    if rec["kind"] == "donation":
-        s = rec["summary"]
-        print(f"    don / donation {rec['donation']['reference']} de / from {donor}: "
-              f"{s['drives']} supports, {s['erased']} effacés / erased, "
-              f"{s['not_erased']} non effacés / not erased, {s['destroyed']} détruits / destroyed")
-        return
-    m = rec["media"]
-    print(f"    support / drive {m['model'] or '?'} n° {m['serial'] or m['identity']}: "
-          f"{rec['outcome']['result']}, {rec['sanitization']['method_type'] or '-'} "
-          f"({rec['sanitization']['technique']}); donateur / donor {donor or '-'}")
+    print(f"  → VALIDE / VALID: {v.summary[0]}")
+    for line in v.summary[1:]:
+        print(f"    {line}")
 
 
 def cmd_list(args: argparse.Namespace, ctx: Context) -> int:
