@@ -7,6 +7,7 @@ is issued by the station certificate, so a verifier trusts one certificate.
 from __future__ import annotations
 
 import io
+import logging
 from typing import Any
 
 from asn1crypto import keys as akeys
@@ -26,6 +27,10 @@ from imager.certify.keys import StationKeys, issued_by
 from imager.certify.signing import Checks, Trust
 
 FIELD = "Signature1"
+
+# pyHanko logs each failed validation with its traceback; the verdict says it.
+for _name in ("pyhanko", "pyhanko_certvalidator"):
+    logging.getLogger(_name).addHandler(logging.NullHandler())
 
 
 def _acert(cert: x509.Certificate) -> ax509.Certificate:
@@ -130,13 +135,13 @@ def verify_pdf(data: bytes, trust: Trust, checks: Checks) -> dict[str, bytes]:
             or not _contents_canonical(data, list(sig.sig_object["/ByteRange"])):
         raise checks.fail("la signature PDF ne couvre pas tout le fichier / the PDF signature "
                           "does not cover the whole file (bytes added or changed)")
-    if not _embedded_certs_genuine(sig.signed_data, trust):
-        raise checks.fail("un certificat joint à la signature PDF a été modifié / a certificate "
-                          "carried by the PDF signature was altered")
     if not status.trusted:
         raise checks.fail("le certificat de signature PDF n'est pas émis par le certificat de "
                           f"confiance / the PDF signing certificate is not issued by the trusted "
                           f"certificate ({trust.describe()})")
+    if not _embedded_certs_genuine(sig.signed_data, trust):
+        raise checks.fail("un certificat joint à la signature PDF a été modifié / a certificate "
+                          "carried by the PDF signature was altered")
     signer = status.signing_cert.subject.human_friendly
     checks.ok(f"signature PAdES valide, couvre tout le fichier / valid PAdES signature over "
               f"the whole file ({signer})")
