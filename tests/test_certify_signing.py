@@ -87,6 +87,7 @@ def test_an_erasure_certificate_needs_a_passed_verification() -> None:
     assert problems(record)
 
 
+@pytest.mark.filterwarnings("ignore:Parsed a serial number:UserWarning")
 def test_signed_record_verifies_and_every_byte_change_is_caught(keys: StationKeys) -> None:
     record = _sample()
     record["issuer"]["key"] = keys.fingerprint
