@@ -12,7 +12,7 @@ import pytest
 
 from imager.certify.canonical import canonical_bytes
 from imager.certify.identity import load_profile
-from imager.certify.keys import StationKeys, fingerprint
+from imager.certify.keys import StationKeys, fingerprint, station_keys
 from imager.certify.schema import check, problems
 from imager.certify.signing import Checks, Trust, VerificationFailed, sign_document
 from imager.certify.verify import check_json
@@ -41,7 +41,7 @@ def test_canonical_json_follows_rfc8785_examples() -> None:
 
 @pytest.fixture
 def keys(settings: Settings) -> StationKeys:
-    return StationKeys.open(settings.data_dir / "keys", load_profile(settings))
+    return station_keys(settings)
 
 
 def test_keys_are_created_once_private_and_certified(settings: Settings,

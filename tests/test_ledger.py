@@ -24,7 +24,7 @@ from test_postgresql import pg, pg_settings  # noqa: F401 - fixtures, used by na
 
 from imager.certify.canonical import sha256_hex
 from imager.certify.identity import load_profile
-from imager.certify.keys import StationKeys
+from imager.certify.keys import StationKeys, station_keys
 from imager.certify.ledger import (
     ZERO_HASH,
     Ledger,
@@ -318,7 +318,7 @@ def flip(data: bytes, index: int) -> bytes:
 
 @pytest.fixture
 def keys(settings: Settings) -> StationKeys:
-    return StationKeys.open(settings.data_dir / "keys", load_profile(settings))
+    return station_keys(settings)
 
 
 def test_signed_export_verifies_offline(registry: Registry, keys: StationKeys,

@@ -7,7 +7,6 @@ registry keeps one `documents` row per issued document, the ledger one entry.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,14 +19,15 @@ from sqlalchemy.orm import Session
 from imager.certify import schema
 from imager.certify.canonical import sha256_hex
 from imager.certify.donation import donation_record, drive_line
-from imager.certify.identity import StationProfile, load_profile
-from imager.certify.keys import StationKeys
+from imager.certify.identity import load_profile
+from imager.certify.keys import station_keys
 from imager.certify.ledger import Ledger
 from imager.certify.pades import sign_pdf
 from imager.certify.parties import parties
-from imager.certify.record import DRIVE_KINDS, destruction_record, erasure_record
+from imager.certify.record import DRIVE_KINDS, destruction_record, erasure_record, record_kind
 from imager.certify.signing import sign_document
 from imager.errors import NotFound, UsageError
+from imager.host.files import write_atomic
 from imager.model import EraseReport
 from imager.settings import Settings
 from imager.store.db import Registry
@@ -52,19 +52,6 @@ class Issued:
     existing: bool = False      # already issued before: nothing new was written
 
 
-def station_keys(settings: Settings, profile: StationProfile | None = None) -> StationKeys:
-    return StationKeys.open(settings.data_dir / "keys", profile or load_profile(settings))
-
-
-def _write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
 class Issuer:
     """Issues every kind of document for one station."""
 
@@ -77,7 +64,7 @@ class Issuer:
 
     # -- the one path every document takes --------------------------------
 
-    def _issue(self, kind: str, build: Callable[[dict[str, Any]], dict[str, Any]],
+    def _issue(self, build: Callable[[dict[str, Any]], dict[str, Any]],
                files: Callable[[dict[str, Any], bytes, str], dict[str, bytes]],
                row: Callable[[dict[str, Any], str], Document]) -> Issued:
         """`build(ledger)` makes the record; `files(record, signed, sha)` the
@@ -88,6 +75,7 @@ class Issuer:
             with self.ledger.reserve() as slot:
                 record = build({"seq": slot.seq, "prev": slot.prev})
                 schema.check(record)
+                kind = record["kind"]
                 signed = sign_document(record, self.keys)
                 sha = sha256_hex(signed)
                 extra = files(record, signed, sha)
@@ -100,7 +88,7 @@ class Issuer:
                          for ext in ("json", "pdf", *extra)}
                 # Written inside the ledger transaction: a failed write undoes the entry.
                 for ext, data in (("json", signed), ("pdf", pdf), *extra.items()):
-                    _write(paths[ext], data)
+                    write_atomic(paths[ext], data)
                     written.append(paths[ext])
         except BaseException:
             for path in written:
@@ -145,8 +133,8 @@ class Issuer:
             return erasure_record(report, who, ledger=ledger, destination=destination,
                                   language=language, confidentiality=confidentiality)
 
-        kind = "erasure" if report.outcome == "erased" else "non-erasure"
-        return self._issue(kind, build, lambda r, sg, sha: {"pdf": self._render(r, sg, sha)},
+        record_kind(report)  # refuses an unfinished job before taking a ledger slot
+        return self._issue(build, lambda r, sg, sha: {"pdf": self._render(r, sg, sha)},
                            lambda r, sha: _row(r, sha, drive_id, job_id, donation_id))
 
     def destruction(self, drive_ref: str, *, technique: str, witness: str,
@@ -174,7 +162,7 @@ class Issuer:
                                       destroyed_at=when, medium=medium, reason=reason,
                                       language=language)
 
-        return self._issue("destruction", build,
+        return self._issue(build,
                            lambda r, sg, sha: {"pdf": self._render(r, sg, sha)},
                            lambda r, sha: _row(r, sha, drive_id, None, donation_id))
 
@@ -209,7 +197,7 @@ class Issuer:
                                                    (f"{rec['id']}.csv", csv, "Export CSV")])
             return {"pdf": pdf, "csv": csv}
 
-        return self._issue("donation", build, files,
+        return self._issue(build, files,
                            lambda r, sha: _row(r, sha, None, None, donation_id))
 
 

@@ -27,8 +27,10 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import NameOID
 
 from imager.certify.canonical import sha256_hex
-from imager.certify.identity import StationProfile
+from imager.certify.identity import StationProfile, load_profile
 from imager.errors import UsageError
+from imager.host.files import write_atomic
+from imager.settings import Settings
 
 VALIDITY = timedelta(days=3650)
 
@@ -78,12 +80,6 @@ def _write_secret(path: Path, data: bytes) -> None:
         os.fsync(fh.fileno())
 
 
-def _write_public(path: Path, data: bytes) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def _private_pem(key: ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey) -> bytes:
     return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                              serialization.NoEncryption())
@@ -131,7 +127,7 @@ class StationKeys:
         if not isinstance(signing_key, ed25519.Ed25519PrivateKey):
             raise UsageError(f"{skey_path} is not an Ed25519 key: move it away to create a new one")
         if not scert_path.exists():
-            _write_public(scert_path, _self_signed(signing_key, profile).public_bytes(
+            write_atomic(scert_path, _self_signed(signing_key, profile).public_bytes(
                 serialization.Encoding.PEM))
         certs = load_cert(scert_path)
         station_cert, chain = certs[0], tuple(certs[1:])
@@ -146,7 +142,7 @@ class StationKeys:
         if pdf_cert is None or not issued_by(pdf_cert, station_cert) \
                 or fingerprint(pdf_cert) != key_fingerprint(pdf_key.public_key()):
             pdf_cert = _pdf_cert(pdf_key, signing_key, station_cert, profile)
-            _write_public(pcert_path, pdf_cert.public_bytes(serialization.Encoding.PEM))
+            write_atomic(pcert_path, pdf_cert.public_bytes(serialization.Encoding.PEM))
         return cls(signing_key, station_cert, chain, pdf_key, pdf_cert)
 
 
@@ -187,6 +183,15 @@ def _pdf_cert(key: ec.EllipticCurvePrivateKey, issuer_key: ed25519.Ed25519Privat
             .sign(issuer_key, None))
 
 
+def keys_dir(settings: Settings) -> Path:
+    return settings.data_dir / "keys"
+
+
+def station_keys(settings: Settings, profile: StationProfile | None = None) -> StationKeys:
+    """This station's keys (created at first use), for its settings and profile."""
+    return StationKeys.open(keys_dir(settings), profile or load_profile(settings))
+
+
 def csr(keys_dir: Path, profile: StationProfile) -> bytes:
     """A certificate signing request for the station key, for a network CA."""
     key = StationKeys.open(keys_dir, profile).signing_key
@@ -211,7 +216,7 @@ def install(keys_dir: Path, profile: StationProfile, cert_file: Path) -> Station
         raise UsageError(f"{cert_file} is not a CA certificate (basicConstraints CA:TRUE, "
                          "pathlen:0): the station certifies its own PDF key with it")
     data = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs)
-    _write_public(keys_dir / "station.crt", data)
+    write_atomic(keys_dir / "station.crt", data)
     (keys_dir / "pdf.crt").unlink(missing_ok=True)  # re-issued under the new certificate
     return StationKeys.open(keys_dir, profile)
 

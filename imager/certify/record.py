@@ -102,7 +102,7 @@ def erasure_record(report: EraseReport, parties: Parties, *, ledger: dict[str, A
                    issued: datetime | None = None, rid: str | None = None) -> dict[str, Any]:
     """The record of one erase job: a certificate of erasure when the erasure
     completed and was verified, a non-erasure record when it failed."""
-    kind = _kind_for(report)
+    kind = record_kind(report)
     if kind == "non-erasure":
         destination = "destruction"
     elif destination not in DESTINATIONS or destination == "destruction":
@@ -150,7 +150,8 @@ def erasure_record(report: EraseReport, parties: Parties, *, ledger: dict[str, A
     return record
 
 
-def _kind_for(report: EraseReport) -> Kind:
+def record_kind(report: EraseReport) -> Kind:
+    """The kind of record a finished erase job gets; an unfinished one gets none."""
     ver = report.verification
     if report.outcome == "erased":
         if ver is None or not ver.ok or ver.mode == "none":

@@ -11,9 +11,12 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 
+from imager.certify.identity import load_profile
+from imager.certify.keys import csr, fingerprint, install, keys_dir, station_keys
 from imager.certify.record import DESTINATIONS, DESTRUCTION_TECHNIQUES, KIND_FR
 from imager.cli.context import Context
 from imager.errors import UsageError
+from imager.host.files import write_atomic
 from imager.store.models import Document
 
 if TYPE_CHECKING:
@@ -168,7 +171,7 @@ def cmd_verify(args: argparse.Namespace, ctx: Context) -> int:
     from imager.certify.verify import LedgerSource, trust_from, verify_many
     trust_files = args.trust or []
     if not trust_files:
-        local = ctx.settings.data_dir / "keys" / "station.crt"
+        local = keys_dir(ctx.settings) / "station.crt"
         if not local.exists():
             raise UsageError("give the station certificate with --trust station.pem (the "
                              "donor receives it with the certificates; `imager keys export`)")
@@ -229,42 +232,32 @@ def cmd_list(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def cmd_keys_show(args: argparse.Namespace, ctx: Context) -> int:
-    from imager.certify.issue import station_keys
-    from imager.certify.keys import fingerprint
     keys = station_keys(ctx.settings)
     print(f"clé de signature / signing key: Ed25519 {keys.fingerprint}")
     print(f"certificat / certificate: {keys.station_cert.subject.rfc4514_string()}, "
           f"émis par / issued by {keys.station_cert.issuer.rfc4514_string()}, "
           f"valable jusqu'au / valid until {keys.station_cert.not_valid_after_utc:%Y-%m-%d}")
-    print(f"clé PDF / PDF key: ECDSA P-256 "
-          f"{fingerprint(keys.pdf_cert)}")
-    print(f"dossier / directory: {ctx.settings.data_dir / 'keys'}")
+    print(f"clé PDF / PDF key: ECDSA P-256 {fingerprint(keys.pdf_cert)}")
+    print(f"dossier / directory: {keys_dir(ctx.settings)}")
     return 0
 
 
 def cmd_keys_export(args: argparse.Namespace, ctx: Context) -> int:
-    from imager.certify.issue import station_keys
     keys = station_keys(ctx.settings)
-    args.output.write_text(keys.station_pem(), encoding="ascii")
+    write_atomic(args.output, keys.station_pem().encode("ascii"))
     print(f"{args.output}: certificat de la station / station certificate {keys.fingerprint}")
     return 0
 
 
 def cmd_keys_csr(args: argparse.Namespace, ctx: Context) -> int:
-    from imager.certify.identity import load_profile
-    from imager.certify.keys import csr
-    args.output.write_bytes(csr(ctx.settings.data_dir / "keys",
-                                                 load_profile(ctx.settings)))
+    write_atomic(args.output, csr(keys_dir(ctx.settings), load_profile(ctx.settings)))
     print(f"{args.output}: demande de certificat / certificate request; give it to the network "
           "CA, then `imager keys install CERT`", file=sys.stderr)
     return 0
 
 
 def cmd_keys_install(args: argparse.Namespace, ctx: Context) -> int:
-    from imager.certify.identity import load_profile
-    from imager.certify.keys import install
-    keys = install(ctx.settings.data_dir / "keys", load_profile(ctx.settings),
-                                    args.cert)
+    keys = install(keys_dir(ctx.settings), load_profile(ctx.settings), args.cert)
     print(f"certificat installé / certificate installed: "
           f"{keys.station_cert.subject.rfc4514_string()}")
     return 0

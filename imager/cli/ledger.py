@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
-from imager.certify.identity import load_profile
-from imager.certify.keys import StationKeys
+from imager.certify.keys import station_keys
 from imager.certify.ledger import Ledger, read_head
 from imager.certify.signing import Checks, Trust, VerificationFailed, sign_document
 from imager.cli.context import Context
 from imager.errors import UsageError
+from imager.host.files import write_atomic
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -41,22 +40,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     ls.set_defaults(func=cmd_list)
 
 
-def _keys(ctx: Context) -> StationKeys:
-    return StationKeys.open(ctx.settings.data_dir / "keys", load_profile(ctx.settings))
-
-
-def _write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise UsageError(f"impossible d'écrire / cannot write {path}: {exc.strerror}; "
-                         "choisissez un dossier accessible en écriture / choose a writable "
-                         "directory") from exc
-
-
 def _mark(ok: bool) -> str:
     return "[green]✓[/]" if ok else "[red]✗[/]"
 
@@ -72,7 +55,7 @@ def cmd_verify(args: argparse.Namespace, ctx: Context) -> int:
                              f"{args.head}: {exc.strerror}") from exc
         checks = Checks()
         try:
-            head = read_head(data, Trust([_keys(ctx).station_cert]), checks)
+            head = read_head(data, Trust([station_keys(ctx.settings).station_cert]), checks)
         except VerificationFailed:
             ok = False
         else:
@@ -107,14 +90,14 @@ def cmd_head(args: argparse.Namespace, ctx: Context) -> int:
         print(f"n° {document['seq']}  sha256 {document['hash']}  "
               f"({document['count']} entrée(s) / entries)")
     if args.output is not None:
-        _write(args.output, sign_document(document, _keys(ctx)))
+        write_atomic(args.output, sign_document(document, station_keys(ctx.settings)))
         print(f"Tête signée écrite / signed head written: {args.output}")
     return 0
 
 
 def cmd_export(args: argparse.Namespace, ctx: Context) -> int:
     document = Ledger(ctx.registry).export_document()
-    _write(args.output, sign_document(document, _keys(ctx)))
+    write_atomic(args.output, sign_document(document, station_keys(ctx.settings)))
     print(f"Registre exporté / ledger exported: {len(document['entries'])} entrée(s) / entries, "
           f"tête / head n° {document['head']['seq']} -> {args.output}")
     return 0
