@@ -30,6 +30,7 @@ from imager.errors import NotFound, UsageError
 from imager.host.files import write_atomic
 from imager.model import EraseReport
 from imager.settings import Settings
+from imager.station.items import find_drive, follow_document
 from imager.store.db import Registry
 from imager.store.models import Document, Donation, Drive, Job
 from imager.store.people import find_donation, find_technician
@@ -81,7 +82,10 @@ class Issuer:
                 extra = files(record, signed, sha)
                 pdf = sign_pdf(extra.pop("pdf"), self.keys, reason=PDF_REASON[kind],
                                location=self.profile.location)
-                slot.session.add(row(record, sha))
+                doc = row(record, sha)
+                slot.session.add(doc)
+                follow_document(slot.session, kind, record["id"], doc.drive_id,
+                                actor=_issuer_actor(record))
                 entry = slot.commit(kind, record["id"], sha, sha256_hex(pdf),
                                     self.keys.fingerprint)
                 paths = {ext: self.out / f"{record['id']}.{ext}"
@@ -201,6 +205,12 @@ class Issuer:
                            lambda r, sha: _row(r, sha, None, None, donation_id))
 
 
+def _issuer_actor(record: dict[str, Any]) -> str:
+    """Who the item event names: the technician of the record, else the station."""
+    person = record.get("performed_by") or {}
+    return person.get("name") or f"station {record['issuer']['station']}"
+
+
 def _check_language(language: str) -> None:
     if language not in ("fr", "en"):
         raise UsageError(f"language {language!r}: use fr (default) or en")
@@ -220,24 +230,6 @@ def _latest(s: Session, *, job_id: int | None = None, drive_id: int | None = Non
     q = q.where(Document.job_id == job_id) if job_id is not None \
         else q.where(Document.drive_id == drive_id)
     return s.scalars(q.order_by(Document.issued_at.desc(), Document.id.desc())).first()
-
-
-def find_drive(s: Session, ref: str) -> Drive:
-    """A drive by registry number, identity key, serial or WWN."""
-    ref = ref.strip()
-    found: list[Drive] = []
-    if ref.lstrip("#").isdigit():
-        d = s.get(Drive, int(ref.lstrip("#")))
-        found = [d] if d else []
-    if not found:
-        found = list(s.scalars(select(Drive).where(
-            (Drive.identity == ref) | (Drive.serial == ref) | (Drive.wwn == ref))))
-    if len(found) == 1:
-        return found[0]
-    if not found:
-        raise NotFound(f"aucun disque {ref!r} / no drive {ref!r}: give its number, serial or "
-                       "WWN as listed by `imager jobs list`")
-    raise UsageError(f"{ref!r} names {len(found)} drives: give the drive number instead")
 
 
 def _last_medium(s: Session, drive: Drive) -> str | None:

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from imager.errors import NotFound
 from imager.model import DriveIdentity, ErasePlan
+from imager.station import items
 from imager.station.lifecycle import check_move
 from imager.station.owner import Owner
 from imager.store.db import Registry, utcnow
@@ -86,6 +87,7 @@ def _apply_move(s: Session, job: Job, target: str, reason: str = "",
                 data: dict[str, Any] | None = None) -> None:
     """The one place a job changes state: checked against the lifecycle table."""
     check_move(job.id, job.state, target)
+    items.follow_job(s, job, target, reason)
     job.state = target
     if target == "running":
         _set_owner(job)
@@ -98,11 +100,18 @@ def _apply_move(s: Session, job: Job, target: str, reason: str = "",
     _add_event(s, job, target, reason, data)
 
 
-def upsert_drive(s: Session, ident: DriveIdentity) -> Drive:
+def upsert_drive(s: Session, ident: DriveIdentity, *, actor: str = "imager") -> Drive:
+    """The registry's drive for `ident` (by identity, never by device name), updated."""
     drive = s.scalar(select(Drive).where(Drive.identity == ident.key))
     if drive is None:
-        drive = Drive(identity=ident.key, size_bytes=ident.size, created_at=utcnow())
+        drive = Drive(identity=ident.key, size_bytes=ident.size, created_at=utcnow(),
+                      state="inventoried", present=False)
         s.add(drive)
+        s.flush()
+        items.note(s, drive, "registered", actor=actor, reason=f"identified at {ident.path}",
+                   data={"identity": ident.key, "path": ident.path})
+    else:
+        items.inventoried(s, drive, actor=actor, reason=f"identified at {ident.path}")
     drive.model, drive.serial, drive.wwn = ident.model, ident.serial, ident.wwn
     drive.size_bytes, drive.transport = ident.size, ident.transport
     drive.rotational, drive.last_path = ident.rotational, ident.path
@@ -126,6 +135,7 @@ class JobStore:
                      donation_id: int | None = None, technician_id: int | None = None) -> int:
         with self.registry.session() as s:
             drive = upsert_drive(s, ident)
+            items.check_can_erase(drive)
             if donation_id is not None and drive.donation_id is None:
                 drive.donation_id = donation_id
             job = Job(kind="erase", state="queued", drive_id=drive.id, device_path=ident.path,

@@ -84,6 +84,16 @@ class Machine(Base):
     serial: Mapped[str | None] = mapped_column(String(200), index=True)
     asset_tag: Mapped[str | None] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime]
+    # Where it is between intake and hand-over (imager.station.lifecycle).
+    state: Mapped[str] = mapped_column(String(20), default="received", index=True)
+    uuid: Mapped[str | None] = mapped_column(String(64), index=True)
+    identity: Mapped[str | None] = mapped_column(String(300), unique=True, index=True)
+    inventory: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    proposal: Mapped[dict[str, Any] | None] = mapped_column(JSON)   # triage, to confirm
+    orientation: Mapped[str | None] = mapped_column(String(20))     # confirmed by a person
+    agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id"), index=True)
+    last_seen_at: Mapped[datetime | None]
+    donation: Mapped[Donation | None] = relationship()
 
 
 class Drive(Base):
@@ -100,6 +110,14 @@ class Drive(Base):
     donation_id: Mapped[int | None] = mapped_column(ForeignKey("donations.id"), index=True)
     last_path: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime]
+    # Where it is between intake and hand-over (imager.station.lifecycle); whether
+    # it is plugged in is `present`, not a state.
+    state: Mapped[str] = mapped_column(String(20), default="inventoried", index=True)
+    present: Mapped[bool] = mapped_column(Boolean, default=False)
+    agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id"), index=True)
+    last_seen_at: Mapped[datetime | None]
+    plan: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # last plan its agent proposed
+    donation: Mapped[Donation | None] = relationship()
 
 
 class Job(Base):
@@ -121,6 +139,7 @@ class Job(Base):
     owner_boot_id: Mapped[str | None] = mapped_column(String(64))
     owner_pid: Mapped[int | None] = mapped_column(Integer)
     owner_started: Mapped[float | None]
+    agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id"), index=True)
     created_at: Mapped[datetime]
     started_at: Mapped[datetime | None]
     ended_at: Mapped[datetime | None]
@@ -143,6 +162,55 @@ class JobEvent(Base):
     message: Mapped[str] = mapped_column(Text, default="")
     data: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     job: Mapped[Job] = relationship(back_populates="events")
+
+
+class ItemEvent(Base):
+    """One step in the life of a drive or machine: who, when, why, which job.
+
+    A move has from_state != to_state; an event without a move (plugged in,
+    unplugged, interrupted, attached to a donation) keeps the state."""
+
+    __tablename__ = "item_events"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    drive_id: Mapped[int | None] = mapped_column(ForeignKey("drives.id"), index=True)
+    machine_id: Mapped[int | None] = mapped_column(ForeignKey("machines.id"), index=True)
+    at: Mapped[datetime]
+    kind: Mapped[str] = mapped_column(String(40))
+    actor: Mapped[str] = mapped_column(String(200))
+    from_state: Mapped[str | None] = mapped_column(String(20))
+    to_state: Mapped[str | None] = mapped_column(String(20))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id"), index=True)
+    data: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+class Agent(Base):
+    """A process that runs where the drives are (a dock bench, a booted laptop)."""
+
+    __tablename__ = "agents"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(20))            # "dock" or "machine"
+    host: Mapped[str] = mapped_column(String(200))           # its machine id
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    info: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    created_at: Mapped[datetime]
+    last_seen_at: Mapped[datetime | None]
+
+
+class AgentEvent(Base):
+    """An event an agent sent, kept by its id so a resent one is applied once."""
+
+    __tablename__ = "agent_events"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id"), index=True)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    at: Mapped[datetime]
+    received_at: Mapped[datetime]
+    kind: Mapped[str] = mapped_column(String(40))
+    job_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    outcome: Mapped[str] = mapped_column(String(20))          # applied | refused
+    detail: Mapped[str | None] = mapped_column(Text)
 
 
 class LedgerEntry(Base):
