@@ -9,6 +9,7 @@ from typing import Any
 
 from imager.errors import DeviceError
 from imager.host.run import run
+from imager.inventory.virtual import label_of
 from imager.model import DriveIdentity
 from imager.settings import Settings
 
@@ -70,4 +71,8 @@ def probe(path: str, settings: Settings) -> DriveIdentity:
     entry = entries[0]
     bf = settings.sys_root / "block" / entry["kname"] / "loop" / "backing_file"
     backing = bf.read_text().strip() if bf.exists() else None
+    label = label_of(backing, settings) if entry.get("type") == "loop" else None
+    if label:
+        entry = {**entry, **{k: v for k, v in label.items() if k != "rotational"},
+                 "rota": bool(label.get("rotational"))}
     return identity(entry, backing_file=backing)

@@ -8,6 +8,9 @@ marked `interrupted`, never left running and never counted as erased.
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -69,6 +72,26 @@ def _view(job: Job, *, with_events: bool = False) -> JobView:
         events=events)
 
 
+def view_to_dict(job: JobView) -> dict[str, Any]:
+    """A job as JSON (what an agent receives)."""
+    out = dataclasses.asdict(job)
+    out["plan"] = job.plan.to_dict()
+    for key in ("created_at", "started_at", "ended_at"):
+        out[key] = out[key].isoformat() if out[key] else None
+    out["events"] = []
+    return out
+
+
+def view_from_dict(data: dict[str, Any]) -> JobView:
+    """The job an agent received."""
+    fields = {f.name for f in dataclasses.fields(JobView)} - {"events"}
+    values = {k: data[k] for k in fields}
+    values["plan"] = ErasePlan.from_dict(data["plan"])
+    for key in ("created_at", "started_at", "ended_at"):
+        values[key] = datetime.fromisoformat(data[key]) if data[key] else None
+    return JobView(**values)
+
+
 def _add_event(s: Session, job: Job, kind: str, message: str = "",
                data: dict[str, Any] | None = None) -> None:
     seq = s.scalar(select(func.coalesce(func.max(JobEvent.seq), 0))
@@ -76,21 +99,21 @@ def _add_event(s: Session, job: Job, kind: str, message: str = "",
     s.add(JobEvent(job_id=job.id, seq=seq, at=utcnow(), kind=kind, message=message, data=data))
 
 
-def _set_owner(job: Job) -> None:
-    me = Owner.me()
+def _set_owner(job: Job, owner: Owner | None = None) -> None:
+    me = owner or Owner.me()
     job.owner_host, job.owner_boot_id = me.host, me.boot_id
     job.owner_pid, job.owner_started = me.pid, me.started
 
 
 def _apply_move(s: Session, job: Job, target: str, reason: str = "",
                 report: dict[str, Any] | None = None,
-                data: dict[str, Any] | None = None) -> None:
+                data: dict[str, Any] | None = None, owner: Owner | None = None) -> None:
     """The one place a job changes state: checked against the lifecycle table."""
     check_move(job.id, job.state, target)
     items.follow_job(s, job, target, reason)
     job.state = target
     if target == "running":
-        _set_owner(job)
+        _set_owner(job, owner)
         job.started_at = job.started_at or utcnow()
         job.reason, job.ended_at = None, None
     else:
@@ -100,9 +123,24 @@ def _apply_move(s: Session, job: Job, target: str, reason: str = "",
     _add_event(s, job, target, reason, data)
 
 
+def _typed_in(s: Session, ident: DriveIdentity) -> Drive | None:
+    """A drive recorded at intake by its label (`received`), now probed: it takes
+    the identity the probe gives it."""
+    labels = [x for x in (ident.serial, ident.wwn) if x]
+    if not labels:
+        return None
+    drive = s.scalar(select(Drive).where(Drive.state == "received",
+                                         Drive.serial.in_(labels) | Drive.wwn.in_(labels)))
+    if drive is not None:
+        drive.identity = ident.key
+    return drive
+
+
 def upsert_drive(s: Session, ident: DriveIdentity, *, actor: str = "imager") -> Drive:
     """The registry's drive for `ident` (by identity, never by device name), updated."""
     drive = s.scalar(select(Drive).where(Drive.identity == ident.key))
+    if drive is None:
+        drive = _typed_in(s, ident)
     if drive is None:
         drive = Drive(identity=ident.key, size_bytes=ident.size, created_at=utcnow(),
                       state="inventoried", present=False)
@@ -120,10 +158,27 @@ def upsert_drive(s: Session, ident: DriveIdentity, *, actor: str = "imager") -> 
 
 
 class JobStore:
-    """All job reads and writes go through here."""
+    """All job reads and writes go through here.
 
-    def __init__(self, registry: Registry) -> None:
+    Each call is its own transaction, unless the store is `bound` to a session
+    (the station applies an agent's event and records its id in one).
+    """
+
+    def __init__(self, registry: Registry, *, session: Session | None = None) -> None:
         self.registry = registry
+        self._bound = session
+
+    def bound(self, session: Session) -> JobStore:
+        """This store, writing in `session` (committed by its owner)."""
+        return JobStore(self.registry, session=session)
+
+    @contextmanager
+    def _session(self, readonly: bool = False) -> Iterator[Session]:
+        if self._bound is not None:
+            yield self._bound
+            return
+        with self.registry.session(readonly=readonly) as s:
+            yield s
 
     def _job(self, s: Session, job_id: int) -> Job:
         job = s.get(Job, job_id)
@@ -132,15 +187,16 @@ class JobStore:
         return job
 
     def create_erase(self, ident: DriveIdentity, plan: ErasePlan, *,
-                     donation_id: int | None = None, technician_id: int | None = None) -> int:
-        with self.registry.session() as s:
+                     donation_id: int | None = None, technician_id: int | None = None,
+                     agent_id: int | None = None) -> int:
+        with self._session() as s:
             drive = upsert_drive(s, ident)
             items.check_can_erase(drive)
             if donation_id is not None and drive.donation_id is None:
                 drive.donation_id = donation_id
             job = Job(kind="erase", state="queued", drive_id=drive.id, device_path=ident.path,
                       plan=plan.to_dict(), donation_id=donation_id,
-                      technician_id=technician_id, created_at=utcnow())
+                      technician_id=technician_id, agent_id=agent_id, created_at=utcnow())
             _set_owner(job)  # the creator owns it until it runs
             s.add(job)
             s.flush()
@@ -149,50 +205,53 @@ class JobStore:
             return job.id
 
     def get(self, job_id: int, *, with_events: bool = False) -> JobView:
-        with self.registry.session(readonly=True) as s:
+        with self._session(readonly=True) as s:
             return _view(self._job(s, job_id), with_events=with_events)
 
     def list(self, states: tuple[str, ...] = ()) -> list[JobView]:
-        with self.registry.session(readonly=True) as s:
+        with self._session(readonly=True) as s:
             q = select(Job).order_by(Job.id)
             if states:
                 q = q.where(Job.state.in_(states))
             return [_view(j) for j in s.scalars(q)]
 
     def move(self, job_id: int, target: str, *, reason: str = "", report: dict | None = None,
-             data: dict[str, Any] | None = None) -> None:
-        """A state move, with its event; terminal moves close the job."""
-        with self.registry.session() as s:
-            _apply_move(s, self._job(s, job_id), target, reason, report, data)
+             data: dict[str, Any] | None = None, owner: Owner | None = None) -> None:
+        """A state move, with its event; terminal moves close the job. `owner`:
+        the process that runs it (default: this one)."""
+        with self._session() as s:
+            _apply_move(s, self._job(s, job_id), target, reason, report, data, owner)
 
     def event(self, job_id: int, kind: str, message: str = "",
               data: dict[str, Any] | None = None) -> None:
-        with self.registry.session() as s:
+        with self._session() as s:
             _add_event(s, self._job(s, job_id), kind, message, data)
 
     def replace_plan(self, job_id: int, plan: ErasePlan, *, kind: str, message: str) -> None:
         """The job goes on with another plan (the drive refused a method): the
         checkpoint of the old one no longer applies."""
-        with self.registry.session() as s:
+        with self._session() as s:
             job = self._job(s, job_id)
             job.plan, job.checkpoint = plan.to_dict(), None
             _add_event(s, job, kind, message, {"plan": plan.to_dict()})
 
     def record_drive(self, ident: DriveIdentity) -> None:
         """The drive as it is now (e.g. its size once its HPA is removed)."""
-        with self.registry.session() as s:
+        with self._session() as s:
             upsert_drive(s, ident)
 
     def save_checkpoint(self, job_id: int, checkpoint: dict[str, Any]) -> None:
-        with self.registry.session() as s:
+        with self._session() as s:
             self._job(s, job_id).checkpoint = checkpoint
 
     def reconcile(self) -> list[int]:
         """Jobs whose owner process died: running -> interrupted (resumable),
         queued -> failed (never started). Returns their ids."""
         stale = []
-        with self.registry.session() as s:
+        with self._session() as s:
             for job in s.scalars(select(Job).where(Job.state.in_(("running", "queued")))):
+                if job.state == "queued" and job.agent_id is not None:
+                    continue  # waiting for its agent, which may start it later
                 owner = Owner(job.owner_host or "", job.owner_boot_id or "",
                               job.owner_pid or 0, job.owner_started or 0.0)
                 if owner.alive():

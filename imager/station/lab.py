@@ -3,12 +3,15 @@ station with no hardware, so a newcomer can run the whole flow.
 
 Each bay is a sparse file in <data dir>/lab/ attached to a loop device and
 seeded with some "donor data" (random blocks at the start, middle and end) so
-that an erasure has something to remove.
+that an erasure has something to remove, and labelled with a made-up drive
+identity (imager.inventory.virtual) that follows it from one loop device to
+the next.
 """
 
 from __future__ import annotations
 
 import os
+import random
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +19,7 @@ from pathlib import Path
 from imager.errors import ImagerError
 from imager.host.devices import loop_users_of
 from imager.host.run import run
+from imager.inventory.virtual import label_of, made_up_label, write_label
 from imager.settings import Settings
 
 SEED_BLOCK = 1 << 20
@@ -63,6 +67,8 @@ def up(settings: Settings, *, count: int, size: int) -> list[Bay]:
             with open(img, "wb") as fh:
                 fh.truncate(size)
             _seed_donor_data(img, size)
+        if label_of(str(img), settings) is None:
+            write_label(settings, img, made_up_label(random.Random(os.urandom(16))))
         if not loop_users_of(img, settings):
             run(["losetup", "--find", "--show", "--direct-io=on", str(img)])
     return bays(settings)

@@ -200,6 +200,10 @@ def run_erase(store: JobStore, job_id: int, settings: Settings, *,
             f"{path}: {exc.strerror}" if isinstance(exc, OSError) and exc.strerror
             else f"internal error ({type(exc).__name__}: {exc}); please report it")
         ex = _cut_short(sink, "failed", reason)
+    removed = getattr(stop, "removed", None)   # set by an agent that saw the drive go
+    if removed and ex.outcome in ("interrupted", "failed"):
+        ex = dataclasses.replace(ex, outcome="failed", reason=f"drive removed ({removed}) "
+                                 f"during the erasure: {ex.reason}")
     plan = sink.plan or job.plan
     return _finish(store, job, plan, ident, dataclasses.replace(ex, hidden=hidden), started)
 

@@ -1,0 +1,1 @@
+"""The agent: runs where the drives are and reports to the station."""

@@ -1,0 +1,315 @@
+"""The agent loop: watch the docks, report, run the jobs the station assigns.
+
+Three threads: the watcher (udev: drives plugged in and pulled out), the
+sender (the outbox to the station, oldest first, retried with a back-off
+until answered) and the job poller (long-polls the station, runs each job in
+its own thread with the erase runner and a store that reports by events).
+
+A drive pulled out while its job runs stops that job at once: the job fails
+with "drive removed" (never interrupted-and-forgotten, never erased).
+Without a station (offline) the agent only reports: everything lands in the
+spool and `imager agent sync` uploads it later.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from imager.agent.client import StationClient, StationRefused, StationUnreachable
+from imager.agent.outbox import Outbox
+from imager.agent.remote import RemoteJobStore
+from imager.erase import guard
+from imager.erase import policy as erase_policy
+from imager.erase.plan import plan_for
+from imager.errors import ImagerError
+from imager.host.udev import BlockEvent, BlockWatcher
+from imager.inventory.probe import probe
+from imager.inventory.virtual import label_of
+from imager.model import DriveIdentity
+from imager.settings import Settings
+from imager.station.jobs import view_from_dict
+from imager.station.owner import machine_id
+from imager.station.runner import run_erase
+
+log = logging.getLogger(__name__)
+
+PROGRESS_PERIOD = 0.5      # seconds between two progress events of a job (2 Hz)
+BACKOFF = (0.2, 0.5, 1.0, 2.0, 5.0)
+
+
+class JobStop(threading.Event):
+    """The stop signal of one job; `removed` says the drive was pulled out."""
+
+    removed: str | None = None
+
+    def drive_removed(self, why: str) -> None:
+        self.removed = why
+        self.set()
+
+
+@dataclass
+class AgentConfig:
+    name: str
+    spool: Path
+    station: str | None = None          # None: offline, spool only
+    enrol_token: str | None = None
+    kind: str = "dock"
+    watch: bool = True
+    only_lab: bool = False              # watch only the lab bench's labelled drives
+    machine: bool = False               # report this machine's inventory (laptop mode)
+
+
+@dataclass
+class Agent:
+    settings: Settings
+    config: AgentConfig
+    outbox: Outbox = field(init=False)
+    client: StationClient | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        self.outbox = Outbox(self.config.spool)
+        self.present: dict[str, DriveIdentity] = {}     # kernel name -> drive
+        self.running: dict[str, JobStop] = {}           # identity key -> its job's stop
+        self.policy = erase_policy.load(self.settings.erase_policy)
+        self.registered = threading.Event()
+        self.flushed = threading.Event()
+        self.watching = threading.Event()
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+
+    # -- running -------------------------------------------------------------
+
+    def start(self, stop: threading.Event) -> None:
+        """Start the threads; they end soon after `stop` is set."""
+        targets: list[Callable[[threading.Event], None]] = []
+        if self.config.station:
+            targets += [self._sender, self._jobs]
+        if self.config.watch:
+            targets.append(self._watch)
+        if self.config.machine:
+            self._report_machine()
+        for target in targets:
+            t = threading.Thread(target=target, args=(stop,), daemon=True,
+                                 name=f"agent-{target.__name__.strip('_')}")
+            t.start()
+            self._threads.append(t)
+
+    def join(self, timeout: float = 60.0) -> None:
+        """After `stop` was set: wait for the jobs to stop and report, then the threads."""
+        deadline = time.monotonic() + timeout
+        while self.running and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for t in self._threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+
+    # -- the station -----------------------------------------------------------
+
+    def _register(self, stop: threading.Event) -> bool:
+        assert self.config.station
+        self.client = StationClient(self.config.station)
+        for delay in _backoff():
+            if stop.is_set():
+                return False
+            try:
+                reg = self.client.register(self.config.enrol_token or "",
+                                           name=self.config.name, kind=self.config.kind,
+                                           host=machine_id())
+                self.policy = erase_policy.parse(reg.policy, source=f"{self.config.station}")
+                self.registered.set()
+                log.info("registered with %s as agent %s", self.config.station, reg.agent)
+                return True
+            except StationUnreachable as exc:
+                log.warning("%s; retrying", exc)
+                stop.wait(delay)
+        return False
+
+    def _sender(self, stop: threading.Event) -> None:
+        if not self._register(stop):
+            return
+        backoff = _backoff()
+        while not (stop.is_set() and self.outbox.empty()):
+            events = self.outbox.pending()
+            if not events:
+                self.flushed.set()
+                self.outbox.wait(0.5)
+                continue
+            try:
+                assert self.client is not None
+                answers = self.client.send(events)
+                self.outbox.ack([a["id"] for a in answers])
+                backoff = _backoff()
+            except StationRefused as exc:     # e.g. token revoked: register again
+                log.error("%s", exc)
+                stop.wait(next(backoff))
+                if not self._register(stop):
+                    return
+            except StationUnreachable as exc:
+                if stop.is_set():
+                    return                     # the spool keeps them for next time
+                log.warning("%s; events kept in %s", exc, self.config.spool)
+                stop.wait(next(backoff))
+
+    def _jobs(self, stop: threading.Event) -> None:
+        # Old events first: a resumed job must not be overtaken by its old checkpoints.
+        while not stop.is_set() and not self.flushed.wait(0.2):
+            pass
+        while not stop.is_set():
+            try:
+                assert self.client is not None
+                jobs = self.client.next_jobs(wait=2.0)
+            except ImagerError as exc:
+                log.warning("%s", exc)
+                stop.wait(1.0)
+                continue
+            for job in jobs:
+                self._maybe_run(job, stop)
+
+    # -- jobs -------------------------------------------------------------------
+
+    def _maybe_run(self, data: dict[str, Any], stop: threading.Event) -> None:
+        view = view_from_dict(data)
+        with self._lock:
+            if view.drive_identity in self.running:
+                return
+            path = next((i.path for i in self.present.values()
+                         if i.key == view.drive_identity), None)
+            if path is None:
+                return   # not plugged in here (any more): it runs when it comes back
+            job_stop = JobStop()
+            self.running[view.drive_identity] = job_stop
+        threading.Thread(target=self._run, args=(view, path, job_stop, stop), daemon=True,
+                         name=f"job-{view.id}").start()
+
+    def _run(self, view: Any, path: str, job_stop: JobStop, stop: threading.Event) -> None:
+        store = RemoteJobStore(self.outbox, view)
+        last = [0.0]
+
+        def progress(job_id: int, phase: str, index: int, done: int, total: int) -> None:
+            now = time.monotonic()
+            if now - last[0] >= PROGRESS_PERIOD or done == total:
+                last[0] = now
+                store.progress(job_id, phase, index, done, total)
+
+        watcher = threading.Thread(target=lambda: (stop.wait(), job_stop.set()), daemon=True)
+        watcher.start()
+        try:
+            run_erase(store, view.id, self.settings, stop=job_stop, on_progress=progress,
+                      device_path=path)
+        except ImagerError as exc:
+            log.warning("job %s: %s", view.id, exc)
+        finally:
+            with self._lock:
+                self.running.pop(view.drive_identity, None)
+
+    # -- the docks --------------------------------------------------------------
+
+    def _watch(self, stop: threading.Event) -> None:
+        watcher = BlockWatcher(self.settings)
+        try:
+            for event in watcher.listed():
+                self._seen(event)
+            self.watching.set()
+            while not stop.is_set():
+                event = watcher.poll(0.5)
+                if event is not None and event.action != "ignored":
+                    self._seen(event)
+        finally:
+            watcher.close()
+
+    def _seen(self, event: BlockEvent) -> None:
+        known = self.present.get(event.name)
+        if not event.present:
+            if known is not None:
+                self._gone(event.name, known)
+            return
+        try:
+            ident = self._identify(event.path)
+        except ImagerError as exc:
+            log.info("%s not offered: %s", event.path, exc)
+            return
+        if ident is None:
+            if known is not None:
+                self._gone(event.name, known)
+            return
+        if known is not None and known.key == ident.key:
+            return
+        if known is not None:
+            self._gone(event.name, known)
+        self._attached(event.name, ident)
+
+    def _identify(self, path: str) -> DriveIdentity | None:
+        """The drive at `path`, or None when it is not to be offered."""
+        facts = guard.gather(path, self.settings)
+        if facts.system_roles or facts.mounts or facts.excluded or facts.built_on or (
+                guard.virtual_kind(facts.sysname or "")):
+            return None
+        from imager.inventory import lsblk
+        ident = lsblk.probe(path, self.settings)
+        if self.config.only_lab and not label_of(ident.backing_file, self.settings):
+            return None
+        return ident
+
+    def _attached(self, name: str, ident: DriveIdentity) -> None:
+        plan, problems = None, []
+        try:
+            caps = probe(ident.path, self.settings)
+            ident = caps.identity
+            plan = plan_for(caps, self.policy).to_dict()
+            problems = list(caps.problems)
+        except ImagerError as exc:
+            problems = [str(exc)]
+        with self._lock:
+            self.present[name] = ident
+        self.outbox.put("drive_attached", {"identity": dataclasses.asdict(ident),
+                                           "plan": plan, "problems": problems})
+        log.info("drive %s at %s", ident.key, ident.path)
+
+    def _gone(self, name: str, ident: DriveIdentity) -> None:
+        with self._lock:
+            self.present.pop(name, None)
+            job_stop = self.running.get(ident.key)
+        reason = f"{ident.path} unplugged"
+        if job_stop is not None:
+            job_stop.drive_removed(reason)
+        self.outbox.put("drive_detached", {"identity": ident.key, "path": ident.path,
+                                           "reason": reason})
+        log.info("drive %s gone from %s", ident.key, ident.path)
+
+    # -- this machine -----------------------------------------------------------
+
+    def _report_machine(self) -> None:
+        from imager.inventory.machine import collect, machine_key
+        from imager.inventory.triage import load_rules, propose
+        inv = collect(self.settings)
+        proposal = propose(inv, load_rules())
+        self.outbox.put("machine_inventory", {"key": machine_key(inv),
+                                              "inventory": inv.to_dict(),
+                                              "proposal": proposal.to_dict()})
+
+
+def _backoff() -> Any:
+    yield from BACKOFF
+    while True:
+        yield BACKOFF[-1]
+
+
+def sync(settings: Settings, config: AgentConfig) -> tuple[int, int]:
+    """Upload a spool (e.g. from a USB stick) to the station: (sent, left)."""
+    agent = Agent(settings, dataclasses.replace(config, watch=False))
+    stop = threading.Event()
+    if not agent._register(stop):
+        raise StationUnreachable(f"station {config.station} unreachable")
+    sent = 0
+    while events := agent.outbox.pending():
+        assert agent.client is not None
+        answers = agent.client.send(events)
+        agent.outbox.ack([a["id"] for a in answers])
+        sent += len(answers)
+    return sent, len(agent.outbox.pending())

@@ -1,0 +1,67 @@
+"""The agent's side of the station API (httpx)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from imager.errors import ImagerError
+
+
+class StationUnreachable(ImagerError):
+    """No answer (network, station down): keep the events, try again later."""
+
+
+class StationRefused(ImagerError):
+    """The station answered no (bad token, bad request): retrying will not help."""
+
+
+@dataclass(frozen=True)
+class Registration:
+    agent: int
+    token: str
+    policy: str
+
+
+class StationClient:
+    def __init__(self, url: str, *, timeout: float = 10.0) -> None:
+        self.url = url.rstrip("/")
+        self.token: str | None = None
+        self._http = httpx.Client(base_url=self.url, timeout=timeout)
+
+    def _call(self, method: str, path: str, *, token: str | None = None,
+              timeout: float | None = None, **kw: Any) -> Any:
+        headers = {"Authorization": f"Bearer {token or self.token}"}
+        try:
+            resp = self._http.request(method, path, headers=headers,
+                                      timeout=timeout or self._http.timeout, **kw)
+        except httpx.HTTPError as exc:
+            raise StationUnreachable(f"station {self.url} unreachable: {exc}") from exc
+        if resp.status_code >= 500:
+            raise StationUnreachable(f"station {self.url} failed: {resp.status_code}")
+        if resp.status_code >= 400:
+            try:
+                detail = resp.json().get("error", resp.text)
+            except ValueError:
+                detail = resp.text
+            raise StationRefused(f"station {self.url} refused {method} {path}: {detail}")
+        return resp.json()
+
+    def register(self, enrol_token: str, *, name: str, kind: str, host: str,
+                 info: dict[str, Any] | None = None) -> Registration:
+        data = self._call("POST", "/api/v1/agents", token=enrol_token,
+                          json={"name": name, "kind": kind, "host": host, "info": info})
+        self.token = data["token"]
+        return Registration(data["agent"], data["token"], data["policy"])
+
+    def send(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return self._call("POST", "/api/v1/events", json={"events": events})["results"]
+
+    def next_jobs(self, wait: float) -> list[dict[str, Any]]:
+        return self._call("GET", "/api/v1/jobs/next", params={"wait": wait},
+                          timeout=wait + 10)["jobs"]
+
+    def close(self) -> None:
+        self._http.close()

@@ -1,0 +1,87 @@
+"""Events waiting for the station, in order, each with an id.
+
+Durable events (drive plugged in, job moves, checkpoints, reports) are files
+in a spool directory, written and fsynced before anything is sent: a dropped
+connection, a station restart or an agent killed mid-erase loses none of them,
+and the spool on a USB stick can be uploaded later (`imager agent sync`).
+Progress ticks are kept in memory only (the next one replaces a lost one).
+An event leaves the outbox only when the station has answered for it; the
+station applies an event id once, so sending one twice is harmless.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from imager.errors import UsageError
+from imager.host.files import write_atomic
+from imager.store.db import utcnow
+
+SUFFIX = ".event.json"
+
+
+class Outbox:
+    def __init__(self, spool: Path) -> None:
+        self.spool = spool
+        try:
+            spool.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(f"cannot use {spool} as the agent's spool ({exc.strerror}): "
+                             "give a writable directory with --spool") from exc
+        self._lock = threading.Condition()
+        self._memory: dict[str, dict[str, Any]] = {}
+        self._last = max((int(p.name.split("-", 1)[0]) for p in self._files()), default=0)
+
+    def _files(self) -> list[Path]:
+        return sorted(self.spool.glob(f"*{SUFFIX}"))
+
+    def put(self, kind: str, data: dict[str, Any], *, durable: bool = True) -> dict[str, Any]:
+        """Queue an event; durable ones are on disk when this returns."""
+        with self._lock:
+            self._last = max(self._last + 1, time.time_ns() // 1000)
+            event = {"id": uuid.uuid4().hex, "seq": self._last, "at": utcnow().isoformat(),
+                     "kind": kind, "data": data}
+            if durable:
+                name = f"{event['seq']:020d}-{event['id']}{SUFFIX}"
+                write_atomic(self.spool / name, json.dumps(event).encode())
+            else:
+                self._memory[event["id"]] = event
+            self._lock.notify_all()
+        return event
+
+    def pending(self, limit: int = 200) -> list[dict[str, Any]]:
+        """The oldest events not yet answered for, in order."""
+        with self._lock:
+            durable = []
+            for path in self._files()[:limit]:
+                try:
+                    durable.append(json.loads(path.read_text()))
+                except (OSError, ValueError):
+                    os.replace(path, path.with_suffix(".damaged"))  # kept for a person
+            events = durable + list(self._memory.values())
+        return sorted(events, key=lambda e: e["seq"])[:limit]
+
+    def ack(self, ids: list[str]) -> None:
+        with self._lock:
+            done = set(ids)
+            for path in self._files():
+                if path.name[21:-len(SUFFIX)] in done:
+                    path.unlink(missing_ok=True)
+            for event_id in done:
+                self._memory.pop(event_id, None)
+            self._lock.notify_all()
+
+    def wait(self, timeout: float) -> None:
+        """Until an event is queued or acknowledged (or `timeout`)."""
+        with self._lock:
+            self._lock.wait(timeout)
+
+    def empty(self) -> bool:
+        with self._lock:
+            return not self._memory and not self._files()

@@ -1,0 +1,57 @@
+"""The job store of an agent: every write becomes an event for the station.
+
+The erase runner (imager.station.runner) takes a store; on the station it is
+the registry, in an agent it is this one. The job's state is kept here too,
+so the runner reads back what it wrote.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from imager.agent.outbox import Outbox
+from imager.model import DriveIdentity, ErasePlan
+from imager.station.jobs import JobView
+from imager.station.lifecycle import check_move
+from imager.station.owner import Owner
+
+
+class RemoteJobStore:
+    def __init__(self, outbox: Outbox, job: JobView) -> None:
+        self.outbox = outbox
+        self.job = job
+
+    def get(self, job_id: int, *, with_events: bool = False) -> JobView:
+        return self.job
+
+    def move(self, job_id: int, target: str, *, reason: str = "", report: dict | None = None,
+             data: dict[str, Any] | None = None, owner: Owner | None = None) -> None:
+        check_move(job_id, self.job.state, target)
+        me = owner or Owner.me()
+        self.outbox.put("job_move", {"job": job_id, "target": target, "reason": reason,
+                                     "report": report, "data": data,
+                                     "owner": dataclasses.asdict(me)})
+        self.job = dataclasses.replace(self.job, state=target, reason=reason or None,
+                                       report=report if report is not None else self.job.report)
+
+    def event(self, job_id: int, kind: str, message: str = "",
+              data: dict[str, Any] | None = None) -> None:
+        self.outbox.put("job_event", {"job": job_id, "kind": kind, "message": message,
+                                      "data": data})
+
+    def replace_plan(self, job_id: int, plan: ErasePlan, *, kind: str, message: str) -> None:
+        self.outbox.put("job_plan", {"job": job_id, "plan": plan.to_dict(), "kind": kind,
+                                     "message": message})
+        self.job = dataclasses.replace(self.job, plan=plan, checkpoint=None)
+
+    def record_drive(self, ident: DriveIdentity) -> None:
+        self.outbox.put("job_drive", {"job": self.job.id, "identity": dataclasses.asdict(ident)})
+
+    def save_checkpoint(self, job_id: int, checkpoint: dict[str, Any]) -> None:
+        self.outbox.put("job_checkpoint", {"job": job_id, "checkpoint": checkpoint})
+        self.job = dataclasses.replace(self.job, checkpoint=checkpoint)
+
+    def progress(self, job_id: int, phase: str, index: int, done: int, total: int) -> None:
+        self.outbox.put("progress", {"job": job_id, "phase": phase, "index": index,
+                                     "done": done, "total": total}, durable=False)

@@ -1,0 +1,86 @@
+"""`imager agent run|sync`: the agent of a dock bench or of a booted laptop."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import socket
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rich.console import Console
+
+from imager.cli.context import Context
+from imager.errors import UsageError
+from imager.station.batch import stop_on_signals
+
+if TYPE_CHECKING:
+    from imager.agent.agent import AgentConfig
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("agent", help="agent (stations d'accueil, portable démarré) / agent")
+    asub = p.add_subparsers(dest="agent_command", metavar="ACTION", required=True)
+    for name, func, text in (("run", cmd_run, "watch the docks, report, run the jobs"),
+                             ("sync", cmd_sync, "upload a spool (e.g. from a USB stick)")):
+        a = asub.add_parser(name, help=text)
+        a.add_argument("--station", metavar="URL", default=os.environ.get("IMAGER_STATION"),
+                       help="the station (env IMAGER_STATION); without it: offline, "
+                            "everything goes to the spool")
+        a.add_argument("--token", default=os.environ.get("IMAGER_AGENT_TOKEN"),
+                       help="the station's enrolment token (env IMAGER_AGENT_TOKEN)")
+        a.add_argument("--name", default=socket.gethostname())
+        a.add_argument("--spool", type=Path, metavar="DIR",
+                       help="where events wait for the station (default: <data dir>/spool/"
+                            "NAME; a USB stick for offline use)")
+        a.set_defaults(func=func)
+        if name == "run":
+            a.add_argument("--machine", action="store_true",
+                           help="report this machine's inventory and triage (laptop mode)")
+            a.add_argument("--no-watch", action="store_true", help="do not watch the docks")
+            a.add_argument("--once", action="store_true",
+                           help="report and stop (with --machine), after the spool is sent")
+
+
+def _config(args: argparse.Namespace, ctx: Context, *, kind: str) -> AgentConfig:
+    from imager.agent.agent import AgentConfig
+    if args.station and not args.token:
+        raise UsageError("--token is missing: give the station's enrolment token "
+                         "(in the station's tokens.json, key 'enrol')")
+    spool = args.spool or ctx.settings.data_dir / "spool" / args.name
+    return AgentConfig(name=args.name, spool=spool, station=args.station,
+                       enrol_token=args.token, kind=kind)
+
+
+def cmd_run(args: argparse.Namespace, ctx: Context) -> int:
+    from imager.agent.agent import Agent
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    config = _config(args, ctx, kind="machine" if args.machine else "dock")
+    config.watch, config.machine = not args.no_watch and not args.once, args.machine
+    agent = Agent(ctx.settings, config)
+    stop = threading.Event()
+    with stop_on_signals(stop):
+        agent.start(stop)
+        if args.once:
+            while config.station and not agent.flushed.wait(0.2) and not stop.is_set():
+                pass
+            stop.set()
+        else:
+            while not stop.wait(0.5):
+                pass
+        agent.join()
+    left = len(agent.outbox.pending())
+    Console(stderr=True).print(f"Agent arrêté / stopped; en attente / waiting in "
+                               f"{config.spool}: {left}")
+    return 0
+
+
+def cmd_sync(args: argparse.Namespace, ctx: Context) -> int:
+    from imager.agent.agent import sync
+    if not args.station:
+        raise UsageError("--station is missing: give the station's URL")
+    sent, left = sync(ctx.settings, _config(args, ctx, kind="dock"))
+    Console().print(f"Envoyés / sent: {sent}; restants / left: {left}")
+    return 0 if left == 0 else 1

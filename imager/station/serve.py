@@ -1,0 +1,100 @@
+"""`imager serve`: the station API, with a local agent watching the docks.
+
+The local agent is an ordinary agent talking HTTP to the API on loopback, in
+the same process (bench mode). Stopping (Ctrl-C, SIGTERM) stops the jobs at
+their next safe point and lets the agent report that before the API closes;
+whatever it could not send waits in its spool for the next start. A station
+killed outright (kill -9, power cut) finds its running jobs at the next start
+and marks them interrupted; with auto-resume they go on from their checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import uvicorn
+
+from imager.agent.agent import Agent, AgentConfig
+from imager.settings import Settings
+from imager.station import lab as lab_bench
+from imager.station.api import create_app
+from imager.station.service import ServicePolicy, Station
+from imager.store.db import Registry
+
+log = logging.getLogger(__name__)
+STOP_GRACE = 20.0   # seconds the jobs get to stop and report before the API closes
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    host: str = "127.0.0.1"
+    port: int = 8470
+    lab: int = 0
+    lab_size: int = 256 << 20
+    local_agent: bool = True
+    policy: ServicePolicy = ServicePolicy()
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+
+class _Server(uvicorn.Server):
+    """uvicorn, but a stop signal first stops the local agent's jobs."""
+
+    before_exit: threading.Event | None = None
+    agent: Agent | None = None
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        if self.before_exit is None or self.before_exit.is_set():
+            super().handle_exit(sig, frame)
+            return
+        self.before_exit.set()
+        agent = self.agent
+
+        def drain() -> None:
+            if agent is not None:
+                agent.join(STOP_GRACE)
+            self.should_exit = True
+
+        threading.Thread(target=drain, daemon=True).start()
+
+
+def serve(settings: Settings, options: ServeOptions) -> None:
+    """Run the station until stopped."""
+    registry = Registry.open(settings)
+    bays = lab_bench.up(settings, count=options.lab, size=options.lab_size) \
+        if options.lab else []
+    station = Station(settings, registry, options.policy)
+    stale = station.start()
+    if stale:
+        log.warning("jobs interrupted by the last stop: %s", stale)
+    server = _Server(uvicorn.Config(create_app(station), host=options.host,
+                                    port=options.port, log_level="warning",
+                                    access_log=False))
+    stop = threading.Event()
+    server.before_exit = stop
+    if options.local_agent:
+        server.agent = Agent(settings, AgentConfig(
+            name="station-docks", spool=settings.data_dir / "spool" / "station-docks",
+            station=options.url, enrol_token=station.tokens.enrol,
+            only_lab=bool(bays)))
+        threading.Thread(target=_start_agent, args=(server, stop), daemon=True).start()
+    try:
+        server.run()
+    finally:
+        stop.set()
+        if server.agent is not None:
+            server.agent.join(5)
+        station.stop()
+        registry.close()
+
+
+def _start_agent(server: _Server, stop: threading.Event) -> None:
+    while not server.started and not server.should_exit:
+        stop.wait(0.05)
+    if server.started and server.agent is not None:
+        server.agent.start(stop)
