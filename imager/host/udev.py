@@ -89,4 +89,5 @@ class BlockWatcher:
         return self._monitor.fileno()
 
     def close(self) -> None:
-        self._monitor.stop()
+        """Release the netlink socket (pyudev frees the monitor when it is collected)."""
+        del self._monitor

@@ -69,9 +69,7 @@ def serve(settings: Settings, options: ServeOptions) -> None:
     bays = lab_bench.up(settings, count=options.lab, size=options.lab_size) \
         if options.lab else []
     station = Station(settings, registry, options.policy)
-    stale = station.start()
-    if stale:
-        log.warning("jobs interrupted by the last stop: %s", stale)
+    station.start(reconcile=not options.local_agent)
     server = _Server(uvicorn.Config(create_app(station), host=options.host,
                                     port=options.port, log_level="warning",
                                     access_log=False))
@@ -82,7 +80,8 @@ def serve(settings: Settings, options: ServeOptions) -> None:
             name="station-docks", spool=settings.data_dir / "spool" / "station-docks",
             station=options.url, enrol_token=station.tokens.enrol,
             only_lab=bool(bays)))
-        threading.Thread(target=_start_agent, args=(server, stop), daemon=True).start()
+        threading.Thread(target=_start_agent, args=(server, station, stop),
+                         daemon=True).start()
     try:
         server.run()
     finally:
@@ -93,8 +92,12 @@ def serve(settings: Settings, options: ServeOptions) -> None:
         registry.close()
 
 
-def _start_agent(server: _Server, stop: threading.Event) -> None:
+def _start_agent(server: _Server, station: Station, stop: threading.Event) -> None:
+    """Once the API answers: the local agent, its spool sent, then the reconcile."""
     while not server.started and not server.should_exit:
         stop.wait(0.05)
-    if server.started and server.agent is not None:
-        server.agent.start(stop)
+    if not server.started or server.agent is None:
+        return
+    server.agent.start(stop)
+    server.agent.flushed.wait(STOP_GRACE)
+    station.reconcile()

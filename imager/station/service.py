@@ -87,15 +87,26 @@ class Station:
 
     # -- life ----------------------------------------------------------------
 
-    def start(self) -> list[int]:
-        """Reconcile jobs whose process died (marked interrupted); start the certifier."""
-        stale = self.store.reconcile()
+    def start(self, *, reconcile: bool = True) -> list[int]:
+        """Reconcile jobs whose process died (marked interrupted); start the certifier.
+
+        With a local agent, reconcile only once its spool is sent (`reconcile()`):
+        a job it finished just before a crash is then recorded as finished, not
+        marked interrupted and done again."""
+        stale = self.reconcile() if reconcile else []
         if self.policy.auto_certify:
             self._certifier = threading.Thread(target=self._certify_loop, name="certifier",
                                                daemon=True)
             self._certifier.start()
             for job_id in self._uncertified():
                 self._certify.put(job_id)
+        return stale
+
+    def reconcile(self) -> list[int]:
+        stale = self.store.reconcile()
+        if stale:
+            log.warning("jobs interrupted by the last stop: %s", stale)
+            self._wake()
         return stale
 
     def stop(self) -> None:
