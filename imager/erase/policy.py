@@ -9,15 +9,12 @@ plan and a certificate say exactly which policy chose the method.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from imager import yamldoc
 from imager.erase import catalogue
-from imager.errors import UsageError
 from imager.model import Note, SanitizationClass, VerifyMode
 
 SHIPPED = Path(__file__).resolve().parents[2] / "profiles" / "erase-policy.yaml"
@@ -54,13 +51,10 @@ class Policy:
         return f"{self.name} v{self.version} (sha256:{self.digest[:16]})"
 
 
-class PolicyErrors(list[str]):
-    def add(self, where: str, message: str) -> None:
-        self.append(f"{where}: {message}")
-
-
-def _text(value: Any) -> str | None:
-    return value.strip() if isinstance(value, str) and value.strip() else None
+PolicyErrors = yamldoc.Problems
+_text = yamldoc.text
+KIND = yamldoc.Kind("erase policy", plural=False,
+                    missing_fix="give an existing file (--policy FILE or IMAGER_ERASE_POLICY)")
 
 
 def _mapping(raw: Any, where: str, *, shorthand: type, key: str, allowed: set[str],
@@ -139,20 +133,9 @@ def _media(raw: Any, errors: PolicyErrors) -> dict[str, MediumRule]:
 
 def parse(text: str, *, source: str = "<policy>") -> Policy:
     """Validate a policy document; raise UsageError listing every problem."""
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise UsageError(f"erase policy {source} is not valid YAML: {exc}") from exc
-    if not isinstance(raw, dict):
-        raise UsageError(f"erase policy {source}: expected a mapping at the top")
+    raw = KIND.mapping(text, source)
     errors = PolicyErrors()
-    for key in sorted(set(raw) - TOP_KEYS):
-        errors.add(key, f"unknown key (allowed: {', '.join(sorted(TOP_KEYS))})")
-    name, version = _text(raw.get("name")), raw.get("version")
-    if name is None:
-        errors.add("name", "missing: give the policy a name")
-    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-        errors.add("version", f"expected a whole number >= 1, not {version!r}")
+    name, version = KIND.header(raw, TOP_KEYS, errors)
     verify = raw.get("verify", "full")
     if verify not in ("full", "sample"):
         errors.add("verify", f"expected full or sample, not {verify!r}")
@@ -160,21 +143,11 @@ def parse(text: str, *, source: str = "<policy>") -> Policy:
     if unfreeze not in ("never", "suspend"):
         errors.add("ata_unfreeze", f"expected never or suspend, not {unfreeze!r}")
     media = _media(raw.get("media"), errors)
-    if errors:
-        raise UsageError(f"erase policy {source} has {len(errors)} problem(s):\n  - "
-                         + "\n  - ".join(errors))
-    return Policy(name or "", int(version), verify, unfreeze, media, source,
-                  hashlib.sha256(text.encode("utf-8")).hexdigest())
+    KIND.check(errors, source)
+    return Policy(name, version, verify, unfreeze, media, source, yamldoc.sha256(text))
 
 
 def load(path: Path | str | None = None) -> Policy:
     """The policy at `path`, else the one shipped in profiles/."""
-    where = Path(path) if path else SHIPPED
-    try:
-        text = where.read_text(encoding="utf-8")
-    except FileNotFoundError as exc:
-        raise UsageError(f"erase policy {where} does not exist: give an existing file "
-                         "(--policy FILE or IMAGER_ERASE_POLICY)") from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"erase policy {where} cannot be read: {exc}") from exc
-    return parse(text, source=str(where))
+    text, where = KIND.read(path, SHIPPED)
+    return parse(text, source=where)

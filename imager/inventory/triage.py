@@ -16,7 +16,6 @@ file is validated as a whole: every problem is reported with its place
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import operator
 import re
 import string
@@ -25,9 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, cast
 
-import yaml
-
-from imager.errors import UsageError
+from imager import yamldoc
 from imager.inventory.machine import MachineInventory
 from imager.model import Note
 
@@ -160,13 +157,9 @@ class TriageRules:
         return f"{self.name} v{self.version} (sha256:{self.digest[:16]})"
 
 
-class RuleErrors(list[str]):
-    def add(self, where: str, message: str) -> None:
-        self.append(f"{where}: {message}")
-
-
-def _text(value: Any) -> str | None:
-    return value.strip() if isinstance(value, str) and value.strip() else None
+RuleErrors = yamldoc.Problems
+_text = yamldoc.text
+KIND = yamldoc.Kind("triage rules", plural=True, missing_fix="give an existing file")
 
 
 def parse_size(text: str) -> int | None:
@@ -297,38 +290,18 @@ def _rules(raw: Any, errors: RuleErrors) -> tuple[Rule, ...]:
 
 def parse_rules(text: str, *, source: str = "<triage rules>") -> TriageRules:
     """Validate a rules document; raise UsageError listing every problem with its place."""
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise UsageError(f"triage rules {source} are not valid YAML: {exc}") from exc
-    if not isinstance(raw, dict):
-        raise UsageError(f"triage rules {source}: expected a mapping at the top")
+    raw = KIND.mapping(text, source)
     errors = RuleErrors()
-    for key in sorted(set(raw) - TOP_KEYS):
-        errors.add(key, f"unknown key (allowed: {', '.join(sorted(TOP_KEYS))})")
-    name, version = _text(raw.get("name")), raw.get("version")
-    if name is None:
-        errors.add("name", "missing: give the rules a name")
-    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-        errors.add("version", f"expected a whole number >= 1, not {version!r}")
+    name, version = KIND.header(raw, TOP_KEYS, errors)
     rules = _rules(raw.get("rules"), errors)
-    if errors:
-        raise UsageError(f"triage rules {source} have {len(errors)} problem(s):\n  - "
-                         + "\n  - ".join(errors))
-    return TriageRules(name or "", int(version), rules, source,
-                       hashlib.sha256(text.encode("utf-8")).hexdigest())
+    KIND.check(errors, source)
+    return TriageRules(name, version, rules, source, yamldoc.sha256(text))
 
 
 def load_rules(path: Path | str | None = None) -> TriageRules:
     """The rules at `path`, else those shipped in profiles/triage.yaml."""
-    where = Path(path) if path else SHIPPED
-    try:
-        text = where.read_text(encoding="utf-8")
-    except FileNotFoundError as exc:
-        raise UsageError(f"triage rules {where} do not exist: give an existing file") from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"triage rules {where} cannot be read: {exc}") from exc
-    return parse_rules(text, source=str(where))
+    text, where = KIND.read(path, SHIPPED)
+    return parse_rules(text, source=where)
 
 
 # --- the proposal ---------------------------------------------------------------------
