@@ -30,6 +30,7 @@ from imager.erase import policy as erase_policy
 from imager.erase.plan import plan_for
 from imager.errors import ImagerError
 from imager.host.udev import BlockEvent, BlockWatcher
+from imager.inventory import lsblk
 from imager.inventory.probe import probe
 from imager.inventory.virtual import label_of
 from imager.model import DriveIdentity
@@ -250,7 +251,6 @@ class Agent:
         if facts.system_roles or facts.mounts or facts.excluded or facts.built_on or (
                 guard.virtual_kind(facts.sysname or "")):
             return None
-        from imager.inventory import lsblk
         ident = lsblk.probe(path, self.settings)
         if self.config.only_lab and not label_of(ident.backing_file, self.settings):
             return None

@@ -9,7 +9,7 @@ import sys
 from rich.console import Console
 
 from imager.cli.context import Context
-from imager.station.intake import attach_drive, attach_machine
+from imager.station.intake import attach_all
 from imager.station.lifecycle import ITEM_LABELS_FR
 from imager.store import people
 
@@ -32,12 +32,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_intake(args: argparse.Namespace, ctx: Context) -> int:
     labels = args.labels or [line.strip() for line in sys.stdin if line.strip()]
-    attach = attach_machine if args.machine else attach_drive
     with ctx.registry.session() as s:
-        don = people.find_donation(s, args.donation)
         actor = people.find_technician(s, args.technician).name if args.technician \
             else "intake"
-        done = [attach(s, don, label, actor=actor).to_dict() for label in labels]
+        done = [a.to_dict() for a in attach_all(
+            s, args.donation, drives=[] if args.machine else labels,
+            machines=labels if args.machine else [], actor=actor)]
     if args.json:
         print(json.dumps(done, ensure_ascii=False, indent=2))
         return 0

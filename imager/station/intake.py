@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from imager.errors import UsageError
 from imager.station import items
+from imager.store import people
 from imager.store.db import utcnow
 from imager.store.models import Donation, Drive, Machine
 
@@ -95,3 +96,11 @@ def attach_machine(s: Session, donation: Donation, label: str, *, actor: str) ->
                    reason=f"attached to {donation.reference}",
                    data={"donation": donation.reference})
     return Attached("machine", machine.id, label, machine.state, new)
+
+
+def attach_all(s: Session, donation: str, *, drives: list[str], machines: list[str],
+               actor: str) -> list[Attached]:
+    """Attach every scanned drive, then every machine, to donation `donation`."""
+    don = people.find_donation(s, donation)
+    out = [attach_drive(s, don, label, actor=actor) for label in drives]
+    return out + [attach_machine(s, don, label, actor=actor) for label in machines]

@@ -127,7 +127,6 @@ def follow_job(s: Session, job: Job, target: str, reason: str) -> None:
     elif target == "running":
         if drive.state != "erasing":
             check_can_erase(drive)
-            inventoried(s, drive, actor=actor, reason="identified by the job's probe")
             move(s, drive, "erasing", actor=actor, reason=f"job {job.id} started",
                  job_id=job.id)
     else:

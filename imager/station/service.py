@@ -31,13 +31,13 @@ from imager.errors import ImagerError, NotFound, UsageError
 from imager.model import DriveIdentity, ErasePlan
 from imager.settings import Settings
 from imager.station import items
-from imager.station.intake import attach_drive, attach_machine
+from imager.station.intake import attach_all
 from imager.station.jobs import JobStore, upsert_drive, view_to_dict
 from imager.station.owner import Owner
 from imager.station.tokens import Tokens
 from imager.store import people
 from imager.store.db import Registry, utcnow
-from imager.store.models import Agent, AgentEvent, Drive, Job, Machine
+from imager.store.models import Agent, AgentEvent, Document, Drive, Job, Machine
 
 log = logging.getLogger(__name__)
 
@@ -324,24 +324,30 @@ class Station:
         return jobs
 
     def _sweep(self, agent_id: int) -> None:
-        """Auto-erase drives of this agent that became eligible (e.g. intake by the CLI)."""
+        """Auto-erase drives of this agent that became eligible (e.g. intake by the CLI).
+        Looks without the write lock: most polls find nothing to do."""
         if self.policy.auto_erase == "never":
             return
+        waiting = select(Job.drive_id).where(Job.state.in_(("queued", "running",
+                                                              "interrupted")))
+        eligible = select(Drive.id).where(Drive.agent_id == agent_id, Drive.present.is_(True),
+                                          Drive.state == "inventoried",
+                                          Drive.id.not_in(waiting))
+        with self.registry.session(readonly=True) as s:
+            if not s.scalars(eligible).first():
+                return
         with self.registry.session() as s:
-            waiting = select(Job.drive_id).where(Job.state.in_(("queued", "running",
-                                                                  "interrupted")))
-            for drive in s.scalars(select(Drive).where(
-                    Drive.agent_id == agent_id, Drive.present.is_(True),
-                    Drive.state == "inventoried", Drive.id.not_in(waiting))):
+            for drive in s.scalars(select(Drive).where(Drive.id.in_(eligible))):
                 self._maybe_auto_erase(s, drive, [])
 
     def _jobs_now(self, agent_id: int) -> list[dict[str, Any]]:
         self._sweep(agent_id)
         with self.registry.session(readonly=True) as s:
-            rows = s.scalars(select(Job.id).where(Job.agent_id == agent_id, Job.state.in_(
-                ("queued", "interrupted"))).order_by(Job.id)).all()
-        wanted = [j for j in rows if self.policy.auto_resume or j in self._resume
-                  or self.store.get(j).state == "queued"]
+            rows = s.execute(select(Job.id, Job.state).where(
+                Job.agent_id == agent_id, Job.state.in_(("queued", "interrupted")))
+                .order_by(Job.id)).all()
+        wanted = [j for j, state in rows
+                  if state == "queued" or self.policy.auto_resume or j in self._resume]
         return [view_to_dict(self.store.get(j)) for j in wanted]
 
     # -- what a technician asks ----------------------------------------------
@@ -368,9 +374,7 @@ class Station:
                actor: str) -> list[dict[str, Any]]:
         after: list[tuple[str, int]] = []
         with self.registry.session() as s:
-            don = people.find_donation(s, donation)
-            out = [attach_drive(s, don, label, actor=actor) for label in drives]
-            out += [attach_machine(s, don, label, actor=actor) for label in machines]
+            out = attach_all(s, donation, drives=drives, machines=machines, actor=actor)
             for a in out:
                 if a.kind == "drive":
                     drive = s.get(Drive, a.id)
@@ -383,7 +387,6 @@ class Station:
     # -- certificates ----------------------------------------------------------
 
     def _uncertified(self) -> list[int]:
-        from imager.store.models import Document
         with self.registry.session(readonly=True) as s:
             done = select(Document.job_id).where(Document.job_id.is_not(None))
             return list(s.scalars(select(Job.id).where(Job.state == "erased",
