@@ -78,6 +78,10 @@ class Agent:
         self.outbox = Outbox(self.config.spool)
         self.present: dict[str, DriveIdentity] = {}     # kernel name -> drive
         self.running: dict[str, JobStop] = {}           # identity key -> its job's stop
+        # Jobs this process has run: never again. Until the station has applied the
+        # events of a job that just ended, it still offers that job; running it again
+        # would write the drive a second time after its report.
+        self.started: set[int] = set()
         self.policy = erase_policy.load(self.settings.erase_policy)
         self.registered = threading.Event()
         self.flushed = threading.Event()
@@ -177,7 +181,7 @@ class Agent:
     def _maybe_run(self, data: dict[str, Any], stop: threading.Event) -> None:
         view = view_from_dict(data)
         with self._lock:
-            if view.drive_identity in self.running:
+            if view.drive_identity in self.running or view.id in self.started:
                 return
             path = next((i.path for i in self.present.values()
                          if i.key == view.drive_identity), None)
@@ -185,6 +189,7 @@ class Agent:
                 return   # not plugged in here (any more): it runs when it comes back
             job_stop = JobStop()
             self.running[view.drive_identity] = job_stop
+            self.started.add(view.id)
         threading.Thread(target=self._run, args=(view, path, job_stop, stop), daemon=True,
                          name=f"job-{view.id}").start()
 
