@@ -1,0 +1,158 @@
+"""Compressed raw images: zstd (ours), xz and gzip (accepted), told apart by
+their magic bytes, never by the file name.
+
+`open_stream` gives a reader whose `readinto` fills the whole buffer except at
+the end of the stream, with every decoder's error turned into
+CompressedDataError. Concatenated frames (zstd), streams (xz) and members
+(gzip) are read through.
+
+A zstd stream cut inside a frame ends early without an error (python-zstandard
+does not report it): callers compare the size they read with the bmap's
+image_size (bmap.mapped_chunks does) and the file's sha256 with the manifest.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import lzma
+import os
+import zlib
+from pathlib import Path
+from typing import BinaryIO
+
+import zstandard
+
+from imager.errors import ImagerError
+from imager.imaging import bmap as bmaplib
+
+KINDS = ("zstd", "xz", "gzip", "raw")
+SUFFIXES = {"zstd": ".zst", "xz": ".xz", "gzip": ".gz", "raw": ""}
+DEFAULT_LEVEL = {"zstd": 3, "xz": 6, "gzip": 6}
+HEAD = 6                                   # bytes `detect` needs
+_MAGIC = ((b"\x28\xb5\x2f\xfd", "zstd"), (b"\xfd7zXZ\x00", "xz"), (b"\x1f\x8b", "gzip"))
+_READ = 1 << 20                            # compressed bytes read at a time
+
+
+class CompressedDataError(ImagerError):
+    """A compressed image cannot be decoded: damaged, truncated or not an image."""
+
+
+def detect(source: Path | str | bytes) -> str:
+    """"zstd", "xz", "gzip" or "raw" from the first bytes of a file (a path) or
+    from those bytes themselves."""
+    if isinstance(source, bytes | bytearray | memoryview):
+        head = bytes(source[:HEAD])
+    else:
+        try:
+            with open(source, "rb") as fh:
+                head = fh.read(HEAD)
+        except OSError as exc:
+            raise ImagerError(f"cannot read the image {source}: {exc.strerror}; check the "
+                              "path") from exc
+    for magic, kind in _MAGIC:
+        if head.startswith(magic):
+            return kind
+    if len(head) >= 4 and head[0] & 0xF0 == 0x50 and head[1:4] == b"\x2a\x4d\x18":
+        return "zstd"                      # a zstd skippable frame first
+    return "raw"
+
+
+class _Decompressed(io.RawIOBase):
+    """A decoder stream whose readinto fills the buffer unless the stream ends."""
+
+    def __init__(self, decoder: BinaryIO, kind: str) -> None:
+        super().__init__()
+        self._decoder, self.kind = decoder, kind
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        view, done = memoryview(buffer).cast("B"), 0
+        try:
+            while done < len(view):
+                got = self._decoder.readinto(view[done:])
+                if not got:
+                    break
+                done += got
+        except (zstandard.ZstdError, lzma.LZMAError, gzip.BadGzipFile, zlib.error,
+                EOFError) as exc:
+            raise CompressedDataError(
+                f"the {self.kind} image cannot be decompressed ({exc}): the file is damaged "
+                "or truncated; get it again and check it (`imager image verify NAME`)") from exc
+        return done
+
+    def close(self) -> None:
+        if not self.closed:
+            self._decoder.close()
+        super().close()
+
+
+def open_stream(fileobj: BinaryIO, kind: str) -> BinaryIO:
+    """A reader of the raw image compressed as `kind` in `fileobj` (see module doc).
+
+    Closing it leaves `fileobj` open. "raw" returns a reader of `fileobj` itself.
+    """
+    if kind == "zstd":
+        decoder = zstandard.ZstdDecompressor().stream_reader(
+            fileobj, read_size=_READ, read_across_frames=True, closefd=False)
+    elif kind == "xz":
+        decoder = lzma.LZMAFile(fileobj, "rb")
+    elif kind == "gzip":
+        decoder = gzip.GzipFile(fileobj=fileobj, mode="rb")
+    elif kind == "raw":
+        decoder = _Unclosing(fileobj)
+    else:
+        raise ImagerError(f"unknown compression {kind!r}: one of {', '.join(KINDS)}")
+    return io.BufferedReader(_Decompressed(decoder, kind), buffer_size=_READ)  # type: ignore[return-value]
+
+
+class _Unclosing(io.RawIOBase):
+    def __init__(self, fileobj: BinaryIO) -> None:
+        super().__init__()
+        self._fileobj = fileobj
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        return self._fileobj.readinto(buffer)  # type: ignore[attr-defined]
+
+
+def open_writer(fileobj: BinaryIO, kind: str = "zstd", *, level: int | None = None,
+                threads: int = -1, size: int | None = None) -> BinaryIO:
+    """A writer compressing to `fileobj`; closing it ends the stream, not `fileobj`.
+
+    zstd frames carry a content checksum (and `size` when given, for `zstd -l`);
+    `threads` -1 means one per CPU (zstd only)."""
+    level = DEFAULT_LEVEL.get(kind, 0) if level is None else level
+    if kind == "zstd":
+        compressor = zstandard.ZstdCompressor(level=level, threads=threads, write_checksum=True,
+                                              write_content_size=size is not None)
+        return compressor.stream_writer(fileobj, size=-1 if size is None else size,
+                                        closefd=False)  # type: ignore[return-value]
+    if kind == "xz":
+        return lzma.LZMAFile(fileobj, "wb", preset=level, check=lzma.CHECK_CRC64)  # type: ignore[return-value]
+    if kind == "gzip":
+        return gzip.GzipFile(fileobj=fileobj, mode="wb", compresslevel=level, mtime=0)  # type: ignore[return-value]
+    raise ImagerError(f"cannot compress as {kind!r}: one of zstd, xz, gzip")
+
+
+def compress_file(src: Path, dst: Path, *, kind: str = "zstd", level: int | None = None,
+                  threads: int = -1, block_size: int = 4096) -> None:
+    """Compress the (sparse) raw file `src` to `dst`; holes are fed as zeros
+    without being read from disk."""
+    size = Path(src).stat().st_size
+    ranges = bmaplib.map_file(src, block_size=block_size)
+    fd = os.open(src, os.O_RDONLY)
+    try:
+        with open(dst, "wb") as out, open_writer(out, kind, level=level, threads=threads,
+                                                 size=size) as writer:
+            for _, data in bmaplib.walk(fd, ranges, block_size=block_size, image_size=size):
+                writer.write(data)
+    except OSError as exc:
+        raise ImagerError(f"cannot write {dst}: {exc.strerror}; choose a writable directory "
+                          "with enough space") from exc
+    finally:
+        os.close(fd)
