@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import uvicorn
 from conftest import need_root
-from test_station_e2e import free_port, until
+from station_proc import free_port, until
 
 from imager.agent.agent import Agent, AgentConfig
 from imager.inventory.virtual import made_up_label, write_label

@@ -6,86 +6,25 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import sqlite3
-import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-from clirun import imager, spawn
+from clirun import imager
 from conftest import need_root
+from station_proc import Serve, until
 
 pytestmark = pytest.mark.root
 LAB_MIB = 192
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Serve:
-    """One `imager serve --lab 4` process; restartable on the same data dir."""
-
-    def __init__(self, data: Path) -> None:
-        self.data, self.port = data, free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc: subprocess.Popen[str] | None = None
-
-    def start(self) -> None:
-        self.proc = spawn(self.data, "serve", "--lab", "4", "--lab-size-mib", str(LAB_MIB),
-                          "--listen", f"127.0.0.1:{self.port}",
-                          IMAGER_CHECKPOINT_SECONDS="0.2")
-        until(lambda: self._health(), 60, "the station answers")
-        token = json.loads((self.data / "tokens.json").read_text())["operator"]
-        self.http = httpx.Client(base_url=self.url, timeout=30,
-                                 headers={"Authorization": f"Bearer {token}"})
-
-    def _health(self) -> bool:
-        assert self.proc is not None
-        if self.proc.poll() is not None:
-            raise AssertionError(f"imager serve exited: {self.proc.communicate()}")
-        try:
-            return httpx.get(f"{self.url}/api/v1/health", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    def get(self, path: str) -> Any:
-        resp = self.http.get(path)
-        assert resp.status_code == 200, resp.text
-        return resp.json()
-
-    def post(self, path: str, body: dict[str, Any]) -> Any:
-        resp = self.http.post(path, json=body)
-        assert resp.status_code == 200, resp.text
-        return resp.json()
-
-    def kill(self, sig: int) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(sig)
-        self.proc.wait(timeout=60)
-        self.http.close()
-
-
-def until(check: Callable[[], Any], seconds: float, what: str) -> Any:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting until {what}")
-
-
 @pytest.fixture
 def station(tmp_path: Path) -> Iterator[Serve]:
     need_root()
-    serve = Serve(tmp_path / "station")
+    serve = Serve(tmp_path / "station", "--lab", "4", "--lab-size-mib", str(LAB_MIB),
+                  IMAGER_CHECKPOINT_SECONDS="0.2")
     try:
         yield serve
     finally:

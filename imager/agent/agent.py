@@ -62,6 +62,7 @@ class AgentConfig:
     station: str | None = None          # None: offline, spool only
     enrol_token: str | None = None
     kind: str = "dock"
+    host: str = field(default_factory=machine_id)
     watch: bool = True
     only_lab: bool = False              # watch only the lab bench's labelled drives
     machine: bool = False               # report this machine's inventory (laptop mode)
@@ -76,6 +77,8 @@ class Agent:
 
     def __post_init__(self) -> None:
         self.outbox = Outbox(self.config.spool)
+        self.outbox.sign({"name": self.config.name, "kind": self.config.kind,
+                          "host": self.config.host})
         self.present: dict[str, DriveIdentity] = {}     # kernel name -> drive
         self.running: dict[str, JobStop] = {}           # identity key -> its job's stop
         # Jobs this process has run: never again. Until the station has applied the
@@ -116,27 +119,31 @@ class Agent:
 
     # -- the station -----------------------------------------------------------
 
-    def _register(self, stop: threading.Event) -> bool:
+    def register(self, stop: threading.Event, *, attempts: int | None = None) -> bool:
+        """Enrol with the station, retrying while it is unreachable (`attempts`
+        times, or until `stop`); False if it never answered."""
         assert self.config.station
         self.client = StationClient(self.config.station)
-        for delay in _backoff():
+        for attempt, delay in enumerate(_backoff(), start=1):
             if stop.is_set():
                 return False
             try:
                 reg = self.client.register(self.config.enrol_token or "",
                                            name=self.config.name, kind=self.config.kind,
-                                           host=machine_id())
+                                           host=self.config.host)
                 self.policy = erase_policy.parse(reg.policy, source=f"{self.config.station}")
                 self.registered.set()
                 log.info("registered with %s as agent %s", self.config.station, reg.agent)
                 return True
             except StationUnreachable as exc:
+                if attempts is not None and attempt >= attempts:
+                    return False
                 log.warning("%s; retrying", exc)
                 stop.wait(delay)
         return False
 
     def _sender(self, stop: threading.Event) -> None:
-        if not self._register(stop):
+        if not self.register(stop):
             return
         backoff = _backoff()
         while not (stop.is_set() and self.outbox.empty()):
@@ -153,7 +160,7 @@ class Agent:
             except StationRefused as exc:     # e.g. token revoked: register again
                 log.error("%s", exc)
                 stop.wait(next(backoff))
-                if not self._register(stop):
+                if not self.register(stop):
                     return
             except StationUnreachable as exc:
                 if stop.is_set():
@@ -305,16 +312,47 @@ def _backoff() -> Any:
         yield BACKOFF[-1]
 
 
-def sync(settings: Settings, config: AgentConfig) -> tuple[int, int]:
-    """Upload a spool (e.g. from a USB stick) to the station: (sent, left)."""
-    agent = Agent(settings, dataclasses.replace(config, watch=False))
-    stop = threading.Event()
-    if not agent._register(stop):
-        raise StationUnreachable(f"station {config.station} unreachable")
-    sent = 0
-    while events := agent.outbox.pending():
-        assert agent.client is not None
-        answers = agent.client.send(events)
-        agent.outbox.ack([a["id"] for a in answers])
-        sent += len(answers)
-    return sent, len(agent.outbox.pending())
+@dataclass
+class SyncResult:
+    """What `sync` did: answers per outcome, and what stays in the spool."""
+
+    agent: str
+    applied: int = 0
+    duplicate: int = 0
+    refused: int = 0
+    left: int = 0
+
+
+def sync(settings: Settings, config: AgentConfig, *, attempts: int = 3) -> SyncResult:
+    """Upload a spool (e.g. from a USB stick) to the station, as the agent that
+    wrote it. An event the station already has is answered "duplicate"."""
+    who = Outbox(config.spool).identity() or {}
+    config = dataclasses.replace(config, watch=False, name=who.get("name", config.name),
+                                 kind=who.get("kind", config.kind),
+                                 host=who.get("host", config.host))
+    agent = Agent(settings, config)
+    if not agent.register(threading.Event(), attempts=attempts):
+        raise _unreachable(agent, f"after {attempts} attempts: nothing was sent")
+    result = SyncResult(agent=f"{config.name} ({config.kind})")
+    assert agent.client is not None
+    try:
+        while events := agent.outbox.pending():
+            answers = agent.client.send(events)
+            agent.outbox.ack([a["id"] for a in answers])
+            for a in answers:
+                outcome = a["outcome"]
+                setattr(result, outcome, getattr(result, outcome) + 1)
+    except StationUnreachable as exc:
+        raise _unreachable(agent, f"mid-way ({exc}): {result.applied} applied") from exc
+    finally:
+        agent.client.close()
+    result.left = len(agent.outbox.pending(limit=1_000_000))
+    return result
+
+
+def _unreachable(agent: Agent, what: str) -> StationUnreachable:
+    waiting = len(agent.outbox.pending(limit=1_000_000))
+    return StationUnreachable(
+        f"station {agent.config.station} injoignable / unreachable {what}; the {waiting} "
+        f"event(s) left stay in {agent.config.spool}: check the URL and the network, then "
+        "run `imager agent sync` again")

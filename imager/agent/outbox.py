@@ -24,6 +24,7 @@ from imager.host.files import write_atomic
 from imager.store.db import utcnow
 
 SUFFIX = ".event.json"
+IDENTITY = "agent.json"      # who wrote the spool: `imager agent sync` sends as that agent
 
 
 class Outbox:
@@ -37,6 +38,19 @@ class Outbox:
         self._lock = threading.Condition()
         self._memory: dict[str, dict[str, Any]] = {}
         self._last = max((int(p.name.split("-", 1)[0]) for p in self._files()), default=0)
+
+    def sign(self, identity: dict[str, str]) -> None:
+        """Write who makes these events (name, kind, host), once per identity."""
+        if self.identity() != identity:
+            write_atomic(self.spool / IDENTITY, json.dumps(identity).encode())
+
+    def identity(self) -> dict[str, str] | None:
+        """The agent that wrote the spool, if it said so."""
+        try:
+            data = json.loads((self.spool / IDENTITY).read_text())
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) else None
 
     def _files(self) -> list[Path]:
         return sorted(self.spool.glob(f"*{SUFFIX}"))

@@ -13,12 +13,25 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from imager import __version__
-from imager.cli import agent, cert, donors, erase, intake, items, jobs, lab, ledger, plans, serve
+from imager.cli import (
+    agent,
+    cert,
+    donors,
+    erase,
+    intake,
+    items,
+    jobs,
+    lab,
+    ledger,
+    machines,
+    plans,
+    serve,
+)
 from imager.cli.context import Context
 from imager.errors import ImagerError
 from imager.settings import Settings
 
-GROUPS = (serve, agent, intake, erase, plans, jobs, items, donors, cert, ledger, lab)
+GROUPS = (serve, agent, intake, erase, plans, jobs, items, machines, donors, cert, ledger, lab)
 
 
 def build_parser() -> argparse.ArgumentParser:

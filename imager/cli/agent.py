@@ -40,6 +40,8 @@ def register(sub: argparse._SubParsersAction) -> None:
             a.add_argument("--machine", action="store_true",
                            help="report this machine's inventory and triage (laptop mode)")
             a.add_argument("--no-watch", action="store_true", help="do not watch the docks")
+            a.add_argument("--only-lab", action="store_true",
+                           help="watch only the lab drives of this data dir (`imager lab up`)")
             a.add_argument("--once", action="store_true",
                            help="report and stop (with --machine), after the spool is sent")
 
@@ -59,6 +61,7 @@ def cmd_run(args: argparse.Namespace, ctx: Context) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     config = _config(args, ctx, kind="machine" if args.machine else "dock")
     config.watch, config.machine = not args.no_watch and not args.once, args.machine
+    config.only_lab = args.only_lab
     agent = Agent(ctx.settings, config)
     stop = threading.Event()
     with stop_on_signals(stop):
@@ -81,6 +84,8 @@ def cmd_sync(args: argparse.Namespace, ctx: Context) -> int:
     from imager.agent.agent import sync
     if not args.station:
         raise UsageError("--station is missing: give the station's URL")
-    sent, left = sync(ctx.settings, _config(args, ctx, kind="dock"))
-    Console().print(f"Envoyés / sent: {sent}; restants / left: {left}")
-    return 0 if left == 0 else 1
+    result = sync(ctx.settings, _config(args, ctx, kind="dock"))
+    Console().print(f"Agent {result.agent}: appliqués / applied {result.applied}, "
+                    f"déjà reçus / duplicates {result.duplicate}, refusés / refused "
+                    f"{result.refused}, restants / left {result.left}")
+    return 0 if result.left == 0 and result.refused == 0 else 1

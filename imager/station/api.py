@@ -3,8 +3,9 @@
 Agents: `POST /api/v1/agents` (enrolment token) returns the agent's own
 token and the station's erase policy; `POST /api/v1/events` sends events
 (idempotent by id); `GET /api/v1/jobs/next?wait=S` long-polls for jobs.
-Technicians' tools (operator token): drives, jobs, donations, intake, erase,
-resume. Every error is JSON `{"error": "..."}` naming the thing and the fix.
+Technicians' tools (operator token): drives, machines (and their orientation),
+jobs, donations, intake, erase, resume. Every error is JSON `{"error": "..."}`
+naming the thing and the fix.
 """
 
 # No `from __future__ import annotations`: FastAPI reads the dependencies of
@@ -18,11 +19,11 @@ from sqlalchemy import select
 
 from imager import __version__
 from imager.errors import ImagerError, NotFound
-from imager.station import items
+from imager.station import items, machines
 from imager.station.jobs import view_to_dict
 from imager.station.service import Station
 from imager.store import people
-from imager.store.models import Drive
+from imager.store.models import Drive, Machine
 
 MAX_EVENTS = 500
 
@@ -49,6 +50,12 @@ class DonationRequest(BaseModel):
     donor_kind: str = "person"
     received_on: str | None = None
     site: str | None = None
+
+
+class OrientationRequest(BaseModel):
+    choice: str
+    technician: str
+    why: str = ""
 
 
 class IntakeRequest(BaseModel):
@@ -129,6 +136,26 @@ def create_app(station: Station) -> FastAPI:
     @app.post("/api/v1/drives/{ref}/erase", dependencies=[Depends(operator)])
     def erase(ref: str, body: EraseRequest) -> dict[str, Any]:
         return {"job": station.erase(ref, technician=body.technician, donation=body.donation)}
+
+    @app.get("/api/v1/machines", dependencies=[Depends(operator)])
+    def machine_list() -> list[dict[str, Any]]:
+        with station.registry.session(readonly=True) as s:
+            return [machines.machine_summary(s, m)
+                    for m in s.scalars(select(Machine).order_by(Machine.id))]
+
+    @app.get("/api/v1/machines/{ref}", dependencies=[Depends(operator)])
+    def machine(ref: str) -> dict[str, Any]:
+        with station.registry.session(readonly=True) as s:
+            return machines.machine_summary(s, machines.find_machine(s, ref),
+                                            with_history=True)
+
+    @app.post("/api/v1/machines/{ref}/orientation", dependencies=[Depends(operator)])
+    def orientation(ref: str, body: OrientationRequest) -> dict[str, Any]:
+        with station.registry.session() as s:
+            tech = people.find_technician(s, body.technician)
+            m = machines.find_machine(s, ref)
+            machines.orient(s, m, body.choice, actor=tech.name, why=body.why)
+            return machines.machine_summary(s, m)
 
     @app.get("/api/v1/jobs", dependencies=[Depends(operator)])
     def jobs() -> list[dict[str, Any]]:

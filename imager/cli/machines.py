@@ -1,0 +1,116 @@
+"""`imager machines list|show|orient`: laptops, their triage, the technician's choice."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import select
+
+from imager.cli.context import Context
+from imager.inventory.triage import ORIENTATIONS
+from imager.station import machines
+from imager.station.lifecycle import MACHINE_TRANSITIONS
+from imager.store.models import Machine
+from imager.store.people import find_technician
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("machines", help="machines, tri et orientation / machines and triage")
+    msub = p.add_subparsers(dest="machines_command", metavar="ACTION", required=True)
+    ls = msub.add_parser("list", help="every machine, its state and triage proposal")
+    ls.add_argument("--state", action="append", choices=tuple(MACHINE_TRANSITIONS))
+    ls.add_argument("--to-confirm", action="store_true",
+                    help="only machines whose orientation is not confirmed yet")
+    ls.add_argument("--json", action="store_true")
+    ls.set_defaults(func=cmd_list)
+    sh = msub.add_parser("show", help="one machine: inventory, triage reasons, history")
+    sh.add_argument("machine", help="number, serial, asset tag or UUID")
+    sh.add_argument("--json", action="store_true")
+    sh.set_defaults(func=cmd_show)
+    orient = msub.add_parser("orient", help="confirm (or override) the triage proposal")
+    orient.add_argument("machine")
+    orient.add_argument("choice", choices=ORIENTATIONS)
+    orient.add_argument("--technician", required=True, metavar="NAME")
+    orient.add_argument("--why", default="",
+                        help="needed when the choice differs from the proposal")
+    orient.set_defaults(func=cmd_orient)
+
+
+def _rows(ctx: Context, args: argparse.Namespace) -> list[dict[str, Any]]:
+    query = select(Machine).order_by(Machine.id)
+    if args.state:
+        query = query.where(Machine.state.in_(args.state))
+    if args.to_confirm:
+        query = query.where(Machine.orientation.is_(None))
+    with ctx.registry.session(readonly=True) as s:
+        return [machines.machine_summary(s, m) for m in s.scalars(query)]
+
+
+def _proposed(row: dict[str, Any]) -> str:
+    proposal = row["proposal"] or {}
+    choice = proposal.get("orientation")
+    if choice is None:
+        return ""
+    return machines.ORIENTATION_FR[choice] + ("" if proposal.get("complete") else " (incomplet)")
+
+
+def cmd_list(args: argparse.Namespace, ctx: Context) -> int:
+    rows = _rows(ctx, args)
+    if args.json:
+        print(json.dumps(rows, ensure_ascii=False, indent=2))
+        return 0
+    table = Table(title="Machines")
+    for col in ("N°", "État / State", "Fabricant, modèle / Make, model",
+                "N° de série / Serial", "Don / Donation", "Tri proposé / Proposed",
+                "Orientation"):
+        table.add_column(col)
+    for r in rows:
+        chosen = machines.ORIENTATION_FR.get(r["orientation"] or "", "à confirmer / to confirm")
+        table.add_row(str(r["id"]), f"{r['state_fr']} / {r['state']}",
+                      " ".join(x for x in (r["vendor"], r["model"]) if x),
+                      r["serial"] or "", r["donation"] or "", _proposed(r), chosen)
+    Console().print(table)
+    return 0
+
+
+def cmd_show(args: argparse.Namespace, ctx: Context) -> int:
+    with ctx.registry.session(readonly=True) as s:
+        view = machines.machine_summary(s, machines.find_machine(s, args.machine),
+                                        with_history=True)
+    if args.json:
+        print(json.dumps(view, ensure_ascii=False, indent=2))
+        return 0
+    console = Console()
+    console.print(f"Machine {view['id']}: {view['vendor'] or '?'} {view['model'] or ''} "
+                  f"(n° {view['serial'] or '?'}) — {view['state_fr']} / {view['state']}")
+    proposal = view["proposal"] or {}
+    if proposal:
+        console.print(f"Tri proposé / proposed: {_proposed(view)} / {proposal['orientation']}")
+        for r in proposal.get("reasons", []):
+            console.print(f"  - {r['message_fr']} / {r['message_en']} ({r['outcome']})")
+        for n in proposal.get("notes", []):
+            console.print(f"  * {n['fr']} / {n['en']}")
+    console.print("Orientation: " + (view["orientation"] or "à confirmer / to confirm"))
+    table = Table(title="Historique / History")
+    for col in ("Quand / When", "Qui / Who", "Quoi / What", "Pourquoi / Why"):
+        table.add_column(col)
+    for e in view["history"]:
+        what = f"{e['from']} → {e['to']}" if e["kind"] == "move" else e["kind"]
+        table.add_row(e["at"][:19], e["actor"], what, e["reason"])
+    console.print(table)
+    return 0
+
+
+def cmd_orient(args: argparse.Namespace, ctx: Context) -> int:
+    with ctx.registry.session() as s:
+        tech = find_technician(s, args.technician)
+        machine = machines.find_machine(s, args.machine)
+        machines.orient(s, machine, args.choice, actor=tech.name, why=args.why)
+        state = machine.state
+    Console().print(f"Machine {args.machine}: {machines.ORIENTATION_FR[args.choice]} / "
+                    f"{args.choice} (état / state: {state})")
+    return 0

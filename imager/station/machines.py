@@ -1,0 +1,101 @@
+"""Machines: what the registry tells of a laptop, and the technician's orientation.
+
+Triage only proposes (imager.inventory.triage): reuse, parts or recycling. A
+person confirms. Confirming the proposal needs no more; choosing otherwise
+(or orienting a machine whose triage is missing or incomplete) needs a
+reason, kept in the machine's history with the proposal it overrode. Parts
+and recycling move the machine (to_parts, to_recycling); reuse keeps it on
+its way (erase, image, certify).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from imager.errors import NotFound, UsageError
+from imager.inventory.triage import ORIENTATIONS
+from imager.station import items
+from imager.station.lifecycle import ITEM_LABELS_FR
+from imager.store.models import Drive, Machine
+
+ORIENTATION_TO_STATE = {"parts": "to_parts", "recycling": "to_recycling"}
+ORIENTATION_FR = {"reuse": "réemploi", "parts": "pièces", "recycling": "recyclage"}
+
+
+def find_machine(s: Session, ref: str) -> Machine:
+    """A machine by registry number, serial, asset tag, UUID or identity."""
+    ref = ref.strip()
+    if ref.lstrip("#").isdigit() and (m := s.get(Machine, int(ref.lstrip("#")))):
+        return m
+    found = list(s.scalars(select(Machine).where(or_(
+        Machine.serial == ref, Machine.asset_tag == ref, Machine.uuid == ref,
+        Machine.identity == ref))))
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise NotFound(f"aucune machine {ref!r} / no machine {ref!r}: give its number, serial, "
+                       "asset tag or UUID as listed by `imager machines list`")
+    raise UsageError(f"{ref!r} names {len(found)} machines: give the machine number instead")
+
+
+def orient(s: Session, machine: Machine, choice: str, *, actor: str, why: str = "") -> None:
+    """Record the technician's orientation; move the machine when it leaves reuse."""
+    if choice not in ORIENTATIONS:
+        raise UsageError(f"orientation {choice!r}: use {', '.join(ORIENTATIONS)}")
+    proposal = machine.proposal or {}
+    proposed = proposal.get("orientation")
+    agrees = proposed == choice and proposal.get("complete", False)
+    if not agrees and not why.strip():
+        raise UsageError(_why_needed(machine, proposed, proposal, choice))
+    target = ORIENTATION_TO_STATE.get(choice)
+    data = {"choice": choice, "proposed": proposed, "agrees": agrees,
+            "reasons": proposal.get("reasons", []), "notes": proposal.get("notes", [])}
+    reason = why.strip() or f"triage proposal confirmed: {choice}"
+    if target is not None and machine.state != target:
+        items.move(s, machine, target, actor=actor, reason=reason, data=data)
+    items.note(s, machine, "orientation", actor=actor, reason=reason, data=data)
+    machine.orientation = choice
+
+
+def _why_needed(machine: Machine, proposed: str | None, proposal: dict[str, Any],
+                choice: str) -> str:
+    if proposed is None:
+        fr = "aucune proposition de tri (machine non inventoriée)"
+        en = "no triage proposal (the machine was not inventoried)"
+    elif not proposal.get("complete", False):
+        fr = f"la proposition ({proposed}) est incomplète : {', '.join(proposal['unknown'])}"
+        en = f"the proposal ({proposed}) is incomplete: {', '.join(proposal['unknown'])} unknown"
+    else:
+        fr = f"le tri propose {ORIENTATION_FR[proposed]}, pas {ORIENTATION_FR[choice]}"
+        en = f"triage proposed {proposed}, not {choice}"
+    return (f"machine {machine.id} : {fr} ; donnez la raison avec --why / machine "
+            f"{machine.id}: {en}; give the reason with --why")
+
+
+def machine_summary(s: Session, machine: Machine, *,
+                    with_history: bool = False) -> dict[str, Any]:
+    """What a technician (or the API) is told of a machine."""
+    inv = machine.inventory or {}
+    drives = s.scalars(select(Drive).where(Drive.machine_id == machine.id)
+                       .order_by(Drive.id))
+    out: dict[str, Any] = {
+        "id": machine.id, "vendor": machine.vendor, "model": machine.model,
+        "serial": machine.serial, "asset_tag": machine.asset_tag, "uuid": machine.uuid,
+        "identity": machine.identity, "state": machine.state,
+        "state_fr": ITEM_LABELS_FR.get(machine.state, machine.state),
+        "donation": machine.donation.reference if machine.donation else None,
+        "proposal": machine.proposal, "orientation": machine.orientation,
+        "agent": machine.agent_id,
+        "last_seen": machine.last_seen_at.isoformat() if machine.last_seen_at else None,
+        "next_step": items.next_step(machine.state),
+        "drives": [d.id for d in drives],
+        "cpu": (inv.get("cpu") or {}).get("model"),
+        "ram_bytes": inv.get("ram_bytes"),
+    }
+    if with_history:
+        out["inventory"] = inv
+        out["history"] = [items.event_summary(e) for e in items.history(s, machine)]
+    return out

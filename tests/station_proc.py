@@ -1,0 +1,73 @@
+"""A real `imager serve` process for tests over HTTP on loopback."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+from clirun import spawn
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Serve:
+    """One `imager serve ARGS...` process on loopback; restartable on the same data dir."""
+
+    def __init__(self, data: Path, *args: str, **env: str) -> None:
+        self.data, self.port = data, free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.args, self.env = args, env
+        self.proc: subprocess.Popen[str] | None = None
+
+    def start(self) -> None:
+        self.proc = spawn(self.data, "serve", *self.args, "--listen",
+                          f"127.0.0.1:{self.port}", **self.env)
+        until(lambda: self._health(), 60, "the station answers")
+        token = json.loads((self.data / "tokens.json").read_text())["operator"]
+        self.http = httpx.Client(base_url=self.url, timeout=30,
+                                 headers={"Authorization": f"Bearer {token}"})
+
+    def _health(self) -> bool:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise AssertionError(f"imager serve exited: {self.proc.communicate()}")
+        try:
+            return httpx.get(f"{self.url}/api/v1/health", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def get(self, path: str) -> Any:
+        resp = self.http.get(path)
+        assert resp.status_code == 200, resp.text
+        return resp.json()
+
+    def post(self, path: str, body: dict[str, Any]) -> Any:
+        resp = self.http.post(path, json=body)
+        assert resp.status_code == 200, resp.text
+        return resp.json()
+
+    def kill(self, sig: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+        self.proc.wait(timeout=60)
+        self.http.close()
+
+
+def until(check: Callable[[], Any], seconds: float, what: str) -> Any:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting until {what}")

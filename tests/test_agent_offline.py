@@ -1,0 +1,107 @@
+"""Offline agent over real HTTP: a laptop's agent with no station spools its
+report (to a USB stick); `imager agent sync` fails clearly while the station is
+down and loses nothing, uploads once it is up (as the laptop's agent), and a
+second upload of the same events is answered "duplicate", never applied twice.
+Then the technician confirms or overrides the triage proposal."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from clirun import imager
+from station_proc import Serve, free_port
+
+SUFFIX = ".event.json"
+
+
+@pytest.fixture
+def station(tmp_path: Path) -> Iterator[Serve]:
+    serve = Serve(tmp_path / "station", "--no-local-agent")
+    try:
+        yield serve
+    finally:
+        if serve.proc and serve.proc.poll() is None:
+            serve.kill(signal.SIGTERM)
+
+
+def _count(data: Path, query: str) -> int:
+    with sqlite3.connect(data / "registry.sqlite3") as db:
+        return db.execute(query).fetchone()[0]
+
+
+def _sync(data: Path, url: str, token: str, spool: Path, *, check: bool = True):  # noqa: ANN202
+    return imager(data, "agent", "sync", "--station", url, "--token", token,
+                  "--spool", str(spool), "--name", "bench-station", check=check)
+
+
+def test_offline_spool_synced_once_then_duplicates(tmp_path: Path, station: Serve) -> None:
+    laptop, stick = tmp_path / "laptop", tmp_path / "usb" / "spool"
+    imager(laptop, "agent", "run", "--machine", "--once", "--name", "live-usb",
+           "--spool", str(stick))
+    spooled = sorted(stick.glob(f"*{SUFFIX}"))
+    assert [json.loads(p.read_text())["kind"] for p in spooled] == ["machine_inventory"]
+    assert json.loads((stick / "agent.json").read_text())["name"] == "live-usb"
+    copy = tmp_path / "usb-copy"
+    shutil.copytree(stick, copy)
+
+    # The station is down: a clear error, nothing sent, the spool intact.
+    down = _sync(tmp_path / "bench", f"http://127.0.0.1:{free_port()}", "x", stick,
+                 check=False)
+    assert down.returncode == 2
+    assert "unreachable after 3 attempts" in down.stderr and str(stick) in down.stderr
+    assert sorted(stick.glob(f"*{SUFFIX}")) == spooled
+
+    station.start()
+    enrol = json.loads((station.data / "tokens.json").read_text())["enrol"]
+    up = _sync(station.data, station.url, enrol, stick)
+    assert "applied 1," in up.stdout and "duplicates 0" in up.stdout, up.stdout
+    assert "live-usb (machine)" in up.stdout
+    assert not list(stick.glob(f"*{SUFFIX}"))
+    [machine] = station.get("/api/v1/machines")
+    assert machine["state"] == "inventoried" and machine["proposal"]["orientation"]
+    events_before = _count(station.data, "SELECT count(*) FROM item_events")
+
+    again = _sync(station.data, station.url, enrol, copy)
+    assert "applied 0," in again.stdout and "duplicates 1" in again.stdout, again.stdout
+    assert len(station.get("/api/v1/machines")) == 1
+    assert _count(station.data, "SELECT count(*) FROM item_events") == events_before
+    assert _count(station.data, "SELECT count(*) FROM agents WHERE name = 'live-usb'") == 1
+    assert _count(station.data, "SELECT count(*) FROM agents WHERE name = 'bench-station'") == 0
+
+
+def test_technician_confirms_or_overrides_triage(tmp_path: Path, station: Serve) -> None:
+    spool = tmp_path / "spool"
+    imager(tmp_path / "laptop", "agent", "run", "--machine", "--once", "--spool", str(spool))
+    station.start()
+    enrol = json.loads((station.data / "tokens.json").read_text())["enrol"]
+    _sync(station.data, station.url, enrol, spool)
+    imager(station.data, "technicians", "add", "Lina Martin")
+    [machine] = station.get("/api/v1/machines")
+    proposed = machine["proposal"]["orientation"]
+    other = "recycling" if proposed != "recycling" else "parts"
+
+    no_reason = station.http.post(f"/api/v1/machines/{machine['id']}/orientation",
+                                  json={"choice": other, "technician": "Lina Martin"})
+    assert no_reason.status_code == 400
+    assert "--why" in no_reason.json()["error"]
+    assert station.get(f"/api/v1/machines/{machine['id']}")["orientation"] is None
+
+    done = station.post(f"/api/v1/machines/{machine['id']}/orientation",
+                        {"choice": other, "technician": "Lina Martin",
+                         "why": "charnière cassée / broken hinge"})
+    assert done["orientation"] == other
+    assert done["state"] == {"recycling": "to_recycling", "parts": "to_parts"}[other]
+    view = json.loads(imager(station.data, "machines", "show", str(machine["id"]),
+                             "--json").stdout)
+    last = view["history"][-1]
+    assert last["kind"] == "orientation" and last["actor"] == "Lina Martin"
+    assert last["data"]["proposed"] == proposed and last["data"]["agrees"] is False
+    assert last["reason"] == "charnière cassée / broken hinge"
+    listed = imager(station.data, "machines", "list").stdout
+    assert "Lina" not in listed and ("recyclage" in listed or "pièces" in listed)
