@@ -2,7 +2,9 @@
 
 The erase runner (imager.station.runner) takes a store; on the station it is
 the registry, in an agent it is this one. The job's state is kept here too,
-so the runner reads back what it wrote.
+so the runner reads back what it wrote. Every durable event names the process
+running the job (`owner`): the station knows a run that went on while it could
+not hear the agent from the late events of a run that died.
 """
 
 from __future__ import annotations
@@ -21,6 +23,10 @@ class RemoteJobStore:
     def __init__(self, outbox: Outbox, job: JobView) -> None:
         self.outbox = outbox
         self.job = job
+        self.owner = dataclasses.asdict(Owner.me())
+
+    def _put(self, kind: str, data: dict[str, Any]) -> None:
+        self.outbox.put(kind, {**data, "owner": data.get("owner") or self.owner})
 
     def get(self, job_id: int, *, with_events: bool = False) -> JobView:
         return self.job
@@ -28,28 +34,26 @@ class RemoteJobStore:
     def move(self, job_id: int, target: str, *, reason: str = "", report: dict | None = None,
              data: dict[str, Any] | None = None, owner: Owner | None = None) -> None:
         check_move(job_id, self.job.state, target)
-        me = owner or Owner.me()
-        self.outbox.put("job_move", {"job": job_id, "target": target, "reason": reason,
-                                     "report": report, "data": data,
-                                     "owner": dataclasses.asdict(me)})
+        self._put("job_move", {"job": job_id, "target": target, "reason": reason,
+                               "report": report, "data": data,
+                               "owner": dataclasses.asdict(owner) if owner else None})
         self.job = dataclasses.replace(self.job, state=target, reason=reason or None,
                                        report=report if report is not None else self.job.report)
 
     def event(self, job_id: int, kind: str, message: str = "",
               data: dict[str, Any] | None = None) -> None:
-        self.outbox.put("job_event", {"job": job_id, "kind": kind, "message": message,
-                                      "data": data})
+        self._put("job_event", {"job": job_id, "kind": kind, "message": message, "data": data})
 
     def replace_plan(self, job_id: int, plan: ErasePlan, *, kind: str, message: str) -> None:
-        self.outbox.put("job_plan", {"job": job_id, "plan": plan.to_dict(), "kind": kind,
-                                     "message": message})
+        self._put("job_plan", {"job": job_id, "plan": plan.to_dict(), "kind": kind,
+                               "message": message})
         self.job = dataclasses.replace(self.job, plan=plan, checkpoint=None)
 
     def record_drive(self, ident: DriveIdentity) -> None:
-        self.outbox.put("job_drive", {"job": self.job.id, "identity": dataclasses.asdict(ident)})
+        self._put("job_drive", {"job": self.job.id, "identity": dataclasses.asdict(ident)})
 
     def save_checkpoint(self, job_id: int, checkpoint: dict[str, Any]) -> None:
-        self.outbox.put("job_checkpoint", {"job": job_id, "checkpoint": checkpoint})
+        self._put("job_checkpoint", {"job": job_id, "checkpoint": checkpoint})
         self.job = dataclasses.replace(self.job, checkpoint=checkpoint)
 
     def progress(self, job_id: int, phase: str, index: int, done: int, total: int) -> None:

@@ -8,6 +8,7 @@ import logging
 from rich.console import Console
 
 from imager.cli.context import Context
+from imager.station.liveness import DEFAULT_TIMEOUT
 from imager.station.service import AUTO_ERASE, ServicePolicy
 from imager.station.tokens import Tokens
 
@@ -29,6 +30,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-auto-resume", action="store_true",
                    help="interrupted jobs wait for `resume` instead of going on")
     p.add_argument("--no-auto-certify", action="store_true")
+    p.add_argument("--agent-timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
+                   help="an agent silent this long has its running jobs marked interrupted "
+                        "(they resume when it is back); default %(default)s")
     p.add_argument("--no-local-agent", action="store_true",
                    help="do not watch this machine's docks")
     p.set_defaults(func=cmd_serve)
@@ -45,7 +49,8 @@ def cmd_serve(args: argparse.Namespace, ctx: Context) -> int:
         lab_size=args.lab_size_mib * MiB, local_agent=not args.no_local_agent,
         policy=ServicePolicy(auto_erase=args.auto_erase,
                              auto_resume=not args.no_auto_resume,
-                             auto_certify=not args.no_auto_certify))
+                             auto_certify=not args.no_auto_certify,
+                             agent_timeout=args.agent_timeout))
     tokens = Tokens.open(ctx.settings)
     Console(stderr=True).print(
         f"Station : {options.url}  (registre / registry {ctx.settings.database_url})\n"

@@ -33,6 +33,7 @@ from imager.settings import Settings
 from imager.station import items
 from imager.station.intake import attach_all
 from imager.station.jobs import JobStore, upsert_drive, view_to_dict
+from imager.station.liveness import DEFAULT_TIMEOUT, Liveness, same_run, silence_reason
 from imager.station.owner import Owner
 from imager.station.tokens import Tokens
 from imager.store import people
@@ -53,13 +54,17 @@ class ServicePolicy:
     (wait for the technician), "known-donation" (only a drive that intake tied
     to a donation) or "always" (the lab bench). auto_resume: resume jobs an
     interruption stopped (station restart, power cut). auto_certify: issue the
-    certificate of every erased and verified drive."""
+    certificate of every erased and verified drive. agent_timeout: seconds of
+    silence after which an agent's running jobs are marked interrupted."""
 
     auto_erase: str = "known-donation"
     auto_resume: bool = True
     auto_certify: bool = True
+    agent_timeout: float = DEFAULT_TIMEOUT
 
     def __post_init__(self) -> None:
+        if self.agent_timeout <= 0:
+            raise UsageError(f"agent timeout {self.agent_timeout}: give seconds above 0")
         if self.auto_erase not in AUTO_ERASE:
             raise UsageError(f"auto-erase {self.auto_erase!r}: use one of "
                              f"{', '.join(AUTO_ERASE)}")
@@ -84,6 +89,9 @@ class Station:
         self._certify: queue.Queue[int | None] = queue.Queue()
         self._certifier: threading.Thread | None = None
         self.certified: list[str] = []
+        self.liveness = Liveness(self.policy.agent_timeout)
+        self._stopping = threading.Event()
+        self._watchdog: threading.Thread | None = None
 
     # -- life ----------------------------------------------------------------
 
@@ -100,6 +108,9 @@ class Station:
             self._certifier.start()
             for job_id in self._uncertified():
                 self._certify.put(job_id)
+        self._watchdog = threading.Thread(target=self._watch_agents, name="agent-watchdog",
+                                          daemon=True)
+        self._watchdog.start()
         return stale
 
     def reconcile(self) -> list[int]:
@@ -110,6 +121,9 @@ class Station:
         return stale
 
     def stop(self) -> None:
+        self._stopping.set()
+        if self._watchdog is not None:
+            self._watchdog.join(timeout=30)
         if self._certifier is not None:
             self._certify.put(None)
             self._certifier.join(timeout=30)
@@ -142,6 +156,7 @@ class Station:
             agent.token_sha256, agent.info, agent.kind = token_hash(token), info, kind
             agent.last_seen_at = utcnow()
             s.flush()
+            self.liveness.heard(agent.id)
             return agent.id, token
 
     def agent_of(self, token: str) -> int:
@@ -149,7 +164,39 @@ class Station:
             agent_id = s.scalar(select(Agent.id).where(Agent.token_sha256 == token_hash(token)))
         if agent_id is None:
             raise PermissionError("unknown agent token: register again")
+        self.liveness.heard(agent_id)
         return agent_id
+
+    def _watch_agents(self) -> None:
+        period = min(5.0, self.policy.agent_timeout / 4)
+        while not self._stopping.wait(period):
+            try:
+                self.check_agents()
+            except Exception:   # noqa: BLE001 - the watchdog must outlive one bad pass
+                log.exception("checking the agents failed; trying again")
+
+    def check_agents(self) -> list[int]:
+        """Running jobs of agents gone silent -> interrupted; their ids."""
+        with self.registry.session(readonly=True) as s:
+            rows = s.execute(select(Job.id, Job.agent_id, Agent.name)
+                             .join(Agent, Job.agent_id == Agent.id)
+                             .where(Job.state == "running")).all()
+        silent = self.liveness.silent(agent_id for _, agent_id, _ in rows)
+        stopped = []
+        for job_id, agent_id, name in rows:
+            if agent_id not in silent:
+                continue
+            try:
+                self.store.move(job_id, "interrupted",
+                                reason=silence_reason(name, silent[agent_id]),
+                                data={"silent_agent": agent_id})
+            except UsageError:
+                continue    # it ended meanwhile
+            stopped.append(job_id)
+        if stopped:
+            log.warning("jobs of silent agents interrupted: %s", stopped)
+            self._wake()
+        return stopped
 
     # -- events --------------------------------------------------------------
 
@@ -219,7 +266,21 @@ class Station:
                       "problems": data.get("problems", [])}
         items.note(s, drive, "plugged_in", actor=f"agent {agent.name}",
                    reason=f"{ident.path} on {agent.name}", data={"path": ident.path})
+        self._follow_drive(s, drive, agent, after)
         self._maybe_auto_erase(s, drive, after)
+
+    def _follow_drive(self, s: Session, drive: Drive, agent: Agent,
+                      after: list[tuple[str, int]]) -> None:
+        """A queued or interrupted job goes to the agent that now holds its drive
+        (another dock, or the same laptop booted again): that agent runs it."""
+        for job in s.scalars(select(Job).where(Job.drive_id == drive.id,
+                                               Job.state.in_(("queued", "interrupted")),
+                                               Job.agent_id != agent.id)):
+            self.store.bound(s).event(job.id, "reassigned",
+                                      f"drive now on agent {agent.name}: it resumes there",
+                                      {"from_agent": job.agent_id, "to_agent": agent.id})
+            job.agent_id = agent.id
+            after.append(("job", job.id))
 
     def _maybe_auto_erase(self, s: Session, drive: Drive, after: list[tuple[str, int]]) -> None:
         wanted = self.policy.auto_erase == "always" or (
@@ -279,6 +340,11 @@ class Station:
         if job is None or job.agent_id != agent.id:
             raise NotFound(f"job {job_id} is not a job of agent {agent.name}")
         store = self.store.bound(s)
+        if job.state == "interrupted" and not (
+                kind == "job_move" and data.get("target") == "running") and same_run(
+                job, data.get("owner")):
+            store.move(job_id, "running", owner=Owner(**data["owner"]),
+                       reason=f"agent {agent.name} is back: its run of the job went on")
         if kind == "progress":
             self.progress[job_id] = {k: data.get(k) for k in ("phase", "index", "done",
                                                                "total")}
