@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from imager.errors import NotFound, UsageError
 from imager.inventory.triage import ORIENTATIONS
-from imager.station import items
+from imager.station import deployments, items
 from imager.station.lifecycle import ITEM_LABELS_FR
 from imager.store.models import Drive, Machine
 
@@ -94,6 +94,8 @@ def machine_summary(s: Session, machine: Machine, *,
         "drives": [d.id for d in drives],
         "cpu": (inv.get("cpu") or {}).get("model"),
         "ram_bytes": inv.get("ram_bytes"),
+        "deployments": [deployments.deployment_summary(d)
+                        for d in deployments.deployments_of(s, machine_id=machine.id)],
     }
     if with_history:
         out["inventory"] = inv

@@ -246,3 +246,33 @@ class Document(Base):
     issued_at: Mapped[datetime]
     json_sha256: Mapped[str] = mapped_column(String(64))
     line: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+class Deployment(Base):
+    """One OS image written to one drive, and what its read-back proved.
+
+    `ok` is true only when every mapped range was written, fsynced and read
+    back as the bmap says (or sampled, as `verify` says). `erasure_job_id` is
+    the erase job that cleaned the drive first (NULL: deployed without an
+    erasure on record, lab use only)."""
+
+    __tablename__ = "deployments"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    drive_id: Mapped[int] = mapped_column(ForeignKey("drives.id"), index=True)
+    machine_id: Mapped[int | None] = mapped_column(ForeignKey("machines.id"), index=True)
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id"), index=True)
+    erasure_job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id"))
+    image_name: Mapped[str] = mapped_column(String(100))
+    image_version: Mapped[str] = mapped_column(String(50))
+    image_sha256: Mapped[str | None] = mapped_column(String(64))   # the compressed file
+    image_size: Mapped[int] = mapped_column(BigInteger)
+    mapped_bytes: Mapped[int] = mapped_column(BigInteger)
+    verify: Mapped[str] = mapped_column(String(10))                # full | sample | none
+    verified_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    ok: Mapped[bool] = mapped_column(Boolean)
+    error: Mapped[str | None] = mapped_column(Text)
+    detail: Mapped[dict[str, Any] | None] = mapped_column(JSON)    # mismatches, after-steps
+    hostname: Mapped[str | None] = mapped_column(String(64))
+    actor: Mapped[str] = mapped_column(String(200))
+    started_at: Mapped[datetime]
+    ended_at: Mapped[datetime]
