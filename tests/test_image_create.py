@@ -4,22 +4,34 @@ with their errors named) and `imager image create`."""
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
+import json
 import lzma
+import re
+import time
 from pathlib import Path
 
 import pytest
 import zstandard
-from test_bmap import BS, block, blocks, sparse
+from clirun import imager
+from test_bmap import BS, block, blocks, bmap_of, sample_raw, sparse
 
+from imager import __version__
+from imager.certify.keys import station_keys
+from imager.certify.signing import Checks, Trust, read_envelope, verify_envelope
+from imager.errors import UsageError
+from imager.imaging import bmap as bm
 from imager.imaging import compress
+from imager.imaging.create import create
+from imager.settings import Settings
 
 PAYLOAD = b"".join(block(i) for i in range(64)) + bytes(300_000) + b"end"
 
 
 def packed(kind: str, data: bytes = PAYLOAD) -> bytes:
     out = io.BytesIO()
-    with compress.open_writer(out, kind, level=1) as writer:
+    with compress.ImageWriter(out, kind, level=1) as writer:
         writer.write(data)
     return out.getvalue()
 
@@ -101,5 +113,139 @@ def test_compress_sparse_file(tmp_path: Path, kind: str) -> None:
     compress.compress_file(raw, out, kind=kind, level=1)
     assert compress.detect(out) == kind
     assert unpacked(out.read_bytes(), kind) == raw.read_bytes()
-    if kind == "zstd":                    # the frame says its size (zstd -l)
-        assert zstandard.frame_content_size(out.read_bytes()) == raw.stat().st_size
+
+
+def test_long_holes_become_ready_made_zstd_frames(tmp_path: Path) -> None:
+    hole = 2 * compress.ZERO_FRAME + 12345
+    raw = sparse(tmp_path / "r.raw", hole + 2 * BS, [(hole, block(1) + block(2))])
+    out = tmp_path / "r.zst"
+    compress.compress_file(raw, out)
+    data = out.read_bytes()
+    assert len(data) < 20_000                              # holes cost about nothing
+    assert data.count(compress._zero_frame(3)) == 2        # two ready-made frames
+    assert unpacked(data, "zstd", chunk=1 << 22) == raw.read_bytes()
+
+
+def test_writer_without_data_makes_an_empty_stream() -> None:
+    for kind in ("zstd", "xz", "gzip"):
+        out = io.BytesIO()
+        with compress.ImageWriter(out, kind) as writer:
+            writer.write_zeros(10)
+        assert unpacked(out.getvalue(), kind) == bytes(10), kind
+        out = io.BytesIO()
+        compress.ImageWriter(out, kind).close()
+        assert unpacked(out.getvalue(), kind) == b"", kind
+
+
+# --- create ------------------------------------------------------------------
+
+def test_create_makes_image_bmap_and_manifest(tmp_path: Path) -> None:
+    raw = sample_raw(tmp_path / "sample.raw")
+    built = create(raw, tmp_path / "out", name="debian12-bureau", version="2026.1",
+                   profile="bureau", level=1)
+    files, m = built.files, built.manifest
+    assert [p.name for p in files.all() if p.exists()] == [
+        "debian12-bureau-2026.1.img.zst", "debian12-bureau-2026.1.bmap",
+        "debian12-bureau-2026.1.manifest.json"]
+    assert not built.signed
+    assert compress.detect(files.image) == "zstd"
+    assert unpacked(files.image.read_bytes(), "zstd") == raw.read_bytes()
+    ours = bm.read(files.bmap)
+    assert ours == bmap_of(raw)
+    assert json.loads(files.manifest.read_text()) == m
+    assert m["name"] == "debian12-bureau" and m["version"] == "2026.1"
+    assert m["profile"] == "bureau" and m["format"] == "imager-image/1"
+    assert (m["image_size"], m["mapped_bytes"], m["block_size"]) == \
+        (raw.stat().st_size, ours.mapped_bytes, BS)
+    assert m["image"] == {"file": files.image.name, "compression": "zstd",
+                          "size": files.image.stat().st_size,
+                          "sha256": hashlib.sha256(files.image.read_bytes()).hexdigest()}
+    assert m["bmap"]["sha256"] == hashlib.sha256(files.bmap.read_bytes()).hexdigest()
+    assert m["built"].endswith("Z") and m["imager_version"] == __version__
+
+
+def test_create_signs_with_the_station_key(tmp_path: Path, settings: Settings) -> None:
+    raw = sample_raw(tmp_path / "sample.raw")
+    keys = station_keys(settings)
+    built = create(raw, tmp_path / "out", name="img", version="1", keys=keys)
+    assert built.signed
+    checks = Checks()
+    envelope = read_envelope(built.files.signed.read_bytes(), checks)
+    assert verify_envelope(envelope, Trust([keys.station_cert]), checks) == built.manifest
+
+
+def test_create_reads_only_mapped_data(tmp_path: Path) -> None:
+    # 8 GiB apparent, 1 MiB of data: holes are neither read nor compressed
+    raw = sparse(tmp_path / "big.raw", 8 << 30, [(1 << 30, block(1) * 256),
+                                                 ((8 << 30) - BS, block(2))])
+    started = time.monotonic()
+    built = create(raw, tmp_path / "out", name="big", version="1")
+    assert time.monotonic() - started < 10
+    assert built.files.image.stat().st_size < 300_000       # ~2 KiB per 64 MiB of holes
+    assert [(r.first, r.last) for r in bm.read(built.files.bmap).ranges] == \
+        [(262144, 262399), ((8 << 30) // BS - 1, (8 << 30) // BS - 1)]
+
+
+def test_create_reports_progress(tmp_path: Path) -> None:
+    raw = sample_raw(tmp_path / "sample.raw")
+    seen: list[tuple[int, int]] = []
+    create(raw, tmp_path / "out", name="img", version="1",
+           progress=lambda done, total: seen.append((done, total)))
+    assert seen[-1] == (raw.stat().st_size, raw.stat().st_size)
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen)
+
+
+@pytest.mark.parametrize(("name", "version", "message"), [
+    ("../evil", "1", "name '../evil' must start with a letter"),
+    ("ok", "1/2", "version '1/2'"),
+    ("", "1", "name ''"),
+])
+def test_create_refuses_bad_names(tmp_path: Path, name: str, version: str,
+                                  message: str) -> None:
+    raw = sample_raw(tmp_path / "sample.raw")
+    with pytest.raises(UsageError, match=re.escape(message)):
+        create(raw, tmp_path / "out", name=name, version=version)
+
+
+def test_create_refuses_missing_empty_or_existing(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="nothing.raw"):
+        create(tmp_path / "nothing.raw", tmp_path, name="a", version="1")
+    (tmp_path / "empty.raw").touch()
+    with pytest.raises(UsageError, match="not a raw disk image"):
+        create(tmp_path / "empty.raw", tmp_path, name="a", version="1")
+    raw = sample_raw(tmp_path / "sample.raw")
+    create(raw, tmp_path / "out", name="a", version="1")
+    before = {p: p.stat().st_mtime_ns for p in (tmp_path / "out").iterdir()}
+    with pytest.raises(UsageError, match="already exists .* another --version"):
+        create(raw, tmp_path / "out", name="a", version="1")
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "out").iterdir()} == before
+
+
+def test_failed_create_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    raw = sample_raw(tmp_path / "sample.raw")
+
+    def broken(*args: object) -> None:
+        raise UsageError("disk full")
+    monkeypatch.setattr("imager.imaging.create.write_manifest", broken)
+    with pytest.raises(UsageError, match="disk full"):
+        create(raw, tmp_path / "out", name="a", version="1")
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_cli_create_says_when_it_cannot_sign(tmp_path: Path) -> None:
+    raw = sample_raw(tmp_path / "sample.raw")
+    data = tmp_path / "data"
+    out = imager(data, "image", "create", str(raw), "--name", "img", "--version", "1",
+                 "--profile", "bureau")
+    assert "Image créée / image created: img 1" in out.stdout
+    assert "non signé" in out.stdout and "imager keys show" in out.stdout
+    assert "compression: 100 %" in out.stderr
+    assert (data / "images" / "img-1.img.zst").exists()
+    imager(data, "keys", "show")
+    out = imager(data, "image", "create", str(raw), "--name", "img", "--version", "2",
+                 "--out", str(tmp_path / "elsewhere"))
+    assert "non signé" not in out.stdout
+    assert (tmp_path / "elsewhere" / "img-2.manifest.signed.json").exists()
+    bad = imager(data, "image", "create", str(tmp_path / "none.raw"), "--name", "x",
+                 "--version", "1", check=False)
+    assert bad.returncode == 2 and "none.raw" in bad.stderr

@@ -18,6 +18,7 @@ from imager.cli import (
     cert,
     donors,
     erase,
+    image,
     intake,
     items,
     jobs,
@@ -31,7 +32,8 @@ from imager.cli.context import Context
 from imager.errors import ImagerError
 from imager.settings import Settings
 
-GROUPS = (serve, agent, intake, erase, plans, jobs, items, machines, donors, cert, ledger, lab)
+GROUPS = (serve, agent, intake, erase, plans, jobs, items, machines, donors, cert, ledger, lab,
+          image)
 
 
 def build_parser() -> argparse.ArgumentParser:

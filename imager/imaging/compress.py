@@ -13,6 +13,7 @@ image_size (bmap.mapped_chunks does) and the file's sha256 with the manifest.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import io
 import lzma
@@ -120,37 +121,107 @@ class _Unclosing(io.RawIOBase):
         return self._fileobj.readinto(buffer)  # type: ignore[attr-defined]
 
 
-def open_writer(fileobj: BinaryIO, kind: str = "zstd", *, level: int | None = None,
-                threads: int = -1, size: int | None = None) -> BinaryIO:
-    """A writer compressing to `fileobj`; closing it ends the stream, not `fileobj`.
+class ImageWriter:
+    """Compresses a raw image to a file object: `write` data, `write_zeros` for
+    holes; closing it ends the stream, not the file object.
 
-    zstd frames carry a content checksum (and `size` when given, for `zstd -l`);
-    `threads` -1 means one per CPU (zstd only)."""
-    level = DEFAULT_LEVEL.get(kind, 0) if level is None else level
-    if kind == "zstd":
-        compressor = zstandard.ZstdCompressor(level=level, threads=threads, write_checksum=True,
-                                              write_content_size=size is not None)
-        return compressor.stream_writer(fileobj, size=-1 if size is None else size,
-                                        closefd=False)  # type: ignore[return-value]
-    if kind == "xz":
-        return lzma.LZMAFile(fileobj, "wb", preset=level, check=lzma.CHECK_CRC64)  # type: ignore[return-value]
-    if kind == "gzip":
-        return gzip.GzipFile(fileobj=fileobj, mode="wb", compresslevel=level, mtime=0)  # type: ignore[return-value]
-    raise ImagerError(f"cannot compress as {kind!r}: one of zstd, xz, gzip")
+    zstd: long runs of zeros (ZERO_FRAME bytes or more) become copies of one
+    ready-made frame, so holes cost no compression time; the output is then
+    several frames, which zstd, bmaptool and `open_stream` read through.
+    Frames carry a content checksum. `threads` -1 means one per CPU (zstd only).
+    """
+
+    def __init__(self, fileobj: BinaryIO, kind: str = "zstd", *, level: int | None = None,
+                 threads: int = -1) -> None:
+        if kind not in DEFAULT_LEVEL:
+            raise ImagerError(f"cannot compress as {kind!r}: one of zstd, xz, gzip")
+        self.kind, self._out = kind, fileobj
+        self._level = DEFAULT_LEVEL[kind] if level is None else level
+        self._threads, self._zeros = threads, 0
+        self._cctx = zstandard.ZstdCompressor(level=self._level, threads=threads,
+                                              write_checksum=True) if kind == "zstd" else None
+        self._stream: BinaryIO | None = None
+
+    def __enter__(self) -> ImageWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _writer(self) -> BinaryIO:
+        if self._stream is None:
+            self._stream = self._open()
+        return self._stream
+
+    def _open(self) -> BinaryIO:
+        if self._cctx is not None:
+            return self._cctx.stream_writer(self._out, closefd=False)  # type: ignore[return-value]
+        if self.kind == "xz":
+            return lzma.LZMAFile(self._out, "wb", preset=self._level,  # type: ignore[return-value]
+                                 check=lzma.CHECK_CRC64)
+        return gzip.GzipFile(fileobj=self._out, mode="wb",  # type: ignore[return-value]
+                             compresslevel=self._level, mtime=0)
+
+    def write(self, data: bytes | memoryview) -> None:
+        if self._zeros:
+            self._flush_zeros()
+        self._writer().write(data)
+
+    def write_zeros(self, count: int) -> None:
+        """`count` zero bytes (a hole of the raw image)."""
+        self._zeros += count
+
+    def _flush_zeros(self) -> None:
+        count, self._zeros = self._zeros, 0
+        if self._cctx is not None and count >= ZERO_FRAME:
+            if self._stream is not None:       # end the frame of the data before
+                self._stream.close()
+                self._stream = None
+            frame = _zero_frame(self._level)
+            for _ in range(count // ZERO_FRAME):
+                self._out.write(frame)
+            count %= ZERO_FRAME
+        zeros = memoryview(_ZEROS)
+        while count:
+            length = min(count, len(zeros))
+            self._writer().write(zeros[:length])
+            count -= length
+
+    def close(self) -> None:
+        if self._zeros:
+            self._flush_zeros()
+        if self._stream is None and self._cctx is None:
+            self._writer()                     # an empty xz/gzip stream is still a stream
+        if self._stream is not None:
+            self._stream.close()
+            self._stream = None
+
+
+ZERO_FRAME = 64 << 20
+_ZEROS = bytes(8 << 20)
+
+
+@functools.lru_cache(maxsize=4)
+def _zero_frame(level: int) -> bytes:
+    """One zstd frame of ZERO_FRAME zero bytes (about 2 KiB)."""
+    return zstandard.ZstdCompressor(level=level, write_checksum=True).compress(
+        bytes(ZERO_FRAME))
 
 
 def compress_file(src: Path, dst: Path, *, kind: str = "zstd", level: int | None = None,
                   threads: int = -1, block_size: int = 4096) -> None:
-    """Compress the (sparse) raw file `src` to `dst`; holes are fed as zeros
-    without being read from disk."""
+    """Compress the (sparse) raw file `src` to `dst`; holes are not read from disk."""
     size = Path(src).stat().st_size
     ranges = bmaplib.map_file(src, block_size=block_size)
     fd = os.open(src, os.O_RDONLY)
     try:
-        with open(dst, "wb") as out, open_writer(out, kind, level=level, threads=threads,
-                                                 size=size) as writer:
-            for _, data in bmaplib.walk(fd, ranges, block_size=block_size, image_size=size):
-                writer.write(data)
+        with open(dst, "wb") as out, ImageWriter(out, kind, level=level,
+                                                 threads=threads) as writer:
+            for index, data in bmaplib.walk(fd, ranges, block_size=block_size, image_size=size):
+                if index is None:
+                    writer.write_zeros(len(data))
+                else:
+                    writer.write(data)
     except OSError as exc:
         raise ImagerError(f"cannot write {dst}: {exc.strerror}; choose a writable directory "
                           "with enough space") from exc
