@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import shutil
 from collections.abc import Callable
@@ -28,7 +27,7 @@ from imager.certify.signing import (
 from imager.errors import ImagerError, NotFound, UsageError
 from imager.imaging import bmap as bmaplib
 from imager.imaging import compress
-from imager.imaging.create import FORMAT, Files, write_manifest
+from imager.imaging.create import FORMAT, Files, atomic_file, write_manifest
 from imager.settings import Settings
 
 Progress = Callable[[int, int], None]
@@ -238,16 +237,8 @@ class Catalogue:
 
 
 def _copy(src: Path, dst: Path) -> None:
-    part = dst.with_name(f".{dst.name}.part")
-    try:
-        shutil.copyfile(src, part)
-        with open(part, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(part, dst)
-    except OSError as exc:
-        part.unlink(missing_ok=True)
-        raise UsageError(f"cannot copy {src} to {dst}: {exc.strerror}; check the free space "
-                         f"of {dst.parent}") from exc
+    with atomic_file(dst, "copy") as out, open(src, "rb") as fh:
+        shutil.copyfileobj(fh, out, _HASH_CHUNK)
 
 
 def file_sha256(path: Path) -> str:

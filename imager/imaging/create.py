@@ -16,11 +16,12 @@ import json
 import os
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from imager import __version__
 from imager.certify.keys import StationKeys
@@ -177,17 +178,37 @@ class _HashingWriter:
         self.fh.flush()
 
 
+@contextmanager
+def atomic_file(target: Path, what: str = "file") -> Iterator[BinaryIO]:
+    """A file opened for writing beside `target` under a hidden name; fsynced and
+    renamed over `target` when the block ends, removed if it fails. OSError
+    becomes UsageError naming `target`."""
+    part = target.with_name(f".{target.name}.part")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with open(part, "wb") as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(part, target)
+    except OSError as exc:
+        part.unlink(missing_ok=True)
+        raise UsageError(f"impossible d'écrire / cannot write the {what} {target}: "
+                         f"{exc.strerror}; choose a writable folder with enough space") from exc
+    except BaseException:
+        part.unlink(missing_ok=True)
+        raise
+
+
 def _compress(raw: Path, target: Path, ranges: list[tuple[int, int]], *, block_size: int,
               image_size: int, level: int | None, threads: int,
               progress: Progress | None) -> tuple[list[bmaplib.Range], str, int]:
-    """Compress the raw to `target` (via a temporary name) and hash each range."""
+    """Compress the raw to `target` and hash each range on the way."""
     hashers = [hashlib.sha256() for _ in ranges]
-    part = target.with_name(f".{target.name}.part")
-    target.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(raw, os.O_RDONLY)
     try:
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
-        with open(part, "wb") as fh:
+        with atomic_file(target, "image") as fh:
             out = _HashingWriter(fh)
             with compress.ImageWriter(out, "zstd", level=level,  # type: ignore[arg-type]
                                       threads=threads) as writer:
@@ -202,16 +223,6 @@ def _compress(raw: Path, target: Path, ranges: list[tuple[int, int]], *, block_s
                     done += len(data)
                     if progress is not None:
                         progress(done, image_size)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(part, target)
-    except OSError as exc:
-        part.unlink(missing_ok=True)
-        raise UsageError(f"cannot write the image {target}: {exc.strerror}; choose a writable "
-                         "folder with enough space (--out)") from exc
-    except BaseException:
-        part.unlink(missing_ok=True)
-        raise
     finally:
         os.close(fd)
     checksums = [bmaplib.Range(first, last, h.hexdigest())
