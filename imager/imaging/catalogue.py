@@ -181,14 +181,15 @@ class Catalogue:
         """The image `name` at `version`, or its latest version."""
         same = [e for e in self.list() if e.name == name]
         if not same:
-            raise NotFound(f"no image named {name!r} in the catalogue {self.root}: see "
-                           "`imager image list`")
+            raise NotFound(f"aucune image « {name} » / no image named {name!r} in the "
+                           f"catalogue {self.root}: see `imager image list`")
         if version is None:
             return same[-1]
         for entry in same:
             if entry.version == version:
                 return entry
-        raise NotFound(f"the image {name!r} has no version {version!r} in {self.root} (it has "
+        raise NotFound(f"pas de version « {version} » de « {name} » / the image {name!r} has "
+                       f"no version {version!r} in {self.root} (it has "
                        f"{', '.join(e.version for e in same)}): see `imager image list`")
 
     def add(self, manifest_path: Path) -> Entry:
@@ -198,10 +199,12 @@ class Catalogue:
         report = Report(entry)
         _check_files(entry, report)
         if not report.ok:
-            raise UsageError(f"not added: {'; '.join(t for s, t in report.lines if s == 'fail')}")
+            problems = "; ".join(text for status, text in report.lines if status == "fail")
+            raise UsageError(f"image non ajoutée / not added: {problems}")
         target = Files(self.root, entry.files.stem)
         if target.manifest.exists():
-            raise UsageError(f"the catalogue {self.root} already has {entry.name} "
+            raise UsageError(f"déjà au catalogue / the catalogue {self.root} already has "
+                             f"{entry.name} "
                              f"{entry.version}: remove it first (`imager image rm "
                              f"{entry.name} {entry.version}`) or give it another version")
         self.root.mkdir(parents=True, exist_ok=True)

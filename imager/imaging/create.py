@@ -80,7 +80,8 @@ class Built:
 def check_name(value: str, what: str) -> str:
     """A name or version usable in a file name, else UsageError."""
     if not NAME.fullmatch(value):
-        raise UsageError(f"{what} {value!r} must start with a letter or digit and hold only "
+        raise UsageError(f"nom ou version refusé / {what} {value!r} must start with a letter "
+                         "or digit and hold only "
                          "letters, digits and . _ + ~ - (at most 100), e.g. debian12-bureau")
     return value
 
@@ -147,10 +148,11 @@ def _raw_size(raw: Path) -> int:
     try:
         info = raw.stat()
     except OSError as exc:
-        raise UsageError(f"cannot read the raw image {raw}: {exc.strerror}; give the path of a "
-                         "raw disk image file") from exc
+        raise UsageError(f"image brute illisible / cannot read the raw image {raw}: "
+                         f"{exc.strerror}; give the path of a raw disk image file") from exc
     if not raw.is_file() or info.st_size == 0:
-        raise UsageError(f"{raw} is not a raw disk image (a regular, non-empty file); make one "
+        raise UsageError(f"pas une image disque brute / {raw} is not a raw disk image (a "
+                         "regular, non-empty file); make one "
                          "with e.g. `truncate -s 8G disk.raw` then partition and fill it")
     return info.st_size
 
@@ -158,7 +160,8 @@ def _raw_size(raw: Path) -> int:
 def _refuse_existing(files: Files) -> None:
     existing = [p for p in files.all() if p.exists()]
     if existing:
-        raise UsageError(f"the image {files.stem} already exists in {files.folder} "
+        raise UsageError(f"l'image existe déjà / the image {files.stem} already exists in "
+                         f"{files.folder} "
                          f"({existing[0].name}): give another --version, or remove it first "
                          "(`imager image rm NAME VERSION` in the catalogue)")
 
