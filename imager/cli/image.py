@@ -31,13 +31,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     cr = isub.add_parser("create", help="image compressée + bmap + manifeste depuis une image "
                                         "brute creuse / compressed image + bmap + manifest "
                                         "from a sparse raw image")
-    cr.add_argument("raw", type=Path, metavar="RAW")
-    cr.add_argument("--name", required=True)
-    cr.add_argument("--version", required=True)
+    cr.add_argument("raw", type=Path, metavar="RAW",
+                    help="image disque brute, creuse / sparse raw disk image")
+    cr.add_argument("--name", required=True, help="nom / name, e.g. debian12-bureau")
+    cr.add_argument("--version", required=True, help="version, e.g. 2026.1")
     cr.add_argument("--profile", help="profil installé par l'image / profile the image holds")
     cr.add_argument("--out", type=Path, metavar="DOSSIER",
                     help="dossier de sortie / output folder (default: the catalogue)")
-    cr.add_argument("--level", type=int, default=None, help="zstd level (1-19, default 3)")
+    cr.add_argument("--level", type=int, default=None, help="niveau / zstd level (1-19, default 3)")
     cr.add_argument("--threads", type=int, default=-1, help="zstd threads (-1: one per CPU)")
     cr.set_defaults(func=cmd_create)
     ad = isub.add_parser("add", help="ajouter une image faite ailleurs / add an image made "
