@@ -101,6 +101,11 @@ def test_truncated_zstd_reads_short() -> None:
     assert len(unpacked(packed("zstd")[:-200], "zstd")) < len(PAYLOAD)
 
 
+def test_bad_level_is_refused() -> None:
+    with pytest.raises(compress.ImagerError, match="zstd level 23 must be from 1 to 22"):
+        compress.ImageWriter(io.BytesIO(), "zstd", level=23)
+
+
 def test_unknown_kind_is_refused() -> None:
     with pytest.raises(compress.ImagerError, match="unknown compression 'lz4'"):
         compress.open_stream(io.BytesIO(b""), "lz4")

@@ -30,6 +30,7 @@ from imager.imaging import bmap as bmaplib
 KINDS = ("zstd", "xz", "gzip", "raw")
 SUFFIXES = {"zstd": ".zst", "xz": ".xz", "gzip": ".gz", "raw": ""}
 DEFAULT_LEVEL = {"zstd": 3, "xz": 6, "gzip": 6}
+LEVELS = {"zstd": (1, 22), "xz": (0, 9), "gzip": (0, 9)}
 HEAD = 6                                   # bytes `detect` needs
 _MAGIC = ((b"\x28\xb5\x2f\xfd", "zstd"), (b"\xfd7zXZ\x00", "xz"), (b"\x1f\x8b", "gzip"))
 _READ = 1 << 20                            # compressed bytes read at a time
@@ -137,6 +138,10 @@ class ImageWriter:
             raise ImagerError(f"cannot compress as {kind!r}: one of zstd, xz, gzip")
         self.kind, self._out = kind, fileobj
         self._level = DEFAULT_LEVEL[kind] if level is None else level
+        low, high = LEVELS[kind]
+        if not low <= self._level <= high:
+            raise ImagerError(f"niveau de compression refusé / {kind} level {self._level} must "
+                              f"be from {low} to {high} (default {DEFAULT_LEVEL[kind]})")
         self._threads, self._zeros = threads, 0
         self._cctx = zstandard.ZstdCompressor(level=self._level, threads=threads,
                                               write_checksum=True) if kind == "zstd" else None
