@@ -1,0 +1,509 @@
+"""The deployment engine: one compressed image onto one or more drives at once.
+
+Before a byte is written every target passes the safety guard, is opened
+exclusively (O_EXCL, O_DIRECT where it can) and is at least as big as the
+image: one refused target refuses the whole deployment (an exception).
+
+Then a pipeline of threads shares a ring of large aligned buffers:
+
+    source -> [reader: hash the compressed bytes, decompress, keep mapped data]
+                 |  each filled buffer goes, read-only, to every consumer:
+                 +-> [hasher: sha256 of each range, compared with the bmap's]
+                 +-> [writer 1: O_DIRECT pwrite, fsync]  ...  [writer N]
+
+A buffer returns to the ring when every consumer is done with it, so memory
+stays bounded and one decompression feeds N drives. Only mapped ranges are
+written; holes are decompressed and dropped. A range whose checksum differs
+means a corrupt image: everything stops and no target is ok. A target that
+fails (I/O error, unplugged) fails alone. Last, every target still good is read
+back (readback.py) in parallel.
+
+Alignment: ranges start on bmap blocks (4 KiB), and each piece sits at a
+4 KiB-aligned place of its buffer, so writes go straight to the device. The
+only unaligned write is an image's last partial block: its covering sectors
+are read from the target, the image bytes laid over them, and written back,
+so nothing past ImageSize changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import queue
+import stat
+import threading
+import time
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack, closing
+from dataclasses import dataclass
+from typing import BinaryIO, NamedTuple
+
+from imager.erase import guard
+from imager.errors import ImagerError, RefusedDevice, UsageError
+from imager.host.blockdev import OpenDevice, aligned_buffer, is_gone, open_device
+from imager.imaging import compress
+from imager.imaging.bmap import Bmap, human_size
+from imager.imaging.readback import MODES, ReadBack, covering, verify_devices, watch
+from imager.imaging.source import Source
+from imager.settings import Settings
+
+__all__ = ["CHUNK", "DEPTH", "CorruptImage", "DeployResult", "TargetResult", "deploy"]
+
+CHUNK = 8 << 20                # bytes per buffer of the ring
+DEPTH = 8                      # buffers in the ring (memory: CHUNK * DEPTH)
+ALIGN = 4096                   # where pieces start in a buffer (O_DIRECT memory alignment)
+_FIX = "get the image again and check it (`imager image verify NAME`)"
+
+
+class CorruptImage(ImagerError):
+    """The image does not match its bmap or its manifest: nothing it wrote is ok."""
+
+
+@dataclass
+class TargetResult:
+    """One target of a deployment."""
+
+    path: str
+    ok: bool                       # written, fsynced AND verified as asked
+    written_bytes: int
+    ranges: int                    # ranges written
+    verify: str                    # "full" | "sample" | "none"
+    verified_bytes: int
+    mismatches: list[tuple[int, int]]   # (offset, length) of ranges that read back wrong
+    error: str | None              # why not ok, for a person
+    write_seconds: float
+    verify_seconds: float
+    sample_seed: str | None = None      # "sample": the seed that chose the ranges read back
+
+
+@dataclass
+class DeployResult:
+    """A whole deployment: the image as read and every target."""
+
+    image_size: int
+    mapped_bytes: int
+    source_sha256: str | None      # sha256 of the compressed stream as read (None: not all read)
+    targets: list[TargetResult]
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.targets) and all(t.ok for t in self.targets)
+
+
+def deploy(source: Source, bmap: Bmap, targets: Sequence[str], *, settings: Settings,
+           verify: str = "full", sample: float = 0.05, allow_files: bool = False,
+           expected_sha256: str | None = None,
+           progress: Callable[[str, int, int], None] | None = None,
+           stop: threading.Event | None = None, chunk: int = CHUNK,
+           depth: int = DEPTH) -> DeployResult:
+    """Write the image of `source` (compressed zstd/xz/gzip, or raw) described by
+    `bmap` onto every target, fsync, then read back as `verify` says.
+
+    Raises RefusedDevice/UsageError/SourceError before anything is written;
+    after that, problems are reported on the targets (`DeployResult.ok`).
+    `progress(phase, done, total)` is called about four times a second with
+    phase "write" (mapped bytes on every target) then "verify". `stop` ends
+    the run at the next buffer; the targets are then not ok ("stopped ...").
+    """
+    _check_request(bmap, targets, verify, sample, chunk)
+    t0 = time.monotonic()
+    with ExitStack() as stack:
+        devs = _open_targets(targets, bmap, settings, allow_files=allow_files, stack=stack)
+        tap = _Tap(stack.enter_context(closing(source.open())))
+        kind = compress.detect(tap.peek(compress.HEAD))
+        stream = stack.enter_context(compress.open_stream(tap, kind))  # type: ignore[arg-type]
+        run = _Run(bmap, devs, chunk=chunk, depth=depth, stop=stop)
+        run.start(stream, tap)
+        run.wait(lambda: _tick(run, progress))
+        digest = tap.sha256.hexdigest() if run.finished else None
+        run.fail(_sha_error(source, digest, expected_sha256))
+        good = [w.dev for w in run.writers if w.error is None and run.error is None]
+        checks = {} if verify == "none" else {
+            r.path: r for r in verify_devices(good, bmap, mode=verify, sample=sample,
+                                              progress=progress, stop=stop)}
+        results = [w.result(verify, run.error, checks.get(w.dev.path)) for w in run.writers]
+    return DeployResult(bmap.image_size, bmap.mapped_bytes, digest, results,
+                        time.monotonic() - t0)
+
+
+def _tick(run: _Run, progress: Callable[[str, int, int], None] | None) -> None:
+    run.check_stop()
+    if progress is not None:
+        progress("write", run.done, run.bmap.mapped_bytes)
+
+
+def _sha_error(source: Source, digest: str | None, expected: str | None) -> str | None:
+    if digest is None or expected is None or digest == expected.strip().lower():
+        return None
+    return (f"the image {source.name} is not the one its manifest names: its sha256 is "
+            f"{digest}, the manifest says {expected}; {_FIX}")
+
+
+# --- before anything is written -----------------------------------------------
+
+def _check_request(bmap: Bmap, targets: Sequence[str], verify: str, sample: float,
+                   chunk: int) -> None:
+    if not targets:
+        raise UsageError("no target given: name at least one drive")
+    if verify not in MODES:
+        raise UsageError(f"verify must be one of {', '.join(MODES)}, not {verify!r}")
+    if verify == "sample" and not 0 < sample <= 1:
+        raise UsageError(f"the sample fraction {sample} must be above 0 and at most 1 "
+                         "(0.05 reads back about 5% of the image)")
+    if chunk % ALIGN or chunk < ALIGN:
+        raise UsageError(f"the buffer size {chunk} must be a multiple of {ALIGN}")
+    missing = [r for r in bmap.ranges if not r.sha256]
+    if missing:
+        raise UsageError(f"the bmap has no checksum for blocks {missing[0].first}-"
+                         f"{missing[0].last}: a deployment checks every range; make the bmap "
+                         "again with checksums (`imager image create`)")
+
+
+def _open_targets(targets: Sequence[str], bmap: Bmap, settings: Settings, *,
+                  allow_files: bool, stack: ExitStack) -> list[OpenDevice]:
+    """Guard, exclusive open and size check of every target, all before any write."""
+    _refuse_duplicates(targets)
+    for path in targets:
+        guard.check(path, settings, allow_files=allow_files)
+    devs = [stack.enter_context(open_device(path, write=True)) for path in targets]
+    for dev in devs:
+        if dev.size < bmap.image_size:
+            raise RefusedDevice(dev.path, [
+                f"it holds {dev.size} bytes ({human_size(dev.size)}) and the image needs "
+                f"{bmap.image_size} bytes ({human_size(bmap.image_size)}): use a bigger drive"])
+    return devs
+
+
+def _refuse_duplicates(targets: Sequence[str]) -> None:
+    seen: dict[tuple[int, int], str] = {}
+    for path in targets:
+        try:
+            st = os.stat(path)
+        except OSError:
+            continue                      # the guard names a missing device
+        key = (0, st.st_rdev) if stat.S_ISBLK(st.st_mode) else (st.st_dev, st.st_ino)
+        if key in seen:
+            raise UsageError(f"{path} and {seen[key]} are the same drive: give it once")
+        seen[key] = path
+
+
+class _Tap(io.RawIOBase):
+    """The compressed stream as read: hashed, its first bytes peeked for `detect`."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        super().__init__()
+        self.raw, self.sha256 = raw, hashlib.sha256()
+        self._head = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def peek(self, size: int) -> bytes:
+        """The first `size` bytes (fewer at the end), read again by `read`."""
+        while len(self._head) < size and (data := self._read(size - len(self._head))):
+            self._head += data
+        return self._head
+
+    def _read(self, size: int) -> bytes:
+        data = self.raw.read(size) or b""
+        self.sha256.update(data)
+        return data
+
+    def read(self, size: int = -1) -> bytes:
+        if self._head:
+            data = self._head if size < 0 else self._head[:size]
+            self._head = self._head[len(data):]
+            return data
+        if size < 0:
+            return self.readall()
+        return self._read(size)
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        data = self.read(len(buffer))
+        memoryview(buffer).cast("B")[:len(data)] = data
+        return len(data)
+
+
+# --- the write pipeline ---------------------------------------------------------
+
+class _Piece(NamedTuple):
+    offset: int           # in the image (and on the target)
+    length: int
+    at: int               # in the buffer
+    index: int            # the bmap range
+    last: bool            # the range's last piece
+
+
+class _Chunk:
+    """A filled buffer shared read-only by the hasher and every writer."""
+
+    __slots__ = ("view", "pieces", "users", "run")
+
+    def __init__(self, view: memoryview, pieces: list[_Piece], users: int, run: _Run) -> None:
+        self.view, self.pieces, self.users, self.run = view, pieces, users, run
+
+    def release(self) -> None:
+        """One consumer is done; the last one gives the buffer back to the ring."""
+        run = self.run
+        with run.lock:
+            self.users -= 1
+            if self.users:
+                return
+            run.done += sum(p.length for p in self.pieces)
+        run.ring.put(self.view)
+
+
+class _Run:
+    """The shared state of one deployment's write phase."""
+
+    def __init__(self, bmap: Bmap, devs: list[OpenDevice], *, chunk: int, depth: int,
+                 stop: threading.Event | None) -> None:
+        self.bmap, self.stop = bmap, stop
+        self.lock = threading.Lock()
+        self.abort = threading.Event()
+        self.error: str | None = None          # for every target: corrupt image, stopped...
+        self.done = 0                          # mapped bytes on every target
+        self.finished = False                  # the whole compressed stream was read
+        self.ring: queue.Queue[memoryview] = queue.Queue()
+        for _ in range(depth):
+            self.ring.put(memoryview(aligned_buffer(chunk))[:chunk])
+        self.hashes: queue.Queue[_Chunk | None] = queue.Queue()
+        self.writers = [_Writer(dev, self) for dev in devs]
+        self.threads: list[threading.Thread] = []
+
+    def fail(self, error: str | None) -> None:
+        """Stop everything; `error` becomes every target's error (first one wins)."""
+        if error is None:
+            return
+        with self.lock:
+            self.error = self.error or error
+        self.abort.set()
+
+    def check_stop(self) -> None:
+        if self.stop is not None and self.stop.is_set():
+            self.fail(f"stopped after {self.done} of {self.bmap.mapped_bytes} image bytes: "
+                      "the drive holds part of the image; deploy again")
+
+    def take(self) -> memoryview | None:
+        """A free buffer, or None once the run is aborted (or stopped)."""
+        self.check_stop()
+        while not self.abort.is_set():
+            try:
+                return self.ring.get(timeout=0.1)
+            except queue.Empty:
+                continue
+        return None
+
+    def deliver(self, view: memoryview, pieces: list[_Piece]) -> None:
+        chunk = _Chunk(view, pieces, 1 + len(self.writers), self)
+        self.hashes.put(chunk)
+        for writer in self.writers:
+            writer.queue.put(chunk)
+
+    def writer_failed(self) -> None:
+        if all(w.error is not None for w in self.writers):
+            self.abort.set()                   # nobody left to write for
+
+    def start(self, stream: BinaryIO, tap: _Tap) -> None:
+        reader = _Reader(self, stream, tap)
+        self.threads = [threading.Thread(target=reader.loop, name="deploy-read", daemon=True),
+                        threading.Thread(target=self._hash_loop, name="deploy-hash",
+                                         daemon=True)]
+        self.threads += [threading.Thread(target=w.loop, name=f"deploy-write-{i}", daemon=True)
+                         for i, w in enumerate(self.writers)]
+        for t in self.threads:
+            t.start()
+
+    def wait(self, tick: Callable[[], object]) -> None:
+        """Join every thread, ticking; on an exception here (^C) stop them first."""
+        try:
+            watch(self.threads, tick)
+        except BaseException:
+            self.fail("interrupted: the deployment did not finish; deploy again")
+            for t in self.threads:
+                t.join()
+            raise
+
+    def _hash_loop(self) -> None:
+        """Checksum each range once, on the stream, and compare it with the bmap."""
+        spans = list(self.bmap.byte_ranges())
+        hasher = self.bmap.hasher()
+        while (chunk := self.hashes.get()) is not None:
+            try:
+                for p in chunk.pieces if not self.abort.is_set() else ():
+                    hasher.update(chunk.view[p.at:p.at + p.length])
+                    if p.last:
+                        self.fail(_range_error(self.bmap, p.index, spans, hasher.hexdigest()))
+                        hasher = self.bmap.hasher()
+            except Exception as exc:           # a bug: fail loudly, keep the ring turning
+                self.fail(f"checking the image failed: {exc!r}")
+            finally:
+                chunk.release()
+
+
+def _range_error(bmap: Bmap, index: int, spans: list[tuple[int, int, object]],
+                 digest: str) -> str | None:
+    rng = bmap.ranges[index]
+    if digest == rng.sha256:
+        return None
+    offset, length, _ = spans[index]
+    return (f"the image is corrupt: range {index + 1} of {len(bmap.ranges)} (blocks "
+            f"{rng.first}-{rng.last}, {length} bytes at byte {offset}) has {bmap.checksum_type} "
+            f"{digest}, its bmap says {rng.sha256}; the deployment stopped there and no drive "
+            f"holds a good image: {_FIX}")
+
+
+class _Reader:
+    """The decompression thread: fills ring buffers with the mapped data, in order."""
+
+    def __init__(self, run: _Run, stream: BinaryIO, tap: _Tap) -> None:
+        self.run, self.stream, self.tap = run, stream, tap
+        self.pos = 0                           # decompressed bytes consumed
+        self.scratch = memoryview(bytearray(1 << 20))
+
+    def loop(self) -> None:
+        try:
+            if self._mapped():
+                self._rest()
+                self.run.finished = True
+        except ImagerError as exc:
+            self.run.fail(str(exc))
+        except Exception as exc:               # a bug: fail loudly, never hang
+            self.run.fail(f"reading the image failed: {exc!r}")
+        finally:
+            for q in [self.run.hashes, *(w.queue for w in self.run.writers)]:
+                q.put(None)
+
+    def _mapped(self) -> bool:
+        """Deliver every mapped range; False when the run was aborted."""
+        view: memoryview | None = None
+        pieces: list[_Piece] = []
+        fill = 0
+        for index, (offset, length, _) in enumerate(self.run.bmap.byte_ranges()):
+            self._skip(offset - self.pos)
+            end = offset + length
+            while offset < end:
+                if view is None:
+                    view, pieces, fill = self.run.take(), [], 0
+                    if view is None:
+                        return False
+                at = -(-fill // ALIGN) * ALIGN
+                size = min(len(view) - at, end - offset)
+                if size <= 0:
+                    self.run.deliver(view, pieces)
+                    view = None
+                    continue
+                self._fill(view[at:at + size])
+                pieces.append(_Piece(offset, size, at, index, offset + size == end))
+                fill, offset = at + size, offset + size
+        if view is not None:
+            self.run.deliver(view, pieces)
+        return not self.run.abort.is_set()
+
+    def _fill(self, view: memoryview) -> None:
+        got = self.stream.readinto(view)
+        self.pos += got
+        if got < len(view):
+            raise CorruptImage(f"the image ends at byte {self.pos}, its bmap says "
+                               f"{self.run.bmap.image_size} bytes: the compressed file is "
+                               f"truncated or is not this bmap's image; {_FIX}")
+
+    def _skip(self, count: int) -> None:
+        while count > 0:
+            size = min(count, len(self.scratch))
+            self._fill(self.scratch[:size])
+            count -= size
+
+    def _rest(self) -> None:
+        """Read to the end: the holes after the last range, the size, the whole file hashed."""
+        self._skip(self.run.bmap.image_size - self.pos)
+        if self.stream.readinto(self.scratch[:1]):
+            raise CorruptImage(f"the image goes on past the {self.run.bmap.image_size} bytes "
+                               f"its bmap says: it is not this bmap's image; {_FIX}")
+        while self.tap.read(1 << 20):
+            pass
+
+
+class _Writer:
+    """One target's thread: writes each shared buffer's pieces, then fsyncs."""
+
+    def __init__(self, dev: OpenDevice, run: _Run) -> None:
+        self.dev, self.run = dev, run
+        self.queue: queue.Queue[_Chunk | None] = queue.Queue()
+        self.error: str | None = None
+        self.written = self.ranges = 0
+        self.seconds = 0.0
+
+    def loop(self) -> None:
+        t0 = time.monotonic()
+        while (chunk := self.queue.get()) is not None:
+            try:
+                if self.error is None and not self.run.abort.is_set():
+                    self._write(chunk)
+            except OSError as exc:
+                self._failed(exc)
+            except Exception as exc:           # a bug: this target fails, others go on
+                self._failed(OSError(0, repr(exc)))
+            finally:
+                chunk.release()
+        if self.error is None:
+            self._flush()
+        self.seconds = time.monotonic() - t0
+
+    def _write(self, chunk: _Chunk) -> None:
+        for p in chunk.pieces:
+            self._write_at(chunk.view[p.at:p.at + p.length], p.offset)
+            self.written += p.length
+            self.ranges += p.last
+
+    def _write_at(self, data: memoryview, offset: int) -> None:
+        """Straight O_DIRECT write; a partial last sector goes through `_patch`."""
+        sector = self.dev.logical_sector if self.dev.direct else 1
+        if offset % sector:
+            _patch(self.dev, data, offset)
+            return
+        body = len(data) - len(data) % sector
+        if body:
+            self.dev.pwrite(data[:body], offset)
+        if body < len(data):
+            _patch(self.dev, data[body:], offset + body)
+
+    def _flush(self) -> None:
+        try:
+            self.dev.flush()
+        except OSError as exc:
+            self.error = (f"{self.dev.path}: flushing the drive's cache failed "
+                          f"({exc.strerror}): drive removed or failing?")
+            self.run.writer_failed()
+
+    def _failed(self, exc: OSError) -> None:
+        where = f"{self.dev.path} failed while writing the image ({exc.strerror})"
+        self.error = (f"{where}: was the drive unplugged?" if is_gone(exc) else
+                      f"{where} after {self.written} bytes: the drive is failing or was "
+                      "pulled out; retire it or deploy again")
+        self.run.writer_failed()
+
+    def result(self, verify: str, error: str | None, check: ReadBack | None) -> TargetResult:
+        error = self.error or error or (check.error if check else None)
+        if error is None and verify != "none" and check is None:
+            error = "not read back"
+        return TargetResult(
+            path=self.dev.path, ok=error is None, written_bytes=self.written,
+            ranges=self.ranges, verify=verify,
+            verified_bytes=check.verified_bytes if check else 0,
+            mismatches=list(check.mismatches) if check else [], error=error,
+            write_seconds=self.seconds, verify_seconds=check.seconds if check else 0.0,
+            sample_seed=check.seed if check else None)
+
+
+def _patch(dev: OpenDevice, data: memoryview, offset: int) -> None:
+    """Write `data` where O_DIRECT cannot take it as is (an image's partial last
+    sector): read the covering sectors from the target, lay `data` over them,
+    write them back. Bytes of the sectors outside `data` keep their value."""
+    start, size = covering(offset, len(data), dev.logical_sector)
+    with memoryview(aligned_buffer(size)) as whole, whole[:size] as span:
+        dev.preadinto(span, start)
+        span[offset - start:offset - start + len(data)] = data
+        dev.pwrite(span, start)

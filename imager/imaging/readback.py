@@ -1,0 +1,245 @@
+"""Read-back verification of a deployed image: what bmaptool does not do.
+
+Every checked range is read again from the target with O_DIRECT (past the
+page cache, or the check would only prove that memory holds the data) and its
+checksum compared with the bmap's. "full" checks every mapped range; "sample"
+checks whole ranges (a bmap checksum covers a whole range) chosen from a
+seed: the first and the last range always, then ranges in the order of
+sha256(seed || index) until `sample` of the mapped bytes are covered. Anyone
+holding the seed and the bmap can recompute which ranges were read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import mmap
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, closing
+from dataclasses import dataclass, field
+
+from imager.erase.pipeline import prefetch
+from imager.host.blockdev import OpenDevice, drop_cache, is_gone, open_device
+from imager.imaging.bmap import Bmap
+
+CHUNK = 8 << 20
+MODES = ("full", "sample", "none")
+
+
+@dataclass
+class ReadBack:
+    """What reading one target back proved."""
+
+    path: str
+    mode: str                                   # "full" | "sample" | "none"
+    verified_bytes: int = 0                     # image bytes read back and compared
+    ranges: int = 0                             # ranges read back
+    mismatches: list[tuple[int, int]] = field(default_factory=list)  # (offset, length)
+    error: str | None = None
+    seconds: float = 0.0
+    seed: str | None = None                     # "sample": the seed that chose the ranges
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and not self.mismatches
+
+
+def choose(bmap: Bmap, mode: str, *, sample: float = 0.05,
+           seed: str | None = None) -> tuple[list[int], str | None]:
+    """(indexes of the ranges to read back, seed); the seed is made when None."""
+    count = len(bmap.ranges)
+    if mode == "none" or count == 0:
+        return [], None
+    if mode == "full":
+        return list(range(count)), None
+    seed = seed or secrets.token_hex(8)
+    sizes = [length for _, length, _ in bmap.byte_ranges()]
+    picked = {0, count - 1}
+    goal, got = sample * sum(sizes), sum(sizes[i] for i in picked)
+    for index in sorted(range(count), key=lambda i: _rank(seed, i)):
+        if got >= goal:
+            break
+        if index not in picked:
+            picked.add(index)
+            got += sizes[index]
+    return sorted(picked), seed
+
+
+def _rank(seed: str, index: int) -> bytes:
+    return hashlib.sha256(bytes.fromhex(seed) + index.to_bytes(8, "big")).digest()
+
+
+def covering(offset: int, length: int, align: int) -> tuple[int, int]:
+    """(start, length) of the `align`-aligned span holding [offset, offset+length)."""
+    start = offset - offset % align
+    end = -(-(offset + length) // align) * align
+    return start, end - start
+
+
+@dataclass(frozen=True)
+class _Piece:
+    index: int            # the range
+    offset: int           # image bytes [offset, offset+length) of that range
+    length: int
+    last: bool            # the range's last piece
+
+
+def _pieces(bmap: Bmap, indexes: Sequence[int], chunk: int) -> Iterator[_Piece]:
+    spans = list(bmap.byte_ranges())
+    for index in indexes:
+        offset, length, _ = spans[index]
+        for start in range(offset, offset + length, chunk):
+            size = min(chunk, offset + length - start)
+            yield _Piece(index, start, size, start + size == offset + length)
+
+
+def _read(dev: OpenDevice, buf: mmap.mmap, piece: _Piece) -> tuple[memoryview, OSError | None]:
+    """Read a piece through the aligned span covering it: (its bytes, error)."""
+    align = dev.logical_sector if dev.direct else 1
+    start, length = covering(piece.offset, piece.length, align)
+    view = memoryview(buf)[:length]
+    try:
+        dev.preadinto(view, start)
+    except OSError as exc:
+        return view[:0], exc
+    head = piece.offset - start
+    return view[head:head + piece.length], None
+
+
+def read_back(dev: OpenDevice, bmap: Bmap, indexes: Sequence[int], *, mode: str,
+              seed: str | None = None, chunk: int = CHUNK,
+              counted: Callable[[int], None] = lambda n: None,
+              stop: threading.Event | None = None) -> ReadBack:
+    """Read the ranges `indexes` of `bmap` back from `dev`; compare their checksums.
+
+    `counted(n)` is called as n more bytes are checked. A range that reads
+    back wrong, or cannot be read, is a mismatch; a device that is gone ends
+    the check with an error. `stop` ends it early with the error "stopped".
+    """
+    t0 = time.monotonic()
+    checker = _Checker(ReadBack(dev.path, mode, seed=seed), bmap, counted)
+    if not dev.direct:
+        drop_cache(dev)
+    plan = list(_pieces(bmap, indexes, chunk))
+    reads = prefetch(((k, p.length) for k, p in enumerate(plan)),
+                     lambda buf, k, n: _read(dev, buf, plan[k]),
+                     chunk=chunk + 2 * max(dev.logical_sector, 4096), name="readback")
+    with closing(reads):
+        for item in reads:
+            data, error = item.value
+            if not checker.piece(plan[item.offset], data, error):
+                break
+            if stop is not None and stop.is_set():
+                checker.result.error = "stopped"
+                break
+    checker.result.seconds = time.monotonic() - t0
+    return checker.result
+
+
+class _Checker:
+    """Hashes the pieces of each range as they are read; records what is wrong."""
+
+    def __init__(self, result: ReadBack, bmap: Bmap, counted: Callable[[int], None]) -> None:
+        self.result, self.bmap, self.counted = result, bmap, counted
+        self.spans = list(bmap.byte_ranges())
+        self.hasher = bmap.hasher()
+        self.broken: int | None = None          # a range with a read error: skip its rest
+
+    def piece(self, piece: _Piece, data: memoryview, error: OSError | None) -> bool:
+        """Check one piece; False when reading must stop (device gone)."""
+        if error is not None:
+            return self._unreadable(piece, error)
+        if piece.index != self.broken:
+            self.hasher.update(data)
+            self.result.verified_bytes += piece.length
+            self.counted(piece.length)
+            if piece.last:
+                self._compare(piece.index, self.hasher.hexdigest())
+        if piece.last:
+            self.hasher = self.bmap.hasher()
+        return True
+
+    def _compare(self, index: int, digest: str) -> None:
+        self.result.ranges += 1
+        if digest != self.bmap.ranges[index].sha256:
+            self._mismatch(index, f"{self.result.path} reads back wrong: the data at byte "
+                                  f"{self.spans[index][0]} differs from the image (failing "
+                                  "drive, or written by someone else meanwhile); erase the "
+                                  "drive and deploy again, or retire it")
+
+    def _mismatch(self, index: int, why: str) -> None:
+        offset, length, _ = self.spans[index]
+        self.result.mismatches.append((offset, length))
+        self.result.error = self.result.error or why
+
+    def _unreadable(self, piece: _Piece, exc: OSError) -> bool:
+        if is_gone(exc):
+            self.result.error = (f"{self.result.path} is gone ({exc.strerror}) while reading "
+                                 "it back: was the drive unplugged?")
+            return False
+        if piece.index != self.broken:
+            self.broken = piece.index
+            self._mismatch(piece.index, f"{self.result.path} cannot be read back at byte "
+                                        f"{piece.offset} ({exc.strerror}): the drive is "
+                                        "failing; retire it")
+        if piece.last:
+            self.hasher = self.bmap.hasher()
+        return True
+
+
+def verify_devices(devs: Sequence[OpenDevice], bmap: Bmap, *, mode: str = "full",
+                   sample: float = 0.05, seed: str | None = None,
+                   progress: Callable[[str, int, int], None] | None = None,
+                   stop: threading.Event | None = None) -> list[ReadBack]:
+    """Read back every open device in parallel (one thread each); the same ranges
+    (and seed, for "sample") for all. `progress("verify", done, total)` is
+    called from this thread about four times a second."""
+    indexes, seed = choose(bmap, mode, sample=sample, seed=seed)
+    spans = list(bmap.byte_ranges())
+    total = sum(spans[i][1] for i in indexes) * len(devs)
+    results: list[ReadBack | None] = [None] * len(devs)
+    done = [0]
+    lock = threading.Lock()
+
+    def count(n: int) -> None:
+        with lock:
+            done[0] += n
+
+    def run(i: int) -> None:
+        try:
+            results[i] = read_back(devs[i], bmap, indexes, mode=mode, seed=seed,
+                                   counted=count, stop=stop)
+        except Exception as exc:  # reported on its target, the others go on
+            results[i] = ReadBack(devs[i].path, mode, seed=seed,
+                                  error=f"reading {devs[i].path} back failed: {exc}")
+
+    threads = [threading.Thread(target=run, args=(i,), name=f"verify-{i}", daemon=True)
+               for i in range(len(devs))]
+    for t in threads:
+        t.start()
+    watch(threads, lambda: progress and progress("verify", done[0], total))
+    return [r for r in results if r is not None]
+
+
+def watch(threads: Sequence[threading.Thread], tick: Callable[[], object], *,
+          every: float = 0.25) -> None:
+    """Join `threads`, calling `tick()` every `every` seconds and once at the end."""
+    for t in threads:
+        while t.is_alive():
+            t.join(every)
+            tick()
+    tick()
+
+
+def verify_targets(bmap: Bmap, targets: Sequence[str], *, mode: str = "full",
+                   sample: float = 0.05, seed: str | None = None,
+                   progress: Callable[[str, int, int], None] | None = None,
+                   stop: threading.Event | None = None) -> list[ReadBack]:
+    """Read back already written targets (paths) against `bmap`, e.g. to check a
+    drive again later; opened read-only (O_DIRECT where possible)."""
+    with ExitStack() as stack:
+        devs = [stack.enter_context(open_device(path, write=False)) for path in targets]
+        return verify_devices(devs, bmap, mode=mode, sample=sample, seed=seed,
+                              progress=progress, stop=stop)

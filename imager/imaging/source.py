@@ -1,0 +1,234 @@
+"""Where a deployment reads its compressed image: a local file or an HTTP URL.
+
+A Source only hands out the compressed bytes as a stream; the deployment
+engine detects the compression, decompresses, hashes and checks them.
+
+The HTTP source streams with large reads and survives a dropped connection:
+it reconnects with `Range: bytes=N-` where it stopped, accepts only a
+`206 Partial Content` that starts at N, and refuses to go on if the file
+changed meanwhile (ETag or Last-Modified differ). After `attempts`
+consecutive failures without a byte received it gives up with SourceError.
+The station serves its catalogue this way (Starlette FileResponse honours
+Range requests).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO, Protocol
+
+import httpx
+
+from imager.errors import ImagerError
+
+READ = 1 << 20                    # bytes asked of the network at a time
+ATTEMPTS = 5                      # consecutive failed (re)connections before giving up
+BACKOFF = 0.5                     # seconds before the first retry, doubled after each
+_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
+
+
+class SourceError(ImagerError):
+    """The compressed image cannot be read from its source (file or station)."""
+
+
+class Source(Protocol):
+    """Compressed image bytes, as a stream: `open()` may be called more than once."""
+
+    name: str
+
+    def open(self) -> BinaryIO:
+        """A new stream of the compressed image from its first byte."""
+        ...
+
+
+def open_source(ref: str | Path, *, headers: dict[str, str] | None = None,
+                attempts: int = ATTEMPTS, backoff: float = BACKOFF) -> Source:
+    """The Source for `ref`: an http(s):// URL (with optional request headers,
+    e.g. an agent's token) or a local path."""
+    text = str(ref)
+    if re.match(r"https?://", text, re.IGNORECASE):
+        return HttpSource(text, headers=headers, attempts=attempts, backoff=backoff)
+    if headers:
+        raise SourceError(f"{text} is a local path: HTTP headers make no sense for it")
+    return FileSource(Path(ref))
+
+
+class FileSource:
+    """A compressed image in a local file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.name = str(path)
+
+    def open(self) -> BinaryIO:
+        try:
+            fh = open(self.path, "rb", buffering=0)  # noqa: SIM115 (handed to the caller)
+        except OSError as exc:
+            raise SourceError(f"cannot read the image {self.path}: {exc.strerror}; check the "
+                              "path (`imager image list` shows the catalogue)") from exc
+        os.posix_fadvise(fh.fileno(), 0, 0, os.POSIX_FADV_SEQUENTIAL)
+        return fh  # type: ignore[return-value]
+
+
+class HttpSource:
+    """A compressed image at an http(s) URL, resumed with Range requests."""
+
+    def __init__(self, url: str, *, headers: dict[str, str] | None = None,
+                 attempts: int = ATTEMPTS, backoff: float = BACKOFF,
+                 timeout: float = 30.0) -> None:
+        self.name = self.url = url
+        self.headers = dict(headers or {})
+        self.attempts, self.backoff, self.timeout = attempts, backoff, timeout
+
+    def open(self) -> BinaryIO:
+        stream = _HttpStream(self)
+        stream.connect()
+        return io.BufferedReader(stream, buffer_size=READ)  # type: ignore[return-value]
+
+
+class _HttpStream(io.RawIOBase):
+    """The body of one GET, reconnected with Range where it broke off."""
+
+    def __init__(self, source: HttpSource) -> None:
+        super().__init__()
+        self.source = source
+        self.client = httpx.Client(timeout=httpx.Timeout(source.timeout, connect=10.0),
+                                   follow_redirects=True,
+                                   headers={**source.headers, "Accept-Encoding": "identity"})
+        self.pos = 0                               # bytes handed out so far
+        self.total: int | None = None
+        self.validators: dict[str, str] = {}
+        self.resumes = 0                           # reconnections done (for reports, tests)
+        self._response: httpx.Response | None = None
+        self._chunks: Iterator[bytes] = iter(())
+        self._rest = memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def connect(self) -> None:
+        """(Re)open the body at `pos`, retrying with a growing pause."""
+        failures = 0
+        while True:
+            try:
+                self._open()
+                return
+            except httpx.TransportError as exc:
+                failures += 1
+                self._pause_or_give_up(failures, exc)
+
+    def _pause_or_give_up(self, failures: int, exc: Exception) -> None:
+        if failures >= self.source.attempts:
+            self.close()
+            raise SourceError(
+                f"the download of {self.source.url} broke off at byte {self.pos} "
+                f"({type(exc).__name__}: {exc}) and {failures} attempts to resume failed: "
+                "check the network and that the station is running, then deploy again"
+            ) from exc
+        time.sleep(self.source.backoff * 2 ** (failures - 1))
+
+    def _open(self) -> None:
+        self._drop()
+        headers = {"Range": f"bytes={self.pos}-"} if self.pos else {}
+        request = self.client.build_request("GET", self.source.url, headers=headers)
+        response = self.client.send(request, stream=True)
+        try:
+            self._accept(response)
+        except BaseException:
+            response.close()
+            raise
+        self._response = response
+        self._chunks = response.iter_raw(READ)
+
+    def _accept(self, response: httpx.Response) -> None:
+        """Check the status, the range and that the file did not change."""
+        url, status = self.source.url, response.status_code
+        if status in (401, 403):
+            raise SourceError(f"the station refused the image {url} (HTTP {status}): check "
+                              "the agent's enrolment or token")
+        if status == 404:
+            raise SourceError(f"no image at {url} (HTTP 404): check its name and version "
+                              "(`imager image list` on the station)")
+        if self.pos == 0:
+            if status != 200:
+                raise SourceError(f"fetching the image {url} failed: HTTP {status}")
+            length = response.headers.get("Content-Length")
+            self.total = int(length) if length and length.isdigit() else None
+            self.validators = {k: v for k in ("ETag", "Last-Modified")
+                               if (v := response.headers.get(k))}
+            return
+        self._accept_resume(response)
+
+    def _accept_resume(self, response: httpx.Response) -> None:
+        url, status = self.source.url, response.status_code
+        if status != 206:
+            raise SourceError(f"the server of {url} cannot resume the download at byte "
+                              f"{self.pos}: it answered HTTP {status} to a Range request, not "
+                              "206; serve the image with Range support and deploy again")
+        match = _CONTENT_RANGE.fullmatch(response.headers.get("Content-Range", "").strip())
+        if not match or int(match[1]) != self.pos:
+            raise SourceError(f"the server of {url} resumed at the wrong place (Content-Range "
+                              f"{response.headers.get('Content-Range')!r}, asked from byte "
+                              f"{self.pos}): deploy again")
+        for key, before in self.validators.items():
+            now = response.headers.get(key)
+            if now != before:
+                raise SourceError(f"the image {url} changed during the download ({key} was "
+                                  f"{before!r}, now {now!r}): deploy again from the start")
+
+    def _drop(self) -> None:
+        if self._response is not None:
+            self._response.close()
+            self._response = None
+        self._rest = memoryview(b"")
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None or size < 0:
+            return self.readall()
+        if not self._rest:
+            self._rest = memoryview(self._next())
+        data = bytes(self._rest[:size])
+        self._rest = self._rest[len(data):]
+        self.pos += len(data)
+        return data
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        data = self.read(len(buffer))
+        memoryview(buffer).cast("B")[:len(data)] = data
+        return len(data)
+
+    def _next(self) -> bytes:
+        """The next piece of the body, reconnecting when the connection breaks."""
+        failures = 0
+        while True:
+            try:
+                data = next(self._chunks, b"")
+                if data or self.total is None or self.pos >= self.total:
+                    return data
+                raise httpx.RemoteProtocolError(f"the body ended at byte {self.pos} of "
+                                                f"{self.total}")
+            except httpx.TransportError as exc:
+                failures += 1
+                self._pause_or_give_up(failures, exc)
+                self.resumes += 1
+                try:
+                    self._open()
+                except httpx.TransportError as again:
+                    self._chunks = _failing(again)
+
+    def close(self) -> None:
+        if not self.closed:
+            self._drop()
+            self.client.close()
+        super().close()
+
+
+def _failing(exc: Exception) -> Iterator[bytes]:
+    """An iterator that raises `exc`: a failed reconnection counts as a failure."""
+    raise exc
+    yield b""  # pragma: no cover (makes this a generator)
