@@ -13,6 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from imager.cli.context import Context
+from imager.cli.image_deploy import register_deploy
 from imager.errors import UsageError
 from imager.imaging import create as creating
 from imager.imaging.bmap import human_size
@@ -68,6 +69,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     rm = isub.add_parser("rm", help="supprimer une image / remove an image")
     _name_version(rm, version_required=True)
     rm.set_defaults(func=cmd_rm)
+    register_deploy(isub)
 
 
 def _name_version(parser: argparse.ArgumentParser, *, version_required: bool) -> None:

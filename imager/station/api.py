@@ -3,6 +3,8 @@
 Agents: `POST /api/v1/agents` (enrolment token) returns the agent's own
 token and the station's erase policy; `POST /api/v1/events` sends events
 (idempotent by id); `GET /api/v1/jobs/next?wait=S` long-polls for jobs.
+The image store (agent or operator token): `GET /api/v1/images`, and each
+image's files with range requests (a dropped download resumes).
 Technicians' tools (operator token): drives, machines (and their orientation),
 jobs, donations, intake, erase, resume. Every error is JSON `{"error": "..."}`
 naming the thing and the fix.
@@ -13,13 +15,13 @@ naming the thing and the fix.
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from imager import __version__
 from imager.errors import ImagerError, NotFound
-from imager.station import items, machines
+from imager.station import image_store, items, machines
 from imager.station.jobs import view_to_dict
 from imager.station.service import Station
 from imager.store import people
@@ -86,6 +88,16 @@ def create_app(station: Station) -> FastAPI:
             raise HTTPException(401, "jeton opérateur invalide / wrong operator token: see "
                                      f"{station.tokens.path(station.settings)}")
 
+    def reader(authorization: Annotated[str | None, Header()] = None) -> None:
+        """Agents and operators: both may read the image store."""
+        token = _bearer(authorization)
+        if station.tokens.is_operator(token):
+            return
+        try:
+            station.agent_of(token)
+        except PermissionError as exc:
+            raise HTTPException(401, f"{exc}: use an agent or operator token") from exc
+
     @app.exception_handler(ImagerError)
     async def imager_error(_request: Request, exc: ImagerError) -> JSONResponse:
         return JSONResponse({"error": str(exc)}, status_code=404 if isinstance(
@@ -119,6 +131,18 @@ def create_app(station: Station) -> FastAPI:
     def next_jobs(agent_id: Annotated[int, Depends(agent)], wait: float = 0.0
                   ) -> dict[str, Any]:
         return {"jobs": station.jobs_for(agent_id, wait=min(max(wait, 0.0), 30.0))}
+
+    # -- the image store (agents deploy from it; range requests resume) --------
+
+    @app.get("/api/v1/images", dependencies=[Depends(reader)])
+    def images() -> list[dict[str, Any]]:
+        return [image_store.describe(e) for e in image_store.catalogue(station.settings).list()]
+
+    @app.get("/api/v1/images/{name}/{version}/{part}", dependencies=[Depends(reader)])
+    def image_file(name: str, version: str, part: str) -> FileResponse:
+        path = image_store.file_of(station.settings, name, version, part)
+        return FileResponse(path, filename=path.name,
+                            media_type="application/octet-stream")
 
     # -- technicians ---------------------------------------------------------
 

@@ -1,0 +1,76 @@
+"""The station serves its catalogue to agents and operators over HTTP, with
+range requests (a dropped download resumes: tests/test_image_source.py), and
+to nobody else."""
+
+from __future__ import annotations
+
+import json
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from clirun import imager
+from station_proc import Serve
+from test_bmap import sample_raw
+
+from imager.imaging.source import open_source
+
+
+@pytest.fixture
+def station(tmp_path: Path) -> Iterator[Serve]:
+    serve = Serve(tmp_path / "station", "--no-local-agent")
+    imager(serve.data, "image", "create", str(sample_raw(tmp_path / "raw.img")),
+           "--name", "bureau", "--version", "2026.11")
+    try:
+        serve.start()
+        yield serve
+    finally:
+        if serve.proc and serve.proc.poll() is None:
+            serve.kill(signal.SIGTERM)
+
+
+def _agent_token(station: Serve) -> str:
+    enrol = json.loads((station.data / "tokens.json").read_text())["enrol"]
+    resp = httpx.post(f"{station.url}/api/v1/agents", json={"name": "dock", "host": "h1"},
+                      headers={"Authorization": f"Bearer {enrol}"})
+    assert resp.status_code == 200, resp.text
+    return resp.json()["token"]
+
+
+def test_agents_list_images_and_fetch_ranges(station: Serve) -> None:
+    agent = {"Authorization": f"Bearer {_agent_token(station)}"}
+    [image] = httpx.get(f"{station.url}/api/v1/images", headers=agent).json()
+    assert (image["name"], image["version"]) == ("bureau", "2026.11")
+    assert set(image["urls"]) == {"image", "bmap", "manifest"}     # no key: not signed
+    whole = httpx.get(station.url + image["urls"]["image"], headers=agent)
+    assert whole.status_code == 200 and len(whole.content) == image["compressed_size"]
+    part = httpx.get(station.url + image["urls"]["image"],
+                     headers={**agent, "Range": "bytes=10-99"})
+    assert part.status_code == 206 and part.content == whole.content[10:100]
+    bmap = httpx.get(station.url + image["urls"]["bmap"], headers=agent)
+    assert b"<bmap version=\"2.0\">" in bmap.content
+
+
+def test_image_store_refuses_strangers_and_unknown_files(station: Serve) -> None:
+    base = f"{station.url}/api/v1/images"
+    assert httpx.get(base).status_code == 401
+    assert httpx.get(base, headers={"Authorization": "Bearer nope"}).status_code == 401
+    op = station.http
+    assert op.get("/api/v1/images/bureau/2026.11/signed").status_code == 404
+    assert op.get("/api/v1/images/bureau/2026.11/tokens").status_code == 404
+    missing = op.get("/api/v1/images/bureau/1999/image")
+    assert missing.status_code == 404 and "imager image list" in missing.json()["error"]
+    assert op.get("/api/v1/images/..%2F..%2Ftokens.json/1/image").status_code == 404
+
+
+def test_http_source_reads_the_same_bytes(station: Serve) -> None:
+    token = _agent_token(station)
+    [image] = station.get("/api/v1/images")
+    source = open_source(station.url + image["urls"]["image"],
+                         headers={"Authorization": f"Bearer {token}"})
+    with source.open() as fh:
+        data = fh.read()
+    local = next((station.data / "images").glob("bureau-2026.11.img.zst")).read_bytes()
+    assert data == local
