@@ -6,8 +6,8 @@ engine detects the compression, decompresses, hashes and checks them.
 The HTTP source streams with large reads and survives a dropped connection:
 it reconnects with `Range: bytes=N-` where it stopped, accepts only a
 `206 Partial Content` that starts at N, and refuses to go on if the file
-changed meanwhile (ETag or Last-Modified differ). After `attempts`
-consecutive failures without a byte received it gives up with SourceError.
+changed meanwhile (ETag or Last-Modified differ). After `attempts` retries
+in a row without a byte received it gives up with SourceError.
 The station serves its catalogue this way (Starlette FileResponse honours
 Range requests).
 """
@@ -27,7 +27,7 @@ import httpx
 from imager.errors import ImagerError
 
 READ = 1 << 20                    # bytes asked of the network at a time
-ATTEMPTS = 5                      # consecutive failed (re)connections before giving up
+ATTEMPTS = 5                      # retries after a failure, without progress, before giving up
 BACKOFF = 0.5                     # seconds before the first retry, doubled after each
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 
@@ -123,13 +123,18 @@ class _HttpStream(io.RawIOBase):
                 self._pause_or_give_up(failures, exc)
 
     def _pause_or_give_up(self, failures: int, exc: Exception) -> None:
-        if failures >= self.source.attempts:
+        """Wait before the next try; after `attempts` retries, give up."""
+        if failures > self.source.attempts:
             self.close()
+            why = f"{type(exc).__name__}: {exc}"
+            if self.pos == 0 and self.total is None:
+                raise SourceError(f"cannot fetch the image {self.source.url} ({why}), "
+                                  f"{failures} times: check the network and that the station "
+                                  "is running") from exc
             raise SourceError(
-                f"the download of {self.source.url} broke off at byte {self.pos} "
-                f"({type(exc).__name__}: {exc}) and {failures} attempts to resume failed: "
-                "check the network and that the station is running, then deploy again"
-            ) from exc
+                f"the download of {self.source.url} broke off at byte {self.pos} ({why}) and "
+                f"{failures - 1} attempts to resume failed: check the network and that the "
+                "station is running, then deploy again") from exc
         time.sleep(self.source.backoff * 2 ** (failures - 1))
 
     def _open(self) -> None:
@@ -143,7 +148,7 @@ class _HttpStream(io.RawIOBase):
             response.close()
             raise
         self._response = response
-        self._chunks = response.iter_raw(READ)
+        self._chunks = response.iter_raw()    # as received: a cut loses nothing
 
     def _accept(self, response: httpx.Response) -> None:
         """Check the status, the range and that the file did not change."""
