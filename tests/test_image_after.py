@@ -275,6 +275,37 @@ def test_stale_kernel_partitions_are_corrected(deployed: Callable[..., str],
     assert fsck_clean(dev, 2)
 
 
+@pytest.mark.root
+@pytest.mark.parametrize("layout", [GPT, MBR], ids=["gpt", "mbr"])
+def test_disk_with_partition_scanning(settings: Settings, tmp_path: Path, layout: str) -> None:
+    """A loop device with partition scanning, like a real disk: the kernel
+    ignores a GPT whose protective MBR does not span the disk, and knows an MBR's
+    partitions at their image size (added by partx here: this test VM's kernel
+    has no partition parsers). Either way they end up known at their new size,
+    and are kept."""
+    need_root()
+    image = build_image(tmp_path, layout)
+    backing = tmp_path / "scanned.img"
+    with open(backing, "wb") as fh:
+        fh.truncate(DISK)
+    copy_sparse(image, backing)
+    dev = subprocess.run(["losetup", "--find", "--show", "-P", str(backing)], check=True,
+                         capture_output=True, text=True).stdout.strip()
+    try:
+        name = Path(dev).name
+        if layout == MBR:
+            subprocess.run(["partx", "-a", dev], check=True)
+        seen = {n: k.size for n, k in pt.kernel_partitions(name, settings).items()}
+        assert seen == ({} if layout == GPT else {1: 16384, 2: 178176})
+        res = customise(dev, settings=settings, hostname="pc-g7")
+        assert res.grown is not None and res.grown.endswith("-> 247 MiB; ext4 resized")
+        seen = {n: k.size for n, k in pt.kernel_partitions(name, settings).items()}
+        assert seen == {n + 1: p["size"] for n, p in enumerate(table_of(dev)["partitions"])}
+        assert mounts_of(dev) == []
+    finally:
+        subprocess.run(["losetup", "-d", dev], check=True)
+
+
 # --- other layouts ---------------------------------------------------------------------------
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -191,6 +192,7 @@ def reread(device: str, disk: str, table: Table, settings: Settings,
     the partitions' device nodes; return them by number."""
     # partx -u leaves some stale partitions (a moved start, a number beyond the
     # table): then the kernel forgets them all and learns the table again.
+    _settle()
     for argvs in ([["partx", "-u", device]],
                   [["partx", "-d", device], ["partx", "-a", device]]):
         for argv in argvs:
@@ -206,6 +208,12 @@ def reread(device: str, disk: str, table: Table, settings: Settings,
                           "customise again")
     _wait_for_nodes(settings, [seen[p.number].sysname for p in table.partitions])
     return {p.number: seen[p.number] for p in table.partitions}
+
+
+def _settle() -> None:
+    """Let udev finish the rescan that writing the table caused, if udev runs."""
+    if shutil.which("udevadm") and Path("/run/udev/control").exists():
+        run(["udevadm", "settle", "--timeout=10"], check=False, timeout=15)
 
 
 def _stale(table: Table, seen: dict[int, KernelPartition]) -> list[int]:
