@@ -21,6 +21,7 @@ from test_bmap import BS, block, blocks, bmap_of, sparse
 from imager.errors import RefusedDevice, UsageError
 from imager.imaging import bmap as bm
 from imager.imaging import compress, readback
+from imager.imaging import deploy as deploy_module
 from imager.imaging.deploy import DeployResult, deploy
 from imager.imaging.readback import verify_targets
 from imager.imaging.source import open_source
@@ -126,8 +127,8 @@ def test_edge_cases_only_mapped_ranges_written_and_verified(
         "full", image.bmap.mapped_bytes, [])
     assert result.source_sha256 == hashlib.sha256(image.file.read_bytes()).hexdigest()
     assert_deployed(image, dev)                 # block 5, 10-39... and past the image: FILL
-    assert ("write", image.bmap.mapped_bytes, image.bmap.mapped_bytes) in seen
-    assert seen[-1] == ("verify", image.bmap.mapped_bytes, image.bmap.mapped_bytes)
+    assert seen[-2:] == [("write", image.bmap.mapped_bytes, image.bmap.mapped_bytes),
+                         ("verify", image.bmap.mapped_bytes, image.bmap.mapped_bytes)]
 
 
 @pytest.mark.parametrize("sector", [512, 4096])
@@ -292,21 +293,28 @@ def test_sampled_deployment_records_its_seed(tmp_path: Path, loopdev: Callable[.
 # --- several targets ----------------------------------------------------------------
 
 def test_three_targets_from_one_stream_each_verified(
-        tmp_path: Path, loopdev: Callable[..., str], settings: Settings) -> None:
+        tmp_path: Path, loopdev: Callable[..., str], settings: Settings,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Flushed every 256 KiB, each target is read back behind its writes."""
+    monkeypatch.setattr(deploy_module, "CHECKPOINT", 256 << 10)
     image = Image(tmp_path, 1024 * BS, edge_writes())
     devs = [loaded(loopdev, 4 * MiB) for _ in range(3)]
-    result = image.deploy(devs, settings, chunk=MiB, depth=3)
+    seen: list[tuple[str, int, int]] = []
+    result = image.deploy(devs, settings, chunk=MiB, depth=3,
+                          progress=lambda *a: seen.append(a))
     assert result.ok, result
     assert [t.path for t in result.targets] == devs
     for target in result.targets:
         assert target.verified_bytes == image.bmap.mapped_bytes
+    assert ("verify", 3 * image.bmap.mapped_bytes, 3 * image.bmap.mapped_bytes) in seen
     for dev in devs:
         assert_deployed(image, dev)
 
 
 def test_one_failing_target_does_not_fail_the_others(
         tmp_path: Path, loopdev: Callable[..., str], settings: Settings,
-        faultdisk: Callable[..., object]) -> None:
+        faultdisk: Callable[..., object], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(deploy_module, "CHECKPOINT", 64 << 10)
     image = Image(tmp_path, 1024 * BS, edge_writes())
     disk = faultdisk(4 * MiB, [(100 * BS, BS)], mode="writes")   # inside range 4
     good = [loaded(loopdev, 4 * MiB) for _ in range(2)]

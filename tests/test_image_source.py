@@ -160,7 +160,7 @@ def test_gives_up_after_a_few_attempts(image: Image, tmp_path: Path,
         with pytest.raises(SourceError, match="3 attempts to resume failed"):
             read_all(served.url, backoff=0.01, attempts=3)
         assert len(served.requests) == 4               # the first, then 3 resumes
-        served.drops = [10_000] + [0] * 10              # the same, seen by a deployment
+        served.drops = [1_500_000] + [0] * 10           # a deployment, once writing
         target = tmp_path / "target.img"
         target.write_bytes(bytes([FILL]) * 4 * MiB)
         result = deploy(open_source(served.url, backoff=0.01, attempts=2), image.bmap,

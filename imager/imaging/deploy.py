@@ -15,8 +15,14 @@ A buffer returns to the ring when every consumer is done with it, so memory
 stays bounded and one decompression feeds N drives. Only mapped ranges are
 written; holes are decompressed and dropped. A range whose checksum differs
 means a corrupt image: everything stops and no target is ok. A target that
-fails (I/O error, unplugged) fails alone. Last, every target still good is read
-back (readback.py) in parallel.
+fails (I/O error, unplugged) fails alone.
+
+Read-back (readback.py) runs behind the writes, one thread per target: each
+writer fsyncs every CHECKPOINT bytes and then lets its reader have the ranges
+written before that flush; the reader reads them back with O_DIRECT and
+compares their checksums with the bmap. So the read-back of a range always
+follows the flush that made it durable, and most of it overlaps the rest of
+the write instead of coming after it.
 
 Alignment: ranges start on bmap blocks (4 KiB), and each piece sits at a
 4 KiB-aligned place of its buffer, so writes go straight to the device. The
@@ -27,32 +33,40 @@ so nothing past ImageSize changes.
 
 from __future__ import annotations
 
-import hashlib
-import io
 import os
 import queue
 import stat
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, closing
 from dataclasses import dataclass
 from typing import BinaryIO, NamedTuple
 
 from imager.erase import guard
 from imager.errors import ImagerError, RefusedDevice, UsageError
-from imager.host.blockdev import OpenDevice, aligned_buffer, is_gone, open_device
+from imager.host.blockdev import OpenDevice, aligned_buffer, drop_cache, is_gone, open_device
 from imager.imaging import compress
 from imager.imaging.bmap import Bmap, human_size
-from imager.imaging.readback import MODES, ReadBack, covering, verify_devices, watch
-from imager.imaging.source import Source
+from imager.imaging.readback import (
+    MODES,
+    ReadBack,
+    choose,
+    covering,
+    read_back,
+    verify_targets,
+    watch,
+)
+from imager.imaging.source import Prefetched, Source
 from imager.settings import Settings
 
-__all__ = ["CHUNK", "DEPTH", "CorruptImage", "DeployResult", "TargetResult", "deploy"]
+__all__ = ["CHUNK", "DEPTH", "CorruptImage", "DeployResult", "TargetResult", "deploy",
+           "verify_targets"]
 
 CHUNK = 8 << 20                # bytes per buffer of the ring
 DEPTH = 8                      # buffers in the ring (memory: CHUNK * DEPTH)
 ALIGN = 4096                   # where pieces start in a buffer (O_DIRECT memory alignment)
+CHECKPOINT = 64 << 20          # bytes written between two flushes (then read back)
 _FIX = "get the image again and check it (`imager image verify NAME`)"
 
 
@@ -72,8 +86,9 @@ class TargetResult:
     verified_bytes: int
     mismatches: list[tuple[int, int]]   # (offset, length) of ranges that read back wrong
     error: str | None              # why not ok, for a person
-    write_seconds: float
-    verify_seconds: float
+    write_seconds: float           # writing and flushing
+    verify_seconds: float          # what the read-back added after the write (it runs behind
+                                   # the writes from the first checkpoint on)
     sample_seed: str | None = None      # "sample": the seed that chose the ranges read back
 
 
@@ -99,31 +114,30 @@ def deploy(source: Source, bmap: Bmap, targets: Sequence[str], *, settings: Sett
            stop: threading.Event | None = None, chunk: int = CHUNK,
            depth: int = DEPTH) -> DeployResult:
     """Write the image of `source` (compressed zstd/xz/gzip, or raw) described by
-    `bmap` onto every target, fsync, then read back as `verify` says.
+    `bmap` onto every target, fsync, and read back as `verify` says ("full":
+    every range; "sample": a seeded choice of whole ranges, see readback.py).
 
     Raises RefusedDevice/UsageError/SourceError before anything is written;
     after that, problems are reported on the targets (`DeployResult.ok`).
-    `progress(phase, done, total)` is called about four times a second with
-    phase "write" (mapped bytes on every target) then "verify". `stop` ends
-    the run at the next buffer; the targets are then not ok ("stopped ...").
+    `progress(phase, done, total)` is called about four times a second for
+    phase "write" (mapped bytes on every target) and "verify" (bytes read back,
+    all targets). `stop` ends the run at the next buffer; the targets are then
+    not ok ("stopped ...").
     """
     _check_request(bmap, targets, verify, sample, chunk)
     t0 = time.monotonic()
     with ExitStack() as stack:
         devs = _open_targets(targets, bmap, settings, allow_files=allow_files, stack=stack)
-        tap = _Tap(stack.enter_context(closing(source.open())))
+        tap = stack.enter_context(Prefetched(stack.enter_context(closing(source.open()))))
         kind = compress.detect(tap.peek(compress.HEAD))
         stream = stack.enter_context(compress.open_stream(tap, kind))  # type: ignore[arg-type]
-        run = _Run(bmap, devs, chunk=chunk, depth=depth, stop=stop)
-        run.start(stream, tap)
+        run = _Run(bmap, devs, chunk=chunk, depth=depth, stop=stop,
+                   check=_Check(bmap, verify, *choose(bmap, verify, sample=sample)))
+        run.start(stream)
         run.wait(lambda: _tick(run, progress))
         digest = tap.sha256.hexdigest() if run.finished else None
         run.fail(_sha_error(source, digest, expected_sha256))
-        good = [w.dev for w in run.writers if w.error is None and run.error is None]
-        checks = {} if verify == "none" else {
-            r.path: r for r in verify_devices(good, bmap, mode=verify, sample=sample,
-                                              progress=progress, stop=stop)}
-        results = [w.result(verify, run.error, checks.get(w.dev.path)) for w in run.writers]
+        results = [w.result(run.error) for w in run.writers]
     return DeployResult(bmap.image_size, bmap.mapped_bytes, digest, results,
                         time.monotonic() - t0)
 
@@ -132,6 +146,8 @@ def _tick(run: _Run, progress: Callable[[str, int, int], None] | None) -> None:
     run.check_stop()
     if progress is not None:
         progress("write", run.done, run.bmap.mapped_bytes)
+        if run.check.mode != "none":
+            progress("verify", run.verified, run.check.bytes * len(run.writers))
 
 
 def _sha_error(source: Source, digest: str | None, expected: str | None) -> str | None:
@@ -189,44 +205,22 @@ def _refuse_duplicates(targets: Sequence[str]) -> None:
         seen[key] = path
 
 
-class _Tap(io.RawIOBase):
-    """The compressed stream as read: hashed, its first bytes peeked for `detect`."""
-
-    def __init__(self, raw: BinaryIO) -> None:
-        super().__init__()
-        self.raw, self.sha256 = raw, hashlib.sha256()
-        self._head = b""
-
-    def readable(self) -> bool:
-        return True
-
-    def peek(self, size: int) -> bytes:
-        """The first `size` bytes (fewer at the end), read again by `read`."""
-        while len(self._head) < size and (data := self._read(size - len(self._head))):
-            self._head += data
-        return self._head
-
-    def _read(self, size: int) -> bytes:
-        data = self.raw.read(size) or b""
-        self.sha256.update(data)
-        return data
-
-    def read(self, size: int = -1) -> bytes:
-        if self._head:
-            data = self._head if size < 0 else self._head[:size]
-            self._head = self._head[len(data):]
-            return data
-        if size < 0:
-            return self.readall()
-        return self._read(size)
-
-    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
-        data = self.read(len(buffer))
-        memoryview(buffer).cast("B")[:len(data)] = data
-        return len(data)
-
-
 # --- the write pipeline ---------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Check:
+    """What to read back: the mode, the ranges chosen (indexes) and the seed."""
+
+    bmap: Bmap
+    mode: str
+    indexes: list[int]
+    seed: str | None
+
+    @property
+    def bytes(self) -> int:
+        spans = list(self.bmap.byte_ranges())
+        return sum(spans[i][1] for i in self.indexes)
+
 
 class _Piece(NamedTuple):
     offset: int           # in the image (and on the target)
@@ -259,12 +253,13 @@ class _Run:
     """The shared state of one deployment's write phase."""
 
     def __init__(self, bmap: Bmap, devs: list[OpenDevice], *, chunk: int, depth: int,
-                 stop: threading.Event | None) -> None:
-        self.bmap, self.stop = bmap, stop
+                 stop: threading.Event | None, check: _Check) -> None:
+        self.bmap, self.stop, self.check = bmap, stop, check
         self.lock = threading.Lock()
         self.abort = threading.Event()
         self.error: str | None = None          # for every target: corrupt image, stopped...
         self.done = 0                          # mapped bytes on every target
+        self.verified = 0                      # bytes read back, all targets
         self.finished = False                  # the whole compressed stream was read
         self.ring: queue.Queue[memoryview] = queue.Queue()
         for _ in range(depth):
@@ -306,13 +301,18 @@ class _Run:
         if all(w.error is not None for w in self.writers):
             self.abort.set()                   # nobody left to write for
 
-    def start(self, stream: BinaryIO, tap: _Tap) -> None:
-        reader = _Reader(self, stream, tap)
-        self.threads = [threading.Thread(target=reader.loop, name="deploy-read", daemon=True),
-                        threading.Thread(target=self._hash_loop, name="deploy-hash",
-                                         daemon=True)]
-        self.threads += [threading.Thread(target=w.loop, name=f"deploy-write-{i}", daemon=True)
-                         for i, w in enumerate(self.writers)]
+    def count_verified(self, count: int) -> None:
+        with self.lock:
+            self.verified += count
+
+    def start(self, stream: BinaryIO) -> None:
+        reader = _Reader(self, stream)
+        jobs = [(reader.loop, "deploy-read"), (self._hash_loop, "deploy-hash")]
+        jobs += [(w.loop, f"deploy-write-{i}") for i, w in enumerate(self.writers)]
+        if self.check.mode != "none":
+            jobs += [(w.read_back, f"deploy-check-{i}") for i, w in enumerate(self.writers)]
+        self.threads = [threading.Thread(target=job, name=name, daemon=True)
+                        for job, name in jobs]
         for t in self.threads:
             t.start()
 
@@ -358,10 +358,10 @@ def _range_error(bmap: Bmap, index: int, spans: list[tuple[int, int, object]],
 class _Reader:
     """The decompression thread: fills ring buffers with the mapped data, in order."""
 
-    def __init__(self, run: _Run, stream: BinaryIO, tap: _Tap) -> None:
-        self.run, self.stream, self.tap = run, stream, tap
+    def __init__(self, run: _Run, stream: BinaryIO) -> None:
+        self.run, self.stream = run, stream
         self.pos = 0                           # decompressed bytes consumed
-        self.scratch = memoryview(bytearray(1 << 20))
+        self.scratch = memoryview(bytearray(CHUNK))
 
     def loop(self) -> None:
         try:
@@ -422,19 +422,25 @@ class _Reader:
         if self.stream.readinto(self.scratch[:1]):
             raise CorruptImage(f"the image goes on past the {self.run.bmap.image_size} bytes "
                                f"its bmap says: it is not this bmap's image; {_FIX}")
-        while self.tap.read(1 << 20):
+        while self.stream.read(CHUNK):         # a decoder may leave the file's last bytes
             pass
 
 
 class _Writer:
-    """One target's thread: writes each shared buffer's pieces, then fsyncs."""
+    """One target: a thread writes each shared buffer's pieces and flushes at
+    every checkpoint; another reads back what each flush made durable."""
 
     def __init__(self, dev: OpenDevice, run: _Run) -> None:
         self.dev, self.run = dev, run
         self.queue: queue.Queue[_Chunk | None] = queue.Queue()
         self.error: str | None = None
-        self.written = self.ranges = 0
+        self.written = self.ranges = self.unflushed = 0
         self.seconds = 0.0
+        self.last = -1                         # the last range written whole
+        self.flushed = -1                      # ranges up to this one are flushed
+        self.ended = threading.Condition()     # guards `flushed`; `finished` set under it
+        self.finished: float | None = None     # monotonic time writing ended
+        self.check: ReadBack | None = None
 
     def loop(self) -> None:
         t0 = time.monotonic()
@@ -449,14 +455,22 @@ class _Writer:
             finally:
                 chunk.release()
         if self.error is None:
-            self._flush()
+            self._checkpoint()                 # also after a stop: keep what was written
         self.seconds = time.monotonic() - t0
+        with self.ended:
+            self.finished = time.monotonic()
+            self.ended.notify_all()
 
     def _write(self, chunk: _Chunk) -> None:
         for p in chunk.pieces:
             self._write_at(chunk.view[p.at:p.at + p.length], p.offset)
             self.written += p.length
-            self.ranges += p.last
+            self.unflushed += p.length
+            if p.last:
+                self.ranges += 1
+                self.last = p.index
+        if self.unflushed >= CHECKPOINT:
+            self._checkpoint()
 
     def _write_at(self, data: memoryview, offset: int) -> None:
         """Straight O_DIRECT write; a partial last sector goes through `_patch`."""
@@ -470,13 +484,20 @@ class _Writer:
         if body < len(data):
             _patch(self.dev, data[body:], offset + body)
 
-    def _flush(self) -> None:
+    def _checkpoint(self) -> None:
+        """Flush; then the ranges written so far may be read back."""
         try:
-            self.dev.flush()
+            drop_cache(self.dev) if not self.dev.direct else self.dev.flush()
         except OSError as exc:
             self.error = (f"{self.dev.path}: flushing the drive's cache failed "
                           f"({exc.strerror}): drive removed or failing?")
             self.run.writer_failed()
+            return
+        self.unflushed = 0
+        if not self.run.abort.is_set():
+            with self.ended:
+                self.flushed = self.last
+                self.ended.notify_all()
 
     def _failed(self, exc: OSError) -> None:
         where = f"{self.dev.path} failed while writing the image ({exc.strerror})"
@@ -485,16 +506,43 @@ class _Writer:
                       "pulled out; retire it or deploy again")
         self.run.writer_failed()
 
-    def result(self, verify: str, error: str | None, check: ReadBack | None) -> TargetResult:
+    def _flushed(self, indexes: list[int]) -> Iterator[int]:
+        """The ranges to read back, each once a flush has made it durable; ends
+        early when writing ends without reaching it (failure, stop)."""
+        for index in indexes:
+            with self.ended:
+                while self.flushed < index and self.finished is None:
+                    self.ended.wait()
+                if self.flushed < index:
+                    return
+            yield index
+
+    def read_back(self) -> None:
+        """The read-back thread of this target."""
+        check = self.run.check
+        try:
+            self.check = read_back(self.dev, check.bmap, self._flushed(check.indexes),
+                                   mode=check.mode, seed=check.seed,
+                                   counted=self.run.count_verified, stop=self.run.stop)
+        except Exception as exc:               # a bug: this target fails, others go on
+            self.check = ReadBack(self.dev.path, check.mode, seed=check.seed,
+                                  error=f"reading {self.dev.path} back failed: {exc!r}")
+
+    def result(self, error: str | None) -> TargetResult:
+        """This target's result; `error` is the run's (corrupt image, stopped...)."""
+        mode, check = self.run.check.mode, self.check
         error = self.error or error or (check.error if check else None)
-        if error is None and verify != "none" and check is None:
-            error = "not read back"
+        if error is None and check is not None and check.verified_bytes < self.run.check.bytes:
+            error = (f"{self.dev.path} was read back only in part ({check.verified_bytes} of "
+                     f"{self.run.check.bytes} bytes): deploy again")
+        # the read-back overlaps the writes: count the time it added after them
+        tail = max(0.0, check.ended - self.finished) if check and self.finished else 0.0
         return TargetResult(
             path=self.dev.path, ok=error is None, written_bytes=self.written,
-            ranges=self.ranges, verify=verify,
+            ranges=self.ranges, verify=mode,
             verified_bytes=check.verified_bytes if check else 0,
             mismatches=list(check.mismatches) if check else [], error=error,
-            write_seconds=self.seconds, verify_seconds=check.seconds if check else 0.0,
+            write_seconds=self.seconds, verify_seconds=tail,
             sample_seed=check.seed if check else None)
 
 

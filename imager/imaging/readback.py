@@ -16,7 +16,7 @@ import mmap
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack, closing
 from dataclasses import dataclass, field
 
@@ -40,6 +40,7 @@ class ReadBack:
     error: str | None = None
     seconds: float = 0.0
     seed: str | None = None                     # "sample": the seed that chose the ranges
+    ended: float = 0.0                          # time.monotonic() when reading ended
 
     @property
     def ok(self) -> bool:
@@ -86,13 +87,17 @@ class _Piece:
     last: bool            # the range's last piece
 
 
-def _pieces(bmap: Bmap, indexes: Sequence[int], chunk: int) -> Iterator[_Piece]:
+def _pieces(bmap: Bmap, indexes: Iterable[int], chunk: int,
+            plan: list[_Piece]) -> Iterator[tuple[int, int]]:
+    """(number in `plan`, length) of each piece to read; `plan` grows as it goes
+    (`indexes` may be a generator that waits for ranges to be written)."""
     spans = list(bmap.byte_ranges())
     for index in indexes:
         offset, length, _ = spans[index]
         for start in range(offset, offset + length, chunk):
             size = min(chunk, offset + length - start)
-            yield _Piece(index, start, size, start + size == offset + length)
+            plan.append(_Piece(index, start, size, start + size == offset + length))
+            yield len(plan) - 1, size
 
 
 def _read(dev: OpenDevice, buf: mmap.mmap, piece: _Piece) -> tuple[memoryview, OSError | None]:
@@ -108,7 +113,7 @@ def _read(dev: OpenDevice, buf: mmap.mmap, piece: _Piece) -> tuple[memoryview, O
     return view[head:head + piece.length], None
 
 
-def read_back(dev: OpenDevice, bmap: Bmap, indexes: Sequence[int], *, mode: str,
+def read_back(dev: OpenDevice, bmap: Bmap, indexes: Iterable[int], *, mode: str,
               seed: str | None = None, chunk: int = CHUNK,
               counted: Callable[[int], None] = lambda n: None,
               stop: threading.Event | None = None) -> ReadBack:
@@ -117,13 +122,12 @@ def read_back(dev: OpenDevice, bmap: Bmap, indexes: Sequence[int], *, mode: str,
     `counted(n)` is called as n more bytes are checked. A range that reads
     back wrong, or cannot be read, is a mismatch; a device that is gone ends
     the check with an error. `stop` ends it early with the error "stopped".
+    A device without O_DIRECT must have its cache dropped first (drop_cache).
     """
     t0 = time.monotonic()
     checker = _Checker(ReadBack(dev.path, mode, seed=seed), bmap, counted)
-    if not dev.direct:
-        drop_cache(dev)
-    plan = list(_pieces(bmap, indexes, chunk))
-    reads = prefetch(((k, p.length) for k, p in enumerate(plan)),
+    plan: list[_Piece] = []
+    reads = prefetch(_pieces(bmap, indexes, chunk, plan),
                      lambda buf, k, n: _read(dev, buf, plan[k]),
                      chunk=chunk + 2 * max(dev.logical_sector, 4096), name="readback")
     with closing(reads):
@@ -134,7 +138,8 @@ def read_back(dev: OpenDevice, bmap: Bmap, indexes: Sequence[int], *, mode: str,
             if stop is not None and stop.is_set():
                 checker.result.error = "stopped"
                 break
-    checker.result.seconds = time.monotonic() - t0
+    checker.result.ended = time.monotonic()
+    checker.result.seconds = checker.result.ended - t0
     return checker.result
 
 
@@ -209,6 +214,8 @@ def verify_devices(devs: Sequence[OpenDevice], bmap: Bmap, *, mode: str = "full"
 
     def run(i: int) -> None:
         try:
+            if not devs[i].direct:
+                drop_cache(devs[i])
             results[i] = read_back(devs[i], bmap, indexes, mode=mode, seed=seed,
                                    counted=count, stop=stop)
         except Exception as exc:  # reported on its target, the others go on

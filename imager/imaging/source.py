@@ -14,7 +14,10 @@ Range requests).
 
 from __future__ import annotations
 
+import hashlib
 import io
+import itertools
+import mmap
 import os
 import re
 import time
@@ -24,9 +27,11 @@ from typing import BinaryIO, Protocol
 
 import httpx
 
+from imager.erase.pipeline import prefetch
 from imager.errors import ImagerError
 
-READ = 1 << 20                    # bytes asked of the network at a time
+READ = 1 << 20                    # bytes read at a time (network buffer, read-ahead block)
+AHEAD = 8                         # blocks read ahead by Prefetched
 ATTEMPTS = 5                      # retries after a failure, without progress, before giving up
 BACKOFF = 0.5                     # seconds before the first retry, doubled after each
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
@@ -75,6 +80,38 @@ class FileSource:
         return fh  # type: ignore[return-value]
 
 
+class _Blocks(io.RawIOBase):
+    """A reader over blocks of bytes: `_block()` gives the next one, b"" at the end."""
+
+    _rest = memoryview(b"")
+
+    def _block(self) -> bytes:
+        raise NotImplementedError
+
+    def readable(self) -> bool:
+        return True
+
+    def peek(self, size: int) -> bytes:  # type: ignore[override]
+        """At least `size` first bytes (fewer at the end), read again by `read`."""
+        while len(self._rest) < size and (data := self._block()):
+            self._rest = memoryview(bytes(self._rest) + data)
+        return bytes(self._rest)
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None or size < 0:
+            return self.readall()
+        if not self._rest:
+            self._rest = memoryview(self._block())
+        data = bytes(self._rest[:size])
+        self._rest = self._rest[len(data):]
+        return data
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        data = self.read(len(buffer))
+        memoryview(buffer).cast("B")[:len(data)] = data
+        return len(data)
+
+
 class HttpSource:
     """A compressed image at an http(s) URL, resumed with Range requests."""
 
@@ -91,7 +128,7 @@ class HttpSource:
         return io.BufferedReader(stream, buffer_size=READ)  # type: ignore[return-value]
 
 
-class _HttpStream(io.RawIOBase):
+class _HttpStream(_Blocks):
     """The body of one GET, reconnected with Range where it broke off."""
 
     def __init__(self, source: HttpSource) -> None:
@@ -100,16 +137,12 @@ class _HttpStream(io.RawIOBase):
         self.client = httpx.Client(timeout=httpx.Timeout(source.timeout, connect=10.0),
                                    follow_redirects=True,
                                    headers={**source.headers, "Accept-Encoding": "identity"})
-        self.pos = 0                               # bytes handed out so far
+        self.pos = 0                               # bytes received so far
         self.total: int | None = None
         self.validators: dict[str, str] = {}
         self.resumes = 0                           # reconnections done (for reports, tests)
         self._response: httpx.Response | None = None
         self._chunks: Iterator[bytes] = iter(())
-        self._rest = memoryview(b"")
-
-    def readable(self) -> bool:
-        return True
 
     def connect(self) -> None:
         """(Re)open the body at `pos`, retrying with a growing pause."""
@@ -190,29 +223,14 @@ class _HttpStream(io.RawIOBase):
         if self._response is not None:
             self._response.close()
             self._response = None
-        self._rest = memoryview(b"")
 
-    def read(self, size: int = -1) -> bytes:
-        if size is None or size < 0:
-            return self.readall()
-        if not self._rest:
-            self._rest = memoryview(self._next())
-        data = bytes(self._rest[:size])
-        self._rest = self._rest[len(data):]
-        self.pos += len(data)
-        return data
-
-    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
-        data = self.read(len(buffer))
-        memoryview(buffer).cast("B")[:len(data)] = data
-        return len(data)
-
-    def _next(self) -> bytes:
+    def _block(self) -> bytes:
         """The next piece of the body, reconnecting when the connection breaks."""
         failures = 0
         while True:
             try:
                 data = next(self._chunks, b"")
+                self.pos += len(data)
                 if data or self.total is None or self.pos >= self.total:
                     return data
                 raise httpx.RemoteProtocolError(f"the body ended at byte {self.pos} of "
@@ -237,3 +255,40 @@ def _failing(exc: Exception) -> Iterator[bytes]:
     """An iterator that raises `exc`: a failed reconnection counts as a failure."""
     raise exc
     yield b""  # pragma: no cover (makes this a generator)
+
+
+class Prefetched(_Blocks):
+    """A stream read ahead in its own thread, hashed (sha256) as it is read, so
+    that file or network waits and hashing overlap the reader's work; its
+    first bytes can be peeked (for `compress.detect`). Closing it ends the
+    thread, not `raw`."""
+
+    def __init__(self, raw: BinaryIO, *, block: int = READ, depth: int = AHEAD) -> None:
+        super().__init__()
+        self.raw, self.sha256 = raw, hashlib.sha256()
+        self._items = prefetch(itertools.repeat((0, block)), self._fetch, chunk=block,
+                               depth=depth, name="source-fetch")
+        self._eof = self._done = False         # the fetch thread's end, the reader's
+
+    def _fetch(self, buf: mmap.mmap, _offset: int, size: int) -> int:
+        """In the fetch thread: one block of the stream, hashed (0: the end)."""
+        if self._eof:
+            return 0
+        with memoryview(buf) as whole, whole[:size] as view:
+            got = self.raw.readinto(view) or 0  # type: ignore[attr-defined]
+            self.sha256.update(view[:got])
+        self._eof = not got
+        return got
+
+    def _block(self) -> bytes:
+        """The next fetched block (b"" at the end), in the reader's thread."""
+        if self._done:
+            return b""
+        item = next(self._items)
+        self._done = not item.value
+        return item.buf[:item.value]
+
+    def close(self) -> None:
+        if not self.closed:
+            self._items.close()                # type: ignore[attr-defined] (ends the thread)
+        super().close()
