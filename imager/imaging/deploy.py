@@ -132,7 +132,7 @@ def deploy(source: Source, bmap: Bmap, targets: Sequence[str], *, settings: Sett
         kind = compress.detect(tap.peek(compress.HEAD))
         stream = stack.enter_context(compress.open_stream(tap, kind))  # type: ignore[arg-type]
         run = _Run(bmap, devs, chunk=chunk, depth=depth, stop=stop,
-                   check=_Check(bmap, verify, *choose(bmap, verify, sample=sample)))
+                   check=_Check.of(bmap, verify, sample))
         run.start(stream)
         run.wait(lambda: _tick(run, progress))
         digest = tap.sha256.hexdigest() if run.finished else None
@@ -209,17 +209,20 @@ def _refuse_duplicates(targets: Sequence[str]) -> None:
 
 @dataclass(frozen=True)
 class _Check:
-    """What to read back: the mode, the ranges chosen (indexes) and the seed."""
+    """What to read back: the mode, the ranges chosen (indexes), the seed and
+    the bytes they hold."""
 
     bmap: Bmap
     mode: str
     indexes: list[int]
     seed: str | None
+    bytes: int
 
-    @property
-    def bytes(self) -> int:
-        spans = list(self.bmap.byte_ranges())
-        return sum(spans[i][1] for i in self.indexes)
+    @classmethod
+    def of(cls, bmap: Bmap, mode: str, sample: float) -> _Check:
+        indexes, seed = choose(bmap, mode, sample=sample)
+        spans = list(bmap.byte_ranges())
+        return cls(bmap, mode, indexes, seed, sum(spans[i][1] for i in indexes))
 
 
 class _Piece(NamedTuple):
@@ -355,6 +358,10 @@ def _range_error(bmap: Bmap, index: int, spans: list[tuple[int, int, object]],
             f"holds a good image: {_FIX}")
 
 
+class _Aborted(Exception):
+    """The run was aborted while the reader skipped a hole."""
+
+
 class _Reader:
     """The decompression thread: fills ring buffers with the mapped data, in order."""
 
@@ -368,6 +375,8 @@ class _Reader:
             if self._mapped():
                 self._rest()
                 self.run.finished = True
+        except _Aborted:
+            pass
         except ImagerError as exc:
             self.run.fail(str(exc))
         except Exception as exc:               # a bug: fail loudly, never hang
@@ -411,7 +420,10 @@ class _Reader:
                                f"truncated or is not this bmap's image; {_FIX}")
 
     def _skip(self, count: int) -> None:
+        """Decompress and drop `count` bytes (a hole); stops when the run is aborted."""
         while count > 0:
+            if self.run.abort.is_set():
+                raise _Aborted
             size = min(count, len(self.scratch))
             self._fill(self.scratch[:size])
             count -= size
@@ -438,7 +450,7 @@ class _Writer:
         self.seconds = 0.0
         self.last = -1                         # the last range written whole
         self.flushed = -1                      # ranges up to this one are flushed
-        self.ended = threading.Condition()     # guards `flushed`; `finished` set under it
+        self.flushes = threading.Condition()   # guards `flushed` and `finished`
         self.finished: float | None = None     # monotonic time writing ended
         self.check: ReadBack | None = None
 
@@ -457,9 +469,9 @@ class _Writer:
         if self.error is None:
             self._checkpoint()                 # also after a stop: keep what was written
         self.seconds = time.monotonic() - t0
-        with self.ended:
+        with self.flushes:
             self.finished = time.monotonic()
-            self.ended.notify_all()
+            self.flushes.notify_all()
 
     def _write(self, chunk: _Chunk) -> None:
         for p in chunk.pieces:
@@ -487,7 +499,10 @@ class _Writer:
     def _checkpoint(self) -> None:
         """Flush; then the ranges written so far may be read back."""
         try:
-            drop_cache(self.dev) if not self.dev.direct else self.dev.flush()
+            if self.dev.direct:
+                self.dev.flush()
+            else:
+                drop_cache(self.dev)           # fsync, and what is read back is not cached
         except OSError as exc:
             self.error = (f"{self.dev.path}: flushing the drive's cache failed "
                           f"({exc.strerror}): drive removed or failing?")
@@ -495,9 +510,9 @@ class _Writer:
             return
         self.unflushed = 0
         if not self.run.abort.is_set():
-            with self.ended:
+            with self.flushes:
                 self.flushed = self.last
-                self.ended.notify_all()
+                self.flushes.notify_all()
 
     def _failed(self, exc: OSError) -> None:
         where = f"{self.dev.path} failed while writing the image ({exc.strerror})"
@@ -510,9 +525,9 @@ class _Writer:
         """The ranges to read back, each once a flush has made it durable; ends
         early when writing ends without reaching it (failure, stop)."""
         for index in indexes:
-            with self.ended:
+            with self.flushes:
                 while self.flushed < index and self.finished is None:
-                    self.ended.wait()
+                    self.flushes.wait()
                 if self.flushed < index:
                     return
             yield index
