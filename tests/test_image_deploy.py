@@ -250,6 +250,23 @@ def test_truncated_image_fails(tmp_path: Path, loopdev: Callable[..., str],
     assert "truncated" in result.targets[0].error or "damaged" in result.targets[0].error
 
 
+def test_image_longer_than_its_bmap_fails(tmp_path: Path, loopdev: Callable[..., str],
+                                          settings: Settings) -> None:
+    image = Image(tmp_path, 1024 * BS, edge_writes())
+    short = bm.make(image_size=1023 * BS + 1, block_size=BS, ranges=image.bmap.ranges[:-1])
+    result = deploy(image.source(), short, [loaded(loopdev, 4 * MiB)], settings=settings)
+    assert not result.ok and "goes on past the 4190209 bytes" in result.targets[0].error
+
+
+def test_uncompressed_raw_image(tmp_path: Path, loopdev: Callable[..., str],
+                                settings: Settings) -> None:
+    image = Image(tmp_path, 1024 * BS + 1, [*edge_writes(), (1024 * BS, b"!")])
+    dev = loaded(loopdev, 4 * MiB + BS)
+    result = deploy(open_source(image.raw), image.bmap, [dev], settings=settings)
+    assert result.ok, result
+    assert_deployed(image, dev)
+
+
 # --- read back ----------------------------------------------------------------------
 
 def test_read_back_catches_a_byte_flipped_on_the_target(
