@@ -9,7 +9,7 @@ some random bytes and some zeros: compressible about like an OS), its bmap
 (v2.0, sha256) and its zstd file (level 3). Targets are loop devices over
 sparse files on the same file system, in direct-I/O mode (--buffered-loop for
 the default mode), discarded (blkdiscard) and with the caches dropped before
-every run. Contenders, one run each:
+every run. Contenders, once a round (--rounds, interleaved; medians):
 
   imager deploy, verify none       write only
   imager deploy, verify full       write, fsync, read every range back (O_DIRECT),
@@ -19,9 +19,9 @@ every run. Contenders, one run each:
   zstdcat I.zst | dd of=T bs=4M iflag=fullblock oflag=direct conv=fsync
   imager deploy to 4 targets at once (full) vs the same 4, one after another
 
-Ratios the issue sets targets for: imager(write+verify)/bmaptool (<= 1.0),
-dd/imager(write+verify) (>= 3). Loop devices and files are removed on exit,
-failed or not.
+Ratios of medians the issue sets targets for: imager(write+verify)/bmaptool
+(<= 1.0), dd/imager (>= 3; shown with and without the read-back). Loop
+devices and files are removed on exit, failed or not.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ import argparse
 import os
 import random
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -177,9 +178,62 @@ def dd(image: Path, dev: str) -> None:
     subprocess.run(["bash", "-o", "pipefail", "-c", shell], check=True)
 
 
-def row(name: str, seconds: float, bmap: bm.Bmap, note: str = "", *, targets: int = 1) -> str:
-    speed = targets * bmap.mapped_bytes / seconds / 1e6
-    return f"{name:<46} {seconds:8.2f} s {speed:9.0f} MB/s  {note}"
+class Rounds:
+    """Every contender once per round, rounds interleaved; medians reported."""
+
+    def __init__(self, image: Path, bmap: bm.Bmap, work: Path, devs: list[str]) -> None:
+        self.image, self.bmap, self.work, self.devs = image, bmap, work, devs
+        self.times: dict[str, list[float]] = {}
+        self.notes: dict[str, str] = {}
+
+    def add(self, name: str, seconds: float, note: str = "") -> None:
+        self.times.setdefault(name, []).append(seconds)
+        self.notes[name] = note
+
+    def round(self) -> None:
+        image, bmap, devs, one = self.image, self.bmap, self.devs, self.devs[:1]
+        self.add(NONE, timed(one, lambda: imager(image, bmap, one, "none"))[0])
+        seconds, res = timed(one, lambda: imager(image, bmap, one, "full"))
+        target = res.targets[0]  # type: ignore[attr-defined]
+        self.add(FULL, seconds, f"write {target.write_seconds:.2f} s, then read-back "
+                                f"{target.verify_seconds:.2f} s (it runs behind the writes)")
+        self.add(ALONE, timed(one, lambda: read_back_alone(bmap, one), discard=False)[0],
+                 "the same target read again, caches dropped")
+        self.add(BMAPTOOL, timed(one, lambda: bmaptool(image, self.work / "image.bmap",
+                                                       one[0]))[0])
+        self.add(DD, timed(one, lambda: dd(image, one[0]))[0], "writes the whole image")
+        self.add(PARALLEL, timed(devs, lambda: imager(image, bmap, devs, "full"))[0], "all 4")
+        fresh(devs)
+        self.add(SEQUENTIAL, sum(timed([d], lambda d=d: imager(image, bmap, [d], "full"))[0]
+                                 for d in devs), "all 4")
+
+    def median(self, name: str) -> float:
+        return statistics.median(self.times[name])
+
+    def table(self) -> None:
+        rounds = len(self.times[NONE])
+        print(f"{'contender':<48} {'median':>8} {'min':>8} {'mapped/s':>10}   ({rounds} rounds)")
+        for name, values in self.times.items():
+            targets = 4 if name in (PARALLEL, SEQUENTIAL) else 1
+            speed = targets * self.bmap.mapped_bytes / self.median(name) / 1e6
+            print(f"{name:<48} {self.median(name):7.2f}s {min(values):7.2f}s "
+                  f"{speed:6.0f} MB/s  {self.notes[name]}")
+        print()
+        m = self.median
+        print(f"imager(write+verify) / bmaptool = {m(FULL) / m(BMAPTOOL):.2f}   (target <= 1.0)")
+        print(f"imager(write only)   / bmaptool = {m(NONE) / m(BMAPTOOL):.2f}")
+        print(f"dd / imager(write+verify)       = {m(DD) / m(FULL):.2f}   (target >= 3)")
+        print(f"dd / imager(write only)         = {m(DD) / m(NONE):.2f}")
+        print(f"sequential 4 / parallel 4       = {m(SEQUENTIAL) / m(PARALLEL):.2f}")
+
+
+NONE = "imager deploy, verify none (write only)"
+FULL = "imager deploy, verify full (write + read-back)"
+ALONE = "imager read-back alone (verify_targets, full)"
+BMAPTOOL = "bmaptool copy (no read-back)"
+DD = "zstdcat | dd bs=4M oflag=direct"
+PARALLEL = "imager, 4 targets at once (full)"
+SEQUENTIAL = "imager, 4 targets one after another (full)"
 
 
 def run(args: argparse.Namespace, work: Path) -> None:
@@ -194,34 +248,10 @@ def run(args: argparse.Namespace, work: Path) -> None:
     print(f"targets: loop devices ({mode}) over sparse files in {work}; caches dropped and "
           "targets discarded before each run\n")
     with loops(work, 4, size, direct=not args.buffered_loop) as devs:
-        one = devs[:1]
-        t_none, _ = timed(one, lambda: imager(image, bmap, one, "none"))
-        t_full, res = timed(one, lambda: imager(image, bmap, one, "full"))
-        target = res.targets[0]  # type: ignore[attr-defined]
-        t_rb, _ = timed(one, lambda: read_back_alone(bmap, one), discard=False)
-        t_bmap, _ = timed(one, lambda: bmaptool(image, work / "image.bmap", one[0]))
-        t_dd, _ = timed(one, lambda: dd(image, one[0]))
-        t_par, _ = timed(devs, lambda: imager(image, bmap, devs, "full"))
-        fresh(devs)
-        t_seq = 0.0
-        for dev in devs:
-            t_seq += timed([dev], lambda dev=dev: imager(image, bmap, [dev], "full"))[0]
-    print(f"{'contender':<46} {'time':>10} {'mapped/s':>14}")
-    print(row("imager deploy, verify none (write only)", t_none, bmap))
-    print(row("imager deploy, verify full (write + read-back)", t_full, bmap,
-              f"write {target.write_seconds:.2f} s, then read-back {target.verify_seconds:.2f} s"
-              " (it runs behind the writes)"))
-    print(row("imager read-back alone (verify_targets, full)", t_rb, bmap,
-              "the same target read again, caches dropped"))
-    print(row("bmaptool copy (no read-back)", t_bmap, bmap))
-    print(row("zstdcat | dd bs=4M oflag=direct", t_dd, bmap, "writes the whole image"))
-    print(row("imager, 4 targets at once (full)", t_par, bmap, "all 4", targets=4))
-    print(row("imager, 4 targets one after another (full)", t_seq, bmap, "all 4", targets=4))
-    print()
-    print(f"imager(write+verify) / bmaptool = {t_full / t_bmap:.2f}   (target <= 1.0)")
-    print(f"imager(write only)   / bmaptool = {t_none / t_bmap:.2f}")
-    print(f"dd / imager(write+verify)       = {t_dd / t_full:.2f}   (target >= 3)")
-    print(f"sequential 4 / parallel 4       = {t_seq / t_par:.2f}")
+        rounds = Rounds(image, bmap, work, devs)
+        for _ in range(args.rounds):
+            rounds.round()
+    rounds.table()
 
 
 def main() -> int:
@@ -230,6 +260,7 @@ def main() -> int:
     ap.add_argument("--mapped-gib", type=float, default=1.0)
     ap.add_argument("--extents", type=int, default=400)
     ap.add_argument("--seed", type=int, default=6)
+    ap.add_argument("--rounds", type=int, default=3, help="every contender once a round")
     ap.add_argument("--dir", type=Path, default=Path("/var/tmp"),
                     help="where the image and the targets' files go (one file system)")
     ap.add_argument("--buffered-loop", action="store_true",
