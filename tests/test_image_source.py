@@ -124,6 +124,7 @@ def test_dropped_connections_resumed_with_range(image: Image) -> None:
     assert served.requests == [None, "bytes=100000-", "bytes=150000-"]
 
 
+@pytest.mark.root
 def test_http_deploy_resumed_identical_and_verified(
         image: Image, loopdev: Callable[..., str], settings: Settings) -> None:
     dev = loaded(loopdev, 4 * MiB)

@@ -59,7 +59,8 @@ def open_source(ref: str | Path, *, headers: dict[str, str] | None = None,
     if re.match(r"https?://", text, re.IGNORECASE):
         return HttpSource(text, headers=headers, attempts=attempts, backoff=backoff)
     if headers:
-        raise SourceError(f"{text} is a local path: HTTP headers make no sense for it")
+        raise SourceError(f"{text} is a local path, and HTTP headers were given for it: give "
+                          "an http(s):// URL, or no headers")
     return FileSource(Path(ref))
 
 
@@ -72,7 +73,7 @@ class FileSource:
 
     def open(self) -> BinaryIO:
         try:
-            fh = open(self.path, "rb", buffering=0)  # noqa: SIM115 (handed to the caller)
+            fh = open(self.path, "rb", buffering=0)    # closed by the caller
         except OSError as exc:
             raise SourceError(f"cannot read the image {self.path}: {exc.strerror}; check the "
                               "path (`imager image list` shows the catalogue)") from exc
