@@ -77,6 +77,9 @@ def test_deploy_only_to_erased_drives_recorded_and_customised(
     assert "imaged, verified" in lab.stdout
     *_, hostname, erasure = _deployments(data)[-1]
     assert (hostname, erasure) == ("pc-rs05-0042", None)
+    with sqlite3.connect(data / "registry.sqlite3") as db:
+        [detail] = db.execute("SELECT detail FROM deployments ORDER BY id DESC LIMIT 1").fetchone()
+    assert json.loads(detail)["sample_seed"]      # the sample can be chosen again
     assert _drive(data, never)["state"] == "inventoried"
 
 

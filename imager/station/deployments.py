@@ -104,6 +104,7 @@ def finish(s: Session, drive_id: int, image: ImageInfo, result: Any, *, actor: s
         detail={"mismatches": [list(m) for m in result.mismatches],
                 "written_bytes": result.written_bytes, "ranges": result.ranges,
                 "write_seconds": result.write_seconds,
+                "sample_seed": getattr(result, "sample_seed", None),
                 "verify_seconds": result.verify_seconds, "after": after},
         hostname=hostname, actor=actor, started_at=started_at, ended_at=utcnow())
     s.add(dep)
