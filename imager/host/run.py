@@ -18,6 +18,9 @@ PACKAGES = {
     "smartctl": "smartmontools", "nvme": "nvme-cli", "nwipe": "nwipe",
     "sg_opcodes": "sg3-utils", "sg_sanitize": "sg3-utils", "sg_requests": "sg3-utils",
     "sg_inq": "sg3-utils", "mmc": "mmc-utils", "rtcwake": "util-linux",
+    "sfdisk": "fdisk", "partx": "util-linux", "blkid": "util-linux", "mount": "mount",
+    "umount": "mount", "e2fsck": "e2fsprogs", "resize2fs": "e2fsprogs",
+    "dumpe2fs": "e2fsprogs",
 }
 
 

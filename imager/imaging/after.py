@@ -40,15 +40,13 @@ from pathlib import Path
 
 from imager.erase import guard
 from imager.errors import ImagerError, UsageError
-from imager.host.run import run
+from imager.host.run import PACKAGES, run
 from imager.imaging import partitions as pt
 from imager.settings import Settings
 
 GROW_MODES = ("now", "first-boot", "no")
 # Tools customise() runs, with the Debian package of each.
-TOOLS = {"sfdisk": "fdisk", "partx": "util-linux", "blkid": "util-linux", "mount": "mount",
-         "umount": "mount", "e2fsck": "e2fsprogs", "resize2fs": "e2fsprogs",
-         "dumpe2fs": "e2fsprogs"}
+TOOLS = ("sfdisk", "partx", "blkid", "mount", "umount", "e2fsck", "resize2fs", "dumpe2fs")
 SSH_UNIT = "imager-ssh-hostkeys.service"
 SSH_UNIT_TEXT = """\
 # Installed by imager after deployment: every machine gets its own SSH host keys.
@@ -157,7 +155,7 @@ def customise(device: str, *, settings: Settings, hostname: str | None,
 
 
 def _need_tools() -> None:
-    missing = sorted({pkg for tool, pkg in TOOLS.items() if shutil.which(tool) is None})
+    missing = sorted({PACKAGES[tool] for tool in TOOLS if shutil.which(tool) is None})
     if missing:
         raise CustomiseError("customising a deployed disk needs tools this station lacks: "
                              f"apt-get install {' '.join(missing)}")
