@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from rich.console import Console
@@ -51,18 +52,26 @@ def _rows(ctx: Context, args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 def cmd_list(args: argparse.Namespace, ctx: Context) -> int:
-    rows = _rows(ctx, args)
-    if args.json:
+    return print_items(_rows(ctx, args), as_json=args.json, title="Disques / Drives",
+                       columns=("Branché / Plugged", "Modèle / Model", "N° de série / Serial",
+                                "Don / Donation", "Suite / Next"),
+                       cells=lambda r: (r["path"] or "non / no", r["model"] or "",
+                                        r["serial"] or r["identity"], r["donation"] or "",
+                                        (r["next_step"] or {}).get("fr", "")))
+
+
+def print_items(rows: list[dict[str, Any]], *, as_json: bool, title: str,
+                columns: Sequence[str],
+                cells: Callable[[dict[str, Any]], Sequence[str]]) -> int:
+    """A list of drives or machines: JSON, or a table of number, state and `columns`."""
+    if as_json:
         print(json.dumps(rows, ensure_ascii=False, indent=2))
         return 0
-    table = Table(title="Disques / Drives")
-    for col in ("N°", "État / State", "Branché / Plugged", "Modèle / Model",
-                "N° de série / Serial", "Don / Donation", "Suite / Next"):
+    table = Table(title=title)
+    for col in ("N°", "État / State", *columns):
         table.add_column(col)
     for r in rows:
-        table.add_row(str(r["id"]), f"{r['state_fr']} / {r['state']}",
-                      r["path"] or "non / no", r["model"] or "", r["serial"] or r["identity"],
-                      r["donation"] or "", (r["next_step"] or {}).get("fr", ""))
+        table.add_row(str(r["id"]), f"{r['state_fr']} / {r['state']}", *cells(r))
     Console().print(table)
     return 0
 
@@ -78,14 +87,21 @@ def cmd_show(args: argparse.Namespace, ctx: Context) -> int:
                   f"{view['state_fr']} / {view['state']}")
     if view["next_step"]:
         console.print(f"À faire / next: {view['next_step']['fr']}")
-    table = Table(title="Historique / History")
-    for col in ("Quand / When", "Qui / Who", "Quoi / What", "Pourquoi / Why", "Tâche / Job"):
-        table.add_column(col)
-    for e in view["history"]:
-        what = f"{e['from']} → {e['to']}" if e["kind"] == "move" else e["kind"]
-        table.add_row(e["at"][:19], e["actor"], what, e["reason"], str(e["job"] or ""))
-    console.print(table)
+    console.print(history_table(view["history"]))
     return 0
+
+
+def history_table(history: list[dict[str, Any]], *, jobs: bool = True) -> Table:
+    """An item's history (items.event_summary rows): when, who, what, why[, job]."""
+    table = Table(title="Historique / History")
+    cols = ("Quand / When", "Qui / Who", "Quoi / What", "Pourquoi / Why", "Tâche / Job")
+    for col in cols if jobs else cols[:-1]:
+        table.add_column(col)
+    for e in history:
+        what = f"{e['from']} → {e['to']}" if e["kind"] == "move" else e["kind"]
+        row = [e["at"][:19], e["actor"], what, e["reason"], str(e["job"] or "")]
+        table.add_row(*(row if jobs else row[:-1]))
+    return table
 
 
 def cmd_move(args: argparse.Namespace, ctx: Context) -> int:

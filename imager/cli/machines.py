@@ -7,10 +7,10 @@ import json
 from typing import Any
 
 from rich.console import Console
-from rich.table import Table
 from sqlalchemy import select
 
 from imager.cli.context import Context
+from imager.cli.items import history_table, print_items
 from imager.inventory.triage import ORIENTATIONS
 from imager.station import machines
 from imager.station.lifecycle import MACHINE_TRANSITIONS
@@ -59,22 +59,14 @@ def _proposed(row: dict[str, Any]) -> str:
 
 
 def cmd_list(args: argparse.Namespace, ctx: Context) -> int:
-    rows = _rows(ctx, args)
-    if args.json:
-        print(json.dumps(rows, ensure_ascii=False, indent=2))
-        return 0
-    table = Table(title="Machines")
-    for col in ("N°", "État / State", "Fabricant, modèle / Make, model",
-                "N° de série / Serial", "Don / Donation", "Tri proposé / Proposed",
-                "Orientation"):
-        table.add_column(col)
-    for r in rows:
+    def cells(r: dict[str, Any]) -> tuple[str, ...]:
         chosen = machines.ORIENTATION_FR.get(r["orientation"] or "", "à confirmer / to confirm")
-        table.add_row(str(r["id"]), f"{r['state_fr']} / {r['state']}",
-                      " ".join(x for x in (r["vendor"], r["model"]) if x),
-                      r["serial"] or "", r["donation"] or "", _proposed(r), chosen)
-    Console().print(table)
-    return 0
+        return (" ".join(x for x in (r["vendor"], r["model"]) if x), r["serial"] or "",
+                r["donation"] or "", _proposed(r), chosen)
+    return print_items(_rows(ctx, args), as_json=args.json, title="Machines",
+                       columns=("Fabricant, modèle / Make, model", "N° de série / Serial",
+                                "Don / Donation", "Tri proposé / Proposed", "Orientation"),
+                       cells=cells)
 
 
 def cmd_show(args: argparse.Namespace, ctx: Context) -> int:
@@ -95,13 +87,11 @@ def cmd_show(args: argparse.Namespace, ctx: Context) -> int:
         for n in proposal.get("notes", []):
             console.print(f"  * {n['fr']} / {n['en']}")
     console.print("Orientation: " + (view["orientation"] or "à confirmer / to confirm"))
-    table = Table(title="Historique / History")
-    for col in ("Quand / When", "Qui / Who", "Quoi / What", "Pourquoi / Why"):
-        table.add_column(col)
-    for e in view["history"]:
-        what = f"{e['from']} → {e['to']}" if e["kind"] == "move" else e["kind"]
-        table.add_row(e["at"][:19], e["actor"], what, e["reason"])
-    console.print(table)
+    for d in view["deployments"]:
+        verdict = "vérifié / verified" if d["ok"] else f"échec / failed: {d['error']}"
+        console.print(f"Système / OS: {d['image']} sur le disque / on drive {d['drive']} "
+                      f"({d['at'][:10]}, {d['verify']}): {verdict}")
+    console.print(history_table(view["history"], jobs=False))
     return 0
 
 

@@ -25,9 +25,10 @@ from imager.certify.signing import (
     verify_envelope,
 )
 from imager.errors import ImagerError, NotFound, UsageError
+from imager.host.files import atomic_file
 from imager.imaging import bmap as bmaplib
 from imager.imaging import compress
-from imager.imaging.create import FORMAT, Files, atomic_file, write_manifest
+from imager.imaging.create import FORMAT, Files, write_manifest
 from imager.settings import Settings
 
 Progress = Callable[[int, int], None]

@@ -16,18 +16,17 @@ import json
 import os
 import re
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from imager import __version__
 from imager.certify.keys import StationKeys
 from imager.certify.signing import sign_document
 from imager.errors import UsageError
-from imager.host.files import write_atomic
+from imager.host.files import atomic_file, write_atomic
 from imager.imaging import bmap as bmaplib
 from imager.imaging import compress
 
@@ -179,28 +178,6 @@ class _HashingWriter:
 
     def flush(self) -> None:
         self.fh.flush()
-
-
-@contextmanager
-def atomic_file(target: Path, what: str = "file") -> Iterator[BinaryIO]:
-    """A file opened for writing beside `target` under a hidden name; fsynced and
-    renamed over `target` when the block ends, removed if it fails. OSError
-    becomes UsageError naming `target`."""
-    part = target.with_name(f".{target.name}.part")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        with open(part, "wb") as fh:
-            yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(part, target)
-    except OSError as exc:
-        part.unlink(missing_ok=True)
-        raise UsageError(f"impossible d'écrire / cannot write the {what} {target}: "
-                         f"{exc.strerror}; choose a writable folder with enough space") from exc
-    except BaseException:
-        part.unlink(missing_ok=True)
-        raise
 
 
 def _compress(raw: Path, target: Path, ranges: list[tuple[int, int]], *, block_size: int,
