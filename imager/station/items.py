@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from imager.errors import NotFound, UsageError
@@ -155,22 +155,27 @@ def history(s: Session, item: Item) -> list[ItemEvent]:
     return list(s.scalars(select(ItemEvent).where(column == item.id).order_by(ItemEvent.id)))
 
 
-def find_drive(s: Session, ref: str) -> Drive:
-    """A drive by registry number, identity key, serial or WWN."""
+def find_item(s: Session, model: type[Item], ref: str, columns: tuple[Any, ...], *,
+              missing: str) -> Any:
+    """The one drive or machine (`model`) whose number is `ref`, else whose
+    `columns` equal it; NotFound says `missing`, several say to use the number."""
     ref = ref.strip()
-    found: list[Drive] = []
-    if ref.lstrip("#").isdigit():
-        d = s.get(Drive, int(ref.lstrip("#")))
-        found = [d] if d else []
-    if not found:
-        found = list(s.scalars(select(Drive).where(
-            (Drive.identity == ref) | (Drive.serial == ref) | (Drive.wwn == ref))))
+    if ref.lstrip("#").isdigit() and (item := s.get(model, int(ref.lstrip("#")))):
+        return item
+    found = list(s.scalars(select(model).where(or_(*(c == ref for c in columns)))))
     if len(found) == 1:
         return found[0]
     if not found:
-        raise NotFound(f"aucun disque {ref!r} / no drive {ref!r}: give its number, serial or "
-                       "WWN as listed by `imager jobs list`")
-    raise UsageError(f"{ref!r} names {len(found)} drives: give the drive number instead")
+        raise NotFound(missing)
+    kind = "drive" if model is Drive else "machine"
+    raise UsageError(f"{ref!r} names {len(found)} {kind}s: give the {kind} number instead")
+
+
+def find_drive(s: Session, ref: str) -> Drive:
+    """A drive by registry number, identity key, serial or WWN."""
+    return find_item(s, Drive, ref, (Drive.identity, Drive.serial, Drive.wwn),
+                     missing=f"aucun disque {ref.strip()!r} / no drive {ref.strip()!r}: give "
+                             "its number, serial or WWN as listed by `imager drives list`")
 
 
 def next_step(state: str) -> dict[str, str] | None:

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from imager.errors import NotFound, UsageError
+from imager.errors import UsageError
 from imager.inventory.triage import ORIENTATIONS
 from imager.station import deployments, items
 from imager.station.lifecycle import ITEM_LABELS_FR
@@ -27,18 +27,10 @@ ORIENTATION_FR = {"reuse": "réemploi", "parts": "pièces", "recycling": "recycl
 
 def find_machine(s: Session, ref: str) -> Machine:
     """A machine by registry number, serial, asset tag, UUID or identity."""
-    ref = ref.strip()
-    if ref.lstrip("#").isdigit() and (m := s.get(Machine, int(ref.lstrip("#")))):
-        return m
-    found = list(s.scalars(select(Machine).where(or_(
-        Machine.serial == ref, Machine.asset_tag == ref, Machine.uuid == ref,
-        Machine.identity == ref))))
-    if len(found) == 1:
-        return found[0]
-    if not found:
-        raise NotFound(f"aucune machine {ref!r} / no machine {ref!r}: give its number, serial, "
-                       "asset tag or UUID as listed by `imager machines list`")
-    raise UsageError(f"{ref!r} names {len(found)} machines: give the machine number instead")
+    return items.find_item(
+        s, Machine, ref, (Machine.serial, Machine.asset_tag, Machine.uuid, Machine.identity),
+        missing=f"aucune machine {ref.strip()!r} / no machine {ref.strip()!r}: give its "
+                "number, serial, asset tag or UUID as listed by `imager machines list`")
 
 
 def orient(s: Session, machine: Machine, choice: str, *, actor: str, why: str = "") -> None:
