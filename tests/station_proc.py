@@ -13,6 +13,18 @@ from typing import Any
 import httpx
 from clirun import spawn
 
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def slow_policy(folder: Path) -> Path:
+    """The shipped erase policy with three passes (dod-3pass) on virtual drives: a lab
+    erasure then lasts long enough to cut it off in the middle."""
+    policy = folder / "slow-policy.yaml"
+    policy.write_text((ROOT / "profiles" / "erase-policy.yaml").read_text().replace(
+        "  virtual:\n    - nist-clear", "  virtual:\n    - dod-3pass"))
+    assert "dod-3pass" in policy.read_text()
+    return policy
+
 
 def free_port() -> int:
     with socket.socket() as s:

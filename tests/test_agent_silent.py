@@ -18,18 +18,15 @@ from typing import Any
 import pytest
 from clirun import imager, spawn
 from conftest import need_root
-from station_proc import Serve, until
+from station_proc import Serve, slow_policy, until
 
 pytestmark = pytest.mark.root
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
 def station(tmp_path: Path) -> Iterator[Serve]:
     need_root()
-    policy = tmp_path / "slow-policy.yaml"      # three passes: time to cut the agent off
-    policy.write_text((ROOT / "profiles" / "erase-policy.yaml").read_text().replace(
-        "  virtual:\n    - nist-clear", "  virtual:\n    - dod-3pass"))
+    policy = slow_policy(tmp_path)      # three passes: time to cut the agent off
     serve = Serve(tmp_path / "station", "--lab", "1", "--lab-size-mib", "384",
                   "--no-local-agent", "--agent-timeout", "1.5", "--auto-erase", "always",
                   IMAGER_CHECKPOINT_SECONDS="0.2", IMAGER_ERASE_POLICY=str(policy))

@@ -5,6 +5,7 @@ plugged in again, in another "dock", is recognised as the same drive."""
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import subprocess
 import threading
@@ -16,7 +17,7 @@ from typing import Any
 import pytest
 import uvicorn
 from conftest import need_root
-from station_proc import free_port, until
+from station_proc import free_port, slow_policy, until
 
 from imager.agent.agent import Agent, AgentConfig
 from imager.inventory.virtual import made_up_label, write_label
@@ -70,8 +71,8 @@ def bench(settings: Settings) -> Iterator[Callable[[str], Bench]]:
     need_root()
     made: list[Bench] = []
 
-    def make(auto_erase: str) -> Bench:
-        made.append(Bench(settings, auto_erase))
+    def make(auto_erase: str, **changes: Any) -> Bench:
+        made.append(Bench(dataclasses.replace(settings, **changes), auto_erase))
         return made[-1]
 
     try:
@@ -124,15 +125,22 @@ def test_a_drive_pulled_out_mid_erase_fails_its_job(
         faultdisk: Callable[..., Any], loopdev: Callable[..., str]) -> None:
     disk = faultdisk(256 * MiB, attach=False)
     label = _label(settings, disk.image, disk.backing)
-    b = bench("always")
+    # three passes: the erasure lasts long enough to be seen running and pulled mid-way
+    # (one pass could end before its first checkpoint reached the station)
+    b = bench("always", erase_policy=slow_policy(settings.data_dir.parent))
     dev = loopdev(0, backing=disk.image)
 
     def job() -> Job | None:
         with b.registry.session(readonly=True) as s:
             return s.query(Job).order_by(Job.id.desc()).first()
 
-    until(lambda: (j := job()) and j.state == "running" and (j.checkpoint or {}).get(
-        "offset", 0) > 0, 120, "the erasure runs")
+    try:
+        until(lambda: (j := job()) and j.state == "running" and (j.checkpoint or {}).get(
+            "offset", 0) > 0, 120, "the erasure runs")
+    except AssertionError as exc:   # say what the station saw instead
+        j = job()
+        raise AssertionError(f"{exc}; job: {j and (j.state, j.reason, j.checkpoint)}; drive: "
+                             f"{b.drive(label['serial'])}") from exc
     assert b.drive(label["serial"])["state"] == "erasing"
     disk.pull()                 # the drive stops answering...
     _detach(dev)                # ...and leaves its dock (the kernel detaches on close)
