@@ -142,6 +142,36 @@ class HiddenAreaChange:
 
 
 @dataclass(frozen=True)
+class ImagePlan:
+    """What an image job writes onto one drive: an image of the station's store
+    (its manifest's sha256, its files' URLs on the station), read back as
+    `verify` says, then customised."""
+
+    name: str
+    version: str
+    sha256: str
+    image_size: int
+    mapped_bytes: int
+    urls: dict[str, str]            # "image", "bmap": paths on the station
+    verify: str = "full"
+    sample: float = 0.05
+    grow: str = "now"
+    hostname: str | None = None
+    erasure_job: int | None = None  # the erase job that cleaned the drive first
+
+    @property
+    def method(self) -> str:
+        return f"image {self.name} {self.version}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": "image", **dataclasses.asdict(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ImagePlan:
+        return cls(**{k: v for k, v in data.items() if k != "kind"})
+
+
+@dataclass(frozen=True)
 class ErasePlan:
     """What will be done to one drive: the first method its firmware accepts
     among `steps` (in order), then a read-back verification.

@@ -14,8 +14,15 @@ import pytest
 from clirun import imager, job, jobs, json_lines, spawn
 
 from imager.erase.patterns import source_for
+from imager.errors import UsageError
 from imager.model import ErasePlan, EraseReport
-from imager.station.lifecycle import JOB_STATES, JOB_TRANSITIONS, RESUMABLE, TERMINAL
+from imager.station.lifecycle import (
+    JOB_STATES,
+    JOB_TRANSITIONS,
+    RESUMABLE,
+    TERMINAL,
+    check_move,
+)
 
 MiB = 1 << 20
 
@@ -23,11 +30,16 @@ MiB = 1 << 20
 def test_lifecycle_table_is_complete_and_fail_loud() -> None:
     assert set(JOB_TRANSITIONS) == set(JOB_STATES)
     assert all(t <= set(JOB_STATES) for t in JOB_TRANSITIONS.values())
-    assert TERMINAL == {"erased", "unverified", "failed", "cancelled"}
+    assert TERMINAL == {"erased", "imaged", "unverified", "failed", "cancelled"}
     into_erased = [s for s, moves in JOB_TRANSITIONS.items() if "erased" in moves]
     assert into_erased == ["running"]  # only a run that finished can erase
     assert RESUMABLE == {"interrupted"} and "running" in JOB_TRANSITIONS["interrupted"]
     assert "interrupted" in JOB_TRANSITIONS["running"]
+    with pytest.raises(UsageError, match="cannot become imaged"):
+        check_move(1, "running", "imaged")                    # an erase job never "images"
+    with pytest.raises(UsageError, match="cannot become erased"):
+        check_move(1, "running", "erased", kind="image")      # nor an image job "erases"
+    check_move(1, "running", "imaged", kind="image")
 
 
 def _content_ok(dev: str, plan: ErasePlan, size: int) -> bool:

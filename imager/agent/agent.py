@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from imager.agent.client import StationClient, StationRefused, StationUnreachable
+from imager.agent.image_job import run_image
 from imager.agent.outbox import Outbox
 from imager.agent.remote import RemoteJobStore
 from imager.erase import guard
@@ -213,8 +214,14 @@ class Agent:
         watcher = threading.Thread(target=lambda: (stop.wait(), job_stop.set()), daemon=True)
         watcher.start()
         try:
-            run_erase(store, view.id, self.settings, stop=job_stop, on_progress=progress,
-                      device_path=path)
+            if view.kind == "image":
+                assert self.client is not None
+                run_image(store, path, self.settings, self.client, stop=job_stop,
+                          on_progress=lambda phase, done, total: progress(
+                              view.id, phase, 0, done, total))
+            else:
+                run_erase(store, view.id, self.settings, stop=job_stop, on_progress=progress,
+                          device_path=path)
         except ImagerError as exc:
             log.warning("job %s: %s", view.id, exc)
         finally:

@@ -63,5 +63,16 @@ class StationClient:
         return self._call("GET", "/api/v1/jobs/next", params={"wait": wait},
                           timeout=wait + 10)["jobs"]
 
+    def fetch(self, path: str) -> bytes:
+        """A small file from the station (e.g. an image's bmap)."""
+        try:
+            resp = self._http.get(path, headers={"Authorization": f"Bearer {self.token}"})
+        except httpx.HTTPError as exc:
+            raise StationUnreachable(f"station {self.url} unreachable: {exc}") from exc
+        if resp.status_code != 200:
+            raise StationRefused(f"station {self.url} refused GET {path}: {resp.status_code} "
+                                 f"{resp.text[:200]}")
+        return resp.content
+
     def close(self) -> None:
         self._http.close()

@@ -33,7 +33,7 @@ class RemoteJobStore:
 
     def move(self, job_id: int, target: str, *, reason: str = "", report: dict | None = None,
              data: dict[str, Any] | None = None, owner: Owner | None = None) -> None:
-        check_move(job_id, self.job.state, target)
+        check_move(job_id, self.job.state, target, kind=self.job.kind)
         self._put("job_move", {"job": job_id, "target": target, "reason": reason,
                                "report": report, "data": data,
                                "owner": dataclasses.asdict(owner) if owner else None})

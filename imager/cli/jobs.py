@@ -103,7 +103,8 @@ def cmd_show(args: argparse.Namespace, ctx: Context) -> int:
 def cmd_resume(args: argparse.Namespace, ctx: Context) -> int:
     store = JobStore(ctx.registry)
     store.reconcile()
-    ids = list(dict.fromkeys(args.jobs)) or [j.id for j in store.list(tuple(RESUMABLE))]
+    ids = list(dict.fromkeys(args.jobs)) or [j.id for j in store.list(tuple(RESUMABLE))
+                                             if j.kind == "erase"]
     if not ids:
         print("Aucune tâche interrompue / no interrupted job")
         return 0
@@ -113,6 +114,9 @@ def cmd_resume(args: argparse.Namespace, ctx: Context) -> int:
     for v in views:
         if v.state not in RESUMABLE:
             raise UsageError(f"job {v.id} is {v.state}: only interrupted jobs can be resumed")
+        if v.kind != "erase":
+            raise UsageError(f"job {v.id} is an {v.kind} job: its agent runs it again when "
+                             "the station is up (`imager serve`)")
     paths = {ids[0]: args.device} if args.device else {}
     jobs = {v.id: (paths.get(v.id, v.device_path), v.plan) for v in views}
     return run_and_render(ctx, store, jobs, json_mode=args.json,

@@ -27,6 +27,7 @@ already done.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import shutil
@@ -37,6 +38,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from imager.erase import guard
 from imager.errors import ImagerError, UsageError
@@ -152,6 +154,17 @@ def customise(device: str, *, settings: Settings, hostname: str | None,
         if not scans:           # leave a loop device without partitions, as found
             pt.forget_partitions(device)
     return res
+
+
+def after_steps(device: str, *, settings: Settings, hostname: str | None,
+                grow: str = "now") -> dict[str, Any]:
+    """`customise` for a deployment record: what was done, or {"error": why};
+    never raises for a failed step (the deployment then records it)."""
+    try:
+        done = customise(device, settings=settings, hostname=hostname, grow=grow)
+    except ImagerError as exc:
+        return {"error": str(exc)}
+    return dataclasses.asdict(done)
 
 
 def _need_tools() -> None:

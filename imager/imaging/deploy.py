@@ -107,6 +107,13 @@ class DeployResult:
         return bool(self.targets) and all(t.ok for t in self.targets)
 
 
+def failed_result(path: str, *, verify: str, error: str) -> TargetResult:
+    """A target on which nothing could be done (the deployment never started)."""
+    return TargetResult(path=path, ok=False, written_bytes=0, ranges=0, verify=verify,
+                        verified_bytes=0, mismatches=[], error=error, write_seconds=0.0,
+                        verify_seconds=0.0)
+
+
 def deploy(source: Source, bmap: Bmap, targets: Sequence[str], *, settings: Settings,
            verify: str = "full", sample: float = 0.05, allow_files: bool = False,
            expected_sha256: str | None = None,

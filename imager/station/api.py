@@ -6,8 +6,8 @@ token and the station's erase policy; `POST /api/v1/events` sends events
 The image store (agent or operator token): `GET /api/v1/images`, and each
 image's files with range requests (a dropped download resumes).
 Technicians' tools (operator token): drives, machines (and their orientation),
-jobs, donations, intake, erase, resume. Every error is JSON `{"error": "..."}`
-naming the thing and the fix.
+jobs, donations, intake, erase, image (an OS image onto an erased drive),
+resume. Every error is JSON `{"error": "..."}` naming the thing and the fix.
 """
 
 # No `from __future__ import annotations`: FastAPI reads the dependencies of
@@ -44,6 +44,15 @@ class Events(BaseModel):
 class EraseRequest(BaseModel):
     technician: str | None = None
     donation: str | None = None
+
+
+class ImageRequest(BaseModel):
+    image: str
+    version: str | None = None
+    technician: str | None = None
+    hostname: str | None = None
+    verify: str = "full"
+    grow: str = "now"
 
 
 class DonationRequest(BaseModel):
@@ -180,6 +189,12 @@ def create_app(station: Station) -> FastAPI:
             m = machines.find_machine(s, ref)
             machines.orient(s, m, body.choice, actor=tech.name, why=body.why)
             return machines.machine_summary(s, m)
+
+    @app.post("/api/v1/drives/{ref}/image", dependencies=[Depends(operator)])
+    def image(ref: str, body: ImageRequest) -> dict[str, Any]:
+        return {"job": station.image(ref, body.image, version=body.version,
+                                     technician=body.technician, hostname=body.hostname,
+                                     verify=body.verify, grow=body.grow)}
 
     @app.get("/api/v1/jobs", dependencies=[Depends(operator)])
     def jobs() -> list[dict[str, Any]]:

@@ -88,7 +88,8 @@ def begin(s: Session, ident: DriveIdentity, image: ImageInfo, *, actor: str,
 
 def finish(s: Session, drive_id: int, image: ImageInfo, result: Any, *, actor: str,
            started_at: datetime, erasure_job_id: int | None,
-           after: dict[str, Any] | None = None, hostname: str | None = None) -> Deployment:
+           after: dict[str, Any] | None = None, hostname: str | None = None,
+           job_id: int | None = None) -> Deployment:
     """Record the deployment (`result`: a deploy.TargetResult) and move the drive."""
     drive = s.get(Drive, drive_id)
     assert drive is not None
@@ -98,6 +99,7 @@ def finish(s: Session, drive_id: int, image: ImageInfo, result: Any, *, actor: s
     ok = bool(result.ok) and error is None
     dep = Deployment(
         drive_id=drive.id, machine_id=drive.machine_id, erasure_job_id=erasure_job_id,
+        job_id=job_id,
         image_name=image.name, image_version=image.version, image_sha256=image.sha256,
         image_size=image.image_size, mapped_bytes=image.mapped_bytes, verify=result.verify,
         verified_bytes=result.verified_bytes, ok=ok, error=error,
@@ -112,7 +114,7 @@ def finish(s: Session, drive_id: int, image: ImageInfo, result: Any, *, actor: s
     data = {"deployment": dep.id}
     if drive.state == "imaging":
         target = "imaged" if ok else "image_failed"
-        items.record_move(s, drive, target, actor=actor, data=data,
+        items.record_move(s, drive, target, actor=actor, data=data, job_id=job_id,
                           reason=f"image {image.name} {image.version}: "
                                  + ("written and verified" if ok else str(error)))
         if ok and _certified(s, drive):

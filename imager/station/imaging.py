@@ -11,7 +11,6 @@ deployment is recorded with what it proved.
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -83,7 +82,7 @@ def run(registry: Registry, settings: Settings, req: Request, *,
         progress: Callable[[str, int, int], None] | None = None,
         stop: threading.Event | None = None) -> list[Outcome]:
     """Check, deploy, verify, customise and record; one Outcome per device."""
-    from imager.imaging.deploy import DeployResult, TargetResult, deploy
+    from imager.imaging.deploy import DeployResult, deploy, failed_result
     from imager.imaging.source import open_source
     info = image_info(req.entry)
     idents = _identities(req, settings)
@@ -99,10 +98,8 @@ def run(registry: Registry, settings: Settings, req: Request, *,
     except ImagerError as exc:   # nothing verified: every drive is image_failed, and why
         result = DeployResult(
             image_size=info.image_size, mapped_bytes=info.mapped_bytes, source_sha256=None,
-            seconds=0.0, targets=[TargetResult(
-                path=dev, ok=False, written_bytes=0, ranges=0, verify=req.verify,
-                verified_bytes=0, mismatches=[], error=str(exc), write_seconds=0.0,
-                verify_seconds=0.0) for dev in req.devices])
+            seconds=0.0, targets=[failed_result(dev, verify=req.verify, error=str(exc))
+                                  for dev in req.devices])
     outcomes = []
     for dev, (drive_id, erasure), target in zip(req.devices, begun, result.targets,
                                                 strict=True):
@@ -117,12 +114,8 @@ def run(registry: Registry, settings: Settings, req: Request, *,
 
 def _after(device: str, req: Request, settings: Settings) -> dict[str, Any]:
     """The after-deployment steps; a failure is recorded, never raised."""
-    from imager.imaging.after import customise
+    from imager.imaging.after import after_steps
     if req.allow_files and not device.startswith("/dev/"):
         return {"steps": [], "skipped": "a file, not a drive: nothing to customise"}
-    try:
-        done = customise(device, settings=settings, hostname=req.hostnames.get(device),
-                         grow=req.grow)
-    except ImagerError as exc:
-        return {"error": str(exc)}
-    return dataclasses.asdict(done)
+    return after_steps(device, settings=settings, hostname=req.hostnames.get(device),
+                       grow=req.grow)

@@ -117,6 +117,9 @@ def actor_of(job: Job) -> str:
 
 def follow_job(s: Session, job: Job, target: str, reason: str) -> None:
     """Move the job's drive as the job moves (strict when it starts)."""
+    if job.kind == "image":
+        _follow_image_job(s, job, target, reason)
+        return
     drive = job.drive
     state = JOB_TO_DRIVE.get(target)
     actor = actor_of(job)
@@ -132,6 +135,18 @@ def follow_job(s: Session, job: Job, target: str, reason: str) -> None:
     else:
         record_move(s, drive, state, actor=actor, reason=reason or f"job {job.id} {target}",
                     job_id=job.id)
+
+
+def _follow_image_job(s: Session, job: Job, target: str, reason: str) -> None:
+    """An image job moved its drive to imaging when it was created, and its
+    deployment record moves it on (imaged, image_failed). A job that ends
+    without one leaves the drive image_failed (failed), or erased (cancelled)."""
+    drive, actor = job.drive, actor_of(job)
+    if target == "interrupted":
+        note(s, drive, "interrupted", actor=actor, reason=reason, job_id=job.id)
+    elif target in ("failed", "cancelled") and drive.state == "imaging":
+        record_move(s, drive, "image_failed" if target == "failed" else "erased", actor=actor,
+                    reason=reason or f"job {job.id} {target}", job_id=job.id)
 
 
 def follow_document(s: Session, kind: str, doc_id: str, drive_id: int | None, *,

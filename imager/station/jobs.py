@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from imager.errors import NotFound
-from imager.model import DriveIdentity, ErasePlan
+from imager.model import DriveIdentity, ErasePlan, ImagePlan
 from imager.station import items
 from imager.station.lifecycle import check_move
 from imager.station.owner import Owner
@@ -46,7 +46,7 @@ class JobView:
     device_path: str
     drive_identity: str
     drive_size: int
-    plan: ErasePlan
+    plan: Any                  # ErasePlan, or ImagePlan for an image job
     checkpoint: dict[str, Any] | None
     report: dict[str, Any] | None
     reason: str | None
@@ -64,12 +64,17 @@ def _view(job: Job, *, with_events: bool = False) -> JobView:
     return JobView(
         id=job.id, kind=job.kind, state=job.state, device_path=job.device_path,
         drive_identity=job.drive.identity, drive_size=job.drive.size_bytes,
-        plan=ErasePlan.from_dict(job.plan),
+        plan=plan_of(job.kind, job.plan),
         checkpoint=job.checkpoint, report=job.report, reason=job.reason,
         donation=job.donation.reference if job.donation else None,
         technician=job.technician.name if job.technician else None,
         created_at=job.created_at, started_at=job.started_at, ended_at=job.ended_at,
         events=events)
+
+
+def plan_of(kind: str, data: dict[str, Any]) -> ErasePlan | ImagePlan:
+    """A job's plan from its JSON: an erase plan, or what an image job writes."""
+    return ImagePlan.from_dict(data) if kind == "image" else ErasePlan.from_dict(data)
 
 
 def view_to_dict(job: JobView) -> dict[str, Any]:
@@ -86,7 +91,7 @@ def view_from_dict(data: dict[str, Any]) -> JobView:
     """The job an agent received."""
     fields = {f.name for f in dataclasses.fields(JobView)} - {"events"}
     values = {k: data[k] for k in fields}
-    values["plan"] = ErasePlan.from_dict(data["plan"])
+    values["plan"] = plan_of(data["kind"], data["plan"])
     for key in ("created_at", "started_at", "ended_at"):
         values[key] = datetime.fromisoformat(data[key]) if data[key] else None
     return JobView(**values)
@@ -109,7 +114,7 @@ def _apply_move(s: Session, job: Job, target: str, reason: str = "",
                 report: dict[str, Any] | None = None,
                 data: dict[str, Any] | None = None, owner: Owner | None = None) -> None:
     """The one place a job changes state: checked against the lifecycle table."""
-    check_move(job.id, job.state, target)
+    check_move(job.id, job.state, target, kind=job.kind)
     items.follow_job(s, job, target, reason)
     job.state = target
     if target == "running":
@@ -202,6 +207,20 @@ class JobStore:
             s.flush()
             _add_event(s, job, "created", f"erase {ident.path} with {plan.method}",
                        {"identity": ident.key, "plan": plan.to_dict()})
+            return job.id
+
+    def create_image(self, drive_id: int, device_path: str, plan: ImagePlan, *,
+                     donation_id: int | None = None, technician_id: int | None = None,
+                     agent_id: int | None = None) -> int:
+        """An image job for a drive that `deployments.begin` let through."""
+        with self._session() as s:
+            job = Job(kind="image", state="queued", drive_id=drive_id, device_path=device_path,
+                      plan=plan.to_dict(), donation_id=donation_id,
+                      technician_id=technician_id, agent_id=agent_id, created_at=utcnow())
+            _set_owner(job)
+            s.add(job)
+            s.flush()
+            _add_event(s, job, "created", f"{plan.method} onto {device_path}", plan.to_dict())
             return job.id
 
     def get(self, job_id: int, *, with_events: bool = False) -> JobView:

@@ -2,21 +2,25 @@
 
 A job ends in exactly one terminal state. Only `erased` means the drive was
 overwritten completely AND read back as expected; `unverified` (verification
-skipped), `failed` and `interrupted` never count as erased.
+skipped), `failed` and `interrupted` never count as erased. An image job's
+success is `imaged`: written, fsynced and read back.
 """
 
 from __future__ import annotations
 
 from imager.errors import UsageError
 
-JOB_STATES = ("queued", "running", "interrupted", "erased", "unverified", "failed",
+JOB_STATES = ("queued", "running", "interrupted", "erased", "imaged", "unverified", "failed",
               "cancelled")
+# The state that says a job of this kind did its work.
+SUCCESS = {"erase": "erased", "image": "imaged"}
 
 JOB_TRANSITIONS: dict[str, frozenset[str]] = {
     "queued": frozenset({"running", "failed", "cancelled"}),
-    "running": frozenset({"erased", "unverified", "failed", "interrupted"}),
+    "running": frozenset({"erased", "imaged", "unverified", "failed", "interrupted"}),
     "interrupted": frozenset({"running", "failed", "cancelled"}),
     "erased": frozenset(),
+    "imaged": frozenset(),
     "unverified": frozenset(),
     "failed": frozenset(),
     "cancelled": frozenset(),
@@ -27,15 +31,17 @@ RESUMABLE = frozenset({"interrupted"})
 
 STATE_LABELS_FR = {
     "queued": "en attente", "running": "en cours", "interrupted": "interrompu",
-    "erased": "effacé et vérifié", "unverified": "écrit, non vérifié",
+    "erased": "effacé et vérifié", "imaged": "système installé et vérifié",
+    "unverified": "écrit, non vérifié",
     "failed": "échec", "cancelled": "annulé",
 }
 
 
-def check_move(job_id: int, current: str, target: str) -> None:
-    """Raise UsageError if `current -> target` is not a legal move."""
-    if target not in JOB_TRANSITIONS.get(current, frozenset()):
-        raise UsageError(f"job {job_id} is {current}; it cannot become {target}")
+def check_move(job_id: int, current: str, target: str, *, kind: str = "erase") -> None:
+    """Raise UsageError if `current -> target` is not a legal move for a `kind` job."""
+    wrong_success = target in SUCCESS.values() and SUCCESS.get(kind) != target
+    if wrong_success or target not in JOB_TRANSITIONS.get(current, frozenset()):
+        raise UsageError(f"{kind} job {job_id} is {current}; it cannot become {target}")
 
 
 # --------------------------------------------------------------------------

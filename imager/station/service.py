@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 
 from imager.erase import policy as erase_policy
 from imager.errors import ImagerError, NotFound, UsageError
-from imager.model import DriveIdentity, ErasePlan
+from imager.model import DriveIdentity, ErasePlan, ImagePlan
 from imager.settings import Settings
 from imager.station import items
 from imager.station.intake import attach_all
@@ -294,16 +294,8 @@ class Station:
 
     def _create_job(self, s: Session, drive: Drive, *, technician_id: int | None,
                     donation_id: int | None) -> int:
-        open_job = s.scalar(select(Job).where(Job.drive_id == drive.id, Job.state.in_(
-            ("queued", "running", "interrupted"))))
-        if open_job is not None:
-            raise UsageError(f"drive {drive.id} already has job {open_job.id} "
-                             f"({open_job.state})")
+        ident = _ready_for_a_job(s, drive)
         probe = drive.plan or {}
-        if not drive.present or probe.get("plan") is None:
-            raise UsageError(f"le disque {drive.id} n'est pas branché / drive {drive.id} is "
-                             "not plugged in: plug it into a dock first")
-        ident = DriveIdentity(**probe["identity"])
         plan = ErasePlan.from_dict(probe["plan"])
         return self.store.bound(s).create_erase(ident, plan, donation_id=donation_id,
                                                 technician_id=technician_id,
@@ -358,6 +350,8 @@ class Station:
                 after.append(("certify", job_id))
         elif kind == "job_event":
             store.event(job_id, data["kind"], data.get("message", ""), data.get("data"))
+            if data["kind"] == "deployment" and job.kind == "image":
+                self._deployment(s, agent, job, data.get("data") or {})
         elif kind == "job_plan":
             store.replace_plan(job_id, ErasePlan.from_dict(data["plan"]), kind=data["kind"],
                                message=data.get("message", ""))
@@ -429,6 +423,45 @@ class Station:
         self._wake()
         return job_id
 
+    def image(self, drive_ref: str, name: str, *, version: str | None = None,
+              technician: str | None = None, hostname: str | None = None,
+              verify: str = "full", grow: str = "now") -> int:
+        """Deploy image `name` onto a plugged-in drive, by its agent (job id). The
+        checks (verified erasure on record, state) are made now, before the job."""
+        from imager.station import deployments, image_store
+        from imager.station.imaging import image_info
+        entry = image_store.catalogue(self.settings).get(name, version)
+        info = image_info(entry)
+        with self.registry.session() as s:
+            drive = items.find_drive(s, drive_ref)
+            ident = _ready_for_a_job(s, drive)
+            tech = people.find_technician(s, technician) if technician else None
+            drive_id, erasure = deployments.begin(s, ident, info,
+                                                  actor=tech.name if tech else "imager")
+            plan = ImagePlan(name=info.name, version=info.version, sha256=info.sha256 or "",
+                             image_size=info.image_size, mapped_bytes=info.mapped_bytes,
+                             urls=image_store.describe(entry)["urls"], verify=verify,
+                             grow=grow, hostname=hostname, erasure_job=erasure)
+            job_id = self.store.bound(s).create_image(
+                drive_id, ident.path, plan, donation_id=drive.donation_id,
+                technician_id=tech.id if tech else None, agent_id=drive.agent_id)
+        self._wake()
+        return job_id
+
+    def _deployment(self, s: Session, agent: Agent, job: Job, data: dict[str, Any]) -> None:
+        """An agent's image job reported its deployment: record it, move the drive."""
+        from imager.imaging.deploy import TargetResult
+        from imager.station import deployments
+        plan = ImagePlan.from_dict(job.plan)
+        result = TargetResult(**{**data["result"], "mismatches": [
+            tuple(m) for m in data["result"]["mismatches"]]})
+        info = deployments.ImageInfo(plan.name, plan.version, plan.sha256, plan.image_size,
+                                     plan.mapped_bytes)
+        deployments.finish(s, job.drive_id, info, result, actor=f"agent {agent.name}",
+                           started_at=job.started_at or utcnow(),
+                           erasure_job_id=plan.erasure_job, after=data.get("after"),
+                           hostname=plan.hostname, job_id=job.id)
+
     def resume(self, job_id: int) -> None:
         job = self.store.get(job_id)
         if job.state != "interrupted":
@@ -482,3 +515,16 @@ def _when(value: Any) -> datetime:
 def _job_of(ev: dict[str, Any]) -> int | None:
     job = (ev.get("data") or {}).get("job")
     return int(job) if isinstance(job, int | str) and str(job).isdigit() else None
+
+
+def _ready_for_a_job(s: Session, drive: Drive) -> DriveIdentity:
+    """A drive with no open job, plugged in and probed: its identity as probed."""
+    open_job = s.scalar(select(Job).where(Job.drive_id == drive.id, Job.state.in_(
+        ("queued", "running", "interrupted"))))
+    if open_job is not None:
+        raise UsageError(f"drive {drive.id} already has job {open_job.id} ({open_job.state})")
+    probe = drive.plan or {}
+    if not drive.present or probe.get("plan") is None:
+        raise UsageError(f"le disque {drive.id} n'est pas branché / drive {drive.id} is "
+                         "not plugged in: plug it into a dock first")
+    return DriveIdentity(**probe["identity"])
