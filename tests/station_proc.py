@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import socket
 import subprocess
 import time
@@ -11,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from clirun import spawn
+from clirun import imager, spawn
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -67,6 +68,13 @@ class Serve:
         resp = self.http.post(path, json=body)
         assert resp.status_code == 200, resp.text
         return resp.json()
+
+    def close(self) -> None:
+        """Stop the station if it runs (SIGTERM) and take its lab bench down."""
+        if self.proc and self.proc.poll() is None:
+            self.kill(signal.SIGTERM)
+        if "--lab" in self.args:
+            imager(self.data, "lab", "down", check=False)
 
     def kill(self, sig: int) -> None:
         assert self.proc is not None

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import signal
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,8 +25,7 @@ def station(tmp_path: Path) -> Iterator[Serve]:
     try:
         yield serve
     finally:
-        if serve.proc and serve.proc.poll() is None:
-            serve.kill(signal.SIGTERM)
+        serve.close()
 
 
 def _count(data: Path, query: str) -> int:

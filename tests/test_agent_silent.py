@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from clirun import imager, spawn
+from clirun import spawn
 from conftest import need_root
 from station_proc import Serve, slow_policy, until
 
@@ -40,9 +40,7 @@ def station(tmp_path: Path) -> Iterator[Serve]:
                 proc.send_signal(signal.SIGCONT)
                 proc.kill()
                 proc.wait(30)
-        if serve.proc and serve.proc.poll() is None:
-            serve.kill(signal.SIGTERM)
-        imager(serve.data, "lab", "down", check=False)
+        serve.close()
 
 
 def _agent(station: Serve, name: str) -> subprocess.Popen[str]:

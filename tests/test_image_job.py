@@ -6,7 +6,6 @@ station records the deployment and the drive comes back to certified."""
 from __future__ import annotations
 
 import json
-import signal
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,9 +30,7 @@ def station(tmp_path: Path) -> Iterator[Serve]:
     try:
         yield serve
     finally:
-        if serve.proc and serve.proc.poll() is None:
-            serve.kill(signal.SIGTERM)
-        imager(serve.data, "lab", "down", check=False)
+        serve.close()
 
 
 def test_agent_deploys_from_the_station_and_the_drive_is_recorded(station: Serve) -> None:

@@ -5,7 +5,6 @@ to nobody else."""
 from __future__ import annotations
 
 import json
-import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,8 +26,7 @@ def station(tmp_path: Path) -> Iterator[Serve]:
         serve.start()
         yield serve
     finally:
-        if serve.proc and serve.proc.poll() is None:
-            serve.kill(signal.SIGTERM)
+        serve.close()
 
 
 def _agent_token(station: Serve) -> str:

@@ -28,9 +28,7 @@ def station(tmp_path: Path) -> Iterator[Serve]:
     try:
         yield serve
     finally:
-        if serve.proc and serve.proc.poll() is None:
-            serve.kill(signal.SIGTERM)
-        imager(serve.data, "lab", "down", check=False)
+        serve.close()
 
 
 def _registry(data: Path, query: str) -> list[tuple[Any, ...]]:
