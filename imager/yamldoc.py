@@ -32,6 +32,11 @@ def sha256(document: str) -> str:
     return hashlib.sha256(document.encode("utf-8")).hexdigest()
 
 
+def label(name: str, version: int, digest: str) -> str:
+    """How a checked document names itself on plans and reports."""
+    return f"{name} v{version} (sha256:{digest[:16]})"
+
+
 @dataclass(frozen=True)
 class Kind:
     """What the documents are called in messages: "erase policy" (singular) or

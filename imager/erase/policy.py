@@ -48,7 +48,7 @@ class Policy:
 
     @property
     def label(self) -> str:
-        return f"{self.name} v{self.version} (sha256:{self.digest[:16]})"
+        return yamldoc.label(self.name, self.version, self.digest)
 
 
 PolicyErrors = yamldoc.Problems

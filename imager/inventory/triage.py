@@ -154,7 +154,7 @@ class TriageRules:
 
     @property
     def label(self) -> str:
-        return f"{self.name} v{self.version} (sha256:{self.digest[:16]})"
+        return yamldoc.label(self.name, self.version, self.digest)
 
 
 RuleErrors = yamldoc.Problems
