@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
 from collections.abc import Callable
 
 from imager.agent.client import StationClient
@@ -29,7 +30,8 @@ log = logging.getLogger(__name__)
 
 
 def run_image(store: RemoteJobStore, path: str, settings: Settings, client: StationClient, *,
-              stop: object, on_progress: Callable[[str, int, int], None] | None = None) -> None:
+              stop: threading.Event,
+              on_progress: Callable[[str, int, int], None] | None = None) -> None:
     """Run the image job of `store` onto `path`; every step becomes an event."""
     view = store.job
     plan: ImagePlan = view.plan
@@ -40,14 +42,14 @@ def run_image(store: RemoteJobStore, path: str, settings: Settings, client: Stat
         result = deploy(open_source(client.url + plan.urls["image"], headers=headers), bmap,
                         [path], settings=settings, verify=plan.verify, sample=plan.sample,
                         expected_sha256=plan.sha256 or None, progress=on_progress,
-                        stop=stop)  # type: ignore[arg-type]
+                        stop=stop)
         target = result.targets[0]
     except ImagerError as exc:
         target = failed_result(path, verify=plan.verify, error=str(exc))
-    removed = getattr(stop, "removed", None)
+    removed = getattr(stop, "removed", None)     # the agent's JobStop says why it stopped
     if removed:
         target = dataclasses.replace(target, ok=False, error=f"drive removed ({removed})")
-    elif getattr(stop, "is_set", lambda: False)() and not target.ok:
+    elif stop.is_set() and not target.ok:
         store.move(view.id, "interrupted", reason="the agent stopped during the deployment; "
                                                   "it is written again from the start")
         return
