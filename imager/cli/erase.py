@@ -10,15 +10,15 @@ from rich.console import Console
 from imager.cli.context import Context
 from imager.cli.plans import plan_lines
 from imager.cli.render import BarsUI, JsonLinesUI, report_table
-from imager.erase import guard, policy
+from imager.erase import policy
 from imager.erase.methods import METHODS
 from imager.erase.plan import plan_for
-from imager.errors import ImagerError, UsageError
+from imager.errors import ImagerError
 from imager.inventory.capabilities import DriveCapabilities
-from imager.inventory.probe import probe
 from imager.model import ErasePlan, EraseReport
 from imager.station.batch import run_all
 from imager.station.jobs import JobStore
+from imager.station.targets import probe_targets
 from imager.store import people
 
 
@@ -48,18 +48,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_erase(args: argparse.Namespace, ctx: Context) -> int:
-    if len(set(args.devices)) != len(args.devices):
-        raise UsageError("the same device is given twice")
-    for dev in args.devices:
-        guard.check(dev, ctx.settings, allow_files=args.allow_file)
-    caps = [probe(d, ctx.settings) for d in args.devices]
+    caps = probe_targets(args.devices, ctx.settings, allow_files=args.allow_file)
     idents = [c.identity for c in caps]
-    seen: dict[str, str] = {}
-    for ident in idents:
-        if ident.key in seen:
-            raise UsageError(f"{ident.path} and {seen[ident.key]} are the same drive "
-                             f"({ident.key}): give it once")
-        seen[ident.key] = ident.path
     rules = policy.load(args.policy or ctx.settings.erase_policy)
     plans = [plan_for(c, rules, verify=args.verify, method=args.method) for c in caps]
     if args.plan:

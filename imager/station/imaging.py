@@ -16,13 +16,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from imager.erase import guard
 from imager.errors import ImagerError, UsageError
-from imager.inventory.probe import probe
 from imager.model import DriveIdentity
 from imager.settings import Settings
 from imager.station import deployments
 from imager.station.deployments import ImageInfo
+from imager.station.targets import probe_targets
 from imager.store.db import Registry, utcnow
 
 
@@ -61,14 +60,8 @@ def image_info(entry: Any) -> ImageInfo:
 
 
 def _identities(req: Request, settings: Settings) -> list[DriveIdentity]:
-    if len(set(req.devices)) != len(req.devices):
-        raise UsageError("the same device is given twice: give each once")
-    for dev in req.devices:
-        guard.check(dev, settings, allow_files=req.allow_files)
-    idents = [probe(dev, settings).identity for dev in req.devices]
-    keys = [i.key for i in idents]
-    if len(set(keys)) != len(keys):
-        raise UsageError("two of the devices are the same drive: give it once")
+    idents = [c.identity for c in probe_targets(req.devices, settings,
+                                                allow_files=req.allow_files)]
     size = int(req.entry.manifest["image_size"])
     for ident in idents:
         if ident.size < size:
