@@ -138,7 +138,7 @@ class FaultDisk:
 
     def __init__(self, workdir: str | os.PathLike[str], size: int,
                  bad: Iterable[Extent] = (), *, mode: str = "both",
-                 fail_fsync: bool = False, direct_io: bool = True,
+                 fail_fsync: bool = False, direct_io: bool = True, write_rate: int = 0,
                  timeout: float = 15.0, verbose: int = 0, attach: bool = True) -> None:
         if size <= 0 or size % 512:
             raise ValueError("size must be a positive multiple of 512")
@@ -158,7 +158,7 @@ class FaultDisk:
         self.pulled = False
         self._faults: dict[str, Any] = {
             "generation": 0, "bad": [list(map(int, e)) for e in bad],
-            "mode": mode, "fail_fsync": bool(fail_fsync)}
+            "mode": mode, "fail_fsync": bool(fail_fsync), "write_rate": int(write_rate)}
         self._cache_fd: int | None = None
         self._closed = False
 
@@ -170,7 +170,8 @@ class FaultDisk:
         """Mount faultfs under tmp_path/NAME and attach a loop device over it.
 
         kwargs: mode ("both" | "reads" | "writes": which I/O the bad extents
-        fail), fail_fsync, direct_io (default True), timeout (seconds to wait
+        fail), fail_fsync, direct_io (default True), write_rate (bytes/s: a
+        slow drive, each write request sleeps its share), timeout (seconds to wait
         for the mount), verbose (0/1/2: daemon log in WORKDIR/faultfs.log),
         attach (False: mount only, no loop device).
         """
@@ -204,6 +205,8 @@ class FaultDisk:
             argv.append("--fail-fsync")
         if not self.direct_io:
             argv.append("--no-direct-io")
+        if self._faults["write_rate"]:
+            argv += ["--write-rate", str(self._faults["write_rate"])]
         argv += ["-v"] * self.verbose
         atexit.register(self.close)
         with open(self.logfile, "wb") as log:
@@ -253,8 +256,9 @@ class FaultDisk:
 
     # -- runtime control --------------------------------------------------------
     def set_faults(self, bad: Iterable[Extent] | None = None, *, mode: str | None = None,
-                   fail_fsync: bool | None = None, timeout: float = 5.0) -> dict[str, Any]:
-        """Change the bad extents (and/or mode, fail_fsync) of the running daemon;
+                   fail_fsync: bool | None = None, write_rate: int | None = None,
+                   timeout: float = 5.0) -> dict[str, Any]:
+        """Change the bad extents (and/or mode, fail_fsync, write_rate) of the running daemon;
         returns once the change is live, with the daemon's counters (dict with
         generation, bad, mode, reads, writes, read_errors, write_errors,
         bytes_read, bytes_written)."""
@@ -270,6 +274,8 @@ class FaultDisk:
             spec["mode"] = mode
         if fail_fsync is not None:
             spec["fail_fsync"] = bool(fail_fsync)
+        if write_rate is not None:
+            spec["write_rate"] = int(write_rate)
         tmp = self.control.with_name(self.control.name + ".tmp")
         tmp.write_text(json.dumps(spec), encoding="utf-8")
         os.replace(tmp, self.control)

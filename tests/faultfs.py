@@ -10,7 +10,7 @@ Run as its own process (the parent test kills it)::
 
     python tests/faultfs.py MOUNTPOINT --size BYTES --backing PATH \
         [--bad OFFSET:LENGTH ...] [--bad-reads-only | --bad-writes-only] \
-        [--control FILE] [--no-direct-io] [--fail-fsync] [-v|-vv]
+        [--control FILE] [--no-direct-io] [--fail-fsync] [--write-rate BYTES] [-v|-vv]
 
 The data lives in the sparse file PATH on a real filesystem (os.pread/os.pwrite
 on one fd, no copies through Python bytes on the hot path).
@@ -19,7 +19,7 @@ Runtime changes: with ``--control FILE`` the daemon polls FILE (every 10 ms,
 by mtime/size/inode) and applies the JSON it holds::
 
     {"generation": 3, "bad": [[offset, length], ...], "mode": "both",
-     "fail_fsync": false}
+     "fail_fsync": false, "write_rate": 0}
 
 ``mode`` is "both", "reads" or "writes".  After applying it, the daemon writes
 ``FILE.applied`` (atomically) with ``{"generation": N, ...counters}``, so a test
@@ -107,16 +107,17 @@ def normalise(extents: Any) -> tuple[tuple[int, int], ...]:
 class Faults:
     """The current fault configuration; replaced as a whole (atomic under the GIL)."""
 
-    __slots__ = ("bad", "mode", "fail_fsync", "generation")
+    __slots__ = ("bad", "mode", "fail_fsync", "generation", "write_rate")
 
     def __init__(self, bad=(), mode: str = "both", fail_fsync: bool = False,
-                 generation: int = 0) -> None:
+                 generation: int = 0, write_rate: int = 0) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
         self.bad = normalise(bad)
         self.mode = mode
         self.fail_fsync = bool(fail_fsync)
         self.generation = int(generation)
+        self.write_rate = max(0, int(write_rate))   # bytes/s per request; 0: no limit
 
     def hits(self, offset: int, size: int, writing: bool) -> bool:
         if not self.bad or (writing and self.mode == "reads") or (
@@ -286,6 +287,8 @@ class FaultFS(mfusepy.Operations):
             raise mfusepy.FuseOSError(errno.EIO)
         if offset >= self.size:
             raise mfusepy.FuseOSError(errno.ENOSPC)
+        if faults.write_rate:           # a slow drive: each request takes its time
+            time.sleep(size / faults.write_rate)
         size = self._bounds(offset, size)
         view = memoryview((ctypes.c_char * size).from_address(addr)).cast("B")
         done = 0
@@ -373,6 +376,7 @@ class ControlWatcher(threading.Thread):
             mode=spec.get("mode", "both"),
             fail_fsync=spec.get("fail_fsync", False),
             generation=spec.get("generation", old.generation + 1),
+            write_rate=spec.get("write_rate", 0),
         )
         bad = [f"{s}:{e - s}" for s, e in self.fs.faults.bad]
         self.fs.log(f"control: generation {self.fs.faults.generation} bad={bad} "
@@ -382,7 +386,8 @@ class ControlWatcher(threading.Thread):
     def ack(self) -> None:
         state = {"generation": self.fs.faults.generation, "pid": os.getpid(),
                  "bad": [[s, e - s] for s, e in self.fs.faults.bad],
-                 "mode": self.fs.faults.mode, **self.fs.counters}
+                 "mode": self.fs.faults.mode, "write_rate": self.fs.faults.write_rate,
+                 **self.fs.counters}
         tmp = f"{self.path}.applied.tmp"
         with open(tmp, "w", encoding="utf-8") as fh:
             json.dump(state, fh)
@@ -400,6 +405,8 @@ def main(argv: list[str] | None = None) -> int:
     only.add_argument("--bad-reads-only", action="store_true")
     only.add_argument("--bad-writes-only", action="store_true")
     ap.add_argument("--fail-fsync", action="store_true", help="fsync fails with EIO")
+    ap.add_argument("--write-rate", type=parse_size, default=0, metavar="BYTES",
+                    help="a slow drive: each write request sleeps its size / BYTES seconds")
     ap.add_argument("--control", help="JSON file re-read when it changes (see module doc)")
     ap.add_argument("--direct-io", action=argparse.BooleanOptionalAction, default=True,
                     help="FOPEN_DIRECT_IO, the default: no kernel page cache for disk.img, so "
@@ -414,7 +421,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.size <= 0:
         ap.error("--size must be > 0")
     mode = "reads" if args.bad_reads_only else "writes" if args.bad_writes_only else "both"
-    fs = FaultFS(args.size, args.backing, Faults(args.bad, mode, args.fail_fsync),
+    fs = FaultFS(args.size, args.backing, Faults(args.bad, mode, args.fail_fsync,
+                                                     write_rate=args.write_rate),
                  direct_io=args.direct_io, verbose=args.verbose)
     if args.control:
         ControlWatcher(fs, os.path.abspath(args.control)).start()

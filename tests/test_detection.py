@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import uvicorn
 from conftest import need_root
-from station_proc import free_port, slow_policy, until
+from station_proc import free_port, until
 
 from imager.agent.agent import Agent, AgentConfig
 from imager.inventory.virtual import made_up_label, write_label
@@ -123,11 +123,12 @@ def test_attach_detach_and_replug_elsewhere_keep_the_identity(
 def test_a_drive_pulled_out_mid_erase_fails_its_job(
         bench: Callable[[str], Bench], settings: Settings,
         faultdisk: Callable[..., Any], loopdev: Callable[..., str]) -> None:
-    disk = faultdisk(256 * MiB, attach=False)
+    # a slow drive (32 MiB/s), so the erasure is seen running and pulled mid-way: on a
+    # fast machine, three passes at page-cache speed once ended in half a second, before
+    # any checkpoint of theirs reached the station
+    disk = faultdisk(256 * MiB, attach=False, write_rate=32 * MiB)
     label = _label(settings, disk.image, disk.backing)
-    # three passes: the erasure lasts long enough to be seen running and pulled mid-way
-    # (one pass could end before its first checkpoint reached the station)
-    b = bench("always", erase_policy=slow_policy(settings.data_dir.parent))
+    b = bench("always")
     dev = loopdev(0, backing=disk.image)
 
     def job() -> Job | None:

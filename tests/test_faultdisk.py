@@ -140,6 +140,21 @@ def test_bad_writes_only_and_runtime_changes(disk: FaultDisk, dio: int) -> None:
     assert stats["write_errors"] >= 1 and stats["read_errors"] >= 1
 
 
+def test_a_slow_drive_takes_its_time_to_write(disk: FaultDisk, dio: int) -> None:
+    def seconds_to_write_4mib() -> float:
+        start = time.monotonic()
+        pwrite_all(dio, aligned(4 * MiB, b"\x77"), 0)
+        os.fsync(dio)
+        return time.monotonic() - start
+
+    assert disk.set_faults(write_rate=8 * MiB)["write_rate"] == 8 * MiB
+    slow = seconds_to_write_4mib()
+    disk.set_faults(write_rate=0)
+    fast = seconds_to_write_4mib()
+    print(f"4 MiB at 8 MiB/s: {slow:.2f} s; unlimited: {fast:.3f} s")
+    assert slow >= 0.4 > fast
+
+
 def test_failed_flush_and_discard(disk: FaultDisk, dio: int) -> None:
     BLKDISCARD = 0x1277
     fcntl.ioctl(dio, BLKDISCARD, struct.pack("QQ", 0, 1 * MiB))
