@@ -95,10 +95,61 @@ def test_truncated_stream_is_an_error(kind: str) -> None:
         unpacked(packed(kind)[:-20], kind)
 
 
-def test_truncated_zstd_reads_short() -> None:
-    # python-zstandard ends the stream without an error: the reader sees fewer
-    # bytes than the image size (bmap.mapped_chunks refuses that, see test_bmap)
-    assert len(unpacked(packed("zstd")[:-200], "zstd")) < len(PAYLOAD)
+@pytest.mark.parametrize("cut", [1, 3, 200, 2000])
+def test_truncated_zstd_is_an_error(cut: int) -> None:
+    # (python-zstandard's own reader would end early without a word)
+    with pytest.raises(compress.CompressedDataError, match="truncated"):
+        unpacked(packed("zstd")[:-cut], "zstd")
+
+
+def test_bytes_after_the_frames_are_an_error() -> None:
+    with pytest.raises(compress.CompressedDataError, match="no zstd frame at byte"):
+        unpacked(packed("zstd") + b"GARBAGE!", "zstd")
+    with pytest.raises(compress.CompressedDataError, match="3 stray bytes at the end"):
+        unpacked(packed("zstd") + b"\x28\xb5\x2f", "zstd")
+
+
+def test_zero_frames_are_skipped_undecoded_and_read_as_zeros() -> None:
+    out = io.BytesIO()
+    with compress.ImageWriter(out, "zstd", level=1) as writer:
+        writer.write(PAYLOAD)
+        writer.write_zeros(3 * compress.ZERO_FRAME + 5)   # three ready-made frames + 5
+        writer.write(PAYLOAD)
+    data = out.getvalue()
+    assert len(data) < 2 * len(PAYLOAD) + 3 * 4096       # the frames are small
+    with compress.open_stream(io.BytesIO(data), "zstd") as stream:
+        head = bytearray(len(PAYLOAD))
+        assert stream.readinto(head) == len(PAYLOAD) and head == PAYLOAD
+        assert stream.skip(2 * compress.ZERO_FRAME) == 2 * compress.ZERO_FRAME
+        zeros = bytearray(compress.ZERO_FRAME + 5)
+        assert stream.readinto(zeros) == len(zeros) and not any(zeros)
+        assert stream.read(len(PAYLOAD) + 1) == PAYLOAD
+        assert stream.zero_frames == 3                    # recognised, not decoded
+    # the same bytes through python-zstandard alone: the same content
+    whole = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data),
+                                                       read_across_frames=True).read()
+    assert whole == PAYLOAD + bytes(3 * compress.ZERO_FRAME + 5) + PAYLOAD
+
+
+def test_a_frame_that_only_looks_like_zeros_is_decoded() -> None:
+    # the zstd CLI's frame of zeros then data: its blocks are not all RLE of 0
+    data = zstandard.ZstdCompressor(level=1).compress(bytes(1 << 20) + b"tail")
+    with compress.open_stream(io.BytesIO(data), "zstd") as stream:
+        assert stream.read(2 << 20) == bytes(1 << 20) + b"tail"
+        assert stream.zero_frames == 0
+    ones = zstandard.ZstdCompressor(level=1).compress(b"\x01" * (1 << 20))  # RLE of 1
+    with compress.open_stream(io.BytesIO(ones), "zstd") as stream:
+        assert stream.read(2 << 20) == b"\x01" * (1 << 20) and stream.zero_frames == 0
+
+
+@pytest.mark.parametrize("kind", ["zstd", "xz", "gzip", "raw"])
+def test_skip_drops_exactly_what_it_says(kind: str) -> None:
+    data = PAYLOAD if kind == "raw" else packed(kind)
+    with compress.open_stream(io.BytesIO(data), kind) as stream:
+        assert stream.skip(1000) == 1000
+        assert stream.read(10) == PAYLOAD[1000:1010]
+        assert stream.skip(len(PAYLOAD)) == len(PAYLOAD) - 1010   # up to the end
+        assert stream.skip(1) == 0
 
 
 def test_bad_level_is_refused() -> None:

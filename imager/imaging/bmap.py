@@ -32,10 +32,10 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 from xml.etree import ElementTree
 
 from imager.errors import ImagerError
+from imager.imaging.stream import Stream
 
 VERSION = "2.0"                       # what we write
 CHECKSUM_TYPES = ("sha256", "sha512", "sha384", "sha224", "sha1")  # what we read
@@ -433,7 +433,7 @@ def checksum_ranges(path: Path, block_ranges: Iterable[tuple[int, int]], *, bloc
                  for (first, last), h in zip(block_ranges, hashers, strict=True))
 
 
-def mapped_chunks(stream: BinaryIO, bmap: Bmap, *,
+def mapped_chunks(stream: Stream, bmap: Bmap, *,
                   chunk: int = CHUNK) -> Iterator[tuple[Range, int, memoryview]]:
     """Read a decompressed raw image from `stream` in order and yield the mapped
     data as (range, offset in the image, bytes); holes are read and dropped.
@@ -445,7 +445,7 @@ def mapped_chunks(stream: BinaryIO, bmap: Bmap, *,
     buffer = bytearray(chunk)
     view, pos = memoryview(buffer), 0
     for offset, length, rng in bmap.byte_ranges():
-        _skip(stream, view, offset - pos, offset)
+        _skip(stream, offset - pos, offset)
         end = offset + length
         while offset < end:
             got = stream.readinto(view[:min(chunk, end - offset)])
@@ -456,9 +456,9 @@ def mapped_chunks(stream: BinaryIO, bmap: Bmap, *,
         pos = end
 
 
-def _skip(stream: BinaryIO, view: memoryview, count: int, until: int) -> None:
+def _skip(stream: Stream, count: int, until: int) -> None:
     while count > 0:
-        got = stream.readinto(view[:min(count, len(view))])
+        got = stream.skip(count)
         if not got:
             raise BmapError(f"the image ends at byte {until - count}, before the data of block "
                             f"range starting at byte {until}: the compressed file is "

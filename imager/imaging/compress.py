@@ -1,14 +1,15 @@
 """Compressed raw images: zstd (ours), xz and gzip (accepted), told apart by
 their magic bytes, never by the file name.
 
-`open_stream` gives a reader whose `readinto` fills the whole buffer except at
-the end of the stream, with every decoder's error turned into
-CompressedDataError. Concatenated frames (zstd), streams (xz) and members
-(gzip) are read through.
-
-A zstd stream cut inside a frame ends early without an error (python-zstandard
-does not report it): callers compare the size they read with the bmap's
-image_size (bmap.mapped_chunks does) and the file's sha256 with the manifest.
+`open_stream` gives a reader (zstd_frames.Stream) whose `readinto` fills the
+whole buffer except at the end of the stream and whose `skip` drops bytes (a
+hole), with every decoder's error turned into CompressedDataError.
+Concatenated frames (zstd), streams (xz) and members (gzip) are read through.
+zstd is read frame by frame (zstd_frames.py): the ready-made frames of zeros
+ImageWriter puts in holes are skipped without being decompressed, and a
+stream cut inside a frame is an error. Callers still compare the size they
+read with the bmap's image_size (bmap.mapped_chunks does) and the file's
+sha256 with the manifest.
 """
 
 from __future__ import annotations
@@ -26,6 +27,11 @@ import zstandard
 
 from imager.errors import ImagerError
 from imager.imaging import bmap as bmaplib
+from imager.imaging.stream import CompressedDataError, Stream, damaged
+from imager.imaging.zstd_frames import ZstdFrames
+
+__all__ = ["CompressedDataError", "ImageWriter", "Stream", "compress_file", "detect",
+           "open_stream"]
 
 KINDS = ("zstd", "xz", "gzip", "raw")
 SUFFIXES = {"zstd": ".zst", "xz": ".xz", "gzip": ".gz", "raw": ""}
@@ -33,11 +39,6 @@ DEFAULT_LEVEL = {"zstd": 3, "xz": 6, "gzip": 6}
 LEVELS = {"zstd": (1, 22), "xz": (0, 9), "gzip": (0, 9)}
 HEAD = 6                                   # bytes `detect` needs
 _MAGIC = ((b"\x28\xb5\x2f\xfd", "zstd"), (b"\xfd7zXZ\x00", "xz"), (b"\x1f\x8b", "gzip"))
-_READ = 1 << 20                            # compressed bytes read at a time
-
-
-class CompressedDataError(ImagerError):
-    """A compressed image cannot be decoded: damaged, truncated or not an image."""
 
 
 def detect(source: Path | str | bytes) -> str:
@@ -60,15 +61,12 @@ def detect(source: Path | str | bytes) -> str:
     return "raw"
 
 
-class _Decompressed(io.RawIOBase):
+class _Decompressed(Stream):
     """A decoder stream whose readinto fills the buffer unless the stream ends."""
 
     def __init__(self, decoder: BinaryIO, kind: str) -> None:
         super().__init__()
         self._decoder, self.kind = decoder, kind
-
-    def readable(self) -> bool:
-        return True
 
     def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
         view, done = memoryview(buffer).cast("B"), 0
@@ -78,11 +76,8 @@ class _Decompressed(io.RawIOBase):
                 if not got:
                     break
                 done += got
-        except (zstandard.ZstdError, lzma.LZMAError, gzip.BadGzipFile, zlib.error,
-                EOFError) as exc:
-            raise CompressedDataError(
-                f"the {self.kind} image cannot be decompressed ({exc}): the file is damaged "
-                "or truncated; get it again and check it (`imager image verify NAME`)") from exc
+        except (lzma.LZMAError, gzip.BadGzipFile, zlib.error, EOFError) as exc:
+            raise damaged(self.kind, exc) from exc
         return done
 
     def close(self) -> None:
@@ -91,15 +86,14 @@ class _Decompressed(io.RawIOBase):
         super().close()
 
 
-def open_stream(fileobj: BinaryIO, kind: str) -> BinaryIO:
+def open_stream(fileobj: BinaryIO, kind: str) -> Stream:
     """A reader of the raw image compressed as `kind` in `fileobj` (see module doc).
 
     Closing it leaves `fileobj` open. "raw" returns a reader of `fileobj` itself.
     """
     if kind == "zstd":
-        decoder = zstandard.ZstdDecompressor().stream_reader(
-            fileobj, read_size=_READ, read_across_frames=True, closefd=False)
-    elif kind == "xz":
+        return ZstdFrames(fileobj)
+    if kind == "xz":
         decoder = lzma.LZMAFile(fileobj, "rb")
     elif kind == "gzip":
         decoder = gzip.GzipFile(fileobj=fileobj, mode="rb")
@@ -107,7 +101,7 @@ def open_stream(fileobj: BinaryIO, kind: str) -> BinaryIO:
         decoder = _Unclosing(fileobj)
     else:
         raise ImagerError(f"unknown compression {kind!r}: one of {', '.join(KINDS)}")
-    return io.BufferedReader(_Decompressed(decoder, kind), buffer_size=_READ)  # type: ignore[return-value]
+    return _Decompressed(decoder, kind)  # type: ignore[arg-type]
 
 
 class _Unclosing(io.RawIOBase):

@@ -66,6 +66,7 @@ __all__ = ["CHUNK", "DEPTH", "CorruptImage", "DeployResult", "TargetResult", "de
 CHUNK = 8 << 20                # bytes per buffer of the ring
 DEPTH = 8                      # buffers in the ring (memory: CHUNK * DEPTH)
 ALIGN = 4096                   # where pieces start in a buffer (O_DIRECT memory alignment)
+SKIP_STEP = 64 << 20           # hole bytes dropped between two looks at an abort
 CHECKPOINT = 64 << 20          # bytes written between two flushes (then read back)
 _FIX = "get the image again and check it (`imager image verify NAME`)"
 
@@ -375,7 +376,7 @@ class _Reader:
     def __init__(self, run: _Run, stream: BinaryIO) -> None:
         self.run, self.stream = run, stream
         self.pos = 0                           # decompressed bytes consumed
-        self.scratch = memoryview(bytearray(CHUNK))
+        self.scratch = memoryview(bytearray(1))
 
     def loop(self) -> None:
         try:
@@ -419,20 +420,23 @@ class _Reader:
         return not self.run.abort.is_set()
 
     def _fill(self, view: memoryview) -> None:
-        got = self.stream.readinto(view)
+        self._advance(self.stream.readinto(view), len(view))
+
+    def _advance(self, got: int, wanted: int) -> None:
         self.pos += got
-        if got < len(view):
+        if got < wanted:
             raise CorruptImage(f"the image ends at byte {self.pos}, its bmap says "
                                f"{self.run.bmap.image_size} bytes: the compressed file is "
                                f"truncated or is not this bmap's image; {_FIX}")
 
     def _skip(self, count: int) -> None:
-        """Decompress and drop `count` bytes (a hole); stops when the run is aborted."""
+        """Drop `count` bytes (a hole: frames of zeros are not even decoded);
+        stops when the run is aborted."""
         while count > 0:
             if self.run.abort.is_set():
                 raise _Aborted
-            size = min(count, len(self.scratch))
-            self._fill(self.scratch[:size])
+            size = min(count, SKIP_STEP)
+            self._advance(self.stream.skip(size), size)
             count -= size
 
     def _rest(self) -> None:
