@@ -257,8 +257,9 @@ class FaultDisk:
     # -- runtime control --------------------------------------------------------
     def set_faults(self, bad: Iterable[Extent] | None = None, *, mode: str | None = None,
                    fail_fsync: bool | None = None, write_rate: int | None = None,
+                   rot: Iterable[Extent] | None = None,
                    timeout: float = 5.0) -> dict[str, Any]:
-        """Change the bad extents (and/or mode, fail_fsync, write_rate) of the running daemon;
+        """Change the bad extents (and/or mode, fail_fsync, write_rate, rot) of the daemon;
         returns once the change is live, with the daemon's counters (dict with
         generation, bad, mode, reads, writes, read_errors, write_errors,
         bytes_read, bytes_written)."""
@@ -276,6 +277,8 @@ class FaultDisk:
             spec["fail_fsync"] = bool(fail_fsync)
         if write_rate is not None:
             spec["write_rate"] = int(write_rate)
+        if rot is not None:                    # read back with every bit flipped
+            spec["rot"] = [[int(off), int(length)] for off, length in rot]
         tmp = self.control.with_name(self.control.name + ".tmp")
         tmp.write_text(json.dumps(spec), encoding="utf-8")
         os.replace(tmp, self.control)

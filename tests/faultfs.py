@@ -19,7 +19,10 @@ Runtime changes: with ``--control FILE`` the daemon polls FILE (every 10 ms,
 by mtime/size/inode) and applies the JSON it holds::
 
     {"generation": 3, "bad": [[offset, length], ...], "mode": "both",
-     "fail_fsync": false, "write_rate": 0}
+     "fail_fsync": false, "write_rate": 0, "rot": [[offset, length], ...]}
+
+``rot`` extents read back with every bit flipped and no error: a drive that
+silently returns wrong data.
 
 ``mode`` is "both", "reads" or "writes".  After applying it, the daemon writes
 ``FILE.applied`` (atomically) with ``{"generation": N, ...counters}``, so a test
@@ -107,10 +110,10 @@ def normalise(extents: Any) -> tuple[tuple[int, int], ...]:
 class Faults:
     """The current fault configuration; replaced as a whole (atomic under the GIL)."""
 
-    __slots__ = ("bad", "mode", "fail_fsync", "generation", "write_rate")
+    __slots__ = ("bad", "mode", "fail_fsync", "generation", "write_rate", "rot")
 
     def __init__(self, bad=(), mode: str = "both", fail_fsync: bool = False,
-                 generation: int = 0, write_rate: int = 0) -> None:
+                 generation: int = 0, write_rate: int = 0, rot=()) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
         self.bad = normalise(bad)
@@ -118,6 +121,7 @@ class Faults:
         self.fail_fsync = bool(fail_fsync)
         self.generation = int(generation)
         self.write_rate = max(0, int(write_rate))   # bytes/s per request; 0: no limit
+        self.rot = normalise(rot)              # read back with every bit flipped, no error
 
     def hits(self, offset: int, size: int, writing: bool) -> bool:
         if not self.bad or (writing and self.mode == "reads") or (
@@ -273,6 +277,10 @@ class FaultFS(mfusepy.Operations):
                 ctypes.memset(addr + done, 0, size - done)
                 break
             done += n
+        for start, end in faults.rot:          # silent corruption: wrong data, no error
+            lo, hi = max(start, offset), min(end, offset + size)
+            for at in range(lo - offset, hi - offset):
+                view[at] ^= 0xFF
         self.counters["bytes_read"] += size
         return size
 
@@ -377,6 +385,7 @@ class ControlWatcher(threading.Thread):
             fail_fsync=spec.get("fail_fsync", False),
             generation=spec.get("generation", old.generation + 1),
             write_rate=spec.get("write_rate", 0),
+            rot=spec.get("rot", ()),
         )
         bad = [f"{s}:{e - s}" for s, e in self.fs.faults.bad]
         self.fs.log(f"control: generation {self.fs.faults.generation} bad={bad} "

@@ -284,6 +284,36 @@ def test_read_back_catches_a_byte_flipped_on_the_target(
     assert sampled.mismatches == [(1023 * BS, BS)] and sampled.seed   # last range: always
 
 
+@pytest.mark.parametrize("verify", ["full", "sample"])
+def test_read_back_during_the_deployment_catches_a_drive_returning_wrong_data(
+        tmp_path: Path, loopdev: Callable[..., str], settings: Settings,
+        faultdisk: Callable[..., object], monkeypatch: pytest.MonkeyPatch,
+        verify: str) -> None:
+    """The drive takes the writes but reads back other bytes, without an error:
+    the read-back compares with what was written, range by range."""
+    monkeypatch.setattr(deploy_module, "CHECKPOINT", 256 << 10)
+    image = Image(tmp_path, 1024 * BS, edge_writes())
+    disk = faultdisk(4 * MiB)
+    disk.set_faults(rot=[(500 * BS + 10, 1), (1023 * BS + 5, 1)])  # type: ignore[attr-defined]
+    good = loaded(loopdev, 4 * MiB)
+    result = image.deploy([disk.device, good], settings, chunk=MiB,  # type: ignore[attr-defined]
+                          verify=verify, sample=0.01)
+    bad, fine = result.targets
+    assert fine.ok and not bad.ok and not result.ok
+    assert "reads back wrong" in bad.error
+    if verify == "full":      # each wrong range once, though range 4 spans 3 buffers
+        assert f"the data at byte {64 * BS} differs" in bad.error
+        assert bad.mismatches == [(64 * BS, 768 * BS), (1023 * BS, BS)]
+        assert fine.verified_bytes == image.bmap.mapped_bytes   # (a wrong range: to its first
+        assert bad.verified_bytes < image.bmap.mapped_bytes     # wrong buffer, not further)
+    else:                     # the last range is always in the sample
+        assert (1023 * BS, BS) in bad.mismatches and bad.sample_seed == fine.sample_seed
+    assert_deployed(image, good)
+    with open(disk.backing, "rb") as fh:  # type: ignore[attr-defined]
+        fh.seek(1023 * BS)
+        assert fh.read(BS) == image.data[1023 * BS:]     # written right, read back wrong
+
+
 def test_sample_is_seeded_and_covers_first_last_and_the_fraction(tmp_path: Path) -> None:
     raw = sparse(tmp_path / "r", 4096 * BS, blocks(*range(0, 4096, 2)))
     bmap = bmap_of(raw)

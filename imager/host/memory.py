@@ -1,4 +1,4 @@
-"""Zero-copy comparison of an I/O buffer with expected bytes.
+"""Zero-copy comparison of I/O buffers with expected bytes.
 
 libc's memcmp through ctypes: no copy of the buffer, and ctypes releases the
 GIL during the call, so comparing one chunk overlaps with reading the next.
@@ -24,3 +24,17 @@ def equal(buf: mmap.mmap, expected: bytes) -> bool:
         return _libc.memcmp(ctypes.addressof(view), expected, len(expected)) == 0
     finally:
         del view
+
+
+def same(a: memoryview, b: memoryview) -> bool:
+    """True when the two (writable, contiguous) views hold the same bytes."""
+    if len(a) != len(b):
+        return False
+    if not len(a):
+        return True
+    first = (ctypes.c_char * len(a)).from_buffer(a)
+    second = (ctypes.c_char * len(b)).from_buffer(b)
+    try:
+        return _libc.memcmp(ctypes.addressof(first), second, len(a)) == 0
+    finally:
+        del first, second

@@ -12,17 +12,21 @@ Then a pipeline of threads shares a ring of large aligned buffers:
                  +-> [writer 1: O_DIRECT pwrite, fsync]  ...  [writer N]
 
 A buffer returns to the ring when every consumer is done with it, so memory
-stays bounded and one decompression feeds N drives. Only mapped ranges are
-written; holes are decompressed and dropped. A range whose checksum differs
-means a corrupt image: everything stops and no target is ok. A target that
-fails (I/O error, unplugged) fails alone.
+stays bounded (DEPTH * CHUNK) and one decompression feeds N drives. Only
+mapped ranges are written; holes are dropped (frames of zeros are not even
+decoded). A range whose checksum differs means a corrupt image: everything
+stops and no target is ok. A target that fails (I/O error, unplugged) fails
+alone.
 
-Read-back (readback.py) runs behind the writes, one thread per target: each
-writer fsyncs every CHECKPOINT bytes and then lets its reader have the ranges
-written before that flush; the reader reads them back with O_DIRECT and
-compares their checksums with the bmap. So the read-back of a range always
-follows the flush that made it durable, and most of it overlaps the rest of
-the write instead of coming after it.
+Read-back runs behind the writes, one thread per target: each writer keeps
+the buffers it wrote and flushes every CHECKPOINT bytes (or when it keeps a
+quarter of the ring); its read-back thread then reads those ranges from the
+target with O_DIRECT and compares them byte for byte (memcmp) with the kept
+buffers, whose checksums the hasher compares with the bmap, and gives the
+buffers back. So a range is read back only after the flush that made it
+durable, most of the read-back overlaps the writes, and it costs no second
+sha256 per target (readback.Comparer; readback.verify_targets hashes a
+drive again later, against the bmap alone).
 
 Alignment: ranges start on bmap blocks (4 KiB), and each piece sits at a
 4 KiB-aligned place of its buffer, so writes go straight to the device. The
@@ -38,7 +42,7 @@ import queue
 import stat
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack, closing
 from dataclasses import dataclass
 from typing import BinaryIO, NamedTuple
@@ -50,10 +54,10 @@ from imager.imaging import compress
 from imager.imaging.bmap import Bmap, human_size
 from imager.imaging.readback import (
     MODES,
+    Comparer,
     ReadBack,
     choose,
     covering,
-    read_back,
     verify_targets,
     watch,
 )
@@ -64,10 +68,10 @@ __all__ = ["CHUNK", "DEPTH", "CorruptImage", "DeployResult", "TargetResult", "de
            "verify_targets"]
 
 CHUNK = 8 << 20                # bytes per buffer of the ring
-DEPTH = 8                      # buffers in the ring (memory: CHUNK * DEPTH)
+DEPTH = 16                     # buffers in the ring (memory: CHUNK * DEPTH)
 ALIGN = 4096                   # where pieces start in a buffer (O_DIRECT memory alignment)
 SKIP_STEP = 64 << 20           # hole bytes dropped between two looks at an abort
-CHECKPOINT = 64 << 20          # bytes written between two flushes (then read back)
+CHECKPOINT = 32 << 20          # bytes written between two flushes (then read back)
 _FIX = "get the image again and check it (`imager image verify NAME`)"
 
 
@@ -266,6 +270,8 @@ class _Run:
     def __init__(self, bmap: Bmap, devs: list[OpenDevice], *, chunk: int, depth: int,
                  stop: threading.Event | None, check: _Check) -> None:
         self.bmap, self.stop, self.check = bmap, stop, check
+        self.chunk = chunk
+        self.hold = max(1, depth // 4)         # buffers a writer keeps before it flushes
         self.lock = threading.Lock()
         self.abort = threading.Event()
         self.error: str | None = None          # for every target: corrupt image, stopped...
@@ -450,8 +456,10 @@ class _Reader:
 
 
 class _Writer:
-    """One target: a thread writes each shared buffer's pieces and flushes at
-    every checkpoint; another reads back what each flush made durable."""
+    """One target: a thread writes each shared buffer's pieces, keeps the
+    buffers (when reading back) and flushes at every checkpoint; another
+    thread then reads back what that flush made durable and compares it with
+    the kept buffers, which it gives back to the ring."""
 
     def __init__(self, dev: OpenDevice, run: _Run) -> None:
         self.dev, self.run = dev, run
@@ -459,30 +467,38 @@ class _Writer:
         self.error: str | None = None
         self.written = self.ranges = self.unflushed = 0
         self.seconds = 0.0
-        self.last = -1                         # the last range written whole
-        self.flushed = -1                      # ranges up to this one are flushed
-        self.flushes = threading.Condition()   # guards `flushed` and `finished`
         self.finished: float | None = None     # monotonic time writing ended
+        self.comparing = run.check.mode != "none"
+        self.held: list[_Chunk] = []           # written, not flushed yet
+        self.flushed: queue.Queue[list[_Chunk] | None] = queue.Queue()
         self.check: ReadBack | None = None
 
     def loop(self) -> None:
         t0 = time.monotonic()
         while (chunk := self.queue.get()) is not None:
+            kept = False
             try:
                 if self.error is None and not self.run.abort.is_set():
                     self._write(chunk)
+                    kept = self.comparing
             except OSError as exc:
                 self._failed(exc)
             except Exception as exc:           # a bug: this target fails, others go on
                 self._failed(OSError(0, repr(exc)))
             finally:
-                chunk.release()
+                if kept:
+                    self.held.append(chunk)
+                else:
+                    chunk.release()
+            if self.error is None and (self.unflushed >= CHECKPOINT or
+                                       len(self.held) >= self.run.hold):
+                self._checkpoint()
         if self.error is None:
             self._checkpoint()                 # also after a stop: keep what was written
+        self._give_back()
+        self.flushed.put(None)
         self.seconds = time.monotonic() - t0
-        with self.flushes:
-            self.finished = time.monotonic()
-            self.flushes.notify_all()
+        self.finished = time.monotonic()
 
     def _write(self, chunk: _Chunk) -> None:
         for p in chunk.pieces:
@@ -491,9 +507,6 @@ class _Writer:
             self.unflushed += p.length
             if p.last:
                 self.ranges += 1
-                self.last = p.index
-        if self.unflushed >= CHECKPOINT:
-            self._checkpoint()
 
     def _write_at(self, data: memoryview, offset: int) -> None:
         """Straight O_DIRECT write; a partial last sector goes through `_patch`."""
@@ -508,7 +521,7 @@ class _Writer:
             _patch(self.dev, data[body:], offset + body)
 
     def _checkpoint(self) -> None:
-        """Flush; then the ranges written so far may be read back."""
+        """Flush; then the buffers written so far may be read back."""
         try:
             if self.dev.direct:
                 self.dev.flush()
@@ -518,12 +531,18 @@ class _Writer:
             self.error = (f"{self.dev.path}: flushing the drive's cache failed "
                           f"({exc.strerror}): drive removed or failing?")
             self.run.writer_failed()
+            self._give_back()
             return
         self.unflushed = 0
-        if not self.run.abort.is_set():
-            with self.flushes:
-                self.flushed = self.last
-                self.flushes.notify_all()
+        if self.held:
+            self.flushed.put(self.held)
+            self.held = []
+
+    def _give_back(self) -> None:
+        """Buffers that will not be read back (a failure) go back to the ring."""
+        for chunk in self.held:
+            chunk.release()
+        self.held = []
 
     def _failed(self, exc: OSError) -> None:
         where = f"{self.dev.path} failed while writing the image ({exc.strerror})"
@@ -531,28 +550,34 @@ class _Writer:
                       f"{where} after {self.written} bytes: the drive is failing or was "
                       "pulled out; retire it or deploy again")
         self.run.writer_failed()
-
-    def _flushed(self, indexes: list[int]) -> Iterator[int]:
-        """The ranges to read back, each once a flush has made it durable; ends
-        early when writing ends without reaching it (failure, stop)."""
-        for index in indexes:
-            with self.flushes:
-                while self.flushed < index and self.finished is None:
-                    self.flushes.wait()
-                if self.flushed < index:
-                    return
-            yield index
+        self._give_back()
 
     def read_back(self) -> None:
-        """The read-back thread of this target."""
+        """The read-back thread of this target: compares every flushed buffer's
+        pieces of the chosen ranges with the target, then releases the buffer."""
         check = self.run.check
+        result = ReadBack(self.dev.path, check.mode, seed=check.seed)
+        comparer = Comparer(self.dev, result, check.bmap, check.indexes,
+                            self.run.count_verified, chunk=self.run.chunk)
+        t0 = time.monotonic()
         try:
-            self.check = read_back(self.dev, check.bmap, self._flushed(check.indexes),
-                                   mode=check.mode, seed=check.seed,
-                                   counted=self.run.count_verified, stop=self.run.stop)
-        except Exception as exc:               # a bug: this target fails, others go on
-            self.check = ReadBack(self.dev.path, check.mode, seed=check.seed,
-                                  error=f"reading {self.dev.path} back failed: {exc!r}")
+            while (chunks := self.flushed.get()) is not None:
+                for chunk in chunks:
+                    try:
+                        if not comparer.gone and not self.run.abort.is_set():
+                            for p in chunk.pieces:
+                                comparer.piece(p.index, p.offset,
+                                               chunk.view[p.at:p.at + p.length], p.last)
+                    except Exception as exc:   # a bug: this target fails, others go on
+                        result.error = f"reading {self.dev.path} back failed: {exc!r}"
+                        comparer.gone = True
+                    finally:
+                        chunk.release()
+        finally:
+            comparer.close()
+            result.ended = time.monotonic()
+            result.seconds = result.ended - t0
+            self.check = result
 
     def result(self, error: str | None) -> TargetResult:
         """This target's result; `error` is the run's (corrupt image, stopped...)."""

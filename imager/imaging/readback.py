@@ -21,7 +21,8 @@ from contextlib import ExitStack, closing
 from dataclasses import dataclass, field
 
 from imager.erase.pipeline import prefetch
-from imager.host.blockdev import OpenDevice, drop_cache, is_gone, open_device
+from imager.host import memory
+from imager.host.blockdev import OpenDevice, aligned_buffer, drop_cache, is_gone, open_device
 from imager.imaging.bmap import Bmap
 
 CHUNK = 8 << 20
@@ -100,17 +101,19 @@ def _pieces(bmap: Bmap, indexes: Iterable[int], chunk: int,
             yield len(plan) - 1, size
 
 
-def _read(dev: OpenDevice, buf: mmap.mmap, piece: _Piece) -> tuple[memoryview, OSError | None]:
-    """Read a piece through the aligned span covering it: (its bytes, error)."""
+def read_span(dev: OpenDevice, buf: mmap.mmap, offset: int,
+              length: int) -> tuple[memoryview, OSError | None]:
+    """Read image bytes [offset, offset+length) through the aligned span covering
+    them, into `buf`: (those bytes, error)."""
     align = dev.logical_sector if dev.direct else 1
-    start, length = covering(piece.offset, piece.length, align)
-    view = memoryview(buf)[:length]
+    start, size = covering(offset, length, align)
+    view = memoryview(buf)[:size]
     try:
         dev.preadinto(view, start)
     except OSError as exc:
         return view[:0], exc
-    head = piece.offset - start
-    return view[head:head + piece.length], None
+    head = offset - start
+    return view[head:head + length], None
 
 
 def read_back(dev: OpenDevice, bmap: Bmap, indexes: Iterable[int], *, mode: str,
@@ -128,7 +131,7 @@ def read_back(dev: OpenDevice, bmap: Bmap, indexes: Iterable[int], *, mode: str,
     checker = _Checker(ReadBack(dev.path, mode, seed=seed), bmap, counted)
     plan: list[_Piece] = []
     reads = prefetch(_pieces(bmap, indexes, chunk, plan),
-                     lambda buf, k, n: _read(dev, buf, plan[k]),
+                     lambda buf, k, n: read_span(dev, buf, plan[k].offset, plan[k].length),
                      chunk=chunk + 2 * max(dev.logical_sector, 4096), name="readback")
     with closing(reads):
         for item in reads:
@@ -143,55 +146,99 @@ def read_back(dev: OpenDevice, bmap: Bmap, indexes: Iterable[int], *, mode: str,
     return checker.result
 
 
-class _Checker:
-    """Hashes the pieces of each range as they are read; records what is wrong."""
+class _Tally:
+    """What a read-back found so far, range by range (see ReadBack)."""
 
     def __init__(self, result: ReadBack, bmap: Bmap, counted: Callable[[int], None]) -> None:
         self.result, self.bmap, self.counted = result, bmap, counted
         self.spans = list(bmap.byte_ranges())
-        self.hasher = bmap.hasher()
-        self.broken: int | None = None          # a range with a read error: skip its rest
+        self.broken: int | None = None          # a range already wrong: skip its rest
 
-    def piece(self, piece: _Piece, data: memoryview, error: OSError | None) -> bool:
-        """Check one piece; False when reading must stop (device gone)."""
-        if error is not None:
-            return self._unreadable(piece, error)
-        if piece.index != self.broken:
-            self.hasher.update(data)
-            self.result.verified_bytes += piece.length
-            self.counted(piece.length)
-            if piece.last:
-                self._compare(piece.index, self.hasher.hexdigest())
-        if piece.last:
-            self.hasher = self.bmap.hasher()
-        return True
+    def checked(self, length: int) -> None:
+        self.result.verified_bytes += length
+        self.counted(length)
 
-    def _compare(self, index: int, digest: str) -> None:
-        self.result.ranges += 1
-        if digest != self.bmap.ranges[index].sha256:
-            self._mismatch(index, f"{self.result.path} reads back wrong: the data at byte "
-                                  f"{self.spans[index][0]} differs from the image (failing "
-                                  "drive, or written by someone else meanwhile); erase the "
-                                  "drive and deploy again, or retire it")
+    def wrong(self, index: int) -> None:
+        self._mismatch(index, f"{self.result.path} reads back wrong: the data at byte "
+                              f"{self.spans[index][0]} differs from the image (failing "
+                              "drive, or written by someone else meanwhile); erase the "
+                              "drive and deploy again, or retire it")
 
     def _mismatch(self, index: int, why: str) -> None:
         offset, length, _ = self.spans[index]
         self.result.mismatches.append((offset, length))
         self.result.error = self.result.error or why
 
-    def _unreadable(self, piece: _Piece, exc: OSError) -> bool:
+    def unreadable(self, index: int, offset: int, exc: OSError) -> bool:
+        """A read failed; False when reading must stop (the device is gone)."""
         if is_gone(exc):
             self.result.error = (f"{self.result.path} is gone ({exc.strerror}) while reading "
                                  "it back: was the drive unplugged?")
             return False
-        if piece.index != self.broken:
-            self.broken = piece.index
-            self._mismatch(piece.index, f"{self.result.path} cannot be read back at byte "
-                                        f"{piece.offset} ({exc.strerror}): the drive is "
-                                        "failing; retire it")
+        if index != self.broken:
+            self.broken = index
+            self._mismatch(index, f"{self.result.path} cannot be read back at byte {offset} "
+                                  f"({exc.strerror}): the drive is failing; retire it")
+        return True
+
+
+class _Checker(_Tally):
+    """Hashes the pieces of each range as they are read and compares the
+    checksum with the bmap's."""
+
+    def __init__(self, result: ReadBack, bmap: Bmap, counted: Callable[[int], None]) -> None:
+        super().__init__(result, bmap, counted)
+        self.hasher = bmap.hasher()
+
+    def piece(self, piece: _Piece, data: memoryview, error: OSError | None) -> bool:
+        """Check one piece; False when reading must stop (device gone)."""
+        go_on = True
+        if error is not None:
+            go_on = self.unreadable(piece.index, piece.offset, error)
+        elif piece.index != self.broken:
+            self.hasher.update(data)
+            self.checked(piece.length)
+            if piece.last:
+                self.result.ranges += 1
+                if self.hasher.hexdigest() != self.bmap.ranges[piece.index].sha256:
+                    self.wrong(piece.index)
         if piece.last:
             self.hasher = self.bmap.hasher()
-        return True
+        return go_on
+
+
+class Comparer(_Tally):
+    """Reads back what a deployment just wrote and compares it, byte for byte
+    (memcmp), with the buffer it was written from, whose range checksums the
+    deployment checks against the bmap: the same proof as hashing the target
+    again, for a fraction of the CPU. Only the ranges `indexes` are compared."""
+
+    def __init__(self, dev: OpenDevice, result: ReadBack, bmap: Bmap, indexes: Iterable[int],
+                 counted: Callable[[int], None], *, chunk: int) -> None:
+        super().__init__(result, bmap, counted)
+        self.dev, self.indexes = dev, frozenset(indexes)
+        self.buf = aligned_buffer(chunk + 2 * max(dev.logical_sector, 4096))
+        self.gone = False                      # stop comparing (device gone, or a bug)
+        self.differs: int | None = None
+
+    def piece(self, index: int, offset: int, data: memoryview, last: bool) -> None:
+        """Compare the image bytes `data` at `offset` (range `index`) with the target."""
+        if self.gone or index not in self.indexes:
+            return
+        if index not in (self.broken, self.differs):
+            back, error = read_span(self.dev, self.buf, offset, len(data))
+            if error is not None:
+                self.gone = not self.unreadable(index, offset, error)
+                return
+            self.checked(len(data))
+            if not memory.same(back, data):
+                self.differs = index           # said once per range
+                self.wrong(index)
+        if last and index != self.broken:
+            self.result.ranges += 1
+
+    def close(self) -> None:
+        self.buf.close()
 
 
 def verify_devices(devs: Sequence[OpenDevice], bmap: Bmap, *, mode: str = "full",
