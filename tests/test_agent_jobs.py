@@ -17,7 +17,7 @@ from imager.erase.policy import load
 from imager.inventory.capabilities import DriveCapabilities
 from imager.model import DriveIdentity
 from imager.settings import Settings
-from imager.station.jobs import JobView, view_to_dict
+from imager.station.jobs import JobView, view_from_dict, view_to_dict
 
 
 def test_a_job_offered_again_after_it_ended_is_not_run_twice(
@@ -38,7 +38,7 @@ def test_a_job_offered_again_after_it_ended_is_not_run_twice(
     agent.present["sdz"] = ident
     stop = threading.Event()
     for _ in range(3):       # offered again while its end is still in the outbox
-        agent._maybe_run(job, stop)
+        agent._maybe_run([view_from_dict(job)], stop)
         while agent.running:
             time.sleep(0.01)
     assert runs == [7]

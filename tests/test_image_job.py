@@ -19,10 +19,11 @@ from test_image_after import GPT, build_image
 pytestmark = pytest.mark.root
 
 
-@pytest.fixture
-def station(tmp_path: Path) -> Iterator[Serve]:
+@pytest.fixture(params=[1])
+def station(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Serve]:
+    """`imager serve --lab N` (N: the test's parameter, 1 by default) with an image."""
     need_root()
-    serve = Serve(tmp_path / "station", "--lab", "1", "--lab-size-mib", "160",
+    serve = Serve(tmp_path / "station", "--lab", str(request.param), "--lab-size-mib", "160",
                   "--auto-erase", "always")
     imager(serve.data, "image", "create", str(build_image(tmp_path, GPT)), "--name", "bureau",
            "--version", "2026.11")
@@ -69,3 +70,40 @@ def test_agent_deploys_from_the_station_and_the_drive_is_recorded(station: Serve
     assert actor == "agent station-docks" and not refused
     listed = json.loads(imager(station.data, "jobs", "list", "--json").stdout)
     assert [j["state"] for j in listed if j["id"] == job_id] == ["imaged"]
+
+
+@pytest.mark.parametrize("station", [3], indirect=True)
+def test_a_docks_drives_are_imaged_from_one_stream(station: Serve) -> None:
+    station.start()
+    drives = until(lambda: (ds := [d for d in station.get("/api/v1/drives")
+                                   if d["state"] == "certified"]) and len(ds) == 3 and ds,
+                   180, "the three lab drives are erased and certified")
+    ids = [d["id"] for d in drives]
+    # one refused drive refuses the whole request: nothing queued, nothing moved
+    refused = station.http.post("/api/v1/drives/image",
+                                json={"drives": [ids[0], ids[0]], "image": "bureau"})
+    assert refused.status_code == 400 and "named twice" in refused.json()["error"]
+    hostname = station.http.post("/api/v1/drives/image", json={
+        "drives": ids, "image": "bureau", "hostname": "pc-1"})
+    assert hostname.status_code == 400 and "one machine" in hostname.json()["error"]
+    assert all(station.get(f"/api/v1/drives/{i}")["state"] == "certified" for i in ids)
+
+    jobs = station.post("/api/v1/drives/image", {"drives": ids, "image": "bureau",
+                                                 "technician": "Lina Martin"})["jobs"]
+    assert len(jobs) == 3
+    again = station.http.post("/api/v1/drives/image", json={"drives": [ids[2]],
+                                                             "image": "bureau"})
+    assert again.status_code == 400 and "already has job" in again.json()["error"]
+    ended = [until(lambda j=j: (v := station.get(f"/api/v1/jobs/{j}"))["state"] not in (
+        "queued", "running") and v, 180, f"image job {j} ends") for j in jobs]
+    for job in ended:
+        assert job["state"] == "imaged", job
+        [running] = [e for e in job["events"] if e["kind"] == "running"]
+        assert "with 2 more drives, one stream" in running["message"]
+        [deployment] = [e for e in job["events"] if e["kind"] == "deployment"]
+        result = deployment["data"]["result"]
+        assert result["ok"] and result["verified_bytes"] == result["written_bytes"] > 0
+    assert len({j["plan"]["batch"] for j in ended}) == 1 and ended[0]["plan"]["batch"]
+    assert all(station.get(f"/api/v1/drives/{i}")["state"] == "certified" for i in ids)
+    with sqlite3.connect(station.data / "registry.sqlite3") as db:
+        assert db.execute("SELECT count(*) FROM deployments WHERE ok").fetchone() == (3,)

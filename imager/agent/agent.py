@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from imager.agent.client import StationClient, StationRefused, StationUnreachable
-from imager.agent.image_job import run_image
+from imager.agent.image_job import run_image, run_images
 from imager.agent.outbox import Outbox
-from imager.agent.remote import RemoteJobStore
+from imager.agent.remote import JobOnDrive, JobStop, RemoteJobStore
 from imager.erase import guard
 from imager.erase import policy as erase_policy
 from imager.erase.plan import plan_for
@@ -34,9 +34,9 @@ from imager.host.udev import BlockEvent, BlockWatcher
 from imager.inventory import lsblk
 from imager.inventory.probe import probe
 from imager.inventory.virtual import label_of
-from imager.model import DriveIdentity
+from imager.model import DriveIdentity, ImagePlan
 from imager.settings import Settings
-from imager.station.jobs import view_from_dict
+from imager.station.jobs import JobView, view_from_dict
 from imager.station.owner import machine_id
 from imager.station.runner import run_erase
 
@@ -44,16 +44,6 @@ log = logging.getLogger(__name__)
 
 PROGRESS_PERIOD = 0.5      # seconds between two progress events of a job (2 Hz)
 BACKOFF = (0.2, 0.5, 1.0, 2.0, 5.0)
-
-
-class JobStop(threading.Event):
-    """The stop signal of one job; `removed` says the drive was pulled out."""
-
-    removed: str | None = None
-
-    def drive_removed(self, why: str) -> None:
-        self.removed = why
-        self.set()
 
 
 @dataclass
@@ -181,27 +171,59 @@ class Agent:
                 log.warning("%s", exc)
                 stop.wait(1.0)
                 continue
-            for job in jobs:
-                self._maybe_run(job, stop)
+            for group in _batches([view_from_dict(job) for job in jobs]):
+                self._maybe_run(group, stop)
 
     # -- jobs -------------------------------------------------------------------
 
-    def _maybe_run(self, data: dict[str, Any], stop: threading.Event) -> None:
-        view = view_from_dict(data)
+    def _maybe_run(self, views: list[Any], stop: threading.Event) -> None:
+        """Start the jobs `views` (one, or a batch of image jobs) whose drives are
+        plugged in here and that do not run yet, in one thread."""
+        claimed: list[JobOnDrive] = []
         with self._lock:
-            if view.drive_identity in self.running or view.id in self.started:
-                return
-            path = next((i.path for i in self.present.values()
-                         if i.key == view.drive_identity), None)
-            if path is None:
-                return   # not plugged in here (any more): it runs when it comes back
-            job_stop = JobStop()
-            self.running[view.drive_identity] = job_stop
-            self.started.add(view.id)
-        threading.Thread(target=self._run, args=(view, path, job_stop, stop), daemon=True,
-                         name=f"job-{view.id}").start()
+            for view in views:
+                if view.drive_identity in self.running or view.id in self.started:
+                    continue
+                path = next((i.path for i in self.present.values()
+                             if i.key == view.drive_identity), None)
+                if path is None:
+                    continue   # not plugged in here (any more): it runs when it comes back
+                job_stop = JobStop()
+                self.running[view.drive_identity] = job_stop
+                self.started.add(view.id)
+                claimed.append(JobOnDrive(RemoteJobStore(self.outbox, view), path, job_stop))
+        if len(claimed) > 1:
+            threading.Thread(target=self._run_batch, args=(claimed, stop), daemon=True,
+                             name=f"jobs-{claimed[0].store.job.id}-batch").start()
+        elif claimed:
+            one = claimed[0]
+            threading.Thread(target=self._run, args=(one.store.job, one.path, one.stop, stop),
+                             daemon=True, name=f"job-{one.store.job.id}").start()
 
-    def _run(self, view: Any, path: str, job_stop: JobStop, stop: threading.Event) -> None:
+    def _run_batch(self, targets: list[JobOnDrive], stop: threading.Event) -> None:
+        """Image jobs of one batch, written from one stream; `stop` (the agent's)
+        ends them all, a drive pulled out fails alone."""
+        last = [0.0]
+
+        def progress(phase: str, done: int, total: int) -> None:
+            now = time.monotonic()
+            if now - last[0] >= PROGRESS_PERIOD or done == total:
+                last[0] = now
+                for t in targets:
+                    t.store.progress(t.store.job.id, phase, 0, done, total)
+
+        try:
+            assert self.client is not None
+            run_images(targets, self.settings, self.client, stop=stop, on_progress=progress)
+        except ImagerError as exc:
+            log.warning("jobs %s: %s", [t.store.job.id for t in targets], exc)
+        finally:
+            with self._lock:
+                for t in targets:
+                    self.running.pop(t.store.job.drive_identity, None)
+
+    def _run(self, view: JobView, path: str, job_stop: JobStop,
+             stop: threading.Event) -> None:
         store = RemoteJobStore(self.outbox, view)
         last = [0.0]
 
@@ -311,6 +333,16 @@ class Agent:
         self.outbox.put("machine_inventory", {"key": machine_key(inv),
                                               "inventory": inv.to_dict(),
                                               "proposal": proposal.to_dict()})
+
+
+def _batches(views: list[JobView]) -> list[list[JobView]]:
+    """The jobs in the groups they run in, in order: the image jobs of one batch
+    together (one stream), every other job alone."""
+    groups: dict[tuple[str, object], list[JobView]] = {}
+    for view in views:
+        batch = view.plan.batch if isinstance(view.plan, ImagePlan) else None
+        groups.setdefault(("batch", batch) if batch else ("job", view.id), []).append(view)
+    return list(groups.values())
 
 
 def _backoff() -> Any:

@@ -7,6 +7,10 @@ with a range request), writes and reads it back on the drive it holds, then
 reports the deployment as an event. The station records it and moves the
 drive. A drive pulled out fails the job ("drive removed"); an agent stopped
 mid-way leaves it interrupted, to be written again from the start.
+
+The jobs of a batch (several drives of one agent asked together) are written
+from one stream (run_images): one download, one decompression, each drive
+written, read back and customised on its own; a drive pulled out fails alone.
 """
 
 from __future__ import annotations
@@ -14,14 +18,14 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from imager.agent.client import StationClient
-from imager.agent.remote import RemoteJobStore
+from imager.agent.remote import JobOnDrive, JobStop, RemoteJobStore
 from imager.errors import ImagerError
 from imager.imaging import bmap as bmaplib
 from imager.imaging.after import after_steps
-from imager.imaging.deploy import deploy, failed_result
+from imager.imaging.deploy import TargetResult, deploy, failed_result
 from imager.imaging.source import open_source
 from imager.model import ImagePlan
 from imager.settings import Settings
@@ -30,36 +34,57 @@ log = logging.getLogger(__name__)
 
 
 def run_image(store: RemoteJobStore, path: str, settings: Settings, client: StationClient, *,
-              stop: threading.Event,
+              stop: JobStop,
               on_progress: Callable[[str, int, int], None] | None = None) -> None:
-    """Run the image job of `store` onto `path`; every step becomes an event."""
-    view = store.job
-    plan: ImagePlan = view.plan
-    store.move(view.id, "running", reason=f"{plan.method} onto {path}")
+    """Run the image job of `store` onto `path`; every step becomes an event.
+    Its stop (the drive pulled out, the agent stopping) ends the deployment."""
+    run_images([JobOnDrive(store, path, stop)], settings, client, stop=stop,
+               on_progress=on_progress)
+
+
+def run_images(targets: Sequence[JobOnDrive], settings: Settings, client: StationClient, *,
+               stop: threading.Event,
+               on_progress: Callable[[str, int, int], None] | None = None) -> None:
+    """Run image jobs of the same image (a batch) from one stream onto their
+    drives. `stop` ends them all; a drive pulled out fails alone (its writes fail)."""
+    plan: ImagePlan = targets[0].store.job.plan
+    paths = [t.path for t in targets]
+    for t in targets:
+        t.store.move(t.store.job.id, "running", reason=f"{plan.method} onto {t.path}" + (
+            f" (with {len(targets) - 1} more drives, one stream)" if len(targets) > 1 else ""))
     headers = {"Authorization": f"Bearer {client.token}"}
     try:
         bmap = bmaplib.parse(client.fetch(plan.urls["bmap"]), source=plan.urls["bmap"])
-        result = deploy(open_source(client.url + plan.urls["image"], headers=headers), bmap,
-                        [path], settings=settings, verify=plan.verify, sample=plan.sample,
-                        expected_sha256=plan.sha256 or None, progress=on_progress,
-                        stop=stop)
-        target = result.targets[0]
+        results = deploy(open_source(client.url + plan.urls["image"], headers=headers), bmap,
+                         paths, settings=settings, verify=plan.verify, sample=plan.sample,
+                         expected_sha256=plan.sha256 or None, progress=on_progress,
+                         stop=stop).targets
     except ImagerError as exc:
-        target = failed_result(path, verify=plan.verify, error=str(exc))
-    removed = getattr(stop, "removed", None)     # the agent's JobStop says why it stopped
-    if removed:
-        target = dataclasses.replace(target, ok=False, error=f"drive removed ({removed})")
-    elif stop.is_set() and not target.ok:
+        results = [failed_result(p, verify=plan.verify, error=str(exc)) for p in paths]
+    for target, result in zip(targets, results, strict=True):
+        _report(target, result, settings, stopped=stop.is_set())
+
+
+def _report(target: JobOnDrive, result: TargetResult, settings: Settings, *,
+            stopped: bool) -> None:
+    """Customise a written drive, then report its deployment and move its job."""
+    store, view = target.store, target.store.job
+    plan: ImagePlan = view.plan
+    if target.stop.removed:
+        result = dataclasses.replace(result, ok=False,
+                                     error=f"drive removed ({target.stop.removed})")
+    elif stopped and not result.ok:
         store.move(view.id, "interrupted", reason="the agent stopped during the deployment; "
                                                   "it is written again from the start")
         return
-    after = after_steps(path, settings=settings, hostname=plan.hostname,
-                        grow=plan.grow) if target.ok else None
+    after = after_steps(target.path, settings=settings, hostname=plan.hostname,
+                        grow=plan.grow) if result.ok else None
     store.event(view.id, "deployment", f"{plan.method}: " + (
-        "written and verified" if target.ok else str(target.error)),
-        {"result": dataclasses.asdict(target), "after": after})
-    ok = target.ok and not (after or {}).get("error")
-    why = target.error or (after or {}).get("error")
+        "written and verified" if result.ok else str(result.error)),
+        {"result": dataclasses.asdict(result), "after": after})
+    ok = result.ok and not (after or {}).get("error")
+    why = result.error or (after or {}).get("error")
     store.move(view.id, "imaged" if ok else "failed",
                reason="" if ok else f"deployment failed: {why}")
-    log.info("job %s: %s onto %s: %s", view.id, plan.method, path, "ok" if ok else why)
+    log.info("job %s: %s onto %s: %s", view.id, plan.method, target.path,
+             "ok" if ok else why)

@@ -10,6 +10,8 @@ not hear the agent from the late events of a run that died.
 from __future__ import annotations
 
 import dataclasses
+import threading
+from dataclasses import dataclass
 from typing import Any
 
 from imager.agent.outbox import Outbox
@@ -17,6 +19,25 @@ from imager.model import DriveIdentity, ErasePlan
 from imager.station.jobs import JobView
 from imager.station.lifecycle import check_move
 from imager.station.owner import Owner
+
+
+class JobStop(threading.Event):
+    """The stop signal of one job; `removed` says the drive was pulled out."""
+
+    removed: str | None = None
+
+    def drive_removed(self, why: str) -> None:
+        self.removed = why
+        self.set()
+
+
+@dataclass
+class JobOnDrive:
+    """A job an agent runs: its store (events), its drive's path, its stop."""
+
+    store: RemoteJobStore
+    path: str
+    stop: JobStop
 
 
 class RemoteJobStore:

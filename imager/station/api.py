@@ -6,7 +6,8 @@ token and the station's erase policy; `POST /api/v1/events` sends events
 The image store (agent or operator token): `GET /api/v1/images`, and each
 image's files with range requests (a dropped download resumes).
 Technicians' tools (operator token): drives, machines (and their orientation),
-jobs, donations, intake, erase, image (an OS image onto an erased drive),
+jobs, donations, intake, erase, image (an OS image onto an erased drive; several
+drives at once with `POST /api/v1/drives/image`, one stream per agent),
 resume. Every error is JSON `{"error": "..."}` naming the thing and the fix.
 """
 
@@ -53,6 +54,10 @@ class ImageRequest(BaseModel):
     hostname: str | None = None
     verify: str = "full"
     grow: str = "now"
+
+
+class ImageDrivesRequest(ImageRequest):
+    drives: list[str | int] = Field(min_length=1, max_length=64)   # ids, serials...
 
 
 class DonationRequest(BaseModel):
@@ -195,6 +200,14 @@ def create_app(station: Station) -> FastAPI:
         return {"job": station.image(ref, body.image, version=body.version,
                                      technician=body.technician, hostname=body.hostname,
                                      verify=body.verify, grow=body.grow)}
+
+    @app.post("/api/v1/drives/image", dependencies=[Depends(operator)])
+    def image_drives(body: ImageDrivesRequest) -> dict[str, Any]:
+        """Several drives at once (a dock's): checked together, one stream per agent."""
+        return {"jobs": station.image_drives(
+            [str(d) for d in body.drives], body.image, version=body.version,
+            technician=body.technician, hostname=body.hostname, verify=body.verify,
+            grow=body.grow)}
 
     @app.get("/api/v1/jobs", dependencies=[Depends(operator)])
     def jobs() -> list[dict[str, Any]]:

@@ -18,6 +18,8 @@ import logging
 import queue
 import secrets
 import threading
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -426,27 +428,53 @@ class Station:
     def image(self, drive_ref: str, name: str, *, version: str | None = None,
               technician: str | None = None, hostname: str | None = None,
               verify: str = "full", grow: str = "now") -> int:
-        """Deploy image `name` onto a plugged-in drive, by its agent (job id). The
-        checks (verified erasure on record, state) are made now, before the job."""
+        """Deploy image `name` onto one plugged-in drive (see image_drives): its job."""
+        return self.image_drives([drive_ref], name, version=version, technician=technician,
+                                 hostname=hostname, verify=verify, grow=grow)[0]
+
+    def image_drives(self, drive_refs: Sequence[str], name: str, *,
+                     version: str | None = None, technician: str | None = None,
+                     hostname: str | None = None, verify: str = "full",
+                     grow: str = "now") -> list[int]:
+        """Deploy image `name` onto plugged-in drives, by their agents: one job
+        each (their ids, in order). Every drive is checked (a verified erasure on
+        record, its state) before any job exists: one refused drive refuses them
+        all. The jobs of one agent form a batch, which it writes from one stream."""
         from imager.station import deployments, image_store
         from imager.station.imaging import image_info
+        refs = [str(ref) for ref in drive_refs]
+        if not refs:
+            raise UsageError("no drive given: name at least one drive to image")
+        if hostname and len(refs) > 1:
+            raise UsageError("a hostname names one machine: give one drive with it")
+        _check_image_options(verify, grow)
         entry = image_store.catalogue(self.settings).get(name, version)
         info = image_info(entry)
+        urls = image_store.describe(entry)["urls"]
+        jobs: list[int] = []
         with self.registry.session() as s:
-            drive = items.find_drive(s, drive_ref)
-            ident = _ready_for_a_job(s, drive)
             tech = people.find_technician(s, technician) if technician else None
-            drive_id, erasure = deployments.begin(s, ident, info,
-                                                  actor=tech.name if tech else "imager")
-            plan = ImagePlan(name=info.name, version=info.version, sha256=info.sha256 or "",
-                             image_size=info.image_size, mapped_bytes=info.mapped_bytes,
-                             urls=image_store.describe(entry)["urls"], verify=verify,
-                             grow=grow, hostname=hostname, erasure_job=erasure)
-            job_id = self.store.bound(s).create_image(
-                drive_id, ident.path, plan, donation_id=drive.donation_id,
-                technician_id=tech.id if tech else None, agent_id=drive.agent_id)
+            drives = [items.find_drive(s, ref) for ref in refs]
+            if len({d.id for d in drives}) < len(drives):
+                raise UsageError("the same drive is named twice: give it once")
+            begun = []
+            for drive in drives:             # any refusal rolls the whole session back
+                ident = _ready_for_a_job(s, drive)
+                begun.append((drive, ident, *deployments.begin(
+                    s, ident, info, actor=tech.name if tech else "imager")))
+            batches = _batches(d.agent_id for d in drives)
+            for drive, ident, drive_id, erasure in begun:
+                batch, size = batches[drive.agent_id]
+                plan = ImagePlan(name=info.name, version=info.version,
+                                 sha256=info.sha256 or "", image_size=info.image_size,
+                                 mapped_bytes=info.mapped_bytes, urls=urls, verify=verify,
+                                 grow=grow, hostname=hostname, erasure_job=erasure,
+                                 batch=batch, batch_size=size)
+                jobs.append(self.store.bound(s).create_image(
+                    drive_id, ident.path, plan, donation_id=drive.donation_id,
+                    technician_id=tech.id if tech else None, agent_id=drive.agent_id))
         self._wake()
-        return job_id
+        return jobs
 
     def _deployment(self, s: Session, agent: Agent, job: Job, data: dict[str, Any]) -> None:
         """An agent's image job reported its deployment: record it, move the drive."""
@@ -515,6 +543,23 @@ def _when(value: Any) -> datetime:
 def _job_of(ev: dict[str, Any]) -> int | None:
     job = (ev.get("data") or {}).get("job")
     return int(job) if isinstance(job, int | str) and str(job).isdigit() else None
+
+
+def _check_image_options(verify: str, grow: str) -> None:
+    from imager.imaging.after import GROW_MODES
+    from imager.imaging.readback import MODES
+    if verify not in MODES:
+        raise UsageError(f"verify={verify!r}: choose one of {', '.join(MODES)}")
+    if grow not in GROW_MODES:
+        raise UsageError(f"grow={grow!r}: choose one of {', '.join(GROW_MODES)}")
+
+
+def _batches(agent_ids: Iterable[int | None]) -> dict[int | None, tuple[str | None, int]]:
+    """(batch id, size) for the image jobs of each agent: one batch per agent with
+    two drives or more (its agent writes them from one stream), none for one."""
+    counts = Counter(agent_ids)
+    return {agent: (secrets.token_hex(6) if n > 1 else None, n)
+            for agent, n in counts.items()}
 
 
 def _ready_for_a_job(s: Session, drive: Drive) -> DriveIdentity:
