@@ -14,6 +14,7 @@ look at.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import or_, select
@@ -68,7 +69,65 @@ def move(s: Session, item: Item, target: str, *, actor: str, reason: str = "",
     ev = _event(s, item, "move", actor=actor, reason=reason, from_state=item.state,
                 to_state=target, job_id=job_id, data=data)
     item.state = target
+    if isinstance(item, Drive) and item.machine_id is not None:
+        machine = s.get(Machine, item.machine_id)
+        if machine is not None:
+            follow_drives(s, machine, actor=actor,
+                          reason=f"drive {item.id} {target}: the machine follows its drives")
     return ev
+
+
+# A machine follows its drives through erasure and imaging: a failure first,
+# then work under way, then the least advanced of its drives.
+_SETTLED = ("inventoried", "erased", "imaged", "certified")
+_FOLLOWED = ("erase_failed", "image_failed", "erasing", "imaging", *_SETTLED)
+
+
+def machine_state(drive_states: Iterable[str]) -> str | None:
+    """The state a machine's drives give it, or None when they give none."""
+    states = [st for st in drive_states if st in _FOLLOWED]
+    for first in ("erase_failed", "image_failed", "erasing", "imaging"):
+        if first in states:
+            return first
+    return min(states, key=_SETTLED.index) if states else None
+
+
+def follow_drives(s: Session, machine: Machine, *, actor: str, reason: str) -> None:
+    """Move `machine` where its drives put it, one legal move at a time; a
+    machine outside the flow (received, ready, handed over, parts...) stays."""
+    if machine.state not in _FOLLOWED:
+        return
+    s.flush()
+    target = machine_state(s.scalars(select(Drive.state).where(
+        Drive.machine_id == machine.id)))
+    if target is None or target == machine.state:
+        return
+    path = _path(TRANSITIONS["machine"], machine.state, target)
+    if path is None:
+        note(s, machine, "conflict", actor=actor, reason=f"{reason} (the machine is "
+             f"{machine.state}: it cannot become {target})", data={"wanted": target})
+        return
+    for step in path:
+        move(s, machine, step, actor=actor, reason=reason)
+
+
+def _path(table: dict[str, frozenset[str]], start: str, goal: str) -> list[str] | None:
+    """The shortest chain of legal moves from `start` to `goal` (breadth first)."""
+    before: dict[str, str] = {start: start}
+    todo = [start]
+    while todo:
+        state = todo.pop(0)
+        if state == goal:
+            chain = []
+            while state != start:
+                chain.append(state)
+                state = before[state]
+            return chain[::-1]
+        for nxt in sorted(table.get(state, ())):
+            if nxt not in before:
+                before[nxt] = state
+                todo.append(nxt)
+    return None
 
 
 def note(s: Session, item: Item, kind: str, *, actor: str, reason: str = "",

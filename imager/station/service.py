@@ -268,6 +268,11 @@ class Station:
                       "problems": data.get("problems", [])}
         items.note(s, drive, "plugged_in", actor=f"agent {agent.name}",
                    reason=f"{ident.path} on {agent.name}", data={"path": ident.path})
+        if agent.kind == "machine":            # a laptop's agent: the drive is the laptop's
+            machine = s.scalar(select(Machine).where(Machine.agent_id == agent.id)
+                               .order_by(Machine.id.desc()))
+            if machine is not None:
+                _belongs(s, drive, machine, actor=f"agent {agent.name}")
         self._follow_drive(s, drive, agent, after)
         self._maybe_auto_erase(s, drive, after)
 
@@ -326,6 +331,10 @@ class Station:
         if machine.state == "received":
             items.move(s, machine, "inventoried", actor=f"agent {agent.name}",
                        reason="inventory reported")
+        if agent.kind == "machine":            # the drives its agent already reported
+            for drive in s.scalars(select(Drive).where(Drive.agent_id == agent.id,
+                                                       Drive.present.is_(True))):
+                _belongs(s, drive, machine, actor=f"agent {agent.name}")
 
     def _job_event(self, s: Session, agent: Agent, kind: str, data: dict[str, Any],
                    after: list[tuple[str, int]]) -> None:
@@ -543,6 +552,19 @@ def _when(value: Any) -> datetime:
 def _job_of(ev: dict[str, Any]) -> int | None:
     job = (ev.get("data") or {}).get("job")
     return int(job) if isinstance(job, int | str) and str(job).isdigit() else None
+
+
+def _belongs(s: Session, drive: Drive, machine: Machine, *, actor: str) -> None:
+    """`drive` is found inside `machine` (its agent booted there): tie them, and
+    the machine follows its drives' states from then on."""
+    if drive.machine_id == machine.id:
+        return
+    drive.machine_id = machine.id
+    items.note(s, drive, "in_machine", actor=actor, reason=f"found in machine {machine.id}",
+               data={"machine": machine.id})
+    items.follow_drives(s, machine, actor=actor,
+                        reason=f"drive {drive.id} is {drive.state}: the machine follows "
+                               "its drives")
 
 
 def _check_image_options(verify: str, grow: str) -> None:

@@ -1,0 +1,115 @@
+"""A laptop's drives belong to it, and the laptop follows them through erasure,
+imaging and certification: events of a real (in-process) station, as a laptop's
+agent sends them."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+
+from imager.model import DriveIdentity
+from imager.settings import Settings
+from imager.station import items, machines
+from imager.station.service import ServicePolicy, Station
+from imager.store.db import Registry
+from imager.store.models import Drive, Machine
+
+
+def _event(kind: str, data: dict[str, Any]) -> dict[str, Any]:
+    return {"id": uuid.uuid4().hex, "kind": kind, "data": data}
+
+
+def _attached(serial: str) -> dict[str, Any]:
+    ident = DriveIdentity(path=f"/dev/nvme{serial[-1]}n1", size=256 << 30, serial=serial,
+                          model="SAMSUNG MZVLB256HAHQ", transport="nvme")
+    return _event("drive_attached", {"identity": ident.__dict__, "plan": None})
+
+
+INVENTORY = _event("machine_inventory", {
+    "key": "uuid:4c4c4544-0042-3610-8048-b3c04f4e3732",
+    "inventory": {"machine": {"vendor": "Dell Inc.", "model": "Latitude 7490",
+                              "serial": "6B0N3K2"}},
+    "proposal": {"orientation": "reuse", "complete": True}})
+
+
+@pytest.fixture
+def station(settings: Settings, registry: Registry) -> Station:
+    return Station(settings, registry, ServicePolicy(auto_erase="never", auto_certify=False))
+
+
+def _laptop(station: Station, *events: dict[str, Any]) -> int:
+    agent_id, _ = station.register(station.tokens.enrol, name="live-usb", kind="machine",
+                                   host="laptop-1", info=None)
+    answers = station.receive(agent_id, list(events))
+    assert [a["outcome"] for a in answers] == ["applied"] * len(events), answers
+    return agent_id
+
+
+def _move(station: Station, serial: str, *states: str) -> str:
+    """Move the drive through `states`; the machine's state after it."""
+    with station.registry.session() as s:
+        drive = s.query(Drive).filter_by(serial=serial).one()
+        for state in states:
+            items.move(s, drive, state, actor="Lina", reason="test")
+        return s.get(Machine, drive.machine_id).state
+
+
+@pytest.mark.parametrize("inventory_first", [True, False])
+def test_the_drives_a_laptops_agent_reports_are_the_laptops(station: Station,
+                                                            inventory_first: bool) -> None:
+    drive = _attached("S4DXNF0M1")
+    _laptop(station, *([INVENTORY, drive] if inventory_first else [drive, INVENTORY]))
+    with station.registry.session(readonly=True) as s:
+        machine = s.query(Machine).one()
+        view = machines.machine_summary(s, machine, with_history=True)
+        assert view["drives"] == [s.query(Drive).one().id]
+        assert view["state"] == "inventoried"
+        kinds = [e["kind"] for e in items.drive_summary(s, s.query(Drive).one(),
+                                                        with_history=True)["history"]]
+        assert kinds.count("in_machine") == 1
+
+
+def test_the_machine_follows_its_drives_through_the_flow(station: Station) -> None:
+    _laptop(station, INVENTORY, _attached("S4DXNF0M1"))
+    assert _move(station, "S4DXNF0M1", "erasing") == "erasing"
+    assert _move(station, "S4DXNF0M1", "erased") == "erased"
+    assert _move(station, "S4DXNF0M1", "imaging") == "imaging"
+    assert _move(station, "S4DXNF0M1", "imaged") == "imaged"
+    assert _move(station, "S4DXNF0M1", "certified") == "certified"
+    with station.registry.session(readonly=True) as s:
+        machine = s.query(Machine).one()
+        moves = [(e["from"], e["to"]) for e in machines.machine_summary(
+            s, machine, with_history=True)["history"] if e["kind"] == "move"]
+        reasons = {e.reason for e in items.history(s, machine) if e.kind == "move"}
+    assert moves == [("received", "inventoried"), ("inventoried", "erasing"),
+                     ("erasing", "erased"), ("erased", "imaging"), ("imaging", "imaged"),
+                     ("imaged", "certified")]
+    assert any("the machine follows its drives" in r for r in reasons)
+
+
+def test_two_drives_a_failure_first_then_work_then_the_least_advanced(
+        station: Station) -> None:
+    _laptop(station, INVENTORY, _attached("S4DXNF0M1"), _attached("WD-WX21A9"))
+    assert _move(station, "S4DXNF0M1", "erasing") == "erasing"
+    assert _move(station, "S4DXNF0M1", "erased") == "inventoried"   # the other waits
+    assert _move(station, "WD-WX21A9", "erasing") == "erasing"
+    assert _move(station, "WD-WX21A9", "erase_failed") == "erase_failed"
+    assert _move(station, "WD-WX21A9", "erasing", "erased") == "erased"
+
+
+def test_a_machine_outside_the_flow_stays_where_it_is(station: Station) -> None:
+    _laptop(station, INVENTORY, _attached("S4DXNF0M1"))
+    with station.registry.session() as s:
+        machines.orient(s, s.query(Machine).one(), "parts", actor="Lina", why="écran cassé")
+    assert _move(station, "S4DXNF0M1", "erasing", "erased") == "to_parts"
+
+
+def test_machine_state_of_drive_states() -> None:
+    assert items.machine_state([]) is None
+    assert items.machine_state(["to_destroy"]) is None
+    assert items.machine_state(["certified", "imaged"]) == "imaged"
+    assert items.machine_state(["certified", "imaging", "erase_failed"]) == "erase_failed"
+    assert items.machine_state(["erased", "imaging"]) == "imaging"
+    assert items.machine_state(["inventoried", "certified"]) == "inventoried"
