@@ -25,22 +25,29 @@ SKIPPABLE = b"\x2a\x4d\x18"                    # after a first byte 0x50-0x5F
 BLOCK_MAX = 128 << 10
 RAW, RLE, COMPRESSED = 0, 1, 2
 _READ = 1 << 20                                # compressed bytes read at a time
-_PEEK = 4 << 20                                # the most a zero frame is looked ahead
+_PEEK = 64 << 10                               # a zero frame's most header bytes (2 GiB)
 _ZEROS = memoryview(bytes(8 << 20))
 _TINY, _TINY_BLOCKS = 64, 4                    # compressed blocks a zero frame may hold
 _KNOWN: dict[bytes, int | None] = {}           # frame bytes -> its zeros (None: not zeros)
 
 
 def _zeros_of(frame: bytes) -> int | None:
-    """How many zeros `frame` decodes to, or None when it holds anything else."""
+    """How many zeros `frame` decodes to, or None when it holds anything else
+    (decoded in 1 MiB pieces the first time, then known by its bytes)."""
     if frame not in _KNOWN:
+        total, zeros = 0, _ZEROS[:1 << 20]
+        reader = zstandard.ZstdDecompressor().stream_reader(frame, read_across_frames=False)
         try:
-            data = zstandard.ZstdDecompressor().decompress(frame, max_output_size=1 << 31)
+            while piece := reader.read(len(zeros)):
+                if piece != zeros[:len(piece)]:
+                    total = -1
+                    break
+                total += len(piece)
         except zstandard.ZstdError:
             return None                        # the normal path will say what is wrong
         if len(_KNOWN) >= 64:
             _KNOWN.clear()
-        _KNOWN[frame] = len(data) if data == bytes(len(data)) else None
+        _KNOWN[frame] = total if total >= 0 else None
     return _KNOWN[frame]
 
 
