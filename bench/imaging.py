@@ -12,8 +12,9 @@ the default mode), discarded (blkdiscard) and with the caches dropped before
 every run. Contenders, once a round (--rounds, interleaved; medians):
 
   imager deploy, verify none       write only
-  imager deploy, verify full       write, fsync, read every range back (O_DIRECT),
-                                   the read-back following the writes' checkpoints
+  imager deploy, verify full       write, fsync, read every range back (O_DIRECT)
+                                   and compare it with the buffers written, the
+                                   read-back following the writes' checkpoints
   imager read-back alone           verify_targets() on the target just written
   bmaptool copy --bmap B I.zst T   Debian bmap-tools: writes mapped ranges, no read-back
   zstdcat I.zst | dd of=T bs=4M iflag=fullblock oflag=direct conv=fsync
