@@ -15,6 +15,7 @@ every run. Contenders, once a round (--rounds, interleaved; medians):
   imager deploy, verify full       write, fsync, read every range back (O_DIRECT)
                                    and compare it with the buffers written, the
                                    read-back following the writes' checkpoints
+  imager deploy, verify sample     the same, reading back a seeded 5 % of the ranges
   imager read-back alone           verify_targets() on the target just written
   bmaptool copy --bmap B I.zst T   Debian bmap-tools: writes mapped ranges, no read-back
   zstdcat I.zst | dd of=T bs=4M iflag=fullblock oflag=direct conv=fsync
@@ -198,6 +199,9 @@ class Rounds:
         target = res.targets[0]  # type: ignore[attr-defined]
         self.add(FULL, seconds, f"write {target.write_seconds:.2f} s, then read-back "
                                 f"{target.verify_seconds:.2f} s (it runs behind the writes)")
+        seconds, res = timed(one, lambda: imager(image, bmap, one, "sample"))
+        self.add(SAMPLE, seconds, f"{res.targets[0].verified_bytes / MiB:.0f} MiB "  # type: ignore[attr-defined]
+                                  "read back")
         self.add(ALONE, timed(one, lambda: read_back_alone(bmap, one), discard=False)[0],
                  "the same target read again, caches dropped")
         self.add(BMAPTOOL, timed(one, lambda: bmaptool(image, self.work / "image.bmap",
@@ -224,12 +228,17 @@ class Rounds:
         print(f"imager(write+verify) / bmaptool = {m(FULL) / m(BMAPTOOL):.2f}   (target <= 1.0)")
         print(f"imager(write only)   / bmaptool = {m(NONE) / m(BMAPTOOL):.2f}")
         print(f"dd / imager(write+verify)       = {m(DD) / m(FULL):.2f}   (target >= 3)")
+        print(f"dd / imager(write + sample)     = {m(DD) / m(SAMPLE):.2f}")
         print(f"dd / imager(write only)         = {m(DD) / m(NONE):.2f}")
+        moved = 2 * self.bmap.mapped_bytes / self.bmap.image_size
+        print(f"bytes moved, imager(write+verify) / dd = {moved:.2f}: the bound of that "
+              f"ratio is about {1 / moved:.1f} on a disk that reads as fast as it writes")
         print(f"sequential 4 / parallel 4       = {m(SEQUENTIAL) / m(PARALLEL):.2f}")
 
 
 NONE = "imager deploy, verify none (write only)"
 FULL = "imager deploy, verify full (write + read-back)"
+SAMPLE = "imager deploy, verify sample (5 %)"
 ALONE = "imager read-back alone (verify_targets, full)"
 BMAPTOOL = "bmaptool copy (no read-back)"
 DD = "zstdcat | dd bs=4M oflag=direct"

@@ -314,6 +314,22 @@ def test_read_back_during_the_deployment_catches_a_drive_returning_wrong_data(
         assert fh.read(BS) == image.data[1023 * BS:]     # written right, read back wrong
 
 
+def test_a_read_back_that_cannot_start_fails_its_target_and_frees_the_ring(
+        tmp_path: Path, loopdev: Callable[..., str], settings: Settings,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_memory(*args: object, **kwargs: object) -> None:
+        raise MemoryError("no buffer for the read-back")
+
+    monkeypatch.setattr(deploy_module, "Comparer", no_memory)
+    image = Image(tmp_path, 1024 * BS, edge_writes())
+    dev = loaded(loopdev, 4 * MiB)
+    result = image.deploy([dev], settings, chunk=256 << 10, depth=2)  # more buffers than ring
+    target, = result.targets
+    assert not result.ok and not target.ok and target.verified_bytes == 0
+    assert "back failed" in target.error and "no buffer" in target.error
+    assert target.written_bytes == image.bmap.mapped_bytes     # every buffer came back
+
+
 def test_sample_is_seeded_and_covers_first_last_and_the_fraction(tmp_path: Path) -> None:
     raw = sparse(tmp_path / "r", 4096 * BS, blocks(*range(0, 4096, 2)))
     bmap = bmap_of(raw)

@@ -6,6 +6,7 @@ station records the deployment and the drive comes back to certified."""
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -88,22 +89,31 @@ def test_a_docks_drives_are_imaged_from_one_stream(station: Serve) -> None:
     assert hostname.status_code == 400 and "one machine" in hostname.json()["error"]
     assert all(station.get(f"/api/v1/drives/{i}")["state"] == "certified" for i in ids)
 
-    jobs = station.post("/api/v1/drives/image", {"drives": ids, "image": "bureau",
-                                                 "technician": "Lina Martin"})["jobs"]
-    assert len(jobs) == 3
-    again = station.http.post("/api/v1/drives/image", json={"drives": [ids[2]],
-                                                             "image": "bureau"})
-    assert again.status_code == 400 and "already has job" in again.json()["error"]
-    ended = [until(lambda j=j: (v := station.get(f"/api/v1/jobs/{j}"))["state"] not in (
-        "queued", "running") and v, 180, f"image job {j} ends") for j in jobs]
+    held = os.open(drives[2]["path"], os.O_RDONLY | os.O_EXCL)   # in use by someone else
+    try:
+        jobs = station.post("/api/v1/drives/image", {"drives": ids, "image": "bureau",
+                                                     "technician": "Lina Martin"})["jobs"]
+        assert len(jobs) == 3
+        again = station.http.post("/api/v1/drives/image", json={"drives": [ids[2]],
+                                                                 "image": "bureau"})
+        assert again.status_code == 400 and "already has job" in again.json()["error"]
+        ended = [until(lambda j=j: (v := station.get(f"/api/v1/jobs/{j}"))["state"] not in (
+            "queued", "running") and v, 180, f"image job {j} ends") for j in jobs]
+    finally:
+        os.close(held)
     for job in ended:
-        assert job["state"] == "imaged", job
         [running] = [e for e in job["events"] if e["kind"] == "running"]
         assert "with 2 more drives, one stream" in running["message"]
+    # the drive in use fails alone, refused before anything was written on any drive
+    assert ended[2]["state"] == "failed" and "open by another program" in ended[2]["reason"]
+    assert station.get(f"/api/v1/drives/{ids[2]}")["state"] == "image_failed"
+    for job in ended[:2]:
+        assert job["state"] == "imaged", job
         [deployment] = [e for e in job["events"] if e["kind"] == "deployment"]
         result = deployment["data"]["result"]
         assert result["ok"] and result["verified_bytes"] == result["written_bytes"] > 0
     assert len({j["plan"]["batch"] for j in ended}) == 1 and ended[0]["plan"]["batch"]
-    assert all(station.get(f"/api/v1/drives/{i}")["state"] == "certified" for i in ids)
+    assert [station.get(f"/api/v1/drives/{i}")["state"] for i in ids[:2]] == ["certified"] * 2
     with sqlite3.connect(station.data / "registry.sqlite3") as db:
-        assert db.execute("SELECT count(*) FROM deployments WHERE ok").fetchone() == (3,)
+        assert db.execute("SELECT ok, count(*) FROM deployments GROUP BY ok ORDER BY ok"
+                          ).fetchall() == [(0, 1), (1, 2)]

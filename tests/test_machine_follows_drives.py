@@ -47,13 +47,14 @@ def _laptop(station: Station, *events: dict[str, Any]) -> int:
     return agent_id
 
 
-def _move(station: Station, serial: str, *states: str) -> str:
-    """Move the drive through `states`; the machine's state after it."""
+def _move(station: Station, serial: str, *states: str) -> str | None:
+    """Move the drive through `states`; the state of its machine after it."""
     with station.registry.session() as s:
         drive = s.query(Drive).filter_by(serial=serial).one()
         for state in states:
             items.move(s, drive, state, actor="Lina", reason="test")
-        return s.get(Machine, drive.machine_id).state
+        machine = s.get(Machine, drive.machine_id) if drive.machine_id else None
+        return machine.state if machine else None
 
 
 @pytest.mark.parametrize("inventory_first", [True, False])
@@ -113,3 +114,24 @@ def test_machine_state_of_drive_states() -> None:
     assert items.machine_state(["certified", "imaging", "erase_failed"]) == "erase_failed"
     assert items.machine_state(["erased", "imaging"]) == "imaging"
     assert items.machine_state(["inventoried", "certified"]) == "inventoried"
+    assert items.machine_state(["to_destroy", "certified"]) is None   # it waits
+
+
+def test_moves_forward_marked_backward_a_conflict(station: Station) -> None:
+    _laptop(station, _attached("S4DXNF0M1"))
+    _move(station, "S4DXNF0M1", "erasing", "erased", "imaging", "imaged")
+    _laptop(station, INVENTORY)      # the machine appears after its drive's work
+    with station.registry.session(readonly=True) as s:
+        machine = s.query(Machine).one()
+        moves = [(e.to_state, e.data) for e in items.history(s, machine) if e.kind == "move"]
+    assert machine.state == "imaged"
+    assert moves[1:] == [("erasing", {"passed_through": True, "towards": "imaged"}),
+                         ("erased", {"passed_through": True, "towards": "imaged"}),
+                         ("imaging", {"passed_through": True, "towards": "imaged"}),
+                         ("imaged", None)]
+    assert _move(station, "S4DXNF0M1", "certified") == "certified"
+    # erased again: a certified machine cannot go back through imaging to erasing
+    assert _move(station, "S4DXNF0M1", "erasing") == "certified"
+    with station.registry.session(readonly=True) as s:
+        last = items.history(s, s.query(Machine).one())[-1]
+    assert last.kind == "conflict" and last.data == {"wanted": "erasing"}

@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 
 from imager.agent.client import StationClient
 from imager.agent.remote import JobOnDrive, JobStop, RemoteJobStore
-from imager.errors import ImagerError
+from imager.errors import ImagerError, RefusedDevice
 from imager.imaging import bmap as bmaplib
 from imager.imaging.after import after_steps
 from imager.imaging.deploy import TargetResult, deploy, failed_result
@@ -48,21 +48,51 @@ def run_images(targets: Sequence[JobOnDrive], settings: Settings, client: Statio
     """Run image jobs of the same image (a batch) from one stream onto their
     drives. `stop` ends them all; a drive pulled out fails alone (its writes fail)."""
     plan: ImagePlan = targets[0].store.job.plan
-    paths = [t.path for t in targets]
     for t in targets:
         t.store.move(t.store.job.id, "running", reason=f"{plan.method} onto {t.path}" + (
             f" (with {len(targets) - 1} more drives, one stream)" if len(targets) > 1 else ""))
+    results = _deploy(targets, settings, client, stop=stop, on_progress=on_progress)
+    for target in targets:
+        try:
+            _report(target, results[target.path], settings, stopped=stop.is_set())
+        except Exception as exc:               # one drive's failure must not strand the rest
+            log.exception("job %s: reporting failed", target.store.job.id)
+            try:
+                target.store.move(target.store.job.id, "failed",
+                                  reason=f"deployment failed: reporting it failed ({exc!r})")
+            except ImagerError:
+                pass                           # it had ended already
+
+
+def _deploy(targets: Sequence[JobOnDrive], settings: Settings, client: StationClient, *,
+            stop: threading.Event,
+            on_progress: Callable[[str, int, int], None] | None) -> dict[str, TargetResult]:
+    """Each target's result, by path. A drive the engine refuses (it checks them all
+    before writing any) fails alone: the others are deployed without it."""
+    plan: ImagePlan = targets[0].store.job.plan
+    results: dict[str, TargetResult] = {}
+    paths = [t.path for t in targets]
     headers = {"Authorization": f"Bearer {client.token}"}
     try:
         bmap = bmaplib.parse(client.fetch(plan.urls["bmap"]), source=plan.urls["bmap"])
-        results = deploy(open_source(client.url + plan.urls["image"], headers=headers), bmap,
-                         paths, settings=settings, verify=plan.verify, sample=plan.sample,
-                         expected_sha256=plan.sha256 or None, progress=on_progress,
-                         stop=stop).targets
+        while paths:
+            try:
+                done = deploy(open_source(client.url + plan.urls["image"], headers=headers),
+                              bmap, paths, settings=settings, verify=plan.verify,
+                              sample=plan.sample, expected_sha256=plan.sha256 or None,
+                              progress=on_progress, stop=stop)
+                results.update((r.path, r) for r in done.targets)
+                break
+            except RefusedDevice as exc:
+                if exc.device not in paths or len(paths) == 1:
+                    raise
+                results[exc.device] = failed_result(exc.device, verify=plan.verify,
+                                                    error=str(exc))
+                paths.remove(exc.device)
     except ImagerError as exc:
-        results = [failed_result(p, verify=plan.verify, error=str(exc)) for p in paths]
-    for target, result in zip(targets, results, strict=True):
-        _report(target, result, settings, stopped=stop.is_set())
+        results.update((p, failed_result(p, verify=plan.verify, error=str(exc)))
+                       for p in paths)
+    return results
 
 
 def _report(target: JobOnDrive, result: TargetResult, settings: Settings, *,

@@ -33,8 +33,11 @@ def same(a: memoryview, b: memoryview) -> bool:
     if not len(a):
         return True
     first = (ctypes.c_char * len(a)).from_buffer(a)
-    second = (ctypes.c_char * len(b)).from_buffer(b)
     try:
-        return _libc.memcmp(ctypes.addressof(first), second, len(a)) == 0
+        second = (ctypes.c_char * len(b)).from_buffer(b)
+        try:
+            return _libc.memcmp(ctypes.addressof(first), second, len(a)) == 0
+        finally:
+            del second
     finally:
-        del first, second
+        del first

@@ -1,7 +1,7 @@
 """Compressed raw images: zstd (ours), xz and gzip (accepted), told apart by
 their magic bytes, never by the file name.
 
-`open_stream` gives a reader (zstd_frames.Stream) whose `readinto` fills the
+`open_stream` gives a reader (stream.Stream) whose `readinto` fills the
 whole buffer except at the end of the stream and whose `skip` drops bytes (a
 hole), with every decoder's error turned into CompressedDataError.
 Concatenated frames (zstd), streams (xz) and members (gzip) are read through.

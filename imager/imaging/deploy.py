@@ -475,30 +475,32 @@ class _Writer:
 
     def loop(self) -> None:
         t0 = time.monotonic()
-        while (chunk := self.queue.get()) is not None:
-            kept = False
-            try:
-                if self.error is None and not self.run.abort.is_set():
-                    self._write(chunk)
-                    kept = self.comparing
-            except OSError as exc:
-                self._failed(exc)
-            except Exception as exc:           # a bug: this target fails, others go on
-                self._failed(OSError(0, repr(exc)))
-            finally:
-                if kept:
-                    self.held.append(chunk)
-                else:
-                    chunk.release()
-            if self.error is None and (self.unflushed >= CHECKPOINT or
-                                       len(self.held) >= self.run.hold):
-                self._checkpoint()
-        if self.error is None:
-            self._checkpoint()                 # also after a stop: keep what was written
-        self._give_back()
-        self.flushed.put(None)
-        self.seconds = time.monotonic() - t0
-        self.finished = time.monotonic()
+        try:
+            while (chunk := self.queue.get()) is not None:
+                kept = False
+                try:
+                    if self.error is None and not self.run.abort.is_set():
+                        self._write(chunk)
+                        kept = self.comparing
+                except OSError as exc:
+                    self._failed(exc)
+                except Exception as exc:       # a bug: this target fails, others go on
+                    self._failed(OSError(0, repr(exc)))
+                finally:
+                    if kept:
+                        self.held.append(chunk)
+                    else:
+                        chunk.release()
+                if self.error is None and (self.unflushed >= CHECKPOINT or
+                                           len(self.held) >= self.run.hold):
+                    self._checkpoint()
+            if self.error is None:
+                self._checkpoint()             # also after a stop: keep what was written
+        finally:                               # never leave a buffer or the reader waiting
+            self._give_back()
+            self.flushed.put(None)
+            self.seconds = time.monotonic() - t0
+            self.finished = time.monotonic()
 
     def _write(self, chunk: _Chunk) -> None:
         for p in chunk.pieces:
@@ -554,27 +556,33 @@ class _Writer:
 
     def read_back(self) -> None:
         """The read-back thread of this target: compares every flushed buffer's
-        pieces of the chosen ranges with the target, then releases the buffer."""
+        pieces of the chosen ranges with the target, then releases the buffer.
+        Whatever happens, every buffer handed to it goes back to the ring."""
         check = self.run.check
         result = ReadBack(self.dev.path, check.mode, seed=check.seed)
-        comparer = Comparer(self.dev, result, check.bmap, check.indexes,
-                            self.run.count_verified, chunk=self.run.chunk)
+        comparer: Comparer | None = None
         t0 = time.monotonic()
+        try:
+            comparer = Comparer(self.dev, result, check.bmap, check.indexes,
+                                self.run.count_verified, chunk=self.run.chunk)
+        except Exception as exc:               # e.g. no memory: this target fails
+            result.error = f"reading {self.dev.path} back failed: {exc!r}"
         try:
             while (chunks := self.flushed.get()) is not None:
                 for chunk in chunks:
                     try:
-                        if not comparer.gone and not self.run.abort.is_set():
+                        if comparer and not comparer.gone and not self.run.abort.is_set():
                             for p in chunk.pieces:
                                 comparer.piece(p.index, p.offset,
                                                chunk.view[p.at:p.at + p.length], p.last)
                     except Exception as exc:   # a bug: this target fails, others go on
                         result.error = f"reading {self.dev.path} back failed: {exc!r}"
-                        comparer.gone = True
+                        comparer = None
                     finally:
                         chunk.release()
         finally:
-            comparer.close()
+            if comparer is not None:
+                comparer.close()
             result.ended = time.monotonic()
             result.seconds = result.ended - t0
             self.check = result
@@ -583,6 +591,8 @@ class _Writer:
         """This target's result; `error` is the run's (corrupt image, stopped...)."""
         mode, check = self.run.check.mode, self.check
         error = self.error or error or (check.error if check else None)
+        if error is None and mode != "none" and check is None:
+            error = f"{self.dev.path} was not read back: deploy again"
         if error is None and check is not None and check.verified_bytes < self.run.check.bytes:
             error = (f"{self.dev.path} was read back only in part ({check.verified_bytes} of "
                      f"{self.run.check.bytes} bytes): deploy again")

@@ -34,21 +34,23 @@ _KNOWN: dict[bytes, int | None] = {}           # frame bytes -> its zeros (None:
 def _zeros_of(frame: bytes) -> int | None:
     """How many zeros `frame` decodes to, or None when it holds anything else
     (decoded in 1 MiB pieces the first time, then known by its bytes)."""
-    if frame not in _KNOWN:
-        total, zeros = 0, _ZEROS[:1 << 20]
-        reader = zstandard.ZstdDecompressor().stream_reader(frame, read_across_frames=False)
-        try:
-            while piece := reader.read(len(zeros)):
-                if piece != zeros[:len(piece)]:
-                    total = -1
-                    break
-                total += len(piece)
-        except zstandard.ZstdError:
-            return None                        # the normal path will say what is wrong
-        if len(_KNOWN) >= 64:
-            _KNOWN.clear()
-        _KNOWN[frame] = total if total >= 0 else None
-    return _KNOWN[frame]
+    known = _KNOWN.get(frame, -1)              # (one lookup: another thread may clear it)
+    if known != -1:
+        return known
+    total, zeros = 0, _ZEROS[:1 << 20]
+    reader = zstandard.ZstdDecompressor().stream_reader(frame, read_across_frames=False)
+    try:
+        while piece := reader.read(len(zeros)):
+            if piece != zeros[:len(piece)]:
+                total = -1
+                break
+            total += len(piece)
+    except zstandard.ZstdError:
+        return None                            # the normal path will say what is wrong
+    if len(_KNOWN) >= 64:
+        _KNOWN.clear()
+    known = _KNOWN[frame] = total if total >= 0 else None
+    return known
 
 
 class ZstdFrames(Stream):

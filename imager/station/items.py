@@ -78,24 +78,31 @@ def move(s: Session, item: Item, target: str, *, actor: str, reason: str = "",
 
 
 # A machine follows its drives through erasure and imaging: a failure first,
-# then work under way, then the least advanced of its drives.
+# then work under way, then the least advanced of its drives. It moves forward
+# only (RANK), and waits while a drive is elsewhere (to destroy, to parts...).
 _SETTLED = ("inventoried", "erased", "imaged", "certified")
-_FOLLOWED = ("erase_failed", "image_failed", "erasing", "imaging", *_SETTLED)
+_RANK = {"inventoried": 0, "erasing": 1, "erase_failed": 1, "erased": 2, "imaging": 3,
+         "image_failed": 3, "imaged": 4, "certified": 5}
 
 
 def machine_state(drive_states: Iterable[str]) -> str | None:
-    """The state a machine's drives give it, or None when they give none."""
-    states = [st for st in drive_states if st in _FOLLOWED]
+    """The state a machine's drives give it, or None when they give none (no
+    drive, or one that left the flow: to destroy, to parts, not probed yet...)."""
+    states = list(drive_states)
+    if not states or any(st not in _RANK for st in states):
+        return None
     for first in ("erase_failed", "image_failed", "erasing", "imaging"):
         if first in states:
             return first
-    return min(states, key=_SETTLED.index) if states else None
+    return min(states, key=_SETTLED.index)
 
 
 def follow_drives(s: Session, machine: Machine, *, actor: str, reason: str) -> None:
-    """Move `machine` where its drives put it, one legal move at a time; a
-    machine outside the flow (received, ready, handed over, parts...) stays."""
-    if machine.state not in _FOLLOWED:
+    """Move `machine` where its drives put it: one legal move, or a chain of legal
+    moves forward (each marked as passed through); a move backward, or with no
+    legal chain, is noted as a conflict. A machine outside the flow (received,
+    ready, handed over, parts...) stays."""
+    if machine.state not in _RANK:
         return
     s.flush()
     target = machine_state(s.scalars(select(Drive.state).where(
@@ -103,12 +110,14 @@ def follow_drives(s: Session, machine: Machine, *, actor: str, reason: str) -> N
     if target is None or target == machine.state:
         return
     path = _path(TRANSITIONS["machine"], machine.state, target)
-    if path is None:
+    ranks = [_RANK[st] for st in [machine.state, *(path or [])]]
+    if path is None or (len(path) > 1 and ranks != sorted(ranks)):
         note(s, machine, "conflict", actor=actor, reason=f"{reason} (the machine is "
              f"{machine.state}: it cannot become {target})", data={"wanted": target})
         return
     for step in path:
-        move(s, machine, step, actor=actor, reason=reason)
+        move(s, machine, step, actor=actor, reason=reason,
+             data=None if step == target else {"passed_through": True, "towards": target})
 
 
 def _path(table: dict[str, frozenset[str]], start: str, goal: str) -> list[str] | None:
