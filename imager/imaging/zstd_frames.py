@@ -169,29 +169,24 @@ class ZstdFrames(Stream):
 
     # -- the decompressed bytes --------------------------------------------------
     def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
-        view, done = memoryview(buffer).cast("B"), 0
-        while done < len(view):
-            if self._zeros:
-                n = min(self._zeros, len(view) - done, len(_ZEROS))
-                view[done:done + n] = _ZEROS[:n]
-                self._zeros -= n
-            elif self._frame is not None:
-                n = self._decode(view[done:])
-            elif not self._next_frame():
-                break
-            else:
-                continue
-            done += n
-        return done
+        view = memoryview(buffer).cast("B")
+        return self._pump(len(view), view)
 
     def skip(self, count: int) -> int:
+        return self._pump(count, None)
+
+    def _pump(self, count: int, view: memoryview | None) -> int:
+        """Up to `count` decompressed bytes into `view`, or dropped (None)."""
         done = 0
         while done < count:
             if self._zeros:
                 n = min(self._zeros, count - done)
+                if view is not None:
+                    n = min(n, len(_ZEROS))
+                    view[done:done + n] = _ZEROS[:n]
                 self._zeros -= n
             elif self._frame is not None:
-                n = self._decode(self.scratch(count - done))
+                n = self._decode(self.scratch(count - done) if view is None else view[done:])
             elif not self._next_frame():
                 break
             else:
