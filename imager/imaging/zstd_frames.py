@@ -83,8 +83,8 @@ class ZstdFrames(Stream):
                 self._eof = True
         return len(self._buf) - self._at >= count
 
-    def _take(self, count: int) -> bytes:
-        data = bytes(self._buf[self._at:self._at + count])
+    def _take(self, count: int) -> bytearray:
+        data = self._buf[self._at:self._at + count]   # (one copy)
         self._at += len(data)
         return data
 
@@ -226,10 +226,10 @@ class _FrameBytes(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def read(self, size: int = -1) -> bytes:
-        o, out = self.o, bytearray()
+    def read(self, size: int = -1) -> bytes | bytearray:
+        o, pieces, got = self.o, [], 0
         size = _READ if size is None or size < 0 else size
-        while len(out) < size:
+        while got < size:
             if not self.left:
                 if not self._next_part():
                     break
@@ -237,10 +237,11 @@ class _FrameBytes(io.RawIOBase):
             if not o._have(1):
                 raise damaged("zstd", f"the file ends inside a frame, at byte {o._where()}: "
                               "it is truncated")
-            n = min(self.left, size - len(out), len(o._buf) - o._at)
-            out += o._take(n)
+            n = min(self.left, size - got, len(o._buf) - o._at)
+            pieces.append(o._take(n))
             self.left -= n
-        return bytes(out)
+            got += n
+        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
     def _next_part(self) -> bool:
         """Account for the next block (or the checksum); False at the frame's end."""
