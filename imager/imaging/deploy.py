@@ -45,7 +45,7 @@ import time
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack, closing
 from dataclasses import dataclass
-from typing import BinaryIO, NamedTuple
+from typing import NamedTuple
 
 from imager.erase import guard
 from imager.errors import ImagerError, RefusedDevice, UsageError
@@ -322,7 +322,7 @@ class _Run:
         with self.lock:
             self.verified += count
 
-    def start(self, stream: BinaryIO) -> None:
+    def start(self, stream: compress.Stream) -> None:
         reader = _Reader(self, stream)
         jobs = [(reader.loop, "deploy-read"), (self._hash_loop, "deploy-hash")]
         jobs += [(w.loop, f"deploy-write-{i}") for i, w in enumerate(self.writers)]
@@ -379,10 +379,9 @@ class _Aborted(Exception):
 class _Reader:
     """The decompression thread: fills ring buffers with the mapped data, in order."""
 
-    def __init__(self, run: _Run, stream: BinaryIO) -> None:
+    def __init__(self, run: _Run, stream: compress.Stream) -> None:
         self.run, self.stream = run, stream
         self.pos = 0                           # decompressed bytes consumed
-        self.scratch = memoryview(bytearray(1))
 
     def loop(self) -> None:
         try:
@@ -448,7 +447,7 @@ class _Reader:
     def _rest(self) -> None:
         """Read to the end: the holes after the last range, the size, the whole file hashed."""
         self._skip(self.run.bmap.image_size - self.pos)
-        if self.stream.readinto(self.scratch[:1]):
+        if self.stream.read(1):
             raise CorruptImage(f"the image goes on past the {self.run.bmap.image_size} bytes "
                                f"its bmap says: it is not this bmap's image; {_FIX}")
         while self.stream.read(CHUNK):         # a decoder may leave the file's last bytes
