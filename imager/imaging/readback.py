@@ -101,6 +101,11 @@ def _pieces(bmap: Bmap, indexes: Iterable[int], chunk: int,
             yield len(plan) - 1, size
 
 
+def _span_size(dev: OpenDevice, chunk: int) -> int:
+    """A buffer for `chunk` image bytes and the partial sectors around them."""
+    return chunk + 2 * max(dev.logical_sector, 4096)
+
+
 def read_span(dev: OpenDevice, buf: mmap.mmap, offset: int,
               length: int) -> tuple[memoryview, OSError | None]:
     """Read image bytes [offset, offset+length) through the aligned span covering
@@ -132,7 +137,7 @@ def read_back(dev: OpenDevice, bmap: Bmap, indexes: Iterable[int], *, mode: str,
     plan: list[_Piece] = []
     reads = prefetch(_pieces(bmap, indexes, chunk, plan),
                      lambda buf, k, n: read_span(dev, buf, plan[k].offset, plan[k].length),
-                     chunk=chunk + 2 * max(dev.logical_sector, 4096), name="readback")
+                     chunk=_span_size(dev, chunk), name="readback")
     with closing(reads):
         for item in reads:
             data, error = item.value
@@ -217,7 +222,7 @@ class Comparer(_Tally):
                  counted: Callable[[int], None], *, chunk: int) -> None:
         super().__init__(result, bmap, counted)
         self.dev, self.indexes = dev, frozenset(indexes)
-        self.buf = aligned_buffer(chunk + 2 * max(dev.logical_sector, 4096))
+        self.buf = aligned_buffer(_span_size(dev, chunk))
         self.gone = False                      # stop comparing (device gone, or a bug)
         self.differs: int | None = None
 
