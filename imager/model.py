@@ -159,7 +159,6 @@ class ImagePlan:
     hostname: str | None = None
     erasure_job: int | None = None  # the erase job that cleaned the drive first
     batch: str | None = None        # jobs of one agent written from one stream
-    batch_size: int = 1
 
     @property
     def method(self) -> str:

@@ -473,12 +473,11 @@ class Station:
                     s, ident, info, actor=tech.name if tech else "imager")))
             batches = _batches(d.agent_id for d in drives)
             for drive, ident, drive_id, erasure in begun:
-                batch, size = batches[drive.agent_id]
                 plan = ImagePlan(name=info.name, version=info.version,
                                  sha256=info.sha256 or "", image_size=info.image_size,
                                  mapped_bytes=info.mapped_bytes, urls=urls, verify=verify,
                                  grow=grow, hostname=hostname, erasure_job=erasure,
-                                 batch=batch, batch_size=size)
+                                 batch=batches[drive.agent_id])
                 jobs.append(self.store.bound(s).create_image(
                     drive_id, ident.path, plan, donation_id=drive.donation_id,
                     technician_id=tech.id if tech else None, agent_id=drive.agent_id))
@@ -576,12 +575,11 @@ def _check_image_options(verify: str, grow: str) -> None:
         raise UsageError(f"grow={grow!r}: choose one of {', '.join(GROW_MODES)}")
 
 
-def _batches(agent_ids: Iterable[int | None]) -> dict[int | None, tuple[str | None, int]]:
-    """(batch id, size) for the image jobs of each agent: one batch per agent with
-    two drives or more (its agent writes them from one stream), none for one."""
+def _batches(agent_ids: Iterable[int | None]) -> dict[int | None, str | None]:
+    """The batch id of the image jobs of each agent: one batch per agent with two
+    drives or more (its agent writes them from one stream), none for one."""
     counts = Counter(agent_ids)
-    return {agent: (secrets.token_hex(6) if n > 1 else None, n)
-            for agent, n in counts.items()}
+    return {agent: secrets.token_hex(6) if n > 1 else None for agent, n in counts.items()}
 
 
 def _ready_for_a_job(s: Session, drive: Drive) -> DriveIdentity:
