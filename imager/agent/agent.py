@@ -176,7 +176,7 @@ class Agent:
 
     # -- jobs -------------------------------------------------------------------
 
-    def _maybe_run(self, views: list[Any], stop: threading.Event) -> None:
+    def _maybe_run(self, views: list[JobView], stop: threading.Event) -> None:
         """Start the jobs `views` (one, or a batch of image jobs) whose drives are
         plugged in here and that do not run yet, in one thread."""
         claimed: list[JobOnDrive] = []
@@ -196,59 +196,48 @@ class Agent:
             threading.Thread(target=self._run_batch, args=(claimed, stop), daemon=True,
                              name=f"jobs-{claimed[0].store.job.id}-batch").start()
         elif claimed:
-            one = claimed[0]
-            threading.Thread(target=self._run, args=(one.store.job, one.path, one.stop, stop),
-                             daemon=True, name=f"job-{one.store.job.id}").start()
+            threading.Thread(target=self._run, args=(claimed[0], stop), daemon=True,
+                             name=f"job-{claimed[0].store.job.id}").start()
 
     def _run_batch(self, targets: list[JobOnDrive], stop: threading.Event) -> None:
         """Image jobs of one batch, written from one stream; `stop` (the agent's)
         ends them all, a drive pulled out fails alone."""
-        last = [0.0]
-
-        def progress(phase: str, done: int, total: int) -> None:
-            now = time.monotonic()
-            if now - last[0] >= PROGRESS_PERIOD or done == total:
-                last[0] = now
-                for t in targets:
-                    t.store.progress(t.store.job.id, phase, 0, done, total)
+        def report(phase: str, done: int, total: int) -> None:
+            for t in targets:
+                t.store.progress(t.store.job.id, phase, 0, done, total)
 
         try:
             assert self.client is not None
-            run_images(targets, self.settings, self.client, stop=stop, on_progress=progress)
+            run_images(targets, self.settings, self.client, stop=stop,
+                       on_progress=_throttled(report))
         except ImagerError as exc:
             log.warning("jobs %s: %s", [t.store.job.id for t in targets], exc)
         finally:
-            with self._lock:
-                for t in targets:
-                    self.running.pop(t.store.job.drive_identity, None)
+            self._ended(targets)
 
-    def _run(self, view: JobView, path: str, job_stop: JobStop,
-             stop: threading.Event) -> None:
-        store = RemoteJobStore(self.outbox, view)
-        last = [0.0]
-
-        def progress(job_id: int, phase: str, index: int, done: int, total: int) -> None:
-            now = time.monotonic()
-            if now - last[0] >= PROGRESS_PERIOD or done == total:
-                last[0] = now
-                store.progress(job_id, phase, index, done, total)
-
-        watcher = threading.Thread(target=lambda: (stop.wait(), job_stop.set()), daemon=True)
+    def _run(self, job: JobOnDrive, stop: threading.Event) -> None:
+        view, store = job.store.job, job.store
+        progress = _throttled(store.progress)
+        watcher = threading.Thread(target=lambda: (stop.wait(), job.stop.set()), daemon=True)
         watcher.start()
         try:
             if view.kind == "image":
                 assert self.client is not None
-                run_image(store, path, self.settings, self.client, stop=job_stop,
+                run_image(store, job.path, self.settings, self.client, stop=job.stop,
                           on_progress=lambda phase, done, total: progress(
                               view.id, phase, 0, done, total))
             else:
-                run_erase(store, view.id, self.settings, stop=job_stop, on_progress=progress,
-                          device_path=path)
+                run_erase(store, view.id, self.settings, stop=job.stop, on_progress=progress,
+                          device_path=job.path)
         except ImagerError as exc:
             log.warning("job %s: %s", view.id, exc)
         finally:
-            with self._lock:
-                self.running.pop(view.drive_identity, None)
+            self._ended([job])
+
+    def _ended(self, jobs: list[JobOnDrive]) -> None:
+        with self._lock:
+            for job in jobs:
+                self.running.pop(job.store.job.drive_identity, None)
 
     # -- the docks --------------------------------------------------------------
 
@@ -333,6 +322,19 @@ class Agent:
         self.outbox.put("machine_inventory", {"key": machine_key(inv),
                                               "inventory": inv.to_dict(),
                                               "proposal": proposal.to_dict()})
+
+
+def _throttled(report: Callable[..., None]) -> Callable[..., None]:
+    """`report(*args)` at most once every PROGRESS_PERIOD seconds, and always at
+    the end (its last two arguments: done == total)."""
+    last = [0.0]
+
+    def call(*args: Any) -> None:
+        now = time.monotonic()
+        if now - last[0] >= PROGRESS_PERIOD or args[-2] == args[-1]:
+            last[0] = now
+            report(*args)
+    return call
 
 
 def _batches(views: list[JobView]) -> list[list[JobView]]:
