@@ -19,8 +19,8 @@ import pytest
 
 from imager.host.run import RunResult
 from imager.model import ErasePlan, EraseReport
+from imager.registry.jobs import RegistryJobStore
 from imager.settings import Settings
-from imager.station.jobs import JobStore
 from imager.store.db import Registry
 
 if TYPE_CHECKING:
@@ -86,14 +86,14 @@ def registry(settings: Settings) -> Iterator[Registry]:
 
 @contextmanager
 def erase_job(settings: Settings, dev: str, plan: ErasePlan,
-              ) -> Iterator[tuple[JobStore, int, EraseReport]]:
+              ) -> Iterator[tuple[RegistryJobStore, int, EraseReport]]:
     """Create an erase job for `dev` with `plan`, run it to its end; yield the
     store (registry still open), the job id and the report."""
     from imager.inventory import lsblk
-    from imager.station.runner import run_erase
+    from imager.jobs.erase import run_erase
 
     with Registry.open(settings) as reg:
-        store = JobStore(reg)
+        store = RegistryJobStore(reg)
         job_id = store.create_erase(lsblk.probe(dev, settings), plan)
         yield store, job_id, run_erase(store, job_id, settings, stop=threading.Event())
 

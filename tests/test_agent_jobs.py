@@ -16,8 +16,8 @@ from imager.erase.plan import plan_for
 from imager.erase.policy import load
 from imager.inventory.capabilities import DriveCapabilities
 from imager.model import DriveIdentity
+from imager.protocol.jobs import JobView, view_from_dict, view_to_dict
 from imager.settings import Settings
-from imager.station.jobs import JobView, view_from_dict, view_to_dict
 
 
 def test_a_job_offered_again_after_it_ended_is_not_run_twice(

@@ -24,8 +24,8 @@ from imager.certify.verify import LedgerSource, trust_from, verify_file
 from imager.errors import UsageError
 from imager.inventory import lsblk
 from imager.model import DriveIdentity
+from imager.registry.jobs import RegistryJobStore, upsert_drive
 from imager.settings import Settings
-from imager.station.jobs import JobStore, upsert_drive
 from imager.store.db import Registry
 
 MiB = 1 << 20
@@ -160,7 +160,7 @@ def test_failed_and_unfinished_jobs_get_no_certificate(
     # a job that has not ended, and one that was interrupted: nothing is issued
     settings = Settings(data_dir=data)
     with Registry.open(settings) as reg:
-        store = JobStore(reg)
+        store = RegistryJobStore(reg)
         view = store.get(report["job_id"])
         queued = store.create_erase(DriveIdentity(path="/dev/none", size=MiB, serial="Q1"),
                                     view.plan)

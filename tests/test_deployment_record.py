@@ -12,8 +12,8 @@ from imager.erase.policy import load
 from imager.errors import UsageError
 from imager.inventory.capabilities import DriveCapabilities
 from imager.model import DriveIdentity
-from imager.station import deployments, items
-from imager.station.jobs import JobStore
+from imager.registry import deployments, items
+from imager.registry.jobs import RegistryJobStore
 from imager.store.db import Registry, utcnow
 from imager.store.models import Deployment, Drive
 
@@ -23,7 +23,7 @@ IDENT = DriveIdentity(path="/dev/sdz", size=64 << 30, serial="S3Z9NB0K123456", m
 
 
 def _erase(registry: Registry, final: str) -> int:
-    store = JobStore(registry)
+    store = RegistryJobStore(registry)
     plan = plan_for(DriveCapabilities(identity=IDENT, medium="unknown", transport="sata"),
                     load(None), method="nist-clear")
     job = store.create_erase(IDENT, plan)

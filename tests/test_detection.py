@@ -20,9 +20,9 @@ from conftest import need_root
 from station_proc import free_port, until
 
 from imager.agent.agent import Agent, AgentConfig
-from imager.inventory.virtual import made_up_label, write_label
+from imager.host.virtual import made_up_label, write_label
+from imager.registry import items
 from imager.settings import Settings
-from imager.station import items
 from imager.station.api import create_app
 from imager.station.service import ServicePolicy, Station
 from imager.store.db import Registry

@@ -16,7 +16,7 @@ from clirun import imager, job, jobs, json_lines, spawn
 from imager.erase.patterns import source_for
 from imager.errors import UsageError
 from imager.model import ErasePlan, EraseReport
-from imager.station.lifecycle import (
+from imager.registry.lifecycle import (
     JOB_STATES,
     JOB_TRANSITIONS,
     RESUMABLE,

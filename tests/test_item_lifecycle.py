@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from imager.errors import UsageError
-from imager.station.lifecycle import (
+from imager.registry.lifecycle import (
     DRIVE_TRANSITIONS,
     ITEM_LABELS_FR,
     MACHINE_TRANSITIONS,

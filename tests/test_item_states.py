@@ -13,9 +13,9 @@ from sqlalchemy import text
 
 from imager.errors import UsageError
 from imager.model import DriveIdentity, ErasePlan
+from imager.registry import items
+from imager.registry.jobs import RegistryJobStore
 from imager.settings import Settings
-from imager.station import items
-from imager.station.jobs import JobStore
 from imager.store.db import Registry, utcnow
 from imager.store.models import Drive
 
@@ -99,7 +99,7 @@ def test_failed_erasure_is_a_state_with_a_next_step(
 
 def test_interrupted_jobs_keep_the_drive_erasing_and_conflicts_are_kept(
         registry: Registry) -> None:
-    store = JobStore(registry)
+    store = RegistryJobStore(registry)
     plan = _plan()
     ident = DriveIdentity(path="/dev/none", size=MiB, serial="S1", model="M")
     job = store.create_erase(ident, plan)
@@ -128,7 +128,7 @@ def test_a_drive_typed_in_at_intake_is_inventoried_by_its_first_probe(
     with registry.session() as s:
         s.add(Drive(identity="serial:M:S2", serial="S2", model="M", size_bytes=MiB,
                     state="received", created_at=utcnow()))
-    JobStore(registry).create_erase(DriveIdentity(path="/dev/x", size=MiB, serial="S2",
+    RegistryJobStore(registry).create_erase(DriveIdentity(path="/dev/x", size=MiB, serial="S2",
                                                   model="M"), _plan())
     with registry.session(readonly=True) as s:
         drive = items.find_drive(s, "S2")

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from imager.model import DriveIdentity
+from imager.registry import items, machines
 from imager.settings import Settings
-from imager.station import items, machines
 from imager.station.service import ServicePolicy, Station
 from imager.store.db import Registry
 from imager.store.models import Drive, Machine

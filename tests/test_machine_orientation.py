@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from imager.errors import UsageError
-from imager.station import items, machines
+from imager.registry import items, machines
 from imager.station.liveness import Liveness
 from imager.store.db import Registry, utcnow
 from imager.store.models import Machine

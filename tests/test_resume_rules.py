@@ -13,9 +13,10 @@ from imager.erase.patterns import Repeating
 from imager.erase.progress import NullSink
 from imager.errors import DeviceError
 from imager.host.blockdev import open_device
+from imager.jobs.erase import check_identity, choose_start
 from imager.model import DriveIdentity, ErasePlan, Extent, MethodStep, PassSpec
-from imager.station.jobs import JobStore, JobView
-from imager.station.runner import check_identity, choose_start
+from imager.protocol.jobs import JobView
+from imager.registry.jobs import RegistryJobStore
 from imager.store.db import Registry
 from imager.store.models import Job
 
@@ -73,7 +74,7 @@ def test_a_resumed_pass_reports_the_whole_pass(tmp_path: Path) -> None:
 
 
 def test_reconcile_fails_queued_jobs_of_a_dead_creator(registry: Registry) -> None:
-    store = JobStore(registry)
+    store = RegistryJobStore(registry)
     ident = DriveIdentity(path="/dev/sdz", size=1 << 20, serial="S1")
     queued, running = store.create_erase(ident, PLAN), store.create_erase(ident, PLAN)
     store.move(running, "running")

@@ -15,8 +15,8 @@ from conftest import erase_job
 
 from imager.erase.methods import make_plan
 from imager.errors import DeviceError
+from imager.jobs import uncover
 from imager.model import HiddenAreaChange, HiddenAreas
-from imager.station import uncover
 
 MiB = 1 << 20
 BEFORE = HiddenAreas(visible_max=14000, native_max=16384, dco_real_max=None)

@@ -30,15 +30,15 @@ from imager.erase import guard
 from imager.erase import policy as erase_policy
 from imager.erase.plan import plan_for
 from imager.errors import ImagerError
+from imager.host.owner import machine_id
 from imager.host.udev import BlockEvent, BlockWatcher
+from imager.host.virtual import label_of
 from imager.inventory import lsblk
 from imager.inventory.probe import probe
-from imager.inventory.virtual import label_of
+from imager.jobs.erase import run_erase
 from imager.model import DriveIdentity, ImagePlan
+from imager.protocol.jobs import JobView, view_from_dict
 from imager.settings import Settings
-from imager.station.jobs import JobView, view_from_dict
-from imager.station.owner import machine_id
-from imager.station.runner import run_erase
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """The job store of an agent: every write becomes an event for the station.
 
-The erase runner (imager.station.runner) takes a store; on the station it is
+The erase runner (imager.jobs.erase) takes a store; on the station it is
 the registry, in an agent it is this one. The job's state is kept here too,
 so the runner reads back what it wrote. Every durable event names the process
 running the job (`owner`): the station knows a run that went on while it could
@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from imager.agent.outbox import Outbox
+from imager.host.owner import Owner
 from imager.model import DriveIdentity, ErasePlan
-from imager.station.jobs import JobView
-from imager.station.lifecycle import check_move
-from imager.station.owner import Owner
+from imager.protocol.jobs import JobView
+from imager.registry.lifecycle import check_move
 
 
 class JobStop(threading.Event):

@@ -29,8 +29,8 @@ from imager.certify.signing import sign_document
 from imager.errors import NotFound, UsageError
 from imager.host.files import write_atomic
 from imager.model import EraseReport
+from imager.registry.items import find_drive, follow_document
 from imager.settings import Settings
-from imager.station.items import find_drive, follow_document
 from imager.store.db import Registry
 from imager.store.models import Document, Donation, Drive, Job
 from imager.store.people import find_donation, find_technician

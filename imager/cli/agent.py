@@ -14,7 +14,7 @@ from rich.console import Console
 
 from imager.cli.context import Context
 from imager.errors import UsageError
-from imager.station.batch import stop_on_signals
+from imager.jobs.batch import stop_on_signals
 
 if TYPE_CHECKING:
     from imager.agent.agent import AgentConfig

@@ -15,10 +15,10 @@ from imager.erase.methods import METHODS
 from imager.erase.plan import plan_for
 from imager.errors import ImagerError
 from imager.inventory.capabilities import DriveCapabilities
+from imager.jobs.batch import run_all
+from imager.jobs.targets import probe_targets
 from imager.model import ErasePlan, EraseReport
-from imager.station.batch import run_all
-from imager.station.jobs import JobStore
-from imager.station.targets import probe_targets
+from imager.registry.jobs import RegistryJobStore
 from imager.store import people
 
 
@@ -55,7 +55,7 @@ def cmd_erase(args: argparse.Namespace, ctx: Context) -> int:
     if args.plan:
         _print_plans(caps, plans, json_mode=args.json)
         return 0
-    store = JobStore(ctx.registry)
+    store = RegistryJobStore(ctx.registry)
     store.reconcile()
     donation_id, technician_id = _people(ctx, args.donation, args.technician)
     jobs = {store.create_erase(i, p, donation_id=donation_id, technician_id=technician_id):
@@ -92,7 +92,7 @@ def _exit_code(results: dict[int, EraseReport | ImagerError]) -> int:
     return 0 if all(good(r) for r in results.values()) else 1
 
 
-def run_and_render(ctx: Context, store: JobStore, jobs: dict[int, tuple[str, ErasePlan]], *,
+def run_and_render(ctx: Context, store: RegistryJobStore, jobs: dict[int, tuple[str, ErasePlan]], *,
                    json_mode: bool, allow_files: bool = False,
                    paths: dict[int, str] | None = None) -> int:
     """Run jobs with live progress, then print the reports; return the exit code."""

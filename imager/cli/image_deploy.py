@@ -13,7 +13,7 @@ from rich.table import Table
 
 from imager.cli.context import Context
 from imager.errors import UsageError
-from imager.station.batch import stop_on_signals
+from imager.jobs.batch import stop_on_signals
 
 PHASES = {"write": "Écriture / writing", "verify": "Relecture / read-back"}
 
@@ -57,7 +57,7 @@ def _hostnames(args: argparse.Namespace) -> dict[str, str]:
 
 def cmd_deploy(args: argparse.Namespace, ctx: Context) -> int:
     from imager.imaging.catalogue import Catalogue
-    from imager.station import imaging
+    from imager.jobs import image as imaging
     from imager.store.people import find_technician
     entry = Catalogue.of(ctx.settings).get(args.image, args.version)
     actor = "imager"

@@ -9,8 +9,8 @@ import sys
 from rich.console import Console
 
 from imager.cli.context import Context
-from imager.station.intake import attach_all
-from imager.station.lifecycle import ITEM_LABELS_FR
+from imager.registry.intake import attach_all
+from imager.registry.lifecycle import ITEM_LABELS_FR
 from imager.store import people
 
 

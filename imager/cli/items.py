@@ -12,8 +12,8 @@ from rich.table import Table
 from sqlalchemy import select
 
 from imager.cli.context import Context
-from imager.station import items
-from imager.station.lifecycle import DRIVE_TRANSITIONS, ITEM_LABELS_FR
+from imager.registry import items
+from imager.registry.lifecycle import DRIVE_TRANSITIONS, ITEM_LABELS_FR
 from imager.store.models import Drive
 from imager.store.people import find_technician
 

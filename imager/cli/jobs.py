@@ -13,8 +13,9 @@ from imager.cli.context import Context
 from imager.cli.erase import run_and_render
 from imager.cli.render import step_label
 from imager.errors import UsageError
-from imager.station.jobs import JobStore, JobView
-from imager.station.lifecycle import JOB_STATES, RESUMABLE, STATE_LABELS_FR
+from imager.protocol.jobs import JobView
+from imager.registry.jobs import RegistryJobStore
+from imager.registry.lifecycle import JOB_STATES, RESUMABLE, STATE_LABELS_FR
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -60,7 +61,7 @@ def _summary(job: JobView) -> dict[str, Any]:
 
 
 def cmd_list(args: argparse.Namespace, ctx: Context) -> int:
-    store = JobStore(ctx.registry)
+    store = RegistryJobStore(ctx.registry)
     store.reconcile()
     jobs = store.list(tuple(args.state or ()))
     if args.json:
@@ -79,7 +80,7 @@ def cmd_list(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def cmd_show(args: argparse.Namespace, ctx: Context) -> int:
-    store = JobStore(ctx.registry)
+    store = RegistryJobStore(ctx.registry)
     store.reconcile()
     job = store.get(args.job, with_events=True)
     data = {**_summary(job), "plan": job.plan.to_dict(), "report": job.report,
@@ -101,7 +102,7 @@ def cmd_show(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def cmd_resume(args: argparse.Namespace, ctx: Context) -> int:
-    store = JobStore(ctx.registry)
+    store = RegistryJobStore(ctx.registry)
     store.reconcile()
     ids = list(dict.fromkeys(args.jobs)) or [j.id for j in store.list(tuple(RESUMABLE))
                                              if j.kind == "erase"]
@@ -124,7 +125,7 @@ def cmd_resume(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def cmd_cancel(args: argparse.Namespace, ctx: Context) -> int:
-    store = JobStore(ctx.registry)
+    store = RegistryJobStore(ctx.registry)
     store.reconcile()
     for job_id in dict.fromkeys(args.jobs):
         store.move(job_id, "cancelled", reason=args.reason)

@@ -8,8 +8,8 @@ from rich.console import Console
 from rich.table import Table
 
 from imager.cli.context import Context
-from imager.station import lab
-from imager.station.jobs import JobStore
+from imager.host import lab
+from imager.registry.jobs import RegistryJobStore
 
 GiB = 1 << 30
 
@@ -38,7 +38,7 @@ def _show(bays: list[lab.Bay]) -> None:
 def cmd_up(args: argparse.Namespace, ctx: Context) -> int:
     size = int(args.size_gib * GiB) // 4096 * 4096
     bays = lab.up(ctx.settings, count=args.drives, size=size)
-    JobStore(ctx.registry).reconcile()
+    RegistryJobStore(ctx.registry).reconcile()
     _show(bays)
     devs = " ".join(b.device for b in bays if b.device)
     Console().print(f"Registre / registry: {ctx.settings.database_url}\n"

@@ -12,8 +12,8 @@ from sqlalchemy import select
 from imager.cli.context import Context
 from imager.cli.items import history_table, print_items
 from imager.inventory.triage import ORIENTATIONS
-from imager.station import machines
-from imager.station.lifecycle import MACHINE_TRANSITIONS
+from imager.registry import machines
+from imager.registry.lifecycle import MACHINE_TRANSITIONS
 from imager.store.models import Machine
 from imager.store.people import find_technician
 

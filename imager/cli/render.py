@@ -23,7 +23,7 @@ from rich.table import Table
 from imager.erase.engines import ENGINES
 from imager.errors import ImagerError
 from imager.model import ErasePlan, EraseReport
-from imager.station.lifecycle import STATE_LABELS_FR
+from imager.registry.lifecycle import STATE_LABELS_FR
 
 JSON_PROGRESS_SECONDS = 1.0
 

@@ -39,7 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_serve(args: argparse.Namespace, ctx: Context) -> int:
-    from imager.station.serve import ServeOptions, serve
+    from imager.cli.compose import ServeOptions, serve
     host, _, port = args.listen.rpartition(":")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     for noisy in ("httpx", "weasyprint", "fontTools", "alembic"):

@@ -10,6 +10,6 @@ block map (bmap v2.0, sha256 per mapped range) and a signed manifest.
 - readback.py: read the written ranges back past the page cache (full or sampled).
 - after.py, partitions.py: fit the image to its disk, give the system its identity.
 
-The registry side (who may receive an image, the record) is imager.station.imaging
-and imager.station.deployments.
+The registry side (who may receive an image, the record) is imager.jobs.image
+and imager.registry.deployments.
 """

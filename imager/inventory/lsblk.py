@@ -9,7 +9,7 @@ from typing import Any
 
 from imager.errors import DeviceError
 from imager.host.run import run
-from imager.inventory.virtual import label_of
+from imager.host.virtual import label_of
 from imager.model import DriveIdentity
 from imager.settings import Settings
 

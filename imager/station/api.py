@@ -22,8 +22,9 @@ from sqlalchemy import select
 
 from imager import __version__
 from imager.errors import ImagerError, NotFound
-from imager.station import image_store, items, machines
-from imager.station.jobs import view_to_dict
+from imager.protocol.jobs import view_to_dict
+from imager.registry import items, machines
+from imager.station import image_store
 from imager.station.service import Station
 from imager.store import people
 from imager.store.models import Drive, Machine

@@ -30,13 +30,14 @@ from sqlalchemy.orm import Session
 
 from imager.erase import policy as erase_policy
 from imager.errors import ImagerError, NotFound, UsageError
+from imager.host.owner import Owner
 from imager.model import DriveIdentity, ErasePlan, ImagePlan
+from imager.protocol.jobs import view_to_dict
+from imager.registry import items
+from imager.registry.intake import attach_all
+from imager.registry.jobs import RegistryJobStore, upsert_drive
 from imager.settings import Settings
-from imager.station import items
-from imager.station.intake import attach_all
-from imager.station.jobs import JobStore, upsert_drive, view_to_dict
 from imager.station.liveness import DEFAULT_TIMEOUT, Liveness, same_run, silence_reason
-from imager.station.owner import Owner
 from imager.station.tokens import Tokens
 from imager.store import people
 from imager.store.db import Registry, utcnow
@@ -83,7 +84,7 @@ class Station:
     policy: ServicePolicy = field(default_factory=ServicePolicy)
 
     def __post_init__(self) -> None:
-        self.store = JobStore(self.registry)
+        self.store = RegistryJobStore(self.registry)
         self.tokens = Tokens.open(self.settings)
         self.progress: dict[int, dict[str, Any]] = {}
         self._jobs_ready = threading.Condition()
@@ -449,8 +450,9 @@ class Station:
         each (their ids, in order). Every drive is checked (a verified erasure on
         record, its state) before any job exists: one refused drive refuses them
         all. The jobs of one agent form a batch, which it writes from one stream."""
-        from imager.station import deployments, image_store
-        from imager.station.imaging import image_info
+        from imager.jobs.image import image_info
+        from imager.registry import deployments
+        from imager.station import image_store
         refs = [str(ref) for ref in drive_refs]
         if not refs:
             raise UsageError("no drive given: name at least one drive to image")
@@ -487,7 +489,7 @@ class Station:
     def _deployment(self, s: Session, agent: Agent, job: Job, data: dict[str, Any]) -> None:
         """An agent's image job reported its deployment: record it, move the drive."""
         from imager.imaging.deploy import TargetResult
-        from imager.station import deployments
+        from imager.registry import deployments
         plan = ImagePlan.from_dict(job.plan)
         result = TargetResult(**{**data["result"], "mismatches": [
             tuple(m) for m in data["result"]["mismatches"]]})

@@ -84,7 +84,7 @@ class Machine(Base):
     serial: Mapped[str | None] = mapped_column(String(200), index=True)
     asset_tag: Mapped[str | None] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime]
-    # Where it is between intake and hand-over (imager.station.lifecycle).
+    # Where it is between intake and hand-over (imager.registry.lifecycle).
     state: Mapped[str] = mapped_column(String(20), default="received", index=True)
     uuid: Mapped[str | None] = mapped_column(String(64), index=True)
     identity: Mapped[str | None] = mapped_column(String(300), unique=True, index=True)
@@ -110,7 +110,7 @@ class Drive(Base):
     donation_id: Mapped[int | None] = mapped_column(ForeignKey("donations.id"), index=True)
     last_path: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime]
-    # Where it is between intake and hand-over (imager.station.lifecycle); whether
+    # Where it is between intake and hand-over (imager.registry.lifecycle); whether
     # it is plugged in is `present`, not a state.
     state: Mapped[str] = mapped_column(String(20), default="inventoried", index=True)
     present: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -1,6 +1,6 @@
 """The station service: item states and events, agents, agent events.
 
-Drives and machines get a lifecycle state (imager.station.lifecycle), drives a
+Drives and machines get a lifecycle state (imager.registry.lifecycle), drives a
 presence flag; every step of their life is an item event. Agents register with
 a token (only its SHA-256 is kept); every event an agent sends is kept by its
 id so that a resent event is applied once.

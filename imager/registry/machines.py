@@ -17,8 +17,8 @@ from sqlalchemy.orm import Session
 
 from imager.errors import UsageError
 from imager.inventory.triage import ORIENTATIONS
-from imager.station import deployments, items
-from imager.station.lifecycle import ITEM_LABELS_FR
+from imager.registry import deployments, items
+from imager.registry.lifecycle import ITEM_LABELS_FR
 from imager.store.models import Drive, Machine
 
 ORIENTATION_TO_STATE = {"parts": "to_parts", "recycling": "to_recycling"}

@@ -17,7 +17,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from imager.errors import UsageError
-from imager.station import items
+from imager.registry import items
 from imager.store import people
 from imager.store.db import utcnow
 from imager.store.models import Donation, Drive, Machine

@@ -13,9 +13,10 @@ import dataclasses
 from imager.erase.hidden import remove_hidden
 from imager.host.run import Runner, run
 from imager.inventory import lsblk
+from imager.jobs.store import JobStore
 from imager.model import DriveIdentity, HiddenAreaChange
+from imager.protocol.jobs import JobView
 from imager.settings import Settings
-from imager.station.jobs import JobStore, JobView
 
 EVENT = "hidden_areas"
 

@@ -8,54 +8,21 @@ marked `interrupted`, never left running and never counted as erased.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from imager.errors import NotFound
+from imager.host.owner import Owner
 from imager.model import DriveIdentity, ErasePlan, ImagePlan
-from imager.station import items
-from imager.station.lifecycle import check_move
-from imager.station.owner import Owner
+from imager.protocol.jobs import EventView, JobView, plan_of
+from imager.registry import items
+from imager.registry.lifecycle import check_move
 from imager.store.db import Registry, utcnow
 from imager.store.models import Drive, Job, JobEvent
-
-
-@dataclass(frozen=True)
-class EventView:
-    seq: int
-    at: datetime
-    kind: str
-    message: str
-    data: dict[str, Any] | None
-
-
-@dataclass(frozen=True)
-class JobView:
-    """A snapshot of one job, detached from the database session."""
-
-    id: int
-    kind: str
-    state: str
-    device_path: str
-    drive_identity: str
-    drive_size: int
-    plan: Any                  # ErasePlan, or ImagePlan for an image job
-    checkpoint: dict[str, Any] | None
-    report: dict[str, Any] | None
-    reason: str | None
-    donation: str | None
-    technician: str | None
-    created_at: datetime
-    started_at: datetime | None
-    ended_at: datetime | None
-    events: tuple[EventView, ...] = ()
 
 
 def _view(job: Job, *, with_events: bool = False) -> JobView:
@@ -70,31 +37,6 @@ def _view(job: Job, *, with_events: bool = False) -> JobView:
         technician=job.technician.name if job.technician else None,
         created_at=job.created_at, started_at=job.started_at, ended_at=job.ended_at,
         events=events)
-
-
-def plan_of(kind: str, data: dict[str, Any]) -> ErasePlan | ImagePlan:
-    """A job's plan from its JSON: an erase plan, or what an image job writes."""
-    return ImagePlan.from_dict(data) if kind == "image" else ErasePlan.from_dict(data)
-
-
-def view_to_dict(job: JobView) -> dict[str, Any]:
-    """A job as JSON (what an agent receives)."""
-    out = dataclasses.asdict(job)
-    out["plan"] = job.plan.to_dict()
-    for key in ("created_at", "started_at", "ended_at"):
-        out[key] = out[key].isoformat() if out[key] else None
-    out["events"] = []
-    return out
-
-
-def view_from_dict(data: dict[str, Any]) -> JobView:
-    """The job an agent received."""
-    fields = {f.name for f in dataclasses.fields(JobView)} - {"events"}
-    values = {k: data[k] for k in fields}
-    values["plan"] = plan_of(data["kind"], data["plan"])
-    for key in ("created_at", "started_at", "ended_at"):
-        values[key] = datetime.fromisoformat(data[key]) if data[key] else None
-    return JobView(**values)
 
 
 def _add_event(s: Session, job: Job, kind: str, message: str = "",
@@ -162,7 +104,7 @@ def upsert_drive(s: Session, ident: DriveIdentity, *, actor: str = "imager") -> 
     return drive
 
 
-class JobStore:
+class RegistryJobStore:
     """All job reads and writes go through here.
 
     Each call is its own transaction, unless the store is `bound` to a session
@@ -173,9 +115,9 @@ class JobStore:
         self.registry = registry
         self._bound = session
 
-    def bound(self, session: Session) -> JobStore:
+    def bound(self, session: Session) -> RegistryJobStore:
         """This store, writing in `session` (committed by its owner)."""
-        return JobStore(self.registry, session=session)
+        return RegistryJobStore(self.registry, session=session)
 
     @contextmanager
     def _session(self, readonly: bool = False) -> Iterator[Session]:

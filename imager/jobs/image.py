@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from imager.errors import ImagerError, UsageError
+from imager.jobs.targets import probe_targets
 from imager.model import DriveIdentity
+from imager.registry import deployments
+from imager.registry.deployments import ImageInfo
 from imager.settings import Settings
-from imager.station import deployments
-from imager.station.deployments import ImageInfo
-from imager.station.targets import probe_targets
 from imager.store.db import Registry, utcnow
 
 

@@ -24,6 +24,8 @@ from imager.erase.progress import Interrupted
 from imager.errors import DeviceError, ImagerError, MethodRefused
 from imager.host.blockdev import OpenDevice, open_device
 from imager.inventory import lsblk
+from imager.jobs.store import JobStore
+from imager.jobs.uncover import uncover
 from imager.model import (
     DriveIdentity,
     ErasePlan,
@@ -33,9 +35,8 @@ from imager.model import (
     Outcome,
     PassResult,
 )
+from imager.protocol.jobs import JobView
 from imager.settings import Settings
-from imager.station.jobs import JobStore, JobView
-from imager.station.uncover import uncover
 
 PROGRESS_EVENT_SECONDS = 30.0
 MAX_ERROR_EVENTS = 100

@@ -1,4 +1,4 @@
-"""`imager serve`: the station API, with a local agent watching the docks.
+"""`imager serve` composed: the station API, with a local agent watching the docks.
 
 The local agent is an ordinary agent talking HTTP to the API on loopback, in
 the same process (bench mode). Stopping (Ctrl-C, SIGTERM) stops the jobs at
@@ -19,8 +19,8 @@ from typing import Any
 import uvicorn
 
 from imager.agent.agent import Agent, AgentConfig
+from imager.host import lab as lab_bench
 from imager.settings import Settings
-from imager.station import lab as lab_bench
 from imager.station.api import create_app
 from imager.station.service import ServicePolicy, Station
 from imager.store.db import Registry

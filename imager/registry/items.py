@@ -21,7 +21,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from imager.errors import NotFound, UsageError
-from imager.station.lifecycle import (
+from imager.registry.lifecycle import (
     ITEM_LABELS_FR,
     NEXT_STEPS,
     TRANSITIONS,

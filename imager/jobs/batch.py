@@ -13,10 +13,10 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
 from imager.errors import ImagerError
+from imager.jobs.erase import ProgressCallback, run_erase
+from imager.jobs.store import JobStore
 from imager.model import EraseReport
 from imager.settings import Settings
-from imager.station.jobs import JobStore
-from imager.station.runner import ProgressCallback, run_erase
 
 
 @contextmanager

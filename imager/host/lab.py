@@ -4,7 +4,7 @@ station with no hardware, so a newcomer can run the whole flow.
 Each bay is a sparse file in <data dir>/lab/ attached to a loop device and
 seeded with some "donor data" (random blocks at the start, middle and end) so
 that an erasure has something to remove, and labelled with a made-up drive
-identity (imager.inventory.virtual) that follows it from one loop device to
+identity (imager.host.virtual) that follows it from one loop device to
 the next.
 """
 
@@ -19,7 +19,7 @@ from pathlib import Path
 from imager.errors import ImagerError
 from imager.host.devices import loop_users_of
 from imager.host.run import run
-from imager.inventory.virtual import label_of, made_up_label, write_label
+from imager.host.virtual import label_of, made_up_label, write_label
 from imager.settings import Settings
 
 SEED_BLOCK = 1 << 20

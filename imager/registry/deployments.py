@@ -23,9 +23,9 @@ from sqlalchemy.orm import Session
 
 from imager.errors import UsageError
 from imager.model import DriveIdentity
-from imager.station import items
-from imager.station.jobs import upsert_drive
-from imager.station.lifecycle import ITEM_LABELS_FR, TRANSITIONS
+from imager.registry import items
+from imager.registry.jobs import upsert_drive
+from imager.registry.lifecycle import ITEM_LABELS_FR, TRANSITIONS
 from imager.store.db import utcnow
 from imager.store.models import Deployment, Document, Drive, Job
 
