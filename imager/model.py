@@ -15,6 +15,9 @@ from typing import Any, Literal
 PassKind = Literal["zero", "ones", "pattern", "random"]
 VerifyMode = Literal["full", "sample", "none"]
 Outcome = Literal["erased", "unverified", "failed", "interrupted"]
+# Every state a job can be in (the moves between them: imager.registry.lifecycle).
+JobState = Literal["queued", "running", "interrupted", "erased", "imaged", "unverified",
+                   "failed", "cancelled"]
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from imager.model import DriveIdentity
+from imager.protocol.events import parse_events
 from imager.registry import items, machines
 from imager.settings import Settings
 from imager.station.service import ServicePolicy, Station
@@ -18,7 +19,8 @@ from imager.store.models import Drive, Machine
 
 
 def _event(kind: str, data: dict[str, Any]) -> dict[str, Any]:
-    return {"id": uuid.uuid4().hex, "kind": kind, "data": data}
+    return {"id": uuid.uuid4().hex, "at": "2026-12-06T09:00:00+00:00", "kind": kind,
+            "data": data}
 
 
 def _attached(serial: str) -> dict[str, Any]:
@@ -42,7 +44,7 @@ def station(settings: Settings, registry: Registry) -> Station:
 def _laptop(station: Station, *events: dict[str, Any]) -> int:
     agent_id, _ = station.register(station.tokens.enrol, name="live-usb", kind="machine",
                                    host="laptop-1", info=None)
-    answers = station.receive(agent_id, list(events))
+    answers = station.receive(agent_id, parse_events(list(events)))
     assert [a["outcome"] for a in answers] == ["applied"] * len(events), answers
     return agent_id
 

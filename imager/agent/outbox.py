@@ -16,12 +16,13 @@ import os
 import threading
 import time
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from imager.errors import UsageError
 from imager.host.files import write_atomic
-from imager.store.db import utcnow
+from imager.protocol.events import make_event
 
 SUFFIX = ".event.json"
 IDENTITY = "agent.json"      # who wrote the spool: `imager agent sync` sends as that agent
@@ -56,11 +57,12 @@ class Outbox:
         return sorted(self.spool.glob(f"*{SUFFIX}"))
 
     def put(self, kind: str, data: dict[str, Any], *, durable: bool = True) -> dict[str, Any]:
-        """Queue an event; durable ones are on disk when this returns."""
+        """Queue an event, checked against its kind's model (imager.protocol.events:
+        BadEvent is a bug of the agent's); durable ones are on disk when this returns."""
         with self._lock:
             self._last = max(self._last + 1, time.time_ns() // 1000)
-            event = {"id": uuid.uuid4().hex, "seq": self._last, "at": utcnow().isoformat(),
-                     "kind": kind, "data": data}
+            event = make_event(kind, data, id=uuid.uuid4().hex, seq=self._last,
+                               at=datetime.now(UTC))
             if durable:
                 name = f"{event['seq']:020d}-{event['id']}{SUFFIX}"
                 write_atomic(self.spool / name, json.dumps(event).encode())

@@ -22,7 +22,8 @@ from imager.agent.agent import Agent, AgentConfig
 from imager.host import lab as lab_bench
 from imager.settings import Settings
 from imager.station.api import create_app
-from imager.station.service import ServicePolicy, Station
+from imager.station.policy import ServicePolicy
+from imager.station.service import Station
 from imager.store.db import Registry
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,7 @@ class ServeOptions:
     lab: int = 0
     lab_size: int = 256 << 20
     local_agent: bool = True
+    api_docs: bool = False       # serve /docs and /openapi.json (they describe every route)
     policy: ServicePolicy = ServicePolicy()
 
     @property
@@ -71,7 +73,7 @@ def serve(settings: Settings, options: ServeOptions) -> None:
         if options.lab else []
     station = Station(settings, registry, options.policy)
     station.start(reconcile=not options.local_agent)
-    server = _Server(uvicorn.Config(create_app(station), host=options.host,
+    server = _Server(uvicorn.Config(create_app(station, docs=options.api_docs), host=options.host,
                                     port=options.port, log_level="warning",
                                     access_log=False))
     stop = threading.Event()

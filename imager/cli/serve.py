@@ -9,7 +9,7 @@ from rich.console import Console
 
 from imager.cli.context import Context
 from imager.station.liveness import DEFAULT_TIMEOUT
-from imager.station.service import AUTO_ERASE, ServicePolicy
+from imager.station.policy import AUTO_ERASE, ServicePolicy
 from imager.station.tokens import Tokens
 
 MiB = 1 << 20
@@ -35,6 +35,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "(they resume when it is back); default %(default)s")
     p.add_argument("--no-local-agent", action="store_true",
                    help="do not watch this machine's docks")
+    p.add_argument("--api-docs", action="store_true",
+                   help="also serve the API's interactive documentation (/docs, "
+                        "/openapi.json) to whoever reaches the port: for development")
     p.set_defaults(func=cmd_serve)
 
 
@@ -47,6 +50,7 @@ def cmd_serve(args: argparse.Namespace, ctx: Context) -> int:
     options = ServeOptions(
         host=host or "127.0.0.1", port=int(port), lab=args.lab,
         lab_size=args.lab_size_mib * MiB, local_agent=not args.no_local_agent,
+        api_docs=args.api_docs,
         policy=ServicePolicy(auto_erase=args.auto_erase,
                              auto_resume=not args.no_auto_resume,
                              auto_certify=not args.no_auto_certify,

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from imager.errors import NotFound
+from imager.errors import NotFound, UsageError
 from imager.host.owner import Owner
 from imager.model import DriveIdentity, ErasePlan, ImagePlan
 from imager.protocol.jobs import EventView, JobView, plan_of
@@ -227,3 +227,26 @@ class RegistryJobStore:
                                 f"created it (pid {job.owner_pid}) stopped first")
                 stale.append(job.id)
         return stale
+
+
+def ready_for_a_job(s: Session, drive: Drive) -> DriveIdentity:
+    """A drive with no open job, plugged in and probed: its identity as probed."""
+    open_job = s.scalar(select(Job).where(Job.drive_id == drive.id, Job.state.in_(
+        ("queued", "running", "interrupted"))))
+    if open_job is not None:
+        raise UsageError(f"drive {drive.id} already has job {open_job.id} ({open_job.state})")
+    probe = drive.plan or {}
+    if not drive.present or probe.get("plan") is None:
+        raise UsageError(f"le disque {drive.id} n'est pas branché / drive {drive.id} is "
+                         "not plugged in: plug it into a dock first")
+    return DriveIdentity(**probe["identity"])
+
+
+def erase_job_for(store: RegistryJobStore, s: Session, drive: Drive, *,
+                  technician_id: int | None, donation_id: int | None) -> int:
+    """An erase job for a plugged-in drive, with the plan its agent made (its id)."""
+    ident = ready_for_a_job(s, drive)
+    plan = ErasePlan.from_dict((drive.plan or {})["plan"])
+    return store.bound(s).create_erase(ident, plan, donation_id=donation_id,
+                                       technician_id=technician_id, agent_id=drive.agent_id)
+

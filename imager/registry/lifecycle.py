@@ -8,10 +8,12 @@ success is `imaged`: written, fsynced and read back.
 
 from __future__ import annotations
 
-from imager.errors import UsageError
+from typing import get_args
 
-JOB_STATES = ("queued", "running", "interrupted", "erased", "imaged", "unverified", "failed",
-              "cancelled")
+from imager.errors import UsageError
+from imager.model import JobState
+
+JOB_STATES: tuple[str, ...] = get_args(JobState)
 # The state that says a job of this kind did its work.
 SUCCESS = {"erase": "erased", "image": "imaged"}
 

@@ -93,3 +93,17 @@ def machine_summary(s: Session, machine: Machine, *,
         out["inventory"] = inv
         out["history"] = [items.event_summary(e) for e in items.history(s, machine)]
     return out
+
+
+def belongs(s: Session, drive: Drive, machine: Machine, *, actor: str) -> None:
+    """`drive` is found inside `machine` (its agent booted there): tie them, and
+    the machine follows its drives' states from then on."""
+    if drive.machine_id == machine.id:
+        return
+    drive.machine_id = machine.id
+    items.note(s, drive, "in_machine", actor=actor, reason=f"found in machine {machine.id}",
+               data={"machine": machine.id})
+    items.follow_drives(s, machine, actor=actor,
+                        reason=f"drive {drive.id} is {drive.state}: the machine follows "
+                               "its drives")
+

@@ -17,9 +17,10 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from imager.store.models import Job
+if TYPE_CHECKING:
+    from imager.store.models import Job
 
 DEFAULT_TIMEOUT = 120.0
 

@@ -1,0 +1,257 @@
+"""The events an agent sends the station: one model per kind, versioned.
+
+Every event is an envelope (`id`, `seq`, `at`, `v`, `kind`) around the data of
+its kind. The agent builds its events with these models (`make_event`), so it
+cannot spool one the station would refuse; the station reads them with the
+same models (`parse_events`), so a malformed or unknown event is refused as a
+whole, with the field named (`describe_errors`), before anything changes.
+
+Version 1 is the first typed version; events spooled by agents from before it
+carry no `v` and read as version 1 (their shape did not change).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+
+from imager.model import ErasePlan, JobState
+
+PROTOCOL_VERSION = 1
+
+
+class _Strict(BaseModel):
+    """Unknown fields are refused: a field the station does not read is a mistake."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Identity(_Strict):
+    """imager.model.DriveIdentity on the wire."""
+
+    path: str = Field(min_length=1, max_length=4096)
+    size: int = Field(ge=0)
+    logical_sector: int = Field(default=512, gt=0)
+    physical_sector: int = Field(default=512, gt=0)
+    model: str | None = Field(default=None, max_length=200)
+    vendor: str | None = Field(default=None, max_length=200)
+    serial: str | None = Field(default=None, max_length=200)
+    wwn: str | None = Field(default=None, max_length=200)
+    transport: str | None = Field(default=None, max_length=40)
+    rotational: bool = False
+    removable: bool = False
+    backing_file: str | None = Field(default=None, max_length=4096)
+
+
+class Owner(_Strict):
+    """The process that runs a job (imager.host.owner.Owner)."""
+
+    host: str = Field(max_length=200)
+    boot_id: str = Field(max_length=200)
+    pid: int = Field(ge=0)
+    started: float
+
+
+def _erase_plan(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    """An erase plan must read as one (ErasePlan.from_dict)."""
+    if value is not None:
+        try:
+            ErasePlan.from_dict(value)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"not an erase plan ({type(exc).__name__}: {exc})") from exc
+    return value
+
+
+# -- the data of each kind --------------------------------------------------------
+
+
+class DriveAttachedData(_Strict):
+    identity: Identity
+    plan: dict[str, Any] | None = None          # ErasePlan.to_dict(); None: not plannable
+    problems: list[str] = Field(default_factory=list, max_length=100)
+
+    _plan = field_validator("plan")(_erase_plan)
+
+
+class DriveDetachedData(_Strict):
+    identity: str = Field(min_length=1, max_length=4096)   # DriveIdentity.key
+    path: str | None = Field(default=None, max_length=4096)
+    reason: str = Field(default="", max_length=2000)
+
+
+class MachineFacts(BaseModel):
+    """The part of an inventory the registry files a machine under; the rest of
+    the inventory is kept as evidence, as reported."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    vendor: str | None = Field(default=None, max_length=200)
+    model: str | None = Field(default=None, max_length=200)
+    serial: str | None = Field(default=None, max_length=200)
+    uuid: str | None = Field(default=None, max_length=200)
+
+
+class Inventory(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=True)
+    machine: MachineFacts = Field(default_factory=MachineFacts)
+
+
+class MachineInventoryData(_Strict):
+    key: str | None = Field(default=None, max_length=400)   # machine_key(inventory)
+    inventory: Inventory
+    proposal: dict[str, Any] | None = None                    # triage's proposal
+
+
+class HeartbeatData(_Strict):
+    pass
+
+
+class _JobData(_Strict):
+    job: int = Field(ge=1)
+    owner: Owner | None = None      # the process running the job; None: not said
+
+
+class JobMoveData(_JobData):
+    target: JobState
+    reason: str = Field(default="", max_length=20000)
+    report: dict[str, Any] | None = None       # EraseReport.to_dict() on a final move
+    data: dict[str, Any] | None = None
+
+
+class JobEventData(_JobData):
+    kind: str = Field(min_length=1, max_length=40)
+    message: str = Field(default="", max_length=20000)
+    data: dict[str, Any] | None = None
+
+
+class JobPlanData(_JobData):
+    plan: dict[str, Any]
+    kind: str = Field(min_length=1, max_length=40)
+    message: str = Field(default="", max_length=20000)
+
+    _plan = field_validator("plan")(_erase_plan)
+
+
+class JobCheckpointData(_JobData):
+    checkpoint: dict[str, Any]
+
+
+class JobDriveData(_JobData):
+    identity: Identity
+
+
+class ProgressData(_JobData):
+    phase: str = Field(max_length=40)
+    index: int = Field(ge=0)
+    done: int = Field(ge=0)
+    total: int = Field(ge=0)
+
+
+# -- the envelopes --------------------------------------------------------------
+
+
+class _Envelope(_Strict):
+    id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
+    seq: int = Field(default=0, ge=0)
+    at: datetime
+    v: Literal[1] = PROTOCOL_VERSION
+
+
+class DriveAttached(_Envelope):
+    kind: Literal["drive_attached"]
+    data: DriveAttachedData
+
+
+class DriveDetached(_Envelope):
+    kind: Literal["drive_detached"]
+    data: DriveDetachedData
+
+
+class MachineInventory(_Envelope):
+    kind: Literal["machine_inventory"]
+    data: MachineInventoryData
+
+
+class Heartbeat(_Envelope):
+    kind: Literal["heartbeat"]
+    data: HeartbeatData = Field(default_factory=HeartbeatData)
+
+
+class JobMove(_Envelope):
+    kind: Literal["job_move"]
+    data: JobMoveData
+
+
+class JobEvent(_Envelope):
+    kind: Literal["job_event"]
+    data: JobEventData
+
+
+class JobPlan(_Envelope):
+    kind: Literal["job_plan"]
+    data: JobPlanData
+
+
+class JobCheckpoint(_Envelope):
+    kind: Literal["job_checkpoint"]
+    data: JobCheckpointData
+
+
+class JobDrive(_Envelope):
+    kind: Literal["job_drive"]
+    data: JobDriveData
+
+
+class Progress(_Envelope):
+    kind: Literal["progress"]
+    data: ProgressData
+
+
+JobEnvelope = JobMove | JobEvent | JobPlan | JobCheckpoint | JobDrive | Progress
+Event = Annotated[DriveAttached | DriveDetached | MachineInventory | Heartbeat | JobEnvelope,
+                  Field(discriminator="kind")]
+KINDS: tuple[str, ...] = ("drive_attached", "drive_detached", "machine_inventory",
+                          "heartbeat", "job_move", "job_event", "job_plan", "job_checkpoint",
+                          "job_drive", "progress")
+_EVENT: TypeAdapter[Event] = TypeAdapter(Event)
+_EVENTS: TypeAdapter[list[Event]] = TypeAdapter(list[Event])
+
+
+class BadEvent(ValueError):
+    """An event that does not fit the protocol; the message names the field."""
+
+
+def make_event(kind: str, data: dict[str, Any], *, id: str, seq: int,
+               at: datetime) -> dict[str, Any]:
+    """An event as JSON, checked against its kind's model (BadEvent otherwise)."""
+    try:
+        event = _EVENT.validate_python({"id": id, "seq": seq, "at": at, "kind": kind,
+                                        "data": data})
+    except ValidationError as exc:
+        raise BadEvent(describe_errors(exc.errors())) from exc
+    return event.model_dump(mode="json")
+
+
+def parse_events(raw: list[Any]) -> list[Event]:
+    """Events as received (JSON values); BadEvent names the first bad fields."""
+    try:
+        return _EVENTS.validate_python(raw)
+    except ValidationError as exc:
+        raise BadEvent(describe_errors(exc.errors())) from exc
+
+
+def describe_errors(errors: Any) -> str:
+    """Validation errors as one sentence per field: where, what, and the fix."""
+    return "; ".join(_describe(e) for e in errors[:10]) + (
+        f"; and {len(errors) - 10} more" if len(errors) > 10 else "")
+
+
+def _describe(error: dict[str, Any]) -> str:
+    where = ".".join(str(p) for p in error.get("loc", ()) if p != "body")
+    if error.get("type") == "union_tag_invalid":
+        return (f"{where}: unknown event kind {error.get('input', {}).get('kind')!r}: "
+                f"use one of {', '.join(KINDS)}")
+    if error.get("type") == "union_tag_not_found":
+        return f"{where}: the event has no 'kind': give one of {', '.join(KINDS)}"
+    return f"{where or 'event'}: {error.get('msg', 'invalid')}"

@@ -1,0 +1,195 @@
+"""An agent's events applied to the registry, one typed event at a time.
+
+`apply` runs inside the transaction that also records the event's id; it
+changes the registry only, and returns what the station must do once that
+transaction is committed (`Effects`: wake the agents' long polls, certify a
+job, forget a resume request, note a job's progress). Nothing here starts a
+thread or touches the station's memory: an event that is refused leaves no
+trace but its refusal.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from imager.errors import NotFound
+from imager.host.owner import Owner
+from imager.model import DriveIdentity, ErasePlan, ImagePlan
+from imager.protocol import events as ev
+from imager.registry import items, machines
+from imager.registry.jobs import RegistryJobStore, erase_job_for, upsert_drive
+from imager.station.liveness import same_run
+from imager.station.policy import ServicePolicy
+from imager.store.db import utcnow
+from imager.store.models import Agent, Drive, Job, Machine
+
+
+@dataclass
+class Effects:
+    """What the station does once an event's transaction is committed."""
+
+    wake: bool = False                                   # jobs to hand out changed
+    certify: list[int] = field(default_factory=list)     # jobs erased: issue their certificate
+    running: list[int] = field(default_factory=list)     # jobs running again: no resume pending
+    progress: dict[int, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Applier:
+    """Applies events with the station's job store and policy."""
+
+    store: RegistryJobStore
+    policy: ServicePolicy
+
+    def apply(self, s: Session, agent: Agent, event: ev.Event) -> Effects:
+        """Apply `event` of `agent` in `s` (ImagerError, KeyError... refuse it)."""
+        effects = Effects()
+        actor = f"agent {agent.name}"
+        if isinstance(event, ev.DriveAttached):
+            self._attached(s, agent, event.data, effects)
+        elif isinstance(event, ev.DriveDetached):
+            _detached(s, event.data, actor=actor)
+        elif isinstance(event, ev.MachineInventory):
+            _inventory(s, agent, event.data)
+        elif not isinstance(event, ev.Heartbeat):
+            self._job_event(s, agent, event, effects)
+        return effects
+
+    def _attached(self, s: Session, agent: Agent, data: ev.DriveAttachedData,
+                  effects: Effects) -> None:
+        ident = DriveIdentity(**data.identity.model_dump())
+        actor = f"agent {agent.name}"
+        drive = upsert_drive(s, ident, actor=actor)
+        drive.present, drive.agent_id, drive.last_seen_at = True, agent.id, utcnow()
+        drive.plan = {"identity": data.identity.model_dump(), "plan": data.plan,
+                      "problems": list(data.problems)}
+        items.note(s, drive, "plugged_in", actor=actor, reason=f"{ident.path} on {agent.name}",
+                   data={"path": ident.path})
+        if agent.kind == "machine":            # a laptop's agent: the drive is the laptop's
+            machine = s.scalar(select(Machine).where(Machine.agent_id == agent.id)
+                               .order_by(Machine.id.desc()))
+            if machine is not None:
+                machines.belongs(s, drive, machine, actor=actor)
+        effects.wake |= self._follow_drive(s, drive, agent)
+        effects.wake |= auto_erase(s, drive, self.policy, self.store) is not None
+
+    def _follow_drive(self, s: Session, drive: Drive, agent: Agent) -> bool:
+        """A queued or interrupted job goes to the agent that now holds its drive
+        (another dock, or the same laptop booted again): that agent runs it."""
+        moved = False
+        for job in s.scalars(select(Job).where(Job.drive_id == drive.id,
+                                               Job.state.in_(("queued", "interrupted")),
+                                               Job.agent_id != agent.id)):
+            self.store.bound(s).event(job.id, "reassigned",
+                                      f"drive now on agent {agent.name}: it resumes there",
+                                      {"from_agent": job.agent_id, "to_agent": agent.id})
+            job.agent_id, moved = agent.id, True
+        return moved
+
+    def _job_event(self, s: Session, agent: Agent, event: ev.JobEnvelope,
+                   effects: Effects) -> None:
+        data = event.data
+        job = s.get(Job, data.job)
+        if job is None or job.agent_id != agent.id:
+            raise NotFound(f"job {data.job} is not a job of agent {agent.name}")
+        store = self.store.bound(s)
+        owner = _owner(data.owner)
+        if job.state == "interrupted" and owner is not None and not (
+                isinstance(event, ev.JobMove) and data.target == "running") and same_run(
+                job, dataclasses.asdict(owner)):
+            store.move(job.id, "running", owner=owner,
+                       reason=f"agent {agent.name} is back: its run of the job went on")
+        if isinstance(event, ev.Progress):
+            effects.progress[job.id] = event.data.model_dump(
+                include={"phase", "index", "done", "total"})
+        elif isinstance(event, ev.JobMove):
+            move = event.data
+            store.move(job.id, move.target, reason=move.reason, report=move.report,
+                       data=move.data, owner=owner)
+            if move.target == "running":
+                effects.running.append(job.id)
+            if move.target == "erased":
+                effects.certify.append(job.id)
+        elif isinstance(event, ev.JobEvent):
+            store.event(job.id, event.data.kind, event.data.message, event.data.data)
+            if event.data.kind == "deployment" and job.kind == "image":
+                _deployment(s, agent, job, event.data.data or {})
+        elif isinstance(event, ev.JobPlan):
+            store.replace_plan(job.id, ErasePlan.from_dict(event.data.plan),
+                               kind=event.data.kind, message=event.data.message)
+        elif isinstance(event, ev.JobCheckpoint):
+            store.save_checkpoint(job.id, event.data.checkpoint)
+        else:
+            store.record_drive(DriveIdentity(**event.data.identity.model_dump()))
+
+
+def auto_erase(s: Session, drive: Drive, policy: ServicePolicy,
+               store: RegistryJobStore) -> int | None:
+    """The erase job the policy starts for `drive` (plugged in, probed, inventoried), if any."""
+    if not policy.wants_erase(drive) or not drive.present or drive.state != "inventoried":
+        return None
+    if (drive.plan or {}).get("plan") is None:
+        return None
+    return erase_job_for(store.bound(s), s, drive, technician_id=None,
+                         donation_id=drive.donation_id)
+
+
+def _owner(owner: ev.Owner | None) -> Owner | None:
+    return Owner(**owner.model_dump()) if owner is not None else None
+
+
+def _detached(s: Session, data: ev.DriveDetachedData, *, actor: str) -> None:
+    drive = s.scalar(select(Drive).where(Drive.identity == data.identity))
+    if drive is not None and drive.present:
+        drive.present = False
+        items.note(s, drive, "unplugged", actor=actor, reason=data.reason,
+                   data={"path": data.path})
+
+
+def _inventory(s: Session, agent: Agent, data: ev.MachineInventoryData) -> None:
+    """File the machine a laptop's agent inventoried: by its key, else by the
+    serial intake recorded, else a new machine."""
+    facts = data.inventory.machine
+    machine = s.scalar(select(Machine).where(Machine.identity == data.key)) \
+        if data.key else None
+    if machine is None and facts.serial:
+        machine = s.scalar(select(Machine).where(Machine.serial == facts.serial,
+                                                 Machine.state == "received"))
+    if machine is None:
+        machine = Machine(state="received", created_at=utcnow())
+        s.add(machine)
+    actor = f"agent {agent.name}"
+    machine.identity = data.key or machine.identity
+    machine.vendor, machine.model = facts.vendor, facts.model
+    machine.serial, machine.uuid = facts.serial or machine.serial, facts.uuid
+    machine.inventory, machine.proposal = data.inventory.model_dump(mode="json"), data.proposal
+    machine.agent_id, machine.last_seen_at = agent.id, utcnow()
+    s.flush()
+    items.note(s, machine, "inventory", actor=actor, reason="inventory reported",
+               data={"proposal": data.proposal})
+    if machine.state == "received":
+        items.move(s, machine, "inventoried", actor=actor, reason="inventory reported")
+    if agent.kind == "machine":            # the drives its agent already reported
+        for drive in s.scalars(select(Drive).where(Drive.agent_id == agent.id,
+                                                   Drive.present.is_(True))):
+            machines.belongs(s, drive, machine, actor=actor)
+
+
+def _deployment(s: Session, agent: Agent, job: Job, data: dict[str, Any]) -> None:
+    """An agent's image job reported its deployment: record it, move the drive."""
+    from imager.imaging.deploy import TargetResult
+    from imager.registry import deployments
+    plan = ImagePlan.from_dict(job.plan)
+    result = TargetResult(**{**data["result"], "mismatches": [
+        tuple(m) for m in data["result"]["mismatches"]]})
+    info = deployments.ImageInfo(plan.name, plan.version, plan.sha256, plan.image_size,
+                                 plan.mapped_bytes)
+    deployments.finish(s, job.drive_id, info, result, actor=f"agent {agent.name}",
+                       started_at=job.started_at or utcnow(),
+                       erasure_job_id=plan.erasure_job, after=data.get("after"),
+                       hostname=plan.hostname, job_id=job.id)
