@@ -18,6 +18,7 @@ from conftest import need_root
 from imager.erase import guard
 from imager.errors import RefusedDevice
 from imager.host.blockdev import open_device
+from imager.host.device_facts import gather
 from imager.host.devices import DeviceFacts, parse_mountinfo, read_mounts
 from imager.settings import Settings
 
@@ -28,7 +29,7 @@ def test_refusal_reasons_are_data() -> None:
     f = DeviceFacts(path="/dev/sda", exists=True, is_block=True, sysname="sda", disk="sda",
                     read_only=True, mounts=(("sda2", "/home"),),
                     system_roles=(("sda1", "root"), ("sda3", "swap")),
-                    openers=((42, "gparted", "sda2"),), excluded=True)
+                    openers=((42, "gparted", "sda2"),), excluded="/dev/sda")
     reasons = guard.refusals(f)
     assert any("root filesystem" in r for r in reasons)
     assert any("swap" in r for r in reasons)
@@ -302,6 +303,35 @@ def test_guard_respects_the_exclusion_list(loopdev: Callable[..., str], tmp_path
         guard.check(dev, s)
 
 
+@pytest.mark.root
+def test_the_exclusion_list_is_read_as_an_operator_writes_it(loopdev: Callable[..., str],
+                                                              tmp_path: Path) -> None:
+    """IMAGER_EXCLUDE entries are links (/dev/disk/by-id/...), carry spaces, or name
+    one partition of a disk: all of them protect the drive, compared by device number."""
+    dev = loopdev(16 << 20)
+    part = _partition(dev, "size=4MiB\n")[0]
+    by_id = tmp_path / "by-id"
+    by_id.mkdir()
+    (by_id / "ata-DONATED_SSD_S4DXNF0M1").symlink_to(dev)
+    (by_id / "ata-DONATED_SSD_S4DXNF0M1-part1").symlink_to(part)
+    alias = tmp_path / "alias-node"          # another node of the same device
+    os.mknod(alias, 0o600 | stat.S_IFBLK, os.stat(dev).st_rdev)
+    for entry in (f" {by_id / 'ata-DONATED_SSD_S4DXNF0M1'} ",
+                  str(by_id / "ata-DONATED_SSD_S4DXNF0M1-part1"), f"{alias}  ",
+                  os.path.basename(dev)):
+        s = Settings(data_dir=tmp_path, excluded_devices=(entry,))
+        with pytest.raises(RefusedDevice, match="IMAGER_EXCLUDE") as err:
+            guard.check(dev, s)
+        assert entry.strip() in str(err.value)
+    env = {**os.environ, "IMAGER_EXCLUDE": f" , {by_id / 'ata-DONATED_SSD_S4DXNF0M1'} ,"}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(os, "environ", env)
+        with pytest.raises(RefusedDevice, match="IMAGER_EXCLUDE"):
+            guard.check(dev, Settings.from_env(data_dir=tmp_path))
+    assert not gather(dev, Settings(data_dir=tmp_path,
+                                    excluded_devices=("/dev/disk/by-id/not-here",))).excluded
+
+
 # --- stacked devices (dm, md) on a built sysfs ----------------------------------------
 # This kernel may have no device-mapper or md: the sysfs layout they produce is built
 # in a directory instead (Settings.sys_root), with real device nodes (mknod) to stat.
@@ -352,13 +382,13 @@ def test_guard_refuses_a_device_mapper_root_and_the_disk_below(tmp_path: Path) -
     proc = _fake_proc(tmp_path / "proc",
                       "30 1 240:0 / / rw - ext4 /dev/mapper/vg-root rw\n")
     s = Settings(data_dir=tmp_path, sys_root=fake.sys, proc_root=proc)
-    lv = guard.gather(root_lv, s)
+    lv = gather(root_lv, s)
     assert lv.built_on == ("sdz",) and lv.system_roles == (("dm-0", "root"),)
     reasons = guard.refusals(lv)
     assert reasons[0] == ("dm-0 is a device-mapper device (LVM, LUKS, multipath) built on "
                           "/dev/sdz: erase the physical disk(s) instead")
     assert "holds the running system's root filesystem (dm-0)" in reasons
-    below = guard.gather(disk, s)
+    below = gather(disk, s)
     assert below.related == {"sdz", "dm-0"} and below.built_on == ()
     assert below.system_roles == (("dm-0", "root"),) and below.mounts == (("dm-0", "/"),)
 

@@ -30,6 +30,7 @@ from imager.erase import guard
 from imager.erase import policy as erase_policy
 from imager.erase.plan import plan_for
 from imager.errors import ImagerError
+from imager.host.device_facts import gather
 from imager.host.owner import machine_id
 from imager.host.udev import BlockEvent, BlockWatcher
 from imager.host.virtual import label_of
@@ -277,7 +278,7 @@ class Agent:
 
     def _identify(self, path: str) -> DriveIdentity | None:
         """The drive at `path`, or None when it is not to be offered."""
-        facts = guard.gather(path, self.settings)
+        facts = gather(path, self.settings)
         if facts.system_roles or facts.mounts or facts.excluded or facts.built_on or (
                 guard.virtual_kind(facts.sysname or "")):
             return None

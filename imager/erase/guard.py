@@ -1,29 +1,25 @@
 """The safety guard: decide whether a device may be written.
 
-`gather()` reads the facts from the host; `refusals()` is a pure decision on
-them. Root, boot, swap, mounted and opened devices are refused and no flag
-changes that; so are virtual and stacked devices (dm, md, nbd, zram, ram,
-optical). A loop device backed by a block device is judged with the facts of
-its backing device too. The exclusive open (O_EXCL) in host.blockdev is the
-second, kernel-side line of defence: it stops mounts and exclusive holders,
-not a plain reader such as `dd`, which is why the guard scans /proc itself.
+imager.host.device_facts reads the facts from the host; `refusals()` is a pure
+decision on them, and `check()` puts the two together. Root, boot, swap,
+mounted and opened devices are refused and no flag changes that; so are
+virtual and stacked devices (dm, md, nbd, zram, ram, optical). A loop device
+backed by a block device is judged with the facts of its backing device too.
+The exclusive open (O_EXCL) in host.blockdev is the second, kernel-side line
+of defence: it stops mounts and exclusive holders, not a plain reader such as
+`dd`, which is why the guard scans /proc itself.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
-import stat
-from pathlib import Path
 
 from imager.errors import RefusedDevice
-from imager.host import devices as hd
-from imager.host.devices import DeviceFacts, Mount
+from imager.host.device_facts import gather
+from imager.host.devices import DeviceFacts
 from imager.settings import Settings
 
-ROLE_OF_MOUNTPOINT = {"/": "root", "/boot": "boot", "/boot/efi": "boot", "/efi": "boot",
-                      "/usr": "system", "/var": "system"}
 ROLE_TEXT = {
     "root": "holds the running system's root filesystem",
     "boot": "holds the running system's boot partition",
@@ -66,7 +62,8 @@ def refusals(f: DeviceFacts, *, allow_files: bool = False) -> list[str]:
             for lo in f.loop_users]
     out += _backing_refusals(f)
     if f.excluded:
-        out.append("excluded by the station configuration (IMAGER_EXCLUDE)")
+        out.append(f"excluded by the station configuration (IMAGER_EXCLUDE={f.excluded}): "
+                   "remove it from that list to erase it")
     return out
 
 
@@ -101,127 +98,10 @@ def _backing_refusals(f: DeviceFacts) -> list[str]:
 
 
 def check(path: str, settings: Settings, *, allow_files: bool = False) -> DeviceFacts:
-    """Gather facts and raise RefusedDevice with every reason, if any."""
+    """Gather facts (imager.host.device_facts) and raise RefusedDevice with every
+    reason, if any."""
     facts = gather(path, settings)
     reasons = refusals(facts, allow_files=allow_files)
     if reasons:
         raise RefusedDevice(path, reasons)
     return facts
-
-
-def gather(path: str, settings: Settings) -> DeviceFacts:
-    """Read from the host everything `refusals()` needs about `path`."""
-    return _gather(path, settings, _mounted(hd.read_mounts(settings), settings))
-
-
-def _gather(path: str, settings: Settings, mounted: list[tuple[str, str]]) -> DeviceFacts:
-    """`gather()` with the mounts already read: (sysname, mountpoint) pairs."""
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return DeviceFacts(path=path, exists=False)
-    if stat.S_ISREG(st.st_mode):
-        return _file_facts(path, settings)
-    if not stat.S_ISBLK(st.st_mode):
-        return DeviceFacts(path=path, exists=True)
-    return _block_facts(path, st.st_rdev, settings, mounted)
-
-
-def _devno(rdev: int) -> str:
-    return f"{os.major(rdev)}:{os.minor(rdev)}"
-
-
-def _file_facts(path: str, settings: Settings) -> DeviceFacts:
-    users = hd.loop_users_of(Path(path), settings)
-    openers = hd.file_openers(Path(path), settings, exclude_pid=os.getpid())
-    return DeviceFacts(path=path, exists=True, is_file=True, loop_users=tuple(users),
-                       openers=tuple(openers))
-
-
-def _block_facts(path: str, rdev: int, settings: Settings,
-                 mounted: list[tuple[str, str]]) -> DeviceFacts:
-    sysname = hd.sysname_of_devno(_devno(rdev), settings) or os.path.basename(path)
-    disk = hd.disk_of(sysname, settings)
-    related = hd.family(disk, settings)
-    devnos = {rdev: sysname, **_devnos(related, settings)}
-    ro = (settings.sys_root / "class" / "block" / sysname / "ro").read_text().strip() == "1"
-    return DeviceFacts(
-        path=path, exists=True, is_block=True, rdev=rdev, sysname=sysname, disk=disk,
-        read_only=ro, related=related, built_on=_built_on(disk, settings),
-        mounts=tuple(sorted({(n, mp) for n, mp in mounted if n in related})),
-        system_roles=tuple(_system_roles(disk, mounted, settings)),
-        openers=tuple(hd.block_openers(devnos, settings, exclude_pid=os.getpid())),
-        loop_users=tuple(hd.loops_backed_by(devnos, settings)),
-        backing=_loop_backing(sysname, settings, mounted),
-        excluded=_excluded(path, sysname, disk, settings),
-    )
-
-
-def _devnos(names: frozenset[str], settings: Settings) -> dict[int, str]:
-    """{st_rdev: sysname} for every device in `names`."""
-    out = {}
-    for name in names:
-        rdev = hd.devno_of(name, settings)
-        if rdev is not None:
-            out[rdev] = name
-    return out
-
-
-def _built_on(disk: str, settings: Settings) -> tuple[str, ...]:
-    """The whole disks a stacked device is built on (empty for a plain disk)."""
-    if not hd.slaves_of(disk, settings):
-        return ()
-    return tuple(sorted(hd.underlying_disks(disk, settings)))
-
-
-def _loop_backing(sysname: str, settings: Settings,
-                  mounted: list[tuple[str, str]]) -> DeviceFacts | None:
-    """The facts of a loop device's backing file when that file is a block device."""
-    backing = hd.backing_file_of(sysname, settings)
-    try:
-        is_block = backing is not None and stat.S_ISBLK(os.stat(backing).st_mode)
-    except OSError:
-        return None
-    return _gather(backing, settings, mounted) if backing and is_block else None
-
-
-def _mount_sysname(m: Mount, settings: Settings) -> str | None:
-    name = hd.sysname_of_devno(m.devno, settings)
-    if name is None and m.source.startswith("/dev/"):
-        try:
-            name = hd.sysname_of_devno(_devno(os.stat(m.source).st_rdev), settings)
-        except OSError:
-            return None
-    return name
-
-
-def _mounted(mounts: list[Mount], settings: Settings) -> list[tuple[str, str]]:
-    """(sysname, mountpoint) of every mount backed by a block device."""
-    out = []
-    for m in mounts:
-        name = _mount_sysname(m, settings)
-        if name:
-            out.append((name, m.mountpoint))
-    return out
-
-
-def _system_roles(disk: str, mounted: list[tuple[str, str]],
-                  settings: Settings) -> list[tuple[str, str]]:
-    """Roles (root/boot/swap...) the running system gives to devices on `disk`."""
-    def on_disk(name: str) -> bool:
-        return name == disk or disk in hd.underlying_disks(name, settings)
-
-    roles = {(n, ROLE_OF_MOUNTPOINT[mp]) for n, mp in mounted if mp in ROLE_OF_MOUNTPOINT}
-    for swap in hd.read_swaps(settings):
-        try:
-            name = hd.sysname_of_devno(_devno(os.stat(swap).st_rdev), settings)
-        except OSError:
-            continue
-        if name:
-            roles.add((name, "swap"))
-    return sorted((n, role) for n, role in roles if on_disk(n))
-
-
-def _excluded(path: str, sysname: str, disk: str, settings: Settings) -> bool:
-    names = {path, sysname, disk, f"/dev/{sysname}", f"/dev/{disk}"}
-    return any(x in names for x in settings.excluded_devices)

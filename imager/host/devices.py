@@ -42,7 +42,7 @@ class DeviceFacts:
     openers: tuple[tuple[int, str, str], ...] = ()  # (pid, command, what it holds open)
     loop_users: tuple[str, ...] = ()         # loop devices backed by this file or disk
     backing: DeviceFacts | None = None       # facts of a loop's backing block device
-    excluded: bool = False
+    excluded: str | None = None              # the IMAGER_EXCLUDE entry that covers it
 
 
 def read_mounts(settings: Settings) -> list[Mount]:
