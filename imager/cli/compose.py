@@ -67,15 +67,24 @@ class _Server(uvicorn.Server):
 
 
 def serve(settings: Settings, options: ServeOptions) -> None:
-    """Run the station until stopped."""
-    registry = Registry.open(settings)
+    """Run the station until stopped; a lab bench it attached is detached after."""
+    attached_before = {b.number for b in lab_bench.bays(settings) if b.device}
     bays = lab_bench.up(settings, count=options.lab, size=options.lab_size) \
         if options.lab else []
+    try:
+        _serve(settings, options, lab=bool(bays))
+    finally:        # the loop devices this run attached (its jobs have stopped)
+        if bays:
+            lab_bench.down(settings, only={b.number for b in bays} - attached_before)
+
+
+def _serve(settings: Settings, options: ServeOptions, *, lab: bool) -> None:
+    registry = Registry.open(settings)
     station = Station(settings, registry, options.policy)
     station.start(reconcile=not options.local_agent)
-    server = _Server(uvicorn.Config(create_app(station, docs=options.api_docs), host=options.host,
-                                    port=options.port, log_level="warning",
-                                    access_log=False))
+    server = _Server(uvicorn.Config(create_app(station, docs=options.api_docs),
+                                    host=options.host, port=options.port,
+                                    log_level="warning", access_log=False))
     stop = threading.Event()
     server.before_exit = stop
     # The objects made at start-up (modules, app, policy) live as long as the
@@ -86,8 +95,7 @@ def serve(settings: Settings, options: ServeOptions) -> None:
     if options.local_agent:
         server.agent = Agent(settings, AgentConfig(
             name="station-docks", spool=settings.data_dir / "spool" / "station-docks",
-            station=options.url, enrol_token=station.tokens.enrol,
-            only_lab=bool(bays)))
+            station=options.url, enrol_token=station.tokens.enrol, only_lab=lab))
         threading.Thread(target=_start_agent, args=(server, station, stop),
                          daemon=True).start()
     try:

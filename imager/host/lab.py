@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import random
 import subprocess
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,9 +75,11 @@ def up(settings: Settings, *, count: int, size: int) -> list[Bay]:
     return bays(settings)
 
 
-def down(settings: Settings) -> list[Bay]:
-    """Detach every bay's loop device (the images stay)."""
+def down(settings: Settings, *, only: Iterable[int] | None = None) -> list[Bay]:
+    """Detach the loop device of every bay, or of the bays numbered `only`
+    (the images stay)."""
+    numbers = None if only is None else set(only)
     for bay in bays(settings):
-        if bay.device:
+        if bay.device and (numbers is None or bay.number in numbers):
             subprocess.run(["losetup", "-d", bay.device], check=False)
     return bays(settings)
