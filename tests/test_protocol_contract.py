@@ -1,0 +1,146 @@
+"""The agent protocol as a contract: the JSON of every event kind is pinned
+(tests/data/protocol/events-v1.json), the agent's own code writes events that
+fit it, and the station answers 422 naming the field for an event that does
+not (an unknown kind, a missing field, a field nobody reads)."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import DATA
+from fastapi.testclient import TestClient
+
+from imager.agent.outbox import Outbox
+from imager.agent.remote import RemoteJobStore
+from imager.host.owner import Owner
+from imager.model import DriveIdentity, ErasePlan
+from imager.protocol import events as ev
+from imager.protocol.jobs import JobView
+from imager.settings import Settings
+from imager.station.api import create_app
+from imager.station.policy import ServicePolicy
+from imager.station.service import Station
+from imager.store.db import Registry
+
+PINNED = DATA / "protocol" / "events-v1.json"
+
+
+def _pinned() -> list[dict[str, Any]]:
+    events: list[dict[str, Any]] = json.loads(PINNED.read_text())["events"]
+    return events
+
+
+def test_every_event_kind_has_its_pinned_json() -> None:
+    assert sorted(e["kind"] for e in _pinned()) == sorted(ev.KINDS)
+    assert ev.PROTOCOL_VERSION == 1 and all(e["v"] == 1 for e in _pinned())
+
+
+@pytest.mark.parametrize("pinned", _pinned(), ids=lambda e: e["kind"])
+def test_the_pinned_json_of_each_kind_reads_and_writes_unchanged(pinned: dict[str, Any]
+                                                                  ) -> None:
+    (event,) = ev.parse_events([pinned])
+    assert event.model_dump(mode="json") == pinned, (
+        "the protocol changed: if on purpose, give it a new version (PROTOCOL_VERSION) "
+        f"and pin the new JSON in {PINNED}")
+    plan = pinned["data"].get("plan")
+    if plan is not None:
+        assert json.loads(json.dumps(ErasePlan.from_dict(plan).to_dict())) == plan
+
+
+def test_an_event_from_an_agent_of_before_the_version_reads_as_version_1() -> None:
+    old = {k: v for k, v in _pinned()[0].items() if k != "v"}
+    assert ev.parse_events([old])[0].v == 1
+
+
+def test_the_agents_own_code_writes_events_that_fit_the_contract(tmp_path: Path) -> None:
+    """A real outbox and the agent's job store, every kind they write, read back
+    by the station's parser with nothing lost."""
+    outbox = Outbox(tmp_path / "spool")
+    plan = ErasePlan.from_dict(_pinned()[0]["data"]["plan"])
+    ident = DriveIdentity(path="/dev/sdb", size=1 << 30, serial="S1", transport="sata")
+    job = JobView(id=7, kind="erase", state="queued", device_path="/dev/sdb",
+                  drive_identity=ident.key, drive_size=ident.size, plan=plan, checkpoint=None,
+                  report=None, reason=None, donation=None, technician=None,
+                  created_at=datetime.now(UTC), started_at=None, ended_at=None)
+    store = RemoteJobStore(outbox, job)
+    store.move(7, "running", owner=Owner.me())
+    store.event(7, "pass_done", "pass 1", {"index": 0})
+    store.replace_plan(7, plan, kind="method_refused", message="refused")
+    store.save_checkpoint(7, {"index": 0, "offset": 4096, "seconds": 1.0})
+    store.record_drive(ident)
+    store.progress(7, "pass", 0, 4096, 1 << 30)
+    outbox.put("drive_detached", {"identity": ident.key, "path": ident.path,
+                                  "reason": "unplugged"})
+    sent = outbox.pending()
+    parsed = ev.parse_events(sent)
+    assert [e.kind for e in parsed] == ["job_move", "job_event", "job_plan", "job_checkpoint",
+                                        "job_drive", "progress", "drive_detached"]
+    assert [e.model_dump(mode="json") for e in parsed] == sent
+
+
+def test_the_agent_cannot_spool_an_event_the_station_would_refuse(tmp_path: Path) -> None:
+    outbox = Outbox(tmp_path / "spool")
+    with pytest.raises(ev.BadEvent, match=r"drive_detached\.data\.identity"):
+        outbox.put("drive_detached", {"path": "/dev/sdb"})
+    with pytest.raises(ev.BadEvent, match="unknown event kind 'drive_exploded'"):
+        outbox.put("drive_exploded", {})
+    assert outbox.pending() == []
+
+
+@pytest.fixture
+def api(settings: Settings, registry: Registry) -> Iterator[tuple[TestClient, str]]:
+    station = Station(settings, registry, ServicePolicy(auto_erase="never",
+                                                        auto_certify=False))
+    _, token = station.register(station.tokens.enrol, name="dock-1", kind="dock",
+                                host="bench", info=None)
+    with TestClient(create_app(station)) as client:
+        yield client, token
+
+
+def _send(api: tuple[TestClient, str], *events: dict[str, Any]) -> Any:
+    client, token = api
+    return client.post("/api/v1/events", json={"events": list(events)},
+                       headers={"Authorization": f"Bearer {token}"})
+
+
+def _bad(mutate: Any) -> dict[str, Any]:
+    event = copy.deepcopy(_pinned()[0])
+    mutate(event)
+    return event
+
+
+@pytest.mark.parametrize(("mutate", "named"), [
+    (lambda e: e.update(kind="drive_exploded"), "unknown event kind 'drive_exploded'"),
+    (lambda e: e.pop("kind"), "has no 'kind'"),
+    (lambda e: e["data"]["identity"].pop("size"),
+     "events.0.drive_attached.data.identity.size: Field required"),
+    (lambda e: e["data"].update(sanitization_class="purge"),
+     "events.0.drive_attached.data.sanitization_class: Extra inputs are not permitted"),
+    (lambda e: e["data"]["plan"].pop("steps"), "events.0.drive_attached.data.plan"),
+    (lambda e: e.update(id=""), "events.0.drive_attached.id"),
+    (lambda e: e.update(v=2), "events.0.drive_attached.v"),
+], ids=["unknown-kind", "no-kind", "missing-field", "unknown-field", "bad-plan", "no-id",
+        "future-version"])
+def test_a_malformed_event_is_refused_422_with_its_field_named(
+        api: tuple[TestClient, str], mutate: Any, named: str) -> None:
+    good = _pinned()[3]                          # a heartbeat: refused with the bad one
+    resp = _send(api, good, _bad(mutate))
+    assert resp.status_code == 422, resp.text
+    assert named.replace("events.0", "events.1") in resp.json()["error"]
+    assert _send(api, good).json()["results"][0]["outcome"] == "applied"
+
+
+def test_the_pinned_events_are_answered_by_the_station(api: tuple[TestClient, str]) -> None:
+    """Every pinned event is read by the station: applied, or refused by the registry
+    (job 7 is no job of this agent) but never refused as malformed."""
+    resp = _send(api, *_pinned())
+    assert resp.status_code == 200, resp.text
+    outcomes = {r["id"]: r["outcome"] for r in resp.json()["results"]}
+    assert outcomes["e1"] == outcomes["e2"] == outcomes["e3"] == outcomes["e4"] == "applied"
+    assert {outcomes[f"e{i}"] for i in range(5, 11)} == {"refused"}
