@@ -144,3 +144,15 @@ def test_the_pinned_events_are_answered_by_the_station(api: tuple[TestClient, st
     outcomes = {r["id"]: r["outcome"] for r in resp.json()["results"]}
     assert outcomes["e1"] == outcomes["e2"] == outcomes["e3"] == outcomes["e4"] == "applied"
     assert {outcomes[f"e{i}"] for i in range(5, 11)} == {"refused"}
+
+
+def test_a_spooled_event_that_does_not_fit_is_set_aside_not_sent(tmp_path: Path) -> None:
+    """A spool edited by hand (or from an agent of another protocol) must not block
+    the events behind it: the bad one is kept as .damaged for a person."""
+    outbox = Outbox(tmp_path / "spool")
+    first = outbox.put("heartbeat", {})
+    bad = tmp_path / "spool" / f"{first['seq'] + 1:020d}-bad.event.json"
+    bad.write_text(json.dumps({**_pinned()[1], "kind": "drive_exploded"}))
+    outbox.put("heartbeat", {})
+    assert [e["kind"] for e in outbox.pending()] == ["heartbeat", "heartbeat"]
+    assert bad.with_suffix(".damaged").exists() and not bad.exists()

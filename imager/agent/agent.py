@@ -219,7 +219,11 @@ class Agent:
     def _run(self, job: JobOnDrive, stop: threading.Event) -> None:
         view, store = job.store.job, job.store
         progress = _throttled(store.progress)
-        watcher = threading.Thread(target=lambda: (stop.wait(), job.stop.set()), daemon=True)
+        def relay() -> None:        # the agent stops: so does this job
+            stop.wait()
+            job.stop.set()
+
+        watcher = threading.Thread(target=relay, daemon=True)
         watcher.start()
         try:
             if view.kind == "image":
@@ -249,9 +253,9 @@ class Agent:
                 self._seen(event)
             self.watching.set()
             while not stop.is_set():
-                event = watcher.poll(0.5)
-                if event is not None and event.action != "ignored":
-                    self._seen(event)
+                change = watcher.poll(0.5)
+                if change is not None and change.action != "ignored":
+                    self._seen(change)
         finally:
             watcher.close()
 

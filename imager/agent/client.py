@@ -57,11 +57,15 @@ class StationClient:
         return Registration(data["agent"], data["token"], data["policy"])
 
     def send(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        return self._call("POST", "/api/v1/events", json={"events": events})["results"]
+        results: list[dict[str, Any]] = self._call("POST", "/api/v1/events",
+                                                   json={"events": events})["results"]
+        return results
 
     def next_jobs(self, wait: float) -> list[dict[str, Any]]:
-        return self._call("GET", "/api/v1/jobs/next", params={"wait": wait},
-                          timeout=wait + 10)["jobs"]
+        jobs: list[dict[str, Any]] = self._call("GET", "/api/v1/jobs/next",
+                                                params={"wait": wait},
+                                                timeout=wait + 10)["jobs"]
+        return jobs
 
     def fetch(self, path: str) -> bytes:
         """A small file from the station (e.g. an image's bmap)."""

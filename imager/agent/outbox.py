@@ -12,6 +12,7 @@ station applies an event id once, so sending one twice is harmless.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 import time
@@ -22,8 +23,9 @@ from typing import Any
 
 from imager.errors import UsageError
 from imager.host.files import write_atomic
-from imager.protocol.events import make_event
+from imager.protocol.events import make_event, parse_events
 
+log = logging.getLogger(__name__)
 SUFFIX = ".event.json"
 IDENTITY = "agent.json"      # who wrote the spool: `imager agent sync` sends as that agent
 
@@ -77,9 +79,13 @@ class Outbox:
             durable = []
             for path in self._files()[:limit]:
                 try:
-                    durable.append(json.loads(path.read_text()))
-                except (OSError, ValueError):
-                    os.replace(path, path.with_suffix(".damaged"))  # kept for a person
+                    event = json.loads(path.read_text())
+                    parse_events([event])
+                    durable.append(event)
+                except (OSError, ValueError) as exc:   # BadEvent too: never sent, or the
+                    log.error("spooled event %s set aside (%s): kept as .damaged for a "
+                              "person", path.name, exc)   # station would refuse them all
+                    os.replace(path, path.with_suffix(".damaged"))
             events = durable + list(self._memory.values())
         return sorted(events, key=lambda e: e["seq"])[:limit]
 

@@ -52,8 +52,9 @@ class RemoteJobStore:
     def get(self, job_id: int, *, with_events: bool = False) -> JobView:
         return self.job
 
-    def move(self, job_id: int, target: str, *, reason: str = "", report: dict | None = None,
-             data: dict[str, Any] | None = None, owner: Owner | None = None) -> None:
+    def move(self, job_id: int, target: str, *, reason: str = "",
+             report: dict[str, Any] | None = None, data: dict[str, Any] | None = None,
+             owner: Owner | None = None) -> None:
         check_move(job_id, self.job.state, target, kind=self.job.kind)
         self._put("job_move", {"job": job_id, "target": target, "reason": reason,
                                "report": report, "data": data,

@@ -15,7 +15,7 @@ from imager.station.tokens import Tokens
 MiB = 1 << 20
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("serve", help="démarrer la station / run the station",
                        description="Démarre la station : API des agents, agent local des "
                                    "stations d'accueil, certificats. / Runs the station: the "

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from imager import __version__
 from imager.erase import guard
@@ -119,7 +120,7 @@ class JobSink:
         return (*self.done, partial)
 
 
-def resume_point(checkpoint: dict | None) -> ResumePoint:
+def resume_point(checkpoint: dict[str, Any] | None) -> ResumePoint:
     if not checkpoint:
         return ResumePoint()
     done = tuple(PassResult.from_dict(p) for p in checkpoint["done"])

@@ -155,7 +155,7 @@ class _Envelope(_Strict):
     id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
     seq: int = Field(default=0, ge=0)
     at: datetime
-    v: Literal[1] = PROTOCOL_VERSION
+    v: Literal[1] = 1               # PROTOCOL_VERSION
 
 
 class DriveAttached(_Envelope):

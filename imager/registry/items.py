@@ -15,7 +15,7 @@ look at.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
@@ -31,6 +31,7 @@ from imager.store.db import utcnow
 from imager.store.models import Drive, ItemEvent, Job, Machine
 
 Item = Drive | Machine
+ItemT = TypeVar("ItemT", Drive, Machine)
 
 # A job's state -> the state of its drive (queued changes nothing; interrupted
 # leaves the drive erasing: the job is resumable).
@@ -238,8 +239,8 @@ def history(s: Session, item: Item) -> list[ItemEvent]:
     return list(s.scalars(select(ItemEvent).where(column == item.id).order_by(ItemEvent.id)))
 
 
-def find_item(s: Session, model: type[Item], ref: str, columns: tuple[Any, ...], *,
-              missing: str) -> Any:
+def find_item(s: Session, model: type[ItemT], ref: str, columns: tuple[Any, ...], *,
+              missing: str) -> ItemT:
     """The one drive or machine (`model`) whose number is `ref`, else whose
     `columns` equal it; NotFound says `missing`, several say to use the number."""
     ref = ref.strip()

@@ -8,6 +8,7 @@ marked `interrupted`, never left running and never counted as erased.
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -41,8 +42,9 @@ def _view(job: Job, *, with_events: bool = False) -> JobView:
 
 def _add_event(s: Session, job: Job, kind: str, message: str = "",
                data: dict[str, Any] | None = None) -> None:
-    seq = s.scalar(select(func.coalesce(func.max(JobEvent.seq), 0))
-                   .where(JobEvent.job_id == job.id)) + 1
+    last = s.scalar(select(func.coalesce(func.max(JobEvent.seq), 0))
+                    .where(JobEvent.job_id == job.id))
+    seq = (last or 0) + 1
     s.add(JobEvent(job_id=job.id, seq=seq, at=utcnow(), kind=kind, message=message, data=data))
 
 
@@ -176,8 +178,9 @@ class RegistryJobStore:
                 q = q.where(Job.state.in_(states))
             return [_view(j) for j in s.scalars(q)]
 
-    def move(self, job_id: int, target: str, *, reason: str = "", report: dict | None = None,
-             data: dict[str, Any] | None = None, owner: Owner | None = None) -> None:
+    def move(self, job_id: int, target: str, *, reason: str = "",
+             report: dict[str, Any] | None = None, data: dict[str, Any] | None = None,
+             owner: Owner | None = None) -> None:
         """A state move, with its event; terminal moves close the job. `owner`:
         the process that runs it (default: this one)."""
         with self._session() as s:
@@ -205,7 +208,7 @@ class RegistryJobStore:
         with self._session() as s:
             self._job(s, job_id).checkpoint = checkpoint
 
-    def reconcile(self) -> list[int]:
+    def reconcile(self) -> builtins.list[int]:
         """Jobs whose owner process died: running -> interrupted (resumable),
         queued -> failed (never started). Returns their ids."""
         stale = []

@@ -100,7 +100,7 @@ class Applier:
         store = self.store.bound(s)
         owner = _owner(data.owner)
         if job.state == "interrupted" and owner is not None and not (
-                isinstance(event, ev.JobMove) and data.target == "running") and same_run(
+                isinstance(event, ev.JobMove) and event.data.target == "running") and same_run(
                 job, dataclasses.asdict(owner)):
             store.move(job.id, "running", owner=owner,
                        reason=f"agent {agent.name} is back: its run of the job went on")

@@ -38,7 +38,7 @@ def file_of(settings: Settings, name: str, version: str, part: str) -> Path:
     if part not in PARTS:
         raise NotFound(f"image part {part!r}: use one of {', '.join(PARTS)}")
     entry = catalogue(settings).get(name, version)
-    path = {"image": entry.image, "bmap": entry.bmap_path, "manifest": entry.files.manifest,
+    path: Path = {"image": entry.image, "bmap": entry.bmap_path, "manifest": entry.files.manifest,
             "signed": entry.files.signed}[part]
     if not path.exists():
         raise NotFound(f"image {name} {version} has no {part} file ({path.name}): "

@@ -158,7 +158,8 @@ class Station:
             rows = s.execute(select(Job.id, Job.agent_id, Agent.name)
                              .join(Agent, Job.agent_id == Agent.id)
                              .where(Job.state == "running")).all()
-        silent = self.liveness.silent(agent_id for _, agent_id, _ in rows)
+        silent = self.liveness.silent(agent_id for _, agent_id, _ in rows
+                                      if agent_id is not None)
         stopped = []
         for job_id, agent_id, name in rows:
             if agent_id not in silent:
