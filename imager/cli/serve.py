@@ -5,12 +5,9 @@ from __future__ import annotations
 import argparse
 import logging
 
-from rich.console import Console
-
 from imager.cli.context import Context
 from imager.station.liveness import DEFAULT_TIMEOUT
 from imager.station.policy import AUTO_ERASE, ServicePolicy
-from imager.station.tokens import Tokens
 
 MiB = 1 << 20
 
@@ -42,7 +39,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def cmd_serve(args: argparse.Namespace, ctx: Context) -> int:
+    from rich.console import Console
+
     from imager.cli.compose import ServeOptions, serve
+    from imager.station.tokens import Tokens
     host, _, port = args.listen.rpartition(":")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     for noisy in ("httpx", "weasyprint", "fontTools", "alembic"):
