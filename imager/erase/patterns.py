@@ -14,7 +14,7 @@ import threading
 from abc import ABC, abstractmethod
 from functools import lru_cache
 
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.ciphers import Cipher, CipherContext, algorithms, modes
 
 from imager.errors import UsageError
 from imager.model import PassSpec
@@ -87,7 +87,7 @@ class Keystream(Source):
             raise UsageError(f"random seed must be 32 bytes (64 hex digits), got {len(seed)}")
         self.algorithm = algorithms.AES(seed)
 
-    def _encryptor(self, offset: int):  # type: ignore[no-untyped-def]
+    def _encryptor(self, offset: int) -> CipherContext:
         if offset % AES_BLOCK:
             raise ValueError(f"offset {offset} is not a multiple of {AES_BLOCK}")
         counter = (offset // AES_BLOCK).to_bytes(16, "big")

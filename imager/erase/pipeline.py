@@ -11,13 +11,12 @@ from __future__ import annotations
 import mmap
 import queue
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable
 from typing import Generic, TypeVar
 
 from imager.host.blockdev import aligned_buffer
 
 T = TypeVar("T")
-_END = object()
 
 
 class Item(Generic[T]):
@@ -29,11 +28,12 @@ class Item(Generic[T]):
 
 def prefetch(pieces: Iterable[tuple[int, int]],
              produce: Callable[[mmap.mmap, int, int], T], *, chunk: int,
-             depth: int = 3, name: str = "prefetch") -> Iterator[Item[T]]:
-    """Yield Item(offset, length, buf, produce(buf, offset, length)) in order."""
+             depth: int = 3, name: str = "prefetch") -> Generator[Item[T], None, None]:
+    """Yield Item(offset, length, buf, produce(buf, offset, length)) in order;
+    closing the generator ends the producer thread."""
     bufs = [aligned_buffer(chunk) for _ in range(depth)]
     free: queue.Queue[mmap.mmap | None] = queue.Queue()
-    ready: queue.Queue[object] = queue.Queue()
+    ready: queue.Queue[Item[T] | BaseException | None] = queue.Queue()  # None: the end
     for b in bufs:
         free.put(b)
     stopped = threading.Event()
@@ -48,16 +48,16 @@ def prefetch(pieces: Iterable[tuple[int, int]],
         except BaseException as exc:  # handed to the consumer, raised there
             ready.put(exc)
             return
-        ready.put(_END)
+        ready.put(None)
 
     thread = threading.Thread(target=work, name=name, daemon=True)
     thread.start()
     try:
-        while (item := ready.get()) is not _END:
+        while (item := ready.get()) is not None:
             if isinstance(item, BaseException):
                 raise item
-            yield item  # type: ignore[misc]
-            free.put(item.buf)  # type: ignore[attr-defined]
+            yield item
+            free.put(item.buf)
     finally:
         stopped.set()
         free.put(None)

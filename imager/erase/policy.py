@@ -15,6 +15,7 @@ from typing import Any
 
 from imager import yamldoc
 from imager.erase import catalogue
+from imager.erase.methods import METHODS
 from imager.model import Note, SanitizationClass, VerifyMode
 
 SHIPPED = Path(__file__).resolve().parents[2] / "profiles" / "erase-policy.yaml"
@@ -78,7 +79,7 @@ def _entry(raw: Any, where: str, medium: str, errors: PolicyErrors) -> PolicyMet
         return None
     name = _text(raw.get("method"))
     if name is None or not catalogue.is_known(name):
-        known = ", ".join(sorted(catalogue.FIRMWARE) + sorted(catalogue.METHODS))
+        known = ", ".join(sorted(catalogue.FIRMWARE) + sorted(METHODS))
         errors.add(where, f"unknown method {raw.get('method')!r}: use one of {known}, "
                           "or a pass list such as zero,random")
         return None

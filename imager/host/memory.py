@@ -9,10 +9,13 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import mmap
+from collections.abc import Callable
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
 _libc.memcmp.restype = ctypes.c_int
 _libc.memcmp.argtypes = (ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t)
+# memcmp(address, bytes or a ctypes array, length) -> int, as restype/argtypes say
+_memcmp: Callable[[int, bytes | ctypes.Array[ctypes.c_char], int], int] = _libc.memcmp
 
 
 def equal(buf: mmap.mmap, expected: bytes) -> bool:
@@ -21,7 +24,7 @@ def equal(buf: mmap.mmap, expected: bytes) -> bool:
         raise ValueError("expected data is longer than the buffer")
     view = ctypes.c_char.from_buffer(buf)  # the export ends with `view`
     try:
-        return _libc.memcmp(ctypes.addressof(view), expected, len(expected)) == 0
+        return _memcmp(ctypes.addressof(view), expected, len(expected)) == 0
     finally:
         del view
 
@@ -36,7 +39,7 @@ def same(a: memoryview, b: memoryview) -> bool:
     try:
         second = (ctypes.c_char * len(b)).from_buffer(b)
         try:
-            return _libc.memcmp(ctypes.addressof(first), second, len(a)) == 0
+            return _memcmp(ctypes.addressof(first), second, len(a)) == 0
         finally:
             del second
     finally:

@@ -86,7 +86,8 @@ class BlockWatcher:
                           device.action or "", int(seq) if seq and seq.isdigit() else None)
 
     def fileno(self) -> int:
-        return self._monitor.fileno()
+        fd: int = self._monitor.fileno()       # pyudev ships no types
+        return fd
 
     def close(self) -> None:
         """Release the netlink socket (pyudev frees the monitor when it is collected)."""

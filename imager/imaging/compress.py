@@ -21,14 +21,17 @@ import lzma
 import os
 import zlib
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, Protocol
 
 import zstandard
 
 from imager.errors import ImagerError
 from imager.imaging import bmap as bmaplib
-from imager.imaging.stream import CompressedDataError, Stream, damaged
+from imager.imaging.stream import CompressedDataError, Readable, ReadsInto, Stream, damaged
 from imager.imaging.zstd_frames import ZstdFrames
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
 
 __all__ = ["CompressedDataError", "ImageWriter", "Stream", "compress_file", "detect",
            "open_stream"]
@@ -64,11 +67,11 @@ def detect(source: Path | str | bytes) -> str:
 class _Decompressed(Stream):
     """A decoder stream whose readinto fills the buffer unless the stream ends."""
 
-    def __init__(self, decoder: BinaryIO, kind: str) -> None:
+    def __init__(self, decoder: ReadsInto, kind: str) -> None:
         super().__init__()
         self._decoder, self.kind = decoder, kind
 
-    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+    def readinto(self, buffer: WriteableBuffer, /) -> int:
         view, done = memoryview(buffer).cast("B"), 0
         try:
             while done < len(view):
@@ -86,34 +89,52 @@ class _Decompressed(Stream):
         super().close()
 
 
-def open_stream(fileobj: BinaryIO, kind: str) -> Stream:
+def open_stream(fileobj: Readable, kind: str) -> Stream:
     """A reader of the raw image compressed as `kind` in `fileobj` (see module doc).
 
     Closing it leaves `fileobj` open. "raw" returns a reader of `fileobj` itself.
     """
+    decoder: ReadsInto
     if kind == "zstd":
         return ZstdFrames(fileobj)
     if kind == "xz":
-        decoder = lzma.LZMAFile(fileobj, "rb")
+        # The stub asks for an IO[bytes]; LZMAFile only calls the file object's read().
+        decoder = lzma.LZMAFile(fileobj, "rb")  # type: ignore[arg-type]
     elif kind == "gzip":
         decoder = gzip.GzipFile(fileobj=fileobj, mode="rb")
     elif kind == "raw":
         decoder = _Unclosing(fileobj)
     else:
         raise ImagerError(f"unknown compression {kind!r}: one of {', '.join(KINDS)}")
-    return _Decompressed(decoder, kind)  # type: ignore[arg-type]
+    return _Decompressed(decoder, kind)
 
 
 class _Unclosing(io.RawIOBase):
-    def __init__(self, fileobj: BinaryIO) -> None:
+    def __init__(self, fileobj: Readable) -> None:
         super().__init__()
         self._fileobj = fileobj
 
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
-        return self._fileobj.readinto(buffer)  # type: ignore[attr-defined]
+    def readinto(self, buffer: WriteableBuffer, /) -> int | None:
+        return self._fileobj.readinto(buffer)
+
+
+class Writable(Protocol):
+    """Where ImageWriter puts the compressed image: a file, a hashing writer."""
+
+    def write(self, data: bytes, /) -> object: ...
+
+    def flush(self) -> object: ...
+
+
+class _Sink(Protocol):
+    """A compressor's input (zstd, xz or gzip)."""
+
+    def write(self, data: bytes | memoryview, /) -> object: ...
+
+    def close(self) -> object: ...
 
 
 class ImageWriter:
@@ -126,7 +147,7 @@ class ImageWriter:
     Frames carry a content checksum. `threads` -1 means one per CPU (zstd only).
     """
 
-    def __init__(self, fileobj: BinaryIO, kind: str = "zstd", *, level: int | None = None,
+    def __init__(self, fileobj: Writable, kind: str = "zstd", *, level: int | None = None,
                  threads: int = -1) -> None:
         if kind not in DEFAULT_LEVEL:
             raise ImagerError(f"cannot compress as {kind!r}: one of zstd, xz, gzip")
@@ -139,7 +160,7 @@ class ImageWriter:
         self._threads, self._zeros = threads, 0
         self._cctx = zstandard.ZstdCompressor(level=self._level, threads=threads,
                                               write_checksum=True) if kind == "zstd" else None
-        self._stream: BinaryIO | None = None
+        self._stream: _Sink | None = None
 
     def __enter__(self) -> ImageWriter:
         return self
@@ -147,19 +168,21 @@ class ImageWriter:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _writer(self) -> BinaryIO:
+    def _writer(self) -> _Sink:
         if self._stream is None:
             self._stream = self._open()
         return self._stream
 
-    def _open(self) -> BinaryIO:
+    def _open(self) -> _Sink:
+        # The zstd and xz stubs ask for an IO[bytes]; both only call write() (zstd also
+        # flush(), which Writable has).
         if self._cctx is not None:
-            return self._cctx.stream_writer(self._out, closefd=False)  # type: ignore[return-value]
+            return self._cctx.stream_writer(self._out,  # type: ignore[arg-type]
+                                            closefd=False)
         if self.kind == "xz":
-            return lzma.LZMAFile(self._out, "wb", preset=self._level,  # type: ignore[return-value]
-                                 check=lzma.CHECK_CRC64)
-        return gzip.GzipFile(fileobj=self._out, mode="wb",  # type: ignore[return-value]
-                             compresslevel=self._level, mtime=0)
+            return lzma.LZMAFile(self._out, "wb",  # type: ignore[arg-type]
+                                 preset=self._level, check=lzma.CHECK_CRC64)
+        return gzip.GzipFile(fileobj=self._out, mode="wb", compresslevel=self._level, mtime=0)
 
     def write(self, data: bytes | memoryview) -> None:
         if self._zeros:

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from imager import __version__
 from imager.certify.keys import StationKeys
@@ -168,7 +168,7 @@ def _refuse_existing(files: Files) -> None:
 class _HashingWriter:
     """The compressed file: written, hashed and counted as it goes."""
 
-    def __init__(self, fh: Any) -> None:
+    def __init__(self, fh: BinaryIO) -> None:
         self.fh, self.sha256, self.size = fh, hashlib.sha256(), 0
 
     def write(self, data: bytes) -> int:
@@ -190,8 +190,7 @@ def _compress(raw: Path, target: Path, ranges: list[tuple[int, int]], *, block_s
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
         with atomic_file(target, "image") as fh:
             out = _HashingWriter(fh)
-            with compress.ImageWriter(out, "zstd", level=level,  # type: ignore[arg-type]
-                                      threads=threads) as writer:
+            with compress.ImageWriter(out, "zstd", level=level, threads=threads) as writer:
                 done = 0
                 for index, data in bmaplib.walk(fd, ranges, block_size=block_size,
                                                 image_size=image_size):

@@ -142,7 +142,7 @@ def deploy(source: Source, bmap: Bmap, targets: Sequence[str], *, settings: Sett
         devs = _open_targets(targets, bmap, settings, allow_files=allow_files, stack=stack)
         tap = stack.enter_context(Prefetched(stack.enter_context(closing(source.open()))))
         kind = compress.detect(tap.peek(compress.HEAD))
-        stream = stack.enter_context(compress.open_stream(tap, kind))  # type: ignore[arg-type]
+        stream = stack.enter_context(compress.open_stream(tap, kind))
         run = _Run(bmap, devs, chunk=chunk, depth=depth, stop=stop,
                    check=_Check.of(bmap, verify, sample))
         run.start(stream)
@@ -241,7 +241,7 @@ class _Piece(NamedTuple):
     offset: int           # in the image (and on the target)
     length: int
     at: int               # in the buffer
-    index: int            # the bmap range
+    range_index: int      # the bmap range
     last: bool            # the range's last piece
 
 
@@ -352,7 +352,8 @@ class _Run:
                 for p in chunk.pieces if not self.abort.is_set() else ():
                     hasher.update(chunk.view[p.at:p.at + p.length])
                     if p.last:
-                        self.fail(_range_error(self.bmap, p.index, spans, hasher.hexdigest()))
+                        self.fail(_range_error(self.bmap, p.range_index, spans,
+                                               hasher.hexdigest()))
                         hasher = self.bmap.hasher()
             except Exception as exc:           # a bug: fail loudly, keep the ring turning
                 self.fail(f"checking the image failed: {exc!r}")
@@ -360,7 +361,7 @@ class _Run:
                 chunk.release()
 
 
-def _range_error(bmap: Bmap, index: int, spans: list[tuple[int, int, object]],
+def _range_error(bmap: Bmap, index: int, spans: Sequence[tuple[int, int, object]],
                  digest: str) -> str | None:
     rng = bmap.ranges[index]
     if digest == rng.sha256:
@@ -572,7 +573,7 @@ class _Writer:
                     try:
                         if comparer and not comparer.gone and not self.run.abort.is_set():
                             for p in chunk.pieces:
-                                comparer.piece(p.index, p.offset,
+                                comparer.piece(p.range_index, p.offset,
                                                chunk.view[p.at:p.at + p.length], p.last)
                     except Exception as exc:   # a bug: this target fails, others go on
                         result.error = f"reading {self.dev.path} back failed: {exc!r}"

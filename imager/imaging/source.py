@@ -23,12 +23,16 @@ import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import httpx
 
 from imager.erase.pipeline import prefetch
 from imager.errors import ImagerError
+from imager.imaging.stream import ReadsInto
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
 
 READ = 1 << 20                    # bytes read at a time (network buffer, read-ahead block)
 AHEAD = 8                         # blocks read ahead by Prefetched
@@ -46,7 +50,7 @@ class Source(Protocol):
 
     name: str
 
-    def open(self) -> BinaryIO:
+    def open(self) -> ReadsInto:
         """A new stream of the compressed image from its first byte."""
         ...
 
@@ -71,14 +75,14 @@ class FileSource:
         self.path = Path(path)
         self.name = str(path)
 
-    def open(self) -> BinaryIO:
+    def open(self) -> ReadsInto:
         try:
             fh = open(self.path, "rb", buffering=0)    # closed by the caller
         except OSError as exc:
             raise SourceError(f"cannot read the image {self.path}: {exc.strerror}; check the "
                               "path (`imager image list` shows the catalogue)") from exc
         os.posix_fadvise(fh.fileno(), 0, 0, os.POSIX_FADV_SEQUENTIAL)
-        return fh  # type: ignore[return-value]
+        return fh
 
 
 class _Blocks(io.RawIOBase):
@@ -92,7 +96,7 @@ class _Blocks(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def peek(self, size: int) -> bytes:  # type: ignore[override]
+    def peek(self, size: int) -> bytes:
         """At least `size` first bytes (fewer at the end), read again by `read`."""
         while len(self._rest) < size and (data := self._block()):
             self._rest = memoryview(bytes(self._rest) + data)
@@ -107,9 +111,10 @@ class _Blocks(io.RawIOBase):
         self._rest = self._rest[len(data):]
         return data
 
-    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
-        data = self.read(len(buffer))
-        memoryview(buffer).cast("B")[:len(data)] = data
+    def readinto(self, buffer: WriteableBuffer, /) -> int:
+        view = memoryview(buffer).cast("B")
+        data = self.read(len(view))
+        view[:len(data)] = data
         return len(data)
 
 
@@ -123,10 +128,10 @@ class HttpSource:
         self.headers = dict(headers or {})
         self.attempts, self.backoff, self.timeout = attempts, backoff, timeout
 
-    def open(self) -> BinaryIO:
+    def open(self) -> ReadsInto:
         stream = _HttpStream(self)
         stream.connect()
-        return io.BufferedReader(stream, buffer_size=READ)  # type: ignore[return-value]
+        return io.BufferedReader(stream, buffer_size=READ)
 
 
 class _HttpStream(_Blocks):
@@ -254,8 +259,8 @@ class _HttpStream(_Blocks):
 
 def _failing(exc: Exception) -> Iterator[bytes]:
     """An iterator that raises `exc`: a failed reconnection counts as a failure."""
+    yield from ()                              # a generator: raises at the first next()
     raise exc
-    yield b""  # pragma: no cover (makes this a generator)
 
 
 class Prefetched(_Blocks):
@@ -264,7 +269,7 @@ class Prefetched(_Blocks):
     first bytes can be peeked (for `compress.detect`). Closing it ends the
     thread, not `raw`."""
 
-    def __init__(self, raw: BinaryIO, *, block: int = READ, depth: int = AHEAD) -> None:
+    def __init__(self, raw: ReadsInto, *, block: int = READ, depth: int = AHEAD) -> None:
         super().__init__()
         self.raw, self.sha256 = raw, hashlib.sha256()
         self._items = prefetch(itertools.repeat((0, block)), self._fetch, chunk=block,
@@ -276,7 +281,7 @@ class Prefetched(_Blocks):
         if self._eof:
             return 0
         with memoryview(buf) as whole, whole[:size] as view:
-            got = self.raw.readinto(view) or 0  # type: ignore[attr-defined]
+            got = self.raw.readinto(view) or 0
             self.sha256.update(view[:got])
         self._eof = not got
         return got
@@ -291,5 +296,5 @@ class Prefetched(_Blocks):
 
     def close(self) -> None:
         if not self.closed:
-            self._items.close()                # type: ignore[attr-defined] (ends the thread)
+            self._items.close()                # ends the thread
         super().close()

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import io
+from typing import TYPE_CHECKING, Protocol
 
 from imager.errors import ImagerError
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
 
 SCRATCH = 8 << 20
 
@@ -17,6 +21,22 @@ def damaged(kind: str, why: object) -> CompressedDataError:
     return CompressedDataError(
         f"the {kind} image cannot be decompressed ({why}): the file is damaged or "
         "truncated; get it again and check it (`imager image verify NAME`)")
+
+
+class ReadsInto(Protocol):
+    """A binary file object that fills a buffer: a file, an HTTP body, a decoder."""
+
+    def readinto(self, buffer: WriteableBuffer, /) -> int | None: ...
+
+    def close(self) -> None: ...
+
+
+class Readable(ReadsInto, Protocol):
+    """What a compressed image is read from: a file, a BytesIO, source.Prefetched."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+    def seek(self, offset: int, whence: int = 0, /) -> int: ...
 
 
 class Stream(io.RawIOBase):

@@ -14,11 +14,14 @@ an error instead).
 from __future__ import annotations
 
 import io
-from typing import BinaryIO
+from typing import TYPE_CHECKING, Protocol
 
 import zstandard
 
-from imager.imaging.stream import Stream, damaged
+from imager.imaging.stream import Readable, Stream, damaged
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
 
 MAGIC = b"\x28\xb5\x2f\xfd"
 SKIPPABLE = b"\x2a\x4d\x18"                    # after a first byte 0x50-0x5F
@@ -53,10 +56,18 @@ def _zeros_of(frame: bytes) -> int | None:
     return known
 
 
+class _Frame(Protocol):
+    """python-zstandard's reader of one frame (its stub leaves close() untyped)."""
+
+    def readinto(self, buffer: memoryview, /) -> int: ...
+
+    def close(self) -> object: ...
+
+
 class ZstdFrames(Stream):
     """The decompressed content of the zstd frames in `fileobj` (left open)."""
 
-    def __init__(self, fileobj: BinaryIO) -> None:
+    def __init__(self, fileobj: Readable) -> None:
         super().__init__()
         self._src = fileobj
         self._buf = bytearray()                # compressed bytes read, not yet consumed
@@ -64,7 +75,7 @@ class ZstdFrames(Stream):
         self._offset = 0                       # compressed offset of _buf[0]
         self._eof = False
         self._zeros = 0                        # bytes left of the current zero frame
-        self._frame: io.RawIOBase | None = None
+        self._frame: _Frame | None = None
         self._dctx = zstandard.ZstdDecompressor()
         self.zero_frames = 0                   # how many frames were skipped undecoded
 
@@ -111,9 +122,10 @@ class ZstdFrames(Stream):
                 self._zeros = zeros
                 self.zero_frames += 1
             else:
-                self._frame = self._dctx.stream_reader(  # type: ignore[assignment]
-                    _FrameBytes(self), read_size=_READ, read_across_frames=False,
-                    closefd=False)
+                # The stub asks for an IO[bytes]; stream_reader only calls read().
+                self._frame = self._dctx.stream_reader(
+                    _FrameBytes(self),  # type: ignore[arg-type]
+                    read_size=_READ, read_across_frames=False, closefd=False)
             return True
 
     def _skip_skippable(self) -> None:
@@ -168,7 +180,7 @@ class ZstdFrames(Stream):
         return 5 + (not single) + (0, 1, 2, 4)[fhd & 3] + fcs, 4 if fhd & 0x04 else 0
 
     # -- the decompressed bytes --------------------------------------------------
-    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+    def readinto(self, buffer: WriteableBuffer, /) -> int:
         view = memoryview(buffer).cast("B")
         return self._pump(len(view), view)
 
@@ -262,7 +274,8 @@ class _FrameBytes(io.RawIOBase):
         self.last = bool(head & 1)
         return True
 
-    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
-        data = self.read(len(buffer))
-        memoryview(buffer).cast("B")[:len(data)] = data
+    def readinto(self, buffer: WriteableBuffer, /) -> int:
+        view = memoryview(buffer).cast("B")
+        data = self.read(len(view))
+        view[:len(data)] = data
         return len(data)

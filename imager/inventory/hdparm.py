@@ -54,7 +54,7 @@ def _int(text: str, pattern: str) -> int | None:
 def _flag(section: str, word: str) -> bool:
     """hdparm prints '\\tnot\\t<word>' or '\\t\\t<word>' on a line of its own."""
     m = re.search(rf"^\s*(not)?\s+{word}(?::.*)?$", section, re.M)
-    return bool(m) and m.group(1) is None
+    return m is not None and m.group(1) is None
 
 
 def parse_security(section: str) -> AtaSecurity:

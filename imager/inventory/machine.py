@@ -260,7 +260,7 @@ class MachineInventory:
             raise UsageError(f"machine inventory: schema {schema!r} is not the one this "
                              f"station reads ({cls.SCHEMA}): update the agent or the station")
         errors: list[str] = []
-        inv = _decode(cls, data, "", errors)
+        inv: MachineInventory = _decode(cls, data, "", errors)   # a dynamic decoder
         if errors:
             raise UsageError(f"machine inventory has {len(errors)} problem(s):\n  - "
                              + "\n  - ".join(errors))
@@ -451,4 +451,6 @@ def _scalar(tp: Any, value: Any, where: str, errors: list[str]) -> Any:
     if not isinstance(value, accepted) or (tp is not bool and isinstance(value, bool)):
         errors.append(f"{where}: expected {expected}, not {value!r}")
         return None
-    return float(value) if tp is float else value
+    if tp is float and isinstance(value, int):
+        return float(value)                    # JSON's 3 is the number 3.0
+    return value

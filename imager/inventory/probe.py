@@ -9,16 +9,37 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypedDict
 
 from imager.errors import ImagerError
 from imager.host.nvme import nvme_topology
 from imager.host.run import RunResult, run
 from imager.inventory import hdparm, lsblk, mmc, nvme, scsi, smartctl
 from imager.inventory.capabilities import DriveCapabilities, Medium
+from imager.inventory.hdparm import AtaIdentify, HostProtectedArea
+from imager.inventory.mmc import MmcExtCsd
+from imager.inventory.nvme import NvmeController, NvmeNamespace
+from imager.inventory.scsi import ScsiInquiry
+from imager.inventory.smartctl import SmartReport
 from imager.model import DriveIdentity
 from imager.settings import Settings
 
 Runner = Callable[[list[str]], RunResult]
+
+
+class _Parts(TypedDict, total=False):
+    """What the tools told, as DriveCapabilities' fields of the same names."""
+
+    ata: AtaIdentify
+    hpa: HostProtectedArea
+    dco_real_max: int | None
+    nvme: NvmeController
+    nvme_namespace: NvmeNamespace
+    nvme_other_namespaces: tuple[str, ...]
+    smart: SmartReport | None
+    scsi_sanitize: frozenset[str]
+    scsi_inquiry: ScsiInquiry | None
+    mmc: MmcExtCsd
 
 
 def _tool(argv: list[str], problems: list[str], runner: Runner) -> str | None:
@@ -49,8 +70,8 @@ def medium_of(ident: DriveIdentity, rotational: bool | None) -> Medium:
     return "unknown"
 
 
-def _ata(path: str, problems: list[str], runner: Runner) -> dict:
-    out: dict = {}
+def _ata(path: str, problems: list[str], runner: Runner) -> _Parts:
+    out: _Parts = {}
     text = _tool(["hdparm", "-I", path], problems, runner)
     if text and "Model Number" in text:
         out["ata"] = hdparm.parse_identify(text)
@@ -64,8 +85,8 @@ def _ata(path: str, problems: list[str], runner: Runner) -> dict:
     return out
 
 
-def _nvme(path: str, settings: Settings, problems: list[str], runner: Runner) -> dict:
-    out: dict = {}
+def _nvme(path: str, settings: Settings, problems: list[str], runner: Runner) -> _Parts:
+    out: _Parts = {}
     topology = nvme_topology(path, settings)
     if topology is not None:
         out["nvme_other_namespaces"] = topology.others()
@@ -82,7 +103,7 @@ def _nvme(path: str, settings: Settings, problems: list[str], runner: Runner) ->
     return out
 
 
-def _mmc(path: str, settings: Settings, problems: list[str], runner: Runner) -> dict:
+def _mmc(path: str, settings: Settings, problems: list[str], runner: Runner) -> _Parts:
     """EXT_CSD of an eMMC; an SD card (sysfs type "SD") has none and is not asked."""
     kind = settings.sys_root / "block" / Path(path).name / "device" / "type"
     try:
@@ -98,7 +119,8 @@ def _mmc(path: str, settings: Settings, problems: list[str], runner: Runner) -> 
         return {}
 
 
-def _smart(path: str, transport: str | None, problems: list[str], runner: Runner):  # type: ignore[no-untyped-def]
+def _smart(path: str, transport: str | None, problems: list[str],
+           runner: Runner) -> SmartReport | None:
     text = _tool(["smartctl", "-j", "-x", path], problems, runner)
     report = smartctl.parse(text) if text else None
     if report and not report.answered and transport == "usb":  # unknown USB bridge
@@ -112,7 +134,7 @@ def probe(path: str, settings: Settings, *, runner: Runner | None = None) -> Dri
     runner = runner or (lambda argv: run(argv, check=False, timeout=120))
     ident = lsblk.probe(path, settings)
     problems: list[str] = []
-    parts: dict = {}
+    parts: _Parts = {}
     if ident.transport in ("sata", "ata"):
         parts |= _ata(path, problems, runner)
     elif ident.transport == "nvme":

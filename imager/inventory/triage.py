@@ -22,14 +22,15 @@ import string
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 from imager import yamldoc
 from imager.inventory.machine import MachineInventory
 from imager.model import Note
 
 SHIPPED = Path(__file__).resolve().parents[2] / "profiles" / "triage.yaml"
-ORIENTATIONS = ("reuse", "parts", "recycling")   # from best to worst
+Orientation = Literal["reuse", "parts", "recycling"]
+ORIENTATIONS: tuple[Orientation, ...] = ("reuse", "parts", "recycling")   # from best to worst
 OUTCOMES = (*ORIENTATIONS, "note")
 TOP_KEYS = {"name", "version", "rules"}
 RULE_KEYS = {"id", "measure", "op", "threshold", "outcome", "message", "only_if"}
@@ -42,9 +43,9 @@ GIB = 1 << 30
 _SIZE_UNITS = {"b": 1, "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40,
                "kio": 1 << 10, "mio": 1 << 20, "gio": 1 << 30, "tio": 1 << 40}
 
-Orientation = Literal["reuse", "parts", "recycling"]
 Kind = Literal["bytes", "count", "fraction", "bool"]
 Value = int | float | bool
+Lang = Literal["fr", "en"]
 
 
 # --- measures -------------------------------------------------------------------------
@@ -100,7 +101,7 @@ def measures(inv: MachineInventory) -> dict[str, Value | None]:
     return {name: m.get(inv) for name, m in MEASURES.items()}
 
 
-def format_value(kind: Kind, value: Value, lang: Literal["fr", "en"]) -> str:
+def format_value(kind: Kind, value: Value, lang: Lang) -> str:
     """A measured value or threshold as a person reads it: '4 Gio' / '4 GiB', '45 %' / '45%'."""
     if kind == "bool":
         return ("oui" if value else "non") if lang == "fr" else ("yes" if value else "no")
@@ -137,9 +138,10 @@ class Rule:
     def message(self, value: Value) -> Note:
         """The rule's message with the measured value and the threshold substituted."""
         kind = MEASURES[self.measure].kind
+        messages: tuple[tuple[str, Lang], ...] = ((self.message_fr, "fr"), (self.message_en, "en"))
         return Note(*(template.format(value=format_value(kind, value, lang),
                                       threshold=format_value(kind, self.threshold, lang))
-                      for template, lang in ((self.message_fr, "fr"), (self.message_en, "en"))))
+                      for template, lang in messages))
 
 
 @dataclass(frozen=True)
@@ -170,24 +172,24 @@ def parse_size(text: str) -> int | None:
     return int(float(m.group(1).replace(",", ".")) * _SIZE_UNITS[m.group(2).lower()])
 
 
-def _threshold(raw: Any, kind: Kind, where: str, errors: RuleErrors) -> Value | None:
+def _threshold(raw: object, kind: Kind, where: str, errors: RuleErrors) -> Value | None:
     """A threshold fitting the measure's kind, or None with the problem recorded."""
-    number = isinstance(raw, int | float) and not isinstance(raw, bool)
+    number = raw if isinstance(raw, int | float) and not isinstance(raw, bool) else None
     if kind == "bool":
         if isinstance(raw, bool):
             return raw
         errors.add(where, f"expected true or false, not {raw!r}")
     elif kind == "bytes":
-        size = parse_size(raw) if isinstance(raw, str) else (raw if number else None)
+        size = parse_size(raw) if isinstance(raw, str) else number
         if size is not None:
             return size
         errors.add(where, f"expected a number of bytes or a size such as 4 GiB, not {raw!r}")
     elif kind == "fraction":
-        if number and 0 <= raw <= 1:
-            return raw
+        if number is not None and 0 <= number <= 1:
+            return number
         errors.add(where, f"expected a number between 0 and 1 (0.5 = 50 %), not {raw!r}")
-    elif number and float(raw).is_integer():
-        return int(raw)
+    elif number is not None and float(number).is_integer():
+        return int(number)
     else:
         errors.add(where, f"expected a whole number, not {raw!r}")
     return None
@@ -268,7 +270,8 @@ def _rule(raw: Any, where: str, errors: RuleErrors) -> Rule | None:
         errors.add(f"{where}.outcome", f"expected one of {', '.join(OUTCOMES)}, not {outcome!r}")
     fr, en = _message(raw.get("message"), f"{where}.message", errors)
     only_if = _only_if(raw.get("only_if"), f"{where}.only_if", errors)
-    if None in (rule_id, m, op, threshold, fr, en) or outcome not in OUTCOMES:
+    if (rule_id is None or m is None or op is None or threshold is None or fr is None
+            or en is None or outcome not in OUTCOMES):
         return None
     return Rule(str(rule_id), m.name, str(op), threshold, str(outcome), str(fr), str(en),
                 only_if)
@@ -375,8 +378,9 @@ def propose(inv: MachineInventory, rules: TriageRules) -> Proposal:
         fired += [hit] if hit else []
         for name in missing:
             unknown.setdefault(name, []).append(rule.id)
-    pushed = [r.outcome for r in fired if r.outcome in ORIENTATIONS]
-    worst = cast(Orientation, max(pushed, key=ORIENTATIONS.index, default="reuse"))
+    pushed = {r.outcome for r in fired}
+    worst: Orientation = max((o for o in ORIENTATIONS if o in pushed), key=ORIENTATIONS.index,
+                             default="reuse")
     return Proposal(orientation=worst, reasons=tuple(fired),
                     notes=tuple(_unknown_note(m, ids) for m, ids in unknown.items()),
                     unknown=tuple(unknown), rules=rules.label)

@@ -22,6 +22,7 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -223,7 +224,7 @@ def _parse_line(
             f"sans doute « {shown} », entourez-la de guillemets",
             f"{len(cells)} values for {len(headers)} columns: a value probably contains "
             f"'{shown}', put it in double quotes"))]
-    values: dict[str, object] = {}
+    values: dict[str, Any] = {}              # each field checked by its DONOR_FIELD_CHECKS
     errors: list[LineError] = []
     for index, target in mapping.items():
         raw = cells[index] if index < len(cells) else ""
@@ -233,7 +234,7 @@ def _parse_line(
             errors.append(LineError(line, headers[index].strip(), str(exc)))
     if errors:
         return None, errors
-    return DonorRow(line=line, **values), []  # type: ignore[arg-type]
+    return DonorRow(line=line, **values), []
 
 
 def parse_donors_csv(text: str) -> ParseResult:
@@ -319,8 +320,8 @@ def import_donors(session: Session, rows: list[DonorRow]) -> ImportResult:
     """Create the donors of `rows` that do not exist; complete the empty fields of
     those that do (matched on kind + name, case-insensitive)."""
     existing: dict[tuple[str, str], Donor] = {}
-    for donor in session.scalars(select(Donor).order_by(Donor.id)):
-        existing.setdefault((donor.kind, name_key(donor.name)), donor)
+    for known in session.scalars(select(Donor).order_by(Donor.id)):
+        existing.setdefault((known.kind, name_key(known.name)), known)
     result = ImportResult()
     for row in rows:
         donor = existing.get((row.kind, name_key(row.name)))
