@@ -1,5 +1,5 @@
 """`imager cert verify` and `imager ledger` on a machine that has its own station:
-which ledger is consulted, and the certificate chain checks."""
+which ledger is consulted, the certificate chain checks, and a quiet stderr."""
 
 from __future__ import annotations
 
@@ -129,6 +129,15 @@ def test_a_damaged_ledger_fails_this_station_documents_only(
     assert "this station's ledger is damaged: run `imager ledger verify`" in mine
     assert "NON VALIDE / NOT VALID" in mine
     assert "ledger not consulted" in other_station and "→ VALIDE" in other_station
+
+
+def test_cert_verify_prints_no_warning(settings: Settings, here: StationKeys) -> None:
+    _issue(settings, here, "EFF-2026-HERE-0002", with_pdf=True)
+    files = [str(settings.documents_dir / f"EFF-2026-HERE-0002{s}") for s in (".json", ".pdf")]
+    out = imager(settings.data_dir, "cert", "verify", *files)
+    assert out.stdout.count("→ VALIDE / VALID") == 2, out.stdout
+    assert "PAdES" in out.stdout
+    assert out.stderr == ""
 
 
 def test_ledger_commands_refuse_an_expired_station_certificate(

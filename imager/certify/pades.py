@@ -11,23 +11,32 @@ from __future__ import annotations
 
 import io
 import logging
+import warnings
 from typing import Any
 
 from asn1crypto import keys as akeys
 from asn1crypto import x509 as ax509
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from pyhanko.pdf_utils.generic import ArrayObject, DictionaryObject
-from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
-from pyhanko.pdf_utils.reader import PdfFileReader
-from pyhanko.sign import signers
-from pyhanko.sign.fields import SigSeedSubFilter
-from pyhanko.sign.validation import validate_pdf_signature
-from pyhanko_certvalidator import ValidationContext
-from pyhanko_certvalidator.registry import SimpleCertificateStore
+from cryptography.utils import CryptographyDeprecationWarning
 
 from imager.certify.keys import StationKeys, issued_by
 from imager.certify.signing import Checks, Trust, VerificationFailed
+
+with warnings.catch_warnings():
+    # pyHanko imports cryptography's DSA key class (for DSA signers, which we never use);
+    # cryptography warns about DSA on that import, and every `imager cert verify` printed it.
+    warnings.filterwarnings("ignore", message="DSA is deprecated",
+                            category=CryptographyDeprecationWarning,
+                            module=r"pyhanko\.sign\.signers\.pdf_cms")
+    from pyhanko.pdf_utils.generic import ArrayObject, DictionaryObject
+    from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+    from pyhanko.pdf_utils.reader import PdfFileReader
+    from pyhanko.sign import signers
+    from pyhanko.sign.fields import SigSeedSubFilter
+    from pyhanko.sign.validation import validate_pdf_signature
+    from pyhanko_certvalidator import ValidationContext
+    from pyhanko_certvalidator.registry import SimpleCertificateStore
 
 FIELD = "Signature1"
 
