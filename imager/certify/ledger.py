@@ -375,19 +375,30 @@ def _head_of(entries: Sequence[LedgerEntry]) -> dict[str, Any]:
 # Signed ledger files, offline
 
 
-def _signed(data: bytes, trust: Trust, checks: Checks, schema: str) -> dict[str, Any]:
-    document = verify_envelope(read_envelope(data, checks), trust, checks)
+def _signed(data: bytes, trust: Trust, checks: Checks,
+            schema: str) -> tuple[dict[str, Any], str]:
+    """The document of a signed ledger file and the key that signed it, once its signature,
+    its signer's certificate chain and its schema are checked."""
+    envelope = read_envelope(data, checks)
+    document = verify_envelope(envelope, trust, checks)
     if document.get("schema") != schema:
         raise checks.fail(f"pas un fichier {schema} / not a {schema} file "
                           f"(schema {document.get('schema')!r})")
-    return document
+    return document, str(envelope["signature"]["key"])
 
 
-def verify_export(data: bytes, trust: Trust, checks: Checks) -> list[dict[str, Any]]:
-    """The entries of a signed ledger export, once its signature and chain are checked.
+@dataclass(frozen=True)
+class LedgerExport:
+    """A verified signed ledger export."""
 
-    Raises VerificationFailed (through `checks.fail`) naming every problem."""
-    document = _signed(data, trust, checks, EXPORT_SCHEMA)
+    entries: list[dict[str, Any]]
+    signer: str       # the key of the station that exported it
+
+
+def read_export(data: bytes, trust: Trust, checks: Checks) -> LedgerExport:
+    """The entries of a signed ledger export and its signer, once its signature and chain
+    are checked. Raises VerificationFailed (through `checks.fail`) naming every problem."""
+    document, signer = _signed(data, trust, checks, EXPORT_SCHEMA)
     entries = document.get("entries")
     if not isinstance(entries, list):
         raise checks.fail("l'export ne contient pas de liste d'entrées / the export holds no "
@@ -401,12 +412,17 @@ def verify_export(data: bytes, trust: Trust, checks: Checks) -> list[dict[str, A
         raise checks.fail("registre rompu / broken ledger: " + "; ".join(map(str, problems)))
     checks.ok(f"registre : {len(entries)} entrée(s), chaîne intacte / ledger: {len(entries)} "
               f"entries, chain intact (head seq {head['seq']} {head['hash'][:16]}…)")
-    return entries
+    return LedgerExport(entries, signer)
+
+
+def verify_export(data: bytes, trust: Trust, checks: Checks) -> list[dict[str, Any]]:
+    """The entries of a signed ledger export (`read_export`)."""
+    return read_export(data, trust, checks).entries
 
 
 def read_head(data: bytes, trust: Trust, checks: Checks) -> dict[str, Any]:
     """The {"seq", "hash"} of a signed head file, once its signature is checked."""
-    document = _signed(data, trust, checks, HEAD_SCHEMA)
+    document = _signed(data, trust, checks, HEAD_SCHEMA)[0]
     seq, hash_ = document.get("seq"), document.get("hash")
     if not (_seq_or_none(seq) is not None and seq >= 0
             and isinstance(hash_, str) and _HEX64.fullmatch(hash_)):

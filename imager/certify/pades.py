@@ -2,29 +2,41 @@
 
 The PDF key is ECDSA P-256 (readable by common PDF readers); its certificate
 is issued by the station certificate, so a verifier trusts one certificate.
+A PDF verifies when pyHanko finds its signature intact, whole and trusted, and its
+signer's certificate chain passes the same checks as the JSON files'
+(`chain.validate_chain`: CA flags, path length, key usages, dates).
 """
 
 from __future__ import annotations
 
 import io
 import logging
+import warnings
 from typing import Any
 
 from asn1crypto import keys as akeys
 from asn1crypto import x509 as ax509
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from pyhanko.pdf_utils.generic import ArrayObject, DictionaryObject
-from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
-from pyhanko.pdf_utils.reader import PdfFileReader
-from pyhanko.sign import signers
-from pyhanko.sign.fields import SigSeedSubFilter
-from pyhanko.sign.validation import validate_pdf_signature
-from pyhanko_certvalidator import ValidationContext
-from pyhanko_certvalidator.registry import SimpleCertificateStore
+from cryptography.utils import CryptographyDeprecationWarning
 
 from imager.certify.keys import StationKeys, issued_by
-from imager.certify.signing import Checks, Trust
+from imager.certify.signing import Checks, Trust, VerificationFailed
+
+with warnings.catch_warnings():
+    # pyHanko imports cryptography's DSA key class (for DSA signers, which we never use);
+    # cryptography warns about DSA on that import, and every `imager cert verify` printed it.
+    warnings.filterwarnings("ignore", message="DSA is deprecated",
+                            category=CryptographyDeprecationWarning,
+                            module=r"pyhanko\.sign\.signers\.pdf_cms")
+    from pyhanko.pdf_utils.generic import ArrayObject, DictionaryObject
+    from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+    from pyhanko.pdf_utils.reader import PdfFileReader
+    from pyhanko.sign import signers
+    from pyhanko.sign.fields import SigSeedSubFilter
+    from pyhanko.sign.validation import validate_pdf_signature
+    from pyhanko_certvalidator import ValidationContext
+    from pyhanko_certvalidator.registry import SimpleCertificateStore
 
 FIELD = "Signature1"
 
@@ -80,15 +92,19 @@ def _contents_canonical(data: bytes, byte_range: list[int]) -> bool:
     return hexpart == raw[:used].hex().upper().encode("ascii") + b"0" * (len(hexpart) - 2 * used)
 
 
-def _embedded_certs_genuine(signed_data: Any, trust: Trust) -> bool:
+def _cms_certs(signed_data: Any) -> list[x509.Certificate] | None:
+    """The certificates the CMS carries (None: one cannot be read)."""
+    try:
+        return [x509.load_der_x509_certificate(c.chosen.dump())
+                for c in signed_data["certificates"]]
+    except ValueError:
+        return None
+
+
+def _embedded_certs_genuine(certs: list[x509.Certificate], trust: Trust) -> bool:
     """Every certificate the CMS carries is a trust anchor or is issued by one of
     the others: the CMS certificate set is not covered by the signature itself."""
     anchors = {a.public_bytes(serialization.Encoding.DER) for a in trust.anchors}
-    try:
-        certs = [x509.load_der_x509_certificate(c.chosen.dump())
-                 for c in signed_data["certificates"]]
-    except ValueError:
-        return False
     issuers = [*trust.anchors, *certs]
     for cert in certs:
         if cert.public_bytes(serialization.Encoding.DER) in anchors:
@@ -96,6 +112,12 @@ def _embedded_certs_genuine(signed_data: Any, trust: Trust) -> bool:
         if not any(issued_by(cert, i) for i in issuers if i is not cert):
             return False
     return True
+
+
+def _signer_first(certs: list[x509.Certificate], signer: Any) -> list[x509.Certificate]:
+    """`certs` with the PDF signer's certificate (pyHanko's asn1crypto one) first."""
+    leaf = x509.load_der_x509_certificate(signer.dump())
+    return [leaf, *(c for c in certs if c != leaf)]
 
 
 def attachments(reader: PdfFileReader) -> dict[str, bytes]:
@@ -135,11 +157,20 @@ def verify_pdf(data: bytes, trust: Trust, checks: Checks) -> dict[str, bytes]:
             or not _contents_canonical(data, list(sig.sig_object["/ByteRange"])):
         raise checks.fail("la signature PDF ne couvre pas tout le fichier / the PDF signature "
                           "does not cover the whole file (bytes added or changed)")
+    certs = _cms_certs(sig.signed_data)
+    if certs is None:
+        raise checks.fail("un certificat joint à la signature PDF est illisible / a certificate "
+                          "carried by the PDF signature cannot be read (altered?)")
+    try:
+        trust.validate(_signer_first(certs, status.signing_cert))
+    except VerificationFailed as exc:
+        raise checks.fail(f"certificat de signature PDF refusé / PDF signing certificate "
+                          f"refused: {exc}") from exc
     if not status.trusted:
         raise checks.fail("le certificat de signature PDF n'est pas émis par le certificat de "
                           f"confiance / the PDF signing certificate is not issued by the trusted "
                           f"certificate ({trust.describe()})")
-    if not _embedded_certs_genuine(sig.signed_data, trust):
+    if not _embedded_certs_genuine(certs, trust):
         raise checks.fail("un certificat joint à la signature PDF a été modifié / a certificate "
                           "carried by the PDF signature was altered")
     signer = status.signing_cert.subject.human_friendly

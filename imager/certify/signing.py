@@ -12,6 +12,8 @@ canonical, or the signature no longer matches.
 
 The signature covers the canonical JSON of {"certificates": [...], "document": {...}},
 so the certificates that travel with the document cannot be changed either.
+The signer's certificate must chain to a trusted certificate with every check of
+`chain.validate_chain` (CA flags, path length, key usages, dates).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import binascii
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import lru_cache
+from datetime import UTC, datetime
 from typing import Any
 
 from cryptography import x509
@@ -29,7 +31,9 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from imager.certify.canonical import canonical_bytes, sha256_hex
-from imager.certify.keys import StationKeys, fingerprint, issued_by, pem
+from imager.certify.chain import Chain, ChainError, subject, validate_chain
+from imager.certify.keys import StationKeys, fingerprint, pem
+from imager.errors import UsageError
 
 FORMAT = "imager-signed-document/1"
 
@@ -71,6 +75,18 @@ def sign_document(document: dict[str, Any], keys: StationKeys) -> bytes:
     return canonical_bytes(envelope) + b"\n"
 
 
+def check_signing_keys(keys: StationKeys) -> None:
+    """Refuse to sign with a certificate chain no verifier would accept (expired, not
+    for signing, issued by a non-CA...): the same checks as `Trust.validate`, up to the
+    last certificate the station holds."""
+    certs = [keys.station_cert, *keys.chain]
+    try:
+        validate_chain(certs, certs[-1:], datetime.now(UTC))
+    except ChainError as exc:
+        raise UsageError(f"les clés de cette station ne peuvent pas signer / this station's "
+                         f"keys cannot sign: {exc}") from exc
+
+
 class Trust:
     """The certificates a verifier trusts: the station's, or a network CA."""
 
@@ -78,42 +94,57 @@ class Trust:
         if not anchors:
             raise ValueError("no trusted certificate")
         self.anchors = anchors
-        self._fprs = {fingerprint(a) for a in anchors}
+        self._signers: dict[tuple[str, ...], _Signer] = {}   # a handful per verifier
 
     def describe(self) -> str:
         return ", ".join(a.subject.rfc4514_string() for a in self.anchors)
 
-    @lru_cache(maxsize=64)  # noqa: B019 - a handful of signers per verifier
-    def signer_key(self, pems: tuple[str, ...]) -> tuple[ed25519.Ed25519PublicKey, str, str]:
-        """The signer's public key, its fingerprint and how it chains to an anchor."""
+    def validate(self, certs: list[x509.Certificate]) -> Chain:
+        """The chain from `certs[0]` (the signer) to a trusted certificate, checked now
+        (`chain.validate_chain`); raises VerificationFailed naming every problem."""
         try:
-            certs = [x509.load_pem_x509_certificate(p.encode("ascii")) for p in pems]
-            for cert in certs:
-                cert.public_key()
-        except (ValueError, UnicodeEncodeError, UnsupportedAlgorithm) as exc:
-            raise VerificationFailed(f"the signer certificate cannot be read: {exc}") from exc
-        if not certs:
-            raise VerificationFailed("the document carries no signer certificate")
-        leaf = certs[0]
-        if fingerprint(leaf) in self._fprs:
-            how = "certificat de confiance / trusted certificate"
-        else:
-            how = self._chain(certs)
-        key = leaf.public_key()
-        if not isinstance(key, ed25519.Ed25519PublicKey):
-            raise VerificationFailed("the signer certificate does not hold an Ed25519 key")
-        return key, fingerprint(leaf), how
+            return validate_chain(certs, self.anchors, datetime.now(UTC))
+        except ChainError as exc:
+            raise VerificationFailed(str(exc)) from exc
 
-    def _chain(self, certs: list[x509.Certificate]) -> str:
-        for i, cert in enumerate(certs):
-            for anchor in self.anchors:
-                if issued_by(cert, anchor) and all(
-                        issued_by(certs[j], certs[j + 1]) for j in range(i)):
-                    return f"émis par / issued by {anchor.subject.rfc4514_string()}"
-        raise VerificationFailed(
-            "the signer certificate is neither the trusted certificate nor issued by it: "
-            f"trusted {self.describe()}, signer {certs[0].subject.rfc4514_string()} "
-            f"({fingerprint(certs[0])})")
+    def signer_key(self, pems: tuple[str, ...]) -> tuple[ed25519.Ed25519PublicKey, str, str]:
+        """The signer's public key, its fingerprint and how it chains to a trusted certificate
+        (the chain is checked again once a certificate of it is out of its dates)."""
+        signer = self._signers.get(pems)
+        if signer is None or not signer.chain.valid_at(datetime.now(UTC)):
+            signer = _Signer.of(self.validate(_certificates(pems)))
+            if len(self._signers) >= 64:
+                self._signers.clear()
+            self._signers[pems] = signer
+        return signer.key, signer.fingerprint, signer.chain.describe()
+
+
+@dataclass(frozen=True)
+class _Signer:
+    chain: Chain
+    key: ed25519.Ed25519PublicKey
+    fingerprint: str
+
+    @classmethod
+    def of(cls, chain: Chain) -> _Signer:
+        key = chain.signer.public_key()
+        if not isinstance(key, ed25519.Ed25519PublicKey):
+            raise VerificationFailed(f"le certificat « {subject(chain.signer)} » ne porte pas de "
+                                     "clé Ed25519 / the signer certificate does not hold an "
+                                     "Ed25519 key: documents are signed with the station key "
+                                     "(keys/station.key)")
+        return cls(chain, key, fingerprint(chain.signer))
+
+
+def _certificates(pems: tuple[str, ...]) -> list[x509.Certificate]:
+    try:
+        certs = [x509.load_pem_x509_certificate(p.encode("ascii")) for p in pems]
+        for cert in certs:
+            cert.public_key()
+    except (ValueError, UnicodeEncodeError, UnsupportedAlgorithm) as exc:
+        raise VerificationFailed(f"certificat signataire illisible / the signer certificate "
+                                 f"cannot be read: {exc}") from exc
+    return certs
 
 
 def _python_canonical(value: Any) -> bytes:

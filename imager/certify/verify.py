@@ -10,7 +10,10 @@ What is checked, in order, and printed:
    CSV: its hash is the one the donation record (same name, .json) signed.
 2. Ledger inclusion: against a signed ledger export (--ledger) or, on the
    station, its own ledger: the entry for this document holds this file's
-   hash at the position the record states, in an intact chain.
+   hash at the position the record states, in an intact chain. A ledger is
+   only consulted for a document signed by a key of its station (the station
+   that kept or exported it, or a signer of its entries): another station's
+   document is said "not consulted", with why, instead of "not in the ledger".
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +52,7 @@ class Verdict:
     checks: Checks = field(default_factory=Checks)
     record: dict[str, Any] | None = None
     ledger_checked: bool = False
+    ledger_note: str | None = None    # why the ledger given was not consulted
     summary: list[str] = field(default_factory=list)   # describe(record) once verified
 
     @property
@@ -62,6 +67,11 @@ def trust_from(paths: list[Path]) -> Trust:
 
 def check_json(data: bytes, trust: Trust, checks: Checks) -> dict[str, Any]:
     """The signed record in `data`, after every check of step 1."""
+    return check_signed(data, trust, checks)[0]
+
+
+def check_signed(data: bytes, trust: Trust, checks: Checks) -> tuple[dict[str, Any], str]:
+    """`check_json`, and the fingerprint of the key that signed the record."""
     envelope = read_envelope(data, checks)
     record = verify_envelope(envelope, trust, checks)
     found = schema.problems(record)
@@ -69,7 +79,7 @@ def check_json(data: bytes, trust: Trust, checks: Checks) -> dict[str, Any]:
         raise checks.fail("enregistrement non conforme au schéma / record does not match its "
                           "schema: " + "; ".join(found))
     checks.ok(f"schéma / schema {record['schema']} respecté / valid")
-    return record
+    return record, str(envelope["signature"]["key"])
 
 
 @dataclass(frozen=True)
@@ -78,10 +88,31 @@ class LedgerSource:
 
     entries: dict[str, dict[str, Any]]      # by doc_id
     what: str
+    owner: str | None = None       # key of the station that kept or exported it, if known
+    problem: str | None = None     # why its entries cannot be trusted (said when consulted)
+
+    @cached_property
+    def signer_keys(self) -> frozenset[str]:
+        """The keys whose documents this ledger records: its station's and its signers'."""
+        found = {str(e.get("signer")) for e in self.entries.values()}
+        return frozenset(found | ({self.owner} if self.owner else set()))
+
+    def not_for(self, signer: str) -> str | None:
+        """Why this ledger says nothing about a document signed by `signer` (None: it does)."""
+        if signer in self.signer_keys:
+            return None
+        whose = ", ".join(sorted(self.signer_keys)) or "aucune / none"
+        return (f"registre non consulté, ce n'est pas celui du signataire / ledger not "
+                f"consulted, it is not the signer's ({self.what}: keys {whose}; signer "
+                f"{signer}): pour vérifier l'inscription, donnez --ledger l'export signé de la "
+                f"station signataire / to check the ledger inclusion, give --ledger the signing "
+                f"station's signed export (`imager ledger export`)")
 
 
 def check_ledger(record: dict[str, Any], json_sha: str, pdf_sha: str | None,
-                 ledger: LedgerSource, checks: Checks) -> None:
+                 ledger: LedgerSource, checks: Checks, *, signer: str | None = None) -> None:
+    if ledger.problem is not None:
+        raise checks.fail(ledger.problem)
     entry = ledger.entries.get(record["id"])
     if entry is None:
         raise checks.fail(f"{record['id']} absent du registre / not in the ledger ({ledger.what})")
@@ -95,6 +126,10 @@ def check_ledger(record: dict[str, Any], json_sha: str, pdf_sha: str | None,
     if entry["seq"] != pos["seq"] or entry["prev"] != pos["prev"]:
         raise checks.fail(f"position dans le registre différente / ledger position differs: "
                           f"record says {pos['seq']}, ledger has {entry['seq']}")
+    if signer is not None and entry.get("signer") != signer:
+        raise checks.fail(f"le registre inscrit {record['id']} au nom d'une autre clé / the "
+                          f"ledger records {record['id']} as signed by another key: "
+                          f"{entry.get('signer')}, the document by {signer}")
     checks.ok(f"inscrit au registre / in the ledger: entrée / entry {entry['seq']}, "
               f"chaîne intacte / chain intact ({ledger.what})")
 
@@ -120,9 +155,11 @@ def verify_file(path: Path, trust: Trust, ledger: LedgerSource | None = None) ->
             verdict.record = _check_csv(path, data, trust, checks)
             verdict.summary = describe(verdict.record)
             return verdict
-        verdict.record = check_json(data, trust, checks)
-        if ledger is not None:
-            check_ledger(verdict.record, sha256_hex(data), pdf_sha, ledger, checks)
+        verdict.record, signer = check_signed(data, trust, checks)
+        verdict.ledger_note = ledger.not_for(signer) if ledger is not None else None
+        if ledger is not None and verdict.ledger_note is None:
+            check_ledger(verdict.record, sha256_hex(data), pdf_sha, ledger, checks,
+                         signer=signer)
             verdict.ledger_checked = True
     except VerificationFailed:
         pass

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import select
 
 from imager.certify.identity import load_profile
-from imager.certify.keys import csr, fingerprint, install, keys_dir, station_keys
+from imager.certify.keys import csr, fingerprint, install, keys_dir, load_cert, station_keys
 from imager.certify.record import DESTINATIONS, DESTRUCTION_TECHNIQUES, KIND_FR
 from imager.cli.context import Context
 from imager.errors import UsageError
@@ -151,22 +151,25 @@ def cmd_destroy(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def _station_ledger(ctx: Context) -> LedgerSource | None:
-    """This station's ledger, when the registry exists here and its chain is intact."""
+    """This station's ledger, when the registry exists here. It is consulted only for
+    documents signed by this station's key or by a signer of its entries
+    (`LedgerSource.not_for`); if its chain is damaged, those documents fail."""
     from imager.certify.ledger import Ledger
     from imager.certify.verify import LedgerSource
     if ctx.settings.db_url is None and not (ctx.settings.data_dir / "registry.sqlite3").exists():
         return None
+    cert = keys_dir(ctx.settings) / "station.crt"
+    owner = fingerprint(load_cert(cert)[0]) if cert.exists() else None
     ledger = Ledger(ctx.registry)
-    report = ledger.verify()
-    if not report.ok:
-        raise UsageError("le registre de cette station est altéré / this station's ledger is "
-                         "damaged: run `imager ledger verify`")
+    damaged = None if ledger.verify().ok else (
+        "le registre de cette station est altéré / this station's ledger is damaged: run "
+        "`imager ledger verify`")
     return LedgerSource({e.doc_id: e.to_dict() for e in ledger.entries()},
-                        "registre de cette station / this station's ledger")
+                        "registre de cette station / this station's ledger", owner, damaged)
 
 
 def cmd_verify(args: argparse.Namespace, ctx: Context) -> int:
-    from imager.certify.ledger import verify_export
+    from imager.certify.ledger import read_export
     from imager.certify.signing import Checks, VerificationFailed
     from imager.certify.verify import LedgerSource, trust_from, verify_many
     trust_files = args.trust or []
@@ -177,14 +180,15 @@ def cmd_verify(args: argparse.Namespace, ctx: Context) -> int:
                              "donor receives it with the certificates; `imager keys export`)")
         trust_files = [local]
     trust = trust_from(trust_files)
+    ledger: LedgerSource | None
     if args.ledger:
         checks = Checks()
         try:
-            entries = verify_export(args.ledger.read_bytes(), trust, checks)
+            export = read_export(args.ledger.read_bytes(), trust, checks)
         except VerificationFailed as exc:
             raise UsageError(f"the ledger export {args.ledger} does not verify: {exc}") from exc
-        ledger = LedgerSource({e["doc_id"]: e for e in entries},
-                              f"export {args.ledger.name}")
+        ledger = LedgerSource({e["doc_id"]: e for e in export.entries},
+                              f"export {args.ledger.name}", export.signer)
     else:
         ledger = _station_ledger(ctx)
     verdicts = verify_many(list(args.files), trust, ledger)
@@ -196,6 +200,7 @@ def cmd_verify(args: argparse.Namespace, ctx: Context) -> int:
 def _print_verdict(v: Verdict, as_json: bool, ledger_given: bool) -> None:
     if as_json:
         print(json.dumps({"file": str(v.path), "ok": v.ok, "ledger_checked": v.ledger_checked,
+                          "ledger_note": v.ledger_note,
                           "document": v.summary[0] if v.summary else None,
                           "checks": [{"ok": ok, "check": t} for ok, t in v.checks.lines]},
                          ensure_ascii=False))
@@ -209,6 +214,8 @@ def _print_verdict(v: Verdict, as_json: bool, ledger_given: bool) -> None:
     if not ledger_given:
         print("  ? inscription au registre non vérifiée : donnez --ledger EXPORT.json / "
               "ledger inclusion not checked: give --ledger EXPORT.json")
+    elif v.ledger_note is not None:
+        print(f"  ? {v.ledger_note}")
     print(f"  → VALIDE / VALID: {v.summary[0]}")
     for line in v.summary[1:]:
         print(f"    {line}")

@@ -9,9 +9,15 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from imager.certify.keys import station_keys
+from imager.certify.keys import StationKeys, station_keys
 from imager.certify.ledger import Ledger, read_head
-from imager.certify.signing import Checks, Trust, VerificationFailed, sign_document
+from imager.certify.signing import (
+    Checks,
+    Trust,
+    VerificationFailed,
+    check_signing_keys,
+    sign_document,
+)
 from imager.cli.context import Context
 from imager.errors import UsageError
 from imager.host.files import write_atomic
@@ -82,22 +88,31 @@ def cmd_verify(args: argparse.Namespace, ctx: Context) -> int:
     return 1
 
 
+def _signing_keys(ctx: Context) -> StationKeys:
+    """This station's keys, once its certificate chain is one verifiers accept."""
+    keys = station_keys(ctx.settings)
+    check_signing_keys(keys)
+    return keys
+
+
 def cmd_head(args: argparse.Namespace, ctx: Context) -> int:
+    keys = _signing_keys(ctx) if args.output is not None else None
     document = Ledger(ctx.registry).head_document()
     if document["count"] == 0:
         print("Registre vide / empty ledger (n° 0)")
     else:
         print(f"n° {document['seq']}  sha256 {document['hash']}  "
               f"({document['count']} entrée(s) / entries)")
-    if args.output is not None:
-        write_atomic(args.output, sign_document(document, station_keys(ctx.settings)))
+    if keys is not None:
+        write_atomic(args.output, sign_document(document, keys))
         print(f"Tête signée écrite / signed head written: {args.output}")
     return 0
 
 
 def cmd_export(args: argparse.Namespace, ctx: Context) -> int:
+    keys = _signing_keys(ctx)
     document = Ledger(ctx.registry).export_document()
-    write_atomic(args.output, sign_document(document, station_keys(ctx.settings)))
+    write_atomic(args.output, sign_document(document, keys))
     print(f"Registre exporté / ledger exported: {len(document['entries'])} entrée(s) / entries, "
           f"tête / head n° {document['head']['seq']} -> {args.output}")
     return 0
