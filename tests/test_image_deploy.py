@@ -181,7 +181,10 @@ def test_mounted_device_refused_before_any_write(
     image = Image(tmp_path, 1024 * BS, edge_writes())
     good = loaded(loopdev, 4 * MiB)
     mounted = loopdev(8 * MiB)
-    subprocess.run(["mkfs.ext4", "-q", mounted], check=True)
+    # Inode tables and journal initialised now: otherwise the kernel's ext4lazyinit
+    # thread writes to the mounted filesystem (bg_flags INODE_ZEROED) during the test.
+    subprocess.run(["mkfs.ext4", "-q", "-E", "lazy_itable_init=0,lazy_journal_init=0",
+                    mounted], check=True)
     mnt = tmp_path / "mnt"
     mnt.mkdir()
     subprocess.run(["mount", mounted, str(mnt)], check=True)

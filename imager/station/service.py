@@ -1,10 +1,12 @@
 """The station service: agents, their events, job assignment, auto-certify.
 
-Agents send events with ids. Each event is applied in one transaction that
-also records its id (table agent_events): an event sent twice (the answer was
-lost, the agent restarted, a spool was synced again) is applied once and
-answered "duplicate". An event the registry refuses (an illegal move) is
-recorded as refused with the reason and not retried.
+Agents send typed events with ids (imager.protocol.events). Each event is
+applied (imager.station.events) in one transaction that also records its id
+(table agent_events): an event sent twice (the answer was lost, the agent
+restarted, a spool was synced again) is applied once and answered
+"duplicate". An event the registry refuses (an illegal move) is recorded as
+refused with the reason and not retried; what an applied event asks of the
+station (wake the long polls, certify a job) happens once it is committed.
 
 Jobs are assigned to the agent that reported their drive. The station
 creates them (a technician's request, or the auto-erase policy); the agent
@@ -45,6 +47,7 @@ from imager.store.db import Registry, utcnow
 from imager.store.models import Agent, AgentEvent, Document, Drive, Job
 
 log = logging.getLogger(__name__)
+
 
 def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
