@@ -24,6 +24,10 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives.asymmetric.types import (
+    CertificatePublicKeyTypes,
+    PrivateKeyTypes,
+)
 from cryptography.x509.oid import NameOID
 
 from imager.certify.canonical import sha256_hex
@@ -40,7 +44,7 @@ def fingerprint(cert: x509.Certificate) -> str:
     return key_fingerprint(cert.public_key())
 
 
-def key_fingerprint(public_key) -> str:  # noqa: ANN001 - any key type
+def key_fingerprint(public_key: CertificatePublicKeyTypes) -> str:
     spki = public_key.public_bytes(serialization.Encoding.DER,
                                    serialization.PublicFormat.SubjectPublicKeyInfo)
     return "sha256:" + sha256_hex(spki)
@@ -85,7 +89,7 @@ def _private_pem(key: ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey) ->
                              serialization.NoEncryption())
 
 
-def _load_private(path: Path):  # noqa: ANN202 - two key types
+def _load_private(path: Path) -> PrivateKeyTypes:
     mode = path.stat().st_mode & 0o777
     if mode & 0o077:
         raise UsageError(f"the signing key {path} is readable by others (mode {mode:o}): "
@@ -138,6 +142,9 @@ class StationKeys:
         if not pkey_path.exists():
             _write_secret(pkey_path, _private_pem(ec.generate_private_key(ec.SECP256R1())))
         pdf_key = _load_private(pkey_path)
+        if not isinstance(pdf_key, ec.EllipticCurvePrivateKey):
+            raise UsageError(f"{pkey_path} is not an elliptic-curve key: move it away to "
+                             "create a new one")
         pdf_cert = load_cert(pcert_path)[0] if pcert_path.exists() else None
         if pdf_cert is None or not issued_by(pdf_cert, station_cert) \
                 or fingerprint(pdf_cert) != key_fingerprint(pdf_key.public_key()):
@@ -154,7 +161,8 @@ def issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
     return True
 
 
-def _builder(subject: x509.Name, issuer: x509.Name, public_key) -> x509.CertificateBuilder:  # noqa: ANN001
+def _builder(subject: x509.Name, issuer: x509.Name,
+             public_key: CertificatePublicKeyTypes) -> x509.CertificateBuilder:
     now = datetime.now(UTC).replace(microsecond=0)
     return (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer)
             .public_key(public_key).serial_number(x509.random_serial_number())
@@ -179,7 +187,7 @@ def _pdf_cert(key: ec.EllipticCurvePrivateKey, issuer_key: ed25519.Ed25519Privat
             .add_extension(x509.KeyUsage(True, True, False, False, False, False, False, False,
                                          False), critical=True)
             .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
-                issuer.public_key()), False)
+                issuer_key.public_key()), False)
             .sign(issuer_key, None))
 
 

@@ -23,6 +23,7 @@ Issuing a document (the caller builds and signs, the ledger records):
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -108,7 +109,8 @@ def _field_errors(entry: Mapping[str, Any]) -> list[str]:
     if extra:
         errors.append(f"champs inconnus / unknown fields: {', '.join(extra)}")
     seq = entry.get("seq")
-    if "seq" in entry and (_seq_or_none(seq) is None or seq < 1):
+    number = _seq_or_none(seq)
+    if "seq" in entry and (number is None or number < 1):
         errors.append(f"seq {seq!r} n'est pas un entier ≥ 1 / is not an integer ≥ 1")
     for name in ("at", "kind", "doc_id", "signer"):
         if name in entry and not (isinstance(entry[name], str) and entry[name]):
@@ -123,7 +125,7 @@ def _field_errors(entry: Mapping[str, Any]) -> list[str]:
     return errors
 
 
-def verify_chain(entries: Sequence[Mapping[str, Any]]) -> list[Problem]:
+def verify_chain(entries: Sequence[Any]) -> list[Problem]:
     """Every break in `entries` (in ledger order): altered, removed, moved or
     duplicated entries, each named by its seq."""
     problems: list[Problem] = []
@@ -175,8 +177,8 @@ def check_head(entries: Sequence[Mapping[str, Any]], head: Mapping[str, Any]) ->
     """Does the ledger hold the entry of a head kept earlier ({"seq", "hash"})?
 
     Catches a ledger cut after that entry, or rewritten up to it."""
-    seq, kept = head.get("seq"), head.get("hash")
-    if _seq_or_none(seq) is None or seq < 0 or not isinstance(kept, str):
+    seq, kept = _seq_or_none(head.get("seq")), head.get("hash")
+    if seq is None or seq < 0 or not isinstance(kept, str):
         return [Problem(None, "tête conservée illisible : il faut seq et hash / unreadable "
                               "kept head: seq and hash are required")]
     if seq == 0:
@@ -267,10 +269,10 @@ class Slot:
         if taken is not None:
             raise UsageError(f"le document {doc_id} est déjà au registre (n° {taken}) / document "
                              f"{doc_id} is already in the ledger (seq {taken}): issue a new id")
-        fields = {"seq": self.seq, "at": self.at, "kind": kind, "doc_id": doc_id,
-                  "json_sha256": json_sha256, "pdf_sha256": pdf_sha256, "signer": signer,
-                  "prev": self.prev}
-        entry = LedgerEntry(**fields, hash=entry_hash(fields))
+        entry = LedgerEntry(seq=self.seq, at=self.at, kind=kind, doc_id=doc_id,
+                            json_sha256=json_sha256, pdf_sha256=pdf_sha256, signer=signer,
+                            prev=self.prev, hash="")
+        entry = dataclasses.replace(entry, hash=entry_hash(entry.to_dict()))
         self.session.add(models.LedgerEntry(**entry.to_dict()))
         self.session.flush()
         self.entry = entry
@@ -404,10 +406,11 @@ def read_export(data: bytes, trust: Trust, checks: Checks) -> LedgerExport:
         raise checks.fail("l'export ne contient pas de liste d'entrées / the export holds no "
                           "list of entries")
     problems = verify_chain(entries)
-    head = document.get("head")
-    if not problems and head != _head_of([LedgerEntry(**e) for e in entries]):
-        problems.append(Problem(None, f"la tête de l'export {head!r} n'est pas sa dernière "
-                                      "entrée / the export's head is not its last entry"))
+    head = _head_of([LedgerEntry(**e) for e in entries]) if not problems else {}
+    if not problems and document.get("head") != head:
+        problems.append(Problem(None, f"la tête de l'export {document.get('head')!r} n'est "
+                                      "pas sa dernière entrée / the export's head is not its "
+                                      "last entry"))
     if problems:
         raise checks.fail("registre rompu / broken ledger: " + "; ".join(map(str, problems)))
     checks.ok(f"registre : {len(entries)} entrée(s), chaîne intacte / ledger: {len(entries)} "
@@ -423,8 +426,8 @@ def verify_export(data: bytes, trust: Trust, checks: Checks) -> list[dict[str, A
 def read_head(data: bytes, trust: Trust, checks: Checks) -> dict[str, Any]:
     """The {"seq", "hash"} of a signed head file, once its signature is checked."""
     document = _signed(data, trust, checks, HEAD_SCHEMA)[0]
-    seq, hash_ = document.get("seq"), document.get("hash")
-    if not (_seq_or_none(seq) is not None and seq >= 0
+    seq, hash_ = _seq_or_none(document.get("seq")), document.get("hash")
+    if not (seq is not None and seq >= 0
             and isinstance(hash_, str) and _HEX64.fullmatch(hash_)):
         raise checks.fail("fichier de tête illisible : seq et hash attendus / unreadable "
                           "head file: seq and hash expected")

@@ -53,9 +53,10 @@ def _signer(keys: StationKeys) -> signers.SimpleSigner:
     key = akeys.PrivateKeyInfo.load(keys.pdf_key.private_bytes(
         serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption()))
-    chain = [_acert(c) for c in (keys.station_cert, *keys.chain)]
+    registry = SimpleCertificateStore()   # type: ignore[no-untyped-call]  # untyped __init__
+    registry.register_multiple(_acert(c) for c in (keys.station_cert, *keys.chain))
     return signers.SimpleSigner(signing_cert=_acert(keys.pdf_cert), signing_key=key,
-                                cert_registry=SimpleCertificateStore.from_certs(chain))
+                                cert_registry=registry)
 
 
 def sign_pdf(pdf: bytes, keys: StationKeys, *, reason: str, location: str) -> bytes:
@@ -63,7 +64,8 @@ def sign_pdf(pdf: bytes, keys: StationKeys, *, reason: str, location: str) -> by
     writer = IncrementalPdfFileWriter(io.BytesIO(pdf))
     meta = signers.PdfSignatureMetadata(field_name=FIELD, subfilter=SigSeedSubFilter.PADES,
                                         reason=reason, location=location or None)
-    return signers.sign_pdf(writer, meta, signer=_signer(keys)).getvalue()
+    out: io.BytesIO = signers.sign_pdf(writer, meta, signer=_signer(keys))
+    return out.getvalue()
 
 
 def _der_length(raw: bytes) -> int:
