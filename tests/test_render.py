@@ -115,7 +115,8 @@ def test_erasure_certificate_says_what_was_done_in_plain_french(
         drive_pdfs: dict[tuple[str, str], Path]) -> None:
     text = text_of(drive_pdfs["erasure", "fr"])
     for expected in ("Certificat d'effacement de données",
-                     "a été effacé le 23 novembre 2026 selon la méthode Clear (NIST SP 800-88)",
+                     "a été effacé le 23 novembre 2026 selon la méthode Clear "
+                     "(NIST SP 800-88 Rev. 2)",
                      "vérifié par relecture complète du support",
                      "67,1 Mo (64 Mio) — 67 108 864 octets", "Support virtuel (essai)",
                      "Conforme : aucun secteur différent du contenu attendu",

@@ -58,7 +58,7 @@ TEXT: dict[str, tuple[str, str]] = {
     "confidentiality": ("Confidentialité avant / après", "Confidentiality before / after"),
     "vendor": ("Marque", "Make"), "asset_tag": ("N° d'inventaire", "Asset tag"),
     # method
-    "class": ("Catégorie NIST SP 800-88", "NIST SP 800-88 category"),
+    "class": ("Catégorie NIST SP 800-88 Rev. 2", "NIST SP 800-88 Rev. 2 category"),
     "planned_class": ("Catégorie visée", "Intended category"),
     "technique": ("Technique", "Technique"), "method": ("Méthode", "Method"),
     "standard": ("Norme", "Standard"), "tool": ("Outil et version", "Tool and version"),
@@ -121,10 +121,10 @@ TEXT: dict[str, tuple[str, str]] = {
     "not_erased": ("Non effacés (à détruire)", "Not erased (to be destroyed)"),
     "destroyed": ("Détruits physiquement", "Physically destroyed"),
     "meaning.erasure": (
-        "le support a été effacé selon une méthode NIST SP 800-88, puis relu pour vérifier "
-        "qu'il ne contient plus les données ; il peut être réemployé.",
-        "the drive was erased with a NIST SP 800-88 method, then read back to check that the "
-        "data is gone; it can be reused."),
+        "le support a été effacé selon une méthode NIST SP 800-88 Rev. 2, puis relu pour "
+        "vérifier qu'il ne contient plus les données ; il peut être réemployé.",
+        "the drive was erased with a NIST SP 800-88 Rev. 2 method, then read back to check "
+        "that the data is gone; it can be reused."),
     "meaning.destruction": (
         "le support a été détruit physiquement devant un témoin ; ses données ne peuvent "
         "plus être lues.",
@@ -159,9 +159,9 @@ TEXT: dict[str, tuple[str, str]] = {
 # Plain-language sentences; {placeholders} are filled by render.py.
 SENTENCE: dict[str, tuple[str, str]] = {
     "erasure": (
-        "Le support ci-dessous a été effacé le {date} selon la méthode {cls} (NIST SP 800-88) "
-        "par {technique}, puis vérifié par {verification}. {meaning}",
-        "The drive below was erased on {date} with the {cls} method (NIST SP 800-88) by "
+        "Le support ci-dessous a été effacé le {date} selon la méthode {cls} "
+        "(NIST SP 800-88 Rev. 2) par {technique}, puis vérifié par {verification}. {meaning}",
+        "The drive below was erased on {date} with the {cls} method (NIST SP 800-88 Rev. 2) by "
         "{technique}, then verified by {verification}. {meaning}"),
     "non-erasure": (
         "L'effacement du support ci-dessous a échoué le {date} : ses données n'ont PAS été "
@@ -172,9 +172,9 @@ SENTENCE: dict[str, tuple[str, str]] = {
         "destruction will be issued."),
     "destruction": (
         "Le support ci-dessous a été détruit physiquement le {date} par {technique}, en "
-        "présence de {witness}, selon la méthode Destroy (NIST SP 800-88). {meaning}",
+        "présence de {witness}, selon la méthode Destroy (NIST SP 800-88 Rev. 2). {meaning}",
         "The drive below was physically destroyed on {date} by {technique}, witnessed by "
-        "{witness}, with the Destroy method (NIST SP 800-88). {meaning}"),
+        "{witness}, with the Destroy method (NIST SP 800-88 Rev. 2). {meaning}"),
     "donation": (
         "{donor} a confié {n} support(s) de stockage à {issuer}. Chaque support a reçu un "
         "document signé : certificat d'effacement, procès-verbal de destruction ou, s'il n'a "
@@ -242,8 +242,8 @@ WORDS: dict[str, dict[str, tuple[str, str]]] = {
                                 "degaussing then destruction"),
     },
     "method": {
-        "nist-clear": ("NIST SP 800-88 Clear : une passe de zéros",
-                       "NIST SP 800-88 Clear: one pass of zeros"),
+        "nist-clear": ("NIST SP 800-88 Rev. 2 Clear : une passe de zéros",
+                       "NIST SP 800-88 Rev. 2 Clear: one pass of zeros"),
         "random": ("Une passe aléatoire (AES-256-CTR)", "One random pass (AES-256-CTR)"),
         "random-zero": ("Une passe aléatoire puis une passe de zéros",
                         "One random pass then one pass of zeros"),

@@ -193,7 +193,7 @@ def destruction_record(drive: dict[str, Any], parties: Parties, *, ledger: dict[
         "sanitization": {
             "method_type": "destroy", "planned_type": "destroy", "technique": technique,
             "method": f"destruction-{technique}",
-            "standard": "NIST SP 800-88 Rev.1 §2.5 Destroy; DIN 66399",
+            "standard": "NIST SP 800-88 Rev. 2 Destroy; IEEE 2883-2022; DIN 66399 (2012)",
             "tool": "destruction physique / physical destruction", "passes": [], "canary": None,
             "policy": None, "refused_methods": [], "witness": witness},
         "hidden_areas": None,
