@@ -81,7 +81,7 @@ class MethodStep:
     standard: str = ""                         # the standard / table the method follows
     engine: str = "overwrite"                  # key of erase.engines.ENGINES
     options: dict[str, Any] = field(default_factory=dict)  # engine settings, e.g. ses
-    sanitization_class: SanitizationClass = "clear"        # NIST SP 800-88 / IEEE 2883
+    sanitization_class: SanitizationClass = "clear"        # NIST SP 800-88 Rev. 2 category
     technique: str = "overwrite"               # overwrite, block-erase, crypto-erase...
 
     @classmethod
@@ -347,7 +347,7 @@ class EraseReport:
 
     @property
     def achieved_class(self) -> SanitizationClass | None:
-        """The NIST SP 800-88 class reached: only a verified erasure reaches one."""
+        """The NIST SP 800-88 Rev. 2 category reached: only a verified erasure reaches one."""
         return self.plan.sanitization_class if self.outcome == "erased" else None
 
     @property

@@ -25,6 +25,7 @@ from imager.certify.schema import problems
 
 SAMPLES = DATA / "certificates"
 KINDS = ("erasure", "non-erasure", "destruction")
+FIRMWARE = "erasure-firmware"   # a SATA SSD: sanitize, hidden areas accepted by a person
 VERIFY_URL = "https://atelier.reseau-solidaire-05.example/verifier"
 DONOR = "Société Générale d'Électronique Alpine"
 TECHNICIAN = "Zoé Müller-Lefèvre"
@@ -32,7 +33,8 @@ NNBSP, NBSP = "\u202f", "\u00a0"
 
 
 def sample(kind: str, language: str = "fr") -> dict[str, Any]:
-    record = json.loads((SAMPLES / f"sample-{kind}.json").read_text(encoding="utf-8"))
+    text = (SAMPLES / f"sample-{kind}.json").read_text(encoding="utf-8")
+    record: dict[str, Any] = json.loads(text)
     record["language"] = language
     return record
 
@@ -91,6 +93,7 @@ def test_sample_records_match_the_drive_record_schema() -> None:
         record = sample(kind)
         assert record["kind"] == kind
         assert problems(record) == [], kind
+    assert problems(sample(FIRMWARE)) == []
 
 
 # -- drive certificates -------------------------------------------------------------
@@ -115,7 +118,8 @@ def test_erasure_certificate_says_what_was_done_in_plain_french(
         drive_pdfs: dict[tuple[str, str], Path]) -> None:
     text = text_of(drive_pdfs["erasure", "fr"])
     for expected in ("Certificat d'effacement de données",
-                     "a été effacé le 23 novembre 2026 selon la méthode Clear (NIST SP 800-88)",
+                     "a été effacé le 23 novembre 2026 selon la méthode Clear "
+                     "(NIST SP 800-88 Rev. 2)",
                      "vérifié par relecture complète du support",
                      "67,1 Mo (64 Mio) — 67 108 864 octets", "Support virtuel (essai)",
                      "Conforme : aucun secteur différent du contenu attendu",
@@ -168,6 +172,89 @@ def test_destruction_record_names_technique_and_witness(
                      "Destroy", "Destruction constatée visuellement", "Destruction physique"):
         assert expected in text, expected
     assert "Certificat d'effacement" not in text
+
+
+# -- what the result rests on, caveats, hidden areas accepted by a person ----------------
+
+@pytest.fixture(scope="module")
+def firmware_pdfs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    tmp = tmp_path_factory.mktemp("firmware")
+    return {lang: save(tmp, f"firmware-{lang}.pdf", drive_pdf(sample(FIRMWARE, lang))[0])
+            for lang in ("fr", "en")}
+
+
+def after(text: str, heading: str, *expected: str) -> None:
+    """Each of `expected` is in `text`, after `heading`."""
+    start = text.index(heading)
+    for words in expected:
+        assert words in text[start:], words
+
+
+def test_firmware_certificate_says_what_the_station_proved_and_what_the_drive_reported(
+        firmware_pdfs: dict[str, Path]) -> None:
+    path = firmware_pdfs["fr"]
+    assert pages(path) == 1
+    text = text_of(path)
+    assert text.index("Prouvé par la station") < text.index("Déclaré par le disque")
+    after(text, "Prouvé par la station", "hdparm --sanitize-crypto-scramble",
+          "envoyée par la station, qui a attendu sa fin",
+          "1 026 marqueurs témoins écrits avant l'effacement, 0 retrouvé(s) après",
+          "Zéros écrits ensuite sur tout l'espace adressable (500 Go)",
+          "Relecture totale (100 % du support) : contenu relu conforme, zéros (0x00)")
+    after(text, "Déclaré par le disque",
+          "État SANITIZE du disque ATA : opération terminée sans erreur",
+          "Clé de chiffrement interne remplacée",
+          "y compris les zones que la station ne peut pas lire (surprovisionnement, blocs de "
+          "réserve et réalloués)")
+    english = text_of(firmware_pdfs["en"])
+    after(english, "Proven by the station", "sent by the station, which waited for it to end",
+          "1,026 canary markers written before the erasure, 0 found after it")
+    after(english, "Reported by the drive", "The ATA drive's SANITIZE status: completed "
+          "without error", "Internal encryption key replaced")
+
+
+def test_hidden_areas_not_checked_name_who_accepted_it_when_and_why(
+        firmware_pdfs: dict[str, Path]) -> None:
+    record, text = sample(FIRMWARE), text_of(firmware_pdfs["fr"])
+    for expected in ("Non vérifiées (hdparm -N sans réponse)", "Accepté par",
+                     "Hélène Dupré, le 24 novembre 2026 à 11:05:12 (heure de Paris, 10:05:12 UTC)",
+                     record["hidden_areas_check"]["accepted"]["reason"]):
+        assert expected in text, expected
+    english = text_of(firmware_pdfs["en"])
+    assert "Not checked (no answer to hdparm -N)" in english
+    assert "Hélène Dupré, on 24 November 2026" in english
+
+
+def test_plan_advice_is_printed_in_the_record_language(firmware_pdfs: dict[str, Path]) -> None:
+    note = sample(FIRMWARE)["advice"][0]
+    after(text_of(firmware_pdfs["fr"]), "RÉSERVES ET CONSEILS", note["fr"])
+    after(text_of(firmware_pdfs["en"]), "CAVEATS AND ADVICE", note["en"])
+
+
+def test_a_full_firmware_certificate_cuts_nothing_short(firmware_pdfs: dict[str, Path]) -> None:
+    record = sample(FIRMWARE)
+    for path in firmware_pdfs.values():
+        text = text_of(path)
+        assert "…" not in text
+        for whole in (record["sanitization"]["standard"], record["sanitization"]["policy"]):
+            assert whole in text, whole
+
+
+def test_an_overwrite_rests_on_nothing_the_drive_reports(
+        drive_pdfs: dict[tuple[str, str], Path]) -> None:
+    text = text_of(drive_pdfs["erasure", "fr"])
+    after(text, "Prouvé par la station", "1 passe(s) écrite(s) par la station sur tout l'espace "
+          "adressable (67,1 Mo)")
+    assert "Sans objet : ce n'est pas un disque ATA" in text
+    assert "Déclaré par le disque" not in text and "RÉSERVES ET CONSEILS" not in text
+
+
+def test_an_erasure_of_unchecked_hidden_areas_nobody_accepted_breaks_the_schema() -> None:
+    record = sample(FIRMWARE)
+    record["hidden_areas_check"]["accepted"] = None
+    assert any(p.startswith("hidden_areas_check.accepted") for p in problems(record))
+    record["kind"], record["id"] = "non-erasure", "NEF" + record["id"][3:]
+    assert not any(p.startswith("hidden_areas_check") for p in problems(record))
 
 
 def test_drive_pdf_embeds_the_signed_json(tmp_path: Path) -> None:
@@ -237,6 +324,9 @@ def stress_record(language: str = "fr") -> dict[str, Any]:
     r["outcome"]["reason"] = ("Erreur d'écriture répétée " * 100)[:2000]
     r["errors"] = r["errors"] * 5
     r["performed_by"]["habilitation"] = "Niveau 2 — effacement " * 20
+    r["hidden_areas_check"] = {"status": "not-checked", "accepted": None}
+    r["advice"] = [{"fr": "Zones cachées non vérifiées " * 8, "en": "Hidden areas not checked " * 8}
+                   ] * 3
     return r
 
 
@@ -261,13 +351,14 @@ def test_unknown_codes_print_as_is_and_missing_fields_as_not_recorded(tmp_path: 
     r["sanitization"].update(technique="plasma", method_type="obliterate",
                              passes=[{"index": 0}], refused_methods=[{"method": "x"}])
     r["validated_by"]["method"] = "telepathy"
+    r["evidence"] = {"proven": ["telekinesis"], "reported": ["hearsay"]}
     r["errors"] = [{"offset": "?"}, "garbage"]
     pdf, _ = drive_pdf(r)
     path = save(tmp_path, "odd.pdf", pdf)
     assert pages(path) == 1
     text = text_of(path)
     for expected in ("ministry", "moon", "quantum", "plasma", "obliterate",
-                     "telepathy", "non renseigné", "Mme Anaïs Roux"):
+                     "telekinesis", "hearsay", "non renseigné", "Mme Anaïs Roux"):
         assert expected in text, expected
 
 

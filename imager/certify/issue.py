@@ -18,13 +18,20 @@ from sqlalchemy.orm import Session
 
 from imager.certify import schema
 from imager.certify.canonical import sha256_hex
+from imager.certify.decisions import hidden_areas_acceptance
 from imager.certify.donation import donation_record, drive_line
 from imager.certify.identity import load_profile
 from imager.certify.keys import station_keys
 from imager.certify.ledger import Ledger
 from imager.certify.pades import sign_pdf
 from imager.certify.parties import parties
-from imager.certify.record import DRIVE_KINDS, destruction_record, erasure_record, record_kind
+from imager.certify.record import (
+    DRIVE_KINDS,
+    destruction_record,
+    erasure_record,
+    hidden_areas_check,
+    record_kind,
+)
 from imager.certify.signing import sign_document
 from imager.errors import NotFound, UsageError
 from imager.host.files import write_atomic
@@ -129,15 +136,20 @@ class Issuer:
             if existing is not None:
                 return self._existing(existing)
             report = EraseReport.from_dict(job.report)
+            accepted = hidden_areas_acceptance(s, job.drive_id, job_id)
             who = parties(s, self.profile, self.keys.fingerprint, job.drive, job.donation,
                           job.technician)
             drive_id, donation_id = job.drive_id, job.donation_id or job.drive.donation_id
 
         def build(ledger: dict[str, Any]) -> dict[str, Any]:
             return erasure_record(report, who, ledger=ledger, destination=destination,
-                                  language=language, confidentiality=confidentiality)
+                                  language=language, confidentiality=confidentiality,
+                                  hidden_accepted=accepted)
 
-        record_kind(report)  # refuses an unfinished job before taking a ledger slot
+        # Refuse an unfinished job, or unchecked hidden areas nobody accepted,
+        # before taking a ledger slot.
+        record_kind(report)
+        hidden_areas_check(report, accepted)
         return self._issue(build, lambda r, sg, sha: {"pdf": self._render(r, sg, sha)},
                            lambda r, sha: _row(r, sha, drive_id, job_id, donation_id))
 
@@ -242,7 +254,7 @@ def _donation_drives(s: Session, don: Donation) -> list[Drive]:
     ids |= set(s.scalars(select(Job.drive_id).where(Job.donation_id == don.id)))
     ids |= set(s.scalars(select(Document.drive_id).where(
         Document.donation_id == don.id, Document.drive_id.is_not(None))))
-    return [s.get(Drive, i) for i in sorted(ids)]
+    return [d for i in sorted(ids) if (d := s.get(Drive, i)) is not None]
 
 
 def _any_drive(s: Session, don: Donation) -> Drive:

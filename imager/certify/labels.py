@@ -39,6 +39,8 @@ TEXT: dict[str, tuple[str, str]] = {
     "s.timing": ("Dates et durées", "Dates and durations"),
     "s.outcome": ("Résultat et destination", "Outcome and destination"),
     "s.errors": ("Erreurs d'accès au support", "Drive access errors"),
+    "s.evidence": ("Ce qui fonde ce résultat", "What this result rests on"),
+    "s.advice": ("Réserves et conseils", "Caveats and advice"),
     "s.issuer": ("Émetteur", "Issuer"),
     "s.check": ("Émetteur et vérification", "Issuer and verification"),
     "s.totals": ("Résultats", "Results"),
@@ -58,7 +60,8 @@ TEXT: dict[str, tuple[str, str]] = {
     "confidentiality": ("Confidentialité avant / après", "Confidentiality before / after"),
     "vendor": ("Marque", "Make"), "asset_tag": ("N° d'inventaire", "Asset tag"),
     # method
-    "class": ("Catégorie NIST SP 800-88", "NIST SP 800-88 category"),
+    "class": ("Catégorie", "Category"),
+    "class_source": ("NIST SP 800-88 Rev. 2", "NIST SP 800-88 Rev. 2"),
     "planned_class": ("Catégorie visée", "Intended category"),
     "technique": ("Technique", "Technique"), "method": ("Méthode", "Method"),
     "standard": ("Norme", "Standard"), "tool": ("Outil et version", "Tool and version"),
@@ -85,6 +88,55 @@ TEXT: dict[str, tuple[str, str]] = {
     "h.value": ("visible {visible}, natif {native}, DCO {dco} secteurs",
                 "visible {visible}, native {native}, DCO {dco} sectors"),
     "h.none": ("Aucune action", "No action"),
+    "h.status": ("État", "Status"),
+    "h.not-checked": ("Non vérifiées (hdparm -N sans réponse)",
+                      "Not checked (no answer to hdparm -N)"),
+    "h.not-applicable": ("Sans objet : ce n'est pas un disque ATA",
+                         "Not applicable: not an ATA drive"),
+    "h.accepted_by": ("Accepté par", "Accepted by"),
+    "h.accepted_value": ("{by}, le {at}", "{by}, on {at}"),
+    # what the result rests on (imager.certify.evidence)
+    "ev.proven": ("Prouvé par la station", "Proven by the station"),
+    "ev.reported": ("Déclaré par le disque", "Reported by the drive"),
+    "ev.overwrite": ("{n} passe(s) écrite(s) par la station sur tout l'espace adressable "
+                     "({size}).",
+                     "{n} pass(es) written by the station over the whole addressable space "
+                     "({size})."),
+    "ev.command": ("Commande «\u00a0{command}\u00a0» envoyée par la station, qui a attendu "
+                   "sa fin.",
+                   "Command “{command}” sent by the station, which waited for it to end."),
+    "ev.canaries": ("{planted} marqueurs témoins écrits avant l'effacement, {survivors} "
+                    "retrouvé(s) après.",
+                    "{planted} canary markers written before the erasure, {survivors} found "
+                    "after it."),
+    "ev.zero-fill": ("Zéros écrits ensuite sur tout l'espace adressable ({size}), le disque "
+                     "laissant un contenu non défini.",
+                     "Zeros then written over the whole addressable space ({size}), as the "
+                     "drive leaves its content undefined."),
+    "ev.read-back": ("{mode} ({coverage} du support) : contenu relu conforme, {pattern}.",
+                     "{mode} ({coverage} of the drive): the content read back is {pattern}, "
+                     "as expected."),
+    "ev.sanitize-log": ("Journal NVMe Sanitize Status : cette sanitisation s'est terminée "
+                        "sans erreur.",
+                        "NVMe Sanitize Status log: this sanitize completed without error."),
+    "ev.sanitize-status": ("État SANITIZE du disque ATA : opération terminée sans erreur.",
+                           "The ATA drive's SANITIZE status: completed without error."),
+    "ev.sense-data": ("Données de sens SCSI : aucun échec de la sanitisation.",
+                      "SCSI sense data: no sanitize failure."),
+    "ev.command-status": ("Réponse du disque : commande terminée sans erreur.",
+                          "The drive's answer: command completed without error."),
+    "ev.whole-media": ("Effacement de tout le support, y compris les zones que la station ne "
+                       "peut pas lire (surprovisionnement, blocs de réserve et réalloués).",
+                       "The whole medium erased, including the areas the station cannot read "
+                       "(over-provisioning, spare and remapped blocks)."),
+    "ev.user-area": ("Effacement des données elles-mêmes, pas seulement de leurs adresses ; "
+                     "rien n'est affirmé pour les blocs de réserve (Clear).",
+                     "The data itself erased, not only its addresses; nothing is claimed for "
+                     "spare blocks (Clear)."),
+    "ev.key-replaced": ("Clé de chiffrement interne remplacée : ce qui a été écrit avec "
+                        "l'ancienne clé est illisible.",
+                        "Internal encryption key replaced: what was written with the old key "
+                        "is unreadable."),
     # timing
     "period": ("Début et fin", "Start and end"),
     "destroyed_at": ("Détruit le", "Destroyed on"),
@@ -121,10 +173,10 @@ TEXT: dict[str, tuple[str, str]] = {
     "not_erased": ("Non effacés (à détruire)", "Not erased (to be destroyed)"),
     "destroyed": ("Détruits physiquement", "Physically destroyed"),
     "meaning.erasure": (
-        "le support a été effacé selon une méthode NIST SP 800-88, puis relu pour vérifier "
-        "qu'il ne contient plus les données ; il peut être réemployé.",
-        "the drive was erased with a NIST SP 800-88 method, then read back to check that the "
-        "data is gone; it can be reused."),
+        "le support a été effacé selon une méthode NIST SP 800-88 Rev. 2, puis relu pour "
+        "vérifier qu'il ne contient plus les données ; il peut être réemployé.",
+        "the drive was erased with a NIST SP 800-88 Rev. 2 method, then read back to check "
+        "that the data is gone; it can be reused."),
     "meaning.destruction": (
         "le support a été détruit physiquement devant un témoin ; ses données ne peuvent "
         "plus être lues.",
@@ -159,9 +211,9 @@ TEXT: dict[str, tuple[str, str]] = {
 # Plain-language sentences; {placeholders} are filled by render.py.
 SENTENCE: dict[str, tuple[str, str]] = {
     "erasure": (
-        "Le support ci-dessous a été effacé le {date} selon la méthode {cls} (NIST SP 800-88) "
-        "par {technique}, puis vérifié par {verification}. {meaning}",
-        "The drive below was erased on {date} with the {cls} method (NIST SP 800-88) by "
+        "Le support ci-dessous a été effacé le {date} selon la méthode {cls} "
+        "(NIST SP 800-88 Rev. 2) par {technique}, puis vérifié par {verification}. {meaning}",
+        "The drive below was erased on {date} with the {cls} method (NIST SP 800-88 Rev. 2) by "
         "{technique}, then verified by {verification}. {meaning}"),
     "non-erasure": (
         "L'effacement du support ci-dessous a échoué le {date} : ses données n'ont PAS été "
@@ -172,9 +224,9 @@ SENTENCE: dict[str, tuple[str, str]] = {
         "destruction will be issued."),
     "destruction": (
         "Le support ci-dessous a été détruit physiquement le {date} par {technique}, en "
-        "présence de {witness}, selon la méthode Destroy (NIST SP 800-88). {meaning}",
+        "présence de {witness}, selon la méthode Destroy (NIST SP 800-88 Rev. 2). {meaning}",
         "The drive below was physically destroyed on {date} by {technique}, witnessed by "
-        "{witness}, with the Destroy method (NIST SP 800-88). {meaning}"),
+        "{witness}, with the Destroy method (NIST SP 800-88 Rev. 2). {meaning}"),
     "donation": (
         "{donor} a confié {n} support(s) de stockage à {issuer}. Chaque support a reçu un "
         "document signé : certificat d'effacement, procès-verbal de destruction ou, s'il n'a "
@@ -242,8 +294,8 @@ WORDS: dict[str, dict[str, tuple[str, str]]] = {
                                 "degaussing then destruction"),
     },
     "method": {
-        "nist-clear": ("NIST SP 800-88 Clear : une passe de zéros",
-                       "NIST SP 800-88 Clear: one pass of zeros"),
+        "nist-clear": ("NIST SP 800-88 Rev. 2 Clear : une passe de zéros",
+                       "NIST SP 800-88 Rev. 2 Clear: one pass of zeros"),
         "random": ("Une passe aléatoire (AES-256-CTR)", "One random pass (AES-256-CTR)"),
         "random-zero": ("Une passe aléatoire puis une passe de zéros",
                         "One random pass then one pass of zeros"),
@@ -288,6 +340,7 @@ WORDS: dict[str, dict[str, tuple[str, str]]] = {
     "pattern": {
         "zero": ("zéros (0x00)", "zeros (0x00)"), "ones": ("uns (0xFF)", "ones (0xFF)"),
         "random": ("aléatoire (reproductible)", "random (reproducible)"),
+        "zero (after firmware)": ("zéros écrits ensuite", "zeros written after"),
     },
     "result": {
         "erased": ("Effacé et vérifié", "Erased and verified"),
@@ -333,10 +386,13 @@ WORDS["method"].update({
     for code in DESTRUCTION})
 
 
-def _french_spaces(table: dict[str, tuple[str, str]]) -> dict[str, tuple[str, str]]:
+def french_spaces(text: str) -> str:
     """No line break before a French colon or semicolon."""
-    return {k: (fr.replace(" :", NBSP + ":").replace(" ;", NBSP + ";"), en)
-            for k, (fr, en) in table.items()}
+    return text.replace(" :", NBSP + ":").replace(" ;", NBSP + ";")
+
+
+def _french_spaces(table: dict[str, tuple[str, str]]) -> dict[str, tuple[str, str]]:
+    return {k: (french_spaces(fr), en) for k, (fr, en) in table.items()}
 
 
 TEXT = _french_spaces(TEXT)

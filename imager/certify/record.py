@@ -5,6 +5,13 @@ guesses: a field the station does not know is null. An erasure certificate
 is only built for a job whose erasure completed and was verified; a failed
 job gets a non-erasure record ("non effacé — à détruire"); an interrupted or
 unfinished job gets nothing.
+
+A record also carries the advice of the erase plan, whether the drive's
+hidden areas (HPA/DCO) were checked, and what the result rests on (proven by
+the station, or reported by the drive: imager.certify.evidence). An ATA drive
+whose hidden areas could not be checked gets a certificate of erasure only
+when a person accepted it (imager.certify.decisions): who, when and why are
+then printed on it.
 """
 
 from __future__ import annotations
@@ -14,8 +21,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from imager.certify.evidence import evidence
 from imager.errors import UsageError
-from imager.model import EraseReport
+from imager.model import DriveIdentity, EraseReport
 
 Kind = Literal["erasure", "non-erasure", "destruction"]
 Destination = Literal["reuse", "parts", "recycling", "destruction"]
@@ -29,6 +37,8 @@ DESTRUCTION_TECHNIQUES = ("shred", "disintegrate", "pulverize", "melt", "inciner
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 FLASH = {"nvme", "sata-ssd", "sas-ssd", "usb-flash", "emmc", "sd-card"}
 MAGNETIC = {"sata-hdd", "sas-hdd"}
+# Media whose drives speak ATA, so may hide sectors in an HPA or behind a DCO.
+HIDDEN_AREA_MEDIA = frozenset({"sata-ssd", "sata-hdd"})
 NEXT_STEP_FAILED = ("Le support n'a pas pu être effacé : le détruire physiquement (broyage) et "
                     "établir un procès-verbal de destruction. / The drive could not be erased: "
                     "destroy it physically (shredding) and record the destruction.")
@@ -99,9 +109,14 @@ def _header(kind: str, rid: str, issued: datetime, language: str, parties: Parti
 def erasure_record(report: EraseReport, parties: Parties, *, ledger: dict[str, Any],
                    destination: str = "reuse", language: str = "fr",
                    confidentiality: tuple[str | None, str | None] = (None, None),
+                   hidden_accepted: dict[str, str] | None = None,
                    issued: datetime | None = None, rid: str | None = None) -> dict[str, Any]:
     """The record of one erase job: a certificate of erasure when the erasure
-    completed and was verified, a non-erasure record when it failed."""
+    completed and was verified, a non-erasure record when it failed.
+
+    `hidden_accepted` ({by, at, reason}) is the decision of a person to certify
+    an ATA drive whose hidden areas could not be checked; without it such a
+    drive gets no certificate of erasure."""
     kind = record_kind(report)
     if kind == "non-erasure":
         destination = "destruction"
@@ -131,6 +146,9 @@ def erasure_record(report: EraseReport, parties: Parties, *, ledger: dict[str, A
             "witness": None,
         },
         "hidden_areas": data["hidden_areas"],
+        "hidden_areas_check": hidden_areas_check(report, hidden_accepted),
+        "evidence": evidence(report),
+        "advice": [{"fr": n.fr, "en": n.en} for n in plan.advice],
         "verification": None if ver is None else {
             "mode": ver.mode, "pattern": ver.pattern, "coverage": round(ver.coverage, 6),
             "seed": ver.seed, "bytes_read": ver.bytes_read, "subsections": ver.subsections,
@@ -164,6 +182,43 @@ def record_kind(report: EraseReport) -> Kind:
                      f"erasure; resume it (`imager jobs resume {report.job_id}`) or cancel it")
 
 
+def hidden_areas_status(report: EraseReport) -> str:
+    """checked (the station looked, and removed what it found), not-checked (an
+    ATA drive that did not answer hdparm -N) or not-applicable (no ATA)."""
+    if report.hidden_areas is not None:
+        return "checked"
+    medium = report.plan.medium
+    ata = medium in HIDDEN_AREA_MEDIA if medium else report.device.transport in ("sata", "ata")
+    return "not-checked" if ata else "not-applicable"
+
+
+def drive_name(device: DriveIdentity) -> str:
+    """A drive as a person finds it: model, serial, and the station's key."""
+    shown = ", ".join(x for x in (device.model, f"n° série / serial {device.serial}"
+                                  if device.serial else None) if x)
+    return f"{shown} ({device.key})" if shown else device.key
+
+
+def hidden_areas_check(report: EraseReport, accepted: dict[str, str] | None,
+                       ) -> dict[str, Any]:
+    """The record's hidden_areas_check block. Refuses a certificate of erasure
+    for a drive whose hidden areas were not checked, unless a person accepted it."""
+    status = hidden_areas_status(report)
+    if status != "not-checked":
+        return {"status": status, "accepted": None}
+    if accepted is None and record_kind(report) == "erasure":
+        job = report.job_id
+        raise UsageError(
+            f"{drive_name(report.device)}, tâche {job} : zones cachées (HPA/DCO) non vérifiées, "
+            "pas de certificat d'effacement sans la décision d'une personne / job "
+            f"{job}: the hidden areas (HPA/DCO) of this drive were not checked (hdparm -N did "
+            "not answer), so it gets no certificate of erasure without a person's decision. "
+            "Dock the drive on SATA and erase it again so that the station checks them, or "
+            "record who accepts it and why: "
+            f"`imager cert accept-hidden {job} --by NAME --reason TEXT`")
+    return {"status": status, "accepted": accepted}
+
+
 def _validation_method(report: EraseReport) -> str:
     """How the result was validated (codes; the PDF prints them in words)."""
     ver = report.verification
@@ -193,10 +248,10 @@ def destruction_record(drive: dict[str, Any], parties: Parties, *, ledger: dict[
         "sanitization": {
             "method_type": "destroy", "planned_type": "destroy", "technique": technique,
             "method": f"destruction-{technique}",
-            "standard": "NIST SP 800-88 Rev.1 §2.5 Destroy; DIN 66399",
+            "standard": "NIST SP 800-88 Rev. 2 Destroy; IEEE 2883-2022; DIN 66399 (2012)",
             "tool": "destruction physique / physical destruction", "passes": [], "canary": None,
             "policy": None, "refused_methods": [], "witness": witness},
-        "hidden_areas": None,
+        "hidden_areas": None, "hidden_areas_check": None, "evidence": None, "advice": [],
         "verification": {"mode": "visual", "pattern": None, "coverage": 1, "seed": None,
                          "bytes_read": 0, "subsections": 0, "ok": True, "mismatched_sectors": 0,
                          "first_bad_offset": None, "seconds": 0},

@@ -117,7 +117,7 @@ def _env() -> Environment:
     env.filters.update({name: _bind(fn) for name, fn in FILTERS.items()})
     env.filters["val"] = _clipped
     env.filters["whole"] = _whole
-    env.filters["cap"] = lambda text: text[:1].upper() + text[1:]
+    env.filters["cap"] = _cap
     return env
 
 
@@ -164,7 +164,8 @@ def _write(doc: Document, attachments: Attachments, when: datetime) -> bytes:
     files = [Attachment(string=content, name=name, description=description,
                         created=when, modified=when)
              for name, content, description in attachments]
-    return doc.write_pdf(attachments=files)
+    pdf: bytes = doc.write_pdf(attachments=files)
+    return pdf
 
 
 def render_html(template: str, context: dict[str, Any]) -> str:
@@ -206,11 +207,49 @@ def drive_sentence(record: dict[str, Any], lang: str) -> str:
     return L.pick(template, lang).format(**fields).strip()
 
 
+def _cap(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def _evidence_line(code: Any, record: dict[str, Any], lang: str) -> str:
+    """One item of what the result rests on, in words with the record's facts."""
+    san, ver = _obj(record.get("sanitization")), _obj(record.get("verification"))
+    canary = _obj(san.get("canary"))
+    passes = [p for p in san.get("passes") or [] if isinstance(p, dict)]
+    first = passes[0] if passes else {}
+    facts = {"n": len(passes), "size": L.size(_obj(record.get("media")).get("capacity_bytes"),
+                                               lang),
+             "command": _value(first.get("pattern"), lang),
+             "planted": L.number(canary.get("planted"), lang),
+             "survivors": L.number(canary.get("survivors"), lang),
+             "mode": _cap(L.word("verification", ver.get("mode"), lang)),
+             "coverage": L.percent(ver.get("coverage"), lang),
+             "pattern": L.pattern(ver.get("pattern"), lang)}
+    key = f"ev.{code}"
+    return L.text(key, lang).format(**facts) if key in L.TEXT else str(code)
+
+
+def evidence_lines(record: dict[str, Any], lang: str) -> dict[str, list[str]]:
+    """What the result rests on, in words: proven by the station, reported by the drive."""
+    ev = _obj(record.get("evidence"))
+    return {part: [_evidence_line(code, record, lang) for code in ev.get(part) or []]
+            for part in ("proven", "reported")}
+
+
+def advice_lines(record: dict[str, Any], lang: str) -> list[str]:
+    """The plan's advice in the record's language (French when it has no English)."""
+    notes = [n for n in record.get("advice") or [] if isinstance(n, dict)]
+    lines = [str(n.get(lang) or n.get("fr")) for n in notes if n.get(lang) or n.get("fr")]
+    return [L.french_spaces(x) for x in lines] if lang == "fr" else lines
+
+
 # Tried in order until the drive fits on one page: fixed two columns (fastest),
-# balanced columns, then balanced columns in smaller type with shorter texts.
+# balanced columns, balanced columns whose sections may split between them,
+# then balanced columns in smaller type with shorter texts.
 LAYOUTS: tuple[dict[str, Any], ...] = (
     {},
     {"balanced": True},
+    {"balanced": True, "split": True},
     {"balanced": True, "compact": True, "clip": CLIP_COMPACT, "max_rows": 2, "max_errors": 4},
 )
 
@@ -223,7 +262,8 @@ def render_drive_pdf(record: dict[str, Any], *, sha256: str, verify_url: str,
     lang, kind = ctx["lang"], record.get("kind")
     errors = [e for e in record.get("errors") or [] if isinstance(e, dict)]
     ctx.update(sentence=drive_sentence(record, lang),
-               title=L.text(f"title.{kind if kind in L.KINDS else 'non-erasure'}", lang))
+               title=L.text(f"title.{kind if kind in L.KINDS else 'non-erasure'}", lang),
+               evidence=evidence_lines(record, lang), advice=advice_lines(record, lang))
     for layout in LAYOUTS:
         shown = layout.get("max_errors", MAX_ERRORS)
         doc = _document(render_html("drive.html", {

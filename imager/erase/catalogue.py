@@ -7,10 +7,11 @@ capabilities allow, and records why each other one was skipped. A firmware
 method is claimed only from the drive's capability bits, never from a command
 merely being accepted (QEMU accepts NVMe Format SES=2 with FNA bit 2 clear).
 
-Classes follow NIST SP 800-88 Rev.1 Appendix A and IEEE 2883-2022: host
-overwrite is Clear on every medium; firmware sanitize (block, crypto,
-overwrite) is Purge; ATA Security Erase is Purge on a hard disk but only
-Clear on flash (it need not reach spare blocks).
+Classes follow IEEE 2883-2022, the media tables NIST SP 800-88 Rev. 2
+defers to (Rev. 2 has none of its own; those of Rev. 1 Appendix A, withdrawn
+in 2025, agree): host overwrite is Clear on every medium; firmware sanitize
+(block, crypto, overwrite) is Purge; ATA Security Erase is Purge on a hard
+disk but only Clear on flash (it need not reach spare blocks).
 """
 
 from __future__ import annotations
@@ -169,10 +170,16 @@ def _security_options(enhanced: bool) -> Options:
     return options
 
 
-NIST_NVME = "NIST SP 800-88 Rev.1 Appendix A (NVMe SSD); IEEE 2883-2022 (NVMe)"
-NIST_ATA = "NIST SP 800-88 Rev.1 Appendix A (ATA); IEEE 2883-2022 (ATA)"
-NIST_SCSI = "NIST SP 800-88 Rev.1 Appendix A (SCSI); IEEE 2883-2022 (SCSI)"
-NIST_MMC = "NIST SP 800-88 Rev.1 Appendix A (eMMC); IEEE 2883-2022 (eMMC)"
+def _standard(interface: str) -> Callable[[str], str]:
+    """The standard line of a firmware method of `interface` (IEEE 2883: NIST SP
+    800-88 Rev. 2 has no media tables; those of Rev. 1 Appendix A are withdrawn)."""
+    return lambda command: f"IEEE 2883-2022 ({interface}): {command}"
+
+
+STD_NVME = _standard("NVMe")
+STD_ATA = _standard("ATA")
+STD_SCSI = _standard("SCSI")
+STD_MMC = _standard("eMMC")
 NVME_ONLY = frozenset({"nvme"})
 ATA_MEDIA = frozenset({"sata-ssd", "sata-hdd"})
 SCSI_MEDIA = frozenset({"sas-ssd", "sas-hdd", "usb-flash", "usb-disk"})
@@ -181,48 +188,48 @@ MMC_MEDIA = frozenset({"emmc"})
 FIRMWARE: dict[str, MethodDef] = {m.name: m for m in (
     MethodDef("nvme-sanitize-crypto", "nvme-sanitize", "crypto-erase", NVME_ONLY,
               _nvme("sanitize_crypto", "SANICAP bit 0 clear: no sanitize crypto erase"),
-              _with(_nvme_reads_as, action="crypto"), f"{NIST_NVME}: Sanitize, Crypto Erase"),
+              _with(_nvme_reads_as, action="crypto"), STD_NVME("Sanitize, Crypto Erase")),
     MethodDef("nvme-sanitize-block", "nvme-sanitize", "block-erase", NVME_ONLY,
               _nvme("sanitize_block", "SANICAP bit 1 clear: no sanitize block erase"),
-              _with(_nvme_reads_as, action="block"), f"{NIST_NVME}: Sanitize, Block Erase"),
+              _with(_nvme_reads_as, action="block"), STD_NVME("Sanitize, Block Erase")),
     MethodDef("nvme-sanitize-overwrite", "nvme-sanitize", "overwrite", NVME_ONLY,
               _nvme("sanitize_overwrite", "SANICAP bit 2 clear: no sanitize overwrite"),
-              _with(_nvme_reads_as, action="overwrite"), f"{NIST_NVME}: Sanitize, Overwrite"),
+              _with(_nvme_reads_as, action="overwrite"), STD_NVME("Sanitize, Overwrite")),
     MethodDef("nvme-format-crypto", "nvme-format", "crypto-erase", NVME_ONLY,
               _nvme_format_crypto, _with(_nvme_reads_as, ses=2),
-              f"{NIST_NVME}: Format NVM, Secure Erase Settings 2 (cryptographic erase)"),
+              STD_NVME("Format NVM, Secure Erase Settings 2 (cryptographic erase)")),
     MethodDef("nvme-format-user-data", "nvme-format", "user-data-erase", NVME_ONLY,
               _nvme_format, _with(_nvme_reads_as, ses=1),
-              f"{NIST_NVME}: Format NVM, Secure Erase Settings 1 (user data erase)"),
+              STD_NVME("Format NVM, Secure Erase Settings 1 (user data erase)")),
     MethodDef("ata-sanitize-crypto", "ata-sanitize", "crypto-erase", ATA_MEDIA,
               _ata_sanitize("crypto"), _fixed(mode="crypto"),
-              f"{NIST_ATA}: SANITIZE CRYPTO SCRAMBLE EXT"),
+              STD_ATA("SANITIZE CRYPTO SCRAMBLE EXT")),
     MethodDef("ata-sanitize-block", "ata-sanitize", "block-erase", ATA_MEDIA,
               _ata_sanitize("block"), _fixed(mode="block"),
-              f"{NIST_ATA}: SANITIZE BLOCK ERASE EXT"),
+              STD_ATA("SANITIZE BLOCK ERASE EXT")),
     MethodDef("ata-sanitize-overwrite", "ata-sanitize", "overwrite", ATA_MEDIA,
               _ata_sanitize("overwrite"), _fixed(mode="overwrite", reads_as="00"),
-              f"{NIST_ATA}: SANITIZE OVERWRITE EXT"),
+              STD_ATA("SANITIZE OVERWRITE EXT")),
     MethodDef("ata-security-erase-enhanced", "ata-security-erase", "security-erase-enhanced",
               ATA_MEDIA, _ata_security(True), _security_options(True),
-              f"{NIST_ATA}: SECURITY ERASE UNIT, enhanced mode", purge_on_flash=False),
+              STD_ATA("SECURITY ERASE UNIT, enhanced mode"), purge_on_flash=False),
     MethodDef("ata-security-erase", "ata-security-erase", "security-erase", ATA_MEDIA,
               _ata_security(False), _security_options(False),
-              f"{NIST_ATA}: SECURITY ERASE UNIT, normal mode", purge_on_flash=False),
+              STD_ATA("SECURITY ERASE UNIT, normal mode"), purge_on_flash=False),
     MethodDef("scsi-sanitize-crypto", "scsi-sanitize", "crypto-erase", SCSI_MEDIA,
               _scsi("crypto"), _fixed(action="crypto"),
-              f"{NIST_SCSI}: SANITIZE CRYPTOGRAPHIC ERASE"),
+              STD_SCSI("SANITIZE CRYPTOGRAPHIC ERASE")),
     MethodDef("scsi-sanitize-block", "scsi-sanitize", "block-erase", SCSI_MEDIA,
-              _scsi("block"), _fixed(action="block"), f"{NIST_SCSI}: SANITIZE BLOCK ERASE"),
+              _scsi("block"), _fixed(action="block"), STD_SCSI("SANITIZE BLOCK ERASE")),
     MethodDef("scsi-sanitize-overwrite", "scsi-sanitize", "overwrite", SCSI_MEDIA,
               _scsi("overwrite"), _fixed(action="overwrite", reads_as="00"),
-              f"{NIST_SCSI}: SANITIZE OVERWRITE"),
+              STD_SCSI("SANITIZE OVERWRITE")),
     MethodDef("mmc-sanitize", "mmc-erase", "block-erase", MMC_MEDIA,
               _mmc("sanitize", "EXT_CSD SEC_FEATURE_SUPPORT: no SANITIZE"),
-              _with(_mmc_reads_as, action="sanitize"), f"{NIST_MMC}: SANITIZE"),
+              _with(_mmc_reads_as, action="sanitize"), STD_MMC("SANITIZE")),
     MethodDef("mmc-secure-erase", "mmc-erase", "secure-erase", MMC_MEDIA,
               _mmc("secure_erase", "EXT_CSD SEC_FEATURE_SUPPORT: no secure erase"),
-              _with(_mmc_reads_as, action="secure-erase"), f"{NIST_MMC}: secure erase",
+              _with(_mmc_reads_as, action="secure-erase"), STD_MMC("secure erase"),
               purge=False),
 )}
 

@@ -16,6 +16,11 @@ from imager.errors import UsageError
 from imager.model import ErasePlan, MethodStep, PassSpec, VerifyMode
 
 MAX_PATTERN_BYTES = 512
+# The edition every citation names. NIST SP 800-88 Rev. 1 (2014) was withdrawn
+# when Rev. 2 was published (26 September 2025); Rev. 2 keeps the Clear, Purge
+# and Destroy categories. No Rev. 2 section is cited: none could be checked
+# against the published text.
+NIST = "NIST SP 800-88 Rev. 2"
 
 
 @dataclass(frozen=True)
@@ -29,21 +34,21 @@ class Method:
 
 METHODS: dict[str, Method] = {m.name: m for m in (
     Method("nist-clear", ("zero",),
-           "NIST SP 800-88 Clear : une passe de zéros",
-           "NIST SP 800-88 Clear: one pass of zeros",
-           "NIST SP 800-88 Rev.1 Clear (overwrite, single pass, fixed value)"),
+           f"{NIST} Clear : une passe de zéros",
+           f"{NIST} Clear: one pass of zeros",
+           f"{NIST} Clear (overwrite, single pass, fixed value)"),
     Method("random", ("random",),
            "Une passe aléatoire (AES-256-CTR)",
            "One random pass (AES-256-CTR)",
-           "NIST SP 800-88 Rev.1 Clear (overwrite, single pass, random)"),
+           f"{NIST} Clear (overwrite, single pass, random)"),
     Method("random-zero", ("random", "zero"),
            "Une passe aléatoire puis une passe de zéros",
            "One random pass then one pass of zeros",
-           "NIST SP 800-88 Rev.1 Clear (overwrite, two passes)"),
+           f"{NIST} Clear (overwrite, two passes)"),
     Method("dod-3pass", ("zero", "ones", "random"),
            "DoD 5220.22-M, 3 passes (0x00, 0xFF, aléatoire)",
            "DoD 5220.22-M, 3 passes (0x00, 0xFF, random)",
-           "DoD 5220.22-M (3 passes) — overwrite; NIST SP 800-88 Rev.1 Clear"),
+           f"DoD 5220.22-M (1995 edition) 8-306 (d), 3 passes — overwrite; {NIST} Clear"),
 )}
 
 _PATTERN_RE = re.compile(r"^pattern:([0-9a-fA-F]+)$")

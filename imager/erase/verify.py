@@ -1,4 +1,7 @@
-"""Read-back verification: full, or sampled per NIST SP 800-88 Rev.1 §4.7.
+"""Read-back verification: full, or sampled per NIST SP 800-88 Rev. 1 §4.7.
+
+Rev. 1 was withdrawn on 26 September 2025; Rev. 2 has no equivalent sampling
+rule, so the station keeps this one, cited in the edition that states it.
 
 Sampling divides the medium into at least 1,000 subsections and reads two
 non-overlapping pseudorandom windows in each, plus the first and last
