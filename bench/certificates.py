@@ -36,11 +36,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from imager.certify.issue import Issuer  # noqa: E402
 from imager.certify.record import new_id  # noqa: E402
 from imager.certify.render import render_drive_pdf  # noqa: E402
 from imager.certify.signing import Checks, Trust, read_envelope, sign_document  # noqa: E402
 from imager.certify.verify import check_json, verify_many  # noqa: E402
+from imager.registry.issue import Issuer  # noqa: E402
 from imager.settings import Settings  # noqa: E402
 from imager.store import people  # noqa: E402
 from imager.store.db import Registry  # noqa: E402

@@ -20,9 +20,7 @@ import pytest
 from clirun import imager
 from conftest import erase_job
 
-from imager.certify.decisions import HIDDEN_AREAS_ACCEPTED, accept_hidden_areas
 from imager.certify.evidence import evidence
-from imager.certify.issue import Issuer
 from imager.certify.record import hidden_areas_status
 from imager.erase import policy
 from imager.erase.methods import make_plan
@@ -41,6 +39,12 @@ from imager.model import (
     PassResult,
     VerifyResult,
 )
+from imager.registry.decisions import (
+    HIDDEN_AREAS_ACCEPTED,
+    accept_hidden_areas,
+    hidden_areas_acceptance,
+)
+from imager.registry.issue import Issuer
 from imager.settings import Settings
 from imager.store.db import Registry
 from imager.store.models import ItemEvent, LedgerEntry
@@ -92,11 +96,14 @@ def test_hidden_areas_not_checked_need_a_persons_decision_printed_on_the_certifi
         with reg.session(readonly=True) as s:
             assert s.query(LedgerEntry).count() == 0
         assert not list(settings.documents_dir.glob("*"))
-        decided = accept_hidden_areas(reg, job_id, by=f"  {WHO} ", reason=WHY)
-        assert decided["by"] == WHO and decided["reason"] == WHY
+    said = imager(settings.data_dir, "cert", "accept-hidden", str(job_id), "--by", f"  {WHO} ",
+                  "--reason", WHY).stdout
+    assert WHY in said and f"imager cert issue {job_id}" in said
+    with Registry.open(settings) as reg:
         with reg.session(readonly=True) as s:
             (ev,) = s.query(ItemEvent).filter_by(kind=HIDDEN_AREAS_ACCEPTED).all()
             assert (ev.actor, ev.job_id, ev.reason) == (WHO, job_id, WHY)
+            decided = hidden_areas_acceptance(s, ev.drive_id, job_id)
         issued = Issuer(settings, reg).for_job(job_id)
     record = document(issued.json_path)
     assert record["kind"] == "erasure"

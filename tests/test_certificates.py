@@ -17,13 +17,13 @@ import pytest
 from clirun import imager, json_lines
 from conftest import need_tool
 
-from imager.certify.issue import Issuer, find_drive
 from imager.certify.ledger import verify_export
 from imager.certify.signing import Checks
 from imager.certify.verify import LedgerSource, trust_from, verify_file
 from imager.errors import UsageError
 from imager.inventory import lsblk
 from imager.model import DriveIdentity
+from imager.registry.issue import Issuer, find_drive
 from imager.registry.jobs import RegistryJobStore, upsert_drive
 from imager.settings import Settings
 from imager.store.db import Registry

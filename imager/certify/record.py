@@ -10,7 +10,7 @@ A record also carries the advice of the erase plan, whether the drive's
 hidden areas (HPA/DCO) were checked, and what the result rests on (proven by
 the station, or reported by the drive: imager.certify.evidence). An ATA drive
 whose hidden areas could not be checked gets a certificate of erasure only
-when a person accepted it (imager.certify.decisions): who, when and why are
+when a person accepted it (imager.registry.decisions): who, when and why are
 then printed on it.
 """
 

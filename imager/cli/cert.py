@@ -20,10 +20,10 @@ from imager.host.files import write_atomic
 from imager.store.models import Document
 
 if TYPE_CHECKING:
-    from imager.certify.issue import Issued
     from imager.certify.verify import LedgerSource, Verdict
+    from imager.registry.issue import Issued
 
-# imager.certify.issue / verify load pyHanko and cryptography (~0.7 s): they are
+# imager.registry.issue / verify load pyHanko and cryptography (~0.7 s): they are
 # imported inside the handlers so that other commands start fast.
 
 
@@ -68,6 +68,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "station's ledger when there is one")
     ve.add_argument("--json", action="store_true")
     ve.set_defaults(func=cmd_verify)
+    ac = csub.add_parser("accept-hidden", help="accepter de certifier un disque ATA dont les "
+                         "zones cachées n'ont pas pu être vérifiées / accept to certify an ATA "
+                         "drive whose hidden areas (HPA/DCO) could not be checked")
+    ac.add_argument("job", type=int, metavar="JOB", help="the finished erase job")
+    ac.add_argument("--by", required=True, metavar="NAME", help="who decides (printed)")
+    ac.add_argument("--reason", required=True, metavar="TEXT", help="why (printed whole)")
+    ac.set_defaults(func=cmd_accept_hidden)
     ls = csub.add_parser("list", help="issued documents")
     ls.add_argument("--json", action="store_true")
     ls.set_defaults(func=cmd_list)
@@ -111,7 +118,7 @@ def _print_issued(docs: list[Issued], as_json: bool) -> None:
 
 
 def cmd_issue(args: argparse.Namespace, ctx: Context) -> int:
-    from imager.certify.issue import Issuer, finished_jobs
+    from imager.registry.issue import Issuer, finished_jobs
     jobs = list(args.jobs)
     if args.donation:
         with ctx.registry.session(readonly=True) as s:
@@ -127,15 +134,24 @@ def cmd_issue(args: argparse.Namespace, ctx: Context) -> int:
     return 0
 
 
+def cmd_accept_hidden(args: argparse.Namespace, ctx: Context) -> int:
+    from imager.registry.decisions import accept_hidden_areas
+    decision = accept_hidden_areas(ctx.registry, args.job, by=args.by, reason=args.reason)
+    print(f"Décision enregistrée / decision recorded: {decision['by']}, {decision['at']}\n"
+          f"  « {decision['reason']} »\n"
+          f"Ensuite / then: imager cert issue {args.job}")
+    return 0
+
+
 def cmd_donation(args: argparse.Namespace, ctx: Context) -> int:
-    from imager.certify.issue import Issuer
+    from imager.registry.issue import Issuer
     doc = Issuer(ctx.settings, ctx.registry).donation(args.reference, language=args.lang)
     _print_issued([doc], args.json)
     return 0
 
 
 def cmd_destroy(args: argparse.Namespace, ctx: Context) -> int:
-    from imager.certify.issue import Issuer
+    from imager.registry.issue import Issuer
     when = None
     if args.date:
         try:

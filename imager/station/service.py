@@ -361,7 +361,7 @@ class Station:
                                                        Job.id.not_in(done))))
 
     def _certify_loop(self) -> None:
-        from imager.certify.issue import Issuer
+        from imager.registry.issue import Issuer
         issuer: Issuer | None = None
         while (job_id := self._certify.get()) is not None:
             try:

@@ -15,7 +15,8 @@ from sqlalchemy.orm import Session
 from imager.certify.record import hidden_areas_status, iso
 from imager.errors import NotFound, UsageError
 from imager.model import EraseReport
-from imager.store.db import Registry, utcnow
+from imager.registry import items
+from imager.store.db import Registry
 from imager.store.models import Drive, ItemEvent, Job
 
 HIDDEN_AREAS_ACCEPTED = "hidden_areas_accepted"
@@ -67,9 +68,7 @@ def accept_hidden_areas(registry: Registry, job_id: int, *, by: str, reason: str
                              f"accept, {NOTHING_TO_ACCEPT[status]}")
         drive = s.get(Drive, job.drive_id)
         assert drive is not None
-        ev = ItemEvent(at=utcnow(), kind=HIDDEN_AREAS_ACCEPTED, actor=by, reason=reason,
-                       from_state=drive.state, to_state=drive.state, job_id=job_id,
-                       drive_id=drive.id, data={"medium": report.plan.medium,
-                                                "identity": report.device.key})
-        s.add(ev)
+        ev = items.note(s, drive, HIDDEN_AREAS_ACCEPTED, actor=by, reason=reason,
+                        data={"medium": report.plan.medium, "identity": report.device.key},
+                        job_id=job_id)
         return {"by": by, "at": iso(ev.at), "reason": reason}

@@ -18,7 +18,6 @@ from sqlalchemy.orm import Session
 
 from imager.certify import schema
 from imager.certify.canonical import sha256_hex
-from imager.certify.decisions import hidden_areas_acceptance
 from imager.certify.donation import donation_record, drive_line
 from imager.certify.identity import load_profile
 from imager.certify.keys import station_keys
@@ -36,6 +35,7 @@ from imager.certify.signing import sign_document
 from imager.errors import NotFound, UsageError
 from imager.host.files import write_atomic
 from imager.model import EraseReport
+from imager.registry.decisions import hidden_areas_acceptance
 from imager.registry.items import find_drive, follow_document
 from imager.settings import Settings
 from imager.store.db import Registry
