@@ -14,9 +14,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from certmaker import make
 from clirun import imager, json_lines
 from conftest import need_tool
+from cryptography.hazmat.primitives import serialization
 
+from imager.certify.keys import station_keys
 from imager.certify.ledger import verify_export
 from imager.certify.signing import Checks
 from imager.certify.verify import LedgerSource, trust_from, verify_file
@@ -221,3 +224,19 @@ def test_donation_certificate_csv_destruction_and_ledger(
     pdf = Path(issued[0]["pdf"])
     pdf.write_bytes(pdf.read_bytes() + b"%")
     assert imager(data, "ledger", "verify", check=False).returncode == 1
+
+
+def test_a_station_whose_certificate_expired_issues_nothing(station: dict) -> None:
+    """A document signed under an expired certificate would fail every verification:
+    the station refuses to issue it, and says how to renew, before the ledger moves."""
+    data = station["data"]
+    keys = station_keys(Settings(data_dir=data))
+    expired = make("imager station atelier-gap", key=keys.signing_key, days=(-30, -1))
+    (data / "keys" / "station.crt").write_bytes(
+        expired.cert.public_bytes(serialization.Encoding.PEM))
+    before = json_lines(imager(data, "cert", "list", "--json").stdout)
+    out = imager(data, "cert", "issue", str(station["job"]), "--again", check=False)
+    assert out.returncode == 2, out.stderr
+    assert "this station's keys cannot sign" in out.stderr and "expired" in out.stderr
+    assert "imager keys csr" in out.stderr
+    assert json_lines(imager(data, "cert", "list", "--json").stdout) == before

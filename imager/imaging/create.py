@@ -24,7 +24,7 @@ from typing import Any, BinaryIO
 
 from imager import __version__
 from imager.certify.keys import StationKeys
-from imager.certify.signing import sign_document
+from imager.certify.signing import check_signing_keys, sign_document
 from imager.errors import UsageError
 from imager.host.files import atomic_file, write_atomic
 from imager.imaging import bmap as bmaplib
@@ -136,6 +136,7 @@ def write_manifest(files: Files, manifest: dict[str, Any], keys: StationKeys | N
     """Write the manifest, and its signed copy when `keys` are given."""
     write_atomic(files.manifest, manifest_bytes(manifest))
     if keys is not None:
+        check_signing_keys(keys)
         write_atomic(files.signed, sign_document(manifest, keys))
 
 

@@ -31,7 +31,7 @@ from imager.certify.record import (
     hidden_areas_check,
     record_kind,
 )
-from imager.certify.signing import sign_document
+from imager.certify.signing import check_signing_keys, sign_document
 from imager.errors import NotFound, UsageError
 from imager.host.files import write_atomic
 from imager.model import EraseReport
@@ -77,6 +77,7 @@ class Issuer:
                row: Callable[[dict[str, Any], str], Document]) -> Issued:
         """`build(ledger)` makes the record; `files(record, signed, sha)` the
         extra files (the unsigned PDF under "pdf", and e.g. "csv")."""
+        check_signing_keys(self.keys)     # no document a verifier would refuse at once
         self.out.mkdir(parents=True, exist_ok=True)
         written: list[Path] = []
         try:
