@@ -66,7 +66,7 @@ def _draft7(schema: dict[str, Any], embed: dict[str, dict[str, Any]]) -> dict[st
         text = text.replace(f'"{uri}#/$defs/', f'"#/definitions/ext{n}/definitions/').replace(
             f'"{uri}#/definitions/', f'"#/definitions/ext{n}/definitions/').replace(
             f'"{uri}#/', f'"#/definitions/ext{n}/')
-    out = json.loads(text)
+    out: dict[str, Any] = json.loads(text)
     out.setdefault("definitions", {}).update(defs)
     out["$schema"] = "http://json-schema.org/draft-07/schema#"
     return out
