@@ -10,7 +10,6 @@ import hashlib
 import io
 import json
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
@@ -372,16 +371,6 @@ def test_drive_page_images_are_produced(drive_pdfs: dict[tuple[str, str], Path],
         assert abs(width - 496) <= 1 and abs(height - 702) <= 1  # A4 at 60 dpi
 
 
-def test_one_drive_renders_fast_once_warm() -> None:
-    record = sample("erasure")
-    drive_pdf(record)
-    start = time.perf_counter()
-    drive_pdf(record)
-    elapsed = time.perf_counter() - start
-    print(f"warm one-drive render: {elapsed:.3f} s")
-    assert elapsed < 1.5  # ~0.13 s with HarfBuzz-subset, ~0.35 s with fontTools subsetting
-
-
 def test_templates_fetch_nothing_remote() -> None:
     for path in render.TEMPLATES.iterdir():
         text = path.read_text(encoding="utf-8")
@@ -462,19 +451,18 @@ def donation(n: int, language: str = "fr") -> dict[str, Any]:
     return record
 
 
-def donation_pdf(record: dict[str, Any], tmp: Path) -> tuple[Path, float]:
+def donation_pdf(record: dict[str, Any], tmp: Path) -> Path:
     data, sha = signed(record)
-    start = time.perf_counter()
     pdf = render.render_donation_pdf(record, sha256=sha, verify_url=VERIFY_URL, attachments=[
         (f"{record['id']}.json", data, "signed record"),
         (f"{record['id']}.csv", render.donation_csv(record), "CSV")])
-    return save(tmp, "donation.pdf", pdf), time.perf_counter() - start
+    return save(tmp, "donation.pdf", pdf)
 
 
 def test_donation_pdf_has_a_summary_page_then_every_drive(tmp_path: Path) -> None:
     record = donation(12)
     assert problems(record) == []
-    path, _ = donation_pdf(record, tmp_path)
+    path = donation_pdf(record, tmp_path)
     assert pages(path) == 2
     summary = text_of(path, 1)
     for expected in (DONOR, "Bilan du traitement des supports d'un don", record["id"],
@@ -492,20 +480,15 @@ def test_donation_pdf_has_a_summary_page_then_every_drive(tmp_path: Path) -> Non
 
 
 def test_donation_pdf_in_english(tmp_path: Path) -> None:
-    path, _ = donation_pdf(donation(3, "en"), tmp_path)
+    path = donation_pdf(donation(3, "en"), tmp_path)
     text = text_of(path)
     assert "Media sanitization summary of a donation" in text
     assert "Drives received 3" in text and "Serial" in text
 
 
-def test_five_hundred_drives_render_in_seconds_with_the_header_on_every_page(
-        tmp_path: Path) -> None:
+def test_five_hundred_drives_render_with_the_header_on_every_page(tmp_path: Path) -> None:
     record = donation(500)
-    render.render_drive_pdf(sample("erasure"), sha256="0" * 64, verify_url="",
-                            attachments=[])  # warm up
-    path, elapsed = donation_pdf(record, tmp_path)
-    print(f"500-drive donation render: {elapsed:.2f} s")
-    assert elapsed < 10
+    path = donation_pdf(record, tmp_path)    # its time: bench/certificates.py
     count = pages(path)
     assert count > 10
     for page in range(2, count + 1):
