@@ -10,11 +10,8 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
-
 from imager.cli.context import Context
+from imager.cli.render import add_row, console, new_table
 from imager.store import people
 from imager.store.donor_csv import import_donors_file
 from imager.store.models import Donation, Donor, Technician
@@ -134,16 +131,14 @@ def _print_json(data: Any) -> None:
 
 def _print_table(title: str, columns: tuple[str, ...], rows: list[tuple[str, ...]],
                  empty: str) -> None:
-    console = Console()
+    out = console()
     if not rows:
-        console.print(empty, highlight=False)
+        out.print(empty, highlight=False, markup=False)
         return
-    table = Table(title=title)
-    for column in columns:
-        table.add_column(column, overflow="fold")
+    table = new_table(title, columns)
     for row in rows:
-        table.add_row(*(Text(cell) for cell in row))
-    console.print(table)
+        add_row(table, *row)
+    out.print(table)
 
 
 def _kind_label(kind: str) -> str:

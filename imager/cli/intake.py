@@ -6,9 +6,8 @@ import argparse
 import json
 import sys
 
-from rich.console import Console
-
 from imager.cli.context import Context
+from imager.cli.render import console
 from imager.registry.intake import attach_all
 from imager.registry.lifecycle import ITEM_LABELS_FR
 from imager.store import people
@@ -41,9 +40,9 @@ def cmd_intake(args: argparse.Namespace, ctx: Context) -> int:
     if args.json:
         print(json.dumps(done, ensure_ascii=False, indent=2))
         return 0
-    console = Console()
+    out = console(markup=False)
     for a in done:
         new = " (nouveau / new)" if a["new"] else ""
-        console.print(f"{args.donation} ← {a['kind']} {a['id']} {a['label']}: "
-                      f"{ITEM_LABELS_FR[a['state']]}{new}")
+        out.print(f"{args.donation} ← {a['kind']} {a['id']} {a['label']}: "
+                  f"{ITEM_LABELS_FR[a['state']]}{new}")
     return 0
