@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("agent", help="agent (stations d'accueil, portable démarré) / agent")
+    p = sub.add_parser("agent")
     asub = p.add_subparsers(dest="agent_command", metavar="ACTION", required=True)
     for name, func, text in (("run", cmd_run, "watch the docks, report, run the jobs"),
                              ("sync", cmd_sync, "upload a spool (e.g. from a USB stick)")):

@@ -27,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _register_donors(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("donors", help="donateurs / donors")
+    p = sub.add_parser("donors")
     dsub = p.add_subparsers(dest="donors_command", metavar="ACTION", required=True)
     add = dsub.add_parser("add", help="ajouter un donateur / add a donor")
     add.add_argument("name", metavar="NOM", help="nom / name")
@@ -49,7 +49,7 @@ def _register_donors(sub: argparse._SubParsersAction) -> None:
 
 
 def _register_donations(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("donations", help="dons / donations")
+    p = sub.add_parser("donations")
     dsub = p.add_subparsers(dest="donations_command", metavar="ACTION", required=True)
     add = dsub.add_parser("add", help="enregistrer un don / record a donation")
     add.add_argument("reference", metavar="REF", help="référence du don / donation reference")
@@ -66,7 +66,7 @@ def _register_donations(sub: argparse._SubParsersAction) -> None:
 
 
 def _register_technicians(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("technicians", help="techniciens / technicians")
+    p = sub.add_parser("technicians")
     tsub = p.add_subparsers(dest="technicians_command", metavar="ACTION", required=True)
     add = tsub.add_parser("add", help="ajouter un technicien / add a technician")
     add.add_argument("name", metavar="NOM", help="nom / name")

@@ -22,7 +22,7 @@ from imager.store import people
 
 def register(sub: argparse._SubParsersAction) -> None:
     methods = ", ".join(f"{m.name} ({m.title_en})" for m in METHODS.values())
-    p = sub.add_parser("erase", help="effacer des disques / erase drives",
+    p = sub.add_parser("erase",
                        description="Efface des disques entiers selon la politique "
                                    "d'effacement, puis vérifie. / Erase whole drives as the "
                                    "erase policy says, then verify.")

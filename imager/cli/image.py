@@ -26,7 +26,7 @@ NO_KEY = ("manifeste non signé : cette station n'a pas encore de clé (`imager 
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("image", help="images du système / OS images")
+    p = sub.add_parser("image")
     isub = p.add_subparsers(dest="image_command", metavar="ACTION", required=True)
     cr = isub.add_parser("create", help="image compressée + bmap + manifeste depuis une image "
                                         "brute creuse / compressed image + bmap + manifest "

@@ -14,7 +14,7 @@ from imager.store import people
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("intake", help="réception d'un don / intake of a donation",
+    p = sub.add_parser("intake",
                        description="Rattache des disques (n° de série, WWN) et des machines "
                                    "(n° de série, n° d'inventaire) à un don. Sans étiquette, "
                                    "lit une étiquette par ligne (douchette). / Ties drives "

@@ -22,7 +22,7 @@ MANUAL_DRIVE_MOVES = ("ready", "handed_over", "to_parts", "to_recycling", "to_de
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("drives", help="disques et leur état / drives and their state")
+    p = sub.add_parser("drives")
     dsub = p.add_subparsers(dest="drives_command", metavar="ACTION", required=True)
     ls = dsub.add_parser("list", help="every drive, its state and presence")
     ls.add_argument("--state", action="append", choices=tuple(DRIVE_TRANSITIONS))

@@ -18,7 +18,7 @@ from imager.registry.lifecycle import JOB_STATES, RESUMABLE, STATE_LABELS_FR
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("jobs", help="tâches / jobs")
+    p = sub.add_parser("jobs")
     jsub = p.add_subparsers(dest="jobs_command", metavar="ACTION", required=True)
     ls = jsub.add_parser("list", help="list jobs")
     ls.add_argument("--state", action="append", choices=JOB_STATES)

@@ -13,7 +13,7 @@ GiB = 1 << 30
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("lab", help="banc de test virtuel / virtual lab bench")
+    p = sub.add_parser("lab")
     lsub = p.add_subparsers(dest="lab_command", metavar="ACTION", required=True)
     u = lsub.add_parser("up", help="create and attach the virtual drives")
     u.add_argument("--drives", type=int, default=4)

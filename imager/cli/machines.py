@@ -19,7 +19,7 @@ from imager.store.people import find_technician
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("machines", help="machines, tri et orientation / machines and triage")
+    p = sub.add_parser("machines")
     msub = p.add_subparsers(dest="machines_command", metavar="ACTION", required=True)
     ls = msub.add_parser("list", help="every machine, its state and triage proposal")
     ls.add_argument("--state", action="append", choices=tuple(MACHINE_TRANSITIONS))

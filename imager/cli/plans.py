@@ -72,7 +72,7 @@ def plan_lines(caps: DriveCapabilities, plan: ErasePlan) -> list[str]:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("methods", help="méthodes d'effacement / erase methods",
+    p = sub.add_parser("methods",
                        description="Les méthodes que la politique peut nommer. / "
                                    "The methods an erase policy can name.")
     p.add_argument("--json", action="store_true")

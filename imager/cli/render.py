@@ -24,7 +24,6 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from imager.erase.engines import ENGINES
 from imager.errors import ImagerError
 from imager.model import ErasePlan, EraseReport
 from imager.registry.lifecycle import STATE_LABELS_FR
@@ -63,6 +62,7 @@ def add_row(table: Table, *cells: str | Text) -> None:
 
 def step_label(plan: ErasePlan, index: int) -> str:
     """'passe 2/3 ones' / 'étape 1/2 nvme-format-user-data' for step `index`."""
+    from imager.erase.engines import ENGINES  # every engine: only for commands that erase
     engine = ENGINES[plan.engine].for_plan(plan)
     count = engine.steps(plan)
     word = "passe" if plan.engine == "overwrite" else "étape"
