@@ -22,6 +22,7 @@ from typing import NamedTuple
 from imager import __version__
 from imager.cli.context import Context
 from imager.errors import ImagerError
+from imager.host.files import private_data_dir
 from imager.settings import Settings
 
 
@@ -79,11 +80,21 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return build_parser(found.command).parse_args(args)
 
 
+def _private(settings: Settings) -> None:
+    """The data dir (donors' data, tokens, keys) made owner-only before any command."""
+    if private_data_dir(settings.data_dir):
+        print(f"imager: attention / warning: le dossier de données {settings.data_dir} était "
+              "lisible par d'autres utilisateurs, il est maintenant réservé à son propriétaire "
+              f"(chmod 700) / the data dir {settings.data_dir} was readable by other users, it "
+              "is now owner-only (chmod 700)", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     settings = Settings.from_env(data_dir=args.data_dir, db_url=args.db_url)
     ctx = Context(settings)
     try:
+        _private(settings)
         return int(args.func(args, ctx) or 0)
     except ImagerError as exc:
         print(f"imager: erreur / error: {exc}", file=sys.stderr)

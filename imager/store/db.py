@@ -42,6 +42,7 @@ from sqlalchemy.orm import Mapper, Session, sessionmaker
 from sqlalchemy.orm.attributes import set_committed_value
 
 from imager.errors import RegistryError
+from imager.host.files import private_file
 from imager.settings import Settings
 from imager.store.models import Base
 
@@ -312,7 +313,7 @@ class Registry:
         url = settings.database_url
         registry: Registry | None = None
         try:
-            _prepare_sqlite_dir(url)
+            _prepare_sqlite_file(url)
             registry = cls(url)
             registry.upgrade()
         except (SQLAlchemyError, CommandError, OSError, ImportError) as exc:
@@ -376,12 +377,15 @@ class Registry:
         return f"Registry({safe_url(self.url)!r})"
 
 
-def _prepare_sqlite_dir(url: str) -> None:
-    """Create the directory of a SQLite database file."""
+def _prepare_sqlite_file(url: str) -> None:
+    """Create a SQLite database file owner-only (0600) in an owner-only directory
+    before SQLite opens it (SQLite would make it 0644); its -wal and -shm files
+    then get the same mode from SQLite. An existing file readable by others is
+    tightened."""
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
         return
     database = parsed.database or ""
     if database in ("", ":memory:") or database.startswith("file:"):
         return
-    Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    private_file(Path(database).expanduser())
