@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from imager.agent.agent import AgentConfig
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("agent")
     asub = p.add_subparsers(dest="agent_command", metavar="ACTION", required=True)
     for name, func, text in (("run", cmd_run, "watch the docks, report, run the jobs"),

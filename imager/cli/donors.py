@@ -6,6 +6,7 @@ import argparse
 import json
 import re
 import sys
+from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -19,14 +20,14 @@ from imager.store.models import Donation, Donor, Technician
 _FR_DATE = re.compile(r"^(\d{1,2})/(\d{1,2})/(\d{4})$")
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the donors, donations and technicians command groups."""
     _register_donors(sub)
     _register_donations(sub)
     _register_technicians(sub)
 
 
-def _register_donors(sub: argparse._SubParsersAction) -> None:
+def _register_donors(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("donors")
     dsub = p.add_subparsers(dest="donors_command", metavar="ACTION", required=True)
     add = dsub.add_parser("add", help="ajouter un donateur / add a donor")
@@ -48,7 +49,7 @@ def _register_donors(sub: argparse._SubParsersAction) -> None:
     imp.set_defaults(func=cmd_donors_import)
 
 
-def _register_donations(sub: argparse._SubParsersAction) -> None:
+def _register_donations(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("donations")
     dsub = p.add_subparsers(dest="donations_command", metavar="ACTION", required=True)
     add = dsub.add_parser("add", help="enregistrer un don / record a donation")
@@ -65,7 +66,7 @@ def _register_donations(sub: argparse._SubParsersAction) -> None:
     ls.set_defaults(func=cmd_donations_list)
 
 
-def _register_technicians(sub: argparse._SubParsersAction) -> None:
+def _register_technicians(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("technicians")
     tsub = p.add_subparsers(dest="technicians_command", metavar="ACTION", required=True)
     add = tsub.add_parser("add", help="ajouter un technicien / add a technician")
@@ -129,7 +130,7 @@ def _print_json(data: Any) -> None:
     print(json.dumps(data, ensure_ascii=False, indent=2))
 
 
-def _print_table(title: str, columns: tuple[str, ...], rows: list[tuple[str, ...]],
+def _print_table(title: str, columns: tuple[str, ...], rows: Sequence[Sequence[str]],
                  empty: str) -> None:
     out = console()
     if not rows:

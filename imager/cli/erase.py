@@ -20,7 +20,7 @@ from imager.registry.jobs import RegistryJobStore
 from imager.store import people
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     methods = ", ".join(f"{m.name} ({m.title_en})" for m in METHODS.values())
     p = sub.add_parser("erase",
                        description="Efface des disques entiers selon la politique "

@@ -25,7 +25,7 @@ NO_KEY = ("manifeste non signé : cette station n'a pas encore de clé (`imager 
           "`imager image sign {name} {version}`")
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("image")
     isub = p.add_subparsers(dest="image_command", metavar="ACTION", required=True)
     cr = isub.add_parser("create", help="image compressée + bmap + manifeste depuis une image "
@@ -135,12 +135,14 @@ def cmd_add(args: argparse.Namespace, ctx: Context) -> int:
     return 0
 
 
+def _files(entry: Entry) -> dict[str, str | None]:
+    return {"image": str(entry.image), "bmap": str(entry.bmap_path),
+            "manifest": str(entry.files.manifest),
+            "signed_manifest": str(entry.files.signed) if entry.signed else None}
+
+
 def _summary(entry: Entry) -> dict[str, object]:
-    m = entry.manifest
-    return {**m, "signed": entry.signed,
-            "files": {"image": str(entry.image), "bmap": str(entry.bmap_path),
-                      "manifest": str(entry.files.manifest),
-                      "signed_manifest": str(entry.files.signed) if entry.signed else None}}
+    return {**entry.manifest, "signed": entry.signed, "files": _files(entry)}
 
 
 def cmd_list(args: argparse.Namespace, ctx: Context) -> int:
@@ -189,7 +191,7 @@ def cmd_show(args: argparse.Namespace, ctx: Context) -> int:
             ("Signée / signed", "oui / yes" if entry.signed else "non / no"))
     for label, value in rows:
         out.print(f"  {label}: {escape(value)}")
-    for label, path in view["files"].items():  # type: ignore[union-attr]
+    for label, path in _files(entry).items():
         if path:
             out.print(f"  {label}: {escape(path)}")
     return 0

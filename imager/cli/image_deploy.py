@@ -20,7 +20,7 @@ from imager.jobs.batch import stop_on_signals
 PHASES = {"write": "Écriture / writing", "verify": "Relecture / read-back"}
 
 
-def register_deploy(isub: argparse._SubParsersAction) -> None:
+def register_deploy(isub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     d = isub.add_parser("deploy", help="write an image onto erased drives, read it back",
                         description="Écrit une image sur des disques effacés, la relit, "
                                     "personnalise le système. / Writes an image onto erased "

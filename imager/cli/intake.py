@@ -13,7 +13,7 @@ from imager.registry.lifecycle import ITEM_LABELS_FR
 from imager.store import people
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("intake",
                        description="Rattache des disques (n° de série, WWN) et des machines "
                                    "(n° de série, n° d'inventaire) à un don. Sans étiquette, "
@@ -34,15 +34,14 @@ def cmd_intake(args: argparse.Namespace, ctx: Context) -> int:
     with ctx.registry.session() as s:
         actor = people.find_technician(s, args.technician).name if args.technician \
             else "intake"
-        done = [a.to_dict() for a in attach_all(
-            s, args.donation, drives=[] if args.machine else labels,
-            machines=labels if args.machine else [], actor=actor)]
+        done = attach_all(s, args.donation, drives=[] if args.machine else labels,
+                          machines=labels if args.machine else [], actor=actor)
     if args.json:
-        print(json.dumps(done, ensure_ascii=False, indent=2))
+        print(json.dumps([a.to_dict() for a in done], ensure_ascii=False, indent=2))
         return 0
     out = console(markup=False)
     for a in done:
-        new = " (nouveau / new)" if a["new"] else ""
-        out.print(f"{args.donation} ← {a['kind']} {a['id']} {a['label']}: "
-                  f"{ITEM_LABELS_FR[a['state']]}{new}")
+        new = " (nouveau / new)" if a.new else ""
+        out.print(f"{args.donation} ← {a.kind} {a.id} {a.label}: "
+                  f"{ITEM_LABELS_FR[a.state]}{new}")
     return 0

@@ -21,7 +21,7 @@ from imager.store.people import find_technician
 MANUAL_DRIVE_MOVES = ("ready", "handed_over", "to_parts", "to_recycling", "to_destroy")
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("drives")
     dsub = p.add_subparsers(dest="drives_command", metavar="ACTION", required=True)
     ls = dsub.add_parser("list", help="every drive, its state and presence")

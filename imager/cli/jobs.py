@@ -17,7 +17,7 @@ from imager.registry.jobs import RegistryJobStore
 from imager.registry.lifecycle import JOB_STATES, RESUMABLE, STATE_LABELS_FR
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("jobs")
     jsub = p.add_subparsers(dest="jobs_command", metavar="ACTION", required=True)
     ls = jsub.add_parser("list", help="list jobs")

@@ -12,7 +12,7 @@ from imager.registry.jobs import RegistryJobStore
 GiB = 1 << 30
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("lab")
     lsub = p.add_subparsers(dest="lab_command", metavar="ACTION", required=True)
     u = lsub.add_parser("up", help="create and attach the virtual drives")

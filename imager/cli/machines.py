@@ -18,7 +18,7 @@ from imager.store.models import Machine
 from imager.store.people import find_technician
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("machines")
     msub = p.add_subparsers(dest="machines_command", metavar="ACTION", required=True)
     ls = msub.add_parser("list", help="every machine, its state and triage proposal")

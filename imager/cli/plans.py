@@ -71,7 +71,7 @@ def plan_lines(caps: DriveCapabilities, plan: ErasePlan) -> list[str]:
     return lines
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("methods",
                        description="Les méthodes que la politique peut nommer. / "
                                    "The methods an erase policy can name.")
