@@ -11,7 +11,8 @@ def default_data_dir() -> Path:
     """Where the registry, logs and issued documents live.
 
     Root (the station service): /var/lib/imager. Anyone else: the XDG data dir.
-    IMAGER_DATA_DIR overrides both.
+    IMAGER_DATA_DIR overrides both. It holds donors' personal data and secrets:
+    every command makes it owner-only (imager.host.files.private_data_dir).
     """
     env = os.environ.get("IMAGER_DATA_DIR")
     if env:
