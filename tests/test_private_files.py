@@ -18,12 +18,13 @@ from conftest import need
 
 from imager.agent.outbox import Outbox
 from imager.errors import UsageError
-from imager.host.files import private_data_dir, private_file, write_atomic
+from imager.host.files import private_data_dir, write_atomic
 from imager.settings import Settings
 from imager.store import people
 from imager.store.db import Registry
 
 NOBODY = 65534
+DETACHED = {"identity": "serial::WD-WCC3F1234567", "path": "/dev/sdb"}   # a spooled event
 
 
 @pytest.fixture
@@ -59,7 +60,7 @@ def station_files(data: Path) -> dict[str, int]:
         with registry.session() as s:
             people.add_donor(s, "particulier", "Zoé Müller", phone="06 12 34 56 78")
         write_atomic(settings.documents_dir / "CERT-2024-0001.json", b'{"donor": "Zoe"}')
-        Outbox(data / "spool" / "bench").put("plugged", {"serial": "WD-WCC3F1234567"})
+        Outbox(data / "spool" / "bench").put("drive_detached", DETACHED)
         return modes(data)
 
 
@@ -80,7 +81,7 @@ def test_station_data_dir_is_private_from_creation(tmp_path: Path,
                    "(umask: 0755); it should call imager.host.files.private_dir (reported)")
 def test_spool_directories_are_private(tmp_path: Path, permissive_umask: None) -> None:
     spool = tmp_path / "data" / "spool" / "bench"
-    Outbox(spool).put("plugged", {"serial": "WD-WCC3F1234567"})
+    Outbox(spool).put("drive_detached", DETACHED)
     assert (mode(spool.parent), mode(spool)) == (0o700, 0o700)
 
 
@@ -88,11 +89,9 @@ def test_files_are_private_whatever_the_umask(tmp_path: Path) -> None:
     old = os.umask(0o277)       # would make files 0400 and directories 0500
     try:
         write_atomic(tmp_path / "exports" / "donors.csv", b"nom;courriel\n")
-        private_file(tmp_path / "registry" / "registry.sqlite3")
     finally:
         os.umask(old)
     assert modes(tmp_path / "exports") == {"/": 0o700, "donors.csv": 0o600}
-    assert modes(tmp_path / "registry") == {"/": 0o700, "registry.sqlite3": 0o600}
 
 
 def test_a_public_file_is_asked_for(tmp_path: Path, permissive_umask: None) -> None:

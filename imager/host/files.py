@@ -4,7 +4,8 @@ The data dir holds donors' personal data (the registry, issued documents,
 exports, the agent's spool) and secrets (tokens, keys, ATA temporary
 passwords in job plans): its directories are made 0700 and its files 0600 as
 they are created, whatever the umask (no window in which another user could
-open them), and an existing data dir readable by others is tightened.
+open them), and an existing data dir readable by others is tightened. (The
+SQLite registry is created 0600 by imager.store.db, by the same rule.)
 """
 
 from __future__ import annotations
@@ -67,25 +68,6 @@ def private_data_dir(path: Path) -> bool:
             f"({exc.strerror}): run `chmod 700 {path}` as its owner, or choose another "
             "directory with --data-dir / IMAGER_DATA_DIR") from exc
     return True
-
-
-def private_file(path: Path) -> Path:
-    """Make sure `path` exists and only its owner may read it: created empty with
-    mode 0600 (whatever the umask), or an existing file's group and others' bits
-    removed. Its directory is made with :func:`private_dir`."""
-    private_dir(path.parent)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, PRIVATE_FILE)
-    except FileExistsError:
-        mode = stat.S_IMODE(path.stat().st_mode)
-        if mode & OTHERS:
-            os.chmod(path, mode & ~OTHERS)
-        return path
-    try:
-        os.fchmod(fd, PRIVATE_FILE)
-    finally:
-        os.close(fd)
-    return path
 
 
 @contextmanager

@@ -23,6 +23,8 @@ ORM objects) should pass the values through :func:`as_utc`.
 from __future__ import annotations
 
 import logging
+import os
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -42,7 +44,6 @@ from sqlalchemy.orm import Mapper, Session, sessionmaker
 from sqlalchemy.orm.attributes import set_committed_value
 
 from imager.errors import RegistryError
-from imager.host.files import private_file
 from imager.settings import Settings
 from imager.store.models import Base
 
@@ -378,14 +379,27 @@ class Registry:
 
 
 def _prepare_sqlite_file(url: str) -> None:
-    """Create a SQLite database file owner-only (0600) in an owner-only directory
-    before SQLite opens it (SQLite would make it 0644); its -wal and -shm files
-    then get the same mode from SQLite. An existing file readable by others is
-    tightened."""
+    """Create a SQLite database file owner-only (0600, whatever the umask; its
+    directory 0700 when this makes it) before SQLite opens it: SQLite would make
+    it 0644, and it gives the -wal and -shm files the database's mode. An
+    existing file readable by others is tightened. (The rule of
+    imager.host.files for the data dir; the store does not import host.)"""
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
         return
     database = parsed.database or ""
     if database in ("", ":memory:") or database.startswith("file:"):
         return
-    private_file(Path(database).expanduser())
+    path = Path(database).expanduser()
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    except FileExistsError:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        if mode & 0o077:
+            os.chmod(path, mode & ~0o077)
+        return
+    try:
+        os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
