@@ -11,7 +11,8 @@ def default_data_dir() -> Path:
     """Where the registry, logs and issued documents live.
 
     Root (the station service): /var/lib/imager. Anyone else: the XDG data dir.
-    IMAGER_DATA_DIR overrides both.
+    IMAGER_DATA_DIR overrides both. It holds donors' personal data and secrets:
+    every command makes it owner-only (imager.host.files.private_data_dir).
     """
     env = os.environ.get("IMAGER_DATA_DIR")
     if env:
@@ -36,8 +37,9 @@ class Settings:
     erase_policy: Path | None = None   # None: profiles/erase-policy.yaml shipped with imager
 
     @classmethod
-    def from_env(cls, **overrides: object) -> Settings:
-        """Settings from the environment (IMAGER_*), then explicit overrides."""
+    def from_env(cls, *, data_dir: Path | None = None, db_url: str | None = None) -> Settings:
+        """Settings from the environment (IMAGER_*); `data_dir` and `db_url`, when
+        given (the command line's), win over it."""
         base = cls(
             db_url=os.environ.get("IMAGER_DB_URL") or None,
             checkpoint_seconds=float(os.environ.get("IMAGER_CHECKPOINT_SECONDS") or 2.0),
@@ -47,8 +49,11 @@ class Settings:
             erase_policy=Path(os.environ["IMAGER_ERASE_POLICY"])
             if os.environ.get("IMAGER_ERASE_POLICY") else None,
         )
-        clean = {k: v for k, v in overrides.items() if v is not None}
-        return replace(base, **clean)
+        if data_dir is not None:
+            base = replace(base, data_dir=data_dir)
+        if db_url is not None:
+            base = replace(base, db_url=db_url)
+        return base
 
     @property
     def database_url(self) -> str:

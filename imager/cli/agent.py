@@ -10,9 +10,8 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rich.console import Console
-
 from imager.cli.context import Context
+from imager.cli.render import console
 from imager.errors import UsageError
 from imager.jobs.batch import stop_on_signals
 
@@ -20,8 +19,8 @@ if TYPE_CHECKING:
     from imager.agent.agent import AgentConfig
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("agent", help="agent (stations d'accueil, portable démarré) / agent")
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("agent")
     asub = p.add_subparsers(dest="agent_command", metavar="ACTION", required=True)
     for name, func, text in (("run", cmd_run, "watch the docks, report, run the jobs"),
                              ("sync", cmd_sync, "upload a spool (e.g. from a USB stick)")):
@@ -75,8 +74,8 @@ def cmd_run(args: argparse.Namespace, ctx: Context) -> int:
                 pass
         agent.join()
     left = len(agent.outbox.pending())
-    Console(stderr=True).print(f"Agent arrêté / stopped; en attente / waiting in "
-                               f"{config.spool}: {left}")
+    console(stderr=True, markup=False).print(
+        f"Agent arrêté / stopped; en attente / waiting in {config.spool}: {left}")
     return 0
 
 
@@ -85,7 +84,8 @@ def cmd_sync(args: argparse.Namespace, ctx: Context) -> int:
     if not args.station:
         raise UsageError("--station is missing: give the station's URL")
     result = sync(ctx.settings, _config(args, ctx, kind="dock"))
-    Console().print(f"Agent {result.agent}: appliqués / applied {result.applied}, "
-                    f"déjà reçus / duplicates {result.duplicate}, refusés / refused "
-                    f"{result.refused}, restants / left {result.left}")
+    console(markup=False).print(
+        f"Agent {result.agent}: appliqués / applied {result.applied}, déjà reçus / "
+        f"duplicates {result.duplicate}, refusés / refused {result.refused}, restants / "
+        f"left {result.left}")
     return 0 if result.left == 0 and result.refused == 0 else 1

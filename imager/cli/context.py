@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from imager.settings import Settings
-from imager.store.db import Registry
+
+if TYPE_CHECKING:
+    from imager.store.db import Registry
 
 
 class Context:
@@ -15,6 +19,8 @@ class Context:
     def registry(self) -> Registry:
         """The registry, opened (and migrated to head) on first use."""
         if self._registry is None:
+            # Imported here: SQLAlchemy and Alembic load only for commands that use it.
+            from imager.store.db import Registry
             self._registry = Registry.open(self.settings)
         return self._registry
 

@@ -6,15 +6,13 @@ import argparse
 import json
 import re
 import sys
+from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
-
 from imager.cli.context import Context
+from imager.cli.render import add_row, console, new_table
 from imager.store import people
 from imager.store.donor_csv import import_donors_file
 from imager.store.models import Donation, Donor, Technician
@@ -22,15 +20,15 @@ from imager.store.models import Donation, Donor, Technician
 _FR_DATE = re.compile(r"^(\d{1,2})/(\d{1,2})/(\d{4})$")
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the donors, donations and technicians command groups."""
     _register_donors(sub)
     _register_donations(sub)
     _register_technicians(sub)
 
 
-def _register_donors(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("donors", help="donateurs / donors")
+def _register_donors(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("donors")
     dsub = p.add_subparsers(dest="donors_command", metavar="ACTION", required=True)
     add = dsub.add_parser("add", help="ajouter un donateur / add a donor")
     add.add_argument("name", metavar="NOM", help="nom / name")
@@ -51,8 +49,8 @@ def _register_donors(sub: argparse._SubParsersAction) -> None:
     imp.set_defaults(func=cmd_donors_import)
 
 
-def _register_donations(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("donations", help="dons / donations")
+def _register_donations(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("donations")
     dsub = p.add_subparsers(dest="donations_command", metavar="ACTION", required=True)
     add = dsub.add_parser("add", help="enregistrer un don / record a donation")
     add.add_argument("reference", metavar="REF", help="référence du don / donation reference")
@@ -68,8 +66,8 @@ def _register_donations(sub: argparse._SubParsersAction) -> None:
     ls.set_defaults(func=cmd_donations_list)
 
 
-def _register_technicians(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("technicians", help="techniciens / technicians")
+def _register_technicians(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("technicians")
     tsub = p.add_subparsers(dest="technicians_command", metavar="ACTION", required=True)
     add = tsub.add_parser("add", help="ajouter un technicien / add a technician")
     add.add_argument("name", metavar="NOM", help="nom / name")
@@ -132,18 +130,16 @@ def _print_json(data: Any) -> None:
     print(json.dumps(data, ensure_ascii=False, indent=2))
 
 
-def _print_table(title: str, columns: tuple[str, ...], rows: list[tuple[str, ...]],
+def _print_table(title: str, columns: tuple[str, ...], rows: Sequence[Sequence[str]],
                  empty: str) -> None:
-    console = Console()
+    out = console()
     if not rows:
-        console.print(empty, highlight=False)
+        out.print(empty, highlight=False, markup=False)
         return
-    table = Table(title=title)
-    for column in columns:
-        table.add_column(column, overflow="fold")
+    table = new_table(title, columns)
     for row in rows:
-        table.add_row(*(Text(cell) for cell in row))
-    console.print(table)
+        add_row(table, *row)
+    out.print(table)
 
 
 def _kind_label(kind: str) -> str:

@@ -5,11 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 
-from rich.console import Console
-
 from imager.cli.context import Context
 from imager.cli.plans import plan_lines
-from imager.cli.render import BarsUI, JsonLinesUI, report_table
+from imager.cli.render import BarsUI, JsonLinesUI, console, report_table
 from imager.erase import policy
 from imager.erase.methods import METHODS
 from imager.erase.plan import plan_for
@@ -22,9 +20,9 @@ from imager.registry.jobs import RegistryJobStore
 from imager.store import people
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     methods = ", ".join(f"{m.name} ({m.title_en})" for m in METHODS.values())
-    p = sub.add_parser("erase", help="effacer des disques / erase drives",
+    p = sub.add_parser("erase",
                        description="Efface des disques entiers selon la politique "
                                    "d'effacement, puis vérifie. / Erase whole drives as the "
                                    "erase policy says, then verify.")
@@ -96,8 +94,8 @@ def run_and_render(ctx: Context, store: RegistryJobStore, jobs: dict[int, tuple[
                    json_mode: bool, allow_files: bool = False,
                    paths: dict[int, str] | None = None) -> int:
     """Run jobs with live progress, then print the reports; return the exit code."""
-    console = Console(stderr=json_mode)
-    ui = JsonLinesUI(jobs) if json_mode else BarsUI(console, jobs)
+    out = console(stderr=json_mode)
+    ui = JsonLinesUI(jobs) if json_mode else BarsUI(out, jobs)
     with ui:
         results = run_all(store, list(jobs), ctx.settings, on_progress=ui,
                           allow_files=allow_files, paths=paths)
@@ -107,5 +105,5 @@ def run_and_render(ctx: Context, store: RegistryJobStore, jobs: dict[int, tuple[
                     if isinstance(res, EraseReport)
                     else {"event": "error", "job": jid, "error": str(res)})
     else:
-        console.print(report_table(results, {j: d for j, (d, _) in jobs.items()}))
+        out.print(report_table(results, {j: d for j, (d, _) in jobs.items()}))
     return _exit_code(results)

@@ -8,12 +8,11 @@ import sys
 import time
 from pathlib import Path
 
-from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
 from imager.cli.context import Context
 from imager.cli.image_deploy import register_deploy
+from imager.cli.render import add_row, console, new_table
 from imager.errors import UsageError
 from imager.imaging import create as creating
 from imager.imaging.bmap import human_size
@@ -26,8 +25,8 @@ NO_KEY = ("manifeste non signé : cette station n'a pas encore de clé (`imager 
           "`imager image sign {name} {version}`")
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("image", help="images du système / OS images")
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("image")
     isub = p.add_subparsers(dest="image_command", metavar="ACTION", required=True)
     cr = isub.add_parser("create", help="image compressée + bmap + manifeste depuis une image "
                                         "brute creuse / compressed image + bmap + manifest "
@@ -113,35 +112,37 @@ def cmd_create(args: argparse.Namespace, ctx: Context) -> int:
     finally:
         progress.end()
     m = built.manifest
-    console = Console(highlight=False)
-    console.print(f"Image créée / image created: {escape(m['name'])} {escape(m['version'])} "
-                  f"en / in {built.seconds:.1f} s")
-    console.print(f"  {human_size(m['image_size'])} dont / of which "
-                  f"{human_size(m['mapped_bytes'])} utiles / mapped → "
-                  f"{human_size(m['image']['size'])} compressés / compressed")
+    out = console(highlight=False)
+    out.print(f"Image créée / image created: {escape(m['name'])} {escape(m['version'])} "
+              f"en / in {built.seconds:.1f} s")
+    out.print(f"  {human_size(m['image_size'])} dont / of which "
+              f"{human_size(m['mapped_bytes'])} utiles / mapped → "
+              f"{human_size(m['image']['size'])} compressés / compressed")
     for path in built.files.all():
         if path.exists():
-            console.print(f"  {escape(str(path))}")
+            out.print(f"  {escape(str(path))}")
     if not built.signed:
-        console.print("[yellow]" + escape(NO_KEY.format(name=m["name"], version=m["version"]))
-                      + "[/]")
+        out.print("[yellow]" + escape(NO_KEY.format(name=m["name"], version=m["version"]))
+                  + "[/]")
     return 0
 
 
 def cmd_add(args: argparse.Namespace, ctx: Context) -> int:
     entry = Catalogue.of(ctx.settings).add(args.manifest)
-    Console(highlight=False).print(f"Ajoutée au catalogue / added to the catalogue: "
+    console(highlight=False).print(f"Ajoutée au catalogue / added to the catalogue: "
                                    f"{escape(entry.name)} {escape(entry.version)} "
                                    f"({escape(str(entry.files.folder))})")
     return 0
 
 
+def _files(entry: Entry) -> dict[str, str | None]:
+    return {"image": str(entry.image), "bmap": str(entry.bmap_path),
+            "manifest": str(entry.files.manifest),
+            "signed_manifest": str(entry.files.signed) if entry.signed else None}
+
+
 def _summary(entry: Entry) -> dict[str, object]:
-    m = entry.manifest
-    return {**m, "signed": entry.signed,
-            "files": {"image": str(entry.image), "bmap": str(entry.bmap_path),
-                      "manifest": str(entry.files.manifest),
-                      "signed_manifest": str(entry.files.signed) if entry.signed else None}}
+    return {**entry.manifest, "signed": entry.signed, "files": _files(entry)}
 
 
 def cmd_list(args: argparse.Namespace, ctx: Context) -> int:
@@ -150,25 +151,22 @@ def cmd_list(args: argparse.Namespace, ctx: Context) -> int:
     if args.json:
         print(json.dumps([_summary(e) for e in entries], ensure_ascii=False, indent=2))
         return 0
-    console = Console(highlight=False)
+    out = console(highlight=False)
     if not entries:
-        console.print(f"Aucune image dans / no image in {escape(str(catalogue.root))}: "
-                      "`imager image create RAW --name NOM --version V`")
+        out.print(f"Aucune image dans / no image in {escape(str(catalogue.root))}: "
+                  "`imager image create RAW --name NOM --version V`")
     else:
-        table = Table(title=f"Images — {catalogue.root}")
-        for col in ("Nom / Name", "Version", "Profil / Profile", "Taille / Size",
-                    "Utile / Mapped", "Compressée / Compressed", "Créée / Built",
-                    "Signée / Signed"):
-            table.add_column(col)
+        table = new_table(f"Images — {catalogue.root}", (
+            "Nom / Name", "Version", "Profil / Profile", "Taille / Size", "Utile / Mapped",
+            "Compressée / Compressed", "Créée / Built", "Signée / Signed"))
         for e in entries:
             m = e.manifest
-            table.add_row(escape(e.name), escape(e.version), escape(m["profile"] or ""),
-                          human_size(m["image_size"]), human_size(m["mapped_bytes"]),
-                          human_size(m["image"]["size"]), m["built"],
-                          "oui / yes" if e.signed else "non / no")
-        console.print(table)
+            add_row(table, e.name, e.version, m["profile"] or "", human_size(m["image_size"]),
+                    human_size(m["mapped_bytes"]), human_size(m["image"]["size"]), m["built"],
+                    "oui / yes" if e.signed else "non / no")
+        out.print(table)
     for problem in problems:
-        console.print(f"[yellow]illisible / unreadable: {escape(problem)}[/]")
+        out.print(f"[yellow]illisible / unreadable: {escape(problem)}[/]")
     return 0
 
 
@@ -178,9 +176,9 @@ def cmd_show(args: argparse.Namespace, ctx: Context) -> int:
     if args.json:
         print(json.dumps(view, ensure_ascii=False, indent=2))
         return 0
-    m, console = entry.manifest, Console(highlight=False)
-    console.print(f"Image {escape(entry.name)} {escape(entry.version)}"
-                  f" — profil / profile {escape(m['profile'] or '-')}")
+    m, out = entry.manifest, console(highlight=False)
+    out.print(f"Image {escape(entry.name)} {escape(entry.version)}"
+              f" — profil / profile {escape(m['profile'] or '-')}")
     rows = (("Créée / built", f"{m['built']} (imager {m.get('imager_version', '?')}, "
                               f"{m.get('source', '?')})"),
             ("Taille / size", f"{m['image_size']} octets / bytes ({human_size(m['image_size'])})"),
@@ -192,10 +190,10 @@ def cmd_show(args: argparse.Namespace, ctx: Context) -> int:
             ("bmap", f"sha256 {m['bmap']['sha256']}"),
             ("Signée / signed", "oui / yes" if entry.signed else "non / no"))
     for label, value in rows:
-        console.print(f"  {label}: {escape(value)}")
-    for label, path in view["files"].items():  # type: ignore[union-attr]
+        out.print(f"  {label}: {escape(value)}")
+    for label, path in _files(entry).items():
         if path:
-            console.print(f"  {label}: {escape(path)}")
+            out.print(f"  {label}: {escape(path)}")
     return 0
 
 
@@ -210,15 +208,15 @@ def cmd_verify(args: argparse.Namespace, ctx: Context) -> int:
     finally:
         if progress is not None:
             progress.end()
-    console = Console(highlight=False, soft_wrap=True)
+    out = console(highlight=False, soft_wrap=True)
     for status, text in report.lines:
-        console.print(f"{_MARKS[status]} {escape(text)}")
+        out.print(f"{_MARKS[status]} {escape(text)}")
     what = f"{escape(entry.name)} {escape(entry.version)}"
     if report.ok:
         depth = "complète / full" if args.full else "fichiers / files (--full: every range)"
-        console.print(f"[green]Image intacte / image intact[/]: {what} — {depth}")
+        out.print(f"[green]Image intacte / image intact[/]: {what} — {depth}")
         return 0
-    console.print(f"[red]Image NON intacte / image NOT intact[/]: {what}")
+    out.print(f"[red]Image NON intacte / image NOT intact[/]: {what}")
     return 1
 
 
@@ -229,13 +227,13 @@ def cmd_sign(args: argparse.Namespace, ctx: Context) -> int:
     if keys is None:
         raise UsageError(NO_KEY.format(name=entry.name, version=entry.version))
     catalogue.sign(entry, keys)
-    Console(highlight=False).print(f"Manifeste signé / manifest signed: "
+    console(highlight=False).print(f"Manifeste signé / manifest signed: "
                                    f"{escape(str(entry.files.signed))} ({keys.fingerprint})")
     return 0
 
 
 def cmd_rm(args: argparse.Namespace, ctx: Context) -> int:
     entry = Catalogue.of(ctx.settings).remove(args.name, args.version)
-    Console(highlight=False).print(f"Image supprimée / image removed: {escape(entry.name)} "
+    console(highlight=False).print(f"Image supprimée / image removed: {escape(entry.name)} "
                                    f"{escape(entry.version)} ({escape(str(entry.files.folder))})")
     return 0

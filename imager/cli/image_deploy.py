@@ -10,15 +10,17 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
 from imager.cli.context import Context
+from imager.cli.render import add_row, console, new_table
 from imager.errors import UsageError
 from imager.jobs.batch import stop_on_signals
 
 PHASES = {"write": "Écriture / writing", "verify": "Relecture / read-back"}
 
 
-def register_deploy(isub: argparse._SubParsersAction) -> None:
+def register_deploy(isub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     d = isub.add_parser("deploy", help="write an image onto erased drives, read it back",
                         description="Écrit une image sur des disques effacés, la relit, "
                                     "personnalise le système. / Writes an image onto erased "
@@ -68,15 +70,15 @@ def cmd_deploy(args: argparse.Namespace, ctx: Context) -> int:
                           sample=args.sample, allow_unerased=args.allow_unerased,
                           allow_files=args.allow_file, grow=args.grow,
                           hostnames=_hostnames(args))
-    console = Console(stderr=True)
-    console.print(f"Image {entry.name} {entry.version} → {', '.join(args.devices)}")
+    err = console(stderr=True, markup=False)
+    err.print(f"Image {entry.name} {entry.version} → {', '.join(args.devices)}")
     stop = threading.Event()
-    with _Bars(console) as progress, stop_on_signals(stop):
+    with _Bars(err) as progress, stop_on_signals(stop):
         outcomes = imaging.run(ctx.registry, ctx.settings, req, progress=progress, stop=stop)
     if args.json:
         print(json.dumps([_row(o) for o in outcomes], ensure_ascii=False, indent=2))
     else:
-        Console().print(_table(outcomes))
+        console().print(_table(outcomes))
     return 0 if all(o.ok for o in outcomes) else 1
 
 
@@ -112,16 +114,15 @@ def _row(o: Any) -> dict[str, Any]:
 
 
 def _table(outcomes: list[Any]) -> Table:
-    table = Table(title="Déploiement / Deployment")
-    for col in ("Disque / Drive", "N°", "Résultat / Result", "Écrit / Written",
-                "Relu / Read back", "Durée / Time", "Détail / Detail"):
-        table.add_column(col)
+    table = new_table("Déploiement / Deployment", (
+        "Disque / Drive", "N°", "Résultat / Result", "Écrit / Written", "Relu / Read back",
+        "Durée / Time", "Détail / Detail"))
     for o in outcomes:
         r = o.result
-        verdict = "[green]installé et vérifié / imaged, verified[/]" if o.ok else \
-            "[red]échec / failed[/]"
+        verdict = Text("installé et vérifié / imaged, verified", style="green") if o.ok \
+            else Text("échec / failed", style="red")
         detail = o.error or "; ".join((o.after or {}).get("steps", []))
-        table.add_row(o.device, str(o.drive_id), verdict, f"{r.written_bytes / 2**20:,.0f} MiB",
-                      f"{r.verified_bytes / 2**20:,.0f} MiB ({r.verify})",
-                      f"{r.write_seconds + r.verify_seconds:.1f} s", detail)
+        add_row(table, o.device, str(o.drive_id), verdict, f"{r.written_bytes / 2**20:,.0f} MiB",
+                f"{r.verified_bytes / 2**20:,.0f} MiB ({r.verify})",
+                f"{r.write_seconds + r.verify_seconds:.1f} s", detail)
     return table

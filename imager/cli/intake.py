@@ -6,16 +6,15 @@ import argparse
 import json
 import sys
 
-from rich.console import Console
-
 from imager.cli.context import Context
+from imager.cli.render import console
 from imager.registry.intake import attach_all
 from imager.registry.lifecycle import ITEM_LABELS_FR
 from imager.store import people
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("intake", help="réception d'un don / intake of a donation",
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("intake",
                        description="Rattache des disques (n° de série, WWN) et des machines "
                                    "(n° de série, n° d'inventaire) à un don. Sans étiquette, "
                                    "lit une étiquette par ligne (douchette). / Ties drives "
@@ -35,15 +34,14 @@ def cmd_intake(args: argparse.Namespace, ctx: Context) -> int:
     with ctx.registry.session() as s:
         actor = people.find_technician(s, args.technician).name if args.technician \
             else "intake"
-        done = [a.to_dict() for a in attach_all(
-            s, args.donation, drives=[] if args.machine else labels,
-            machines=labels if args.machine else [], actor=actor)]
+        done = attach_all(s, args.donation, drives=[] if args.machine else labels,
+                          machines=labels if args.machine else [], actor=actor)
     if args.json:
-        print(json.dumps(done, ensure_ascii=False, indent=2))
+        print(json.dumps([a.to_dict() for a in done], ensure_ascii=False, indent=2))
         return 0
-    console = Console()
+    out = console(markup=False)
     for a in done:
-        new = " (nouveau / new)" if a["new"] else ""
-        console.print(f"{args.donation} ← {a['kind']} {a['id']} {a['label']}: "
-                      f"{ITEM_LABELS_FR[a['state']]}{new}")
+        new = " (nouveau / new)" if a.new else ""
+        out.print(f"{args.donation} ← {a.kind} {a.id} {a.label}: "
+                  f"{ITEM_LABELS_FR[a.state]}{new}")
     return 0

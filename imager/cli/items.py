@@ -7,11 +7,11 @@ import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from rich.console import Console
 from rich.table import Table
 from sqlalchemy import select
 
 from imager.cli.context import Context
+from imager.cli.render import add_row, console, new_table
 from imager.registry import items
 from imager.registry.lifecycle import DRIVE_TRANSITIONS, ITEM_LABELS_FR
 from imager.store.models import Drive
@@ -21,8 +21,8 @@ from imager.store.people import find_technician
 MANUAL_DRIVE_MOVES = ("ready", "handed_over", "to_parts", "to_recycling", "to_destroy")
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("drives", help="disques et leur état / drives and their state")
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("drives")
     dsub = p.add_subparsers(dest="drives_command", metavar="ACTION", required=True)
     ls = dsub.add_parser("list", help="every drive, its state and presence")
     ls.add_argument("--state", action="append", choices=tuple(DRIVE_TRANSITIONS))
@@ -67,12 +67,10 @@ def print_items(rows: list[dict[str, Any]], *, as_json: bool, title: str,
     if as_json:
         print(json.dumps(rows, ensure_ascii=False, indent=2))
         return 0
-    table = Table(title=title)
-    for col in ("N°", "État / State", *columns):
-        table.add_column(col)
+    table = new_table(title, ("N°", "État / State", *columns))
     for r in rows:
-        table.add_row(str(r["id"]), f"{r['state_fr']} / {r['state']}", *cells(r))
-    Console().print(table)
+        add_row(table, str(r["id"]), f"{r['state_fr']} / {r['state']}", *cells(r))
+    console().print(table)
     return 0
 
 
@@ -82,25 +80,23 @@ def cmd_show(args: argparse.Namespace, ctx: Context) -> int:
     if args.json:
         print(json.dumps(view, ensure_ascii=False, indent=2))
         return 0
-    console = Console()
-    console.print(f"Disque / drive {view['id']}: {view['identity']} — "
-                  f"{view['state_fr']} / {view['state']}")
+    out = console(markup=False)
+    out.print(f"Disque / drive {view['id']}: {view['identity']} — "
+              f"{view['state_fr']} / {view['state']}")
     if view["next_step"]:
-        console.print(f"À faire / next: {view['next_step']['fr']}")
-    console.print(history_table(view["history"]))
+        out.print(f"À faire / next: {view['next_step']['fr']}")
+    out.print(history_table(view["history"]))
     return 0
 
 
 def history_table(history: list[dict[str, Any]], *, jobs: bool = True) -> Table:
     """An item's history (items.event_summary rows): when, who, what, why[, job]."""
-    table = Table(title="Historique / History")
     cols = ("Quand / When", "Qui / Who", "Quoi / What", "Pourquoi / Why", "Tâche / Job")
-    for col in cols if jobs else cols[:-1]:
-        table.add_column(col)
+    table = new_table("Historique / History", cols if jobs else cols[:-1])
     for e in history:
         what = f"{e['from']} → {e['to']}" if e["kind"] == "move" else e["kind"]
         row = [e["at"][:19], e["actor"], what, e["reason"], str(e["job"] or "")]
-        table.add_row(*(row if jobs else row[:-1]))
+        add_row(table, *(row if jobs else row[:-1]))
     return table
 
 
@@ -110,5 +106,5 @@ def cmd_move(args: argparse.Namespace, ctx: Context) -> int:
         drive = items.find_drive(s, args.drive)
         items.move(s, drive, args.state, actor=tech.name, reason=args.why)
         label = ITEM_LABELS_FR[args.state]
-    Console().print(f"Disque / drive {args.drive}: {label} / {args.state}")
+    console(markup=False).print(f"Disque / drive {args.drive}: {label} / {args.state}")
     return 0

@@ -6,20 +6,19 @@ import argparse
 import json
 from typing import Any
 
-from rich.console import Console
-from rich.table import Table
+from rich.markup import escape
 
 from imager.cli.context import Context
 from imager.cli.erase import run_and_render
-from imager.cli.render import step_label
+from imager.cli.render import add_row, console, new_table, step_label
 from imager.errors import UsageError
 from imager.protocol.jobs import JobView
 from imager.registry.jobs import RegistryJobStore
 from imager.registry.lifecycle import JOB_STATES, RESUMABLE, STATE_LABELS_FR
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("jobs", help="tâches / jobs")
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("jobs")
     jsub = p.add_subparsers(dest="jobs_command", metavar="ACTION", required=True)
     ls = jsub.add_parser("list", help="list jobs")
     ls.add_argument("--state", action="append", choices=JOB_STATES)
@@ -67,15 +66,14 @@ def cmd_list(args: argparse.Namespace, ctx: Context) -> int:
     if args.json:
         print(json.dumps([_summary(j) for j in jobs], ensure_ascii=False, indent=2))
         return 0
-    table = Table(title="Tâches / Jobs")
-    for col in ("N°", "État / State", "Disque / Drive", "Identité / Identity",
-                "Méthode / Method", "Don / Donation", "Avancement", "Motif / Reason"):
-        table.add_column(col)
+    table = new_table("Tâches / Jobs", (
+        "N°", "État / State", "Disque / Drive", "Identité / Identity", "Méthode / Method",
+        "Don / Donation", "Avancement", "Motif / Reason"))
     for j in jobs:
-        table.add_row(str(j.id), f"{STATE_LABELS_FR[j.state]} / {j.state}", j.device_path,
-                      j.drive_identity, f"{j.plan.method} + {j.plan.verify}",
-                      j.donation or "", _progress(j), j.reason or "")
-    Console().print(table)
+        add_row(table, str(j.id), f"{STATE_LABELS_FR[j.state]} / {j.state}", j.device_path,
+                j.drive_identity, f"{j.plan.method} + {j.plan.verify}", j.donation or "",
+                _progress(j), j.reason or "")
+    console().print(table)
     return 0
 
 
@@ -89,15 +87,15 @@ def cmd_show(args: argparse.Namespace, ctx: Context) -> int:
     if args.json:
         print(json.dumps(data, ensure_ascii=False, indent=2))
         return 0
-    console = Console()
-    console.print(f"[bold]Tâche / Job {job.id}[/bold] — {STATE_LABELS_FR[job.state]} "
-                  f"/ {job.state}  {job.device_path}  {job.drive_identity}")
+    out = console()
+    out.print(f"[bold]Tâche / Job {job.id}[/bold] — " + escape(
+        f"{STATE_LABELS_FR[job.state]} / {job.state}  {job.device_path}  {job.drive_identity}"))
     if job.reason:
-        console.print(f"Motif / Reason: {job.reason}")
-    table = Table("N°", "Quand / When", "Événement / Event", "Détail")
+        out.print(escape(f"Motif / Reason: {job.reason}"))
+    table = new_table(None, ("N°", "Quand / When", "Événement / Event", "Détail"))
     for e in job.events:
-        table.add_row(str(e.seq), e.at.isoformat(timespec="seconds"), e.kind, e.message)
-    console.print(table)
+        add_row(table, str(e.seq), e.at.isoformat(timespec="seconds"), e.kind, e.message)
+    out.print(table)
     return 0
 
 

@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import argparse
 
-from rich.console import Console
-from rich.table import Table
-
 from imager.cli.context import Context
+from imager.cli.render import add_row, console, new_table
 from imager.host import lab
 from imager.registry.jobs import RegistryJobStore
 
 GiB = 1 << 30
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("lab", help="banc de test virtuel / virtual lab bench")
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("lab")
     lsub = p.add_subparsers(dest="lab_command", metavar="ACTION", required=True)
     u = lsub.add_parser("up", help="create and attach the virtual drives")
     u.add_argument("--drives", type=int, default=4)
@@ -26,13 +24,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _show(bays: list[lab.Bay]) -> None:
-    table = Table(title="Banc de test / Lab bench")
-    for col in ("Baie / Bay", "Disque / Device", "Taille / Size", "Image"):
-        table.add_column(col)
+    table = new_table("Banc de test / Lab bench",
+                      ("Baie / Bay", "Disque / Device", "Taille / Size", "Image"))
     for b in bays:
-        table.add_row(str(b.number), b.device or "(détaché / detached)",
-                      f"{b.size / GiB:.1f} GiB", str(b.image))
-    Console().print(table)
+        add_row(table, str(b.number), b.device or "(détaché / detached)",
+                f"{b.size / GiB:.1f} GiB", str(b.image))
+    console().print(table)
 
 
 def cmd_up(args: argparse.Namespace, ctx: Context) -> int:
@@ -41,9 +38,9 @@ def cmd_up(args: argparse.Namespace, ctx: Context) -> int:
     RegistryJobStore(ctx.registry).reconcile()
     _show(bays)
     devs = " ".join(b.device for b in bays if b.device)
-    Console().print(f"Registre / registry: {ctx.settings.database_url}\n"
-                    f"Plan :            imager erase --plan {devs}\n"
-                    f"Effacer / erase:  imager erase {devs}")
+    console(markup=False).print(f"Registre / registry: {ctx.settings.database_url}\n"
+                                f"Plan :            imager erase --plan {devs}\n"
+                                f"Effacer / erase:  imager erase {devs}")
     return 0
 
 

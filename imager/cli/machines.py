@@ -6,11 +6,11 @@ import argparse
 import json
 from typing import Any
 
-from rich.console import Console
 from sqlalchemy import select
 
 from imager.cli.context import Context
 from imager.cli.items import history_table, print_items
+from imager.cli.render import console
 from imager.inventory.triage import ORIENTATIONS
 from imager.registry import machines
 from imager.registry.lifecycle import MACHINE_TRANSITIONS
@@ -18,8 +18,8 @@ from imager.store.models import Machine
 from imager.store.people import find_technician
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("machines", help="machines, tri et orientation / machines and triage")
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("machines")
     msub = p.add_subparsers(dest="machines_command", metavar="ACTION", required=True)
     ls = msub.add_parser("list", help="every machine, its state and triage proposal")
     ls.add_argument("--state", action="append", choices=tuple(MACHINE_TRANSITIONS))
@@ -76,22 +76,22 @@ def cmd_show(args: argparse.Namespace, ctx: Context) -> int:
     if args.json:
         print(json.dumps(view, ensure_ascii=False, indent=2))
         return 0
-    console = Console()
-    console.print(f"Machine {view['id']}: {view['vendor'] or '?'} {view['model'] or ''} "
-                  f"(n° {view['serial'] or '?'}) — {view['state_fr']} / {view['state']}")
+    out = console(markup=False)  # names and messages shown as written
+    out.print(f"Machine {view['id']}: {view['vendor'] or '?'} {view['model'] or ''} "
+              f"(n° {view['serial'] or '?'}) — {view['state_fr']} / {view['state']}")
     proposal = view["proposal"] or {}
     if proposal:
-        console.print(f"Tri proposé / proposed: {_proposed(view)} / {proposal['orientation']}")
+        out.print(f"Tri proposé / proposed: {_proposed(view)} / {proposal['orientation']}")
         for r in proposal.get("reasons", []):
-            console.print(f"  - {r['message_fr']} / {r['message_en']} ({r['outcome']})")
+            out.print(f"  - {r['message_fr']} / {r['message_en']} ({r['outcome']})")
         for n in proposal.get("notes", []):
-            console.print(f"  * {n['fr']} / {n['en']}")
-    console.print("Orientation: " + (view["orientation"] or "à confirmer / to confirm"))
+            out.print(f"  * {n['fr']} / {n['en']}")
+    out.print("Orientation: " + (view["orientation"] or "à confirmer / to confirm"))
     for d in view["deployments"]:
         verdict = "vérifié / verified" if d["ok"] else f"échec / failed: {d['error']}"
-        console.print(f"Système / OS: {d['image']} sur le disque / on drive {d['drive']} "
-                      f"({d['at'][:10]}, {d['verify']}): {verdict}")
-    console.print(history_table(view["history"], jobs=False))
+        out.print(f"Système / OS: {d['image']} sur le disque / on drive {d['drive']} "
+                  f"({d['at'][:10]}, {d['verify']}): {verdict}")
+    out.print(history_table(view["history"], jobs=False))
     return 0
 
 
@@ -101,6 +101,7 @@ def cmd_orient(args: argparse.Namespace, ctx: Context) -> int:
         machine = machines.find_machine(s, args.machine)
         machines.orient(s, machine, args.choice, actor=tech.name, why=args.why)
         state = machine.state
-    Console().print(f"Machine {args.machine}: {machines.ORIENTATION_FR[args.choice]} / "
-                    f"{args.choice} (état / state: {state})")
+    console(markup=False).print(f"Machine {args.machine}: "
+                                f"{machines.ORIENTATION_FR[args.choice]} / {args.choice} "
+                                f"(état / state: {state})")
     return 0

@@ -71,8 +71,8 @@ def plan_lines(caps: DriveCapabilities, plan: ErasePlan) -> list[str]:
     return lines
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("methods", help="méthodes d'effacement / erase methods",
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("methods",
                        description="Les méthodes que la politique peut nommer. / "
                                    "The methods an erase policy can name.")
     p.add_argument("--json", action="store_true")

@@ -1,11 +1,14 @@
-"""How the CLI shows long jobs: rich progress bars on a terminal, JSON lines otherwise."""
+"""How the CLI shows results and long jobs: consoles and tables that never cut a
+message short, rich progress bars on a terminal, JSON lines otherwise."""
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from rich.console import Console
@@ -19,17 +22,47 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
-from imager.erase.engines import ENGINES
 from imager.errors import ImagerError
 from imager.model import ErasePlan, EraseReport
 from imager.registry.lifecycle import STATE_LABELS_FR
 
 JSON_PROGRESS_SECONDS = 1.0
+# Width of the output when it is not a terminal and COLUMNS is not set (rich would
+# take 80): a piped table keeps a message on few lines, easy to grep.
+PIPE_WIDTH = 160
+
+
+def console(*, stderr: bool = False, **options: Any) -> Console:
+    """A rich Console on stdout (or stderr): the terminal's width, COLUMNS when it is
+    set, else PIPE_WIDTH columns."""
+    stream = sys.stderr if stderr else sys.stdout
+    columns_set = os.environ.get("COLUMNS", "").isdigit()
+    width = None if columns_set or stream.isatty() else PIPE_WIDTH
+    return Console(stderr=stderr, width=width, **options)
+
+
+def new_table(title: str | None, columns: Sequence[str]) -> Table:
+    """A table whose cells wrap, breaking a word longer than its column, instead of
+    ending with "…": a message is never cut short, whatever the width. Fill it with
+    :func:`add_row`."""
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    return table
+
+
+def add_row(table: Table, *cells: str | Text) -> None:
+    """A row whose strings are shown as written: never read as rich markup, which
+    would drop a "[...]" of a message or fail on "[/dev/sda]". Colour a cell by
+    giving a Text."""
+    table.add_row(*(Text(cell) if isinstance(cell, str) else cell for cell in cells))
 
 
 def step_label(plan: ErasePlan, index: int) -> str:
     """'passe 2/3 ones' / 'étape 1/2 nvme-format-user-data' for step `index`."""
+    from imager.erase.engines import ENGINES  # every engine: only for commands that erase
     engine = ENGINES[plan.engine].for_plan(plan)
     count = engine.steps(plan)
     word = "passe" if plan.engine == "overwrite" else "étape"
@@ -101,19 +134,19 @@ class JsonLinesUI:
 
 def report_table(results: dict[int, EraseReport | ImagerError],
                  devices: dict[int, str]) -> Table:
-    table = Table(title="Résultat / Result")
-    for col in ("N°", "Disque / Drive", "Résultat / Outcome", "Méthode / Method", "Débit / Speed",
-                "Vérification", "Motif / Reason"):
-        table.add_column(col)
+    table = new_table("Résultat / Result", (
+        "N°", "Disque / Drive", "Résultat / Outcome", "Méthode / Method", "Débit / Speed",
+        "Vérification", "Motif / Reason"))
     for jid, res in results.items():
         if isinstance(res, ImagerError):
-            table.add_row(str(jid), devices[jid], "[red]échec / failed", "", "", "", str(res))
+            add_row(table, str(jid), devices[jid], Text("échec / failed", style="red"), "", "",
+                    "", str(res))
             continue
         v = res.verification
         colour = "green" if res.outcome == "erased" else "red"
-        table.add_row(
-            str(jid), res.device.path,
-            f"[{colour}]{STATE_LABELS_FR[res.outcome]}[/] ({res.outcome})",
+        add_row(
+            table, str(jid), res.device.path,
+            Text.assemble((STATE_LABELS_FR[res.outcome], colour), f" ({res.outcome})"),
             f"{res.plan.method}" + (f" ({res.achieved_class.capitalize()})"
                                     if res.achieved_class else ""),
             f"{res.throughput / 1e6:.0f} MB/s",

@@ -1,8 +1,18 @@
-"""Writing files so that a reader never sees half of one."""
+"""Files of the data dir: private from creation, and never seen half written.
+
+The data dir holds donors' personal data (the registry, issued documents,
+exports, the agent's spool) and secrets (tokens, keys, ATA temporary
+passwords in job plans): its directories are made 0700 and its files 0600 as
+they are created, whatever the umask (no window in which another user could
+open them), and an existing data dir readable by others is tightened. (The
+SQLite registry is created 0600 by imager.store.db, by the same rule.)
+"""
 
 from __future__ import annotations
 
 import os
+import stat
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -10,32 +20,90 @@ from typing import BinaryIO
 
 from imager.errors import UsageError
 
+PRIVATE_FILE = 0o600
+PRIVATE_DIR = 0o700
+OTHERS = 0o077   # the group's and the others' permission bits
+
+
+def private_dir(path: Path) -> Path:
+    """Create `path` and its missing parents as owner-only directories (0700,
+    whatever the umask); directories that exist are left as they are."""
+    missing: list[Path] = []
+    here = path
+    while not here.exists():
+        missing.append(here)
+        here = here.parent
+    for directory in reversed(missing):
+        try:
+            os.mkdir(directory, PRIVATE_DIR)
+        except FileExistsError:
+            continue  # made by another process meanwhile
+        os.chmod(directory, PRIVATE_DIR)  # the umask may have removed owner bits
+    return path
+
+
+def private_data_dir(path: Path) -> bool:
+    """Make the data dir owner-only: created 0700, or an existing one readable by
+    others tightened to 0700 (which puts the files in it out of their reach).
+    Returns True when it tightened it; UsageError when it cannot create it, or
+    cannot tighten it (another user owns it)."""
+    try:
+        private_dir(path)
+    except OSError as exc:
+        raise UsageError(
+            f"impossible de créer le dossier de données {path} ({exc.strerror}) : choisissez "
+            "un dossier accessible en écriture avec --data-dir / IMAGER_DATA_DIR / cannot "
+            f"create the data dir {path} ({exc.strerror}): choose a writable directory with "
+            "--data-dir / IMAGER_DATA_DIR") from exc
+    try:
+        if stat.S_IMODE(path.stat().st_mode) & OTHERS == 0:
+            return False
+        os.chmod(path, PRIVATE_DIR)
+    except OSError as exc:
+        raise UsageError(
+            f"le dossier de données {path} est lisible par d'autres utilisateurs et ne peut "
+            f"pas être restreint ({exc.strerror}) : lancez `chmod 700 {path}` en tant que son "
+            "propriétaire, ou choisissez un autre dossier avec --data-dir / IMAGER_DATA_DIR / "
+            f"the data dir {path} is readable by other users and cannot be restricted "
+            f"({exc.strerror}): run `chmod 700 {path}` as its owner, or choose another "
+            "directory with --data-dir / IMAGER_DATA_DIR") from exc
+    return True
+
 
 @contextmanager
-def atomic_file(target: Path, what: str = "file") -> Iterator[BinaryIO]:
-    """A file opened for writing beside `target` under a hidden name; fsynced and
-    renamed over `target` when the block ends, removed if it fails. OSError
-    becomes UsageError naming `target`."""
-    part = target.with_name(f".{target.name}.part")
+def atomic_file(target: Path, what: str = "file", *,
+                mode: int = PRIVATE_FILE) -> Iterator[BinaryIO]:
+    """A file opened for writing beside `target` under a hidden, unique name,
+    created with `mode` (default 0600, whatever the umask); fsynced and renamed
+    over `target` when the block ends, removed if it fails. Missing directories
+    are made 0700. OSError becomes UsageError naming `target`."""
+    part: Path | None = None
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with open(part, "wb") as fh:
+        private_dir(target.parent)
+        fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.",
+                                    suffix=".part")
+        part = Path(name)
+        with os.fdopen(fd, "wb") as fh:
+            os.fchmod(fd, mode)
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(part, target)
     except OSError as exc:
-        part.unlink(missing_ok=True)
+        if part is not None:
+            part.unlink(missing_ok=True)
         raise UsageError(f"impossible d'écrire / cannot write the {what} {target}: "
                          f"{exc.strerror}; choisissez un dossier accessible en écriture, avec "
                          "assez de place / choose a writable folder with enough space") from exc
     except BaseException:
-        part.unlink(missing_ok=True)
+        if part is not None:
+            part.unlink(missing_ok=True)
         raise
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write `data` to a temporary file beside `path`, fsync it, then rename it
-    over `path`. An error names the file and leaves no temporary file behind."""
-    with atomic_file(path) as fh:
+def write_atomic(path: Path, data: bytes, *, mode: int = PRIVATE_FILE) -> None:
+    """Write `data` to a temporary file beside `path` (created with `mode`,
+    default 0600), fsync it, then rename it over `path`. An error names the
+    file and leaves no temporary file behind."""
+    with atomic_file(path, mode=mode) as fh:
         fh.write(data)

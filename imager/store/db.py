@@ -23,6 +23,8 @@ ORM objects) should pass the values through :func:`as_utc`.
 from __future__ import annotations
 
 import logging
+import os
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -312,7 +314,7 @@ class Registry:
         url = settings.database_url
         registry: Registry | None = None
         try:
-            _prepare_sqlite_dir(url)
+            _prepare_sqlite_file(url)
             registry = cls(url)
             registry.upgrade()
         except (SQLAlchemyError, CommandError, OSError, ImportError) as exc:
@@ -376,12 +378,28 @@ class Registry:
         return f"Registry({safe_url(self.url)!r})"
 
 
-def _prepare_sqlite_dir(url: str) -> None:
-    """Create the directory of a SQLite database file."""
+def _prepare_sqlite_file(url: str) -> None:
+    """Create a SQLite database file owner-only (0600, whatever the umask; its
+    directory 0700 when this makes it) before SQLite opens it: SQLite would make
+    it 0644, and it gives the -wal and -shm files the database's mode. An
+    existing file readable by others is tightened. (The rule of
+    imager.host.files for the data dir; the store does not import host.)"""
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
         return
     database = parsed.database or ""
     if database in ("", ":memory:") or database.startswith("file:"):
         return
-    Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    path = Path(database).expanduser()
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    except FileExistsError:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        if mode & 0o077:
+            os.chmod(path, mode & ~0o077)
+        return
+    try:
+        os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
