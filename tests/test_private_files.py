@@ -77,8 +77,6 @@ def test_station_data_dir_is_private_from_creation(tmp_path: Path,
     assert mode(data.parent) == 0o700
 
 
-@pytest.mark.xfail(strict=True, reason="agent/outbox.py makes the spool with Path.mkdir "
-                   "(umask: 0755); it should call imager.host.files.private_dir (reported)")
 def test_spool_directories_are_private(tmp_path: Path, permissive_umask: None) -> None:
     spool = tmp_path / "data" / "spool" / "bench"
     Outbox(spool).put("drive_detached", DETACHED)

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from imager.errors import UsageError
-from imager.host.files import write_atomic
+from imager.host.files import private_dir, write_atomic
 from imager.protocol.events import make_event, parse_events
 
 log = logging.getLogger(__name__)
@@ -34,7 +34,7 @@ class Outbox:
     def __init__(self, spool: Path) -> None:
         self.spool = spool
         try:
-            spool.mkdir(parents=True, exist_ok=True)
+            private_dir(spool)
         except OSError as exc:
             raise UsageError(f"cannot use {spool} as the agent's spool ({exc.strerror}): "
                              "give a writable directory with --spool") from exc

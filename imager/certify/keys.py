@@ -33,7 +33,7 @@ from cryptography.x509.oid import NameOID
 from imager.certify.canonical import sha256_hex
 from imager.certify.identity import StationProfile, load_profile
 from imager.errors import UsageError
-from imager.host.files import write_atomic
+from imager.host.files import private_dir, write_atomic
 from imager.settings import Settings
 
 VALIDITY = timedelta(days=3650)
@@ -122,8 +122,8 @@ class StationKeys:
     @classmethod
     def open(cls, keys_dir: Path, profile: StationProfile) -> StationKeys:
         """Load the station keys, creating them (and their certificates) at first use."""
-        keys_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        os.chmod(keys_dir, 0o700)
+        private_dir(keys_dir)
+        os.chmod(keys_dir, 0o700)     # an existing one too: it holds the private keys
         skey_path, scert_path = keys_dir / "station.key", keys_dir / "station.crt"
         if not skey_path.exists():
             _write_secret(skey_path, _private_pem(ed25519.Ed25519PrivateKey.generate()))

@@ -7,7 +7,7 @@ import json
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
@@ -28,8 +28,8 @@ if TYPE_CHECKING:
 
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("cert", help="certificats / certificates")
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("cert", description="Certificats / certificates")
     csub = p.add_subparsers(dest="cert_command", metavar="ACTION", required=True)
     iss = csub.add_parser("issue", help="le document d'une tâche d'effacement terminée / the "
                           "document of finished erase jobs (certificate, or non-erasure record)")
@@ -79,7 +79,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     ls.add_argument("--json", action="store_true")
     ls.set_defaults(func=cmd_list)
 
-    k = sub.add_parser("keys", help="clés de la station / station keys")
+    k = sub.add_parser("keys", description="Clés de la station / station keys")
     ksub = k.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
     ksub.add_parser("show", help="fingerprint and certificate").set_defaults(func=cmd_keys_show)
     ex = ksub.add_parser("export", help="write the station certificate for donors")
@@ -240,8 +240,9 @@ def _print_verdict(v: Verdict, as_json: bool, ledger_given: bool) -> None:
 def cmd_list(args: argparse.Namespace, ctx: Context) -> int:
     with ctx.registry.session(readonly=True) as s:
         docs = list(s.scalars(select(Document).order_by(Document.issued_at, Document.id)))
-        rows = [{"id": d.id, "kind": d.kind, "issued_at": d.issued_at.isoformat(),
-                 "job": d.job_id, "sha256": d.json_sha256} for d in docs]
+        rows: list[dict[str, Any]] = [
+            {"id": d.id, "kind": d.kind, "issued_at": d.issued_at.isoformat(),
+             "job": d.job_id, "sha256": d.json_sha256} for d in docs]
     if args.json:
         for r in rows:
             print(json.dumps(r))
@@ -267,13 +268,14 @@ def cmd_keys_show(args: argparse.Namespace, ctx: Context) -> int:
 
 def cmd_keys_export(args: argparse.Namespace, ctx: Context) -> int:
     keys = station_keys(ctx.settings)
-    write_atomic(args.output, keys.station_pem().encode("ascii"))
+    write_atomic(args.output, keys.station_pem().encode("ascii"), mode=0o644)   # for donors
     print(f"{args.output}: certificat de la station / station certificate {keys.fingerprint}")
     return 0
 
 
 def cmd_keys_csr(args: argparse.Namespace, ctx: Context) -> int:
-    write_atomic(args.output, csr(keys_dir(ctx.settings), load_profile(ctx.settings)))
+    write_atomic(args.output, csr(keys_dir(ctx.settings), load_profile(ctx.settings)),
+                 mode=0o644)                     # a request holds no secret
     print(f"{args.output}: demande de certificat / certificate request; give it to the network "
           "CA, then `imager keys install CERT`", file=sys.stderr)
     return 0

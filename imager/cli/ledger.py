@@ -6,8 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from rich.console import Console
-from rich.table import Table
+from rich.text import Text
 
 from imager.certify.keys import StationKeys, station_keys
 from imager.certify.ledger import Ledger, read_head
@@ -19,12 +18,14 @@ from imager.certify.signing import (
     sign_document,
 )
 from imager.cli.context import Context
+from imager.cli.render import add_row, console, new_table
 from imager.errors import UsageError
 from imager.host.files import write_atomic
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("ledger", help="registre des documents émis / ledger of issued documents")
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("ledger", description="Registre des documents émis / ledger of issued "
+                       "documents")
     lsub = p.add_subparsers(dest="ledger_command", metavar="ACTION", required=True)
     vf = lsub.add_parser("verify", help="vérifier la chaîne et les fichiers / verify the chain "
                                         "and the files")
@@ -51,7 +52,7 @@ def _mark(ok: bool) -> str:
 
 
 def cmd_verify(args: argparse.Namespace, ctx: Context) -> int:
-    console = Console(highlight=False, soft_wrap=True)
+    out = console(highlight=False, soft_wrap=True)
     head = None
     if args.head is not None:
         try:
@@ -67,23 +68,23 @@ def cmd_verify(args: argparse.Namespace, ctx: Context) -> int:
         else:
             ok = True
         for passed, line in checks.lines:
-            console.print(f"{_mark(passed)} {args.head}: {line}")
+            out.print(_mark(passed), Text(f"{args.head}: {line}"))
         if not ok:
-            console.print("[red]Tête non valable : registre non vérifié / invalid head file: "
+            out.print("[red]Tête non valable : registre non vérifié / invalid head file: "
                           "ledger not verified[/]")
             return 1
     report = Ledger(ctx.registry).verify(args.documents or ctx.settings.documents_dir, head)
     for check in report.checks:
         found = f" — {len(check.problems)} problème(s) / problem(s)" if check.problems else ""
-        console.print(f"{_mark(not check.problems)} {check.name}{found}")
+        out.print(_mark(not check.problems), Text(f"{check.name}{found}"))
     for problem in report.problems:
-        console.print(f"  [red]{problem}[/]")
+        out.print(Text(f"  {problem}", style="red"))
     if report.ok:
         last = f"n° {report.head.seq} {report.head.hash}" if report.head else "vide / empty"
-        console.print(f"[green]Registre intact / ledger intact[/]: {report.count} entrée(s) / "
+        out.print(f"[green]Registre intact / ledger intact[/]: {report.count} entrée(s) / "
                       f"entries, tête / head {last}")
         return 0
-    console.print(f"[red]Registre non intact / ledger not intact[/]: {len(report.problems)} "
+    out.print(f"[red]Registre non intact / ledger not intact[/]: {len(report.problems)} "
                   "problème(s) / problem(s)")
     return 1
 
@@ -123,10 +124,9 @@ def cmd_list(args: argparse.Namespace, ctx: Context) -> int:
     if args.json:
         print(json.dumps([e.to_dict() for e in entries], ensure_ascii=False, indent=2))
         return 0
-    table = Table(title="Registre des documents / Ledger")
-    for col in ("N°", "Date (UTC)", "Type / Kind", "Document", "Empreinte / Hash"):
-        table.add_column(col)
+    table = new_table("Registre des documents / Ledger",
+                      ("N°", "Date (UTC)", "Type / Kind", "Document", "Empreinte / Hash"))
     for e in entries:
-        table.add_row(str(e.seq), e.at, e.kind, e.doc_id, e.hash[:16] + "…")
-    Console().print(table)
+        add_row(table, str(e.seq), e.at, e.kind, e.doc_id, e.hash)
+    console().print(table)
     return 0

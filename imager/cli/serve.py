@@ -13,8 +13,7 @@ MiB = 1 << 20
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("serve", help="démarrer la station / run the station",
-                       description="Démarre la station : API des agents, agent local des "
+    p = sub.add_parser("serve", description="Démarre la station : API des agents, agent local des "
                                    "stations d'accueil, certificats. / Runs the station: the "
                                    "agents' API, the local dock agent, certificates.")
     p.add_argument("--listen", default="127.0.0.1:8470", metavar="HOST:PORT")
@@ -39,9 +38,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def cmd_serve(args: argparse.Namespace, ctx: Context) -> int:
-    from rich.console import Console
-
     from imager.cli.compose import ServeOptions, serve
+    from imager.cli.render import console
     from imager.station.tokens import Tokens
     host, _, port = args.listen.rpartition(":")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
@@ -56,7 +54,7 @@ def cmd_serve(args: argparse.Namespace, ctx: Context) -> int:
                              auto_certify=not args.no_auto_certify,
                              agent_timeout=args.agent_timeout))
     tokens = Tokens.open(ctx.settings)
-    Console(stderr=True).print(
+    console(stderr=True).print(
         f"Station : {options.url}  (registre / registry {ctx.settings.database_url})\n"
         f"Jetons / tokens: {Tokens.path(ctx.settings)} (agents: enrol, outils / tools: "
         f"operator)\n"

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from imager.errors import ImagerError
 from imager.host.devices import loop_users_of
+from imager.host.files import private_dir
 from imager.host.run import run
 from imager.host.virtual import label_of, made_up_label, write_label
 from imager.settings import Settings
@@ -61,7 +62,7 @@ def up(settings: Settings, *, count: int, size: int) -> list[Bay]:
         raise ImagerError("the lab bench attaches loop devices: run it as root (sudo)")
     if size < 4 * SEED_BLOCK or size % 4096:
         raise ImagerError(f"lab drive size {size} must be a multiple of 4096 and >= 4 MiB")
-    lab_dir(settings).mkdir(parents=True, exist_ok=True)
+    private_dir(lab_dir(settings))
     for n in range(1, count + 1):
         img = lab_dir(settings) / f"bay-{n}.img"
         if not img.exists():

@@ -25,7 +25,7 @@ from imager.certify.signing import (
     verify_envelope,
 )
 from imager.errors import ImagerError, NotFound, UsageError
-from imager.host.files import atomic_file
+from imager.host.files import atomic_file, private_dir
 from imager.imaging import bmap as bmaplib
 from imager.imaging import compress
 from imager.imaging.create import FORMAT, Files, write_manifest
@@ -208,7 +208,7 @@ class Catalogue:
                              f"{entry.name} "
                              f"{entry.version}: remove it first (`imager image rm "
                              f"{entry.name} {entry.version}`) or give it another version")
-        self.root.mkdir(parents=True, exist_ok=True)
+        private_dir(self.root)
         for src, dst in zip(entry.files.all(), target.all(), strict=True):
             if src.exists():   # the manifest last: a half-copied image is not listed
                 _copy(src, dst)

@@ -33,7 +33,7 @@ from imager.certify.record import (
 )
 from imager.certify.signing import check_signing_keys, sign_document
 from imager.errors import NotFound, UsageError
-from imager.host.files import write_atomic
+from imager.host.files import private_dir, write_atomic
 from imager.model import EraseReport
 from imager.registry.decisions import hidden_areas_acceptance
 from imager.registry.items import find_drive, follow_document
@@ -78,7 +78,7 @@ class Issuer:
         """`build(ledger)` makes the record; `files(record, signed, sha)` the
         extra files (the unsigned PDF under "pdf", and e.g. "csv")."""
         check_signing_keys(self.keys)     # no document a verifier would refuse at once
-        self.out.mkdir(parents=True, exist_ok=True)
+        private_dir(self.out)
         written: list[Path] = []
         try:
             with self.ledger.reserve() as slot:

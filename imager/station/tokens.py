@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hmac
 import json
-import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,11 +33,9 @@ class Tokens:
         """The station's tokens, created on first use."""
         path = cls.path(settings)
         if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
             tokens = cls(secrets.token_urlsafe(32), secrets.token_urlsafe(32))
             write_atomic(path, json.dumps({"enrol": tokens.enrol,
                                            "operator": tokens.operator}).encode())
-            os.chmod(path, 0o600)
             return tokens
         if path.stat().st_mode & 0o077:
             raise UsageError(f"{path} is readable by others: chmod 600 {path}")
