@@ -21,11 +21,12 @@ def _options(step: MethodStep) -> str:
 
 
 def _size(n: int) -> str:
-    for unit in ("o", "Kio", "Mio", "Gio", "Tio"):
-        if n < 1024 or unit == "Tio":
-            return f"{n:.0f} {unit}" if unit == "o" else f"{n:.1f} {unit}"
-        n /= 1024  # type: ignore[assignment]
-    return str(n)
+    value = float(n)
+    for unit in ("o", "Kio", "Mio", "Gio"):
+        if value < 1024:
+            return f"{value:.0f} {unit}" if unit == "o" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} Tio"
 
 
 def _hidden_line(plan: ErasePlan) -> str:

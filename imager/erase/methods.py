@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 
 from imager.errors import UsageError
-from imager.model import ErasePlan, MethodStep, PassSpec, VerifyMode
+from imager.model import ErasePlan, MethodStep, PassKind, PassSpec, VerifyMode
 
 MAX_PATTERN_BYTES = 512
 # The edition every citation names. NIST SP 800-88 Rev. 1 (2014) was withdrawn
@@ -51,14 +51,15 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            f"DoD 5220.22-M (1995 edition) 8-306 (d), 3 passes — overwrite; {NIST} Clear"),
 )}
 
+_PLAIN_PASSES: dict[str, PassKind] = {"zero": "zero", "ones": "ones", "random": "random"}
 _PATTERN_RE = re.compile(r"^pattern:([0-9a-fA-F]+)$")
 
 
 def parse_pass(token: str) -> PassSpec:
     """'zero' | 'ones' | 'random' | 'pattern:HEX' -> PassSpec (seed not yet drawn)."""
     token = token.strip()
-    if token in ("zero", "ones", "random"):
-        return PassSpec(kind=token)  # type: ignore[arg-type]
+    if token in _PLAIN_PASSES:
+        return PassSpec(kind=_PLAIN_PASSES[token])
     m = _PATTERN_RE.match(token)
     if m and len(m.group(1)) % 2 == 0 and len(m.group(1)) // 2 <= MAX_PATTERN_BYTES:
         return PassSpec(kind="pattern", pattern=m.group(1).lower())
