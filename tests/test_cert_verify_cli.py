@@ -58,14 +58,21 @@ def there(tmp_path: Path) -> tuple[Settings, StationKeys]:
     return other, station_keys(other)
 
 
+@pytest.fixture
+def theirs(there: tuple[Settings, StationKeys], tmp_path: Path) -> tuple[Path, Path]:
+    """A document of the other station, and that station's certificate to trust."""
+    other, their_keys = there
+    doc, trust = tmp_path / "theirs.json", tmp_path / "other.pem"
+    doc.write_bytes(_issue(other, their_keys, "EFF-2026-THEM-0001"))
+    trust.write_bytes(pem(their_keys.station_cert))
+    return doc, trust
+
+
 def test_another_station_document_is_not_checked_against_this_station_ledger(
         settings: Settings, here: StationKeys, there: tuple[Settings, StationKeys],
-        tmp_path: Path) -> None:
+        theirs: tuple[Path, Path], tmp_path: Path) -> None:
     other, their_keys = there
-    doc = tmp_path / "theirs.json"
-    doc.write_bytes(_issue(other, their_keys, "EFF-2026-THEM-0001"))
-    trust = tmp_path / "other.pem"
-    trust.write_bytes(pem(their_keys.station_cert))
+    doc, trust = theirs
     out = imager(settings.data_dir, "cert", "verify", str(doc), "--trust", str(trust))
     assert "→ VALIDE / VALID" in out.stdout, out.stdout
     assert "ledger not consulted, it is not the signer's (registre de cette station / this " \
@@ -80,12 +87,9 @@ def test_another_station_document_is_not_checked_against_this_station_ledger(
 
 def test_a_ledger_export_is_consulted_for_its_own_station_only(
         settings: Settings, here: StationKeys, there: tuple[Settings, StationKeys],
-        tmp_path: Path) -> None:
+        theirs: tuple[Path, Path], tmp_path: Path) -> None:
     other, their_keys = there
-    doc = tmp_path / "theirs.json"
-    doc.write_bytes(_issue(other, their_keys, "EFF-2026-THEM-0001"))
-    trust = tmp_path / "other.pem"
-    trust.write_bytes(pem(their_keys.station_cert))
+    doc, trust = theirs
     their_export, our_export = tmp_path / "their-ledger.json", tmp_path / "our-ledger.json"
     imager(other.data_dir, "ledger", "export", "--output", str(their_export))
     imager(settings.data_dir, "ledger", "export", "--output", str(our_export))

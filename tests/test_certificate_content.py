@@ -19,16 +19,16 @@ from typing import Any
 import pytest
 from clirun import imager
 from conftest import erase_job
+from test_firmware_engine import ZeroingFirmware
 
 from imager.certify.evidence import evidence
 from imager.certify.record import hidden_areas_status
 from imager.erase import policy
 from imager.erase.methods import make_plan
-from imager.erase.nvme import NvmeFormatEngine
 from imager.erase.plan import plan_for
-from imager.erase.progress import NullSink, Sink
+from imager.erase.progress import NullSink
 from imager.errors import NotFound, UsageError
-from imager.host.blockdev import OpenDevice, open_device
+from imager.host.blockdev import open_device
 from imager.inventory import lsblk
 from imager.inventory.capabilities import DriveCapabilities
 from imager.model import (
@@ -135,24 +135,12 @@ def test_a_decision_needs_a_person_a_reason_and_unchecked_hidden_areas(
             accept_hidden_areas(registry, 999, by=WHO, reason=WHY)
 
 
-class ErasingFirmware(NvmeFormatEngine):
-    """A Format NVM that erases: zeros over the whole loop device."""
-
-    def erase(self, dev: OpenDevice, sink: Sink) -> str:
-        with open(dev.path, "r+b") as fh:
-            for off in range(0, dev.size, MiB):
-                fh.seek(off)
-                fh.write(bytes(MiB))
-            os.fsync(fh.fileno())
-        return "nvme format --ses=2"
-
-
 def firmware_report(dev: str, step: MethodStep, settings: Settings) -> EraseReport:
-    """A firmware erase of `dev` by ErasingFirmware, as its job would report it."""
+    """A firmware erase of `dev` by ZeroingFirmware, as its job would report it."""
     plan = ErasePlan(steps=(step,), verify="full", verify_seed="ab" * 16, medium="nvme")
     start = datetime.now(UTC)
     with open_device(dev, write=True) as d:
-        ex = ErasingFirmware(step.options).execute(d, plan, sink=NullSink())
+        ex = ZeroingFirmware(step.options).execute(d, plan, sink=NullSink())
     return EraseReport(job_id=1, device=lsblk.probe(dev, settings), plan=plan,
                        started_at=start, ended_at=datetime.now(UTC), passes=ex.passes,
                        verification=ex.verification, outcome=ex.outcome, reason=ex.reason,
