@@ -159,3 +159,22 @@ def test_a_drive_pulled_out_mid_erase_fails_its_job(
     assert back["id"] == view["id"] and back["state"] == "erase_failed"
     with b.registry.session(readonly=True) as s:   # no new job: a person decides
         assert s.query(Job).count() == 1
+
+
+def test_a_drive_whose_identity_does_not_fit_the_protocol_does_not_stop_detection(
+        bench: Callable[[str], Bench], settings: Settings, tmp_path: Path,
+        loopdev: Callable[..., str]) -> None:
+    """A drive reporting a 300-character model cannot be sent (the protocol refuses
+    it); it is logged, and the drives plugged in after it are still detected."""
+    odd, plain = tmp_path / "odd.img", tmp_path / "plain.img"
+    for image in (odd, plain):
+        with open(image, "wb") as fh:
+            fh.truncate(16 * MiB)
+    write_label(settings, odd, {**made_up_label(random.Random(1)), "model": "M" * 300})
+    label = _label(settings, plain)
+    b = bench("never")
+    loopdev(0, backing=odd)
+    loopdev(0, backing=plain)
+    until(lambda: (d := b.drive(label["serial"])) and d["present"], 30,
+          "the drive plugged in after the odd one is registered")
+    assert any(t.name == "agent-watch" and t.is_alive() for t in threading.enumerate())

@@ -38,6 +38,7 @@ from imager.inventory import lsblk
 from imager.inventory.probe import probe
 from imager.jobs.erase import run_erase
 from imager.model import DriveIdentity, ImagePlan
+from imager.protocol.events import BadEvent
 from imager.protocol.jobs import JobView, view_from_dict
 from imager.settings import Settings
 
@@ -250,14 +251,21 @@ class Agent:
         watcher = BlockWatcher(self.settings)
         try:
             for event in watcher.listed():
-                self._seen(event)
+                self._seen_safely(event)
             self.watching.set()
             while not stop.is_set():
                 change = watcher.poll(0.5)
                 if change is not None and change.action != "ignored":
-                    self._seen(change)
+                    self._seen_safely(change)
         finally:
             watcher.close()
+
+    def _seen_safely(self, event: BlockEvent) -> None:
+        """`_seen`, but one drive that cannot be reported never stops the watching."""
+        try:
+            self._seen(event)
+        except BadEvent as exc:
+            log.error("%s not reported to the station: %s", event.path, exc)
 
     def _seen(self, event: BlockEvent) -> None:
         known = self.present.get(event.name)

@@ -69,13 +69,14 @@ class _Server(uvicorn.Server):
 def serve(settings: Settings, options: ServeOptions) -> None:
     """Run the station until stopped; a lab bench it attached is detached after."""
     attached_before = {b.number for b in lab_bench.bays(settings) if b.device}
-    bays = lab_bench.up(settings, count=options.lab, size=options.lab_size) \
-        if options.lab else []
     try:
-        _serve(settings, options, lab=bool(bays))
-    finally:        # the loop devices this run attached (its jobs have stopped)
-        if bays:
-            lab_bench.down(settings, only={b.number for b in bays} - attached_before)
+        if options.lab:
+            lab_bench.up(settings, count=options.lab, size=options.lab_size)
+        _serve(settings, options, lab=bool(options.lab))
+    finally:        # the loop devices this run attached, even if it failed half-way
+        if options.lab:
+            attached = {b.number for b in lab_bench.bays(settings) if b.device}
+            lab_bench.down(settings, only=attached - attached_before)
 
 
 def _serve(settings: Settings, options: ServeOptions, *, lab: bool) -> None:
