@@ -8,10 +8,11 @@ follows the drive and resumes from its checkpoint."""
 from __future__ import annotations
 
 import json
+import random
 import signal
 import sqlite3
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,16 +21,29 @@ from clirun import spawn
 from conftest import need_root
 from station_proc import Serve, slow_policy, until
 
+from imager.host.virtual import made_up_label, write_label
+from imager.settings import Settings
+
 pytestmark = pytest.mark.root
+MiB = 1 << 20
 
 
 @pytest.fixture
-def station(tmp_path: Path) -> Iterator[Serve]:
+def station(tmp_path: Path, faultdisk: Callable[..., Any],
+            loopdev: Callable[..., str]) -> Iterator[Serve]:
     need_root()
-    policy = slow_policy(tmp_path)      # three passes: time to cut the agent off
-    serve = Serve(tmp_path / "station", "--lab", "1", "--lab-size-mib", "384",
-                  "--no-local-agent", "--agent-timeout", "1.5", "--auto-erase", "always",
-                  IMAGER_CHECKPOINT_SECONDS="0.2", IMAGER_ERASE_POLICY=str(policy))
+    # A slow lab drive (32 MiB/s, three passes: about 9 s), so the run is seen mid-way
+    # and cut off, whatever the machine's speed: at page-cache speed a whole erasure
+    # once reached the station in one batch of events, never seen running.
+    disk = faultdisk(96 * MiB, attach=False, write_rate=32 * MiB)
+    data = tmp_path / "station"
+    label = made_up_label(random.Random(7))
+    for image in (disk.image, disk.backing):
+        write_label(Settings(data_dir=data), image, label)
+    loopdev(0, backing=disk.image)
+    serve = Serve(data, "--no-local-agent", "--agent-timeout", "1.5", "--auto-erase",
+                  "always", IMAGER_CHECKPOINT_SECONDS="0.2",
+                  IMAGER_ERASE_POLICY=str(slow_policy(tmp_path)))
     agents: list[subprocess.Popen[str]] = []
     serve.agents = agents   # type: ignore[attr-defined]
     try:
