@@ -44,8 +44,8 @@ class Settings:
             db_url=os.environ.get("IMAGER_DB_URL") or None,
             checkpoint_seconds=float(os.environ.get("IMAGER_CHECKPOINT_SECONDS") or 2.0),
             excluded_devices=tuple(
-                x for x in os.environ.get("IMAGER_EXCLUDE", "").split(",") if x
-            ),
+                os.environ.get("IMAGER_EXCLUDE", "").replace(",", " ").split()
+            ),                        # commas, spaces or newlines between the entries
             erase_policy=Path(os.environ["IMAGER_ERASE_POLICY"])
             if os.environ.get("IMAGER_ERASE_POLICY") else None,
         )

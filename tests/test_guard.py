@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import stat
@@ -18,7 +19,7 @@ from conftest import need_root
 from imager.erase import guard
 from imager.errors import RefusedDevice
 from imager.host.blockdev import open_device
-from imager.host.device_facts import gather
+from imager.host.device_facts import gather, unknown_exclusions
 from imager.host.devices import DeviceFacts, parse_mountinfo, read_mounts
 from imager.settings import Settings
 
@@ -421,3 +422,30 @@ def test_guard_sees_a_process_holding_a_holder_device(loopdev: Callable[..., str
         with pytest.raises(RefusedDevice, match=rf"\(pid {pid}\) on {name}: stop it first"):
             guard.check(disk, s)
     guard.check(disk, s)
+
+
+@pytest.mark.root
+def test_an_nvme_controller_or_a_relative_name_excludes_the_drive(tmp_path: Path) -> None:
+    """`IMAGER_EXCLUDE=/dev/nvme0` (the controller's character node) protects its
+    namespaces; `disk/by-id/...` is read under /dev; entries may be separated by
+    spaces or newlines; an entry naming no device is reported."""
+    need_root()
+    fake = FakeSys(tmp_path)
+    namespace = fake.add("nvme0n1", "259:0")
+    (fake.sys / "class" / "nvme" / "nvme0" / "nvme0n1").mkdir(parents=True)
+    os.mknod(fake.dev / "nvme0", stat.S_IFCHR | 0o600, os.makedev(240, 0))
+    (fake.dev / "disk" / "by-id").mkdir(parents=True)
+    (fake.dev / "disk" / "by-id" / "nvme-SAMSUNG_MZVLB256_S4DX").symlink_to(namespace)
+    proc = _fake_proc(tmp_path / "proc", "")
+    for entry in ("/dev/nvme0", "nvme0", "disk/by-id/nvme-SAMSUNG_MZVLB256_S4DX"):
+        s = Settings(data_dir=tmp_path, sys_root=fake.sys, proc_root=proc, dev_root=fake.dev,
+                     excluded_devices=(entry.replace("/dev", str(fake.dev)),))
+        assert gather(namespace, s).excluded, entry
+    env = {"IMAGER_EXCLUDE": "/dev/sdzz\n  nvme0 /dev/typo"}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(os, "environ", env)
+        s = dataclasses.replace(Settings.from_env(data_dir=tmp_path), sys_root=fake.sys,
+                                proc_root=proc, dev_root=fake.dev)
+    assert s.excluded_devices == ("/dev/sdzz", "nvme0", "/dev/typo")
+    assert gather(namespace, s).excluded == "nvme0"
+    assert unknown_exclusions(s) == ["/dev/sdzz", "/dev/typo"]

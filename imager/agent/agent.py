@@ -30,7 +30,7 @@ from imager.erase import guard
 from imager.erase import policy as erase_policy
 from imager.erase.plan import plan_for
 from imager.errors import ImagerError
-from imager.host.device_facts import gather
+from imager.host.device_facts import gather, unknown_exclusions
 from imager.host.owner import machine_id
 from imager.host.udev import BlockEvent, BlockWatcher
 from imager.host.virtual import label_of
@@ -94,6 +94,10 @@ class Agent:
             targets += [self._sender, self._jobs]
         if self.config.watch:
             targets.append(self._watch)
+            for entry in unknown_exclusions(self.settings):
+                log.warning("IMAGER_EXCLUDE: %r names no device present now (a typo, or a "
+                            "drive not plugged in?): it protects a device only by that "
+                            "name; give a path such as /dev/disk/by-id/...", entry)
         if self.config.machine:
             self._report_machine()
         for target in targets:

@@ -9,6 +9,7 @@ a loop's backing device, and whether the station's configuration excludes it.
 from __future__ import annotations
 
 import os
+import re
 import stat
 from pathlib import Path
 
@@ -133,26 +134,54 @@ def _system_roles(disk: str, mounted: list[tuple[str, str]],
     return sorted((n, role) for n, role in roles if on_disk(n))
 
 
+def exclusion_entries(settings: Settings) -> list[str]:
+    """The exclusion list's entries, as an operator may write them: separated by
+    commas, spaces or newlines."""
+    return " ".join(settings.excluded_devices).replace(",", " ").split()
+
+
+def _entry_path(entry: str, settings: Settings) -> Path:
+    """Where an entry points: a path as given, else a name under /dev
+    (`sdb`, `disk/by-id/ata-...`, `mapper/vg-root`)."""
+    return Path(entry) if entry.startswith("/") else settings.dev_root / entry
+
+
+def _entry_devnos(entry: str, settings: Settings) -> set[int] | None:
+    """The block devices an entry names now (links resolved): the device itself,
+    or every namespace of an NVMe controller node (/dev/nvme0); None when it
+    names no device present now."""
+    try:
+        st = os.stat(_entry_path(entry, settings))
+    except OSError:
+        return None
+    if stat.S_ISBLK(st.st_mode):
+        return {st.st_rdev}
+    name = os.path.basename(os.path.realpath(_entry_path(entry, settings)))
+    if stat.S_ISCHR(st.st_mode) and re.fullmatch(r"nvme\d+", name):
+        found = {hd.devno_of(ns, settings) for ns in hd.namespaces_of(name, settings)}
+        return {d for d in found if d is not None}
+    return None
+
+
+def unknown_exclusions(settings: Settings) -> list[str]:
+    """The entries of the exclusion list that name no device present now (a typo,
+    or a drive not plugged in): they protect a device only by its name."""
+    return [e for e in exclusion_entries(settings) if _entry_devnos(e, settings) is None]
+
+
 def _excluded(path: str, sysname: str, disk: str, devnos: dict[int, str],
               settings: Settings) -> str | None:
     """The entry of the exclusion list that covers this device, if any.
 
-    An entry is the form an operator writes: a device path, a sysname, or a
-    link such as /dev/disk/by-id/... It is read without spaces, its links
-    resolved, and compared by device number with the disk, its partitions and
+    Entries are compared by device number with the disk, its partitions and
     holders (excluding one partition protects the whole disk); an entry that
     names no device present now is compared by name."""
     names = {path, sysname, disk, f"/dev/{sysname}", f"/dev/{disk}"}
-    for entry in (x.strip() for x in settings.excluded_devices):
-        if not entry:
-            continue
-        try:
-            st = os.stat(entry if "/" in entry else settings.dev_root / entry)
-        except OSError:
-            st = None
-        if st is not None and stat.S_ISBLK(st.st_mode):
-            if st.st_rdev in devnos:
+    for entry in exclusion_entries(settings):
+        numbers = _entry_devnos(entry, settings)
+        if numbers is not None:
+            if numbers & devnos.keys():
                 return entry
-        elif entry in names or os.path.realpath(entry) in names:
+        elif entry in names or os.path.realpath(_entry_path(entry, settings)) in names:
             return entry
     return None

@@ -91,6 +91,16 @@ def devno_of(sysname: str, settings: Settings) -> int | None:
     return os.makedev(int(major), int(minor))
 
 
+def namespaces_of(controller: str, settings: Settings) -> list[str]:
+    """The namespace block devices of an NVMe controller (nvme0 -> nvme0n1...;
+    a multipath path nvme0c0n1 counts as its namespace nvme0n1)."""
+    node = settings.sys_root / "class" / "nvme" / controller
+    names = os.listdir(node) if node.is_dir() else []
+    found = {re.sub(r"^nvme(\d+)c\d+n(\d+)$", r"nvme\1n\2", n) for n in names
+             if re.fullmatch(r"nvme\d+(c\d+)?n\d+", n)}
+    return sorted(found)
+
+
 def disk_of(sysname: str, settings: Settings) -> str:
     """The whole disk of a partition (or itself)."""
     node = (settings.sys_root / "class" / "block" / sysname).resolve()
