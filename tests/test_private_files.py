@@ -151,8 +151,19 @@ def test_a_data_dir_of_another_user_readable_by_others_is_refused() -> None:
         data.mkdir()
         os.chmod(data, 0o755)          # root's, readable by everyone
         answer = as_user(NOBODY, lambda: private_data_dir(data))
-        assert answer.startswith(f"le dossier de données {data} est lisible par d'autres")
-        assert f"run `chmod 700 {data}` as its owner" in answer
+        assert answer.startswith(f"le dossier de données {data} est partagé")
+        assert "or another user's: imager does not change it" in answer
         assert mode(data) == 0o755
     finally:
         shutil.rmtree(top)
+
+
+def test_a_shared_directory_such_as_tmp_is_never_made_the_data_dir(tmp_path: Path) -> None:
+    """`--data-dir /tmp` must not turn /tmp into a directory of one user."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o1777)
+    out = imager(shared, "donors", "list", check=False)
+    assert out.returncode == 2, out.stderr
+    assert f"the data dir {shared} is a shared directory (like /tmp)" in out.stderr
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o1777

@@ -46,7 +46,8 @@ def private_data_dir(path: Path) -> bool:
     """Make the data dir owner-only: created 0700, or an existing one readable by
     others tightened to 0700 (which puts the files in it out of their reach).
     Returns True when it tightened it; UsageError when it cannot create it, or
-    cannot tighten it (another user owns it)."""
+    will not tighten it: a shared directory (sticky or writable by all, such as
+    /tmp) or another user's is never changed, the data dir must be one of its own."""
     try:
         private_dir(path)
     except OSError as exc:
@@ -55,9 +56,18 @@ def private_data_dir(path: Path) -> bool:
             "un dossier accessible en écriture avec --data-dir / IMAGER_DATA_DIR / cannot "
             f"create the data dir {path} ({exc.strerror}): choose a writable directory with "
             "--data-dir / IMAGER_DATA_DIR") from exc
+    st = path.stat()
+    if stat.S_IMODE(st.st_mode) & OTHERS == 0:
+        return False
+    if st.st_mode & (stat.S_ISVTX | stat.S_IWOTH) or st.st_uid != os.geteuid():
+        raise UsageError(
+            f"le dossier de données {path} est partagé (comme /tmp) ou appartient à un autre "
+            "utilisateur : imager ne le modifie pas ; choisissez un dossier à lui avec "
+            f"--data-dir / IMAGER_DATA_DIR (il sera créé en 0700) / the data dir {path} is a "
+            "shared directory (like /tmp) or another user's: imager does not change it; "
+            "choose a directory of its own with --data-dir / IMAGER_DATA_DIR (it is created "
+            "0700)")
     try:
-        if stat.S_IMODE(path.stat().st_mode) & OTHERS == 0:
-            return False
         os.chmod(path, PRIVATE_DIR)
     except OSError as exc:
         raise UsageError(
