@@ -6,6 +6,7 @@ not (an unknown kind, a missing field, a field nobody reads)."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -125,8 +126,11 @@ def _bad(mutate: Any) -> dict[str, Any]:
     (lambda e: e["data"]["plan"].pop("steps"), "events.0.drive_attached.data.plan"),
     (lambda e: e.update(id=""), "events.0.drive_attached.id"),
     (lambda e: e.update(v=2), "events.0.drive_attached.v"),
+    (lambda e: e.update(seq=2**64), "events.0.drive_attached.seq"),
+    (lambda e: e["data"]["identity"].update(size=2**63),
+     "events.0.drive_attached.data.identity.size"),
 ], ids=["unknown-kind", "no-kind", "missing-field", "unknown-field", "bad-plan", "no-id",
-        "future-version"])
+        "future-version", "seq-too-large", "size-too-large"])
 def test_a_malformed_event_is_refused_422_with_its_field_named(
         api: tuple[TestClient, str], mutate: Any, named: str) -> None:
     good = _pinned()[3]                          # a heartbeat: refused with the bad one
@@ -156,3 +160,56 @@ def test_a_spooled_event_that_does_not_fit_is_set_aside_not_sent(tmp_path: Path)
     outbox.put("heartbeat", {})
     assert [e["kind"] for e in outbox.pending()] == ["heartbeat", "heartbeat"]
     assert bad.with_suffix(".damaged").exists() and not bad.exists()
+
+
+DEPLOYED = {"result": {"path": "/dev/sdb", "ok": True, "written_bytes": 4096, "ranges": 1,
+                       "verify": "full", "verified_bytes": 4096, "mismatches": [],
+                       "error": None, "write_seconds": 0.1, "verify_seconds": 0.1,
+                       "sample_seed": None},
+            "after": {"hostname": "pc-01"}}
+
+
+@pytest.mark.parametrize(("change", "named"), [
+    ({"after": ["grow"]}, "data.after: Input should be a valid dictionary"),
+    ({"result": {**DEPLOYED["result"], "ok": "false"}},
+     "data.result.ok: Input should be a valid boolean"),
+    ({"result": {**DEPLOYED["result"], "mismatches": [[0, -1]]}},
+     "data.result.mismatches.0.1: Input should be greater than or equal to 0"),
+], ids=["after-not-a-dict", "ok-as-text", "negative-mismatch"])
+def test_a_deployment_that_does_not_fit_is_refused_422(api: tuple[TestClient, str],
+                                                        change: dict[str, Any],
+                                                        named: str) -> None:
+    event = {"id": "d1", "seq": 1, "at": "2026-12-06T09:00:00Z", "kind": "job_event",
+             "data": {"job": 7, "kind": "deployment", "message": "written",
+                      "data": {**DEPLOYED, **change}}}
+    resp = _send(api, event)
+    assert resp.status_code == 422, resp.text
+    assert "not a deployment: " + named in resp.json()["error"]
+    event["data"]["data"] = DEPLOYED
+    assert _send(api, event).status_code == 200
+
+
+def test_an_erasure_is_reported_with_a_report_that_reads(settings: Settings,
+                                                         registry: Registry) -> None:
+    """An erase job moved to erased without its report, or with one that is not an
+    erase report, is refused: a certificate is made of that report."""
+    station = Station(settings, registry, ServicePolicy(auto_erase="never",
+                                                        auto_certify=False))
+    agent_id, _ = station.register(station.tokens.enrol, name="dock-1", kind="dock",
+                                   host="bench", info=None)
+    plan = ErasePlan.from_dict(_pinned()[0]["data"]["plan"])
+    ident = DriveIdentity(path="/dev/sdb", size=1 << 30, serial="S1", transport="sata")
+    job = station.store.create_erase(ident, plan, agent_id=agent_id)
+    owner = dataclasses.asdict(Owner.me())
+
+    def move(target: str, report: dict[str, Any] | None, n: int) -> dict[str, Any]:
+        (answer,) = station.receive(agent_id, ev.parse_events([{
+            "id": f"m{n}", "seq": n, "at": "2026-12-06T09:00:00Z", "kind": "job_move",
+            "data": {"job": job, "target": target, "report": report, "owner": owner}}]))
+        return answer
+
+    assert move("running", None, 1)["outcome"] == "applied"
+    assert move("erased", None, 2)["detail"] == (
+        f"UsageError: job {job}: an erasure is reported with its report")
+    assert move("erased", {"outcome": "erased"}, 3)["outcome"] == "refused"
+    assert station.store.get(job).state == "running"

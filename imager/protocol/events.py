@@ -15,11 +15,22 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from imager.model import ErasePlan, JobState
 
 PROTOCOL_VERSION = 1
+MAX_INT = 2**63 - 1      # what the registry stores (BIGINT): larger numbers are refused
+Count = Annotated[int, Field(ge=0, le=MAX_INT)]
 
 
 class _Strict(BaseModel):
@@ -32,9 +43,9 @@ class Identity(_Strict):
     """imager.model.DriveIdentity on the wire."""
 
     path: str = Field(min_length=1, max_length=4096)
-    size: int = Field(ge=0)
-    logical_sector: int = Field(default=512, gt=0)
-    physical_sector: int = Field(default=512, gt=0)
+    size: Count
+    logical_sector: int = Field(default=512, gt=0, le=1 << 20)
+    physical_sector: int = Field(default=512, gt=0, le=1 << 20)
     model: str | None = Field(default=None, max_length=200)
     vendor: str | None = Field(default=None, max_length=200)
     serial: str | None = Field(default=None, max_length=200)
@@ -50,7 +61,7 @@ class Owner(_Strict):
 
     host: str = Field(max_length=200)
     boot_id: str = Field(max_length=200)
-    pid: int = Field(ge=0)
+    pid: Count
     started: float
 
 
@@ -108,7 +119,7 @@ class HeartbeatData(_Strict):
 
 
 class _JobData(_Strict):
-    job: int = Field(ge=1)
+    job: int = Field(ge=1, le=MAX_INT)
     owner: Owner | None = None      # the process running the job; None: not said
 
 
@@ -119,10 +130,45 @@ class JobMoveData(_JobData):
     data: dict[str, Any] | None = None
 
 
+class TargetResult(_Strict):
+    """imager.imaging.deploy.TargetResult on the wire: one drive's deployment."""
+
+    path: str = Field(max_length=4096)
+    ok: StrictBool
+    written_bytes: Count
+    ranges: Count
+    verify: Literal["full", "sample", "none"]
+    verified_bytes: Count
+    mismatches: list[tuple[Count, Count]] = Field(max_length=100_000)
+    error: str | None = Field(max_length=20000)
+    write_seconds: float = Field(ge=0)
+    verify_seconds: float = Field(ge=0)
+    sample_seed: str | None = Field(default=None, max_length=200)
+
+
+class Deployment(_Strict):
+    """The data of a `deployment` job event: the result, and the after-steps run
+    on the written system (None when it did not pass)."""
+
+    result: TargetResult
+    after: dict[str, Any] | None = None
+
+
 class JobEventData(_JobData):
     kind: str = Field(min_length=1, max_length=40)
     message: str = Field(default="", max_length=20000)
     data: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _deployment(self) -> JobEventData:
+        """A `deployment` event carries a Deployment (the station records it)."""
+        if self.kind == "deployment":
+            try:
+                Deployment.model_validate(self.data or {})
+            except ValidationError as exc:
+                raise ValueError("not a deployment: " + describe_errors(exc.errors(),
+                                                                        within="data")) from exc
+        return self
 
 
 class JobPlanData(_JobData):
@@ -143,9 +189,9 @@ class JobDriveData(_JobData):
 
 class ProgressData(_JobData):
     phase: str = Field(max_length=40)
-    index: int = Field(ge=0)
-    done: int = Field(ge=0)
-    total: int = Field(ge=0)
+    index: Count
+    done: Count
+    total: Count
 
 
 # -- the envelopes --------------------------------------------------------------
@@ -153,7 +199,7 @@ class ProgressData(_JobData):
 
 class _Envelope(_Strict):
     id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
-    seq: int = Field(default=0, ge=0)
+    seq: int = Field(default=0, ge=0, le=MAX_INT)
     at: datetime
     v: Literal[1] = 1               # PROTOCOL_VERSION
 
@@ -241,14 +287,15 @@ def parse_events(raw: list[Any]) -> list[Event]:
         raise BadEvent(describe_errors(exc.errors())) from exc
 
 
-def describe_errors(errors: Any) -> str:
+def describe_errors(errors: Any, *, within: str = "") -> str:
     """Validation errors as one sentence per field: where, what, and the fix."""
-    return "; ".join(_describe(e) for e in errors[:10]) + (
+    return "; ".join(_describe(e, within) for e in errors[:10]) + (
         f"; and {len(errors) - 10} more" if len(errors) > 10 else "")
 
 
-def _describe(error: dict[str, Any]) -> str:
-    where = ".".join(str(p) for p in error.get("loc", ()) if p != "body")
+def _describe(error: dict[str, Any], within: str = "") -> str:
+    where = ".".join([within] * bool(within) + [str(p) for p in error.get("loc", ())
+                                                 if p != "body"])
     if error.get("type") == "union_tag_invalid":
         return (f"{where}: unknown event kind {error.get('input', {}).get('kind')!r}: "
                 f"use one of {', '.join(KINDS)}")

@@ -17,9 +17,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from imager.errors import NotFound
+from imager.errors import NotFound, UsageError
 from imager.host.owner import Owner
-from imager.model import DriveIdentity, ErasePlan, ImagePlan
+from imager.model import DriveIdentity, ErasePlan, EraseReport, ImagePlan
 from imager.protocol import events as ev
 from imager.registry import items, machines
 from imager.registry.jobs import RegistryJobStore, erase_job_for, upsert_drive
@@ -109,6 +109,7 @@ class Applier:
                 include={"phase", "index", "done", "total"})
         elif isinstance(event, ev.JobMove):
             move = event.data
+            _check_report(job, move)
             store.move(job.id, move.target, reason=move.reason, report=move.report,
                        data=move.data, owner=owner)
             if move.target == "running":
@@ -137,6 +138,17 @@ def auto_erase(s: Session, drive: Drive, policy: ServicePolicy,
         return None
     return erase_job_for(store.bound(s), s, drive, technician_id=None,
                          donation_id=drive.donation_id)
+
+
+def _check_report(job: Job, move: ev.JobMoveData) -> None:
+    """An erase job's report must read as one, and an erasure comes with its report
+    (what its certificate is made of)."""
+    if job.kind != "erase":
+        return
+    if move.report is not None:
+        EraseReport.from_dict(move.report)        # KeyError, TypeError...: refused
+    elif move.target == "erased":
+        raise UsageError(f"job {job.id}: an erasure is reported with its report")
 
 
 def _owner(owner: ev.Owner | None) -> Owner | None:
@@ -185,11 +197,12 @@ def _deployment(s: Session, agent: Agent, job: Job, data: dict[str, Any]) -> Non
     from imager.imaging.deploy import TargetResult
     from imager.registry import deployments
     plan = ImagePlan.from_dict(job.plan)
-    result = TargetResult(**{**data["result"], "mismatches": [
-        tuple(m) for m in data["result"]["mismatches"]]})
+    deployment = ev.Deployment.model_validate(data)        # checked by the protocol too
+    result = TargetResult(**{**deployment.result.model_dump(), "mismatches": [
+        tuple(m) for m in deployment.result.mismatches]})
     info = deployments.ImageInfo(plan.name, plan.version, plan.sha256, plan.image_size,
                                  plan.mapped_bytes)
     deployments.finish(s, job.drive_id, info, result, actor=f"agent {agent.name}",
                        started_at=job.started_at or utcnow(),
-                       erasure_job_id=plan.erasure_job, after=data.get("after"),
+                       erasure_job_id=plan.erasure_job, after=deployment.after,
                        hostname=plan.hostname, job_id=job.id)
