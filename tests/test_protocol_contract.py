@@ -17,6 +17,7 @@ import pytest
 from conftest import DATA
 from fastapi.testclient import TestClient
 
+from imager.agent.client import StationClient, StationRefused
 from imager.agent.outbox import Outbox
 from imager.agent.remote import RemoteJobStore
 from imager.host.owner import Owner
@@ -213,3 +214,25 @@ def test_an_erasure_is_reported_with_a_report_that_reads(settings: Settings,
         f"UsageError: job {job}: an erasure is reported with its report")
     assert move("erased", {"outcome": "erased"}, 3)["outcome"] == "refused"
     assert station.store.get(job).state == "running"
+
+
+def test_the_events_a_station_refuses_as_malformed_are_set_aside_and_the_rest_go_on(
+        api: tuple[TestClient, str], tmp_path: Path) -> None:
+    """A station of another protocol version (here: an event edited after it was
+    spooled) answers 422 naming the event: the agent sets that one aside and sends
+    the others, instead of sending the same batch forever."""
+    test_client, token = api
+    client = StationClient("http://station")
+    client._http, client.token = test_client, token
+    outbox = Outbox(tmp_path / "spool")
+    outbox.put("heartbeat", {})
+    outbox.put("heartbeat", {})
+    first, second = outbox.pending()
+    events = [first, {**second, "data": {"beat": 1}}]
+    with pytest.raises(StationRefused) as refused:
+        client.send(events)
+    assert refused.value.status == 422 and refused.value.bad_events == (1,)
+    outbox.refused([events[i]["id"] for i in refused.value.bad_events], str(refused.value))
+    assert [e["id"] for e in outbox.pending()] == [first["id"]]
+    assert outbox.set_aside == 1 and len(list((tmp_path / "spool").glob("*.damaged"))) == 1
+    assert [a["outcome"] for a in client.send(outbox.pending())] == ["applied"]

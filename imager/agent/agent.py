@@ -154,8 +154,13 @@ class Agent:
                 answers = self.client.send(events)
                 self.outbox.ack([a["id"] for a in answers])
                 backoff = _backoff()
-            except StationRefused as exc:     # e.g. token revoked: register again
+            except StationRefused as exc:
                 log.error("%s", exc)
+                if exc.bad_events:               # malformed events: set aside, go on
+                    self.outbox.refused([events[i]["id"] for i in exc.bad_events
+                                         if i < len(events)], str(exc))
+                    continue
+                # anything else, e.g. the token revoked: register again
                 stop.wait(next(backoff))
                 if not self.register(stop):
                     return
@@ -379,6 +384,7 @@ class SyncResult:
     duplicate: int = 0
     refused: int = 0
     left: int = 0
+    set_aside: int = 0      # malformed: kept in the spool as .damaged for a person
 
 
 def sync(settings: Settings, config: AgentConfig, *, attempts: int = 3) -> SyncResult:
@@ -395,7 +401,14 @@ def sync(settings: Settings, config: AgentConfig, *, attempts: int = 3) -> SyncR
     assert agent.client is not None
     try:
         while events := agent.outbox.pending():
-            answers = agent.client.send(events)
+            try:
+                answers = agent.client.send(events)
+            except StationRefused as exc:
+                if not exc.bad_events:
+                    raise
+                agent.outbox.refused([events[i]["id"] for i in exc.bad_events
+                                      if i < len(events)], str(exc))
+                continue
             agent.outbox.ack([a["id"] for a in answers])
             for a in answers:
                 outcome = a["outcome"]
@@ -405,6 +418,7 @@ def sync(settings: Settings, config: AgentConfig, *, attempts: int = 3) -> SyncR
     finally:
         agent.client.close()
     result.left = len(agent.outbox.pending(limit=1_000_000))
+    result.set_aside = agent.outbox.set_aside
     return result
 
 

@@ -15,7 +15,22 @@ class StationUnreachable(ImagerError):
 
 
 class StationRefused(ImagerError):
-    """The station answered no (bad token, bad request): retrying will not help."""
+    """The station answered no (bad token, bad request): retrying will not help.
+    `bad_events`: the positions of the events a 422 named in a batch sent."""
+
+    def __init__(self, message: str, *, status: int = 400,
+                 bad_events: tuple[int, ...] = ()) -> None:
+        super().__init__(message)
+        self.status, self.bad_events = status, bad_events
+
+
+def _bad_events(body: Any) -> tuple[int, ...]:
+    """The positions in `events` that a 422's details name (body.events.N...)."""
+    details = body.get("detail") if isinstance(body, dict) else None
+    found = {d["loc"][2] for d in details or () if isinstance(d, dict)
+             and isinstance(d.get("loc"), list) and d["loc"][:2] == ["body", "events"]
+             and len(d["loc"]) > 2 and isinstance(d["loc"][2], int)}
+    return tuple(sorted(found))
 
 
 @dataclass(frozen=True)
@@ -43,10 +58,12 @@ class StationClient:
             raise StationUnreachable(f"station {self.url} failed: {resp.status_code}")
         if resp.status_code >= 400:
             try:
-                detail = resp.json().get("error", resp.text)
+                body = resp.json()
             except ValueError:
-                detail = resp.text
-            raise StationRefused(f"station {self.url} refused {method} {path}: {detail}")
+                body = None
+            detail = body.get("error", resp.text) if isinstance(body, dict) else resp.text
+            raise StationRefused(f"station {self.url} refused {method} {path}: {detail}",
+                                 status=resp.status_code, bad_events=_bad_events(body))
         return resp.json()
 
     def register(self, enrol_token: str, *, name: str, kind: str, host: str,

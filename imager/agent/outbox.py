@@ -39,6 +39,7 @@ class Outbox:
             raise UsageError(f"cannot use {spool} as the agent's spool ({exc.strerror}): "
                              "give a writable directory with --spool") from exc
         self._lock = threading.Condition()
+        self.set_aside = 0          # events set aside as .damaged since this outbox opened
         self._memory: dict[str, dict[str, Any]] = {}
         self._last = max((int(p.name.split("-", 1)[0]) for p in self._files()), default=0)
 
@@ -83,11 +84,28 @@ class Outbox:
                     parse_events([event])
                     durable.append(event)
                 except (OSError, ValueError) as exc:   # BadEvent too: never sent, or the
-                    log.error("spooled event %s set aside (%s): kept as .damaged for a "
-                              "person", path.name, exc)   # station would refuse them all
-                    os.replace(path, path.with_suffix(".damaged"))
+                    self._set_aside(path, str(exc))    # station would refuse them all
             events = durable + list(self._memory.values())
         return sorted(events, key=lambda e: e["seq"])[:limit]
+
+    def _set_aside(self, path: Path, why: str) -> None:
+        log.error("spooled event %s set aside (%s): kept as .damaged for a person",
+                  path.name, why)
+        os.replace(path, path.with_suffix(".damaged"))
+        self.set_aside += 1
+
+    def refused(self, ids: list[str], why: str) -> None:
+        """The station refused these events as malformed (422): set them aside
+        (.damaged, for a person), so that the events behind them go on."""
+        with self._lock:
+            done = set(ids)
+            for path in self._files():
+                if path.name[21:-len(SUFFIX)] in done:
+                    self._set_aside(path, why)
+            for event_id in done:
+                if self._memory.pop(event_id, None) is not None:
+                    self.set_aside += 1
+            self._lock.notify_all()
 
     def ack(self, ids: list[str]) -> None:
         with self._lock:

@@ -87,5 +87,6 @@ def cmd_sync(args: argparse.Namespace, ctx: Context) -> int:
     console(markup=False).print(
         f"Agent {result.agent}: appliqués / applied {result.applied}, déjà reçus / "
         f"duplicates {result.duplicate}, refusés / refused {result.refused}, restants / "
-        f"left {result.left}")
-    return 0 if result.left == 0 and result.refused == 0 else 1
+        f"left {result.left}, mis de côté (malformés, gardés en .damaged) / set aside "
+        f"(malformed, kept as .damaged) {result.set_aside}")
+    return 0 if result.left == result.refused == result.set_aside == 0 else 1
