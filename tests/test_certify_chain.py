@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from certmaker import Made, make, sample, station_under, usage
+from certmaker import Made, make, pem, sample, station_under, usage
 from cryptography import x509
 from cryptography.x509.oid import ObjectIdentifier
 
@@ -27,7 +27,7 @@ from imager.certify.signing import (
     check_signing_keys,
     sign_document,
 )
-from imager.certify.verify import check_json, verify_file
+from imager.certify.verify import check_json, trust_from, verify_file
 from imager.errors import UsageError
 from imager.settings import Settings
 from imager.store.db import Registry
@@ -157,6 +157,26 @@ def test_a_renewed_certificate_for_the_same_key_verifies_older_documents(
     old_document = sign_document(sample(), station_under(keys, expired))
     renewed = make(NAME, key=keys.signing_key, pathlen=0)
     assert check_json(old_document, Trust([renewed.cert]), Checks()) == sample()
+
+
+@pytest.mark.parametrize("order", ["renewed first", "expired first"])
+def test_a_trust_file_with_the_expired_and_the_renewed_certificate_verifies_in_any_order(
+        order: str, keys: StationKeys, network_ca: Made, tmp_path: Path) -> None:
+    """The same key in two trusted certificates (the old one expired, its renewal), for a
+    station trusted directly and for its network CA: the one valid now counts."""
+    expired = make(NAME, key=keys.signing_key, pathlen=0, days=(-3650, -1))
+    renewed = make(NAME, key=keys.signing_key, pathlen=0)
+    old_ca = make("AC du réseau solidaire", key=network_ca.key, pathlen=1, days=(-3650, -1))
+    station = station_under(keys, make(NAME, key=keys.signing_key, issuer=network_ca,
+                                       pathlen=0), network_ca.cert)
+    for signer, pair in ((keys, (renewed.cert, expired.cert)),
+                         (station, (network_ca.cert, old_ca.cert))):
+        trust_file = tmp_path / "trust.pem"
+        trust_file.write_bytes(pem(*(pair if order == "renewed first" else pair[::-1])))
+        document = tmp_path / "document.json"
+        document.write_bytes(sign_document(sample(), signer))
+        verdict = verify_file(document, trust_from([trust_file]))
+        assert verdict.ok, verdict.checks.lines
 
 
 def test_validate_chain_names_every_problem_at_the_given_time(keys: StationKeys,

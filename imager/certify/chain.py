@@ -9,7 +9,9 @@ trusted one it checks:
 - each certificate is issued by the next (name and signature); the last one is
   issued by a trusted certificate, or holds a trusted key (then the trusted
   certificate stands for it: a station that renewed its certificate for the
-  same key keeps its documents verifiable with the new certificate);
+  same key keeps its documents verifiable with the new certificate); when several
+  trusted certificates would do (an expired one and its renewal, in any order), the
+  one within its dates at the time of the verification is used;
 - every issuer: basicConstraints CA:TRUE, keyUsage with keyCertSign, and the
   path length it allows (pathLenConstraint);
 - the signer: keyUsage with digitalSignature or nonRepudiation
@@ -110,7 +112,7 @@ def validate_chain(certs: Sequence[x509.Certificate], anchors: Sequence[x509.Cer
     if not certs:
         raise ChainError("le fichier ne porte aucun certificat signataire / the file carries "
                          "no signer certificate")
-    path = _path(certs, anchors)
+    path = _path(certs, anchors, at)
     problems = []
     for i, cert in enumerate(path):
         try:
@@ -124,16 +126,25 @@ def validate_chain(certs: Sequence[x509.Certificate], anchors: Sequence[x509.Cer
     return Chain(tuple(path))
 
 
-def _path(certs: Sequence[x509.Certificate],
-          anchors: Sequence[x509.Certificate]) -> list[x509.Certificate]:
-    trusted = {fingerprint(a): a for a in anchors}
+def _best(candidates: Sequence[x509.Certificate], at: datetime) -> x509.Certificate | None:
+    """Among trusted certificates that would do (the same key, renewed), the one within
+    its dates at `at`, whatever their order; else the one that ends last (its problem is
+    the one said)."""
+    return max(candidates, default=None, key=lambda c: (
+        c.not_valid_before_utc <= at <= c.not_valid_after_utc, c.not_valid_after_utc))
+
+
+def _path(certs: Sequence[x509.Certificate], anchors: Sequence[x509.Certificate],
+          at: datetime) -> list[x509.Certificate]:
     path: list[x509.Certificate] = []
     current = certs[0]
     while len(path) < MAX_DEPTH:
-        if fingerprint(current) in trusted:
-            return [*path, trusted[fingerprint(current)]]
+        key = fingerprint(current)
+        anchor = _best([a for a in anchors if fingerprint(a) == key], at)
+        if anchor is not None:
+            return [*path, anchor]
         path.append(current)
-        issuer = next((a for a in anchors if issued_by(current, a)), None) or next(
+        issuer = _best([a for a in anchors if issued_by(current, a)], at) or next(
             (c for c in certs[1:] if c not in path and issued_by(current, c)), None)
         if issuer is None:
             break
