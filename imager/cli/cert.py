@@ -204,7 +204,7 @@ def cmd_verify(args: argparse.Namespace, ctx: Context) -> int:
         except VerificationFailed as exc:
             raise UsageError(f"the ledger export {args.ledger} does not verify: {exc}") from exc
         ledger = LedgerSource({e["doc_id"]: e for e in export.entries},
-                              f"export {args.ledger.name}", export.signer)
+                              f"export {args.ledger.name}", export.signer, given=True)
     else:
         ledger = _station_ledger(ctx)
     verdicts = verify_many(list(args.files), trust, ledger)
