@@ -4,6 +4,7 @@ not yet valid, issued by a non-CA, beyond a path length, or not meant for its us
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
@@ -262,3 +263,43 @@ def test_the_station_refuses_to_sign_with_an_expired_certificate(keys: StationKe
     with pytest.raises(UsageError, match=f"this station's keys cannot sign: .*CN={NAME} expired"):
         check_signing_keys(station_under(keys, make(NAME, key=keys.signing_key, pathlen=0,
                                                      days=(-30, -1))))
+
+
+def _pdf_under_old_station(keys: StationKeys, days: tuple[int, int]) -> Made:
+    """A PDF certificate for keys' PDF key, issued by their station certificate."""
+    return make(f"{NAME} (PDF)", key=keys.pdf_key, issuer=Made(keys.signing_key,
+                                                               keys.station_cert),
+                ca=False, key_usage=usage(), days=days)
+
+
+@pytest.mark.parametrize("old_pdf", ["expired", "issued before the renewal"])
+def test_a_renewed_station_certificate_gets_a_new_pdf_certificate(
+        old_pdf: str, settings: Settings, keys: StationKeys, tmp_path: Path,
+        registry: Registry) -> None:
+    """A renewal for the same key and name (without a CA: station.crt moved away) keeps
+    issued_by true for the PDF certificate of the old station certificate: it is issued
+    again when the keys are loaded, within the new station certificate's dates, so every
+    new PDF verifies with the new station certificate."""
+    kdir = settings.data_dir / "keys"
+    old = _pdf_under_old_station(keys, (-3650, -1) if old_pdf == "expired" else (-30, 300))
+    (kdir / "pdf.crt").write_bytes(pem(old.cert))
+    (kdir / "station.crt").unlink()
+    renewed = station_keys(settings)
+    station, pdf = renewed.station_cert, renewed.pdf_cert
+    check_signing_keys(renewed)
+    _pdf(renewed, Trust([station]), tmp_path, registry)
+    assert renewed.fingerprint == keys.fingerprint and pdf.serial_number != old.cert.serial_number
+    assert station.not_valid_before_utc <= pdf.not_valid_before_utc
+    assert pdf.not_valid_after_utc <= station.not_valid_after_utc
+    assert station_keys(settings).pdf_cert == pdf       # issued once, then kept
+
+
+def test_the_station_refuses_to_sign_pdfs_with_an_expired_pdf_certificate(
+        keys: StationKeys) -> None:
+    expired = dataclasses.replace(keys, pdf_cert=_pdf_under_old_station(keys, (-30, -1)).cert)
+    with pytest.raises(UsageError) as caught:
+        check_signing_keys(expired)
+    assert f"this station's PDF certificate cannot sign: le certificat « CN={NAME} (PDF) » a " \
+           "expiré le" in str(caught.value)
+    assert "keys/pdf.crt is issued again under the station certificate when the keys are " \
+           "loaded: run the command again, or restart the station" in str(caught.value)

@@ -49,7 +49,7 @@ from functools import cached_property
 from cryptography import x509
 from cryptography.x509.oid import ExtensionOID
 
-from imager.certify.keys import fingerprint, issued_by
+from imager.certify.keys import fingerprint, issued_by, within_dates
 
 MAX_DEPTH = 8                     # certificates from the signer to the trusted one
 UNDERSTOOD = {ExtensionOID.BASIC_CONSTRAINTS, ExtensionOID.KEY_USAGE}
@@ -106,9 +106,10 @@ def subject(cert: x509.Certificate) -> str:
 
 
 def validate_chain(certs: Sequence[x509.Certificate], anchors: Sequence[x509.Certificate],
-                   at: datetime) -> Chain:
+                   at: datetime, *, renew: str = RENEW) -> Chain:
     """The path from `certs[0]` (the signer) through the other `certs` (its issuers, in
-    any order) to one of `anchors`, once every check above passed at `at` (aware)."""
+    any order) to one of `anchors`, once every check above passed at `at` (aware);
+    `renew` says what to do when the signer's certificate is out of its dates."""
     if not certs:
         raise ChainError("le fichier ne porte aucun certificat signataire / the file carries "
                          "no signer certificate")
@@ -116,7 +117,7 @@ def validate_chain(certs: Sequence[x509.Certificate], anchors: Sequence[x509.Cer
     problems = []
     for i, cert in enumerate(path):
         try:
-            problems += _problems(path, i, at)
+            problems += _problems(path, i, at, renew)
         except ValueError as exc:      # cryptography parses extensions when first read
             problems.append(f"le certificat « {subject(cert)} » a des extensions illisibles / "
                             f"the certificate {subject(cert)} has unreadable extensions ({exc}): "
@@ -130,8 +131,8 @@ def _best(candidates: Sequence[x509.Certificate], at: datetime) -> x509.Certific
     """Among trusted certificates that would do (the same key, renewed), the one within
     its dates at `at`, whatever their order; else the one that ends last (its problem is
     the one said)."""
-    return max(candidates, default=None, key=lambda c: (
-        c.not_valid_before_utc <= at <= c.not_valid_after_utc, c.not_valid_after_utc))
+    return max(candidates, default=None,
+               key=lambda c: (within_dates(c, at), c.not_valid_after_utc))
 
 
 def _path(certs: Sequence[x509.Certificate], anchors: Sequence[x509.Certificate],
@@ -157,9 +158,10 @@ def _path(certs: Sequence[x509.Certificate], anchors: Sequence[x509.Certificate]
         "certificate of the station that signed, or of its network CA")
 
 
-def _problems(path: list[x509.Certificate], index: int, at: datetime) -> list[str]:
+def _problems(path: list[x509.Certificate], index: int, at: datetime,
+              renew: str) -> list[str]:
     cert = path[index]
-    found = _dates(cert, at, RENEW if index == 0 else RENEW_CA) + _critical(cert)
+    found = _dates(cert, at, renew if index == 0 else RENEW_CA) + _critical(cert)
     if index == 0:
         return found + _signer_usage(cert)
     return found + _issuer(cert, path[index - 1], path[1:index])
