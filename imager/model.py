@@ -192,6 +192,7 @@ class ErasePlan:
     refused: tuple[SkippedMethod, ...] = ()    # methods the drive refused when run
     advice: tuple[Note, ...] = ()              # e.g. "destroy the stick for Purge"
     hidden: HiddenAreas | None = None          # HPA/DCO seen at planning: removed first
+    ata_drive: bool | None = None              # may hide sectors (HPA/DCO); None: not known
 
     def __post_init__(self) -> None:
         if not self.steps:
@@ -256,7 +257,7 @@ class ErasePlan:
             skipped=tuple(SkippedMethod(**k) for k in data.get("skipped", ())),
             refused=tuple(SkippedMethod(**k) for k in data.get("refused", ())),
             advice=tuple(Note(**n) for n in data.get("advice", ())),
-            hidden=HiddenAreas(**hidden) if hidden else None)
+            hidden=HiddenAreas(**hidden) if hidden else None, ata_drive=data.get("ata_drive"))
 
 
 @dataclass(frozen=True)

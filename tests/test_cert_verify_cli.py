@@ -96,11 +96,30 @@ def test_a_ledger_export_is_consulted_for_its_own_station_only(
     out = imager(settings.data_dir, "cert", "verify", str(doc), "--trust", str(trust),
                  "--ledger", str(their_export)).stdout
     assert "in the ledger: entrée / entry 1" in out and "VALIDE / VALID" in out, out
-    both = tmp_path / "both.pem"
+
+def test_a_ledger_export_given_for_another_station_fails_the_verdict(
+        settings: Settings, here: StationKeys, there: tuple[Settings, StationKeys],
+        theirs: tuple[Path, Path], tmp_path: Path) -> None:
+    """Asked to check the inclusion with --ledger, a ledger that cannot say anything of
+    the document is no answer: NOT VALID, naming both stations' keys and the fix."""
+    other, their_keys = there
+    doc, _ = theirs
+    our_export, both = tmp_path / "our-ledger.json", tmp_path / "both.pem"
+    imager(settings.data_dir, "ledger", "export", "--output", str(our_export))
     both.write_bytes(pem(their_keys.station_cert, here.station_cert))
-    out = imager(settings.data_dir, "cert", "verify", str(doc), "--trust", str(both),
-                 "--ledger", str(our_export)).stdout
-    assert "ledger not consulted, it is not the signer's (export our-ledger.json" in out, out
+    args = ("cert", "verify", str(doc), "--trust", str(both), "--ledger", str(our_export))
+    done = imager(settings.data_dir, *args, check=False)
+    assert done.returncode == 1, done.stdout
+    assert "→ NON VALIDE / NOT VALID" in done.stdout and "→ VALIDE" not in done.stdout
+    assert "the ledger given is not the signer's, so the ledger inclusion cannot be checked " \
+           f"(export our-ledger.json: keys {here.fingerprint}; document signed by " \
+           f"{their_keys.fingerprint})" in done.stdout, done.stdout
+    assert "give --ledger the signing station's signed export" in done.stdout
+    done = imager(settings.data_dir, *args, "--json", check=False)
+    line = json_lines(done.stdout)[0]
+    assert done.returncode == 1 and line["ok"] is False and line["ledger_checked"] is False
+    assert line["checks"][-1]["ok"] is False
+    assert their_keys.fingerprint in line["checks"][-1]["check"]
 
 
 def test_this_station_documents_are_checked_against_its_ledger(

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 from clirun import imager
-from conftest import erase_job
+from conftest import DATA, erase_job, read_recorded
 from test_firmware_engine import ZeroingFirmware
 
 from imager.certify.evidence import evidence
@@ -29,7 +29,7 @@ from imager.erase.plan import plan_for
 from imager.erase.progress import NullSink
 from imager.errors import NotFound, UsageError
 from imager.host.blockdev import open_device
-from imager.inventory import lsblk
+from imager.inventory import lsblk, scsi, smartctl
 from imager.inventory.capabilities import DriveCapabilities
 from imager.model import (
     DriveIdentity,
@@ -116,6 +116,74 @@ def test_hidden_areas_not_checked_need_a_persons_decision_printed_on_the_certifi
         assert words in text, words
 
 
+LAB = DATA / "lab"
+# The drive's answers behind an adapter, from the QEMU lab's recordings: a USB bridge
+# passing no ATA command (its USB stick), a SATA SSD on a SAS HBA whose SATL answers
+# SMART in ATA (its SATA disk's smartctl answer), a SAS disk answering in SCSI (its
+# virtio-scsi disk).
+ADAPTERS: dict[str, dict[str, Any]] = {
+    "sata-ssd-in-usb-dock": {
+        "transport": "usb", "medium": "usb-flash",
+        "smart": smartctl.parse(read_recorded(LAB / "smartctl-j-x-d-scsi-usb.txt")),
+        "scsi_inquiry": scsi.parse_inquiry(read_recorded(LAB / "sg_inq-usb.txt"))},
+    "sata-ssd-on-sas-hba": {
+        "transport": "sas", "medium": "ssd",
+        "smart": smartctl.parse(read_recorded(LAB / "smartctl-j-x-sata.txt"))},
+    "sas-disk": {
+        "transport": "sas", "medium": "hdd",
+        "smart": smartctl.parse(read_recorded(LAB / "smartctl-j-x-scsi.txt")),
+        "scsi_inquiry": scsi.parse_inquiry(read_recorded(LAB / "sg_inq-scsi.txt"))},
+}
+
+
+def adapter_plan(dev: str, settings: Settings, adapter: str) -> ErasePlan:
+    """The plan of the drive at `dev` seen as ADAPTERS[adapter] shows it."""
+    caps = DriveCapabilities(identity=lsblk.probe(dev, settings), **ADAPTERS[adapter])
+    return plan_for(caps, policy.load())
+
+
+@pytest.mark.root
+@pytest.mark.parametrize(("adapter", "medium"), [("sata-ssd-in-usb-dock", "usb-flash"),
+                                                 ("sata-ssd-on-sas-hba", "sas-ssd")])
+def test_a_drive_behind_an_adapter_that_may_be_ata_needs_a_persons_decision(
+        adapter: str, medium: str, tmp_path: Path, loopdev: Callable[..., str]) -> None:
+    settings = Settings(data_dir=tmp_path / "station")
+    dev = loopdev(4 * MiB)
+    plan = adapter_plan(dev, settings, adapter)
+    assert plan.medium == medium and plan.hidden is None
+    note = next(n for n in plan.advice if "hdparm -N" in n.en)
+    with erase_job(settings, dev, plan) as (_, job_id, report):
+        assert report.outcome == "erased" and report.hidden_areas is None
+    assert hidden_areas_status(report) == "not-checked"
+    out = imager(settings.data_dir, "cert", "issue", str(job_id), check=False)
+    assert out.returncode == 2, out.stderr
+    for words in ("were not checked", "through the drive's USB or SAS adapter",
+                  f"imager cert accept-hidden {job_id} --by NAME --reason TEXT"):
+        assert words in out.stderr, words
+    imager(settings.data_dir, "cert", "accept-hidden", str(job_id), "--by", WHO,
+           "--reason", WHY)
+    with Registry.open(settings) as reg:
+        record = document(Issuer(settings, reg).for_job(job_id).json_path)
+    assert record["hidden_areas_check"]["status"] == "not-checked"
+    assert record["hidden_areas_check"]["accepted"]["by"] == WHO
+    assert {"fr": note.fr, "en": note.en} in record["advice"]
+
+
+@pytest.mark.root
+def test_a_sas_disk_that_answered_as_one_needs_no_decision(
+        tmp_path: Path, loopdev: Callable[..., str]) -> None:
+    settings = Settings(data_dir=tmp_path / "station")
+    dev = loopdev(4 * MiB)
+    plan = adapter_plan(dev, settings, "sas-disk")
+    assert plan.medium == "sas-hdd" and not [n for n in plan.advice if "hdparm -N" in n.en]
+    with erase_job(settings, dev, plan) as (store, job_id, report):
+        assert report.outcome == "erased"
+        with pytest.raises(UsageError, match="nothing to accept, its drive is no ATA drive"):
+            accept_hidden_areas(store.registry, job_id, by=WHO, reason=WHY)
+        record = document(Issuer(settings, store.registry).for_job(job_id).json_path)
+    assert record["hidden_areas_check"] == {"status": "not-applicable", "accepted": None}
+
+
 @pytest.mark.root
 def test_a_decision_needs_a_person_a_reason_and_unchecked_hidden_areas(
         tmp_path: Path, loopdev: Callable[..., str]) -> None:
@@ -189,3 +257,23 @@ def test_what_the_drive_reports_depends_on_how_it_reports_completion() -> None:
     assert evidence(_report("mmc-erase", "block-erase"))["reported"] == [  # type: ignore[index]
         "command-status", "whole-media"]
     assert evidence(_report("ata-sanitize", "block-erase", outcome="failed")) is None
+
+
+@pytest.mark.parametrize(("medium", "transport", "status"), [
+    ("sata-ssd", "sata", "not-checked"), ("usb-flash", "usb", "not-checked"),
+    ("usb-disk", "usb", "not-checked"), ("sas-hdd", "sas", "not-checked"),
+    ("unknown", None, "not-checked"), ("nvme", "nvme", "not-applicable"),
+    ("emmc", "mmc", "not-applicable"), ("virtual", "loop", "not-applicable"),
+    (None, "usb", "not-checked"), (None, "loop", "not-applicable")])
+def test_a_plan_that_does_not_say_whether_its_drive_is_ata_is_judged_by_its_medium(
+        medium: str | None, transport: str | None, status: str) -> None:
+    """Plans stored before they said it (or made without probing the drive): only
+    the media that are never ATA drives need no decision."""
+    report = _report("overwrite", "overwrite")
+    plan = ErasePlan.from_dict({k: v for k, v in {**report.plan.to_dict(),
+                                                  "medium": medium}.items()
+                                if k != "ata_drive"})
+    assert plan.ata_drive is None
+    report = dataclasses.replace(report, plan=plan, device=dataclasses.replace(
+        report.device, transport=transport))
+    assert hidden_areas_status(report) == status

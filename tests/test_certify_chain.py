@@ -4,11 +4,12 @@ not yet valid, issued by a non-CA, beyond a path length, or not meant for its us
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from certmaker import Made, make, sample, station_under, usage
+from certmaker import Made, make, pem, sample, station_under, usage
 from cryptography import x509
 from cryptography.x509.oid import ObjectIdentifier
 
@@ -27,7 +28,7 @@ from imager.certify.signing import (
     check_signing_keys,
     sign_document,
 )
-from imager.certify.verify import check_json, verify_file
+from imager.certify.verify import check_json, trust_from, verify_file
 from imager.errors import UsageError
 from imager.settings import Settings
 from imager.store.db import Registry
@@ -159,6 +160,26 @@ def test_a_renewed_certificate_for_the_same_key_verifies_older_documents(
     assert check_json(old_document, Trust([renewed.cert]), Checks()) == sample()
 
 
+@pytest.mark.parametrize("order", ["renewed first", "expired first"])
+def test_a_trust_file_with_the_expired_and_the_renewed_certificate_verifies_in_any_order(
+        order: str, keys: StationKeys, network_ca: Made, tmp_path: Path) -> None:
+    """The same key in two trusted certificates (the old one expired, its renewal), for a
+    station trusted directly and for its network CA: the one valid now counts."""
+    expired = make(NAME, key=keys.signing_key, pathlen=0, days=(-3650, -1))
+    renewed = make(NAME, key=keys.signing_key, pathlen=0)
+    old_ca = make("AC du réseau solidaire", key=network_ca.key, pathlen=1, days=(-3650, -1))
+    station = station_under(keys, make(NAME, key=keys.signing_key, issuer=network_ca,
+                                       pathlen=0), network_ca.cert)
+    for signer, pair in ((keys, (renewed.cert, expired.cert)),
+                         (station, (network_ca.cert, old_ca.cert))):
+        trust_file = tmp_path / "trust.pem"
+        trust_file.write_bytes(pem(*(pair if order == "renewed first" else pair[::-1])))
+        document = tmp_path / "document.json"
+        document.write_bytes(sign_document(sample(), signer))
+        verdict = verify_file(document, trust_from([trust_file]))
+        assert verdict.ok, verdict.checks.lines
+
+
 def test_validate_chain_names_every_problem_at_the_given_time(keys: StationKeys,
                                                              network_ca: Made) -> None:
     leaf = make("poste", issuer=network_ca, ca=False, key_usage=usage())
@@ -242,3 +263,43 @@ def test_the_station_refuses_to_sign_with_an_expired_certificate(keys: StationKe
     with pytest.raises(UsageError, match=f"this station's keys cannot sign: .*CN={NAME} expired"):
         check_signing_keys(station_under(keys, make(NAME, key=keys.signing_key, pathlen=0,
                                                      days=(-30, -1))))
+
+
+def _pdf_under_old_station(keys: StationKeys, days: tuple[int, int]) -> Made:
+    """A PDF certificate for keys' PDF key, issued by their station certificate."""
+    return make(f"{NAME} (PDF)", key=keys.pdf_key, issuer=Made(keys.signing_key,
+                                                               keys.station_cert),
+                ca=False, key_usage=usage(), days=days)
+
+
+@pytest.mark.parametrize("old_pdf", ["expired", "issued before the renewal"])
+def test_a_renewed_station_certificate_gets_a_new_pdf_certificate(
+        old_pdf: str, settings: Settings, keys: StationKeys, tmp_path: Path,
+        registry: Registry) -> None:
+    """A renewal for the same key and name (without a CA: station.crt moved away) keeps
+    issued_by true for the PDF certificate of the old station certificate: it is issued
+    again when the keys are loaded, within the new station certificate's dates, so every
+    new PDF verifies with the new station certificate."""
+    kdir = settings.data_dir / "keys"
+    old = _pdf_under_old_station(keys, (-3650, -1) if old_pdf == "expired" else (-30, 300))
+    (kdir / "pdf.crt").write_bytes(pem(old.cert))
+    (kdir / "station.crt").unlink()
+    renewed = station_keys(settings)
+    station, pdf = renewed.station_cert, renewed.pdf_cert
+    check_signing_keys(renewed)
+    _pdf(renewed, Trust([station]), tmp_path, registry)
+    assert renewed.fingerprint == keys.fingerprint and pdf.serial_number != old.cert.serial_number
+    assert station.not_valid_before_utc <= pdf.not_valid_before_utc
+    assert pdf.not_valid_after_utc <= station.not_valid_after_utc
+    assert station_keys(settings).pdf_cert == pdf       # issued once, then kept
+
+
+def test_the_station_refuses_to_sign_pdfs_with_an_expired_pdf_certificate(
+        keys: StationKeys) -> None:
+    expired = dataclasses.replace(keys, pdf_cert=_pdf_under_old_station(keys, (-30, -1)).cert)
+    with pytest.raises(UsageError) as caught:
+        check_signing_keys(expired)
+    assert f"this station's PDF certificate cannot sign: le certificat « CN={NAME} (PDF) » a " \
+           "expiré le" in str(caught.value)
+    assert "keys/pdf.crt is issued again under the station certificate when the keys are " \
+           "loaded: run the command again, or restart the station" in str(caught.value)

@@ -17,8 +17,8 @@ from imager.erase import catalogue
 from imager.erase.plan import medium_key, plan_for
 from imager.erase.policy import SHIPPED, load, parse
 from imager.errors import UsageError
-from imager.inventory import hdparm, mmc, nvme, smartctl
-from imager.inventory.capabilities import DriveCapabilities
+from imager.inventory import hdparm, mmc, nvme, scsi, smartctl
+from imager.inventory.capabilities import DriveCapabilities, Medium
 from imager.inventory.hdparm import AtaSecurity, HostProtectedArea
 from imager.inventory.probe import medium_of
 from imager.model import DriveIdentity, ErasePlan
@@ -328,7 +328,61 @@ def test_plans_stored_before_steps_existed_still_load() -> None:
     assert plan.verify == "full" and plan.skipped == () and plan.medium is None
 
 
+def _smart(drive: str) -> smartctl.SmartReport:
+    return smartctl.parse(read_recorded(LAB / f"smartctl-j-x-{drive}.txt"))
+
+
+def _behind(transport: str, medium: Medium, *, smart: smartctl.SmartReport | None = None,
+            scsi_inquiry: scsi.ScsiInquiry | None = None) -> DriveCapabilities:
+    return DriveCapabilities(identity=_ident("/dev/sdc", transport), medium=medium,
+                             transport=transport, smart=smart, scsi_inquiry=scsi_inquiry)
+
+
+USB_INQUIRY = scsi.parse_inquiry(read_recorded(LAB / "sg_inq-usb.txt"))
+# What a drive answers behind an adapter; the lab's recordings, moved behind one:
+# its USB stick's (the bridge answers for the drive), its SATA disk's smartctl answer
+# (what smartctl gives through a SAT bridge or a SAS HBA's SATL: protocol ATA), and
+# its virtio-scsi disk's (a SCSI drive answering SMART in SCSI).
+ADAPTERS: dict[str, tuple[DriveCapabilities, bool | None, str]] = {
+    "SATA SSD in a USB dock passing no ATA command": (
+        _behind("usb", "usb-flash", smart=_smart("d-scsi-usb"), scsi_inquiry=USB_INQUIRY),
+        None, "usb-flash"),
+    "SATA disk in a USB dock smartctl reads through (SAT)": (
+        _behind("usb", "hdd", smart=_smart("sata")), True, "usb-disk"),
+    "SATA SSD on a SAS HBA (SMART through its SATL)": (
+        _behind("sas", "ssd", smart=_smart("sata")), True, "sas-ssd"),
+    "drive on a SAS HBA that answered no tool": (_behind("sas", "hdd"), None, "sas-hdd"),
+    "SATA SSD on a SAS HBA, SMART silent, INQUIRY vendor ATA": (
+        _behind("sas", "ssd", scsi_inquiry=scsi.ScsiInquiry("ATA", "Samsung SSD 860", "4B6Q",
+                                                            None, "disk")),
+        True, "sas-ssd"),
+}
+
+
+@pytest.mark.parametrize("case", ADAPTERS)
+def test_a_drive_behind_an_adapter_that_may_be_ata_gets_the_hidden_areas_advice(
+        case: str) -> None:
+    caps, ata, medium = ADAPTERS[case]
+    plan = plan_for(caps, POLICY)
+    assert (plan.medium, plan.ata_drive, plan.hidden) == (medium, ata, None)
+    (note,) = [n for n in plan.advice if "hdparm -N" in n.en]
+    assert "behind its adapter (USB, SAS) this drive may be an ATA (SATA) drive" in note.en
+    assert "peut être un disque ATA (SATA)" in note.fr and "Dock the drive on SATA" in note.en
+
+
+@pytest.mark.parametrize("caps", [
+    lab_nvme(), lab_scsi(), dataclasses.replace(lab_scsi(), transport="sas"),
+    _behind("sas", "hdd", scsi_inquiry=scsi.parse_inquiry(read_recorded(LAB / "sg_inq-scsi.txt"))),
+    _behind("loop", "unknown")], ids=["nvme", "scsi", "sas", "sas-inquiry", "loop"])
+def test_a_drive_known_not_to_be_ata_gets_no_hidden_areas_advice(
+        caps: DriveCapabilities) -> None:
+    plan = plan_for(caps, POLICY)
+    assert plan.ata_drive is False
+    assert not [n for n in plan.advice if "hdparm -N" in n.en]
+
+
 def test_sata_drive_whose_hidden_areas_could_not_be_read_says_so() -> None:
     plan = plan_for(dataclasses.replace(lab_sata(), hpa=None), POLICY)
     assert plan.hidden is None
     assert any("non vérifiées" in n.fr and "not checked" in n.en for n in plan.advice)
+    assert plan.ata_drive is True

@@ -1,25 +1,35 @@
-"""Hidden areas (HPA, DCO): found with hdparm, removed, proven gone, recorded.
+"""Hidden areas (HPA, DCO): found with hdparm (through a USB or SAS adapter too),
+removed, proven gone, recorded.
 
 The fake hdparm answers with outputs published for real drives
 (tests/data/real/ata): a 500 GB disk whose HPA hid 2113 sectors, then the
 same disk after `hdparm -N p976773168`, and the DCO of a WD5000BMVV. No
 publication shows a DCO that hides sectors: those cases are derived from
-the real recordings by edits commented where they are made."""
+the real recordings by edits commented where they are made. The probe behind
+an adapter replays the WD5000BMVV's `hdparm -I` through its USB case, and the
+QEMU lab's USB stick and SCSI disk (tests/data/lab)."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
-from conftest import DATA, read_recorded
+from conftest import DATA, read_recorded, replay
 
+from imager.erase import policy
 from imager.erase.hidden import probe_hidden, remove_hidden
+from imager.erase.plan import plan_for
 from imager.errors import DeviceError
 from imager.host.run import RunResult
 from imager.inventory import hdparm
-from imager.model import HiddenAreas
+from imager.inventory.capabilities import DriveCapabilities
+from imager.inventory.probe import capabilities
+from imager.model import DriveIdentity, HiddenAreas
+from imager.settings import Settings
 
 REAL = DATA / "real" / "ata"
 DEV = "/dev/sdz"
@@ -116,6 +126,82 @@ def test_probe_refuses_a_drive_that_does_not_answer_hdparm_n() -> None:
 
     with pytest.raises(DeviceError, match=f"hdparm -N {DEV} did not report max sectors"):
         probe_hidden(DEV, runner=usb_stick)
+
+
+LAB = DATA / "lab"
+
+
+@dataclass
+class Tools:
+    """The firmware tools as the probe runs them, answering with recordings (a command
+    not listed is a test failure: the probe must not run it)."""
+
+    path: str
+    answers: dict[str, Path | str | None]    # command with {dev} -> recording, text, failure
+
+    def __call__(self, argv: list[str]) -> RunResult:
+        command = " ".join(argv).replace(self.path, "{dev}")
+        if command not in self.answers:
+            raise AssertionError(f"the probe ran {command}")
+        answer = self.answers[command]
+        if isinstance(answer, Path):
+            return dataclasses.replace(replay(answer), argv=tuple(argv))
+        return result(argv, 0 if answer else 1, out=answer or "")
+
+
+def _probed(tmp_path: Path, settings: Settings, transport: str,
+            answers: dict[str, Path | str | None]) -> DriveCapabilities:
+    device = tmp_path / "sdc"           # stands for the block device: it exists
+    device.touch()
+    ident = DriveIdentity(path=str(device), size=SECTORS * 512, transport=transport)
+    return capabilities(ident, settings, runner=Tools(str(device), answers))
+
+
+USB_STICK = {
+    "hdparm -I {dev}": LAB / "hdparm-I-usb.txt", "sg_opcodes {dev}": None,
+    "sg_inq {dev}": LAB / "sg_inq-usb.txt", "smartctl -j -x {dev}": LAB / "smartctl-j-x-usb.txt",
+    "smartctl -j -x -d scsi {dev}": LAB / "smartctl-j-x-d-scsi-usb.txt"}
+
+
+def test_a_sata_disk_in_a_usb_case_is_checked_through_its_bridge(tmp_path: Path,
+                                                                 settings: Settings) -> None:
+    """The WD5000BMVV answered hdparm -I through its USB case's bridge (the recording);
+    asked -N then, it tells its HPA: here the 500 GB disk's recording, of the same size."""
+    caps = _probed(tmp_path, settings, "usb", {
+        **USB_STICK, "hdparm -I {dev}": REAL / "hdparm-I-wd5000bmvv-enhanced.txt",
+        "hdparm -N {dev}": HPA_ENABLED, "hdparm --dco-identify {dev}": DCO})
+    assert caps.ata is not None and caps.ata.model == "WDC WD5000BMVV-11GNWS0"
+    assert caps.hpa is not None and caps.hpa.hidden_sectors == 2113
+    assert caps.medium == "hdd" and caps.ata_drive is True
+    plan = plan_for(caps, policy.load())
+    assert plan.medium == "usb-disk" and plan.ata_drive is True
+    assert plan.hidden == HiddenAreas(visible_max=976771055, native_max=SECTORS,
+                                      dco_real_max=SECTORS)
+    assert not [n for n in plan.advice if "hdparm -N" in n.en]   # checked, then removed
+
+
+def test_a_bridge_passing_no_ata_command_leaves_it_unknown(tmp_path: Path,
+                                                            settings: Settings) -> None:
+    """QEMU's USB stick: hdparm -I exits 0 with an all-zero IDENTIFY (no model), so -N is
+    not asked; nothing says whether a SATA disk sits behind the bridge."""
+    caps = _probed(tmp_path, settings, "usb", USB_STICK)
+    assert (caps.ata, caps.hpa, caps.ata_drive, caps.medium) == (None, None, None, "usb-flash")
+    plan = plan_for(caps, policy.load())
+    assert plan.ata_drive is None and [n for n in plan.advice if "hdparm -N" in n.en]
+
+
+def test_a_scsi_drive_on_a_sas_adapter_is_no_ata_drive(tmp_path: Path,
+                                                       settings: Settings) -> None:
+    """The lab's virtio-scsi disk, as a SAS HBA shows a SAS disk: INQUIRY vendor QEMU and
+    SMART in SCSI; hdparm -I gets the same all-zero IDENTIFY as through the USB stick."""
+    caps = _probed(tmp_path, settings, "sas", {
+        "hdparm -I {dev}": LAB / "hdparm-I-scsi.txt", "sg_opcodes {dev}": LAB /
+        "sg_opcodes-scsi.txt", "sg_inq {dev}": LAB / "sg_inq-scsi.txt",
+        "smartctl -j -x {dev}": LAB / "smartctl-j-x-scsi.txt"})
+    assert (caps.ata, caps.hpa, caps.ata_drive) == (None, None, False)
+    plan = plan_for(caps, policy.load())
+    assert plan.medium == "sas-ssd"      # lsblk said it does not spin
+    assert plan.ata_drive is False and not [n for n in plan.advice if "hdparm -N" in n.en]
 
 
 def test_nothing_hidden_runs_no_command() -> None:

@@ -209,7 +209,7 @@ for name, path in {paths}.items():
                  "scsi_sanitize": sorted(c.scsi_sanitize),
                  "inquiry_serial": c.scsi_inquiry.serial if c.scsi_inquiry else None,
                  "other_namespaces": list(c.nvme_other_namespaces),
-                 "smart": c.smart.answered if c.smart else None,
+                 "smart": c.smart.answered if c.smart else None, "ata_drive": c.ata_drive,
                  "problems": list(c.problems)}}
 print(json.dumps(out))
 """
@@ -232,3 +232,8 @@ def test_probe_every_drive_in_the_guest(vm: LabVM, dev: dict[str, str]) -> None:
     assert nv["other_namespaces"] == []
     assert caps["usb"]["medium"] == "usb-flash" and caps["usb"]["smart"] is True  # -d scsi
     assert caps["sd"]["medium"] == "sd-mmc"
+    # ATA drive? SATA yes; NVMe, SD, the SCSI disk (SMART in SCSI) no; behind the USB
+    # bridge, which passes no ATA command, nobody can say (hdparm -I: all zeros)
+    assert {name: c["ata_drive"] for name, c in caps.items()} == {
+        "nvme": False, "sata": True, "scsi": False, "usb": None, "sd": False}
+    assert not any("hdparm" in p for c in caps.values() for p in c["problems"])

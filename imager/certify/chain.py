@@ -9,7 +9,9 @@ trusted one it checks:
 - each certificate is issued by the next (name and signature); the last one is
   issued by a trusted certificate, or holds a trusted key (then the trusted
   certificate stands for it: a station that renewed its certificate for the
-  same key keeps its documents verifiable with the new certificate);
+  same key keeps its documents verifiable with the new certificate); when several
+  trusted certificates would do (an expired one and its renewal, in any order), the
+  one within its dates at the time of the verification is used;
 - every issuer: basicConstraints CA:TRUE, keyUsage with keyCertSign, and the
   path length it allows (pathLenConstraint);
 - the signer: keyUsage with digitalSignature or nonRepudiation
@@ -47,7 +49,7 @@ from functools import cached_property
 from cryptography import x509
 from cryptography.x509.oid import ExtensionOID
 
-from imager.certify.keys import fingerprint, issued_by
+from imager.certify.keys import fingerprint, issued_by, within_dates
 
 MAX_DEPTH = 8                     # certificates from the signer to the trusted one
 UNDERSTOOD = {ExtensionOID.BASIC_CONSTRAINTS, ExtensionOID.KEY_USAGE}
@@ -104,17 +106,18 @@ def subject(cert: x509.Certificate) -> str:
 
 
 def validate_chain(certs: Sequence[x509.Certificate], anchors: Sequence[x509.Certificate],
-                   at: datetime) -> Chain:
+                   at: datetime, *, renew: str = RENEW) -> Chain:
     """The path from `certs[0]` (the signer) through the other `certs` (its issuers, in
-    any order) to one of `anchors`, once every check above passed at `at` (aware)."""
+    any order) to one of `anchors`, once every check above passed at `at` (aware);
+    `renew` says what to do when the signer's certificate is out of its dates."""
     if not certs:
         raise ChainError("le fichier ne porte aucun certificat signataire / the file carries "
                          "no signer certificate")
-    path = _path(certs, anchors)
+    path = _path(certs, anchors, at)
     problems = []
     for i, cert in enumerate(path):
         try:
-            problems += _problems(path, i, at)
+            problems += _problems(path, i, at, renew)
         except ValueError as exc:      # cryptography parses extensions when first read
             problems.append(f"le certificat « {subject(cert)} » a des extensions illisibles / "
                             f"the certificate {subject(cert)} has unreadable extensions ({exc}): "
@@ -124,16 +127,25 @@ def validate_chain(certs: Sequence[x509.Certificate], anchors: Sequence[x509.Cer
     return Chain(tuple(path))
 
 
-def _path(certs: Sequence[x509.Certificate],
-          anchors: Sequence[x509.Certificate]) -> list[x509.Certificate]:
-    trusted = {fingerprint(a): a for a in anchors}
+def _best(candidates: Sequence[x509.Certificate], at: datetime) -> x509.Certificate | None:
+    """Among trusted certificates that would do (the same key, renewed), the one within
+    its dates at `at`, whatever their order; else the one that ends last (its problem is
+    the one said)."""
+    return max(candidates, default=None,
+               key=lambda c: (within_dates(c, at), c.not_valid_after_utc))
+
+
+def _path(certs: Sequence[x509.Certificate], anchors: Sequence[x509.Certificate],
+          at: datetime) -> list[x509.Certificate]:
     path: list[x509.Certificate] = []
     current = certs[0]
     while len(path) < MAX_DEPTH:
-        if fingerprint(current) in trusted:
-            return [*path, trusted[fingerprint(current)]]
+        key = fingerprint(current)
+        anchor = _best([a for a in anchors if fingerprint(a) == key], at)
+        if anchor is not None:
+            return [*path, anchor]
         path.append(current)
-        issuer = next((a for a in anchors if issued_by(current, a)), None) or next(
+        issuer = _best([a for a in anchors if issued_by(current, a)], at) or next(
             (c for c in certs[1:] if c not in path and issued_by(current, c)), None)
         if issuer is None:
             break
@@ -146,9 +158,10 @@ def _path(certs: Sequence[x509.Certificate],
         "certificate of the station that signed, or of its network CA")
 
 
-def _problems(path: list[x509.Certificate], index: int, at: datetime) -> list[str]:
+def _problems(path: list[x509.Certificate], index: int, at: datetime,
+              renew: str) -> list[str]:
     cert = path[index]
-    found = _dates(cert, at, RENEW if index == 0 else RENEW_CA) + _critical(cert)
+    found = _dates(cert, at, renew if index == 0 else RENEW_CA) + _critical(cert)
     if index == 0:
         return found + _signer_usage(cert)
     return found + _issuer(cert, path[index - 1], path[1:index])

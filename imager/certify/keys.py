@@ -7,6 +7,9 @@
 - `pdf.key` (ECDSA P-256) signs PDFs (PAdES). Common PDF readers (poppler,
   NSS) cannot check Ed25519 yet, so PDFs use P-256; its certificate is issued
   by the station certificate, so a donor still trusts one certificate only.
+  `pdf.crt` lasts no longer than the station certificate; it is issued again
+  when the keys are loaded if it is out of its dates or was issued under
+  another station certificate (a renewal for the same key and name).
 
 Keys live in <data dir>/keys (mode 0700), each key file mode 0600. They are
 never sent to agents.
@@ -146,11 +149,33 @@ class StationKeys:
             raise UsageError(f"{pkey_path} is not an elliptic-curve key: move it away to "
                              "create a new one")
         pdf_cert = load_cert(pcert_path)[0] if pcert_path.exists() else None
-        if pdf_cert is None or not issued_by(pdf_cert, station_cert) \
-                or fingerprint(pdf_cert) != key_fingerprint(pdf_key.public_key()):
+        if pdf_cert is None or not _pdf_cert_current(pdf_cert, station_cert, pdf_key):
             pdf_cert = _pdf_cert(pdf_key, signing_key, station_cert, profile)
             write_atomic(pcert_path, pdf_cert.public_bytes(serialization.Encoding.PEM))
         return cls(signing_key, station_cert, chain, pdf_key, pdf_cert)
+
+
+def within_dates(cert: x509.Certificate, at: datetime) -> bool:
+    """Whether `at` (aware) falls within the certificate's validity dates."""
+    return cert.not_valid_before_utc <= at <= cert.not_valid_after_utc
+
+
+def _pdf_cert_current(pdf_cert: x509.Certificate, station_cert: x509.Certificate,
+                     pdf_key: ec.EllipticCurvePrivateKey) -> bool:
+    """Whether `pdf_cert` may go on certifying `pdf_key` under `station_cert`: issued by
+    it for that key and, while the station certificate is within its dates, valid now
+    and within the station certificate's dates. A PDF certificate that began before the
+    station certificate was issued under an earlier one (a renewal for the same key and
+    name keeps issued_by true): it is issued again, so that it does not expire first."""
+    if not issued_by(pdf_cert, station_cert) \
+            or fingerprint(pdf_cert) != key_fingerprint(pdf_key.public_key()):
+        return False
+    now = datetime.now(UTC)
+    if not within_dates(station_cert, now):   # nothing to issue under: check_signing_keys says
+        return True
+    return within_dates(pdf_cert, now) \
+        and station_cert.not_valid_before_utc <= pdf_cert.not_valid_before_utc \
+        and pdf_cert.not_valid_after_utc <= station_cert.not_valid_after_utc
 
 
 def issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
@@ -161,12 +186,21 @@ def issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
     return True
 
 
-def _builder(subject: x509.Name, issuer: x509.Name,
-             public_key: CertificatePublicKeyTypes) -> x509.CertificateBuilder:
+def _builder(subject: x509.Name, issuer: x509.Name, public_key: CertificatePublicKeyTypes,
+             *, within: x509.Certificate | None = None) -> x509.CertificateBuilder:
+    """A certificate from five minutes ago for VALIDITY, within the dates of `within`
+    (its issuer's certificate) if given: those very dates when `within` has expired
+    (nothing can be signed under it then; `signing.check_signing_keys` says so)."""
     now = datetime.now(UTC).replace(microsecond=0)
+    start, end = now - timedelta(minutes=5), now + VALIDITY
+    if within is not None:
+        start = max(start, within.not_valid_before_utc)
+        end = min(end, within.not_valid_after_utc)
+        if end <= start:
+            start, end = within.not_valid_before_utc, within.not_valid_after_utc
     return (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer)
             .public_key(public_key).serial_number(x509.random_serial_number())
-            .not_valid_before(now - timedelta(minutes=5)).not_valid_after(now + VALIDITY)
+            .not_valid_before(start).not_valid_after(end)
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), False))
 
 
@@ -182,7 +216,7 @@ def _self_signed(key: ed25519.Ed25519PrivateKey, profile: StationProfile) -> x50
 def _pdf_cert(key: ec.EllipticCurvePrivateKey, issuer_key: ed25519.Ed25519PrivateKey,
               issuer: x509.Certificate, profile: StationProfile) -> x509.Certificate:
     subject = _name(f"imager station {profile.station} (PDF)", profile)
-    return (_builder(subject, issuer.subject, key.public_key())
+    return (_builder(subject, issuer.subject, key.public_key(), within=issuer)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(x509.KeyUsage(True, True, False, False, False, False, False, False,
                                          False), critical=True)

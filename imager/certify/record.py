@@ -8,10 +8,11 @@ unfinished job gets nothing.
 
 A record also carries the advice of the erase plan, whether the drive's
 hidden areas (HPA/DCO) were checked, and what the result rests on (proven by
-the station, or reported by the drive: imager.certify.evidence). An ATA drive
-whose hidden areas could not be checked gets a certificate of erasure only
-when a person accepted it (imager.registry.decisions): who, when and why are
-then printed on it.
+the station, or reported by the drive: imager.certify.evidence). A drive
+that is, or may be, an ATA drive (a SATA disk behind a USB or SAS adapter
+looks like any other) whose hidden areas could not be checked gets a
+certificate of erasure only when a person accepted it
+(imager.registry.decisions): who, when and why are then printed on it.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any, Literal
 
 from imager.certify.evidence import evidence
 from imager.errors import UsageError
+from imager.inventory.capabilities import NOT_ATA_TRANSPORTS
 from imager.model import DriveIdentity, EraseReport
 
 Kind = Literal["erasure", "non-erasure", "destruction"]
@@ -37,8 +39,9 @@ DESTRUCTION_TECHNIQUES = ("shred", "disintegrate", "pulverize", "melt", "inciner
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 FLASH = {"nvme", "sata-ssd", "sas-ssd", "usb-flash", "emmc", "sd-card"}
 MAGNETIC = {"sata-hdd", "sas-hdd"}
-# Media whose drives speak ATA, so may hide sectors in an HPA or behind a DCO.
-HIDDEN_AREA_MEDIA = frozenset({"sata-ssd", "sata-hdd"})
+# Media whose drives are never ATA drives, so hide no sectors in an HPA or behind a DCO
+# (any other may: a SATA disk in a USB dock or on a SAS HBA is usb-* or sas-*).
+NOT_ATA_MEDIA = frozenset({"nvme", "emmc", "sd-card", "virtual"})
 NEXT_STEP_FAILED = ("Le support n'a pas pu être effacé : le détruire physiquement (broyage) et "
                     "établir un procès-verbal de destruction. / The drive could not be erased: "
                     "destroy it physically (shredding) and record the destruction.")
@@ -183,12 +186,19 @@ def record_kind(report: EraseReport) -> Kind:
 
 
 def hidden_areas_status(report: EraseReport) -> str:
-    """checked (the station looked, and removed what it found), not-checked (an
-    ATA drive that did not answer hdparm -N) or not-applicable (no ATA)."""
+    """checked (the station looked, and removed what it found), not-checked (an ATA
+    drive, or one that may be, behind a USB or SAS adapter, whose hidden areas hdparm -N
+    could not read) or not-applicable (known to be no ATA drive: NVMe, eMMC/SD, virtual,
+    a SAS/SCSI drive that answered as one; see DriveCapabilities.ata_drive). A plan that
+    does not say (made without probing the drive, or before plans said it) is judged
+    by its medium, or else the drive's transport."""
     if report.hidden_areas is not None:
         return "checked"
-    medium = report.plan.medium
-    ata = medium in HIDDEN_AREA_MEDIA if medium else report.device.transport in ("sata", "ata")
+    ata = report.plan.ata_drive
+    if ata is None:
+        medium = report.plan.medium
+        ata = medium not in NOT_ATA_MEDIA if medium \
+            else report.device.transport not in NOT_ATA_TRANSPORTS
     return "not-checked" if ata else "not-applicable"
 
 
@@ -212,9 +222,10 @@ def hidden_areas_check(report: EraseReport, accepted: dict[str, str] | None,
             f"{drive_name(report.device)}, tâche {job} : zones cachées (HPA/DCO) non vérifiées, "
             "pas de certificat d'effacement sans la décision d'une personne / job "
             f"{job}: the hidden areas (HPA/DCO) of this drive were not checked (hdparm -N did "
-            "not answer), so it gets no certificate of erasure without a person's decision. "
-            "Dock the drive on SATA and erase it again so that the station checks them, or "
-            "record who accepts it and why: "
+            "not answer, on SATA or through the drive's USB or SAS adapter), so it gets no "
+            "certificate of erasure without a person's decision. Dock the drive on SATA and "
+            "erase it again so that the station checks them, or record who accepts it (e.g. "
+            "having checked it is no ATA drive) and why: "
             f"`imager cert accept-hidden {job} --by NAME --reason TEXT`")
     return {"status": status, "accepted": accepted}
 

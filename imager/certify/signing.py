@@ -36,6 +36,10 @@ from imager.certify.keys import StationKeys, fingerprint, pem
 from imager.errors import UsageError
 
 FORMAT = "imager-signed-document/1"
+REISSUE_PDF = ("keys/pdf.crt est réémis sous le certificat de la station au chargement des "
+               "clés : relancer la commande, ou la station / keys/pdf.crt is issued again "
+               "under the station certificate when the keys are loaded: run the command "
+               "again, or restart the station")
 
 
 class VerificationFailed(Exception):
@@ -78,13 +82,20 @@ def sign_document(document: dict[str, Any], keys: StationKeys) -> bytes:
 def check_signing_keys(keys: StationKeys) -> None:
     """Refuse to sign with a certificate chain no verifier would accept (expired, not
     for signing, issued by a non-CA...): the same checks as `Trust.validate`, up to the
-    last certificate the station holds."""
+    last certificate the station holds, for the station certificate (records, ledger)
+    and for the PDF certificate it issued (PAdES signatures)."""
     certs = [keys.station_cert, *keys.chain]
+    now = datetime.now(UTC)
     try:
-        validate_chain(certs, certs[-1:], datetime.now(UTC))
+        validate_chain(certs, certs[-1:], now)
     except ChainError as exc:
         raise UsageError(f"les clés de cette station ne peuvent pas signer / this station's "
                          f"keys cannot sign: {exc}") from exc
+    try:
+        validate_chain([keys.pdf_cert, *certs], certs[-1:], now, renew=REISSUE_PDF)
+    except ChainError as exc:
+        raise UsageError(f"le certificat PDF de cette station ne peut pas signer / this "
+                         f"station's PDF certificate cannot sign: {exc}") from exc
 
 
 class Trust:

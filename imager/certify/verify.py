@@ -12,8 +12,11 @@ What is checked, in order, and printed:
    station, its own ledger: the entry for this document holds this file's
    hash at the position the record states, in an intact chain. A ledger is
    only consulted for a document signed by a key of its station (the station
-   that kept or exported it, or a signer of its entries): another station's
-   document is said "not consulted", with why, instead of "not in the ledger".
+   that kept or exported it, or a signer of its entries). This station's own
+   ledger, consulted without being asked, says nothing of another station's
+   document: it is said "not consulted", with why. A ledger export the user
+   gave (--ledger) that is not the signer's fails the verdict: the inclusion
+   asked for cannot be checked with it.
 """
 
 from __future__ import annotations
@@ -90,6 +93,7 @@ class LedgerSource:
     what: str
     owner: str | None = None       # key of the station that kept or exported it, if known
     problem: str | None = None     # why its entries cannot be trusted (said when consulted)
+    given: bool = False            # named by the user (--ledger): it must be the signer's
 
     @cached_property
     def signer_keys(self) -> frozenset[str]:
@@ -102,6 +106,13 @@ class LedgerSource:
         if signer in self.signer_keys:
             return None
         whose = ", ".join(sorted(self.signer_keys)) or "aucune / none"
+        if self.given:
+            return (f"le registre donné n'est pas celui du signataire, l'inscription ne peut pas "
+                    f"être vérifiée / the ledger given is not the signer's, so the ledger "
+                    f"inclusion cannot be checked ({self.what}: keys {whose}; document signed "
+                    f"by {signer}): donnez --ledger l'export signé de la station signataire / "
+                    f"give --ledger the signing station's signed export (`imager ledger "
+                    f"export` on the station of key {signer})")
         return (f"registre non consulté, ce n'est pas celui du signataire / ledger not "
                 f"consulted, it is not the signer's ({self.what}: keys {whose}; signer "
                 f"{signer}): pour vérifier l'inscription, donnez --ledger l'export signé de la "
@@ -156,8 +167,11 @@ def verify_file(path: Path, trust: Trust, ledger: LedgerSource | None = None) ->
             verdict.summary = describe(verdict.record)
             return verdict
         verdict.record, signer = check_signed(data, trust, checks)
-        verdict.ledger_note = ledger.not_for(signer) if ledger is not None else None
-        if ledger is not None and verdict.ledger_note is None:
+        note = ledger.not_for(signer) if ledger is not None else None
+        if ledger is not None and ledger.given and note is not None:
+            raise checks.fail(note)
+        verdict.ledger_note = note
+        if ledger is not None and note is None:
             check_ledger(verdict.record, sha256_hex(data), pdf_sha, ledger, checks,
                          signer=signer)
             verdict.ledger_checked = True

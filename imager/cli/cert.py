@@ -64,13 +64,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     ve.add_argument("--trust", type=Path, action="append", metavar="CERT.pem",
                     help="the station (or network CA) certificate; default: this station's")
     ve.add_argument("--ledger", type=Path, metavar="LEDGER.json",
-                    help="a signed ledger export (`imager ledger export`); default: this "
-                    "station's ledger when there is one")
+                    help="the signing station's signed ledger export (`imager ledger "
+                    "export`; another station's fails the check); default: this station's "
+                    "ledger when there is one, for this station's documents")
     ve.add_argument("--json", action="store_true")
     ve.set_defaults(func=cmd_verify)
-    ac = csub.add_parser("accept-hidden", help="accepter de certifier un disque ATA dont les "
-                         "zones cachées n'ont pas pu être vérifiées / accept to certify an ATA "
-                         "drive whose hidden areas (HPA/DCO) could not be checked")
+    ac = csub.add_parser("accept-hidden", help="accepter de certifier un disque ATA (ou qui "
+                         "peut l'être, derrière un adaptateur USB ou SAS) dont les zones cachées "
+                         "n'ont pas pu être vérifiées / accept to certify an ATA drive (or one "
+                         "that may be, behind a USB or SAS adapter) whose hidden areas "
+                         "(HPA/DCO) could not be checked")
     ac.add_argument("job", type=int, metavar="JOB", help="the finished erase job")
     ac.add_argument("--by", required=True, metavar="NAME", help="who decides (printed)")
     ac.add_argument("--reason", required=True, metavar="TEXT", help="why (printed whole)")
@@ -204,7 +207,7 @@ def cmd_verify(args: argparse.Namespace, ctx: Context) -> int:
         except VerificationFailed as exc:
             raise UsageError(f"the ledger export {args.ledger} does not verify: {exc}") from exc
         ledger = LedgerSource({e["doc_id"]: e for e in export.entries},
-                              f"export {args.ledger.name}", export.signer)
+                              f"export {args.ledger.name}", export.signer, given=True)
     else:
         ledger = _station_ledger(ctx)
     verdicts = verify_many(list(args.files), trust, ledger)

@@ -3,7 +3,8 @@
 The plan is data: printed by `imager erase --plan`, stored with the job and
 put on the report. It keeps the policy's order, drops (with the reason) each
 method the drive's capabilities rule out, and notes the hidden areas (HPA,
-DCO) the runner must remove before erasing.
+DCO) the runner must remove before erasing, or, for a drive that is or may be
+an ATA drive (behind a USB or SAS adapter), that they could not be checked.
 """
 
 from __future__ import annotations
@@ -48,15 +49,29 @@ def _hidden(caps: DriveCapabilities) -> HiddenAreas | None:
                        dco_real_max=caps.dco_real_max)
 
 
+HIDDEN_NOT_CHECKED_SATA = Note(
+    "Zones cachées (HPA/DCO) non vérifiées : hdparm -N n'a pas répondu. Brancher le "
+    "disque en SATA sur un dock pour les vérifier avant de certifier l'effacement.",
+    "Hidden areas (HPA/DCO) not checked: hdparm -N did not answer. Dock the drive on "
+    "SATA to check them before certifying the erasure.")
+HIDDEN_NOT_CHECKED_BRIDGE = Note(
+    "Zones cachées (HPA/DCO) non vérifiées : derrière son adaptateur (USB, SAS), ce support "
+    "peut être un disque ATA (SATA), et hdparm -N n'a pas répondu à travers lui. Brancher "
+    "le disque en SATA sur un dock pour les vérifier avant de certifier l'effacement ; un "
+    "support qui n'est pas un disque ATA (clé USB, disque SAS) est certifié sur la décision "
+    "d'une personne qui l'a vérifié.",
+    "Hidden areas (HPA/DCO) not checked: behind its adapter (USB, SAS) this drive may be "
+    "an ATA (SATA) drive, and hdparm -N did not answer through it. Dock the drive on SATA "
+    "to check them before certifying the erasure; a drive that is no ATA drive (USB stick, "
+    "SAS disk) is certified on the decision of a person who checked it.")
+
+
 def _notes(caps: DriveCapabilities, rule_advice: Note | None,
            steps: list[MethodStep]) -> tuple[Note, ...]:
     notes = [rule_advice] if rule_advice else []
-    if caps.transport in ("sata", "ata") and caps.hpa is None:
-        notes.append(Note(
-            "Zones cachées (HPA/DCO) non vérifiées : hdparm -N n'a pas répondu. Brancher le "
-            "disque en SATA sur un dock pour les vérifier avant de certifier l'effacement.",
-            "Hidden areas (HPA/DCO) not checked: hdparm -N did not answer. Dock the drive on "
-            "SATA to check them before certifying the erasure."))
+    if caps.hpa is None and caps.ata_drive is not False:
+        notes.append(HIDDEN_NOT_CHECKED_SATA if caps.transport in ("sata", "ata")
+                     else HIDDEN_NOT_CHECKED_BRIDGE)
     others = caps.nvme_other_namespaces
     if others and any(s.engine in ("nvme-sanitize", "nvme-format") for s in steps):
         names = ", ".join(others)
@@ -119,4 +134,4 @@ def plan_for(caps: DriveCapabilities, policy: Policy, *, verify: VerifyMode | No
     return ErasePlan(steps=tuple(steps), verify=mode, verify_seed=os.urandom(16).hex(),
                      medium=medium, policy=policy.label, skipped=tuple(skipped),
                      advice=_notes(caps, rule.advice if rule else None, steps),
-                     hidden=_hidden(caps))
+                     hidden=_hidden(caps), ata_drive=caps.ata_drive)

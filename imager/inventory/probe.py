@@ -25,6 +25,8 @@ from imager.model import DriveIdentity
 from imager.settings import Settings
 
 Runner = Callable[[list[str]], RunResult]
+# Transports behind which an ATA drive may sit (USB-SATA bridge, SAS HBA, unknown).
+BRIDGED = ("usb", "sas", "scsi", None)
 
 
 class _Parts(TypedDict, total=False):
@@ -70,11 +72,16 @@ def medium_of(ident: DriveIdentity, rotational: bool | None) -> Medium:
     return "unknown"
 
 
-def _ata(path: str, problems: list[str], runner: Runner) -> _Parts:
+def _ata(path: str, problems: list[str], runner: Runner, *, bridged: bool = False) -> _Parts:
+    """hdparm's answers. Behind an adapter (`bridged`: USB, SAS, SCSI) only a drive that
+    answered IDENTIFY through it (a SAT bridge, a SAS HBA's SATL) is asked its hidden
+    areas: what it answers then is a real check."""
     out: _Parts = {}
     text = _tool(["hdparm", "-I", path], problems, runner)
     if text and "Model Number" in text:
         out["ata"] = hdparm.parse_identify(text)
+    elif bridged:
+        return out
     hpa_text = _tool(["hdparm", "-N", path], problems, runner)
     if hpa_text and "max sectors" in hpa_text:
         out["hpa"] = hdparm.parse_hpa(hpa_text)
@@ -132,11 +139,19 @@ def _smart(path: str, transport: str | None, problems: list[str],
 def probe(path: str, settings: Settings, *, runner: Runner | None = None) -> DriveCapabilities:
     """Everything the erase plan needs to know about the drive at `path`."""
     runner = runner or (lambda argv: run(argv, check=False, timeout=120))
-    ident = lsblk.probe(path, settings)
+    return capabilities(lsblk.probe(path, settings), settings, runner=runner)
+
+
+def capabilities(ident: DriveIdentity, settings: Settings, *,
+                 runner: Runner) -> DriveCapabilities:
+    """What the tools its transport answers to say of the drive `ident`."""
+    path = ident.path
     problems: list[str] = []
     parts: _Parts = {}
     if ident.transport in ("sata", "ata"):
         parts |= _ata(path, problems, runner)
+    elif ident.transport in BRIDGED and Path(path).exists():
+        parts |= _ata(path, problems, runner, bridged=True)
     elif ident.transport == "nvme":
         parts |= _nvme(path, settings, problems, runner)
     elif ident.transport == "mmc":

@@ -1,10 +1,12 @@
 """Decisions a person records before a certificate: accepting hidden areas not checked.
 
 An ATA drive that did not answer `hdparm -N` may hide sectors (HPA, DCO)
-that the erasure never reached. Its certificate of erasure needs a person to
-accept that, for that erase job: the decision is an event of the drive in the
-registry (kind `hidden_areas_accepted`, the person as actor, the reason, the
-job), and the certificate prints who, when and why.
+that the erasure never reached; so may a drive behind a USB or SAS adapter
+that could be a SATA disk (nothing the station read says it is not). Its
+certificate of erasure needs a person to accept that, for that erase job:
+the decision is an event of the drive in the registry (kind
+`hidden_areas_accepted`, the person as actor, the reason, the job), and the
+certificate prints who, when and why.
 """
 
 from __future__ import annotations

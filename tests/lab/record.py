@@ -66,6 +66,8 @@ RECORDINGS: tuple[Recording, ...] = (
     Recording("hdparm-N", "sata", "hdparm -N {dev}", "hdparm"),
     Recording("hdparm-dco-identify", "sata", "hdparm --dco-identify {dev}", "hdparm"),
     Recording("hdparm-sanitize-status", "sata", "hdparm --sanitize-status {dev}", "hdparm"),
+    Recording("hdparm-I", "usb", "hdparm -I {dev}", "hdparm"),     # no SAT bridge: no answer
+    Recording("hdparm-I", "scsi", "hdparm -I {dev}", "hdparm"),
     *[Recording("smartctl-j-x", d.name, "smartctl -j -x {dev}", "smartmontools")
       for d in DEFAULT_DRIVES],
     Recording("smartctl-j-x-d-scsi", "usb", "smartctl -j -x -d scsi {dev}", "smartmontools"),
