@@ -47,20 +47,23 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Generator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from imager.agent.client import ProofAuth  # noqa: E402
 from imager.erase.plan import plan_for  # noqa: E402
 from imager.erase.policy import load as load_policy  # noqa: E402
 from imager.inventory.capabilities import DriveCapabilities  # noqa: E402
 from imager.model import DriveIdentity  # noqa: E402
+from imager.protocol.proof import public_hex  # noqa: E402
 
 TARGET_P99_MS = 50.0
 RETRY_PAUSE = 0.1     # seconds before a failed request is sent again
@@ -70,10 +73,10 @@ REQUEST_TIMEOUT = 10.0
 
 @dataclass
 class SimAgent:
-    """One simulated agent: its token, its job, its seq counter."""
+    """One simulated agent: its own key (every request signed), its job, its seq."""
 
     index: int
-    token: str
+    key: Ed25519PrivateKey
     job: int = 0
     seq: int = 0
 
@@ -165,24 +168,40 @@ def made_up_plan() -> dict[str, Any]:
     return plan_for(caps, load_policy(None), method="nist-clear").to_dict()
 
 
-def post_json(http: httpx.Client, path: str, token: str, body: dict[str, Any]) -> Any:
-    resp = http.post(path, json=body, headers={"Authorization": f"Bearer {token}"})
+def post_json(http: httpx.Client, path: str, auth: str | httpx.Auth,
+              body: dict[str, Any]) -> Any:
+    """POST as the operator (a token) or as an agent (its proof)."""
+    resp = http.post(path, json=body, auth=BearerAuth(auth) if isinstance(auth, str) else auth)
     if resp.status_code != 200:
         raise SystemExit(f"setup: POST {path} answered {resp.status_code}: {resp.text}")
     return resp.json()
 
 
+class BearerAuth(httpx.Auth):
+    def __init__(self, token: str) -> None:
+        self.token = token
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        request.headers["Authorization"] = f"Bearer {self.token}"
+        yield request
+
+
 def enrol(http: httpx.Client, tokens: dict[str, str], index: int, run: str,
           plan: dict[str, Any]) -> SimAgent:
-    """Register agent `index`, report its drive, have a technician queue its erasure."""
-    reg = post_json(http, "/api/v1/agents", tokens["enrol"],
-                    {"name": f"sim-{index:03d}", "kind": "dock", "host": f"bench-{run}"})
-    agent = SimAgent(index, reg["token"])
+    """Enrol agent `index` (its key; a technician approves it), report its drive,
+    have a technician queue its erasure."""
+    agent = SimAgent(index, Ed25519PrivateKey.generate())
+    reg = post_json(http, "/api/v1/agents", ProofAuth(agent.key), {
+        "public_key": public_hex(agent.key), "name": f"sim-{index:03d}", "kind": "dock",
+        "host": f"bench-{run}"})
+    post_json(http, f"/api/v1/agents/{reg['id']}/approve", tokens["operator"],
+              {"by": "bench"})
     serial = f"SIM-{run}-{index:03d}"
     identity = {"path": f"/dev/sim{index}", "size": 1 << 30, "serial": serial,
                 "model": "SIM", "transport": "sata"}
     ev = agent.event("drive_attached", {"identity": identity, "plan": plan, "problems": []})
-    outcome = post_json(http, "/api/v1/events", agent.token, {"events": [ev]})["results"][0]
+    outcome = post_json(http, "/api/v1/events", ProofAuth(agent.key),
+                        {"events": [ev]})["results"][0]
     if outcome["outcome"] != "applied":
         raise SystemExit(f"setup: drive_attached of agent {index} was {outcome}")
     agent.job = int(post_json(http, f"/api/v1/drives/{serial}/erase", tokens["operator"],
@@ -261,8 +280,7 @@ async def phase(url: str, agents: list[SimAgent], args: argparse.Namespace,
     """Every agent on its own connection, spread evenly over one period."""
     tally, rng = Tally(), random.Random(20260)
     ticks = max(1, round(seconds * args.hz))
-    clients = [httpx.AsyncClient(base_url=url, timeout=REQUEST_TIMEOUT,
-                                 headers={"Authorization": f"Bearer {a.token}"})
+    clients = [httpx.AsyncClient(base_url=url, timeout=REQUEST_TIMEOUT, auth=ProofAuth(a.key))
                for a in agents]
     start = time.monotonic() + 0.2
     offsets = [start + i / (len(agents) * args.hz) for i in range(len(agents))]

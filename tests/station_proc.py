@@ -76,6 +76,17 @@ class Serve:
         if "--lab" in self.args:
             imager(self.data, "lab", "down", check=False)
 
+    def approve(self, name: str) -> int:
+        """Approve the pending agent called `name`, as a technician would (the agent
+        waits for it); its number."""
+        def pending() -> int | None:
+            listed = json.loads(imager(self.data, "agents", "list", "--pending",
+                                       "--json").stdout)
+            return next((a["id"] for a in listed if a["name"] == name), None)
+        agent_id: int = until(pending, 60, f"agent {name} asks to be enrolled")
+        imager(self.data, "agents", "approve", str(agent_id), "--by", "Lina (tests)")
+        return agent_id
+
     def kill(self, sig: int) -> None:
         assert self.proc is not None
         self.proc.send_signal(sig)

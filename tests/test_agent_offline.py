@@ -33,9 +33,19 @@ def _count(data: Path, query: str) -> int:
         return db.execute(query).fetchone()[0]
 
 
-def _sync(data: Path, url: str, token: str, spool: Path, *, check: bool = True):  # noqa: ANN202
-    return imager(data, "agent", "sync", "--station", url, "--token", token,
-                  "--spool", str(spool), "--name", "bench-station", check=check)
+def _sync(data: Path, url: str, spool: Path, *, check: bool = True):  # noqa: ANN202
+    return imager(data, "agent", "sync", "--station", url, "--spool", str(spool), "--name",
+                  "bench-station", check=check)
+
+
+def _enrolled_sync(station: Serve, spool: Path):  # noqa: ANN202
+    """The first sync of a spool whose agent the station does not know yet: it asks
+    to be enrolled and sends nothing; a technician approves it; then it syncs."""
+    first = _sync(station.data, station.url, spool, check=False)
+    assert first.returncode == 2 and "waits for a technician" in first.stderr, first.stderr
+    assert "nothing was sent" in first.stderr
+    station.approve(json.loads((spool / "agent.json").read_text())["name"])
+    return _sync(station.data, station.url, spool)
 
 
 def test_offline_spool_synced_once_then_duplicates(tmp_path: Path, station: Serve) -> None:
@@ -49,15 +59,13 @@ def test_offline_spool_synced_once_then_duplicates(tmp_path: Path, station: Serv
     shutil.copytree(stick, copy)
 
     # The station is down: a clear error, nothing sent, the spool intact.
-    down = _sync(tmp_path / "bench", f"http://127.0.0.1:{free_port()}", "x", stick,
-                 check=False)
+    down = _sync(tmp_path / "bench", f"http://127.0.0.1:{free_port()}", stick, check=False)
     assert down.returncode == 2
     assert "unreachable after 3 attempts" in down.stderr and str(stick) in down.stderr
     assert sorted(stick.glob(f"*{SUFFIX}")) == spooled
 
     station.start()
-    enrol = json.loads((station.data / "tokens.json").read_text())["enrol"]
-    up = _sync(station.data, station.url, enrol, stick)
+    up = _enrolled_sync(station, stick)
     assert "applied 1," in up.stdout and "duplicates 0" in up.stdout, up.stdout
     assert "live-usb (machine)" in up.stdout
     assert not list(stick.glob(f"*{SUFFIX}"))
@@ -65,7 +73,7 @@ def test_offline_spool_synced_once_then_duplicates(tmp_path: Path, station: Serv
     assert machine["state"] == "inventoried" and machine["proposal"]["orientation"]
     events_before = _count(station.data, "SELECT count(*) FROM item_events")
 
-    again = _sync(station.data, station.url, enrol, copy)
+    again = _sync(station.data, station.url, copy)
     assert "applied 0," in again.stdout and "duplicates 1" in again.stdout, again.stdout
     assert len(station.get("/api/v1/machines")) == 1
     assert _count(station.data, "SELECT count(*) FROM item_events") == events_before
@@ -77,8 +85,7 @@ def test_technician_confirms_or_overrides_triage(tmp_path: Path, station: Serve)
     spool = tmp_path / "spool"
     imager(tmp_path / "laptop", "agent", "run", "--machine", "--once", "--spool", str(spool))
     station.start()
-    enrol = json.loads((station.data / "tokens.json").read_text())["enrol"]
-    _sync(station.data, station.url, enrol, spool)
+    _enrolled_sync(station, spool)
     imager(station.data, "technicians", "add", "Lina Martin")
     [machine] = station.get("/api/v1/machines")
     proposed = machine["proposal"]["orientation"]

@@ -7,7 +7,6 @@ follows the drive and resumes from its checkpoint."""
 
 from __future__ import annotations
 
-import json
 import random
 import signal
 import sqlite3
@@ -58,10 +57,10 @@ def station(tmp_path: Path, faultdisk: Callable[..., Any],
 
 
 def _agent(station: Serve, name: str) -> subprocess.Popen[str]:
-    enrol = json.loads((station.data / "tokens.json").read_text())["enrol"]
-    proc = spawn(station.data, "agent", "run", "--station", station.url, "--token", enrol,
-                 "--name", name, "--only-lab", "--spool", str(station.data / "spool" / name))
+    proc = spawn(station.data, "agent", "run", "--station", station.url, "--name", name,
+                 "--only-lab", "--spool", str(station.data / "spool" / name))
     station.agents.append(proc)   # type: ignore[attr-defined]
+    station.approve(name)
     return proc
 
 

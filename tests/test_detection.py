@@ -21,6 +21,7 @@ from station_proc import free_port, until
 
 from imager.agent.agent import Agent, AgentConfig
 from imager.host.virtual import made_up_label, write_label
+from imager.protocol.proof import public_hex
 from imager.registry import items
 from imager.settings import Settings
 from imager.station.api import create_app
@@ -49,7 +50,8 @@ class Bench:
         self.stop = threading.Event()
         self.agent = Agent(settings, AgentConfig(
             name="docks", spool=settings.data_dir / "spool", station=f"http://127.0.0.1:{port}",
-            enrol_token=self.station.tokens.enrol, only_lab=True))
+            only_lab=True))
+        self.station.enrol_local(public_hex(self.agent.key), name="docks", host="bench")
         self.agent.start(self.stop)
         until(self.agent.watching.is_set, 30, "the agent watches")
 

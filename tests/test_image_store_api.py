@@ -4,16 +4,17 @@ to nobody else."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 from clirun import imager
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from station_proc import Serve
 from test_bmap import sample_raw
 
+from imager.agent.client import StationClient
 from imager.imaging.source import open_source
 
 
@@ -29,25 +30,24 @@ def station(tmp_path: Path) -> Iterator[Serve]:
         serve.close()
 
 
-def _agent_token(station: Serve) -> str:
-    enrol = json.loads((station.data / "tokens.json").read_text())["enrol"]
-    resp = httpx.post(f"{station.url}/api/v1/agents", json={"name": "dock", "host": "h1"},
-                      headers={"Authorization": f"Bearer {enrol}"})
-    assert resp.status_code == 200, resp.text
-    return resp.json()["token"]
+def _agent(station: Serve) -> httpx.Client:
+    """An agent's HTTP client: its own key, enrolled and approved; every request signed."""
+    client = StationClient(station.url, Ed25519PrivateKey.generate())
+    assert client.enrol(name="dock", kind="dock", host="h1").state == "pending"
+    station.approve("dock")
+    return httpx.Client(base_url=station.url, auth=client.auth)
 
 
 def test_agents_list_images_and_fetch_ranges(station: Serve) -> None:
-    agent = {"Authorization": f"Bearer {_agent_token(station)}"}
-    [image] = httpx.get(f"{station.url}/api/v1/images", headers=agent).json()
+    agent = _agent(station)
+    [image] = agent.get("/api/v1/images").json()
     assert (image["name"], image["version"]) == ("bureau", "2026.11")
     assert set(image["urls"]) == {"image", "bmap", "manifest"}     # no key: not signed
-    whole = httpx.get(station.url + image["urls"]["image"], headers=agent)
+    whole = agent.get(image["urls"]["image"])
     assert whole.status_code == 200 and len(whole.content) == image["compressed_size"]
-    part = httpx.get(station.url + image["urls"]["image"],
-                     headers={**agent, "Range": "bytes=10-99"})
+    part = agent.get(image["urls"]["image"], headers={"Range": "bytes=10-99"})
     assert part.status_code == 206 and part.content == whole.content[10:100]
-    bmap = httpx.get(station.url + image["urls"]["bmap"], headers=agent)
+    bmap = agent.get(image["urls"]["bmap"])
     assert b"<bmap version=\"2.0\">" in bmap.content
 
 
@@ -64,10 +64,9 @@ def test_image_store_refuses_strangers_and_unknown_files(station: Serve) -> None
 
 
 def test_http_source_reads_the_same_bytes(station: Serve) -> None:
-    token = _agent_token(station)
+    agent = _agent(station)
     [image] = station.get("/api/v1/images")
-    source = open_source(station.url + image["urls"]["image"],
-                         headers={"Authorization": f"Bearer {token}"})
+    source = open_source(station.url + image["urls"]["image"], auth=agent.auth)
     with source.open() as fh:
         data = fh.read()
     local = next((station.data / "images").glob("bureau-2026.11.img.zst")).read_bytes()

@@ -8,14 +8,18 @@ import uuid
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from imager.model import DriveIdentity
 from imager.protocol.events import parse_events
+from imager.protocol.proof import public_hex
 from imager.registry import items, machines
 from imager.settings import Settings
 from imager.station.service import ServicePolicy, Station
 from imager.store.db import Registry
 from imager.store.models import Drive, Machine
+
+LAPTOP_KEY = Ed25519PrivateKey.generate()
 
 
 def _event(kind: str, data: dict[str, Any]) -> dict[str, Any]:
@@ -42,8 +46,8 @@ def station(settings: Settings, registry: Registry) -> Station:
 
 
 def _laptop(station: Station, *events: dict[str, Any]) -> int:
-    agent_id, _ = station.register(station.tokens.enrol, name="live-usb", kind="machine",
-                                   host="laptop-1", info=None)
+    agent_id = station.enrol_local(public_hex(LAPTOP_KEY), name="live-usb", kind="machine",
+                                   host="laptop-1")     # the same laptop's agent each time
     answers = station.receive(agent_id, parse_events(list(events)))
     assert [a["outcome"] for a in answers] == ["applied"] * len(events), answers
     return agent_id

@@ -15,15 +15,17 @@ from typing import Any
 
 import pytest
 from conftest import DATA
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi.testclient import TestClient
 
-from imager.agent.client import StationClient, StationRefused
+from imager.agent.client import ProofAuth, StationClient, StationRefused
 from imager.agent.outbox import Outbox
 from imager.agent.remote import RemoteJobStore
 from imager.host.owner import Owner
 from imager.model import DriveIdentity, ErasePlan
 from imager.protocol import events as ev
 from imager.protocol.jobs import JobView
+from imager.protocol.proof import public_hex
 from imager.settings import Settings
 from imager.station.api import create_app
 from imager.station.policy import ServicePolicy
@@ -96,19 +98,19 @@ def test_the_agent_cannot_spool_an_event_the_station_would_refuse(tmp_path: Path
 
 
 @pytest.fixture
-def api(settings: Settings, registry: Registry) -> Iterator[tuple[TestClient, str]]:
+def api(settings: Settings, registry: Registry) -> Iterator[TestClient]:
+    """The station's API, called by an enrolled agent (every request signed)."""
     station = Station(settings, registry, ServicePolicy(auto_erase="never",
                                                         auto_certify=False))
-    _, token = station.register(station.tokens.enrol, name="dock-1", kind="dock",
-                                host="bench", info=None)
+    key = Ed25519PrivateKey.generate()
+    station.enrol_local(public_hex(key), name="dock-1", host="bench")
     with TestClient(create_app(station)) as client:
-        yield client, token
+        client.auth = ProofAuth(key)
+        yield client
 
 
-def _send(api: tuple[TestClient, str], *events: dict[str, Any]) -> Any:
-    client, token = api
-    return client.post("/api/v1/events", json={"events": list(events)},
-                       headers={"Authorization": f"Bearer {token}"})
+def _send(api: TestClient, *events: dict[str, Any]) -> Any:
+    return api.post("/api/v1/events", json={"events": list(events)})
 
 
 def _bad(mutate: Any) -> dict[str, Any]:
@@ -133,7 +135,7 @@ def _bad(mutate: Any) -> dict[str, Any]:
 ], ids=["unknown-kind", "no-kind", "missing-field", "unknown-field", "bad-plan", "no-id",
         "future-version", "seq-too-large", "size-too-large"])
 def test_a_malformed_event_is_refused_422_with_its_field_named(
-        api: tuple[TestClient, str], mutate: Any, named: str) -> None:
+        api: TestClient, mutate: Any, named: str) -> None:
     good = _pinned()[3]                          # a heartbeat: refused with the bad one
     resp = _send(api, good, _bad(mutate))
     assert resp.status_code == 422, resp.text
@@ -141,7 +143,7 @@ def test_a_malformed_event_is_refused_422_with_its_field_named(
     assert _send(api, good).json()["results"][0]["outcome"] == "applied"
 
 
-def test_the_pinned_events_are_answered_by_the_station(api: tuple[TestClient, str]) -> None:
+def test_the_pinned_events_are_answered_by_the_station(api: TestClient) -> None:
     """Every pinned event is read by the station: applied, or refused by the registry
     (job 7 is no job of this agent) but never refused as malformed."""
     resp = _send(api, *_pinned())
@@ -177,7 +179,7 @@ DEPLOYED = {"result": {"path": "/dev/sdb", "ok": True, "written_bytes": 4096, "r
     ({"result": {**DEPLOYED["result"], "mismatches": [[0, -1]]}},
      "data.result.mismatches.0.1: Input should be greater than or equal to 0"),
 ], ids=["after-not-a-dict", "ok-as-text", "negative-mismatch"])
-def test_a_deployment_that_does_not_fit_is_refused_422(api: tuple[TestClient, str],
+def test_a_deployment_that_does_not_fit_is_refused_422(api: TestClient,
                                                         change: dict[str, Any],
                                                         named: str) -> None:
     event = {"id": "d1", "seq": 1, "at": "2026-12-06T09:00:00Z", "kind": "job_event",
@@ -196,8 +198,8 @@ def test_an_erasure_is_reported_with_a_report_that_reads(settings: Settings,
     erase report, is refused: a certificate is made of that report."""
     station = Station(settings, registry, ServicePolicy(auto_erase="never",
                                                         auto_certify=False))
-    agent_id, _ = station.register(station.tokens.enrol, name="dock-1", kind="dock",
-                                   host="bench", info=None)
+    agent_id = station.enrol_local(public_hex(Ed25519PrivateKey.generate()), name="dock-1",
+                                   host="bench")
     plan = ErasePlan.from_dict(_pinned()[0]["data"]["plan"])
     ident = DriveIdentity(path="/dev/sdb", size=1 << 30, serial="S1", transport="sata")
     job = station.store.create_erase(ident, plan, agent_id=agent_id)
@@ -217,13 +219,12 @@ def test_an_erasure_is_reported_with_a_report_that_reads(settings: Settings,
 
 
 def test_the_events_a_station_refuses_as_malformed_are_set_aside_and_the_rest_go_on(
-        api: tuple[TestClient, str], tmp_path: Path) -> None:
+        api: TestClient, tmp_path: Path) -> None:
     """A station of another protocol version (here: an event edited after it was
     spooled) answers 422 naming the event: the agent sets that one aside and sends
     the others, instead of sending the same batch forever."""
-    test_client, token = api
-    client = StationClient("http://station")
-    client._http, client.token = test_client, token
+    client = StationClient("http://station", Ed25519PrivateKey.generate())
+    client._http = api                  # the test client, signing as the enrolled agent
     outbox = Outbox(tmp_path / "spool")
     outbox.put("heartbeat", {})
     outbox.put("heartbeat", {})

@@ -22,16 +22,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from imager.agent.client import StationClient, StationRefused, StationUnreachable
+from imager.agent.client import Enrolment, StationClient, StationRefused, StationUnreachable
 from imager.agent.image_job import run_image, run_images
+from imager.agent.key import agent_key
 from imager.agent.outbox import Outbox
 from imager.agent.remote import JobOnDrive, JobStop, RemoteJobStore
 from imager.erase import guard
 from imager.erase import policy as erase_policy
 from imager.erase.plan import plan_for
-from imager.errors import ImagerError
+from imager.errors import ImagerError, UsageError
 from imager.host.device_facts import gather, unknown_exclusions
-from imager.host.owner import machine_id
+from imager.host.owner import mac_addresses, machine_id, smbios_serial
 from imager.host.udev import BlockEvent, BlockWatcher
 from imager.host.virtual import label_of
 from imager.inventory import lsblk
@@ -45,6 +46,7 @@ from imager.settings import Settings
 log = logging.getLogger(__name__)
 
 PROGRESS_PERIOD = 0.5      # seconds between two progress events of a job (2 Hz)
+PENDING_POLL = 1.0         # seconds between two questions of a pending agent
 BACKOFF = (0.2, 0.5, 1.0, 2.0, 5.0)
 
 
@@ -53,7 +55,8 @@ class AgentConfig:
     name: str
     spool: Path
     station: str | None = None          # None: offline, spool only
-    enrol_token: str | None = None
+    key: Path | None = None             # the agent's own key; default <spool>/agent.key
+    boot_token: str | None = None       # single-use, from the kernel command line
     kind: str = "dock"
     host: str = field(default_factory=machine_id)
     watch: bool = True
@@ -70,6 +73,7 @@ class Agent:
 
     def __post_init__(self) -> None:
         self.outbox = Outbox(self.config.spool)
+        self.key = agent_key(self.config.key or self.config.spool / "agent.key")
         self.outbox.sign({"name": self.config.name, "kind": self.config.kind,
                           "host": self.config.host})
         self.present: dict[str, DriveIdentity] = {}     # kernel name -> drive
@@ -80,6 +84,7 @@ class Agent:
         self.started: set[int] = set()
         self.policy = erase_policy.load(self.settings.erase_policy)
         self.registered = threading.Event()
+        self.pending: Enrolment | None = None    # what a technician needs, while pending
         self.flushed = threading.Event()
         self.watching = threading.Event()
         self._lock = threading.Lock()
@@ -116,28 +121,58 @@ class Agent:
 
     # -- the station -----------------------------------------------------------
 
-    def register(self, stop: threading.Event, *, attempts: int | None = None) -> bool:
-        """Enrol with the station, retrying while it is unreachable (`attempts`
-        times, or until `stop`); False if it never answered."""
+    def register(self, stop: threading.Event, *, attempts: int | None = None,
+                 wait_pending: bool = True) -> bool:
+        """Enrol this agent's key with the station (retrying while it is unreachable,
+        `attempts` times or until `stop`), then, while it is pending, wait for a
+        technician to type its pairing code or approve it (unless not
+        `wait_pending`: `self.pending` then says what to tell). False if the
+        station never answered, refused it (revoked), or `stop` came first."""
         assert self.config.station
-        self.client = StationClient(self.config.station)
+        self.client = self.client or StationClient(self.config.station, self.key)
+        client = self.client
+        enrolled = self._retrying(stop, attempts, lambda: client.enrol(
+            name=self.config.name, kind=self.config.kind, host=self.config.host,
+            boot_token=self.config.boot_token, macs=mac_addresses(self.settings.sys_root),
+            serial=smbios_serial(self.settings.sys_root)))
+        if enrolled is not None and enrolled.state == "pending":
+            _say_pending(enrolled)
+            self.pending = enrolled
+            if not wait_pending:
+                return False
+        while enrolled is not None and enrolled.state == "pending":
+            if stop.wait(PENDING_POLL):
+                return False
+            enrolled = self._retrying(stop, attempts, client.me)
+        if enrolled is None:
+            return False
+        if enrolled.state != "active" or enrolled.policy is None:
+            log.error("the station does not accept this agent (%s): stopping", enrolled.state)
+            return False
+        self.policy = erase_policy.parse(enrolled.policy, source=f"{self.config.station}")
+        self.registered.set()
+        log.info("enrolled with %s as agent %s (key %s)", self.config.station,
+                 enrolled.agent, enrolled.fingerprint)
+        return True
+
+    def _retrying(self, stop: threading.Event, attempts: int | None,
+                  call: Callable[[], Enrolment]) -> Enrolment | None:
+        """`call()` while the station is unreachable; None when it never answered,
+        or when it refused (logged: e.g. a revoked agent)."""
         for attempt, delay in enumerate(_backoff(), start=1):
             if stop.is_set():
-                return False
+                return None
             try:
-                reg = self.client.register(self.config.enrol_token or "",
-                                           name=self.config.name, kind=self.config.kind,
-                                           host=self.config.host)
-                self.policy = erase_policy.parse(reg.policy, source=f"{self.config.station}")
-                self.registered.set()
-                log.info("registered with %s as agent %s", self.config.station, reg.agent)
-                return True
+                return call()
+            except StationRefused as exc:
+                log.error("%s", exc)
+                return None
             except StationUnreachable as exc:
                 if attempts is not None and attempt >= attempts:
-                    return False
+                    return None
                 log.warning("%s; retrying", exc)
                 stop.wait(delay)
-        return False
+        return None
 
     def _sender(self, stop: threading.Event) -> None:
         if not self.register(stop):
@@ -395,7 +430,15 @@ def sync(settings: Settings, config: AgentConfig, *, attempts: int = 3) -> SyncR
                                  kind=who.get("kind", config.kind),
                                  host=who.get("host", config.host))
     agent = Agent(settings, config)
-    if not agent.register(threading.Event(), attempts=attempts):
+    if not agent.register(threading.Event(), attempts=attempts, wait_pending=False):
+        if agent.pending is not None:
+            code = agent.pending.pairing_code
+            raise UsageError(
+                f"l'agent {agent.pending.agent} de ce spool attend un technicien / this "
+                f"spool's agent {agent.pending.agent} ({config.name}, key "
+                f"{agent.pending.fingerprint}) waits for a technician: `imager agents pair "
+                f"{code}` or `imager agents approve {agent.pending.agent}` on the station, then "
+                "sync again; nothing was sent")
         raise _unreachable(agent, f"after {attempts} attempts: nothing was sent")
     result = SyncResult(agent=f"{config.name} ({config.kind})")
     assert agent.client is not None
@@ -428,3 +471,12 @@ def _unreachable(agent: Agent, what: str) -> StationUnreachable:
         f"station {agent.config.station} injoignable / unreachable {what}; the {waiting} "
         f"event(s) left stay in {agent.config.spool}: check the URL and the network, then "
         "run `imager agent sync` again")
+
+
+def _say_pending(enrolled: Enrolment) -> None:
+    """What a technician needs, on the agent's screen (the live system shows it)."""
+    log.warning("EN ATTENTE D'UN TECHNICIEN / WAITING FOR A TECHNICIAN: agent %s, empreinte / "
+                "fingerprint %s%s (imager agents pair CODE, or imager agents approve %s)",
+                enrolled.agent, enrolled.fingerprint,
+                f", code d'appairage / pairing code {enrolled.pairing_code}"
+                if enrolled.pairing_code else "", enrolled.agent)

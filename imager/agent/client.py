@@ -1,13 +1,17 @@
-"""The agent's side of the station API (httpx)."""
+"""The agent's side of the station API (httpx): every request signed with the
+agent's own key (imager.protocol.proof)."""
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from imager.errors import ImagerError
+from imager.protocol.proof import public_hex, sign
 
 
 class StationUnreachable(ImagerError):
@@ -34,24 +38,43 @@ def _bad_events(body: Any) -> tuple[int, ...]:
 
 
 @dataclass(frozen=True)
-class Registration:
+class Enrolment:
+    """What the station said of this agent: active (with the erase policy) or
+    pending (with the pairing code to show a technician)."""
+
     agent: int
-    token: str
-    policy: str
+    state: str
+    fingerprint: str
+    pairing_code: str | None
+    policy: str | None
+
+
+class ProofAuth(httpx.Auth):
+    """Signs every request with the agent's key (method, path and query, body)."""
+
+    requires_request_body = True
+
+    def __init__(self, key: Ed25519PrivateKey) -> None:
+        self.key = key
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        request.headers.update(sign(self.key, request.method,
+                                    request.url.raw_path.decode("latin-1"), request.content))
+        yield request
 
 
 class StationClient:
-    def __init__(self, url: str, *, timeout: float = 10.0) -> None:
+    def __init__(self, url: str, key: Ed25519PrivateKey, *, timeout: float = 10.0) -> None:
         self.url = url.rstrip("/")
-        self.token: str | None = None
-        self._http = httpx.Client(base_url=self.url, timeout=timeout)
+        self.key = key
+        self.auth = ProofAuth(key)
+        self._http = httpx.Client(base_url=self.url, timeout=timeout, auth=self.auth)
 
-    def _call(self, method: str, path: str, *, token: str | None = None,
-              timeout: float | None = None, **kw: Any) -> Any:
-        headers = {"Authorization": f"Bearer {token or self.token}"}
+    def _call(self, method: str, path: str, *, timeout: float | None = None,
+              **kw: Any) -> Any:
         try:
-            resp = self._http.request(method, path, headers=headers,
-                                      timeout=timeout or self._http.timeout, **kw)
+            resp = self._http.request(method, path, timeout=timeout or self._http.timeout,
+                                      **kw)
         except httpx.HTTPError as exc:
             raise StationUnreachable(f"station {self.url} unreachable: {exc}") from exc
         if resp.status_code >= 500:
@@ -66,12 +89,17 @@ class StationClient:
                                  status=resp.status_code, bad_events=_bad_events(body))
         return resp.json()
 
-    def register(self, enrol_token: str, *, name: str, kind: str, host: str,
-                 info: dict[str, Any] | None = None) -> Registration:
-        data = self._call("POST", "/api/v1/agents", token=enrol_token,
-                          json={"name": name, "kind": kind, "host": host, "info": info})
-        self.token = data["token"]
-        return Registration(data["agent"], data["token"], data["policy"])
+    def enrol(self, *, name: str, kind: str, host: str, info: dict[str, Any] | None = None,
+              boot_token: str | None = None, macs: tuple[str, ...] = (),
+              serial: str | None = None) -> Enrolment:
+        """Enrol this agent's key (again: the station then says its state)."""
+        return _enrolment(self._call("POST", "/api/v1/agents", json={
+            "public_key": public_hex(self.key), "name": name, "kind": kind, "host": host,
+            "info": info, "boot_token": boot_token, "macs": list(macs), "serial": serial}))
+
+    def me(self) -> Enrolment:
+        """This agent's state now (a pending agent asks until a technician decides)."""
+        return _enrolment(self._call("GET", "/api/v1/agents/me"))
 
     def send(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
         results: list[dict[str, Any]] = self._call("POST", "/api/v1/events",
@@ -87,7 +115,7 @@ class StationClient:
     def fetch(self, path: str) -> bytes:
         """A small file from the station (e.g. an image's bmap)."""
         try:
-            resp = self._http.get(path, headers={"Authorization": f"Bearer {self.token}"})
+            resp = self._http.get(path)
         except httpx.HTTPError as exc:
             raise StationUnreachable(f"station {self.url} unreachable: {exc}") from exc
         if resp.status_code != 200:
@@ -97,3 +125,8 @@ class StationClient:
 
     def close(self) -> None:
         self._http.close()
+
+
+def _enrolment(data: dict[str, Any]) -> Enrolment:
+    return Enrolment(int(data["id"]), str(data["state"]), str(data["fingerprint"]),
+                     data.get("pairing_code"), data.get("policy"))

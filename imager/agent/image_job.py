@@ -72,12 +72,11 @@ def _deploy(targets: Sequence[JobOnDrive], settings: Settings, client: StationCl
     plan: ImagePlan = targets[0].store.job.plan
     results: dict[str, TargetResult] = {}
     paths = [t.path for t in targets]
-    headers = {"Authorization": f"Bearer {client.token}"}
     try:
         bmap = bmaplib.parse(client.fetch(plan.urls["bmap"]), source=plan.urls["bmap"])
         while paths:
             try:
-                done = deploy(open_source(client.url + plan.urls["image"], headers=headers),
+                done = deploy(open_source(client.url + plan.urls["image"], auth=client.auth),
                               bmap, paths, settings=settings, verify=plan.verify,
                               sample=plan.sample, expected_sha256=plan.sha256 or None,
                               progress=on_progress, stop=stop)

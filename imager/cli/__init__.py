@@ -34,6 +34,7 @@ class Command(NamedTuple):
 COMMANDS: dict[str, Command] = {
     "serve": Command("serve", "démarrer la station / run the station"),
     "agent": Command("agent", "agent (stations d'accueil, portable démarré) / agent"),
+    "agents": Command("agents", "agents de confiance : inscrire, révoquer / trusted agents"),
     "intake": Command("intake", "réception d'un don / intake of a donation"),
     "erase": Command("erase", "effacer des disques / erase drives"),
     "methods": Command("plans", "méthodes d'effacement / erase methods"),

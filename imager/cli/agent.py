@@ -28,8 +28,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         a.add_argument("--station", metavar="URL", default=os.environ.get("IMAGER_STATION"),
                        help="the station (env IMAGER_STATION); without it: offline, "
                             "everything goes to the spool")
-        a.add_argument("--token", default=os.environ.get("IMAGER_AGENT_TOKEN"),
-                       help="the station's enrolment token (env IMAGER_AGENT_TOKEN)")
+        a.add_argument("--boot-token", default=os.environ.get("IMAGER_BOOT_TOKEN"),
+                       help="a single-use boot token (env IMAGER_BOOT_TOKEN; the station's "
+                            "boot service puts it on the kernel command line); without it "
+                            "the agent waits for a technician (pairing code or approval)")
+        a.add_argument("--key", type=Path, metavar="FILE",
+                       help="the agent's own key (made on first start; default "
+                            "<spool>/agent.key): it is the agent's identity, keep it private")
         a.add_argument("--name", default=socket.gethostname())
         a.add_argument("--spool", type=Path, metavar="DIR",
                        help="where events wait for the station (default: <data dir>/spool/"
@@ -47,12 +52,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def _config(args: argparse.Namespace, ctx: Context, *, kind: str) -> AgentConfig:
     from imager.agent.agent import AgentConfig
-    if args.station and not args.token:
-        raise UsageError("--token is missing: give the station's enrolment token "
-                         "(in the station's tokens.json, key 'enrol')")
     spool = args.spool or ctx.settings.data_dir / "spool" / args.name
-    return AgentConfig(name=args.name, spool=spool, station=args.station,
-                       enrol_token=args.token, kind=kind)
+    return AgentConfig(name=args.name, spool=spool, station=args.station, key=args.key,
+                       boot_token=args.boot_token, kind=kind)
 
 
 def cmd_run(args: argparse.Namespace, ctx: Context) -> int:

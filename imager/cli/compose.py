@@ -20,6 +20,7 @@ import uvicorn
 
 from imager.agent.agent import Agent, AgentConfig
 from imager.host import lab as lab_bench
+from imager.protocol.proof import public_hex
 from imager.settings import Settings
 from imager.station.api import create_app
 from imager.station.policy import ServicePolicy
@@ -96,7 +97,9 @@ def _serve(settings: Settings, options: ServeOptions, *, lab: bool) -> None:
     if options.local_agent:
         server.agent = Agent(settings, AgentConfig(
             name="station-docks", spool=settings.data_dir / "spool" / "station-docks",
-            station=options.url, enrol_token=station.tokens.enrol, only_lab=lab))
+            station=options.url, only_lab=lab))
+        station.enrol_local(public_hex(server.agent.key), name="station-docks",
+                            host=server.agent.config.host)
         threading.Thread(target=_start_agent, args=(server, station, stop),
                          daemon=True).start()
     try:

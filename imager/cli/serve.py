@@ -53,13 +53,13 @@ def cmd_serve(args: argparse.Namespace, ctx: Context) -> int:
                              auto_resume=not args.no_auto_resume,
                              auto_certify=not args.no_auto_certify,
                              agent_timeout=args.agent_timeout))
-    tokens = Tokens.open(ctx.settings)
+    Tokens.open(ctx.settings)
     console(stderr=True).print(
         f"Station : {options.url}  (registre / registry {ctx.settings.database_url})\n"
-        f"Jetons / tokens: {Tokens.path(ctx.settings)} (agents: enrol, outils / tools: "
-        f"operator)\n"
+        f"Jeton des outils / tools' token: {Tokens.path(ctx.settings)} (operator)\n"
         f"Agent d'un portable / laptop agent: imager agent run --station {options.url} "
-        f"--token {tokens.enrol[:6]}… --machine\n"
+        "--machine, puis / then: imager agents pair CODE (le code s'affiche sur le portable / "
+        "the laptop shows the code)\n"
         "Arrêt / stop: Ctrl-C (les effacements en cours s'arrêtent proprement et reprennent "
         "au prochain démarrage / running erasures stop cleanly and resume at next start)")
     serve(ctx.settings, options)

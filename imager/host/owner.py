@@ -52,3 +52,25 @@ class Owner:
             return abs(psutil.Process(self.pid).create_time() - self.started) < 1.0
         except psutil.Error:
             return False
+
+
+def mac_addresses(settings_sys: Path = Path("/sys")) -> tuple[str, ...]:
+    """This machine's network MAC addresses (not loopback nor all-zero)."""
+    found = []
+    for address in sorted((settings_sys / "class" / "net").glob("*/address")):
+        try:
+            mac = address.read_text().strip().lower()
+        except OSError:
+            continue
+        if mac and mac != "00:00:00:00:00:00":
+            found.append(mac)
+    return tuple(found)
+
+
+def smbios_serial(settings_sys: Path = Path("/sys")) -> str | None:
+    """The machine's serial number as its firmware (SMBIOS) gives it, if readable."""
+    try:
+        text = (settings_sys / "class" / "dmi" / "id" / "product_serial").read_text().strip()
+    except OSError:
+        return None
+    return text or None

@@ -20,6 +20,7 @@ import itertools
 import mmap
 import os
 import re
+import ssl
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -56,13 +57,16 @@ class Source(Protocol):
 
 
 def open_source(ref: str | Path, *, headers: dict[str, str] | None = None,
+                auth: httpx.Auth | None = None, verify: ssl.SSLContext | bool = True,
                 attempts: int = ATTEMPTS, backoff: float = BACKOFF) -> Source:
-    """The Source for `ref`: an http(s):// URL (with optional request headers,
-    e.g. an agent's token) or a local path."""
+    """The Source for `ref`: an http(s):// URL (with optional request headers, or
+    an httpx `auth` that signs each request, e.g. an agent's proof; `verify`: the
+    TLS context pinning the station's CA) or a local path."""
     text = str(ref)
     if re.match(r"https?://", text, re.IGNORECASE):
-        return HttpSource(text, headers=headers, attempts=attempts, backoff=backoff)
-    if headers:
+        return HttpSource(text, headers=headers, auth=auth, verify=verify, attempts=attempts,
+                          backoff=backoff)
+    if headers or auth:
         raise SourceError(f"{text} is a local path, and HTTP headers were given for it: give "
                           "an http(s):// URL, or no headers")
     return FileSource(Path(ref))
@@ -122,10 +126,12 @@ class HttpSource:
     """A compressed image at an http(s) URL, resumed with Range requests."""
 
     def __init__(self, url: str, *, headers: dict[str, str] | None = None,
+                 auth: httpx.Auth | None = None, verify: ssl.SSLContext | bool = True,
                  attempts: int = ATTEMPTS, backoff: float = BACKOFF,
                  timeout: float = 30.0) -> None:
         self.name = self.url = url
         self.headers = dict(headers or {})
+        self.auth, self.verify = auth, verify
         self.attempts, self.backoff, self.timeout = attempts, backoff, timeout
 
     def open(self) -> ReadsInto:
@@ -141,7 +147,8 @@ class _HttpStream(_Blocks):
         super().__init__()
         self.source = source
         self.client = httpx.Client(timeout=httpx.Timeout(source.timeout, connect=10.0),
-                                   follow_redirects=True,
+                                   follow_redirects=True, auth=source.auth,
+                                   verify=source.verify,
                                    headers={**source.headers, "Accept-Encoding": "identity"})
         self.pos = 0                               # bytes received so far
         self.total: int | None = None

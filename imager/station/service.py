@@ -15,7 +15,6 @@ runs them and reports every step as events.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import queue
 import secrets
@@ -34,11 +33,12 @@ from imager.errors import ImagerError, NotFound, UsageError
 from imager.model import ImagePlan
 from imager.protocol import events as ev
 from imager.protocol.jobs import view_to_dict
-from imager.registry import items
+from imager.registry import agents, items
 from imager.registry.intake import attach_all
 from imager.registry.jobs import RegistryJobStore, erase_job_for, ready_for_a_job
 from imager.settings import Settings
 from imager.station.events import Applier, Effects, auto_erase
+from imager.station.identity import AgentAuth
 from imager.station.liveness import Liveness, silence_reason
 from imager.station.policy import ServicePolicy
 from imager.station.tokens import Tokens
@@ -47,10 +47,6 @@ from imager.store.db import Registry, utcnow
 from imager.store.models import Agent, AgentEvent, Document, Drive, Job
 
 log = logging.getLogger(__name__)
-
-
-def token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 @dataclass
@@ -70,6 +66,7 @@ class Station:
         self._certifier: threading.Thread | None = None
         self.certified: list[str] = []
         self.liveness = Liveness(self.policy.agent_timeout)
+        self.auth = AgentAuth(self.registry, self.liveness)
         self._stopping = threading.Event()
         self._watchdog: threading.Thread | None = None
 
@@ -119,33 +116,10 @@ class Station:
         erase_policy.parse(text, source=str(path))
         return text
 
-    def register(self, enrol_token: str, *, name: str, kind: str, host: str,
-                 info: dict[str, Any] | None) -> tuple[int, str]:
-        """A new agent (or the same one restarted): its id and a fresh token."""
-        if not self.tokens.is_enrol(enrol_token):
-            raise PermissionError("wrong enrolment token")
-        if kind not in ("dock", "machine"):
-            raise UsageError(f"agent kind {kind!r}: use dock or machine")
-        token = secrets.token_urlsafe(32)
+    def enrol_local(self, public_key: str, *, name: str, host: str, kind: str = "dock") -> int:
+        """An agent of this very process (the station's own dock agent): active."""
         with self.registry.session() as s:
-            agent = s.scalar(select(Agent).where(Agent.host == host, Agent.name == name))
-            if agent is None:
-                agent = Agent(name=name, kind=kind, host=host, created_at=utcnow(),
-                              token_sha256="")
-                s.add(agent)
-            agent.token_sha256, agent.info, agent.kind = token_hash(token), info, kind
-            agent.last_seen_at = utcnow()
-            s.flush()
-            self.liveness.heard(agent.id)
-            return agent.id, token
-
-    def agent_of(self, token: str) -> int:
-        with self.registry.session(readonly=True) as s:
-            agent_id = s.scalar(select(Agent.id).where(Agent.token_sha256 == token_hash(token)))
-        if agent_id is None:
-            raise PermissionError("unknown agent token: register again")
-        self.liveness.heard(agent_id)
-        return agent_id
+            return agents.enrol_local(s, public_key, name=name, kind=kind, host=host)
 
     def _watch_agents(self) -> None:
         period = min(5.0, self.policy.agent_timeout / 4)

@@ -185,17 +185,44 @@ class ItemEvent(Base):
 
 
 class Agent(Base):
-    """A process that runs where the drives are (a dock bench, a booted laptop)."""
+    """A process that runs where the drives are (a dock bench, a booted laptop),
+    known by its own public key, enrolled one at a time."""
 
     __tablename__ = "agents"
     id: Mapped[int] = mapped_column(primary_key=True)
-    name: Mapped[str] = mapped_column(String(200))
-    kind: Mapped[str] = mapped_column(String(20))            # "dock" or "machine"
-    host: Mapped[str] = mapped_column(String(200))           # its machine id
-    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))           # what it says; a technician
+    kind: Mapped[str] = mapped_column(String(20))            # may rename it. dock | machine
+    host: Mapped[str] = mapped_column(String(200))           # its machine id (as it says)
+    token_sha256: Mapped[str | None] = mapped_column(String(64), unique=True)  # before keys
     info: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime]
     last_seen_at: Mapped[datetime | None]
+    public_key: Mapped[str | None] = mapped_column(String(64))     # Ed25519, raw, hex
+    key_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    state: Mapped[str] = mapped_column(String(20), default="active", index=True)
+    enrolled_by: Mapped[str | None] = mapped_column(String(300))   # how, and by whom
+    enrolled_at: Mapped[datetime | None]
+    pairing_sha256: Mapped[str | None] = mapped_column(String(64))  # a pending agent's code
+    pairing_expires_at: Mapped[datetime | None]
+    pairing_failures: Mapped[int] = mapped_column(default=0)      # wrong codes typed
+    revoked_at: Mapped[datetime | None]
+    revoked_reason: Mapped[str | None] = mapped_column(Text)
+
+
+class BootToken(Base):
+    """A single-use enrolment token the boot service puts on a laptop's kernel
+    command line: valid minutes, bound to the laptop's MAC address and serial."""
+
+    __tablename__ = "boot_tokens"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    mac: Mapped[str] = mapped_column(String(17))
+    serial: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    created_by: Mapped[str] = mapped_column(String(200))
+    used_at: Mapped[datetime | None]
+    agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id"))
 
 
 class AgentEvent(Base):

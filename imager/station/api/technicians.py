@@ -1,7 +1,8 @@
 """The technicians' tools (operator token): drives, machines and their
 orientation, jobs, donations, intake, erase, image (an OS image onto an erased
 drive; several drives at once with `POST /api/v1/drives/image`, one stream per
-agent), resume.
+agent), resume; agents (list, approve, pair, rename, revoke) and single-use
+boot tokens.
 """
 
 # No `from __future__ import annotations`: FastAPI reads live annotations.
@@ -14,11 +15,11 @@ from sqlalchemy import select
 
 from imager.errors import NotFound
 from imager.protocol.jobs import view_to_dict
-from imager.registry import items, machines
+from imager.registry import agents, items, machines
 from imager.station.api.auth import operator_check
 from imager.station.service import Station
 from imager.store import people
-from imager.store.models import Drive, Machine
+from imager.store.models import Agent, Drive, Machine
 
 
 class EraseRequest(BaseModel):
@@ -58,6 +59,28 @@ class IntakeRequest(BaseModel):
     drives: list[str] = []
     machines: list[str] = []
     technician: str | None = None
+
+
+class Decision(BaseModel):
+    by: str = Field(min_length=1, max_length=200)       # the technician deciding
+
+
+class PairRequest(Decision):
+    code: str = Field(min_length=8, max_length=20)
+
+
+class RenameRequest(Decision):
+    name: str = Field(min_length=1, max_length=200)
+
+
+class RevokeRequest(Decision):
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+class BootTokenRequest(Decision):
+    mac: str = Field(max_length=20)
+    serial: str = Field(min_length=1, max_length=200)
+    minutes: int = agents.BOOT_TOKEN_MINUTES
 
 
 def router(station: Station) -> APIRouter:
@@ -146,5 +169,44 @@ def router(station: Station) -> APIRouter:
         return {"attached": station.intake(body.donation, drives=body.drives,
                                            machines=body.machines,
                                            actor=body.technician or "intake")}
+
+    # -- agents: enrolled one at a time, renamed, revoked -------------------------
+
+    @api.get("/agents")
+    def agent_list() -> list[dict[str, Any]]:
+        with station.registry.session(readonly=True) as s:
+            return [agents.summary(a) for a in s.scalars(select(Agent).order_by(Agent.id))]
+
+    @api.post("/agents/pair")
+    def pair(body: PairRequest) -> dict[str, Any]:
+        with station.registry.session() as s:
+            return agents.summary(agents.pair(s, body.code, by=body.by))
+
+    @api.post("/agents/{ref}/approve")
+    def approve(ref: str, body: Decision) -> dict[str, Any]:
+        with station.registry.session() as s:
+            agent = agents.find_agent(s, ref)
+            agents.approve(s, agent, by=body.by)
+            return agents.summary(agent)
+
+    @api.post("/agents/{ref}/rename")
+    def rename(ref: str, body: RenameRequest) -> dict[str, Any]:
+        with station.registry.session() as s:
+            agent = agents.find_agent(s, ref)
+            agents.rename(agent, body.name)
+            return agents.summary(agent)
+
+    @api.post("/agents/{ref}/revoke")
+    def revoke(ref: str, body: RevokeRequest) -> dict[str, Any]:
+        with station.registry.session() as s:
+            agent = agents.find_agent(s, ref)
+            agents.revoke(agent, reason=body.reason, by=body.by)
+            return agents.summary(agent)
+
+    @api.post("/boot-tokens")
+    def boot_token(body: BootTokenRequest) -> dict[str, Any]:
+        with station.registry.session() as s:
+            return {"token": agents.issue_boot_token(s, mac=body.mac, serial=body.serial,
+                                                     by=body.by, minutes=body.minutes)}
 
     return api
