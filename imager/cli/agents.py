@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from imager.cli.context import Context
 from imager.cli.render import add_row, console, new_table
+from imager.errors import UsageError
 from imager.registry import agents
 from imager.store.models import Agent
 
@@ -81,7 +82,10 @@ def cmd_approve(args: argparse.Namespace, ctx: Context) -> int:
 def cmd_pair(args: argparse.Namespace, ctx: Context) -> int:
     with ctx.registry.session() as s:
         agent = agents.pair(s, args.code, by=args.by)
-        print(f"Agent {agent.id} ({agent.name}) appairé / paired")
+        paired = f"Agent {agent.id} ({agent.name}) appairé / paired" if agent else None
+    if paired is None:                  # the wrong try is counted (committed) first
+        raise UsageError(agents.WRONG_CODE)
+    print(paired)
     return 0
 
 

@@ -152,9 +152,15 @@ def _aware(when: datetime) -> datetime:
     return when.replace(tzinfo=UTC) if when.tzinfo is None else when
 
 
-def pair(s: Session, code: str, *, by: str) -> Agent:
-    """Activate the pending agent showing `code`; each wrong code counts against
-    every pending code, void after PAIRING_TRIES."""
+WRONG_CODE = ("code d'appairage inconnu ou expiré / unknown or expired pairing code: check "
+              f"the code on the agent's screen (codes last {PAIRING_MINUTES} minutes and "
+              f"allow {PAIRING_TRIES} wrong tries; restart the agent for a new one)")
+
+
+def pair(s: Session, code: str, *, by: str) -> Agent | None:
+    """Activate the pending agent showing `code`; None for a wrong code, which
+    counts against every pending code (void after PAIRING_TRIES): the caller
+    commits that count, then refuses with WRONG_CODE."""
     digits = "".join(c for c in code if c.isdigit())
     now = utcnow()
     pending = list(s.scalars(select(Agent).where(Agent.state == "pending",
@@ -167,10 +173,7 @@ def pair(s: Session, code: str, *, by: str) -> Agent:
             return agent
     for agent in live:
         agent.pairing_failures += 1
-    raise UsageError("code d'appairage inconnu ou expiré / unknown or expired pairing code: "
-                     "check the code on the agent's screen (codes last "
-                     f"{PAIRING_MINUTES} minutes and allow {PAIRING_TRIES} wrong tries; "
-                     "restart the agent for a new one)")
+    return None
 
 
 def find_agent(s: Session, ref: str) -> Agent:

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
-from imager.errors import NotFound
+from imager.errors import NotFound, UsageError
 from imager.protocol.jobs import view_to_dict
 from imager.registry import agents, items, machines
 from imager.station.api.auth import operator_check
@@ -180,7 +180,11 @@ def router(station: Station) -> APIRouter:
     @api.post("/agents/pair")
     def pair(body: PairRequest) -> dict[str, Any]:
         with station.registry.session() as s:
-            return agents.summary(agents.pair(s, body.code, by=body.by))
+            agent = agents.pair(s, body.code, by=body.by)
+            paired = agents.summary(agent) if agent else None
+        if paired is None:              # the wrong try is counted (committed) first
+            raise UsageError(agents.WRONG_CODE)
+        return paired
 
     @api.post("/agents/{ref}/approve")
     def approve(ref: str, body: Decision) -> dict[str, Any]:
