@@ -79,9 +79,12 @@ def test_another_station_document_is_not_checked_against_this_station_ledger(
            f"station's ledger: keys {here.fingerprint}; signer {their_keys.fingerprint})" \
            in out.stdout, out.stdout
     assert "absent du registre" not in out.stdout
+    assert "withdrawal not checked: only the signer's ledger says whether the document was " \
+           "withdrawn" in out.stdout
     line = json_lines(imager(settings.data_dir, "cert", "verify", str(doc), "--trust",
                              str(trust), "--json").stdout)[0]
     assert line["ok"] is True and line["ledger_checked"] is False
+    assert line["withdrawal_checked"] is False and line["withdrawn"] is None
     assert "give --ledger the signing station's signed export" in line["ledger_note"]
 
 

@@ -13,6 +13,11 @@ rewrites the whole chain is caught by a head ({"seq", "hash"}) kept elsewhere
 seq and prev. `verify_chain` is pure: it checks the registry and an exported
 ledger file alike, offline.
 
+A document is never edited or removed: withdrawing one appends an entry of
+kind "withdrawal" for its signed withdrawal record RET-<id>
+(imager.certify.withdrawal). A signed export carries those records too, so a
+donor holding only the export learns why and when a document was withdrawn.
+
 Issuing a document (the caller builds and signs, the ledger records):
 
     with Ledger(registry).reserve() as slot:       # write lock held to the end
@@ -36,6 +41,8 @@ from sqlalchemy.orm import Session
 
 from imager.certify.canonical import canonical_bytes, sha256_hex
 from imager.certify.signing import Checks, Trust, read_envelope, verify_envelope
+from imager.certify.withdrawal import KIND as WITHDRAWAL
+from imager.certify.withdrawal import withdrawal_files
 from imager.errors import UsageError
 from imager.store import models
 from imager.store.db import Registry, utcnow
@@ -355,17 +362,40 @@ class Ledger:
                                       f"{documents_dir}", check_documents(entries, documents_dir)))
         return LedgerReport(len(entries), entries[-1] if entries else None, checks)
 
-    def export_document(self) -> dict[str, Any]:
-        """Every entry, for `sign_document`: a donor checks it offline."""
+    def export_document(self, documents_dir: Path | None = None) -> dict[str, Any]:
+        """Every entry, and the signed record of every withdrawal (read from
+        `documents_dir`), for `sign_document`: a donor checks it offline."""
         entries = self.entries()
         return {"schema": EXPORT_SCHEMA, "kind": "ledger-export", "exported_at": now_text(),
-                "entries": [e.to_dict() for e in entries], "head": _head_of(entries)}
+                "entries": [e.to_dict() for e in entries], "head": _head_of(entries),
+                "withdrawals": _withdrawal_texts(entries, documents_dir)}
 
     def head_document(self) -> dict[str, Any]:
         """The last entry, for `sign_document`: the receipt a donor keeps."""
         entries = self.entries()
         return {"schema": HEAD_SCHEMA, "kind": "ledger-head", "at": now_text(),
                 **_head_of(entries), "count": len(entries)}
+
+
+def _withdrawal_texts(entries: Sequence[LedgerEntry], documents_dir: Path | None,
+                      ) -> dict[str, str]:
+    """The signed withdrawal records of `entries`, as the export carries them; refuses
+    when one is missing or is not the file the ledger recorded."""
+    wanted = [e for e in entries if e.kind == WITHDRAWAL]
+    if not wanted:
+        return {}
+    if documents_dir is None:
+        raise UsageError("l'export porte les retraits : il faut le dossier des documents / "
+                         "the export carries the withdrawals: give the documents directory")
+    files = withdrawal_files([e.to_dict() for e in wanted], documents_dir)
+    bad = [f"{documents_dir / e.doc_id}.json" for e in wanted
+           if sha256_hex(files.get(e.doc_id, b"")) != e.json_sha256]
+    if bad:
+        raise UsageError(f"retrait(s) absent(s) ou modifié(s) / withdrawal record(s) missing "
+                         f"or altered: {', '.join(bad)} — the export would not say why these "
+                         "documents were withdrawn; run `imager ledger verify` and restore the "
+                         "files from a backup")
+    return {rid: data.decode("utf-8") for rid, data in files.items()}
 
 
 def _head_of(entries: Sequence[LedgerEntry]) -> dict[str, Any]:
@@ -395,6 +425,30 @@ class LedgerExport:
 
     entries: list[dict[str, Any]]
     signer: str       # the key of the station that exported it
+    withdrawals: dict[str, bytes] = field(default_factory=dict)  # signed records, by id
+    exported_at: str = ""     # what it says of withdrawals holds as of then
+
+
+def _export_withdrawals(document: Mapping[str, Any], entries: Sequence[Mapping[str, Any]],
+                        ) -> tuple[dict[str, bytes], list[Problem]]:
+    """The withdrawal records an export carries (an export made before withdrawals
+    existed has none), each checked against its ledger entry."""
+    given = document.get("withdrawals", {})
+    if not isinstance(given, dict) or not all(isinstance(v, str) for v in given.values()):
+        return {}, [Problem(None, "retraits illisibles : un objet {id: fichier signé} attendu / "
+                                  "unreadable withdrawals: an object {id: signed file} expected")]
+    by_id = {e.get("doc_id"): e for e in entries}
+    files, problems = {}, []
+    for rid, signed in given.items():
+        entry, data = by_id.get(rid), signed.encode("utf-8")
+        if entry is None or entry.get("kind") != WITHDRAWAL \
+                or entry.get("json_sha256") != sha256_hex(data):
+            problems.append(Problem(_seq_or_none((entry or {}).get("seq")),
+                                    f"le retrait {rid} joint n'est pas celui que le registre "
+                                    f"garde / the withdrawal record {rid} carried is not the "
+                                    "one the ledger recorded"))
+        files[rid] = data
+    return files, problems
 
 
 def read_export(data: bytes, trust: Trust, checks: Checks) -> LedgerExport:
@@ -411,11 +465,13 @@ def read_export(data: bytes, trust: Trust, checks: Checks) -> LedgerExport:
         problems.append(Problem(None, f"la tête de l'export {document.get('head')!r} n'est "
                                       "pas sa dernière entrée / the export's head is not its "
                                       "last entry"))
+    withdrawals, wrong = _export_withdrawals(document, entries) if not problems else ({}, [])
+    problems += wrong
     if problems:
         raise checks.fail("registre rompu / broken ledger: " + "; ".join(map(str, problems)))
     checks.ok(f"registre : {len(entries)} entrée(s), chaîne intacte / ledger: {len(entries)} "
               f"entries, chain intact (head seq {head['seq']} {head['hash'][:16]}…)")
-    return LedgerExport(entries, signer)
+    return LedgerExport(entries, signer, withdrawals, str(document.get("exported_at", "")))
 
 
 def verify_export(data: bytes, trust: Trust, checks: Checks) -> list[dict[str, Any]]:

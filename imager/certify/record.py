@@ -32,7 +32,8 @@ Destination = Literal["reuse", "parts", "recycling", "destruction"]
 DESTINATIONS: tuple[str, ...] = ("reuse", "parts", "recycling", "destruction")
 DRIVE_KINDS = ("erasure", "non-erasure", "destruction")
 KIND_FR = {"erasure": "certificat d'effacement", "non-erasure": "constat de NON-effacement",
-           "destruction": "procès-verbal de destruction", "donation": "certificat de don"}
+           "destruction": "procès-verbal de destruction", "donation": "certificat de don",
+           "withdrawal": "retrait d'un document"}
 PREFIX = {"erasure": "EFF", "non-erasure": "NEF", "destruction": "DES", "donation": "DON"}
 DESTRUCTION_TECHNIQUES = ("shred", "disintegrate", "pulverize", "melt", "incinerate", "crush",
                           "drill", "degauss-and-destroy")

@@ -29,6 +29,7 @@ SCHEMA_DIR = Path(__file__).resolve().parents[2] / "certificates" / "schema"
 SCHEMAS = {
     "imager/drive-record/1": "drive-record.schema.json",
     "imager/donation-record/1": "donation-record.schema.json",
+    "imager/withdrawal-record/1": "withdrawal-record.schema.json",
 }
 
 

@@ -17,6 +17,12 @@ What is checked, in order, and printed:
    document: it is said "not consulted", with why. A ledger export the user
    gave (--ledger) that is not the signer's fails the verdict: the inclusion
    asked for cannot be checked with it.
+3. Withdrawal: when the ledger was consulted, whether it holds a withdrawal of
+   the document (imager.certify.withdrawal): a withdrawn document is not
+   valid, and the verdict says when, why and who decided. A withdrawal record
+   (RET-…) verifies like any document and says what it withdraws; a donation
+   certificate that lists a withdrawn certificate gets a note. Without the
+   signer's ledger, the verdict says withdrawal was not checked.
 """
 
 from __future__ import annotations
@@ -44,6 +50,8 @@ from imager.certify.signing import (
     read_envelope,
     verify_envelope,
 )
+from imager.certify.withdrawal import KIND as WITHDRAWAL
+from imager.certify.withdrawal import Withdrawal, record_problem, withdrawal_of
 from imager.errors import UsageError
 
 PER_WORKER = 500   # below this many files per core, one process is faster
@@ -57,6 +65,9 @@ class Verdict:
     ledger_checked: bool = False
     ledger_note: str | None = None    # why the ledger given was not consulted
     summary: list[str] = field(default_factory=list)   # describe(record) once verified
+    kind: str | None = None           # the record's kind, once its signature is checked
+    withdrawn: Withdrawal | None = None                # the ledger holds its withdrawal
+    notes: list[str] = field(default_factory=list)     # worth knowing, not failing
 
     @property
     def ok(self) -> bool:
@@ -78,6 +89,8 @@ def check_signed(data: bytes, trust: Trust, checks: Checks) -> tuple[dict[str, A
     envelope = read_envelope(data, checks)
     record = verify_envelope(envelope, trust, checks)
     found = schema.problems(record)
+    if not found and record["kind"] == WITHDRAWAL and (wrong := record_problem(record)):
+        found = [wrong]
     if found:
         raise checks.fail("enregistrement non conforme au schéma / record does not match its "
                           "schema: " + "; ".join(found))
@@ -94,6 +107,12 @@ class LedgerSource:
     owner: str | None = None       # key of the station that kept or exported it, if known
     problem: str | None = None     # why its entries cannot be trusted (said when consulted)
     given: bool = False            # named by the user (--ledger): it must be the signer's
+    withdrawals: dict[str, bytes] = field(default_factory=dict)  # signed RET- records, by id
+    as_of: str = ""                # when these entries were read (an export: its date)
+
+    def withdrawal(self, doc_id: str) -> Withdrawal | None:
+        """The withdrawal of `doc_id` this ledger holds, if any."""
+        return withdrawal_of(doc_id, self.entries, self.withdrawals)
 
     @cached_property
     def signer_keys(self) -> frozenset[str]:
@@ -154,7 +173,7 @@ def verify_file(path: Path, trust: Trust, ledger: LedgerSource | None = None) ->
         raise UsageError(f"cannot read {path}: {exc.strerror}") from exc
     checks = verdict.checks
     try:
-        pdf_sha = None
+        pdf_sha, csv = None, None
         if data.startswith(b"%PDF"):
             files = verify_pdf(data, trust, checks)
             signed = [v for k, v in files.items() if k.endswith(".json")]
@@ -163,10 +182,11 @@ def verify_file(path: Path, trust: Trust, ledger: LedgerSource | None = None) ->
                                   "not carry its signed record")
             data, pdf_sha = signed[0], sha256_hex(data)
         elif path.suffix.lower() == ".csv":
-            verdict.record = _check_csv(path, data, trust, checks)
-            verdict.summary = describe(verdict.record)
-            return verdict
+            csv, data = data, _donation_json(path, checks)
         verdict.record, signer = check_signed(data, trust, checks)
+        verdict.kind = verdict.record["kind"]
+        if csv is not None:
+            _check_csv(path, csv, verdict.record, checks)
         note = ledger.not_for(signer) if ledger is not None else None
         if ledger is not None and ledger.given and note is not None:
             raise checks.fail(note)
@@ -175,32 +195,72 @@ def verify_file(path: Path, trust: Trust, ledger: LedgerSource | None = None) ->
             check_ledger(verdict.record, sha256_hex(data), pdf_sha, ledger, checks,
                          signer=signer)
             verdict.ledger_checked = True
+            _check_withdrawal(verdict, ledger)
     except VerificationFailed:
         pass
-    if verdict.ok and verdict.record is not None:
+    if verdict.record is not None and (verdict.ok or verdict.withdrawn is not None):
         verdict.summary = describe(verdict.record)
     return verdict
 
 
-def _check_csv(path: Path, data: bytes, trust: Trust, checks: Checks) -> dict[str, Any]:
+def _check_withdrawal(verdict: Verdict, ledger: LedgerSource) -> None:
+    """Step 3, once the document is found in `ledger`."""
+    record, checks = verdict.record, verdict.checks
+    assert record is not None
+    verdict.withdrawn = ledger.withdrawal(record["id"])
+    if verdict.withdrawn is not None:
+        raise checks.fail(f"RETIRÉ / WITHDRAWN: {verdict.withdrawn.describe()}")
+    if record["kind"] == WITHDRAWAL:
+        _check_withdrawn(record, ledger, checks)
+        return
+    checks.ok(f"non retiré au / not withdrawn as of {ledger.as_of} ({ledger.what})")
+    for line in record.get("drives", []) if record["kind"] == "donation" else []:
+        listed = ledger.withdrawal(line["certificate"])
+        if listed is not None:
+            verdict.notes.append(f"un document de ce don a été retiré / a document this "
+                                 f"donation lists was withdrawn: {listed.describe()}")
+
+
+def _check_withdrawn(record: dict[str, Any], ledger: LedgerSource, checks: Checks) -> None:
+    """A withdrawal record names a document of its ledger, by the hash the ledger keeps."""
+    target = record["withdraws"]
+    entry = ledger.entries.get(target["id"])
+    if entry is None or entry.get("json_sha256") != target["sha256"]:
+        raise checks.fail(f"le document retiré {target['id']} n'est pas au registre avec cette "
+                          f"empreinte / the withdrawn document {target['id']} is not in the "
+                          f"ledger with this hash ({ledger.what})")
+    checks.ok(f"retire / withdraws {target['id']}, inscrit au registre / in the ledger: entrée "
+              f"/ entry {entry['seq']} (sha256 {target['sha256'][:16]}…)")
+
+
+def _donation_json(path: Path, checks: Checks) -> bytes:
+    """The signed donation record a CSV export is verified with (same name, .json)."""
     sibling = path.with_suffix(".json")
-    if not sibling.exists():
+    try:
+        return sibling.read_bytes()
+    except OSError as exc:
         raise checks.fail(f"un export CSV se vérifie avec son certificat de don / a CSV export "
-                          f"is verified with its donation record: {sibling} is missing")
-    record = check_json(sibling.read_bytes(), trust, checks)
+                          f"is verified with its donation record: {sibling} cannot be read "
+                          f"({exc.strerror})") from exc
+
+
+def _check_csv(path: Path, data: bytes, record: dict[str, Any], checks: Checks) -> None:
+    sibling = path.with_suffix(".json")
     if record.get("kind") != "donation" or record.get("csv_sha256") != sha256_hex(data):
         raise checks.fail(f"le CSV ne correspond pas à {sibling.name} (modifié ?) / the CSV is "
                           f"not the one {sibling.name} signed (altered?)")
     checks.ok(f"CSV signé par / signed by {sibling.name} (sha256 {sha256_hex(data)})")
-    return record
-
-
 
 
 def describe(record: dict[str, Any]) -> list[str]:
     """What a verified document says, in two lines, for the person verifying it."""
     head = (f"{record['id']} ({KIND_FR.get(record['kind'], record['kind'])}), émis le / "
             f"issued {record['issued_at']} par / by {record['issuer']['organisation']}")
+    if record["kind"] == WITHDRAWAL:
+        target = record["withdraws"]
+        return [head, f"retire / withdraws {target['id']} ({KIND_FR[target['kind']]}, sha256 "
+                f"{target['sha256']}) : « {record['reason']} » — décidé par / decided by "
+                f"{record['decided_by']['name']}"]
     donor = (record.get("donor") or {}).get("name") or "-"
     if record["kind"] == "donation":
         s = record["summary"]

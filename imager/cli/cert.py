@@ -1,4 +1,5 @@
-"""`imager cert issue|donation|destroy|verify|list` and `imager keys show|export|csr|install`."""
+"""`imager cert issue|donation|destroy|withdraw|verify|list` and
+`imager keys show|export|csr|install`."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from sqlalchemy import select
 from imager.certify.identity import load_profile
 from imager.certify.keys import csr, fingerprint, install, keys_dir, load_cert, station_keys
 from imager.certify.record import DESTINATIONS, DESTRUCTION_TECHNIQUES, KIND_FR
+from imager.certify.withdrawal import KIND as WITHDRAWAL
 from imager.cli.context import Context
 from imager.errors import UsageError
 from imager.host.files import write_atomic
@@ -78,7 +80,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     ac.add_argument("--by", required=True, metavar="NAME", help="who decides (printed)")
     ac.add_argument("--reason", required=True, metavar="TEXT", help="why (printed whole)")
     ac.set_defaults(func=cmd_accept_hidden)
-    ls = csub.add_parser("list", help="issued documents")
+    wd = csub.add_parser("withdraw", help="retirer un document émis, avec son motif / "
+                         "withdraw an issued document, with its reason (a signed withdrawal "
+                         "record and a ledger entry of its own; the document is not edited)")
+    wd.add_argument("document", metavar="DOC_ID", help="EFF-…, NEF-…, DES-… or DON-…")
+    wd.add_argument("--reason", required=True, metavar="TEXT",
+                    help="why (10 to 500 characters, printed whole wherever it is verified)")
+    wd.add_argument("--by", required=True, metavar="NAME", help="who decides (printed)")
+    wd.add_argument("--json", action="store_true")
+    wd.set_defaults(func=cmd_withdraw)
+    ls = csub.add_parser("list", help="issued documents (withdrawn ones marked so)")
     ls.add_argument("--json", action="store_true")
     ls.set_defaults(func=cmd_list)
 
@@ -105,14 +116,16 @@ def _print_issued(docs: list[Issued], as_json: bool) -> None:
     if as_json:
         for d in docs:
             print(json.dumps({"id": d.id, "kind": d.kind, "sha256": d.sha256, "seq": d.seq,
-                              "json": str(d.json_path), "pdf": str(d.pdf_path),
+                              "json": str(d.json_path),
+                              "pdf": str(d.pdf_path) if d.pdf_path else None,
                               "csv": str(d.csv_path) if d.csv_path else None,
                               "existing": d.existing}, ensure_ascii=False))
         return
     for d in docs:
         again = " (déjà émis / already issued)" if d.existing else ""
         print(f"{d.id}: {KIND_FR[d.kind]} / {d.kind}{again}")
-        print(f"  PDF:  {d.pdf_path}")
+        if d.pdf_path:
+            print(f"  PDF:  {d.pdf_path}")
         print(f"  JSON: {d.json_path}  (sha256 {d.sha256})")
         if d.csv_path:
             print(f"  CSV:  {d.csv_path}")
@@ -169,12 +182,42 @@ def cmd_destroy(args: argparse.Namespace, ctx: Context) -> int:
     return 0
 
 
+def cmd_withdraw(args: argparse.Namespace, ctx: Context) -> int:
+    from imager.registry.issue import Issuer, withdrawals
+    issuer = Issuer(ctx.settings, ctx.registry)
+    doc = issuer.withdraw(args.document, reason=args.reason, by=args.by)
+    target = args.document.strip()
+    with ctx.registry.session(readonly=True) as s:
+        done = withdrawals(s, [target])[target]
+    listed = issuer.listing(target)
+    if args.json:
+        print(json.dumps({"id": doc.id, "kind": doc.kind, "withdraws": target, **done,
+                          "sha256": doc.sha256, "seq": doc.seq, "json": str(doc.json_path),
+                          "listed_in": listed}, ensure_ascii=False))
+        return 0
+    print(f"{doc.id}: retrait de / withdrawal of {target}")
+    print(f"  motif / reason: « {done['reason']} »")
+    print(f"  décidé par / decided by {done['by']}, le / on {done['at']}")
+    print(f"  JSON: {doc.json_path}  (sha256 {doc.sha256}, registre n° / ledger entry "
+          f"{doc.seq})")
+    for don in listed:
+        print(f"  ! le certificat de don {don} le cite : le retirer aussi, puis en émettre un "
+              f"nouveau / the donation certificate {don} lists it: withdraw it too, then issue "
+              f"a new one (`imager cert withdraw {don} ...`, `imager cert donation REF`)")
+    print(f"Désormais `imager cert verify` dit {target} RETIRÉ ; donnez aux vérificateurs un "
+          f"nouvel export du registre / from now on `imager cert verify` says {target} is "
+          "WITHDRAWN; give verifiers a fresh ledger export: imager ledger export --output "
+          "ledger.json")
+    return 0
+
+
 def _station_ledger(ctx: Context) -> LedgerSource | None:
     """This station's ledger, when the registry exists here. It is consulted only for
     documents signed by this station's key or by a signer of its entries
     (`LedgerSource.not_for`); if its chain is damaged, those documents fail."""
-    from imager.certify.ledger import Ledger
+    from imager.certify.ledger import Ledger, now_text
     from imager.certify.verify import LedgerSource
+    from imager.certify.withdrawal import withdrawal_files
     if ctx.settings.db_url is None and not (ctx.settings.data_dir / "registry.sqlite3").exists():
         return None
     cert = keys_dir(ctx.settings) / "station.crt"
@@ -183,8 +226,11 @@ def _station_ledger(ctx: Context) -> LedgerSource | None:
     damaged = None if ledger.verify().ok else (
         "le registre de cette station est altéré / this station's ledger is damaged: run "
         "`imager ledger verify`")
-    return LedgerSource({e.doc_id: e.to_dict() for e in ledger.entries()},
-                        "registre de cette station / this station's ledger", owner, damaged)
+    entries = [e.to_dict() for e in ledger.entries()]
+    return LedgerSource({e["doc_id"]: e for e in entries},
+                        "registre de cette station / this station's ledger", owner, damaged,
+                        withdrawals=withdrawal_files(entries, ctx.settings.documents_dir),
+                        as_of=now_text())
 
 
 def cmd_verify(args: argparse.Namespace, ctx: Context) -> int:
@@ -207,7 +253,8 @@ def cmd_verify(args: argparse.Namespace, ctx: Context) -> int:
         except VerificationFailed as exc:
             raise UsageError(f"the ledger export {args.ledger} does not verify: {exc}") from exc
         ledger = LedgerSource({e["doc_id"]: e for e in export.entries},
-                              f"export {args.ledger.name}", export.signer, given=True)
+                              f"export {args.ledger.name}", export.signer, given=True,
+                              withdrawals=export.withdrawals, as_of=export.exported_at)
     else:
         ledger = _station_ledger(ctx)
     verdicts = verify_many(list(args.files), trust, ledger)
@@ -219,8 +266,9 @@ def cmd_verify(args: argparse.Namespace, ctx: Context) -> int:
 def _print_verdict(v: Verdict, as_json: bool, ledger_given: bool) -> None:
     if as_json:
         print(json.dumps({"file": str(v.path), "ok": v.ok, "ledger_checked": v.ledger_checked,
-                          "ledger_note": v.ledger_note,
-                          "document": v.summary[0] if v.summary else None,
+                          "ledger_note": v.ledger_note, "withdrawal_checked": v.ledger_checked,
+                          "withdrawn": v.withdrawn.to_dict() if v.withdrawn else None,
+                          "document": v.summary[0] if v.summary else None, "notes": v.notes,
                           "checks": [{"ok": ok, "check": t} for ok, t in v.checks.lines]},
                          ensure_ascii=False))
         return
@@ -228,31 +276,49 @@ def _print_verdict(v: Verdict, as_json: bool, ledger_given: bool) -> None:
     for ok, text in v.checks.lines:
         print(f"  {'✔' if ok else '✘'} {text}")
     if not v.ok:
-        print("  → NON VALIDE / NOT VALID")
+        print("  → NON VALIDE / NOT VALID" if v.withdrawn is None
+              else f"  → RETIRÉ, NON VALIDE / WITHDRAWN, NOT VALID: {v.summary[0]}")
+        for line in v.summary[1:]:
+            print(f"    {line}")
         return
     if not ledger_given:
         print("  ? inscription au registre non vérifiée : donnez --ledger EXPORT.json / "
               "ledger inclusion not checked: give --ledger EXPORT.json")
     elif v.ledger_note is not None:
         print(f"  ? {v.ledger_note}")
+    if not v.ledger_checked and v.kind != WITHDRAWAL:
+        print("  ? retrait non vérifié : seul le registre du signataire dit si le document a "
+              "été retiré / withdrawal not checked: only the signer's ledger says whether the "
+              "document was withdrawn")
+    for note in v.notes:
+        print(f"  ! {note}")
     print(f"  → VALIDE / VALID: {v.summary[0]}")
     for line in v.summary[1:]:
         print(f"    {line}")
 
 
 def cmd_list(args: argparse.Namespace, ctx: Context) -> int:
+    from imager.registry.issue import withdrawals
     with ctx.registry.session(readonly=True) as s:
         docs = list(s.scalars(select(Document).order_by(Document.issued_at, Document.id)))
+        withdrawn = withdrawals(s)
         rows: list[dict[str, Any]] = [
             {"id": d.id, "kind": d.kind, "issued_at": d.issued_at.isoformat(),
-             "job": d.job_id, "sha256": d.json_sha256} for d in docs]
+             "job": d.job_id, "sha256": d.json_sha256, "withdrawn": withdrawn.get(d.id),
+             **({"withdraws": (d.line or {}).get("withdraws")} if d.kind == WITHDRAWAL
+                else {})} for d in docs]
     if args.json:
         for r in rows:
-            print(json.dumps(r))
+            print(json.dumps(r, ensure_ascii=False))
         return 0
     for r in rows:
+        said = f"  retire / withdraws {r['withdraws']}" if r["kind"] == WITHDRAWAL else ""
+        if r["withdrawn"]:
+            w = r["withdrawn"]
+            said = (f"  RETIRÉ / WITHDRAWN {w['at']} ({w['withdrawal']}, {w['by']}): "
+                    f"« {w['reason']} »")
         print(f"{r['id']}  {r['kind']:<12} {r['issued_at']}  job {r['job'] or '-'}  "
-              f"{r['sha256'][:16]}")
+              f"{r['sha256'][:16]}{said}")
     if not rows:
         print("aucun document émis / no document issued")
     return 0

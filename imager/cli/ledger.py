@@ -39,7 +39,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     hd.add_argument("--output", type=Path, metavar="FICHIER",
                     help="écrire la tête signée / write the signed head file")
     hd.set_defaults(func=cmd_head)
-    ex = lsub.add_parser("export", help="export signé du registre / signed ledger export")
+    ex = lsub.add_parser("export", help="export signé du registre, avec les retraits / signed "
+                         "ledger export, with the withdrawal records")
     ex.add_argument("--output", type=Path, required=True, metavar="FICHIER")
     ex.set_defaults(func=cmd_export)
     ls = lsub.add_parser("list", help="lister les entrées / list the entries")
@@ -112,10 +113,12 @@ def cmd_head(args: argparse.Namespace, ctx: Context) -> int:
 
 def cmd_export(args: argparse.Namespace, ctx: Context) -> int:
     keys = _signing_keys(ctx)
-    document = Ledger(ctx.registry).export_document()
+    document = Ledger(ctx.registry).export_document(ctx.settings.documents_dir)
     write_atomic(args.output, sign_document(document, keys))
-    print(f"Registre exporté / ledger exported: {len(document['entries'])} entrée(s) / entries, "
-          f"tête / head n° {document['head']['seq']} -> {args.output}")
+    withdrawn = len(document["withdrawals"])
+    also = f", {withdrawn} retrait(s) / withdrawal(s)" if withdrawn else ""
+    print(f"Registre exporté / ledger exported: {len(document['entries'])} entrée(s) / entries"
+          f"{also}, tête / head n° {document['head']['seq']} -> {args.output}")
     return 0
 
 

@@ -1,4 +1,6 @@
-"""Decisions a person records before a certificate: accepting hidden areas not checked.
+"""Decisions a person records about a certificate: accepting hidden areas not checked
+(before it), withdrawing it (after: `Issuer.withdraw`, with the same rules for who
+and why, `who_and_why`).
 
 An ATA drive that did not answer `hdparm -N` may hide sectors (HPA, DCO)
 that the erasure never reached; so may a drive behind a USB or SAS adapter
@@ -28,6 +30,21 @@ NOTHING_TO_ACCEPT = {"checked": "the station checked the hidden areas of its dri
                      "not-applicable": "its drive is no ATA drive, it has no hidden areas to check"}
 
 
+def who_and_why(by: str, reason: str, *, asking: str, printed: str) -> tuple[str, str]:
+    """The name of the person deciding and the reason, tidied; refuses an empty name or
+    a reason too short to be one (or too long to be `printed` whole); `asking` is the
+    question in English ("who accepts it?")."""
+    by, reason = by.strip(), " ".join(reason.split())
+    if not 0 < len(by) <= MAX_NAME:
+        raise UsageError(f"qui décide ? / {asking} give the name of the person deciding "
+                         f"(--by NAME, at most {MAX_NAME} characters)")
+    if not REASON[0] <= len(reason) <= REASON[1]:
+        raise UsageError(f"pourquoi ? / why? give a reason of {REASON[0]} to {REASON[1]} "
+                         f"characters (--reason TEXT; this one has {len(reason)}): it is "
+                         f"printed whole {printed}")
+    return by, reason
+
+
 def hidden_areas_acceptance(s: Session, drive_id: int, job_id: int) -> dict[str, str] | None:
     """The latest decision accepting the unchecked hidden areas of `job_id`, as
     the record prints it ({by, at, reason}), or None."""
@@ -54,14 +71,8 @@ def accept_hidden_areas(registry: Registry, job_id: int, *, by: str, reason: str
     """Record that the person `by` accepts, for `reason`, to certify the erasure
     of job `job_id` although its drive's hidden areas were not checked; the
     decision as the certificate will print it."""
-    by, reason = by.strip(), " ".join(reason.split())
-    if not 0 < len(by) <= MAX_NAME:
-        raise UsageError(f"qui décide ? / who accepts it? give the name of the person deciding "
-                         f"(--by NAME, at most {MAX_NAME} characters)")
-    if not REASON[0] <= len(reason) <= REASON[1]:
-        raise UsageError(f"pourquoi ? / why? give a reason of {REASON[0]} to {REASON[1]} "
-                         f"characters (--reason TEXT; this one has {len(reason)}): it is "
-                         "printed whole on the certificate")
+    by, reason = who_and_why(by, reason, asking="who accepts it?",
+                             printed="on the certificate")
     with registry.session() as s:
         job, report = _erase_job(s, job_id)
         status = hidden_areas_status(report)

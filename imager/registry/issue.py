@@ -3,10 +3,14 @@ PDF, file it, and append it to the ledger — all or nothing.
 
 Files go to <data dir>/documents/<id>.json|.pdf (|.csv for a donation); the
 registry keeps one `documents` row per issued document, the ledger one entry.
+A withdrawal (`Issuer.withdraw`) is issued the same way: a signed record
+RET-<id> (JSON only), a `documents` row of kind "withdrawal" whose `line` says
+what it withdraws, why, who and when, and a ledger entry of kind "withdrawal".
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,25 +27,30 @@ from imager.certify.identity import load_profile
 from imager.certify.keys import station_keys
 from imager.certify.ledger import Ledger
 from imager.certify.pades import sign_pdf
-from imager.certify.parties import parties
+from imager.certify.parties import issuer_block, parties
 from imager.certify.record import (
     DRIVE_KINDS,
     destruction_record,
     erasure_record,
     hidden_areas_check,
+    iso,
     record_kind,
 )
 from imager.certify.signing import check_signing_keys, sign_document
+from imager.certify.withdrawal import KIND as WITHDRAWAL
+from imager.certify.withdrawal import withdrawal_id, withdrawal_record
 from imager.errors import NotFound, UsageError
 from imager.host.files import private_dir, write_atomic
 from imager.model import EraseReport
-from imager.registry.decisions import hidden_areas_acceptance
+from imager.registry import items
+from imager.registry.decisions import hidden_areas_acceptance, who_and_why
 from imager.registry.items import find_drive, follow_document
 from imager.settings import Settings
 from imager.store.db import Registry
-from imager.store.models import Document, Donation, Drive, Job
+from imager.store.models import Document, Donation, Drive, Job, LedgerEntry
 from imager.store.people import find_donation, find_technician
 
+DOCUMENT_WITHDRAWN = "document_withdrawn"   # the drive event when its document is withdrawn
 PDF_REASON = {"erasure": "Certificat d'effacement / Certificate of erasure",
               "non-erasure": "Constat de non-effacement / Record of failed erasure",
               "destruction": "Procès-verbal de destruction / Destruction record",
@@ -54,7 +63,7 @@ class Issued:
     id: str
     sha256: str                 # of the signed JSON file
     json_path: Path
-    pdf_path: Path
+    pdf_path: Path | None       # None: a withdrawal record, JSON only
     csv_path: Path | None = None
     seq: int = 0
     existing: bool = False      # already issued before: nothing new was written
@@ -74,9 +83,11 @@ class Issuer:
 
     def _issue(self, build: Callable[[dict[str, Any]], dict[str, Any]],
                files: Callable[[dict[str, Any], bytes, str], dict[str, bytes]],
-               row: Callable[[dict[str, Any], str], Document]) -> Issued:
+               row: Callable[[dict[str, Any], str], Document], *,
+               inside: Callable[[Session, dict[str, Any]], None] | None = None) -> Issued:
         """`build(ledger)` makes the record; `files(record, signed, sha)` the
-        extra files (the unsigned PDF under "pdf", and e.g. "csv")."""
+        extra files (the unsigned PDF under "pdf", if any, and e.g. "csv");
+        `inside(session, record)` checks and writes more under the ledger's lock."""
         check_signing_keys(self.keys)     # no document a verifier would refuse at once
         private_dir(self.out)
         written: list[Path] = []
@@ -84,29 +95,32 @@ class Issuer:
             with self.ledger.reserve() as slot:
                 record = build({"seq": slot.seq, "prev": slot.prev})
                 schema.check(record)
+                if inside is not None:
+                    inside(slot.session, record)
                 kind = record["kind"]
                 signed = sign_document(record, self.keys)
                 sha = sha256_hex(signed)
-                extra = files(record, signed, sha)
-                pdf = sign_pdf(extra.pop("pdf"), self.keys, reason=PDF_REASON[kind],
-                               location=self.profile.location)
+                out = {"json": signed, **files(record, signed, sha)}
+                if "pdf" in out:
+                    out["pdf"] = sign_pdf(out["pdf"], self.keys, reason=PDF_REASON[kind],
+                                          location=self.profile.location)
                 doc = row(record, sha)
                 slot.session.add(doc)
                 follow_document(slot.session, kind, record["id"], doc.drive_id,
                                 actor=_issuer_actor(record))
-                entry = slot.commit(kind, record["id"], sha, sha256_hex(pdf),
+                entry = slot.commit(kind, record["id"], sha,
+                                    sha256_hex(out["pdf"]) if "pdf" in out else None,
                                     self.keys.fingerprint)
-                paths = {ext: self.out / f"{record['id']}.{ext}"
-                         for ext in ("json", "pdf", *extra)}
+                paths = {ext: self.out / f"{record['id']}.{ext}" for ext in out}
                 # Written inside the ledger transaction: a failed write undoes the entry.
-                for ext, data in (("json", signed), ("pdf", pdf), *extra.items()):
+                for ext, data in out.items():
                     write_atomic(paths[ext], data)
                     written.append(paths[ext])
         except BaseException:
             for path in written:
                 path.unlink(missing_ok=True)
             raise
-        return Issued(kind, record["id"], sha, paths["json"], paths["pdf"], paths.get("csv"),
+        return Issued(kind, record["id"], sha, paths["json"], paths.get("pdf"), paths.get("csv"),
                       entry.seq)
 
     def _render(self, record: dict[str, Any], signed: bytes, sha: str) -> bytes:
@@ -135,6 +149,7 @@ class Issuer:
                                  f"{job_id}`) or wait for it to end")
             existing = None if again else _latest(s, job_id=job_id)
             if existing is not None:
+                _refuse_reissue_withdrawn(s, existing, f"imager cert issue {job_id} --again")
                 return self._existing(existing)
             report = EraseReport.from_dict(job.report)
             accepted = hidden_areas_acceptance(s, job.drive_id, job_id)
@@ -218,9 +233,112 @@ class Issuer:
                            lambda r, sha: _row(r, sha, None, None, donation_id))
 
 
+    # -- withdrawals -------------------------------------------------------
+
+    def withdraw(self, doc_id: str, *, reason: str, by: str) -> Issued:
+        """Withdraw the document `doc_id` for `reason`, decided by `by`: a signed
+        withdrawal record RET-<doc_id> and its ledger entry. The document itself, its
+        files and its entry are not touched; verifying it now says it was withdrawn."""
+        by, reason = who_and_why(by, reason, asking="who withdraws it?",
+                                 printed="wherever the document is verified")
+        doc_id = doc_id.strip()
+        with self.registry.session(readonly=True) as s:
+            target = _withdrawable(s, doc_id)
+            issued_at, drive_id = iso(target.issued_at), target.drive_id
+            donation_id = target.donation_id
+        entry = self.ledger.find(doc_id)
+        if entry is None:
+            raise UsageError(f"{doc_id} n'est pas au registre / is not in the ledger: run "
+                             "`imager ledger verify`")
+        issuer = issuer_block(self.profile, self.keys.fingerprint)
+
+        def build(ledger: dict[str, Any]) -> dict[str, Any]:
+            return withdrawal_record(entry.to_dict(), issued_at=issued_at, reason=reason,
+                                     by=by, issuer=issuer, ledger=ledger)
+
+        def inside(s: Session, record: dict[str, Any]) -> None:
+            _refuse_withdrawn(s, doc_id)          # again, under the ledger's lock
+            drive = s.get(Drive, drive_id) if drive_id is not None else None
+            if drive is not None:
+                items.note(s, drive, DOCUMENT_WITHDRAWN, actor=by, reason=reason,
+                           data={"document": doc_id, "withdrawal": record["id"]})
+
+        def row(record: dict[str, Any], sha: str) -> Document:
+            return Document(id=record["id"], kind=WITHDRAWAL, drive_id=drive_id, job_id=None,
+                            donation_id=donation_id,
+                            issued_at=datetime.fromisoformat(record["issued_at"]),
+                            json_sha256=sha, line={"withdraws": doc_id, "reason": reason,
+                                                   "by": by, "at": record["issued_at"]})
+
+        return self._issue(build, lambda r, sg, sha: {}, row, inside=inside)
+
+    def listing(self, doc_id: str) -> list[str]:
+        """The donation certificates, not withdrawn, that list the drive document `doc_id`."""
+        with self.registry.session(readonly=True) as s:
+            doc = s.get(Document, doc_id)
+            if doc is None or doc.kind not in DRIVE_KINDS or doc.donation_id is None:
+                return []
+            ids = list(s.scalars(select(Document.id).where(
+                Document.kind == "donation", Document.donation_id == doc.donation_id)))
+            gone = withdrawals(s, ids)
+        return [i for i in ids if i not in gone and doc_id in _listed(self.out / f"{i}.json")]
+
+
+def withdrawals(s: Session, doc_ids: list[str] | None = None) -> dict[str, dict[str, Any]]:
+    """The withdrawn documents (of `doc_ids`, or all): {id: {withdrawal, at, by, reason}}."""
+    q = select(Document).where(Document.kind == WITHDRAWAL)
+    if doc_ids is not None:
+        q = q.where(Document.id.in_([withdrawal_id(i) for i in doc_ids]))
+    return {d.line["withdraws"]: {"withdrawal": d.id, **{k: d.line[k] for k in
+                                                          ("at", "by", "reason")}}
+            for d in s.scalars(q) if d.line}
+
+
+def _listed(path: Path) -> set[str]:
+    """The drive documents a donation certificate's file lists (none if unreadable)."""
+    try:
+        drives = json.loads(path.read_bytes())["document"]["drives"]
+        return {str(line["certificate"]) for line in drives}
+    except (OSError, ValueError, KeyError, TypeError):
+        return set()
+
+
+def _said(doc_id: str, done: dict[str, Any]) -> str:
+    return (f"{doc_id} retiré le / withdrawn on {done['at']} par / by {done['by']} : "
+            f"« {done['reason']} » ({done['withdrawal']})")
+
+
+def _withdrawable(s: Session, doc_id: str) -> Document:
+    """The document `doc_id` of this station, if it can be withdrawn."""
+    doc = s.get(Document, doc_id)
+    if doc is None:
+        raise NotFound(f"aucun document {doc_id!r} sur cette station / no document {doc_id!r} "
+                       "on this station: list them with `imager cert list` (a document is "
+                       "withdrawn on the station that issued it)")
+    if doc.kind == WITHDRAWAL:
+        raise UsageError(f"{doc_id} est un retrait, un retrait ne se retire pas / {doc_id} is "
+                         f"a withdrawal record, it cannot itself be withdrawn (it withdraws "
+                         f"{(doc.line or {}).get('withdraws')}): if the document should be "
+                         "valid again, issue a new one (`imager cert issue JOB --again`)")
+    _refuse_withdrawn(s, doc_id)
+    return doc
+
+
+def _refuse_withdrawn(s: Session, doc_id: str) -> None:
+    done = withdrawals(s, [doc_id]).get(doc_id)
+    if done is not None:
+        raise UsageError(f"déjà retiré, un document ne se retire qu'une fois / already "
+                         f"withdrawn, a document is withdrawn once: {_said(doc_id, done)}")
+    seq = s.scalar(select(LedgerEntry.seq).where(LedgerEntry.doc_id == withdrawal_id(doc_id)))
+    if seq is not None:
+        raise UsageError(f"{doc_id} : le registre tient déjà son retrait / the ledger already "
+                         f"holds its withdrawal (entry {seq}); run `imager ledger verify`")
+
+
 def _issuer_actor(record: dict[str, Any]) -> str:
-    """Who the item event names: the technician of the record, else the station."""
-    person = record.get("performed_by") or {}
+    """Who the item event names: the technician of the record (or who decided a
+    withdrawal), else the station."""
+    person = record.get("performed_by") or record.get("decided_by") or {}
     return person.get("name") or f"station {record['issuer']['station']}"
 
 
@@ -243,6 +361,14 @@ def _latest(s: Session, *, job_id: int | None = None, drive_id: int | None = Non
     q = q.where(Document.job_id == job_id) if job_id is not None \
         else q.where(Document.drive_id == drive_id)
     return s.scalars(q.order_by(Document.issued_at.desc(), Document.id.desc())).first()
+
+
+def _refuse_reissue_withdrawn(s: Session, doc: Document, again: str) -> None:
+    """A withdrawn document is not handed out again as the one on record."""
+    done = withdrawals(s, [doc.id]).get(doc.id)
+    if done is not None:
+        raise UsageError(f"le document de ce disque a été retiré / this drive's document was "
+                         f"withdrawn: {_said(doc.id, done)} — to issue a new one: `{again}`")
 
 
 def _last_medium(s: Session, drive: Drive) -> str | None:
@@ -273,8 +399,10 @@ def donation_lines(s: Session, don: Donation) -> list[dict[str, Any]]:
         doc = _latest(s, drive_id=drive.id)
         if doc is None or doc.line is None:
             missing.append(drive.serial or drive.identity)
-        else:
-            lines.append(doc.line)
+            continue
+        _refuse_reissue_withdrawn(s, doc, f"imager cert issue {doc.job_id} --again" if doc.job_id
+                                  else "imager cert destroy DRIVE ...")
+        lines.append(doc.line)
     if missing:
         raise UsageError(
             f"{len(missing)} disque(s) du don {don.reference} sans document / drive(s) of the "
