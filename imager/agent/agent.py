@@ -26,6 +26,7 @@ from imager.agent.client import StationClient, StationRefused, StationUnreachabl
 from imager.agent.image_job import run_image, run_images
 from imager.agent.outbox import Outbox
 from imager.agent.remote import JobOnDrive, JobStop, RemoteJobStore
+from imager.agent.tls import StationTrust
 from imager.erase import guard
 from imager.erase import policy as erase_policy
 from imager.erase.plan import plan_for
@@ -59,6 +60,7 @@ class AgentConfig:
     watch: bool = True
     only_lab: bool = False              # watch only the lab bench's labelled drives
     machine: bool = False               # report this machine's inventory (laptop mode)
+    trust: StationTrust | None = None   # the pinned CA of an https station
 
 
 @dataclass
@@ -120,7 +122,7 @@ class Agent:
         """Enrol with the station, retrying while it is unreachable (`attempts`
         times, or until `stop`); False if it never answered."""
         assert self.config.station
-        self.client = StationClient(self.config.station)
+        self.client = StationClient(self.config.station, trust=self.config.trust)
         for attempt, delay in enumerate(_backoff(), start=1):
             if stop.is_set():
                 return False

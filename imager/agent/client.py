@@ -1,4 +1,5 @@
-"""The agent's side of the station API (httpx)."""
+"""The agent's side of the station API (httpx), over HTTPS pinned to the
+station's CA (imager.agent.tls) or HTTP on loopback."""
 
 from __future__ import annotations
 
@@ -7,11 +8,18 @@ from typing import Any
 
 import httpx
 
-from imager.errors import ImagerError
+from imager.agent.tls import StationTrust, not_trusted_message, verify_failure
+from imager.errors import ImagerError, UsageError
+from imager.imaging.source import Source, open_source
 
 
 class StationUnreachable(ImagerError):
     """No answer (network, station down): keep the events, try again later."""
+
+
+class StationNotTrusted(StationUnreachable):
+    """The station's certificate does not chain to the pinned CA, does not name
+    it, or is out of its dates: nothing is sent to it (the spool keeps it all)."""
 
 
 class StationRefused(ImagerError):
@@ -41,19 +49,42 @@ class Registration:
 
 
 class StationClient:
-    def __init__(self, url: str, *, timeout: float = 10.0) -> None:
+    """The station API at `url`; an https URL needs `trust` (the pinned CA)."""
+
+    def __init__(self, url: str, *, trust: StationTrust | None = None,
+                 timeout: float = 10.0) -> None:
         self.url = url.rstrip("/")
         self.token: str | None = None
-        self._http = httpx.Client(base_url=self.url, timeout=timeout)
+        self.trust = trust
+        if self.url.startswith("https:") and trust is None:
+            raise UsageError(f"station {self.url}: HTTPS needs the station's CA (--ca)")
+        self._extensions = {"sni_hostname": trust.name} if trust and trust.name else {}
+        self._verify = trust.context() if trust else True
+        self._http = httpx.Client(base_url=self.url, timeout=timeout, verify=self._verify)
+
+    def _request(self, method: str, path: str, **kw: Any) -> httpx.Response:
+        """One request; no answer, or a station not trusted, is StationUnreachable."""
+        try:
+            return self._http.request(method, path, extensions=self._extensions, **kw)
+        except httpx.HTTPError as exc:
+            failed = verify_failure(exc)
+            if failed is not None:
+                raise StationNotTrusted(not_trusted_message(self.url, self.trust,
+                                                            failed)) from exc
+            raise StationUnreachable(f"station {self.url} unreachable: {exc}") from exc
+
+    def health(self) -> None:
+        """Reach the station once, no token sent: StationNotTrusted says its
+        certificate is refused, StationUnreachable that it does not answer."""
+        resp = self._request("GET", "/api/v1/health")
+        if resp.status_code != 200:
+            raise StationUnreachable(f"station {self.url} failed: {resp.status_code}")
 
     def _call(self, method: str, path: str, *, token: str | None = None,
               timeout: float | None = None, **kw: Any) -> Any:
         headers = {"Authorization": f"Bearer {token or self.token}"}
-        try:
-            resp = self._http.request(method, path, headers=headers,
-                                      timeout=timeout or self._http.timeout, **kw)
-        except httpx.HTTPError as exc:
-            raise StationUnreachable(f"station {self.url} unreachable: {exc}") from exc
+        resp = self._request(method, path, headers=headers,
+                             timeout=timeout or self._http.timeout, **kw)
         if resp.status_code >= 500:
             raise StationUnreachable(f"station {self.url} failed: {resp.status_code}")
         if resp.status_code >= 400:
@@ -86,14 +117,18 @@ class StationClient:
 
     def fetch(self, path: str) -> bytes:
         """A small file from the station (e.g. an image's bmap)."""
-        try:
-            resp = self._http.get(path, headers={"Authorization": f"Bearer {self.token}"})
-        except httpx.HTTPError as exc:
-            raise StationUnreachable(f"station {self.url} unreachable: {exc}") from exc
+        resp = self._request("GET", path, headers={"Authorization": f"Bearer {self.token}"})
         if resp.status_code != 200:
             raise StationRefused(f"station {self.url} refused GET {path}: {resp.status_code} "
                                  f"{resp.text[:200]}")
         return resp.content
+
+    def source(self, path: str) -> Source:
+        """A large file of the station (an image), streamed with the agent's token
+        and the same trust as the API."""
+        return open_source(self.url + path, headers={"Authorization": f"Bearer {self.token}"},
+                           verify=self._verify, sni_hostname=self.trust.name if self.trust
+                           else None)
 
     def close(self) -> None:
         self._http.close()

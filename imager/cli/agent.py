@@ -17,6 +17,7 @@ from imager.jobs.batch import stop_on_signals
 
 if TYPE_CHECKING:
     from imager.agent.agent import AgentConfig
+    from imager.agent.tls import StationTrust
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -30,6 +31,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                             "everything goes to the spool")
         a.add_argument("--token", default=os.environ.get("IMAGER_AGENT_TOKEN"),
                        help="the station's enrolment token (env IMAGER_AGENT_TOKEN)")
+        a.add_argument("--ca", type=Path, metavar="FILE",
+                       default=os.environ.get("IMAGER_STATION_CA") or None,
+                       help="the CA of an https:// station, the only one trusted (env "
+                            "IMAGER_STATION_CA): `imager keys tls-ca FILE` on the station "
+                            "exports it; a boot medium carries it")
+        a.add_argument("--insecure-http", action="store_true",
+                       help="allow an http:// station on another machine: UNSAFE, the "
+                            "agent's tokens and its reports cross the network in clear, for "
+                            "anyone on it to read and change")
         a.add_argument("--name", default=socket.gethostname())
         a.add_argument("--spool", type=Path, metavar="DIR",
                        help="where events wait for the station (default: <data dir>/spool/"
@@ -47,12 +57,32 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def _config(args: argparse.Namespace, ctx: Context, *, kind: str) -> AgentConfig:
     from imager.agent.agent import AgentConfig
+    from imager.agent.tls import station_trust
     if args.station and not args.token:
         raise UsageError("--token is missing: give the station's enrolment token "
                          "(in the station's tokens.json, key 'enrol')")
+    trust = station_trust(args.station, args.ca, insecure_http=args.insecure_http) \
+        if args.station else None
+    if trust is not None:
+        _check_trusted(args.station, trust)
     spool = args.spool or ctx.settings.data_dir / "spool" / args.name
     return AgentConfig(name=args.name, spool=spool, station=args.station,
-                       enrol_token=args.token, kind=kind)
+                       enrol_token=args.token, kind=kind, trust=trust)
+
+
+def _check_trusted(url: str, trust: StationTrust) -> None:
+    """Refuse a station whose certificate the pinned CA does not vouch for, at
+    start; one that does not answer yet is tried again by the agent."""
+    from imager.agent.client import StationClient, StationNotTrusted, StationUnreachable
+    client = StationClient(url, trust=trust, timeout=5.0)
+    try:
+        client.health()
+    except StationNotTrusted:
+        raise
+    except StationUnreachable:
+        pass
+    finally:
+        client.close()
 
 
 def cmd_run(args: argparse.Namespace, ctx: Context) -> int:

@@ -20,6 +20,7 @@ import itertools
 import mmap
 import os
 import re
+import ssl
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -56,12 +57,16 @@ class Source(Protocol):
 
 
 def open_source(ref: str | Path, *, headers: dict[str, str] | None = None,
-                attempts: int = ATTEMPTS, backoff: float = BACKOFF) -> Source:
+                attempts: int = ATTEMPTS, backoff: float = BACKOFF,
+                verify: ssl.SSLContext | bool = True, sni_hostname: str | None = None,
+                ) -> Source:
     """The Source for `ref`: an http(s):// URL (with optional request headers,
-    e.g. an agent's token) or a local path."""
+    e.g. an agent's token; `verify` and `sni_hostname` as the station client's)
+    or a local path."""
     text = str(ref)
     if re.match(r"https?://", text, re.IGNORECASE):
-        return HttpSource(text, headers=headers, attempts=attempts, backoff=backoff)
+        return HttpSource(text, headers=headers, attempts=attempts, backoff=backoff,
+                          verify=verify, sni_hostname=sni_hostname)
     if headers:
         raise SourceError(f"{text} is a local path, and HTTP headers were given for it: give "
                           "an http(s):// URL, or no headers")
@@ -119,14 +124,19 @@ class _Blocks(io.RawIOBase):
 
 
 class HttpSource:
-    """A compressed image at an http(s) URL, resumed with Range requests."""
+    """A compressed image at an http(s) URL, resumed with Range requests.
+    `verify`: the TLS context (a station's pinned CA) or True for the system's
+    store; `sni_hostname`: the name its certificate is checked against, when not
+    the URL's host."""
 
     def __init__(self, url: str, *, headers: dict[str, str] | None = None,
                  attempts: int = ATTEMPTS, backoff: float = BACKOFF,
-                 timeout: float = 30.0) -> None:
+                 timeout: float = 30.0, verify: ssl.SSLContext | bool = True,
+                 sni_hostname: str | None = None) -> None:
         self.name = self.url = url
         self.headers = dict(headers or {})
         self.attempts, self.backoff, self.timeout = attempts, backoff, timeout
+        self.verify, self.sni_hostname = verify, sni_hostname
 
     def open(self) -> ReadsInto:
         stream = _HttpStream(self)
@@ -141,7 +151,7 @@ class _HttpStream(_Blocks):
         super().__init__()
         self.source = source
         self.client = httpx.Client(timeout=httpx.Timeout(source.timeout, connect=10.0),
-                                   follow_redirects=True,
+                                   follow_redirects=True, verify=source.verify,
                                    headers={**source.headers, "Accept-Encoding": "identity"})
         self.pos = 0                               # bytes received so far
         self.total: int | None = None
@@ -179,7 +189,10 @@ class _HttpStream(_Blocks):
     def _open(self) -> None:
         self._drop()
         headers = {"Range": f"bytes={self.pos}-"} if self.pos else {}
-        request = self.client.build_request("GET", self.source.url, headers=headers)
+        extensions = {"sni_hostname": self.source.sni_hostname} if self.source.sni_hostname \
+            else {}
+        request = self.client.build_request("GET", self.source.url, headers=headers,
+                                            extensions=extensions)
         response = self.client.send(request, stream=True)
         try:
             self._accept(response)
