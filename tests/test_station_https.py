@@ -16,7 +16,7 @@ import sqlite3
 import ssl
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -28,10 +28,12 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from station_proc import Serve, until
 
+from imager.agent.client import StationClient
 from imager.agent.tls import StationTrust, station_trust
 from imager.certify.identity import load_profile
 from imager.certify.keys import keys_dir, pem
 from imager.errors import UsageError
+from imager.imaging.source import SourceError, open_source
 from imager.settings import Settings
 from imager.station.tls import TlsCa
 
@@ -136,9 +138,14 @@ def test_agent_needs_a_ca_for_https_and_refuses_plain_http_off_loopback(
         StationTrust(ca).context()
 
 
-class _Health(http.server.BaseHTTPRequestHandler):
+BODY = b"image bytes " * 4096
+
+
+class _Files(http.server.BaseHTTPRequestHandler):
+    """/api/v1/health answers ok; any other path, BODY."""
+
     def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-        body = b'{"status": "ok"}'
+        body = b'{"status": "ok"}' if self.path == "/api/v1/health" else BODY
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -148,43 +155,67 @@ class _Health(http.server.BaseHTTPRequestHandler):
         pass
 
 
+HttpsServer = Callable[[int, int], tuple[str, Path]]
+
+
 @pytest.fixture
-def expired_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    """An HTTPS server on loopback whose certificate the station's own TLS CA
-    issued, and which expired yesterday: (its URL, the CA to pin)."""
+def https_server(tmp_path: Path) -> Iterator[HttpsServer]:
+    """Starts an HTTPS server on loopback whose certificate the station's own TLS CA
+    issued for 127.0.0.1, valid from now + `start` to now + `end` days: (its URL,
+    the CA to pin, as `imager keys tls-ca` exports it)."""
     settings = Settings(data_dir=tmp_path / "station")
     ca = TlsCa.open(keys_dir(settings), load_profile(settings))
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.now(UTC)
-    cert = ca.issue(key, ["127.0.0.1"], start=now - timedelta(days=400),
-                    end=now - timedelta(days=1))
-    chain, key_file = tmp_path / "expired.pem", tmp_path / "expired.key"
-    chain.write_text(pem(cert) + pem(ca.cert))
-    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(chain, key_file)
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Health)
-    server.socket = context.wrap_socket(server.socket, server_side=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"https://127.0.0.1:{server.server_address[1]}", _export_ca(
+    servers: list[http.server.ThreadingHTTPServer] = []
+
+    def start(start: int, end: int) -> tuple[str, Path]:
+        key = ec.generate_private_key(ec.SECP256R1())
+        now = datetime.now(UTC)
+        cert = ca.issue(key, ["127.0.0.1"], start=now + timedelta(days=start),
+                        end=now + timedelta(days=end))
+        chain, key_file = tmp_path / "server.pem", tmp_path / "server.key"
+        chain.write_text(pem(cert) + pem(ca.cert))
+        key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                               serialization.PrivateFormat.PKCS8,
+                                               serialization.NoEncryption()))
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(chain, key_file)
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Files)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"https://127.0.0.1:{server.server_address[1]}", _export_ca(
             settings.data_dir, tmp_path / "station-ca.pem")
+
+    try:
+        yield start
     finally:
-        server.shutdown()
-        server.server_close()
+        for server in servers:
+            server.shutdown()
+            server.server_close()
 
 
 def test_expired_station_certificate_is_refused(tmp_path: Path,
-                                                expired_server: tuple[str, Path]) -> None:
-    url, ca = expired_server
+                                                https_server: HttpsServer) -> None:
+    url, ca = https_server(-400, -1)           # expired yesterday
     done = imager(tmp_path / "laptop", "agent", "run", "--station", url, "--ca", str(ca),
                   "--token", "x", check=False)
     assert done.returncode == 2, done.stderr
     assert "certificate not trusted (certificate has expired)" in done.stderr, done.stderr
     assert "out of its dates: check this machine's clock" in done.stderr
+
+
+def test_images_stream_with_the_pinned_ca_only(https_server: HttpsServer) -> None:
+    url, ca = https_server(-1, 30)
+    client = StationClient(url, trust=StationTrust(ca))
+    try:
+        client.health()
+        with client.source("/api/v1/images/x/image.zst").open() as stream:
+            assert stream.read() == BODY
+    finally:
+        client.close()
+    # the system's store does not know the station's CA: nothing is read
+    with pytest.raises(SourceError, match="CERTIFICATE_VERIFY_FAILED"):
+        open_source(f"{url}/image.zst", attempts=0).open()
 
 
 @pytest.mark.root
