@@ -1,10 +1,11 @@
-"""A real `imager serve` process for tests over HTTP on loopback."""
+"""A real `imager serve` process for tests over HTTP or HTTPS on loopback."""
 
 from __future__ import annotations
 
 import json
 import signal
 import socket
+import ssl
 import subprocess
 import time
 from collections.abc import Callable
@@ -27,45 +28,61 @@ def slow_policy(folder: Path) -> Path:
     return policy
 
 
-def free_port() -> int:
+def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((host, 0))
         return s.getsockname()[1]
 
 
 class Serve:
-    """One `imager serve ARGS...` process on loopback; restartable on the same data dir."""
+    """One `imager serve ARGS...` process listening on `host` (reached on
+    127.0.0.1 when it is 0.0.0.0); restartable on the same data dir. `tls`: it
+    serves HTTPS (give `--tls` in ARGS on loopback), checked against `ca` (the
+    station's TLS CA by default) and `tls_name` (default: the URL's host)."""
 
-    def __init__(self, data: Path, *args: str, **env: str) -> None:
-        self.data, self.port = data, free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+    def __init__(self, data: Path, *args: str, host: str = "127.0.0.1", tls: bool = False,
+                 ca: Path | None = None, tls_name: str | None = None, **env: str) -> None:
+        self.data, self.host, self.port = data, host, free_port(host)
+        self.tls, self.tls_name = tls, tls_name
+        self.ca = ca or data / "keys" / "tls-ca.crt"
+        reach = "127.0.0.1" if host == "0.0.0.0" else host
+        self.url = f"{'https' if tls else 'http'}://{reach}:{self.port}"
+        self.extensions = {"sni_hostname": tls_name} if tls_name else {}
         self.args, self.env = args, env
         self.proc: subprocess.Popen[str] | None = None
 
     def start(self) -> None:
         self.proc = spawn(self.data, "serve", *self.args, "--listen",
-                          f"127.0.0.1:{self.port}", **self.env)
+                          f"{self.host}:{self.port}", **self.env)
         until(lambda: self._health(), 60, "the station answers")
         token = json.loads((self.data / "tokens.json").read_text())["operator"]
-        self.http = httpx.Client(base_url=self.url, timeout=30,
+        self.http = httpx.Client(base_url=self.url, timeout=30, verify=self.verify(),
                                  headers={"Authorization": f"Bearer {token}"})
+
+    def verify(self) -> ssl.SSLContext | bool:
+        """The station's CA only (stdlib, not the code under test), for HTTPS."""
+        return ssl.create_default_context(cafile=self.ca) if self.tls else True
 
     def _health(self) -> bool:
         assert self.proc is not None
         if self.proc.poll() is not None:
             raise AssertionError(f"imager serve exited: {self.proc.communicate()}")
+        if self.tls and not self.ca.exists():
+            return False
         try:
-            return httpx.get(f"{self.url}/api/v1/health", timeout=1).status_code == 200
+            with httpx.Client(timeout=1, verify=self.verify()) as client:
+                return client.get(f"{self.url}/api/v1/health",
+                                  extensions=self.extensions).status_code == 200
         except httpx.HTTPError:
             return False
 
     def get(self, path: str) -> Any:
-        resp = self.http.get(path)
+        resp = self.http.get(path, extensions=self.extensions)
         assert resp.status_code == 200, resp.text
         return resp.json()
 
     def post(self, path: str, body: dict[str, Any]) -> Any:
-        resp = self.http.post(path, json=body)
+        resp = self.http.post(path, json=body, extensions=self.extensions)
         assert resp.status_code == 200, resp.text
         return resp.json()
 
@@ -89,9 +106,11 @@ class Serve:
 
     def kill(self, sig: int) -> None:
         assert self.proc is not None
+        # Closed first: over TLS, the station's closing of an idle connection would
+        # wait for the answer of a client that no longer reads (asyncio: 30 s).
+        self.http.close()
         self.proc.send_signal(sig)
         self.proc.wait(timeout=60)
-        self.http.close()
 
 
 def until(check: Callable[[], Any], seconds: float, what: str) -> Any:

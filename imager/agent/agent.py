@@ -27,6 +27,7 @@ from imager.agent.image_job import run_image, run_images
 from imager.agent.key import agent_key
 from imager.agent.outbox import Outbox
 from imager.agent.remote import JobOnDrive, JobStop, RemoteJobStore
+from imager.agent.tls import StationTrust
 from imager.erase import guard
 from imager.erase import policy as erase_policy
 from imager.erase.plan import plan_for
@@ -62,6 +63,7 @@ class AgentConfig:
     watch: bool = True
     only_lab: bool = False              # watch only the lab bench's labelled drives
     machine: bool = False               # report this machine's inventory (laptop mode)
+    trust: StationTrust | None = None   # the pinned CA of an https station
 
 
 @dataclass
@@ -129,7 +131,8 @@ class Agent:
         `wait_pending`: `self.pending` then says what to tell). False if the
         station never answered, refused it (revoked), or `stop` came first."""
         assert self.config.station
-        self.client = self.client or StationClient(self.config.station, self.key)
+        self.client = self.client or StationClient(self.config.station, self.key,
+                                                   trust=self.config.trust)
         client = self.client
         enrolled = self._retrying(stop, attempts, lambda: client.enrol(
             name=self.config.name, kind=self.config.kind, host=self.config.host,

@@ -1,5 +1,6 @@
 """The agent's side of the station API (httpx): every request signed with the
-agent's own key (imager.protocol.proof)."""
+agent's own key (imager.protocol.proof), over HTTPS pinned to the station's CA
+(imager.agent.tls) or HTTP on loopback."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from typing import Any
 import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from imager.errors import ImagerError
+from imager.agent.tls import StationTrust, not_trusted_message, verify_failure
+from imager.errors import ImagerError, UsageError
+from imager.imaging.source import Source, open_source
 from imager.protocol.proof import public_hex, sign
 
 
@@ -18,9 +21,15 @@ class StationUnreachable(ImagerError):
     """No answer (network, station down): keep the events, try again later."""
 
 
+class StationNotTrusted(StationUnreachable):
+    """The station's certificate does not chain to the pinned CA, does not name
+    it, or is out of its dates: nothing is sent to it (the spool keeps it all)."""
+
+
 class StationRefused(ImagerError):
-    """The station answered no (bad token, bad request): retrying will not help.
-    `bad_events`: the positions of the events a 422 named in a batch sent."""
+    """The station answered no (unknown or revoked agent, bad request): retrying
+    will not help. `bad_events`: the positions of the events a 422 named in a
+    batch sent."""
 
     def __init__(self, message: str, *, status: int = 400,
                  bad_events: tuple[int, ...] = ()) -> None:
@@ -64,19 +73,42 @@ class ProofAuth(httpx.Auth):
 
 
 class StationClient:
-    def __init__(self, url: str, key: Ed25519PrivateKey, *, timeout: float = 10.0) -> None:
+    """The station API at `url`, as the agent holding `key` (None: only `health`,
+    which needs no proof); an https URL needs `trust` (the pinned CA)."""
+
+    def __init__(self, url: str, key: Ed25519PrivateKey | None, *,
+                 trust: StationTrust | None = None, timeout: float = 10.0) -> None:
         self.url = url.rstrip("/")
-        self.key = key
-        self.auth = ProofAuth(key)
-        self._http = httpx.Client(base_url=self.url, timeout=timeout, auth=self.auth)
+        self.key, self.trust = key, trust
+        self.auth = ProofAuth(key) if key is not None else None
+        if self.url.startswith("https:") and trust is None:
+            raise UsageError(f"station {self.url}: HTTPS needs the station's CA (--ca)")
+        self._extensions = {"sni_hostname": trust.name} if trust and trust.name else {}
+        self._verify = trust.context() if trust else True
+        self._http = httpx.Client(base_url=self.url, timeout=timeout, verify=self._verify,
+                                  auth=self.auth)
+
+    def _request(self, method: str, path: str, **kw: Any) -> httpx.Response:
+        """One request; no answer, or a station not trusted, is StationUnreachable."""
+        try:
+            return self._http.request(method, path, extensions=self._extensions, **kw)
+        except httpx.HTTPError as exc:
+            failed = verify_failure(exc)
+            if failed is not None:
+                raise StationNotTrusted(not_trusted_message(self.url, self.trust,
+                                                            failed)) from exc
+            raise StationUnreachable(f"station {self.url} unreachable: {exc}") from exc
+
+    def health(self) -> None:
+        """Reach the station once: StationNotTrusted says its certificate is
+        refused, StationUnreachable that it does not answer."""
+        resp = self._request("GET", "/api/v1/health")
+        if resp.status_code != 200:
+            raise StationUnreachable(f"station {self.url} failed: {resp.status_code}")
 
     def _call(self, method: str, path: str, *, timeout: float | None = None,
               **kw: Any) -> Any:
-        try:
-            resp = self._http.request(method, path, timeout=timeout or self._http.timeout,
-                                      **kw)
-        except httpx.HTTPError as exc:
-            raise StationUnreachable(f"station {self.url} unreachable: {exc}") from exc
+        resp = self._request(method, path, timeout=timeout or self._http.timeout, **kw)
         if resp.status_code >= 500:
             raise StationUnreachable(f"station {self.url} failed: {resp.status_code}")
         if resp.status_code >= 400:
@@ -93,6 +125,7 @@ class StationClient:
               boot_token: str | None = None, macs: tuple[str, ...] = (),
               serial: str | None = None) -> Enrolment:
         """Enrol this agent's key (again: the station then says its state)."""
+        assert self.key is not None, "an agent enrols with its key"
         return _enrolment(self._call("POST", "/api/v1/agents", json={
             "public_key": public_hex(self.key), "name": name, "kind": kind, "host": host,
             "info": info, "boot_token": boot_token, "macs": list(macs), "serial": serial}))
@@ -114,14 +147,17 @@ class StationClient:
 
     def fetch(self, path: str) -> bytes:
         """A small file from the station (e.g. an image's bmap)."""
-        try:
-            resp = self._http.get(path)
-        except httpx.HTTPError as exc:
-            raise StationUnreachable(f"station {self.url} unreachable: {exc}") from exc
+        resp = self._request("GET", path)
         if resp.status_code != 200:
             raise StationRefused(f"station {self.url} refused GET {path}: {resp.status_code} "
                                  f"{resp.text[:200]}")
         return resp.content
+
+    def source(self, path: str) -> Source:
+        """A large file of the station (an image), streamed with every request
+        signed and the same trust as the API."""
+        return open_source(self.url + path, auth=self.auth, verify=self._verify,
+                           sni_hostname=self.trust.name if self.trust else None)
 
     def close(self) -> None:
         self._http.close()

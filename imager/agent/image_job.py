@@ -26,7 +26,6 @@ from imager.errors import ImagerError, RefusedDevice
 from imager.imaging import bmap as bmaplib
 from imager.imaging.after import after_steps
 from imager.imaging.deploy import TargetResult, deploy, failed_result
-from imager.imaging.source import open_source
 from imager.model import ImagePlan
 from imager.settings import Settings
 
@@ -76,8 +75,8 @@ def _deploy(targets: Sequence[JobOnDrive], settings: Settings, client: StationCl
         bmap = bmaplib.parse(client.fetch(plan.urls["bmap"]), source=plan.urls["bmap"])
         while paths:
             try:
-                done = deploy(open_source(client.url + plan.urls["image"], auth=client.auth),
-                              bmap, paths, settings=settings, verify=plan.verify,
+                done = deploy(client.source(plan.urls["image"]), bmap, paths,
+                              settings=settings, verify=plan.verify,
                               sample=plan.sample, expected_sha256=plan.sha256 or None,
                               progress=on_progress, stop=stop)
                 results.update((r.path, r) for r in done.targets)

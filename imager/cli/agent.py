@@ -17,6 +17,7 @@ from imager.jobs.batch import stop_on_signals
 
 if TYPE_CHECKING:
     from imager.agent.agent import AgentConfig
+    from imager.agent.tls import StationTrust
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -35,6 +36,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         a.add_argument("--key", type=Path, metavar="FILE",
                        help="the agent's own key (made on first start; default "
                             "<spool>/agent.key): it is the agent's identity, keep it private")
+        a.add_argument("--ca", type=Path, metavar="FILE",
+                       default=os.environ.get("IMAGER_STATION_CA") or None,
+                       help="the CA of an https:// station, the only one trusted (env "
+                            "IMAGER_STATION_CA): `imager keys tls-ca FILE` on the station "
+                            "exports it; a boot medium carries it")
+        a.add_argument("--insecure-http", action="store_true",
+                       help="allow an http:// station on another machine: UNSAFE, the "
+                            "agent's requests and its reports cross the network in clear, "
+                            "for anyone on it to read")
         a.add_argument("--name", default=socket.gethostname())
         a.add_argument("--spool", type=Path, metavar="DIR",
                        help="where events wait for the station (default: <data dir>/spool/"
@@ -52,9 +62,29 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def _config(args: argparse.Namespace, ctx: Context, *, kind: str) -> AgentConfig:
     from imager.agent.agent import AgentConfig
+    from imager.agent.tls import station_trust
+    trust = station_trust(args.station, args.ca, insecure_http=args.insecure_http) \
+        if args.station else None
+    if trust is not None:
+        _check_trusted(args.station, trust)
     spool = args.spool or ctx.settings.data_dir / "spool" / args.name
     return AgentConfig(name=args.name, spool=spool, station=args.station, key=args.key,
-                       boot_token=args.boot_token, kind=kind)
+                       boot_token=args.boot_token, kind=kind, trust=trust)
+
+
+def _check_trusted(url: str, trust: StationTrust) -> None:
+    """Refuse a station whose certificate the pinned CA does not vouch for, at
+    start; one that does not answer yet is tried again by the agent."""
+    from imager.agent.client import StationClient, StationNotTrusted, StationUnreachable
+    client = StationClient(url, None, trust=trust, timeout=5.0)
+    try:
+        client.health()
+    except StationNotTrusted:
+        raise
+    except StationUnreachable:
+        pass
+    finally:
+        client.close()
 
 
 def cmd_run(args: argparse.Namespace, ctx: Context) -> int:

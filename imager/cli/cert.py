@@ -17,6 +17,7 @@ from imager.certify.keys import csr, fingerprint, install, keys_dir, load_cert, 
 from imager.certify.record import DESTINATIONS, DESTRUCTION_TECHNIQUES, KIND_FR
 from imager.certify.withdrawal import KIND as WITHDRAWAL
 from imager.cli.context import Context
+from imager.cli.tls import register_keys as register_tls_keys
 from imager.errors import UsageError
 from imager.host.files import write_atomic
 from imager.store.models import Document
@@ -105,6 +106,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     ins = ksub.add_parser("install", help="install the certificate a network CA issued")
     ins.add_argument("cert", type=Path)
     ins.set_defaults(func=cmd_keys_install)
+    register_tls_keys(ksub)
 
 
 def _common(p: argparse.ArgumentParser) -> None:

@@ -1,11 +1,13 @@
 """`imager serve` composed: the station API, with a local agent watching the docks.
 
-The local agent is an ordinary agent talking HTTP to the API on loopback, in
-the same process (bench mode). Stopping (Ctrl-C, SIGTERM) stops the jobs at
-their next safe point and lets the agent report that before the API closes;
-whatever it could not send waits in its spool for the next start. A station
-killed outright (kill -9, power cut) finds its running jobs at the next start
-and marks them interrupted; with auto-resume they go on from their checkpoint.
+The local agent is an ordinary agent talking to the API in the same process
+(bench mode): on loopback when the station listens there or everywhere, over
+HTTPS pinned to the station's TLS CA when the station serves HTTPS. Stopping
+(Ctrl-C, SIGTERM) stops the jobs at their next safe point and lets the agent
+report that before the API closes; whatever it could not send waits in its
+spool for the next start. A station killed outright (kill -9, power cut) finds
+its running jobs at the next start and marks them interrupted; with
+auto-resume they go on from their checkpoint.
 """
 
 from __future__ import annotations
@@ -19,16 +21,21 @@ from typing import Any
 import uvicorn
 
 from imager.agent.agent import Agent, AgentConfig
+from imager.agent.tls import StationTrust
 from imager.host import lab as lab_bench
+from imager.host.net import WILDCARDS, addresses, hostname, is_loopback
 from imager.protocol.proof import public_hex
 from imager.settings import Settings
 from imager.station.api import create_app
 from imager.station.policy import ServicePolicy
 from imager.station.service import Station
+from imager.station.tls import ServerTls
 from imager.store.db import Registry
 
 log = logging.getLogger(__name__)
 STOP_GRACE = 20.0   # seconds the jobs get to stop and report before the API closes
+# TLS 1.2 clients (curl, browsers) get forward-secret AEAD suites only; TLS 1.3's are fixed.
+CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
 
 
 @dataclass(frozen=True)
@@ -40,10 +47,39 @@ class ServeOptions:
     local_agent: bool = True
     api_docs: bool = False       # serve /docs and /openapi.json (they describe every route)
     policy: ServicePolicy = ServicePolicy()
+    tls: ServerTls | None = None     # None: plain HTTP
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        """The URL agents on other machines use: the first address of this machine
+        that is not loopback when the station listens everywhere, the first name of
+        an installed certificate that does not name the address."""
+        host = self.host
+        if host in WILDCARDS:
+            host = next((a for a in addresses() if not is_loopback(a)), hostname())
+        return self._url(self.tls and self.tls.name_for(host) or host)
+
+    @property
+    def local_host(self) -> str:
+        """Where the local agent reaches the API: loopback when it listens everywhere."""
+        if self.host in WILDCARDS:
+            return "::1" if self.host == "::" else "127.0.0.1"
+        return self.host
+
+    @property
+    def local_url(self) -> str:
+        return self._url(self.local_host)
+
+    @property
+    def local_trust(self) -> StationTrust | None:
+        """The local agent pins the CA file where it lies (no export needed)."""
+        if self.tls is None:
+            return None
+        return StationTrust(self.tls.cafile, self.tls.name_for(self.local_host))
+
+    def _url(self, host: str) -> str:
+        host = f"[{host}]" if ":" in host else host
+        return f"{'https' if self.tls else 'http'}://{host}:{self.port}"
 
 
 class _Server(uvicorn.Server):
@@ -62,6 +98,10 @@ class _Server(uvicorn.Server):
         def drain() -> None:
             if agent is not None:
                 agent.join(STOP_GRACE)
+                if agent.client is not None:
+                    # Its connections closed by it: over TLS the server would wait for
+                    # an idle client's answer to its closing (asyncio: 30 s).
+                    agent.client.close()
             self.should_exit = True
 
         threading.Thread(target=drain, daemon=True).start()
@@ -84,9 +124,12 @@ def _serve(settings: Settings, options: ServeOptions, *, lab: bool) -> None:
     registry = Registry.open(settings)
     station = Station(settings, registry, options.policy)
     station.start(reconcile=not options.local_agent)
-    server = _Server(uvicorn.Config(create_app(station, docs=options.api_docs),
-                                    host=options.host, port=options.port,
-                                    log_level="warning", access_log=False))
+    tls = options.tls
+    server = _Server(uvicorn.Config(
+        create_app(station, docs=options.api_docs), host=options.host, port=options.port,
+        log_level="warning", access_log=False,
+        ssl_certfile=str(tls.certfile) if tls else None,
+        ssl_keyfile=str(tls.keyfile) if tls else None, ssl_ciphers=CIPHERS))
     stop = threading.Event()
     server.before_exit = stop
     # The objects made at start-up (modules, app, policy) live as long as the
@@ -97,7 +140,7 @@ def _serve(settings: Settings, options: ServeOptions, *, lab: bool) -> None:
     if options.local_agent:
         server.agent = Agent(settings, AgentConfig(
             name="station-docks", spool=settings.data_dir / "spool" / "station-docks",
-            station=options.url, only_lab=lab))
+            station=options.local_url, only_lab=lab, trust=options.local_trust))
         station.enrol_local(public_hex(server.agent.key), name="station-docks",
                             host=server.agent.config.host)
         threading.Thread(target=_start_agent, args=(server, station, stop),

@@ -58,14 +58,16 @@ class Source(Protocol):
 
 def open_source(ref: str | Path, *, headers: dict[str, str] | None = None,
                 auth: httpx.Auth | None = None, verify: ssl.SSLContext | bool = True,
-                attempts: int = ATTEMPTS, backoff: float = BACKOFF) -> Source:
+                sni_hostname: str | None = None, attempts: int = ATTEMPTS,
+                backoff: float = BACKOFF) -> Source:
     """The Source for `ref`: an http(s):// URL (with optional request headers, or
-    an httpx `auth` that signs each request, e.g. an agent's proof; `verify`: the
-    TLS context pinning the station's CA) or a local path."""
+    an httpx `auth` that signs each request, e.g. an agent's proof; `verify` and
+    `sni_hostname` as the station client's: the TLS context pinning the station's
+    CA, the name its certificate is checked against) or a local path."""
     text = str(ref)
     if re.match(r"https?://", text, re.IGNORECASE):
-        return HttpSource(text, headers=headers, auth=auth, verify=verify, attempts=attempts,
-                          backoff=backoff)
+        return HttpSource(text, headers=headers, auth=auth, verify=verify,
+                          sni_hostname=sni_hostname, attempts=attempts, backoff=backoff)
     if headers or auth:
         raise SourceError(f"{text} is a local path, and HTTP headers were given for it: give "
                           "an http(s):// URL, or no headers")
@@ -123,16 +125,20 @@ class _Blocks(io.RawIOBase):
 
 
 class HttpSource:
-    """A compressed image at an http(s) URL, resumed with Range requests."""
+    """A compressed image at an http(s) URL, resumed with Range requests.
+    `verify`: the TLS context (a station's pinned CA) or True for the system's
+    store; `sni_hostname`: the name its certificate is checked against, when not
+    the URL's host."""
 
     def __init__(self, url: str, *, headers: dict[str, str] | None = None,
-                 auth: httpx.Auth | None = None, verify: ssl.SSLContext | bool = True,
-                 attempts: int = ATTEMPTS, backoff: float = BACKOFF,
-                 timeout: float = 30.0) -> None:
+                 auth: httpx.Auth | None = None, attempts: int = ATTEMPTS,
+                 backoff: float = BACKOFF, timeout: float = 30.0,
+                 verify: ssl.SSLContext | bool = True, sni_hostname: str | None = None) -> None:
         self.name = self.url = url
         self.headers = dict(headers or {})
-        self.auth, self.verify = auth, verify
+        self.auth = auth
         self.attempts, self.backoff, self.timeout = attempts, backoff, timeout
+        self.verify, self.sni_hostname = verify, sni_hostname
 
     def open(self) -> ReadsInto:
         stream = _HttpStream(self)
@@ -186,7 +192,10 @@ class _HttpStream(_Blocks):
     def _open(self) -> None:
         self._drop()
         headers = {"Range": f"bytes={self.pos}-"} if self.pos else {}
-        request = self.client.build_request("GET", self.source.url, headers=headers)
+        extensions = {"sni_hostname": self.source.sni_hostname} if self.source.sni_hostname \
+            else {}
+        request = self.client.build_request("GET", self.source.url, headers=headers,
+                                            extensions=extensions)
         response = self.client.send(request, stream=True)
         try:
             self._accept(response)
