@@ -36,6 +36,7 @@ from imager.model import (
     ErasePlan,
     EraseReport,
     MethodStep,
+    Note,
     PassResult,
     VerifyResult,
 )
@@ -72,6 +73,19 @@ def pdf_text(path: Path) -> str:
     return " ".join(raw.replace("\u00a0", " ").replace("\u202f", " ").split())
 
 
+def _refused_unchecked(settings: Settings, dev: str, plan: ErasePlan
+                       ) -> tuple[Note, int, EraseReport, subprocess.CompletedProcess[str]]:
+    """Erase `dev` with `plan` (hidden areas not checked), then ask for its
+    certificate: the plan's note, the job, its report, and the refusal."""
+    note = next(n for n in plan.advice if "hdparm -N" in n.en)
+    with erase_job(settings, dev, plan) as (_, job_id, report):
+        assert report.outcome == "erased" and report.hidden_areas is None
+    assert hidden_areas_status(report) == "not-checked"
+    out = imager(settings.data_dir, "cert", "issue", str(job_id), check=False)
+    assert out.returncode == 2, out.stderr
+    return note, job_id, report, out
+
+
 @pytest.mark.root
 def test_hidden_areas_not_checked_need_a_persons_decision_printed_on_the_certificate(
         tmp_path: Path, loopdev: Callable[..., str]) -> None:
@@ -81,13 +95,8 @@ def test_hidden_areas_not_checked_need_a_persons_decision_printed_on_the_certifi
         fh.write(os.urandom(MiB))
     plan = sata_ssd_plan(dev, settings)
     assert plan.medium == "sata-ssd" and plan.hidden is None
-    note = next(n for n in plan.advice if "hdparm -N" in n.en)
-    with erase_job(settings, dev, plan) as (_, job_id, report):
-        assert report.outcome == "erased" and report.hidden_areas is None
-    assert hidden_areas_status(report) == "not-checked"
     # refused, with the drive and the fix named, before anything is written
-    out = imager(settings.data_dir, "cert", "issue", str(job_id), check=False)
-    assert out.returncode == 2, out.stderr
+    note, job_id, report, out = _refused_unchecked(settings, dev, plan)
     for words in (report.device.key, "zones cachées (HPA/DCO) non vérifiées",
                   "were not checked", "Dock the drive on SATA",
                   f"imager cert accept-hidden {job_id} --by NAME --reason TEXT"):
@@ -151,12 +160,7 @@ def test_a_drive_behind_an_adapter_that_may_be_ata_needs_a_persons_decision(
     dev = loopdev(4 * MiB)
     plan = adapter_plan(dev, settings, adapter)
     assert plan.medium == medium and plan.hidden is None
-    note = next(n for n in plan.advice if "hdparm -N" in n.en)
-    with erase_job(settings, dev, plan) as (_, job_id, report):
-        assert report.outcome == "erased" and report.hidden_areas is None
-    assert hidden_areas_status(report) == "not-checked"
-    out = imager(settings.data_dir, "cert", "issue", str(job_id), check=False)
-    assert out.returncode == 2, out.stderr
+    note, job_id, _, out = _refused_unchecked(settings, dev, plan)
     for words in ("were not checked", "through the drive's USB or SAS adapter",
                   f"imager cert accept-hidden {job_id} --by NAME --reason TEXT"):
         assert words in out.stderr, words
