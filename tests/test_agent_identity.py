@@ -201,3 +201,13 @@ def test_the_agent_key_file_is_private_and_checked(tmp_path: Path) -> None:
     path.chmod(0o644)
     with pytest.raises(UsageError, match="readable by others"):
         agent_key(path)
+
+
+def test_a_flood_of_new_keys_is_refused(api: TestClient, monkeypatch: pytest.MonkeyPatch
+                                        ) -> None:
+    """Anyone on the LAN can ask to be enrolled: only so many wait at once."""
+    monkeypatch.setattr(agents, "MAX_WAITING", 3)
+    for _ in range(3):
+        assert _enrol(api, Ed25519PrivateKey.generate()).json()["state"] == "pending"
+    flood = _enrol(api, Ed25519PrivateKey.generate())
+    assert flood.status_code == 403 and "3 agents already wait for a technician" in flood.text

@@ -33,6 +33,7 @@ from imager.store.models import Agent, BootToken
 PAIRING_MINUTES = 10
 PAIRING_TRIES = 5            # wrong codes typed, after which a pending code is void
 BOOT_TOKEN_MINUTES = 10      # at most
+MAX_WAITING = 32             # new keys waiting for a person at once (a flood is refused)
 KINDS = ("dock", "machine")
 
 
@@ -64,6 +65,10 @@ def enrol(s: Session, public_key_hex: str, *, name: str, kind: str, host: str,
     if kind not in KINDS:
         raise UsageError(f"agent kind {kind!r}: use dock or machine")
     agent = by_key(s, public_key_hex)
+    if agent is None and not boot_token and _waiting(s) >= MAX_WAITING:
+        raise PermissionError(f"{MAX_WAITING} agents already wait for a technician: pair or "
+                              "approve them (imager agents list --pending), or let their codes "
+                              f"expire ({PAIRING_MINUTES} minutes), then start this one again")
     if agent is None:
         agent = Agent(name=name, kind=kind, host=host, info=info, created_at=utcnow(),
                       public_key=public_key_hex, key_id=key_id(public_key_hex),
@@ -77,6 +82,13 @@ def enrol(s: Session, public_key_hex: str, *, name: str, kind: str, host: str,
         _use_boot_token(s, agent, boot_token, macs, serial)
     code = _new_pairing_code(agent) if agent.state == "pending" else None
     return Enrolled(agent.id, agent.state, fingerprint(public_key_hex), code)
+
+
+def _waiting(s: Session) -> int:
+    """Pending agents whose pairing code still runs."""
+    now = utcnow()
+    return sum(1 for expires in s.scalars(select(Agent.pairing_expires_at).where(
+        Agent.state == "pending")) if expires is not None and _aware(expires) > now)
 
 
 def enrol_local(s: Session, public_key_hex: str, *, name: str, kind: str, host: str) -> int:
