@@ -211,3 +211,30 @@ def test_a_flood_of_new_keys_is_refused(api: TestClient, monkeypatch: pytest.Mon
         assert _enrol(api, Ed25519PrivateKey.generate()).json()["state"] == "pending"
     flood = _enrol(api, Ed25519PrivateKey.generate())
     assert flood.status_code == 403 and "3 agents already wait for a technician" in flood.text
+
+
+def test_only_the_agent_holding_a_drive_reports_it_unplugged(api: TestClient,
+                                                             station: Station) -> None:
+    """Another enrolled agent (or the dock a drive left, late) cannot mark it gone."""
+    holder, other = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+    for key, name in ((holder, "dock-1"), (other, "dock-2")):
+        station.enrol_local(public_hex(key), name=name, host="bench")
+    ident = {"path": "/dev/sdb", "size": 1 << 30, "serial": "S4DXNF0M1", "transport": "sata"}
+    attached = {"id": "a1", "seq": 1, "at": "2026-12-06T09:00:00Z", "kind": "drive_attached",
+                "data": {"identity": ident, "plan": None}}
+    gone = {"id": "d1", "seq": 2, "at": "2026-12-06T09:00:01Z", "kind": "drive_detached",
+            "data": {"identity": "serial::S4DXNF0M1", "path": "/dev/sdb", "reason": "gone"}}
+
+    def send(key: Ed25519PrivateKey, event: dict[str, Any]) -> dict[str, Any]:
+        answer: dict[str, Any] = api.post("/api/v1/events", auth=_as(key),
+                                          json={"events": [event]}).json()["results"][0]
+        return answer
+
+    assert send(holder, attached)["outcome"] == "applied"
+    refused = send(other, gone)
+    assert refused["outcome"] == "refused" and "only its holder" in refused["detail"]
+    drives = api.get("/api/v1/drives", headers=_operator(station)).json()
+    assert [d["present"] for d in drives] == [True]
+    assert send(holder, {**gone, "id": "d2"})["outcome"] == "applied"
+    drives = api.get("/api/v1/drives", headers=_operator(station)).json()
+    assert [d["present"] for d in drives] == [False]

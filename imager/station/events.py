@@ -53,7 +53,7 @@ class Applier:
         if isinstance(event, ev.DriveAttached):
             self._attached(s, agent, event.data, effects)
         elif isinstance(event, ev.DriveDetached):
-            _detached(s, event.data, actor=actor)
+            _detached(s, agent, event.data, actor=actor)
         elif isinstance(event, ev.MachineInventory):
             _inventory(s, agent, event.data)
         elif not isinstance(event, ev.Heartbeat):
@@ -155,8 +155,13 @@ def _owner(owner: ev.Owner | None) -> Owner | None:
     return Owner(**owner.model_dump()) if owner is not None else None
 
 
-def _detached(s: Session, data: ev.DriveDetachedData, *, actor: str) -> None:
+def _detached(s: Session, agent: Agent, data: ev.DriveDetachedData, *, actor: str) -> None:
+    """The drive left its dock: only the agent holding it says so (another agent's
+    word, or a late one from the dock it left, changes nothing)."""
     drive = s.scalar(select(Drive).where(Drive.identity == data.identity))
+    if drive is not None and drive.present and drive.agent_id != agent.id:
+        raise UsageError(f"drive {drive.id} is held by agent {drive.agent_id}, not by agent "
+                         f"{agent.id}: only its holder reports it unplugged")
     if drive is not None and drive.present:
         drive.present = False
         items.note(s, drive, "unplugged", actor=actor, reason=data.reason,
