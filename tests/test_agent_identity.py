@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
+from contextlib import closing
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -59,11 +60,10 @@ def _operator(station: Station) -> dict[str, str]:
 
 def _tables(settings: Settings) -> dict[str, list[tuple[Any, ...]]]:
     """Every table of the registry but the agents' last-seen times."""
-    with sqlite3.connect(settings.data_dir / "registry.sqlite3") as db:
+    with closing(sqlite3.connect(settings.data_dir / "registry.sqlite3")) as db:
         names = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
         dump = {n: db.execute(f'SELECT * FROM "{n}"').fetchall() for n in names}
-    columns = [c[1] for c in sqlite3.connect(settings.data_dir / "registry.sqlite3").execute(
-        "PRAGMA table_info(agents)")]
+        columns = [c[1] for c in db.execute("PRAGMA table_info(agents)")]
     seen = columns.index("last_seen_at")
     dump["agents"] = [r[:seen] + r[seen + 1:] for r in dump["agents"]]
     return dump

@@ -135,9 +135,9 @@ def _system_roles(disk: str, mounted: list[tuple[str, str]],
 
 
 def exclusion_entries(settings: Settings) -> list[str]:
-    """The exclusion list's entries, as an operator may write them: separated by
-    commas, spaces or newlines."""
-    return " ".join(settings.excluded_devices).replace(",", " ").split()
+    """The exclusion list's entries (Settings.from_env splits IMAGER_EXCLUDE on
+    commas, spaces and newlines), without the spaces around them."""
+    return [e.strip() for e in settings.excluded_devices if e.strip()]
 
 
 def _entry_path(entry: str, settings: Settings) -> Path:

@@ -13,7 +13,7 @@ carry no `v` and read as version 1 (their shape did not change).
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     BaseModel,
@@ -257,9 +257,9 @@ class Progress(_Envelope):
 JobEnvelope = JobMove | JobEvent | JobPlan | JobCheckpoint | JobDrive | Progress
 Event = Annotated[DriveAttached | DriveDetached | MachineInventory | Heartbeat | JobEnvelope,
                   Field(discriminator="kind")]
-KINDS: tuple[str, ...] = ("drive_attached", "drive_detached", "machine_inventory",
-                          "heartbeat", "job_move", "job_event", "job_plan", "job_checkpoint",
-                          "job_drive", "progress")
+# The kinds, read from the models (the one place they are written).
+KINDS: tuple[str, ...] = tuple(get_args(model.model_fields["kind"].annotation)[0]
+                               for model in get_args(get_args(Event)[0]))
 _EVENT: TypeAdapter[Event] = TypeAdapter(Event)
 _EVENTS: TypeAdapter[list[Event]] = TypeAdapter(list[Event])
 
@@ -294,8 +294,8 @@ def describe_errors(errors: Any, *, within: str = "") -> str:
 
 
 def _describe(error: dict[str, Any], within: str = "") -> str:
-    where = ".".join([within] * bool(within) + [str(p) for p in error.get("loc", ())
-                                                 if p != "body"])
+    loc = [str(p) for p in error.get("loc", ()) if p != "body"]
+    where = ".".join([within, *loc] if within else loc)
     if error.get("type") == "union_tag_invalid":
         return (f"{where}: unknown event kind {error.get('input', {}).get('kind')!r}: "
                 f"use one of {', '.join(KINDS)}")

@@ -19,7 +19,7 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 
 from imager.errors import NotFound, UsageError
 from imager.protocol.proof import fingerprint, key_id
-from imager.store.db import utcnow
+from imager.store.db import as_utc, utcnow
 from imager.store.models import Agent, BootToken
 
 PAIRING_MINUTES = 10
@@ -70,11 +70,7 @@ def enrol(s: Session, public_key_hex: str, *, name: str, kind: str, host: str,
                               "approve them (imager agents list --pending), or let their codes "
                               f"expire ({PAIRING_MINUTES} minutes), then start this one again")
     if agent is None:
-        agent = Agent(name=name, kind=kind, host=host, info=info, created_at=utcnow(),
-                      public_key=public_key_hex, key_id=key_id(public_key_hex),
-                      state="pending", pairing_failures=0)
-        s.add(agent)
-        s.flush()
+        agent = _new_agent(s, public_key_hex, name=name, kind=kind, host=host, info=info)
     if agent.state == "revoked":
         raise PermissionError(f"agent {agent.id} was revoked ({agent.revoked_reason}): a "
                               "revoked key never enrols again; start the agent with a new key")
@@ -84,21 +80,28 @@ def enrol(s: Session, public_key_hex: str, *, name: str, kind: str, host: str,
     return Enrolled(agent.id, agent.state, fingerprint(public_key_hex), code)
 
 
+def _new_agent(s: Session, public_key_hex: str, *, name: str, kind: str, host: str,
+               info: dict[str, Any] | None) -> Agent:
+    """A pending agent for a key seen for the first time."""
+    agent = Agent(name=name, kind=kind, host=host, info=info, created_at=utcnow(),
+                  public_key=public_key_hex, key_id=key_id(public_key_hex), state="pending",
+                  pairing_failures=0)
+    s.add(agent)
+    s.flush()
+    return agent
+
+
 def _waiting(s: Session) -> int:
     """Pending agents whose pairing code still runs."""
     now = utcnow()
     return sum(1 for expires in s.scalars(select(Agent.pairing_expires_at).where(
-        Agent.state == "pending")) if expires is not None and _aware(expires) > now)
+        Agent.state == "pending")) if (as_utc(expires) or now) > now)
 
 
 def enrol_local(s: Session, public_key_hex: str, *, name: str, kind: str, host: str) -> int:
     """The station's own dock agent (same process, same machine): active."""
-    agent = by_key(s, public_key_hex)
-    if agent is None:
-        agent = Agent(name=name, kind=kind, host=host, info=None, created_at=utcnow(),
-                      public_key=public_key_hex, key_id=key_id(public_key_hex),
-                      pairing_failures=0, state="pending")
-        s.add(agent)
+    agent = by_key(s, public_key_hex) or _new_agent(s, public_key_hex, name=name, kind=kind,
+                                                     host=host, info=None)
     if agent.state == "pending":
         _activate(agent, "the station's own process (local dock agent)")
     s.flush()
@@ -149,7 +152,7 @@ def _use_boot_token(s: Session, agent: Agent, token: str, macs: tuple[str, ...],
     if row.used_at is not None:
         raise PermissionError(f"boot token {row.id} was already used: a boot token enrols "
                               "one agent; boot the laptop from the station again")
-    if _aware(row.expires_at) < utcnow():
+    if row.expires_at < utcnow():           # loaded aware (imager.store.db)
         raise PermissionError(f"boot token {row.id} expired: boot the laptop again")
     if row.mac not in {m.strip().lower() for m in macs} or (
             (serial or "").strip().lower() != row.serial.lower()):
@@ -157,11 +160,6 @@ def _use_boot_token(s: Session, agent: Agent, token: str, macs: tuple[str, ...],
     row.used_at, row.agent_id = utcnow(), agent.id
     _activate(agent, f"boot token {row.id} ({row.mac}, serial {row.serial}, "
                      f"issued by {row.created_by})")
-
-
-def _aware(when: datetime) -> datetime:
-    """SQLite gives naive datetimes back: they are UTC."""
-    return when.replace(tzinfo=UTC) if when.tzinfo is None else when
 
 
 WRONG_CODE = ("code d'appairage inconnu ou expiré / unknown or expired pairing code: check "
@@ -177,7 +175,7 @@ def pair(s: Session, code: str, *, by: str) -> Agent | None:
     now = utcnow()
     pending = list(s.scalars(select(Agent).where(Agent.state == "pending",
                                                  Agent.pairing_sha256.is_not(None))))
-    live = [a for a in pending if a.pairing_expires_at and _aware(a.pairing_expires_at) > now
+    live = [a for a in pending if a.pairing_expires_at and a.pairing_expires_at > now
             and a.pairing_failures < PAIRING_TRIES]
     for agent in live:
         if hmac.compare_digest(agent.pairing_sha256 or "", _sha(digits)):

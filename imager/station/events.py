@@ -10,7 +10,6 @@ trace but its refusal.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -99,9 +98,9 @@ class Applier:
             raise NotFound(f"job {data.job} is not a job of agent {agent.name}")
         store = self.store.bound(s)
         owner = _owner(data.owner)
-        if job.state == "interrupted" and owner is not None and not (
+        if job.state == "interrupted" and not (
                 isinstance(event, ev.JobMove) and event.data.target == "running") and same_run(
-                job, dataclasses.asdict(owner)):
+                job, owner):
             store.move(job.id, "running", owner=owner,
                        reason=f"agent {agent.name} is back: its run of the job went on")
         if isinstance(event, ev.Progress):

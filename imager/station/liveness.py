@@ -17,9 +17,10 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from imager.host.owner import Owner
     from imager.store.models import Job
 
 DEFAULT_TIMEOUT = 120.0
@@ -54,9 +55,9 @@ def silence_reason(agent_name: str, seconds: float) -> str:
             "another one with this drive, is back")
 
 
-def same_run(job: Job, owner: dict[str, Any] | None) -> bool:
+def same_run(job: Job, owner: Owner | None) -> bool:
     """True when `owner` (sent with an agent's event) is the process running `job`."""
-    if not owner:
+    if owner is None:
         return False
     return (job.owner_host, job.owner_boot_id, job.owner_pid) == (
-        owner.get("host"), owner.get("boot_id"), owner.get("pid"))
+        owner.host, owner.boot_id, owner.pid)
