@@ -35,6 +35,20 @@ class DeviceGone(DeviceError):
     """The device disappeared (unplugged, driver stopped answering)."""
 
 
+class NotYet(ImagerError):
+    """The request comes too early (e.g. before what it depends on is reported):
+    ask again later."""
+
+
+class Unfit(UsageError):
+    """An agent's event does not fit what the station decided (its plan, its
+    drive, the job's history): refused, and the job it names fails with it."""
+
+    def __init__(self, job_id: int | None, message: str) -> None:
+        self.job_id = job_id
+        super().__init__(message)
+
+
 class NotFound(ImagerError):
     """A registry object (job, donor, donation...) does not exist."""
 

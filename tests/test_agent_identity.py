@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from evidence_maker import evidence
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
@@ -215,14 +216,16 @@ def test_a_flood_of_new_keys_is_refused(api: TestClient, monkeypatch: pytest.Mon
 
 def test_only_the_agent_holding_a_drive_reports_it_unplugged(api: TestClient,
                                                              station: Station) -> None:
-    """Another enrolled agent (or the dock a drive left, late) cannot mark it gone."""
+    """Another enrolled agent (or the dock a drive left, late) cannot mark it gone, nor
+    take it over by reporting it plugged in while its holder still answers."""
     holder, other = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
     for key, name in ((holder, "dock-1"), (other, "dock-2")):
         station.enrol_local(public_hex(key), name=name, host="bench")
-    ident = {"path": "/dev/sdb", "size": 1 << 30, "serial": "S4DXNF0M1", "transport": "sata"}
-    attached = {"id": "a1", "seq": 1, "at": "2026-12-06T09:00:00Z", "kind": "drive_attached",
-                "data": {"identity": ident, "plan": None}}
-    gone = {"id": "d1", "seq": 2, "at": "2026-12-06T09:00:01Z", "kind": "drive_detached",
+    attached = {"id": "a1", "seq": 1, "at": "2026-12-06T09:00:00Z", "v": 2,
+                "kind": "drive_attached",
+                "data": {"evidence": evidence("/dev/sdb", 1 << 30, serial="S4DXNF0M1")}}
+    gone = {"id": "d1", "seq": 2, "at": "2026-12-06T09:00:01Z", "v": 2,
+            "kind": "drive_detached",
             "data": {"identity": "serial::S4DXNF0M1", "path": "/dev/sdb", "reason": "gone"}}
 
     def send(key: Ed25519PrivateKey, event: dict[str, Any]) -> dict[str, Any]:
@@ -233,6 +236,8 @@ def test_only_the_agent_holding_a_drive_reports_it_unplugged(api: TestClient,
     assert send(holder, attached)["outcome"] == "applied"
     refused = send(other, gone)
     assert refused["outcome"] == "refused" and "only its holder" in refused["detail"]
+    taken = send(other, {**attached, "id": "a2"})
+    assert taken["outcome"] == "refused" and "plugged in on agent dock-1" in taken["detail"]
     drives = api.get("/api/v1/drives", headers=_operator(station)).json()
     assert [d["present"] for d in drives] == [True]
     assert send(holder, {**gone, "id": "d2"})["outcome"] == "applied"

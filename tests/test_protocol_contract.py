@@ -1,5 +1,5 @@
 """The agent protocol as a contract: the JSON of every event kind is pinned
-(tests/data/protocol/events-v1.json), the agent's own code writes events that
+(tests/data/protocol/events-v2.json), the agent's own code writes events that
 fit it, and the station answers 422 naming the field for an event that does
 not (an unknown kind, a missing field, a field nobody reads)."""
 
@@ -32,7 +32,7 @@ from imager.station.policy import ServicePolicy
 from imager.station.service import Station
 from imager.store.db import Registry
 
-PINNED = DATA / "protocol" / "events-v1.json"
+PINNED = DATA / "protocol" / "events-v2.json"
 
 
 def _pinned() -> list[dict[str, Any]]:
@@ -42,7 +42,7 @@ def _pinned() -> list[dict[str, Any]]:
 
 def test_every_event_kind_has_its_pinned_json() -> None:
     assert sorted(e["kind"] for e in _pinned()) == sorted(ev.KINDS)
-    assert ev.PROTOCOL_VERSION == 1 and all(e["v"] == 1 for e in _pinned())
+    assert ev.PROTOCOL_VERSION == 2 and all(e["v"] == 2 for e in _pinned())
 
 
 @pytest.mark.parametrize("pinned", _pinned(), ids=lambda e: e["kind"])
@@ -53,20 +53,31 @@ def test_the_pinned_json_of_each_kind_reads_and_writes_unchanged(pinned: dict[st
         "the protocol changed: if on purpose, give it a new version (PROTOCOL_VERSION) "
         f"and pin the new JSON in {PINNED}")
     plan = pinned["data"].get("plan")
-    if plan is not None:
+    if plan is not None and pinned["kind"] != "job_event":
         assert json.loads(json.dumps(ErasePlan.from_dict(plan).to_dict())) == plan
 
 
-def test_an_event_from_an_agent_of_before_the_version_reads_as_version_1() -> None:
-    old = {k: v for k, v in _pinned()[0].items() if k != "v"}
-    assert ev.parse_events([old])[0].v == 1
+def _job_plan() -> dict[str, Any]:
+    plan: dict[str, Any] = next(e for e in _pinned() if e["kind"] == "job_plan")["data"]["plan"]
+    return plan
+
+
+@pytest.mark.parametrize("version", [None, 1, 3])
+def test_an_event_of_another_version_is_refused_with_the_fix(version: int | None) -> None:
+    """Version 1 carried the agent's own plan (and events before it had no `v`): the
+    station refuses them and says to update the agent, whose drives are then reported
+    again by their evidence."""
+    old = {k: v for k, v in _pinned()[1].items() if k != "v"}
+    with pytest.raises(ev.BadEvent, match=f"protocol version {version or 1}: this station "
+                                          "speaks version 2.*update the agent"):
+        ev.parse_events([old if version is None else {**old, "v": version}])
 
 
 def test_the_agents_own_code_writes_events_that_fit_the_contract(tmp_path: Path) -> None:
     """A real outbox and the agent's job store, every kind they write, read back
     by the station's parser with nothing lost."""
     outbox = Outbox(tmp_path / "spool")
-    plan = ErasePlan.from_dict(_pinned()[0]["data"]["plan"])
+    plan = ErasePlan.from_dict(_job_plan())
     ident = DriveIdentity(path="/dev/sdb", size=1 << 30, serial="S1", transport="sata")
     job = JobView(id=7, kind="erase", state="queued", device_path="/dev/sdb",
                   drive_identity=ident.key, drive_size=ident.size, plan=plan, checkpoint=None,
@@ -122,18 +133,19 @@ def _bad(mutate: Any) -> dict[str, Any]:
 @pytest.mark.parametrize(("mutate", "named"), [
     (lambda e: e.update(kind="drive_exploded"), "unknown event kind 'drive_exploded'"),
     (lambda e: e.pop("kind"), "has no 'kind'"),
-    (lambda e: e["data"]["identity"].pop("size"),
-     "events.0.drive_attached.data.identity.size: Field required"),
+    (lambda e: e["data"]["evidence"].pop("lsblk"),
+     "events.0.drive_attached.data.evidence.lsblk: Field required"),
     (lambda e: e["data"].update(sanitization_class="purge"),
      "events.0.drive_attached.data.sanitization_class: Extra inputs are not permitted"),
-    (lambda e: e["data"]["plan"].pop("steps"), "events.0.drive_attached.data.plan"),
+    (lambda e: e["data"].update(plan=_job_plan()),
+     "events.0.drive_attached.data.plan: Extra inputs are not permitted"),
     (lambda e: e.update(id=""), "events.0.drive_attached.id"),
-    (lambda e: e.update(v=2), "events.0.drive_attached.v"),
+    (lambda e: e.update(v=3), "protocol version 3"),
     (lambda e: e.update(seq=2**64), "events.0.drive_attached.seq"),
-    (lambda e: e["data"]["identity"].update(size=2**63),
-     "events.0.drive_attached.data.identity.size"),
-], ids=["unknown-kind", "no-kind", "missing-field", "unknown-field", "bad-plan", "no-id",
-        "future-version", "seq-too-large", "size-too-large"])
+    (lambda e: e["data"]["evidence"].update(tools=[e["data"]["evidence"]["tools"][0]] * 33),
+     "events.0.drive_attached.data.evidence.tools"),
+], ids=["unknown-kind", "no-kind", "missing-field", "unknown-field", "agent-plan", "no-id",
+        "future-version", "seq-too-large", "too-many-tools"])
 def test_a_malformed_event_is_refused_422_with_its_field_named(
         api: TestClient, mutate: Any, named: str) -> None:
     good = _pinned()[3]                          # a heartbeat: refused with the bad one
@@ -182,7 +194,7 @@ DEPLOYED = {"result": {"path": "/dev/sdb", "ok": True, "written_bytes": 4096, "r
 def test_a_deployment_that_does_not_fit_is_refused_422(api: TestClient,
                                                         change: dict[str, Any],
                                                         named: str) -> None:
-    event = {"id": "d1", "seq": 1, "at": "2026-12-06T09:00:00Z", "kind": "job_event",
+    event = {"id": "d1", "seq": 1, "at": "2026-12-06T09:00:00Z", "v": 2, "kind": "job_event",
              "data": {"job": 7, "kind": "deployment", "message": "written",
                       "data": {**DEPLOYED, **change}}}
     resp = _send(api, event)
@@ -200,22 +212,23 @@ def test_an_erasure_is_reported_with_a_report_that_reads(settings: Settings,
                                                         auto_certify=False))
     agent_id = station.enrol_local(public_hex(Ed25519PrivateKey.generate()), name="dock-1",
                                    host="bench")
-    plan = ErasePlan.from_dict(_pinned()[0]["data"]["plan"])
+    plan = ErasePlan.from_dict(_job_plan())
     ident = DriveIdentity(path="/dev/sdb", size=1 << 30, serial="S1", transport="sata")
     job = station.store.create_erase(ident, plan, agent_id=agent_id)
     owner = dataclasses.asdict(Owner.me())
 
     def move(target: str, report: dict[str, Any] | None, n: int) -> dict[str, Any]:
         (answer,) = station.receive(agent_id, ev.parse_events([{
-            "id": f"m{n}", "seq": n, "at": "2026-12-06T09:00:00Z", "kind": "job_move",
+            "id": f"m{n}", "seq": n, "at": "2026-12-06T09:00:00Z", "v": 2, "kind": "job_move",
             "data": {"job": job, "target": target, "report": report, "owner": owner}}]))
         return answer
 
     assert move("running", None, 1)["outcome"] == "applied"
-    assert move("erased", None, 2)["detail"] == (
-        f"UsageError: job {job}: an erasure is reported with its report")
-    assert move("erased", {"outcome": "erased"}, 3)["outcome"] == "refused"
-    assert station.store.get(job).state == "running"
+    assert move("erased", {"outcome": "erased"}, 2)["outcome"] == "refused"
+    assert station.store.get(job).state == "running"      # not readable: refused alone
+    assert move("erased", None, 3)["detail"] == (
+        f"Unfit: job {job}: an erasure is reported with its report")
+    assert station.store.get(job).state == "failed"       # does not fit: the job fails
 
 
 def test_the_events_a_station_refuses_as_malformed_are_set_aside_and_the_rest_go_on(

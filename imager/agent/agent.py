@@ -29,15 +29,14 @@ from imager.agent.outbox import Outbox
 from imager.agent.remote import JobOnDrive, JobStop, RemoteJobStore
 from imager.agent.tls import StationTrust
 from imager.erase import guard
-from imager.erase import policy as erase_policy
-from imager.erase.plan import plan_for
+from imager.erase.progress import Interrupted
 from imager.errors import ImagerError, UsageError
 from imager.host.device_facts import gather, unknown_exclusions
 from imager.host.owner import mac_addresses, machine_id, smbios_serial
 from imager.host.udev import BlockEvent, BlockWatcher
 from imager.host.virtual import label_of
 from imager.inventory import lsblk
-from imager.inventory.probe import probe
+from imager.inventory.evidence import collect
 from imager.jobs.erase import run_erase
 from imager.model import DriveIdentity, ImagePlan
 from imager.protocol.events import BadEvent
@@ -84,7 +83,6 @@ class Agent:
         # events of a job that just ended, it still offers that job; running it again
         # would write the drive a second time after its report.
         self.started: set[int] = set()
-        self.policy = erase_policy.load(self.settings.erase_policy)
         self.registered = threading.Event()
         self.pending: Enrolment | None = None    # what a technician needs, while pending
         self.flushed = threading.Event()
@@ -149,10 +147,9 @@ class Agent:
             enrolled = self._retrying(stop, attempts, client.me)
         if enrolled is None:
             return False
-        if enrolled.state != "active" or enrolled.policy is None:
+        if enrolled.state != "active":
             log.error("the station does not accept this agent (%s): stopping", enrolled.state)
             return False
-        self.policy = erase_policy.parse(enrolled.policy, source=f"{self.config.station}")
         self.registered.set()
         log.info("enrolled with %s as agent %s (key %s)", self.config.station,
                  enrolled.agent, enrolled.fingerprint)
@@ -240,7 +237,8 @@ class Agent:
                 job_stop = JobStop()
                 self.running[view.drive_identity] = job_stop
                 self.started.add(view.id)
-                claimed.append(JobOnDrive(RemoteJobStore(self.outbox, view), path, job_stop))
+                store = RemoteJobStore(self.outbox, view, self._seeds(job_stop))
+                claimed.append(JobOnDrive(store, path, job_stop))
         if len(claimed) > 1:
             threading.Thread(target=self._run_batch, args=(claimed, stop), daemon=True,
                              name=f"jobs-{claimed[0].store.job.id}-batch").start()
@@ -286,6 +284,24 @@ class Agent:
             log.warning("job %s: %s", view.id, exc)
         finally:
             self._ended([job])
+
+    def _seeds(self, stop: threading.Event) -> Callable[[int], str]:
+        """How a job asks the station for its verification seed: until it is drawn
+        (the station waits for the write passes' events) or the job stops."""
+        def ask(job_id: int) -> str:
+            backoff = _backoff()
+            while not stop.is_set():
+                try:
+                    assert self.client is not None
+                    return self.client.verify_seed(job_id)
+                except StationRefused as exc:
+                    if exc.status != 409:
+                        raise
+                except StationUnreachable as exc:
+                    log.warning("job %s waits for its verification seed: %s", job_id, exc)
+                stop.wait(next(backoff))
+            raise Interrupted(f"job {job_id} stopped while waiting for its verification seed")
+        return ask
 
     def _ended(self, jobs: list[JobOnDrive]) -> None:
         with self._lock:
@@ -347,18 +363,15 @@ class Agent:
         return ident
 
     def _attached(self, name: str, ident: DriveIdentity) -> None:
-        plan, problems = None, []
+        """Report the drive by its evidence (the tools' outputs): the station plans."""
         try:
-            caps = probe(ident.path, self.settings)
-            ident = caps.identity
-            plan = plan_for(caps, self.policy).to_dict()
-            problems = list(caps.problems)
+            evidence = collect(ident.path, self.settings)
         except ImagerError as exc:
-            problems = [str(exc)]
+            log.error("%s not reported: %s", ident.path, exc)
+            return
         with self._lock:
             self.present[name] = ident
-        self.outbox.put("drive_attached", {"identity": dataclasses.asdict(ident),
-                                           "plan": plan, "problems": problems})
+        self.outbox.put("drive_attached", {"evidence": evidence.to_dict()})
         log.info("drive %s at %s", ident.key, ident.path)
 
     def _gone(self, name: str, ident: DriveIdentity) -> None:

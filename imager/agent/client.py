@@ -145,6 +145,11 @@ class StationClient:
                                                 timeout=wait + 10)["jobs"]
         return jobs
 
+    def verify_seed(self, job_id: int) -> str:
+        """The seed of job `job_id`'s sampled verification (StationRefused, status 409,
+        while its write passes are not all reported)."""
+        return str(self._call("POST", f"/api/v1/jobs/{job_id}/verify-seed")["seed"])
+
     def fetch(self, path: str) -> bytes:
         """A small file from the station (e.g. an image's bmap)."""
         resp = self._request("GET", path)

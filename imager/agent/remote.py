@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from imager.agent.outbox import Outbox
+from imager.errors import UsageError
 from imager.host.owner import Owner
 from imager.model import DriveIdentity, ErasePlan
 from imager.protocol.jobs import JobView
@@ -41,9 +43,13 @@ class JobOnDrive:
 
 
 class RemoteJobStore:
-    def __init__(self, outbox: Outbox, job: JobView) -> None:
+    """`seeds(job_id)`: asks the station for a sampled verification's seed."""
+
+    def __init__(self, outbox: Outbox, job: JobView,
+                 seeds: Callable[[int], str] | None = None) -> None:
         self.outbox = outbox
         self.job = job
+        self.seeds = seeds
         self.owner = dataclasses.asdict(Owner.me())
 
     def _put(self, kind: str, data: dict[str, Any]) -> None:
@@ -77,6 +83,12 @@ class RemoteJobStore:
     def save_checkpoint(self, job_id: int, checkpoint: dict[str, Any]) -> None:
         self._put("job_checkpoint", {"job": job_id, "checkpoint": checkpoint})
         self.job = dataclasses.replace(self.job, checkpoint=checkpoint)
+
+    def verify_seed(self, job_id: int) -> str:
+        if self.seeds is None:
+            raise UsageError(f"job {job_id}: its sampled verification needs a seed from the "
+                             "station, and this agent has none to ask (offline)")
+        return self.seeds(job_id)
 
     def progress(self, job_id: int, phase: str, index: int, done: int, total: int) -> None:
         self.outbox.put("progress", {"job": job_id, "phase": phase, "index": index,

@@ -118,8 +118,11 @@ class EraseEngine(ABC):
         if not dev.direct:
             drop_cache(dev)
         source, pattern = self.expected_content(plan)
+        seed = plan.verify_seed
+        if plan.verify == "sample" and not seed:
+            seed = sink.verify_seed()
         result = verify(dev, source, mode=plan.verify, pattern=pattern, sink=sink,
-                        index=self.steps(plan), seed=plan.verify_seed)
+                        index=self.steps(plan), seed=seed)
         return Execution(passes, result, *_verdict(result), found)
 
 

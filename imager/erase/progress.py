@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Protocol
 
 from imager.errors import ImagerError
@@ -29,6 +30,11 @@ class Sink(Protocol):
     def step_done(self, result: PassResult) -> None:
         """A step (pass) finished; everything it wrote is flushed."""
 
+    def verify_seed(self) -> str:
+        """The seed of a sampled verification whose plan holds none, asked for once
+        every write is done: whoever checks the report draws it then, so the
+        windows read cannot be known while writing."""
+
 
 class NullSink:
     def update(self, phase: str, index: int, done: int, total: int) -> None:
@@ -45,3 +51,6 @@ class NullSink:
 
     def step_done(self, result: PassResult) -> None:
         pass
+
+    def verify_seed(self) -> str:
+        return os.urandom(16).hex()

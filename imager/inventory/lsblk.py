@@ -9,7 +9,7 @@ from typing import Any
 
 from imager.errors import DeviceError
 from imager.host.run import run
-from imager.host.virtual import label_of
+from imager.host.virtual import LABEL_KEYS, label_of
 from imager.model import DriveIdentity
 from imager.settings import Settings
 
@@ -64,15 +64,37 @@ def probe(path: str, settings: Settings) -> DriveIdentity:
         real = os.path.realpath(path)
         return DriveIdentity(path=path, size=os.path.getsize(path), transport="file",
                              backing_file=real)
+    return from_output(*read(path, settings))
+
+
+def read(path: str, settings: Settings) -> tuple[str, str | None, dict[str, Any] | None]:
+    """What identifies the block device at `path`: lsblk's output, the backing file of
+    a loop device and the label the lab gave that file (or None)."""
     out = run(["lsblk", "-J", "-b", "-d", "-o", COLUMNS, path]).stdout
-    entries = parse(out)
-    if not entries:
-        raise DeviceError(f"lsblk does not know {path}: is it a block device?")
-    entry = entries[0]
-    bf = settings.sys_root / "block" / entry["kname"] / "loop" / "backing_file"
+    entry = _first(out, path)
+    bf = settings.sys_root / "block" / str(entry.get("kname")) / "loop" / "backing_file"
     backing = bf.read_text().strip() if bf.exists() else None
     label = label_of(backing, settings) if entry.get("type") == "loop" else None
-    if label:
-        entry = {**entry, **{k: v for k, v in label.items() if k != "rotational"},
+    return out, backing, label
+
+
+def from_output(out: str, backing: str | None, label: dict[str, Any] | None,
+                *, path: str | None = None) -> DriveIdentity:
+    """The identity lsblk's output tells; a lab label counts only on a loop device."""
+    entry = _first(out, path)
+    if label and entry.get("type") == "loop":
+        entry = {**entry, **{k: label.get(k) for k in LABEL_KEYS if k != "rotational"},
                  "rota": bool(label.get("rotational"))}
-    return identity(entry, backing_file=backing)
+    try:
+        return identity(entry, backing_file=backing)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise DeviceError(f"lsblk's output for {path or 'the drive'} lacks its "
+                          f"{exc.args[0] if isinstance(exc, KeyError) else 'size'}: "
+                          f"{type(exc).__name__}: {exc}") from exc
+
+
+def _first(out: str, path: str | None) -> dict[str, Any]:
+    entries = parse(out)
+    if not entries or not isinstance(entries[0], dict):
+        raise DeviceError(f"lsblk does not know {path or 'the drive'}: is it a block device?")
+    return entries[0]

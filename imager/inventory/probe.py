@@ -8,8 +8,9 @@ simply has fewer firmware methods to offer.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TypedDict
+from typing import Any, TypedDict
 
 from imager.errors import ImagerError
 from imager.host.nvme import nvme_topology
@@ -27,6 +28,40 @@ from imager.settings import Settings
 Runner = Callable[[list[str]], RunResult]
 # Transports behind which an ATA drive may sit (USB-SATA bridge, SAS HBA, unknown).
 BRIDGED = ("usb", "sas", "scsi", None)
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    """What the probe reads from the host besides the tools' outputs: whether the
+    device node exists, the other namespaces of an NVMe namespace's subsystem (None:
+    sysfs does not show it as one) and an MMC device's sysfs type ("MMC": eMMC, "SD")."""
+
+    exists: bool = True
+    nvme_others: tuple[str, ...] | None = None
+    mmc_type: str | None = None
+
+    @classmethod
+    def of(cls, path: str, settings: Settings) -> HostFacts:
+        topology = nvme_topology(path, settings)
+        kind = settings.sys_root / "block" / Path(path).name / "device" / "type"
+        try:
+            mmc_type: str | None = kind.read_text().strip()
+        except OSError:
+            mmc_type = None
+        return cls(exists=Path(path).exists(),
+                   nvme_others=topology.others() if topology is not None else None,
+                   mmc_type=mmc_type)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"exists": self.exists, "mmc_type": self.mmc_type,
+                "nvme_others": list(self.nvme_others) if self.nvme_others is not None
+                else None}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> HostFacts:
+        others = data.get("nvme_others")
+        return cls(exists=bool(data.get("exists", True)), mmc_type=data.get("mmc_type"),
+                   nvme_others=tuple(others) if others is not None else None)
 
 
 class _Parts(TypedDict, total=False):
@@ -92,11 +127,10 @@ def _ata(path: str, problems: list[str], runner: Runner, *, bridged: bool = Fals
     return out
 
 
-def _nvme(path: str, settings: Settings, problems: list[str], runner: Runner) -> _Parts:
+def _nvme(path: str, facts: HostFacts, problems: list[str], runner: Runner) -> _Parts:
     out: _Parts = {}
-    topology = nvme_topology(path, settings)
-    if topology is not None:
-        out["nvme_other_namespaces"] = topology.others()
+    if facts.nvme_others is not None:
+        out["nvme_other_namespaces"] = facts.nvme_others
     else:  # no sysfs view: nvme-cli's list, by the controller's serial number
         listed = _tool(["nvme", "list", "-o", "json"], problems, runner)
         out["nvme_other_namespaces"] = nvme.siblings(nvme.parse_list(listed), path) \
@@ -110,13 +144,9 @@ def _nvme(path: str, settings: Settings, problems: list[str], runner: Runner) ->
     return out
 
 
-def _mmc(path: str, settings: Settings, problems: list[str], runner: Runner) -> _Parts:
+def _mmc(path: str, facts: HostFacts, problems: list[str], runner: Runner) -> _Parts:
     """EXT_CSD of an eMMC; an SD card (sysfs type "SD") has none and is not asked."""
-    kind = settings.sys_root / "block" / Path(path).name / "device" / "type"
-    try:
-        if kind.read_text().strip() != "MMC":
-            return {}
-    except OSError:
+    if facts.mmc_type != "MMC":
         return {}
     text = _tool(["mmc", "extcsd", "read", path], problems, runner)
     try:
@@ -142,21 +172,23 @@ def probe(path: str, settings: Settings, *, runner: Runner | None = None) -> Dri
     return capabilities(lsblk.probe(path, settings), settings, runner=runner)
 
 
-def capabilities(ident: DriveIdentity, settings: Settings, *,
-                 runner: Runner) -> DriveCapabilities:
-    """What the tools its transport answers to say of the drive `ident`."""
+def capabilities(ident: DriveIdentity, settings: Settings, *, runner: Runner,
+                 facts: HostFacts | None = None) -> DriveCapabilities:
+    """What the tools its transport answers to say of the drive `ident`; `facts`: the
+    host's (default: read now from this host)."""
     path = ident.path
+    facts = facts or HostFacts.of(path, settings)
     problems: list[str] = []
     parts: _Parts = {}
     if ident.transport in ("sata", "ata"):
         parts |= _ata(path, problems, runner)
-    elif ident.transport in BRIDGED and Path(path).exists():
+    elif ident.transport in BRIDGED and facts.exists:
         parts |= _ata(path, problems, runner, bridged=True)
     elif ident.transport == "nvme":
-        parts |= _nvme(path, settings, problems, runner)
+        parts |= _nvme(path, facts, problems, runner)
     elif ident.transport == "mmc":
-        parts |= _mmc(path, settings, problems, runner)
-    if ident.transport in ("scsi", "sas", "usb", "virtio", None) and Path(path).exists():
+        parts |= _mmc(path, facts, problems, runner)
+    if ident.transport in ("scsi", "sas", "usb", "virtio", None) and facts.exists:
         ops = _tool(["sg_opcodes", path], problems, runner)
         parts["scsi_sanitize"] = scsi.sanitize_modes(ops or "")
         inq = _tool(["sg_inq", path], problems, runner)

@@ -98,6 +98,9 @@ class JobSink:
     def stop_requested(self) -> bool:
         return self.stop.is_set()
 
+    def verify_seed(self) -> str:
+        return self.store.verify_seed(self.job_id)
+
     def restart(self, plan: ErasePlan) -> None:
         """Another method starts from scratch: forget the refused one's steps."""
         self.done, self.errors, self.position, self.plan = [], [], (0, 0), plan

@@ -38,3 +38,7 @@ class JobStore(Protocol):
 
     def save_checkpoint(self, job_id: int, checkpoint: dict[str, Any]) -> None:
         """Where the job can resume from."""
+
+    def verify_seed(self, job_id: int) -> str:
+        """The seed of the job's sampled verification, drawn by the registry once
+        the write passes are recorded (the same seed when asked again)."""

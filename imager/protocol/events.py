@@ -6,8 +6,11 @@ cannot spool one the station would refuse; the station reads them with the
 same models (`parse_events`), so a malformed or unknown event is refused as a
 whole, with the field named (`describe_errors`), before anything changes.
 
-Version 1 is the first typed version; events spooled by agents from before it
-carry no `v` and read as version 1 (their shape did not change).
+Version 2 (this one): a plugged-in drive is reported by its evidence, the raw
+outputs of the tools (lsblk, hdparm, nvme-cli, smartctl, sg3_utils, mmc), and
+no longer with a plan: the station parses the evidence and plans itself.
+An event of another version (version 1 carried the agent's own plan; before
+it, events had no `v`) is refused with the fix: update the agent.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from pydantic import (
 
 from imager.model import ErasePlan, JobState
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 MAX_INT = 2**63 - 1      # what the registry stores (BIGINT): larger numbers are refused
 Count = Annotated[int, Field(ge=0, le=MAX_INT)]
 
@@ -78,12 +81,39 @@ def _erase_plan(value: dict[str, Any] | None) -> dict[str, Any] | None:
 # -- the data of each kind --------------------------------------------------------
 
 
-class DriveAttachedData(_Strict):
-    identity: Identity
-    plan: dict[str, Any] | None = None          # ErasePlan.to_dict(); None: not plannable
-    problems: list[str] = Field(default_factory=list, max_length=100)
+Text = Annotated[str, Field(max_length=4096)]
 
-    _plan = field_validator("plan")(_erase_plan)
+
+class ToolOutput(_Strict):
+    """One tool as the agent ran it (imager.inventory.evidence.ToolRun)."""
+
+    argv: list[Text] = Field(min_length=1, max_length=16)
+    returncode: int = Field(ge=-255, le=255)
+    stdout: str = Field(max_length=4 << 20)
+    stderr: str = Field(default="", max_length=20000)
+
+
+class HostFacts(_Strict):
+    """imager.inventory.probe.HostFacts: what the agent read from sysfs."""
+
+    exists: StrictBool = True
+    nvme_others: list[Text] | None = Field(default=None, max_length=256)
+    mmc_type: str | None = Field(default=None, max_length=40)
+
+
+class Evidence(_Strict):
+    """imager.inventory.evidence.DriveEvidence: what the station plans a drive from."""
+
+    path: str = Field(min_length=1, max_length=4096)
+    lsblk: str = Field(min_length=1, max_length=1 << 16)
+    backing_file: str | None = Field(default=None, max_length=4096)
+    label: dict[str, str | bool | None] | None = Field(default=None, max_length=10)
+    facts: HostFacts = Field(default_factory=HostFacts)
+    tools: list[ToolOutput] = Field(default_factory=list, max_length=32)
+
+
+class DriveAttachedData(_Strict):
+    evidence: Evidence
 
 
 class DriveDetachedData(_Strict):
@@ -201,7 +231,18 @@ class _Envelope(_Strict):
     id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
     seq: int = Field(default=0, ge=0, le=MAX_INT)
     at: datetime
-    v: Literal[1] = 1               # PROTOCOL_VERSION
+    v: Literal[2] = 2               # PROTOCOL_VERSION
+
+    @model_validator(mode="before")
+    @classmethod
+    def _version(cls, data: Any) -> Any:
+        """An event of another version is refused with the fix."""
+        if isinstance(data, dict) and data.get("v", 1) != PROTOCOL_VERSION:
+            raise ValueError(
+                f"protocol version {data.get('v', 1)}: this station speaks version "
+                f"{PROTOCOL_VERSION} (drives reported by their tools' outputs); update the "
+                "agent to the station's imager version and let it report its drives again")
+        return data
 
 
 class DriveAttached(_Envelope):
@@ -273,7 +314,7 @@ def make_event(kind: str, data: dict[str, Any], *, id: str, seq: int,
     """An event as JSON, checked against its kind's model (BadEvent otherwise)."""
     try:
         event = _EVENT.validate_python({"id": id, "seq": seq, "at": at, "kind": kind,
-                                        "data": data})
+                                        "v": PROTOCOL_VERSION, "data": data})
     except ValidationError as exc:
         raise BadEvent(describe_errors(exc.errors())) from exc
     return event.model_dump(mode="json")

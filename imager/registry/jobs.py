@@ -9,6 +9,7 @@ marked `interrupted`, never left running and never counted as erased.
 from __future__ import annotations
 
 import builtins
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -16,7 +17,8 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from imager.errors import NotFound, UsageError
+from imager.erase.engines import ENGINES
+from imager.errors import NotFound, NotYet, UsageError
 from imager.host.owner import Owner
 from imager.model import DriveIdentity, ErasePlan, ImagePlan
 from imager.protocol.jobs import EventView, JobView, plan_of
@@ -46,6 +48,21 @@ def _add_event(s: Session, job: Job, kind: str, message: str = "",
                     .where(JobEvent.job_id == job.id))
     seq = (last or 0) + 1
     s.add(JobEvent(job_id=job.id, seq=seq, at=utcnow(), kind=kind, message=message, data=data))
+
+
+def passes_reported(s: Session, job: Job) -> set[int]:
+    """The indices of the passes of the job's current plan recorded as completed
+    (those of a plan the drive refused do not count)."""
+    rows = s.execute(select(JobEvent.kind, JobEvent.data).where(
+        JobEvent.job_id == job.id, JobEvent.kind.in_(("pass_completed", "method_refused")))
+        .order_by(JobEvent.seq)).all()
+    done: set[int] = set()
+    for kind, data in rows:
+        if kind == "method_refused":
+            done = set()
+        elif isinstance(data, dict) and isinstance(data.get("index"), int):
+            done.add(data["index"])
+    return done
 
 
 def _set_owner(job: Job, owner: Owner | None = None) -> None:
@@ -207,6 +224,31 @@ class RegistryJobStore:
     def save_checkpoint(self, job_id: int, checkpoint: dict[str, Any]) -> None:
         with self._session() as s:
             self._job(s, job_id).checkpoint = checkpoint
+
+    def verify_seed(self, job_id: int) -> str:
+        """The seed of a sampled verification, drawn once every write pass of the
+        current plan is recorded (NotYet before), recorded in the plan and the history."""
+        with self._session() as s:
+            job = self._job(s, job_id)
+            plan = ErasePlan.from_dict(job.plan) if job.kind == "erase" else None
+            if plan is None or plan.verify != "sample":
+                raise UsageError(f"job {job_id} has no sampled verification: it needs no seed")
+            if plan.verify_seed:
+                return plan.verify_seed
+            if job.state != "running":
+                raise UsageError(f"job {job_id} is {job.state}, not running: no seed is drawn")
+            steps = ENGINES[plan.engine].for_plan(plan).steps(plan)
+            missing = sorted(set(range(steps)) - passes_reported(s, job))
+            if missing:
+                passes = ", ".join(str(i + 1) for i in missing)
+                raise NotYet(f"job {job_id}: write pass(es) {passes} of {steps} not reported "
+                             "yet; the verification seed is drawn once they are: report "
+                             "them, then ask again")
+            seed = os.urandom(16).hex()
+            job.plan = {**job.plan, "verify_seed": seed}
+            _add_event(s, job, "verify_seed", f"verification seed drawn after the {steps} "
+                       "write pass(es)", {"seed": seed})
+            return seed
 
     def reconcile(self) -> builtins.list[int]:
         """Jobs whose owner process died: running -> interrupted (resumable),

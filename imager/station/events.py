@@ -10,18 +10,25 @@ trace but its refusal.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import dataclasses
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from imager.errors import NotFound, UsageError
+from imager.erase import report_check
+from imager.erase.plan import plan_for
+from imager.erase.policy import Policy
+from imager.errors import NotFound, Unfit, UsageError
 from imager.host.owner import Owner
+from imager.inventory import evidence
 from imager.model import DriveIdentity, ErasePlan, EraseReport, ImagePlan
 from imager.protocol import events as ev
 from imager.registry import items, machines
 from imager.registry.jobs import RegistryJobStore, erase_job_for, upsert_drive
+from imager.settings import Settings
 from imager.station.liveness import same_run
 from imager.station.policy import ServicePolicy
 from imager.store.db import utcnow
@@ -35,15 +42,22 @@ class Effects:
     wake: bool = False                                   # jobs to hand out changed
     certify: list[int] = field(default_factory=list)     # jobs erased: issue their certificate
     running: list[int] = field(default_factory=list)     # jobs running again: no resume pending
+    restarted: list[int] = field(default_factory=list)   # jobs whose progress starts over
     progress: dict[int, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class Applier:
-    """Applies events with the station's job store and policy."""
+    """Applies events with the station's job store and policies: `plans` is the
+    erase policy the station plans drives with, `alive(agent_id)` whether an
+    agent was heard lately, `progress` the jobs' last progress (the station's)."""
 
     store: RegistryJobStore
     policy: ServicePolicy
+    plans: Policy
+    settings: Settings
+    alive: Callable[[int], bool]
+    progress: dict[int, dict[str, Any]]
 
     def apply(self, s: Session, agent: Agent, event: ev.Event) -> Effects:
         """Apply `event` of `agent` in `s` (ImagerError, KeyError... refuse it)."""
@@ -61,12 +75,22 @@ class Applier:
 
     def _attached(self, s: Session, agent: Agent, data: ev.DriveAttachedData,
                   effects: Effects) -> None:
-        ident = DriveIdentity(**data.identity.model_dump())
+        """A drive reported by its evidence: parsed and planned here, by the station."""
+        proof = evidence.DriveEvidence.from_dict(data.evidence.model_dump())
+        caps = evidence.read(proof, self.settings)
+        ident = caps.identity
+        self._not_held_elsewhere(s, agent, ident)
+        problems = list(caps.problems)
+        try:
+            plan: dict[str, Any] | None = for_an_agent(plan_for(caps, self.plans)).to_dict()
+        except UsageError as exc:           # no method of the policy can run on it
+            plan = None
+            problems.append(str(exc))
         actor = f"agent {agent.name}"
         drive = upsert_drive(s, ident, actor=actor)
         drive.present, drive.agent_id, drive.last_seen_at = True, agent.id, utcnow()
-        drive.plan = {"identity": data.identity.model_dump(), "plan": data.plan,
-                      "problems": list(data.problems)}
+        drive.plan = {"identity": asdict(ident), "plan": plan, "problems": problems,
+                      "evidence": proof.to_dict()}
         items.note(s, drive, "plugged_in", actor=actor, reason=f"{ident.path} on {agent.name}",
                    data={"path": ident.path})
         if agent.kind == "machine":            # a laptop's agent: the drive is the laptop's
@@ -76,6 +100,18 @@ class Applier:
                 machines.belongs(s, drive, machine, actor=actor)
         effects.wake |= self._follow_drive(s, drive, agent)
         effects.wake |= auto_erase(s, drive, self.policy, self.store) is not None
+
+    def _not_held_elsewhere(self, s: Session, agent: Agent, ident: DriveIdentity) -> None:
+        """A drive another agent holds (plugged in there, that agent active and heard
+        lately) is not taken over by a second report of it."""
+        drive = s.scalar(select(Drive).where(Drive.identity == ident.key))
+        holder = s.get(Agent, drive.agent_id) if drive is not None and drive.present and \
+            drive.agent_id not in (None, agent.id) else None
+        if holder is not None and holder.state == "active" and self.alive(holder.id):
+            raise UsageError(f"drive {ident.key} is plugged in on agent {holder.name}, which "
+                             "still answers: it stays that agent's; if it was moved, it is "
+                             f"taken here once {holder.name} reports it unplugged (unplug "
+                             "and plug it in again)")
 
     def _follow_drive(self, s: Session, drive: Drive, agent: Agent) -> bool:
         """A queued or interrupted job goes to the agent that now holds its drive
@@ -104,15 +140,17 @@ class Applier:
             store.move(job.id, "running", owner=owner,
                        reason=f"agent {agent.name} is back: its run of the job went on")
         if isinstance(event, ev.Progress):
+            self._forward(job, event.data)
             effects.progress[job.id] = event.data.model_dump(
                 include={"phase", "index", "done", "total"})
         elif isinstance(event, ev.JobMove):
             move = event.data
-            _check_report(job, move)
+            _check_report(s, job, move)
             store.move(job.id, move.target, reason=move.reason, report=move.report,
                        data=move.data, owner=owner)
             if move.target == "running":
                 effects.running.append(job.id)
+                effects.restarted.append(job.id)
             if move.target == "erased":
                 effects.certify.append(job.id)
         elif isinstance(event, ev.JobEvent):
@@ -120,12 +158,28 @@ class Applier:
             if event.data.kind == "deployment" and job.kind == "image":
                 _deployment(s, agent, job, event.data.data or {})
         elif isinstance(event, ev.JobPlan):
-            store.replace_plan(job.id, ErasePlan.from_dict(event.data.plan),
-                               kind=event.data.kind, message=event.data.message)
+            new = ErasePlan.from_dict(event.data.plan)
+            report_check.check_replan(_erase_plan(job), new, job.id)
+            store.replace_plan(job.id, new, kind=event.data.kind, message=event.data.message)
+            effects.restarted.append(job.id)
         elif isinstance(event, ev.JobCheckpoint):
             store.save_checkpoint(job.id, event.data.checkpoint)
         else:
-            store.record_drive(DriveIdentity(**event.data.identity.model_dump()))
+            now = DriveIdentity(**event.data.identity.model_dump())
+            drive = s.get(Drive, job.drive_id)
+            assert drive is not None
+            report_check.check_uncovered(_erase_plan(job), drive.identity, drive.size_bytes,
+                                         now, job.id)
+            store.record_drive(now)
+
+    def _forward(self, job: Job, data: ev.ProgressData) -> None:
+        """An erasure's progress only goes forward (within one run of one plan)."""
+        last = self.progress.get(job.id)
+        if job.kind == "erase" and last is not None and (data.index, data.done) < (
+                last["index"], last["done"]):
+            raise Unfit(job.id, f"job {job.id}: progress refused: it went back from pass "
+                                f"{last['index'] + 1} at {last['done']} bytes to pass "
+                                f"{data.index + 1} at {data.done} bytes")
 
 
 def auto_erase(s: Session, drive: Drive, policy: ServicePolicy,
@@ -139,15 +193,38 @@ def auto_erase(s: Session, drive: Drive, policy: ServicePolicy,
                          donation_id=drive.donation_id)
 
 
-def _check_report(job: Job, move: ev.JobMoveData) -> None:
-    """An erase job's report must read as one, and an erasure comes with its report
-    (what its certificate is made of)."""
+def for_an_agent(plan: ErasePlan) -> ErasePlan:
+    """The station's plan as an agent gets it: a sampled verification's seed is drawn
+    only once the write passes are reported (imager.registry.jobs.verify_seed)."""
+    return dataclasses.replace(plan, verify_seed=None) if plan.verify == "sample" else plan
+
+
+def _erase_plan(job: Job) -> ErasePlan:
+    if job.kind != "erase":
+        raise Unfit(job.id, f"job {job.id} is a {job.kind} job: it has no erase plan")
+    return ErasePlan.from_dict(job.plan)
+
+
+def _check_report(s: Session, job: Job, move: ev.JobMoveData) -> None:
+    """An erase job's report is the station's plan carried out on the job's drive
+    (imager.erase.report_check), and an erasure comes with its report."""
     if job.kind != "erase":
         return
-    if move.report is not None:
-        EraseReport.from_dict(move.report)        # KeyError, TypeError...: refused
-    elif move.target == "erased":
-        raise UsageError(f"job {job.id}: an erasure is reported with its report")
+    if move.report is None:
+        if move.target == "erased":
+            raise Unfit(job.id, f"job {job.id}: an erasure is reported with its report")
+        return
+    report = EraseReport.from_dict(move.report)     # KeyError, TypeError...: refused
+    if move.target in ("erased", "failed", "unverified") and report.outcome != move.target:
+        raise Unfit(job.id, f"job {job.id}: the move to {move.target} carries a report whose "
+                            f"outcome is {report.outcome}")
+    drive = s.get(Drive, job.drive_id)
+    assert drive is not None
+    seen = (drive.plan or {}).get("identity") or {}
+    report_check.check(report, report_check.Expected(
+        job_id=job.id, plan=_erase_plan(job), identity=drive.identity, size=drive.size_bytes,
+        transport=drive.transport, logical_sector=int(seen.get("logical_sector") or 512),
+        seconds=(utcnow() - job.created_at).total_seconds()))
 
 
 def _owner(owner: ev.Owner | None) -> Owner | None:

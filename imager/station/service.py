@@ -29,7 +29,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from imager.erase import policy as erase_policy
-from imager.errors import ImagerError, NotFound, UsageError
+from imager.errors import ImagerError, NotFound, Unfit, UsageError
 from imager.model import ImagePlan
 from imager.protocol import events as ev
 from imager.protocol.jobs import view_to_dict
@@ -57,15 +57,17 @@ class Station:
 
     def __post_init__(self) -> None:
         self.store = RegistryJobStore(self.registry)
-        self.applier = Applier(self.store, self.policy)
-        self.tokens = Tokens.open(self.settings)
         self.progress: dict[int, dict[str, Any]] = {}
+        self.liveness = Liveness(self.policy.agent_timeout)
+        self.applier = Applier(self.store, self.policy, erase_policy.load(
+            self.settings.erase_policy), self.settings,
+            lambda agent_id: not self.liveness.silent([agent_id]), self.progress)
+        self.tokens = Tokens.open(self.settings)
         self._jobs_ready = threading.Condition()
         self._resume: set[int] = set()
         self._certify: queue.Queue[int | None] = queue.Queue()
         self._certifier: threading.Thread | None = None
         self.certified: list[str] = []
-        self.liveness = Liveness(self.policy.agent_timeout)
         self.auth = AgentAuth(self.registry, self.liveness)
         self._stopping = threading.Event()
         self._watchdog: threading.Thread | None = None
@@ -186,9 +188,20 @@ class Station:
                 return self.applier.apply(s, agent, event), None
         except (ImagerError, KeyError, TypeError, ValueError) as exc:
             log.warning("event %s from agent %s refused: %s", event.id, agent_id, exc)
+            if isinstance(exc, Unfit) and exc.job_id is not None:
+                self._fail_unfit(s, exc.job_id, str(exc))
             return Effects(), f"{type(exc).__name__}: {exc}"
 
+    def _fail_unfit(self, s: Session, job_id: int, reason: str) -> None:
+        """The agent's own job whose event did not fit fails with the reason (never
+        certified); a job already over stays as it is."""
+        job = s.get(Job, job_id)
+        if job is not None and job.state in ("queued", "running", "interrupted"):
+            self.store.bound(s).move(job_id, "failed", reason=reason)
+
     def _after(self, effects: Effects) -> None:
+        for job_id in effects.restarted:
+            self.progress.pop(job_id, None)
         self.progress.update(effects.progress)
         self._resume.difference_update(effects.running)
         if self.policy.auto_certify:
@@ -303,6 +316,15 @@ class Station:
                     technician_id=tech.id if tech else None, agent_id=drive.agent_id))
         self._wake()
         return jobs
+
+    def verify_seed(self, agent_id: int, job_id: int) -> str:
+        """The seed of agent `agent_id`'s job's sampled verification (drawn now, once
+        its write passes are reported)."""
+        with self.registry.session(readonly=True) as s:
+            job = s.get(Job, job_id)
+            if job is None or job.agent_id != agent_id:
+                raise NotFound(f"job {job_id} is not a job of agent {agent_id}")
+        return self.store.verify_seed(job_id)
 
     def resume(self, job_id: int) -> None:
         job = self.store.get(job_id)

@@ -18,7 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from imager import __version__
-from imager.errors import ImagerError, NotFound
+from imager.errors import ImagerError, NotFound, NotYet
 from imager.protocol.events import describe_errors
 from imager.station.api import agents, images, technicians
 from imager.station.service import Station
@@ -32,8 +32,8 @@ def create_app(station: Station, *, docs: bool = False) -> FastAPI:
 
     @app.exception_handler(ImagerError)
     async def imager_error(_request: Request, exc: ImagerError) -> JSONResponse:
-        return JSONResponse({"error": str(exc)}, status_code=404 if isinstance(
-            exc, NotFound) else 400)
+        status = 404 if isinstance(exc, NotFound) else 409 if isinstance(exc, NotYet) else 400
+        return JSONResponse({"error": str(exc)}, status_code=status)
 
     @app.exception_handler(HTTPException)
     async def http_error(_request: Request, exc: HTTPException) -> JSONResponse:

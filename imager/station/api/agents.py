@@ -5,7 +5,9 @@ agent's own key (imager.protocol.proof).
 boot token, else pending with a pairing code to show; `GET /api/v1/agents/me`
 tells an agent its state (and, once active, the erase policy);
 `POST /api/v1/events` sends typed events (idempotent by id;
-imager.protocol.events); `GET /api/v1/jobs/next?wait=S` long-polls for jobs.
+imager.protocol.events); `GET /api/v1/jobs/next?wait=S` long-polls for jobs;
+`POST /api/v1/jobs/N/verify-seed` gives a job's sampled-verification seed, drawn
+by the station once the job's write passes are reported (409 before).
 """
 
 # No `from __future__ import annotations`: FastAPI reads the bodies and
@@ -71,5 +73,9 @@ def router(station: Station) -> APIRouter:
     def next_jobs(agent_id: Annotated[int, Depends(agent)], wait: float = 0.0
                   ) -> dict[str, Any]:
         return {"jobs": station.jobs_for(agent_id, wait=min(max(wait, 0.0), 30.0))}
+
+    @api.post("/jobs/{job_id}/verify-seed")
+    def verify_seed(job_id: int, agent_id: Annotated[int, Depends(agent)]) -> dict[str, Any]:
+        return {"seed": station.verify_seed(agent_id, job_id)}
 
     return api
