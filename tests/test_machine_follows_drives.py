@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from evidence_maker import evidence
 
-from imager.model import DriveIdentity
 from imager.protocol.events import parse_events
 from imager.protocol.proof import public_hex
 from imager.registry import items, machines
@@ -23,14 +23,14 @@ LAPTOP_KEY = Ed25519PrivateKey.generate()
 
 
 def _event(kind: str, data: dict[str, Any]) -> dict[str, Any]:
-    return {"id": uuid.uuid4().hex, "at": "2026-12-06T09:00:00+00:00", "kind": kind,
+    return {"id": uuid.uuid4().hex, "at": "2026-12-06T09:00:00+00:00", "v": 2, "kind": kind,
             "data": data}
 
 
 def _attached(serial: str) -> dict[str, Any]:
-    ident = DriveIdentity(path=f"/dev/nvme{serial[-1]}n1", size=256 << 30, serial=serial,
-                          model="SAMSUNG MZVLB256HAHQ", transport="nvme")
-    return _event("drive_attached", {"identity": ident.__dict__, "plan": None})
+    return _event("drive_attached", {"evidence": evidence(
+        f"/dev/nvme{serial[-1]}n1", 256 << 30, serial=serial, model="SAMSUNG MZVLB256HAHQ",
+        transport="nvme")})
 
 
 INVENTORY = _event("machine_inventory", {
