@@ -70,7 +70,7 @@ def event(kind: str, data: dict[str, Any], *, id: str | None = None) -> dict[str
     """An event envelope as an agent writes it (imager.protocol.events)."""
     now = datetime.now(UTC)
     return {"id": id or uuid.uuid4().hex, "seq": int(now.timestamp() * 1e6),
-            "at": now.isoformat(), "kind": kind, "data": data}
+            "at": now.isoformat(), "v": 2, "kind": kind, "data": data}
 
 
 def private_key(path: Path) -> Ed25519PrivateKey:

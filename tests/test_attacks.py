@@ -29,6 +29,7 @@ from attacker import Attacker, Dump, changes, dump, event, private_key, rogue_st
 from clirun import spawn
 from conftest import need_root
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from evidence_maker import evidence
 from station_proc import Serve, until
 
 from imager.agent.client import StationClient, StationNotTrusted
@@ -47,9 +48,6 @@ from imager.store.db import Registry
 
 pytestmark = pytest.mark.root
 
-IN_PROGRESS = pytest.mark.xfail(
-    reason="issue 13 part 4: station-made plans and checked reports — in progress",
-    strict=True)
 TECHNICIAN = "Lina (tests)"
 
 
@@ -180,6 +178,13 @@ def made_up_drive(serial: str) -> dict[str, Any]:
             "serial": serial, "transport": "sata", "rotational": False}
 
 
+def made_up_evidence(serial: str) -> dict[str, Any]:
+    """The same drive, as big as its model says, reported by its evidence (lsblk's
+    output, no other tool)."""
+    return evidence("/dev/sdz", 500_107_862_016, serial=serial,
+                    model="Samsung SSD 870 EVO 500GB")
+
+
 # -- 1. re-registration under another agent's name and host -------------------------------
 
 
@@ -307,8 +312,7 @@ def test_a_revoked_agent_is_refused_at_its_next_request(bench: Bench) -> None:
     before = bench.dump()
     why = (f"agent {third.id} révoqué / revoked: laptop stolen from the workshop "
            f"(by {TECHNICIAN})")
-    attached = event("drive_attached", {"identity": made_up_drive("S6PXNS0T500005"),
-                                        "plan": None})
+    attached = event("drive_attached", {"evidence": made_up_evidence("S6PXNS0T500005")})
     for method, path, body in (("POST", "/api/v1/events", {"events": [attached]}),
                                ("GET", "/api/v1/jobs/next", None),
                                ("GET", "/api/v1/agents/me", None)):
@@ -536,11 +540,11 @@ def refused_plan(resp: httpx.Response) -> None:
     refused_event(answer, "plan")
 
 
-@IN_PROGRESS
 @pytest.mark.parametrize("forgery", list(FORGED_PLANS))
 def test_a_plan_the_agent_made_up_is_refused(bench: Bench, forgery: str) -> None:
-    attached = event("drive_attached", {"identity": made_up_drive(f"S6PXNS0T1{len(forgery)}"),
-                                        "plan": FORGED_PLANS[forgery]})
+    attached = event("drive_attached", {
+        "evidence": made_up_evidence(f"S6PXNS0T1{len(forgery)}"),
+        "plan": FORGED_PLANS[forgery]})
     before = bench.dump()
     refused_plan(bench.attacker.call("POST", "/api/v1/events", {"events": [attached]},
                                      key=bench.second.key))
@@ -548,23 +552,20 @@ def test_a_plan_the_agent_made_up_is_refused(bench: Bench, forgery: str) -> None
 
 
 def _own_job(bench: Bench, serial: str) -> tuple[int, dict[str, Any], dict[str, Any]]:
-    """A job of dock-2, running, on a drive it says it holds, with the plan dock-1's
-    real agent made for a lab drive of the same kind (today the agent names the plan
-    of a drive it attaches): the job id, the drive's identity, the plan."""
-    with bench.db() as db:
-        spare = json.loads(db.execute("SELECT plan FROM drives WHERE id = ?",
-                                      (bench.spare["id"],)).fetchone()[0])
-    ident = {**spare["identity"], "path": "/dev/loop63", "serial": serial,
-             "wwn": None, "backing_file": None}
+    """A job of dock-2, running, on a drive it says it holds (reported by made-up
+    evidence: the station plans it): the job id, the drive's identity, the plan."""
     [attached] = bench.attacker.send(bench.second.key, event("drive_attached", {
-        "identity": ident, "plan": spare["plan"]}))
+        "evidence": made_up_evidence(serial)}))
     assert attached["outcome"] == "applied", attached
     drive = next(d for d in bench.station.get("/api/v1/drives") if d["serial"] == serial)
     job: int = bench.station.post(f"/api/v1/drives/{drive['id']}/erase", {})["job"]
     [running] = bench.attacker.send(bench.second.key, event("job_move", {
         "job": job, "target": "running"}))
     assert running["outcome"] == "applied", running
-    return job, ident, spare["plan"]
+    with bench.db() as db:
+        ident = json.loads(db.execute("SELECT plan FROM drives WHERE id = ?",
+                                      (drive["id"],)).fetchone()[0])["identity"]
+    return job, ident, bench.station.get(f"/api/v1/jobs/{job}")["plan"]
 
 
 def _made_up_report(job: int, ident: dict[str, Any], plan: dict[str, Any]) -> dict[str, Any]:
@@ -579,31 +580,28 @@ def _made_up_report(job: int, ident: dict[str, Any], plan: dict[str, Any]) -> di
         outcome="erased", software="imager 0.1.0", tool="imager 0.1.0").to_dict()
 
 
-def _report_refused(bench: Bench, before: Dump, job: int, answer: dict[str, Any]) -> None:
-    """The report is refused and nothing is certified. Part 4 may fail the job with the
-    reason (the issue says so): the job, its drive and their histories may then move,
-    nothing else."""
-    refused_event(answer, "report")
+def _job_failed(bench: Bench, before: Dump, job: int, answer: dict[str, Any],
+                word: str = "report") -> None:
+    """The event is refused, nothing is certified, and the job fails with the reason
+    (the issue says so): the job, its drive and their histories move, nothing else."""
+    refused_event(answer, word)
     diff = changes(before, bench.dump())
     assert set(diff) <= {"jobs", "job_events", "drives", "item_events"}, diff
     with bench.db() as db:
         state, reason = db.execute("SELECT state, reason FROM jobs WHERE id = ?",
                                    (job,)).fetchone()
-    assert state == "running" and not diff or state == "failed" and "report" in reason, (
-        state, reason, diff)
+    assert state == "failed" and word in reason, (state, reason, diff)
 
 
-@IN_PROGRESS
 def test_a_made_up_report_is_refused(bench: Bench) -> None:
     job, ident, plan = _own_job(bench, "XATTACKREPORT01")
     report = _made_up_report(job, ident, plan)
     before = bench.dump()
     [answer] = bench.attacker.send(bench.second.key, event("job_move", {
         "job": job, "target": "erased", "report": report}))
-    _report_refused(bench, before, job, answer)
+    _job_failed(bench, before, job, answer)
 
 
-@IN_PROGRESS
 def test_a_report_copied_from_another_job_is_refused(bench: Bench) -> None:
     job, _, _ = _own_job(bench, "XATTACKCOPIED02")
     copied = bench.station.get(f"/api/v1/jobs/{bench.job}")["report"]
@@ -611,10 +609,9 @@ def test_a_report_copied_from_another_job_is_refused(bench: Bench) -> None:
     before = bench.dump()
     [answer] = bench.attacker.send(bench.second.key, event("job_move", {
         "job": job, "target": "erased", "report": copied}))
-    _report_refused(bench, before, job, answer)
+    _job_failed(bench, before, job, answer)
 
 
-@IN_PROGRESS
 def test_a_plan_replaced_mid_job_is_refused(bench: Bench) -> None:
     """job_plan (a drive refused a method: the job goes on with the next one) naming a
     plan that is not the job's own next method: here, Purge for a single zero pass."""
@@ -623,30 +620,23 @@ def test_a_plan_replaced_mid_job_is_refused(bench: Bench) -> None:
     before = bench.dump()
     [answer] = bench.attacker.send(bench.second.key, event("job_plan", {
         "job": job, "plan": forged, "kind": "fallback", "message": "the drive refused"}))
-    refused_event(answer, "plan")
-    assert changes(before, bench.dump()) == {}
+    _job_failed(bench, before, job, answer, "plan")
 
 
 # -- found while writing this suite, not refused today --------------------------------------
 
-FINDING = pytest.mark.xfail(
-    reason="finding of the adversarial suite (issue 13): not refused today, see "
-           "docs/attacks.md", strict=True)
-
-
-@FINDING
 def test_a_drive_another_agent_holds_is_not_taken_by_attaching_it(bench: Bench) -> None:
     """dock-2 says dock-1's lab drive, plugged in on dock-1, is now on dock-2."""
     with bench.db() as db:
         spare = json.loads(db.execute("SELECT plan FROM drives WHERE id = ?",
                                       (bench.spare["id"],)).fetchone()[0])
     before = bench.dump()
-    [answer] = bench.attacker.send(bench.second.key, event("drive_attached", spare))
-    refused_event(answer, f"held by agent {bench.first.id}")
+    [answer] = bench.attacker.send(bench.second.key, event("drive_attached", {
+        "evidence": spare["evidence"]}))
+    refused_event(answer, "plugged in on agent dock-1")
     assert changes(before, bench.dump()) == {}
 
 
-@FINDING
 def test_a_job_drive_event_cannot_rewrite_another_drive(bench: Bench) -> None:
     """dock-2, with a job of its own, reports as 'its job's drive' the identity of the
     drive dock-1 erased (certified), with another size and model."""
@@ -657,5 +647,4 @@ def test_a_job_drive_event_cannot_rewrite_another_drive(bench: Bench) -> None:
     before = bench.dump()
     [answer] = bench.attacker.send(bench.second.key, event("job_drive", {
         "job": job, "identity": {**erased, "size": 1 << 40, "model": "made up"}}))
-    refused_event(answer, "drive")
-    assert changes(before, bench.dump()) == {}
+    _job_failed(bench, before, job, answer, "drive")
