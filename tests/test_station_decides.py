@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import json
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -282,5 +283,11 @@ def test_a_sampled_verification_uses_the_seed_drawn_after_the_writes(tmp_path: P
         assert shown["report"]["verification"]["seed"] == seed == shown["plan"]["verify_seed"]
         until(lambda: [d for d in serve.get("/api/v1/drives") if d["state"] == "certified"],
               120, "the drive is certified")
+        (record,) = [json.loads(p.read_text())["document"] for p in
+                     (serve.data / "documents").glob("EFF-*.json")]
+        agent = serve.get("/api/v1/agents")[0]
+        assert record["agent"] == {"name": agent["name"], "key": agent["fingerprint"],
+                                   "boot": "station"}
+        assert record["verification"]["seed"] == seed
     finally:
         serve.close()

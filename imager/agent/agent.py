@@ -63,6 +63,7 @@ class AgentConfig:
     only_lab: bool = False              # watch only the lab bench's labelled drives
     machine: bool = False               # report this machine's inventory (laptop mode)
     trust: StationTrust | None = None   # the pinned CA of an https station
+    boot: str | None = None             # how this machine was booted: usb, installed
 
 
 @dataclass
@@ -134,6 +135,7 @@ class Agent:
         client = self.client
         enrolled = self._retrying(stop, attempts, lambda: client.enrol(
             name=self.config.name, kind=self.config.kind, host=self.config.host,
+            info={"boot": self.config.boot} if self.config.boot else None,
             boot_token=self.config.boot_token, macs=mac_addresses(self.settings.sys_root),
             serial=smbios_serial(self.settings.sys_root)))
         if enrolled is not None and enrolled.state == "pending":

@@ -153,6 +153,13 @@ TEXT: dict[str, tuple[str, str]] = {
     # people and issuer
     "performed_by": ("Réalisé par", "Performed by"),
     "habilitation": ("Habilitation", "Qualification"),
+    "agent": ("Agent", "Agent"), "agent_key": ("clé", "key"),
+    "boot.station": ("dock de la station", "the station's own dock"),
+    "boot.network": ("démarré par le réseau de la station (jeton à usage unique)",
+                     "booted from the station's network (single-use token)"),
+    "boot.usb": ("démarré sur clé USB (déclaré)", "booted from a USB stick (declared)"),
+    "boot.installed": ("système installé (déclaré)", "installed system (declared)"),
+    "boot.None": ("démarrage non précisé", "boot not stated"),
     "habilitation_date": ("depuis le", "since"),
     "validated_by": ("Validé par", "Validated by"),
     "organisation": ("Organisation", "Organisation"), "station": ("Station", "Station"),

@@ -9,7 +9,8 @@ from sqlalchemy.orm import Session
 from imager import __version__
 from imager.certify.identity import StationProfile
 from imager.certify.record import Parties
-from imager.store.models import Donation, Drive, Machine, Technician
+from imager.protocol.proof import fingerprint
+from imager.store.models import Agent, Donation, Drive, Machine, Technician
 
 
 def donor_block(donation: Donation | None) -> dict[str, Any] | None:
@@ -41,13 +42,25 @@ def machine_block(machine: Machine | None) -> dict[str, Any] | None:
             "asset_tag": machine.asset_tag}
 
 
+def agent_block(agent: Agent | None) -> dict[str, Any] | None:
+    """The agent that ran a job: its name, its key's fingerprint and how its machine was
+    booted (station: the station's own dock; network: from the station, with a boot
+    token; usb, installed: as the agent said; null: not said)."""
+    if agent is None:
+        return None
+    return {"name": agent.name, "key": fingerprint(agent.public_key) if agent.public_key
+            else None, "boot": agent.boot}
+
+
 def issuer_block(profile: StationProfile, key_fingerprint: str) -> dict[str, Any]:
     return {**profile.issuer(), "software": f"imager {__version__}", "key": key_fingerprint}
 
 
 def parties(s: Session, profile: StationProfile, key_fingerprint: str, drive: Drive,
-            donation: Donation | None, technician: Technician | None) -> Parties:
-    """The parties of a drive's record; the donation defaults to the drive's."""
+            donation: Donation | None, technician: Technician | None,
+            agent_id: int | None = None) -> Parties:
+    """The parties of a drive's record; the donation defaults to the drive's;
+    `agent_id`: the agent that ran the job."""
     if donation is None and drive.donation_id is not None:
         donation = s.get(Donation, drive.donation_id)
     machine = s.get(Machine, drive.machine_id) if drive.machine_id is not None else None
@@ -55,4 +68,5 @@ def parties(s: Session, profile: StationProfile, key_fingerprint: str, drive: Dr
                    validator=profile.validator(),
                    donor=donor_block(donation), donation=donation_block(donation),
                    technician=technician_block(technician),
-                   machine=machine_block(machine))
+                   machine=machine_block(machine),
+                   agent=agent_block(s.get(Agent, agent_id) if agent_id is not None else None))

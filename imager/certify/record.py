@@ -75,6 +75,7 @@ class Parties:
     donation: dict[str, Any] | None
     technician: dict[str, Any] | None
     machine: dict[str, Any] | None
+    agent: dict[str, Any] | None = None   # the agent that ran the job, and how it booted
 
 
 def media_type(medium: str | None, rotational: bool) -> str:
@@ -169,6 +170,8 @@ def erasure_record(report: EraseReport, parties: Parties, *, ledger: dict[str, A
                     "next_step": "" if kind == "erasure" else NEXT_STEP_FAILED},
         "destination": destination, "job": report.job_id,
     })
+    if parties.agent is not None:
+        record["agent"] = parties.agent
     return record
 
 

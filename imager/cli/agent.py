@@ -51,6 +51,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                             "NAME; a USB stick for offline use)")
         a.set_defaults(func=func)
         if name == "run":
+            a.add_argument("--boot", choices=("usb", "installed"),
+                           default=os.environ.get("IMAGER_BOOT"),
+                           help="how this machine was booted, for the certificates (a network "
+                                "boot is known from its boot token)")
             a.add_argument("--machine", action="store_true",
                            help="report this machine's inventory and triage (laptop mode)")
             a.add_argument("--no-watch", action="store_true", help="do not watch the docks")
@@ -69,7 +73,8 @@ def _config(args: argparse.Namespace, ctx: Context, *, kind: str) -> AgentConfig
         _check_trusted(args.station, trust)
     spool = args.spool or ctx.settings.data_dir / "spool" / args.name
     return AgentConfig(name=args.name, spool=spool, station=args.station, key=args.key,
-                       boot_token=args.boot_token, kind=kind, trust=trust)
+                       boot_token=args.boot_token, kind=kind, trust=trust,
+                       boot=getattr(args, "boot", None))
 
 
 def _check_trusted(url: str, trust: StationTrust) -> None:

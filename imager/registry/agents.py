@@ -35,6 +35,8 @@ PAIRING_TRIES = 5            # wrong codes typed, after which a pending code is 
 BOOT_TOKEN_MINUTES = 10      # at most
 MAX_WAITING = 32             # new keys waiting for a person at once (a flood is refused)
 KINDS = ("dock", "machine")
+# How an agent may say its machine was booted; "network" and "station" are known, not said
+DECLARED_BOOTS = ("usb", "installed")
 
 
 @dataclass(frozen=True)
@@ -83,7 +85,9 @@ def enrol(s: Session, public_key_hex: str, *, name: str, kind: str, host: str,
 def _new_agent(s: Session, public_key_hex: str, *, name: str, kind: str, host: str,
                info: dict[str, Any] | None) -> Agent:
     """A pending agent for a key seen for the first time."""
+    declared = (info or {}).get("boot")
     agent = Agent(name=name, kind=kind, host=host, info=info, created_at=utcnow(),
+                  boot=declared if declared in DECLARED_BOOTS else None,
                   public_key=public_key_hex, key_id=key_id(public_key_hex), state="pending",
                   pairing_failures=0)
     s.add(agent)
@@ -104,6 +108,7 @@ def enrol_local(s: Session, public_key_hex: str, *, name: str, kind: str, host: 
                                                      host=host, info=None)
     if agent.state == "pending":
         _activate(agent, "the station's own process (local dock agent)")
+        agent.boot = "station"
     s.flush()
     return agent.id
 
@@ -160,6 +165,7 @@ def _use_boot_token(s: Session, agent: Agent, token: str, macs: tuple[str, ...],
     row.used_at, row.agent_id = utcnow(), agent.id
     _activate(agent, f"boot token {row.id} ({row.mac}, serial {row.serial}, "
                      f"issued by {row.created_by})")
+    agent.boot = "network"
 
 
 WRONG_CODE = ("code d'appairage inconnu ou expiré / unknown or expired pairing code: check "

@@ -154,7 +154,7 @@ class Issuer:
             report = EraseReport.from_dict(job.report)
             accepted = hidden_areas_acceptance(s, job.drive_id, job_id)
             who = parties(s, self.profile, self.keys.fingerprint, job.drive, job.donation,
-                          job.technician)
+                          job.technician, job.agent_id)
             drive_id, donation_id = job.drive_id, job.donation_id or job.drive.donation_id
 
         def build(ledger: dict[str, Any]) -> dict[str, Any]:

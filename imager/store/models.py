@@ -207,6 +207,8 @@ class Agent(Base):
     pairing_failures: Mapped[int] = mapped_column(default=0)      # wrong codes typed
     revoked_at: Mapped[datetime | None]
     revoked_reason: Mapped[str | None] = mapped_column(Text)
+    # station (its own dock), network (a boot token); usb, installed: as it declared
+    boot: Mapped[str | None] = mapped_column(String(20))
 
 
 class BootToken(Base):
