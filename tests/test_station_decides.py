@@ -291,3 +291,31 @@ def test_a_sampled_verification_uses_the_seed_drawn_after_the_writes(tmp_path: P
         assert record["verification"]["seed"] == seed
     finally:
         serve.close()
+
+
+# -- how the agent's machine was booted -------------------------------------------------
+
+def test_how_an_agent_booted_is_known_from_its_token_or_else_as_it_declared(
+        registry: Registry) -> None:
+    """A boot token says "network"; an agent approved by a person may only declare a
+    USB stick or an installed system (a declared "network" counts for nothing)."""
+    from imager.registry import agents
+    from imager.store.models import Agent
+
+    def enrolled(info: dict[str, Any] | None, token: str | None = None) -> str | None:
+        key = public_hex(Ed25519PrivateKey.generate())
+        with registry.session() as s:
+            done = agents.enrol(s, key, name="live", kind="machine", host="pc", info=info,
+                                boot_token=token, macs=("52:54:00:12:34:56",),
+                                serial="PF1ABCDE")
+            agent = s.get(Agent, done.agent)
+            assert agent is not None
+            return agent.boot
+
+    with registry.session() as s:
+        token = agents.issue_boot_token(s, mac="52:54:00:12:34:56", serial="PF1ABCDE",
+                                        by="Lina")
+    assert enrolled(None, token) == "network"
+    assert enrolled({"boot": "usb"}) == "usb"
+    assert enrolled({"boot": "installed"}) == "installed"
+    assert enrolled({"boot": "network"}) is None
