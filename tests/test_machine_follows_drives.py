@@ -11,7 +11,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from evidence_maker import evidence
 
-from imager.protocol.events import parse_events
+from imager.protocol.events import BadEvent, parse_events
 from imager.protocol.proof import public_hex
 from imager.registry import items, machines
 from imager.settings import Settings
@@ -34,10 +34,8 @@ def _attached(serial: str) -> dict[str, Any]:
 
 
 INVENTORY = _event("machine_inventory", {
-    "key": "uuid:4c4c4544-0042-3610-8048-b3c04f4e3732",
     "inventory": {"machine": {"vendor": "Dell Inc.", "model": "Latitude 7490",
-                              "serial": "6B0N3K2"}},
-    "proposal": {"orientation": "reuse", "complete": True}})
+                              "serial": "6B0N3K2"}}})
 
 
 @pytest.fixture
@@ -141,3 +139,24 @@ def test_moves_forward_marked_backward_a_conflict(station: Station) -> None:
     with station.registry.session(readonly=True) as s:
         last = items.history(s, s.query(Machine).one())[-1]
     assert last.kind == "conflict" and last.data == {"wanted": "erasing"}
+
+
+def test_a_machine_another_live_agent_reports_is_not_taken(station: Station) -> None:
+    """Another agent reporting the same machine (its DMI facts are on its sticker)
+    while the first still answers is refused; the triage is the station's own."""
+    _laptop(station, INVENTORY)
+    other = station.enrol_local(public_hex(Ed25519PrivateKey.generate()), name="intruder",
+                                kind="machine", host="somewhere")
+    (answer,) = station.receive(other, parse_events([{**INVENTORY, "id": uuid.uuid4().hex}]))
+    assert answer["outcome"] == "refused", answer
+    assert "is reported by agent live-usb, which still answers" in answer["detail"]
+    with station.registry.session() as s:
+        machine = s.query(Machine).one()
+        assert machine.identity == "serial:dell inc.:6B0N3K2"
+        assert machine.proposal is not None and machine.proposal["orientation"]
+
+
+def test_a_triage_the_agent_proposes_is_refused() -> None:
+    with pytest.raises(BadEvent, match=r"data\.proposal: Extra inputs are not permitted"):
+        parse_events([{**INVENTORY, "data": {**INVENTORY["data"],
+                                             "proposal": {"orientation": "reuse"}}}])

@@ -390,13 +390,8 @@ class Agent:
     # -- this machine -----------------------------------------------------------
 
     def _report_machine(self) -> None:
-        from imager.inventory.machine import collect, machine_key
-        from imager.inventory.triage import load_rules, propose
-        inv = collect(self.settings)
-        proposal = propose(inv, load_rules())
-        self.outbox.put("machine_inventory", {"key": machine_key(inv),
-                                              "inventory": inv.to_dict(),
-                                              "proposal": proposal.to_dict()})
+        from imager.inventory.machine import collect
+        self.outbox.put("machine_inventory", {"inventory": collect(self.settings).to_dict()})
 
 
 def _throttled(report: Callable[..., None]) -> Callable[..., None]:

@@ -139,9 +139,9 @@ class Inventory(BaseModel):
 
 
 class MachineInventoryData(_Strict):
-    key: str | None = Field(default=None, max_length=400)   # machine_key(inventory)
+    """What the agent found; the station makes the machine's key and its triage."""
+
     inventory: Inventory
-    proposal: dict[str, Any] | None = None                    # triage's proposal
 
 
 class HeartbeatData(_Strict):

@@ -68,7 +68,7 @@ class Applier:
         elif isinstance(event, ev.DriveDetached):
             _detached(s, agent, event.data, actor=actor)
         elif isinstance(event, ev.MachineInventory):
-            _inventory(s, agent, event.data)
+            self._inventory(s, agent, event.data)
         elif not isinstance(event, ev.Heartbeat):
             self._job_event(s, agent, event, effects)
         return effects
@@ -105,13 +105,41 @@ class Applier:
         """A drive another agent holds (plugged in there, that agent active and heard
         lately) is not taken over by a second report of it."""
         drive = s.scalar(select(Drive).where(Drive.identity == ident.key))
-        holder = s.get(Agent, drive.agent_id) if drive is not None and drive.present and \
-            drive.agent_id not in (None, agent.id) else None
-        if holder is not None and holder.state == "active" and self.alive(holder.id):
+        holder = self._live_holder(s, agent, drive.agent_id) \
+            if drive is not None and drive.present else None
+        if holder is not None:
             raise UsageError(f"drive {ident.key} is plugged in on agent {holder.name}, which "
                              "still answers: it stays that agent's; if it was moved, it is "
                              f"taken here once {holder.name} reports it unplugged (unplug "
                              "and plug it in again)")
+
+    def _live_holder(self, s: Session, agent: Agent, holder_id: int | None) -> Agent | None:
+        """The other agent `holder_id`, when it is active and was heard lately."""
+        holder = s.get(Agent, holder_id) if holder_id not in (None, agent.id) else None
+        return holder if holder is not None and holder.state == "active" and \
+            self.alive(holder.id) else None
+
+    def _inventory(self, s: Session, agent: Agent, data: ev.MachineInventoryData) -> None:
+        """File the machine a laptop's agent inventoried: by its key, else by the serial
+        intake recorded, else a new machine. The key and the triage proposal are the
+        station's, from the reported facts (what the agent proposed is not read); a
+        machine another live agent reports stays that agent's."""
+        from imager.inventory.machine import MachineInventory, machine_key
+        from imager.inventory.triage import load_rules, propose
+        inventory = MachineInventory.from_dict(data.inventory.model_dump(mode="json"))
+        key = machine_key(inventory)
+        machine = s.scalar(select(Machine).where(Machine.identity == key)) if key else None
+        facts = data.inventory.machine
+        if machine is None and facts.serial:
+            machine = s.scalar(select(Machine).where(Machine.serial == facts.serial,
+                                                     Machine.state == "received"))
+        holder = self._live_holder(s, agent, machine.agent_id) if machine else None
+        if holder is not None:
+            raise UsageError(f"machine {key} is reported by agent {holder.name}, which still "
+                             "answers: it stays that agent's (a laptop booted again gets a "
+                             "new agent: the old one falls silent first)")
+        _file_machine(s, agent, machine, key, inventory.to_dict(),
+                      propose(inventory, load_rules()).to_dict())
 
     def _follow_drive(self, s: Session, drive: Drive, agent: Agent) -> bool:
         """A queued or interrupted job goes to the agent that now holds its drive
@@ -244,27 +272,21 @@ def _detached(s: Session, agent: Agent, data: ev.DriveDetachedData, *, actor: st
                    data={"path": data.path})
 
 
-def _inventory(s: Session, agent: Agent, data: ev.MachineInventoryData) -> None:
-    """File the machine a laptop's agent inventoried: by its key, else by the
-    serial intake recorded, else a new machine."""
-    facts = data.inventory.machine
-    machine = s.scalar(select(Machine).where(Machine.identity == data.key)) \
-        if data.key else None
-    if machine is None and facts.serial:
-        machine = s.scalar(select(Machine).where(Machine.serial == facts.serial,
-                                                 Machine.state == "received"))
+def _file_machine(s: Session, agent: Agent, machine: Machine | None, key: str | None,
+                  inventory: dict[str, Any], proposal: dict[str, Any]) -> None:
     if machine is None:
         machine = Machine(state="received", created_at=utcnow())
         s.add(machine)
     actor = f"agent {agent.name}"
-    machine.identity = data.key or machine.identity
-    machine.vendor, machine.model = facts.vendor, facts.model
-    machine.serial, machine.uuid = facts.serial or machine.serial, facts.uuid
-    machine.inventory, machine.proposal = data.inventory.model_dump(mode="json"), data.proposal
+    facts = inventory.get("machine") or {}
+    machine.identity = key or machine.identity
+    machine.vendor, machine.model = facts.get("vendor"), facts.get("model")
+    machine.serial, machine.uuid = facts.get("serial") or machine.serial, facts.get("uuid")
+    machine.inventory, machine.proposal = inventory, proposal
     machine.agent_id, machine.last_seen_at = agent.id, utcnow()
     s.flush()
     items.note(s, machine, "inventory", actor=actor, reason="inventory reported",
-               data={"proposal": data.proposal})
+               data={"proposal": proposal})
     if machine.state == "received":
         items.move(s, machine, "inventoried", actor=actor, reason="inventory reported")
     if agent.kind == "machine":            # the drives its agent already reported
