@@ -162,7 +162,7 @@ def test_the_pinned_events_are_answered_by_the_station(api: TestClient) -> None:
     assert resp.status_code == 200, resp.text
     outcomes = {r["id"]: r["outcome"] for r in resp.json()["results"]}
     assert outcomes["e1"] == outcomes["e2"] == outcomes["e3"] == outcomes["e4"] == "applied"
-    assert {outcomes[f"e{i}"] for i in range(5, 11)} == {"refused"}
+    assert {outcomes[f"e{i}"] for i in range(5, 12)} == {"refused"}
 
 
 def test_a_spooled_event_that_does_not_fit_is_set_aside_not_sent(tmp_path: Path) -> None:

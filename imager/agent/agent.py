@@ -7,8 +7,10 @@ its own thread with the erase runner and a store that reports by events).
 
 A drive pulled out while its job runs stops that job at once: the job fails
 with "drive removed" (never interrupted-and-forgotten, never erased).
-Without a station (offline) the agent only reports: everything lands in the
-spool and `imager agent sync` uploads it later.
+Without a station (offline) the agent reports into the spool, which
+`imager agent sync` uploads later; with the station's offline kit and
+`--erase` it also erases the drives it is offered, from the kit's signed
+policy (imager.agent.offline), and spools each erasure's report.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from imager.agent import offline
 from imager.agent.client import Enrolment, StationClient, StationRefused, StationUnreachable
 from imager.agent.image_job import run_image, run_images
 from imager.agent.key import agent_key
@@ -29,6 +32,7 @@ from imager.agent.outbox import Outbox
 from imager.agent.remote import JobOnDrive, JobStop, RemoteJobStore
 from imager.agent.tls import StationTrust
 from imager.erase import guard
+from imager.erase.offline_policy import read_kit
 from imager.erase.progress import Interrupted
 from imager.errors import ImagerError, UsageError
 from imager.host.device_facts import gather, unknown_exclusions
@@ -36,7 +40,7 @@ from imager.host.owner import mac_addresses, machine_id, smbios_serial
 from imager.host.udev import BlockEvent, BlockWatcher
 from imager.host.virtual import label_of
 from imager.inventory import lsblk
-from imager.inventory.evidence import collect
+from imager.inventory.evidence import DriveEvidence, collect
 from imager.jobs.erase import run_erase
 from imager.model import DriveIdentity, ImagePlan
 from imager.protocol.events import BadEvent
@@ -64,6 +68,8 @@ class AgentConfig:
     machine: bool = False               # report this machine's inventory (laptop mode)
     trust: StationTrust | None = None   # the pinned CA of an https station
     boot: str | None = None             # how this machine was booted: usb, installed
+    offline_kit: Path | None = None     # the station's signed policy, for erasing offline
+    erase_offline: bool = False         # with the kit and no station: erase what is offered
 
 
 @dataclass
@@ -77,13 +83,17 @@ class Agent:
         self.outbox = Outbox(self.config.spool)
         self.key = agent_key(self.config.key or self.config.spool / "agent.key")
         self.outbox.sign({"name": self.config.name, "kind": self.config.kind,
-                          "host": self.config.host})
+                          "host": self.config.host, "boot": self.config.boot})
         self.present: dict[str, DriveIdentity] = {}     # kernel name -> drive
         self.running: dict[str, JobStop] = {}           # identity key -> its job's stop
         # Jobs this process has run: never again. Until the station has applied the
         # events of a job that just ended, it still offers that job; running it again
         # would write the drive a second time after its report.
         self.started: set[int] = set()
+        self.kit = read_kit(self.config.offline_kit) if self.config.offline_kit else None
+        if self.config.erase_offline and (self.kit is None or self.config.station):
+            raise UsageError("--erase is for an agent with no station: give --offline-kit DIR "
+                             "(the station's signed policy) and no --station")
         self.registered = threading.Event()
         self.pending: Enrolment | None = None    # what a technician needs, while pending
         self.flushed = threading.Event()
@@ -365,7 +375,9 @@ class Agent:
         return ident
 
     def _attached(self, name: str, ident: DriveIdentity) -> None:
-        """Report the drive by its evidence (the tools' outputs): the station plans."""
+        """Report the drive by its evidence (the tools' outputs): the station plans.
+        Offline with --erase, erase it from the kit's policy instead (a USB stick or
+        an SD card is only reported: a person decides about those)."""
         try:
             evidence = collect(ident.path, self.settings)
         except ImagerError as exc:
@@ -373,8 +385,36 @@ class Agent:
             return
         with self._lock:
             self.present[name] = ident
+        if self.config.erase_offline and not (ident.removable or ident.transport in (
+                "usb", "mmc")):
+            self._erase_offline(ident, evidence)
+            return
         self.outbox.put("drive_attached", {"evidence": evidence.to_dict()})
         log.info("drive %s at %s", ident.key, ident.path)
+
+    def _erase_offline(self, ident: DriveIdentity, proof: DriveEvidence) -> None:
+        """Erase one drive with no station, in a thread of its own; spool the report."""
+        job_stop = JobStop()
+        with self._lock:
+            if ident.key in self.running:
+                return
+            self.running[ident.key] = job_stop
+
+        def run() -> None:
+            assert self.kit is not None
+            try:
+                data = offline.erase(self.settings, self.kit, proof,
+                                     self.config.spool / "offline", job_stop)
+                self.outbox.put("offline_erasure", data)
+                log.info("drive %s erased offline: %s", ident.key, data["report"]["outcome"])
+            except ImagerError as exc:
+                log.error("%s not erased: %s", ident.path, exc)
+            finally:
+                with self._lock:
+                    self.running.pop(ident.key, None)
+        threading.Thread(target=run, daemon=True, name=f"offline-{ident.path}").start()
+        log.info("drive %s at %s: erasing offline (%s)", ident.key, ident.path,
+                 self.kit.policy.label if self.kit else "")
 
     def _gone(self, name: str, ident: DriveIdentity) -> None:
         with self._lock:
@@ -439,9 +479,10 @@ def sync(settings: Settings, config: AgentConfig, *, attempts: int = 3) -> SyncR
     """Upload a spool (e.g. from a USB stick) to the station, as the agent that
     wrote it. An event the station already has is answered "duplicate"."""
     who = Outbox(config.spool).identity() or {}
-    config = dataclasses.replace(config, watch=False, name=who.get("name", config.name),
-                                 kind=who.get("kind", config.kind),
-                                 host=who.get("host", config.host))
+    config = dataclasses.replace(config, watch=False, name=who.get("name") or config.name,
+                                 kind=who.get("kind") or config.kind,
+                                 host=who.get("host") or config.host,
+                                 boot=who.get("boot") or config.boot)
     agent = Agent(settings, config)
     if not agent.register(threading.Event(), attempts=attempts, wait_pending=False):
         if agent.pending is not None:

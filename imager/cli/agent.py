@@ -1,4 +1,5 @@
-"""`imager agent run|sync`: the agent of a dock bench or of a booted laptop."""
+"""`imager agent run|sync|kit`: the agent of a dock bench or of a booted laptop, and
+the offline kit (the station's signed erase policy) for laptops erased with no network."""
 
 from __future__ import annotations
 
@@ -23,6 +24,10 @@ if TYPE_CHECKING:
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("agent")
     asub = p.add_subparsers(dest="agent_command", metavar="ACTION", required=True)
+    k = asub.add_parser("kit", help="write the offline kit (signed erase policy) into DIR")
+    k.add_argument("folder", type=Path, metavar="DIR",
+                   help="the folder on the USB stick the offline agent reads (--offline-kit)")
+    k.set_defaults(func=cmd_kit)
     for name, func, text in (("run", cmd_run, "watch the docks, report, run the jobs"),
                              ("sync", cmd_sync, "upload a spool (e.g. from a USB stick)")):
         a = asub.add_parser(name, help=text)
@@ -55,6 +60,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                            default=os.environ.get("IMAGER_BOOT"),
                            help="how this machine was booted, for the certificates (a network "
                                 "boot is known from its boot token)")
+            a.add_argument("--offline-kit", type=Path, metavar="DIR",
+                           help="the station's offline kit (`imager agent kit DIR`): its "
+                                "signed erase policy, for --erase with no station")
+            a.add_argument("--erase", action="store_true",
+                           help="with --offline-kit and no --station: erase every drive "
+                                "offered (not USB sticks or SD cards) by the signed policy, "
+                                "verified in full; the reports wait in the spool for "
+                                "`imager agent sync`")
             a.add_argument("--machine", action="store_true",
                            help="report this machine's inventory and triage (laptop mode)")
             a.add_argument("--no-watch", action="store_true", help="do not watch the docks")
@@ -74,7 +87,9 @@ def _config(args: argparse.Namespace, ctx: Context, *, kind: str) -> AgentConfig
     spool = args.spool or ctx.settings.data_dir / "spool" / args.name
     return AgentConfig(name=args.name, spool=spool, station=args.station, key=args.key,
                        boot_token=args.boot_token, kind=kind, trust=trust,
-                       boot=getattr(args, "boot", None))
+                       boot=getattr(args, "boot", None),
+                       offline_kit=getattr(args, "offline_kit", None),
+                       erase_offline=getattr(args, "erase", False))
 
 
 def _check_trusted(url: str, trust: StationTrust) -> None:
@@ -96,13 +111,18 @@ def cmd_run(args: argparse.Namespace, ctx: Context) -> int:
     from imager.agent.agent import Agent
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     config = _config(args, ctx, kind="machine" if args.machine else "dock")
-    config.watch, config.machine = not args.no_watch and not args.once, args.machine
-    config.only_lab = args.only_lab
+    config.watch = not args.no_watch and (not args.once or config.erase_offline)
+    config.machine, config.only_lab = args.machine, args.only_lab
     agent = Agent(ctx.settings, config)
     stop = threading.Event()
     with stop_on_signals(stop):
         agent.start(stop)
         if args.once:
+            if config.erase_offline:      # the drives present now, erased, then stop
+                while not agent.watching.wait(0.2) and not stop.is_set():
+                    pass
+                while agent.running and not stop.wait(0.2):
+                    pass
             while config.station and not agent.flushed.wait(0.2) and not stop.is_set():
                 pass
             stop.set()
@@ -113,6 +133,22 @@ def cmd_run(args: argparse.Namespace, ctx: Context) -> int:
     left = len(agent.outbox.pending())
     console(stderr=True, markup=False).print(
         f"Agent arrêté / stopped; en attente / waiting in {config.spool}: {left}")
+    return 0
+
+
+def cmd_kit(args: argparse.Namespace, ctx: Context) -> int:
+    """Write the station's signed erase policy and certificate into a folder."""
+    from imager.certify.keys import station_keys
+    from imager.erase import policy as erase_policy
+    from imager.erase.offline_policy import write_kit
+    text, where = erase_policy.KIND.read(ctx.settings.erase_policy, erase_policy.SHIPPED)
+    written = write_kit(args.folder, text, station_keys(ctx.settings))
+    label = erase_policy.parse(text, source=where).label
+    console(markup=False).print(
+        f"Kit hors ligne / offline kit ({label}): {', '.join(str(p) for p in written)}\n"
+        f"Sur le portable / on the laptop: imager agent run --offline-kit {args.folder} "
+        "--erase --once --spool <stick>/spool, puis sur la station / then on the station: "
+        "imager agent sync --station URL --spool <stick>/spool")
     return 0
 
 

@@ -116,6 +116,15 @@ class DriveAttachedData(_Strict):
     evidence: Evidence
 
 
+class OfflineErasureData(_Strict):
+    """A drive an agent erased with no network, from the station's signed policy
+    (imager.erase.offline_policy): what it saw, the policy, and the report."""
+
+    evidence: Evidence
+    policy: str = Field(min_length=1, max_length=1 << 20)   # the signed policy file
+    report: dict[str, Any]
+
+
 class DriveDetachedData(_Strict):
     identity: str = Field(min_length=1, max_length=4096)   # DriveIdentity.key
     path: str | None = Field(default=None, max_length=4096)
@@ -250,6 +259,11 @@ class DriveAttached(_Envelope):
     data: DriveAttachedData
 
 
+class OfflineErasure(_Envelope):
+    kind: Literal["offline_erasure"]
+    data: OfflineErasureData
+
+
 class DriveDetached(_Envelope):
     kind: Literal["drive_detached"]
     data: DriveDetachedData
@@ -296,8 +310,8 @@ class Progress(_Envelope):
 
 
 JobEnvelope = JobMove | JobEvent | JobPlan | JobCheckpoint | JobDrive | Progress
-Event = Annotated[DriveAttached | DriveDetached | MachineInventory | Heartbeat | JobEnvelope,
-                  Field(discriminator="kind")]
+Event = Annotated[DriveAttached | DriveDetached | MachineInventory | Heartbeat |
+                  OfflineErasure | JobEnvelope, Field(discriminator="kind")]
 # The kinds, read from the models (the one place they are written).
 KINDS: tuple[str, ...] = tuple(get_args(model.model_fields["kind"].annotation)[0]
                                for model in get_args(get_args(Event)[0]))

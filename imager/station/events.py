@@ -69,6 +69,8 @@ class Applier:
             _detached(s, agent, event.data, actor=actor)
         elif isinstance(event, ev.MachineInventory):
             self._inventory(s, agent, event.data)
+        elif isinstance(event, ev.OfflineErasure):
+            self._offline(s, agent, event.data, effects)
         elif not isinstance(event, ev.Heartbeat):
             self._job_event(s, agent, event, effects)
         return effects
@@ -76,30 +78,80 @@ class Applier:
     def _attached(self, s: Session, agent: Agent, data: ev.DriveAttachedData,
                   effects: Effects) -> None:
         """A drive reported by its evidence: parsed and planned here, by the station."""
-        proof = evidence.DriveEvidence.from_dict(data.evidence.model_dump())
+        drive, ident, plan = self._register(s, agent, evidence.DriveEvidence.from_dict(
+            data.evidence.model_dump()), self.plans)
+        if plan is not None:
+            drive.plan = {**(drive.plan or {}), "plan": for_an_agent(plan).to_dict()}
+        items.note(s, drive, "plugged_in", actor=f"agent {agent.name}",
+                   reason=f"{ident.path} on {agent.name}", data={"path": ident.path})
+        effects.wake |= self._follow_drive(s, drive, agent)
+        effects.wake |= auto_erase(s, drive, self.policy, self.store) is not None
+
+    def _register(self, s: Session, agent: Agent, proof: evidence.DriveEvidence,
+                  policy: Policy) -> tuple[Drive, DriveIdentity, ErasePlan | None]:
+        """The drive the evidence shows, parsed and planned by the station with `policy`,
+        recorded as plugged in on `agent` (its plan is None when no method can run)."""
         caps = evidence.read(proof, self.settings)
         ident = caps.identity
         self._not_held_elsewhere(s, agent, ident)
         problems = list(caps.problems)
         try:
-            plan: dict[str, Any] | None = for_an_agent(plan_for(caps, self.plans)).to_dict()
+            plan: ErasePlan | None = plan_for(caps, policy)
         except UsageError as exc:           # no method of the policy can run on it
             plan = None
             problems.append(str(exc))
         actor = f"agent {agent.name}"
         drive = upsert_drive(s, ident, actor=actor)
         drive.present, drive.agent_id, drive.last_seen_at = True, agent.id, utcnow()
-        drive.plan = {"identity": asdict(ident), "plan": plan, "problems": problems,
-                      "evidence": proof.to_dict()}
-        items.note(s, drive, "plugged_in", actor=actor, reason=f"{ident.path} on {agent.name}",
-                   data={"path": ident.path})
+        drive.plan = {"identity": asdict(ident), "plan": plan.to_dict() if plan else None,
+                      "problems": problems, "evidence": proof.to_dict()}
         if agent.kind == "machine":            # a laptop's agent: the drive is the laptop's
             machine = s.scalar(select(Machine).where(Machine.agent_id == agent.id)
                                .order_by(Machine.id.desc()))
             if machine is not None:
                 machines.belongs(s, drive, machine, actor=actor)
-        effects.wake |= self._follow_drive(s, drive, agent)
-        effects.wake |= auto_erase(s, drive, self.policy, self.store) is not None
+        return drive, ident, plan
+
+    def _offline(self, s: Session, agent: Agent, data: ev.OfflineErasureData,
+                 effects: Effects) -> None:
+        """A drive erased with no network: the policy must be one this station signed,
+        the station's own plan for the evidence the one the report ran, and the report
+        that plan carried out on that drive (the job it names was the agent's own, on
+        its stick: the station files it as a job of its own); then it is certified."""
+        from imager.certify.keys import station_keys
+        from imager.certify.signing import Trust
+        from imager.erase import offline_policy
+        keys = station_keys(self.settings)
+        signed = offline_policy.read(data.policy.encode(), Trust([keys.station_cert,
+                                                                  *keys.chain]),
+                                     where=f"offline erasure of agent {agent.name}")
+        report = EraseReport.from_dict(data.report)
+        drive, ident, plan = self._register(s, agent, evidence.DriveEvidence.from_dict(
+            data.evidence.model_dump()), signed.policy)
+        if plan is None:
+            raise UsageError(f"drive {drive.identity}: the signed policy has no method for it")
+        expected = offline_policy.refused_as(offline_policy.for_offline(plan),
+                                             report.plan.refused)
+        if offline_policy.shape(expected) != offline_policy.shape(report.plan):
+            raise UsageError(
+                f"offline erasure of drive {drive.identity} refused: it ran {report.plan.method} "
+                f"({report.plan.sanitization_class}, verify {report.plan.verify}); the "
+                f"station plans {expected.method} ({expected.sanitization_class}, verify "
+                f"{expected.verify}) from the same evidence and policy {signed.policy.label}")
+        store = self.store.bound(s)
+        job_id = store.create_erase(ident, report.plan, donation_id=drive.donation_id,
+                                    agent_id=agent.id)
+        report = dataclasses.replace(report, job_id=job_id)
+        report_check.check(report, report_check.Expected(
+            job_id=job_id, plan=report.plan, identity=drive.identity, size=drive.size_bytes,
+            transport=drive.transport, logical_sector=ident.logical_sector,
+            seconds=(report.ended_at - report.started_at).total_seconds()))
+        how = f"erased offline by agent {agent.name} ({signed.policy.label}), reported at sync"
+        store.move(job_id, "running", reason=how)
+        store.move(job_id, report.outcome, reason=report.reason or how, report=report.to_dict())
+        drive.present = False                  # it was on the laptop, not on a dock now
+        if report.outcome == "erased":
+            effects.certify.append(job_id)
 
     def _not_held_elsewhere(self, s: Session, agent: Agent, ident: DriveIdentity) -> None:
         """A drive another agent holds (plugged in there, that agent active and heard
