@@ -154,8 +154,12 @@ class StationClient:
         """A small file from the station (e.g. an image's bmap)."""
         resp = self._request("GET", path)
         if resp.status_code != 200:
+            try:
+                said = resp.json().get("error", resp.text)
+            except (ValueError, AttributeError):
+                said = resp.text
             raise StationRefused(f"station {self.url} refused GET {path}: {resp.status_code} "
-                                 f"{resp.text[:200]}")
+                                 f"{said}", status=resp.status_code)
         return resp.content
 
     def source(self, path: str) -> Source:
