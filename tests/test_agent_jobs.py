@@ -42,3 +42,26 @@ def test_a_job_offered_again_after_it_ended_is_not_run_twice(
         while agent.running:
             time.sleep(0.01)
     assert runs == [7]
+
+
+def test_an_agent_refused_by_a_clock_set_wrong_tries_again(tmp_path: Path) -> None:
+    """A 401 (the request's proof out of the station's window: a clock set wrong, fixed
+    later by NTP) is tried again; a 403 (revoked) is not."""
+    from imager.agent.client import Enrolment, StationRefused
+    agent = Agent(Settings(data_dir=tmp_path), AgentConfig(name="t", spool=tmp_path / "s",
+                                                          watch=False))
+    answers: list[Exception | Enrolment] = [
+        StationRefused("signed +3600 s away from the station's clock", status=401),
+        StationRefused("signed +3600 s away from the station's clock", status=401),
+        Enrolment(3, "active", "ABCD-EF01-2345-6789", None, None)]
+
+    def call() -> Enrolment:
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+    active = answers[-1]
+    assert agent._retrying(threading.Event(), None, call) == active and answers == []
+    answers[:] = [StationRefused("agent 3 revoked", status=403),
+                  Enrolment(3, "active", "ABCD-EF01-2345-6789", None, None)]
+    assert agent._retrying(threading.Event(), None, call) is None and len(answers) == 1

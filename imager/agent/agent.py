@@ -169,16 +169,20 @@ class Agent:
 
     def _retrying(self, stop: threading.Event, attempts: int | None,
                   call: Callable[[], Enrolment]) -> Enrolment | None:
-        """`call()` while the station is unreachable; None when it never answered,
-        or when it refused (logged: e.g. a revoked agent)."""
+        """`call()` while the station is unreachable or does not recognise the request's
+        proof (401: a clock set wrong here or there, fixed by NTP later); None when it
+        never answered, or when it refused for good (logged: e.g. a revoked agent)."""
         for attempt, delay in enumerate(_backoff(), start=1):
             if stop.is_set():
                 return None
             try:
                 return call()
             except StationRefused as exc:
-                log.error("%s", exc)
-                return None
+                if exc.status != 401 or (attempts is not None and attempt >= attempts):
+                    log.error("%s", exc)
+                    return None
+                log.warning("%s; retrying", exc)
+                stop.wait(delay)
             except StationUnreachable as exc:
                 if attempts is not None and attempt >= attempts:
                     return None
