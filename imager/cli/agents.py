@@ -5,14 +5,24 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
+import sys
+from typing import TYPE_CHECKING
 
+from rich.table import Table
+from rich.text import Text
 from sqlalchemy import select
 
+from imager.certify.record import KIND_FR
+from imager.certify.withdrawal import PREFIX as WITHDRAWAL_PREFIX
 from imager.cli.context import Context
 from imager.cli.render import add_row, console, new_table
 from imager.errors import UsageError
 from imager.registry import agents
 from imager.store.models import Agent
+
+if TYPE_CHECKING:
+    from imager.registry.compromise import Revocation
 
 STATE_FR = {"active": "actif", "pending": "en attente", "revoked": "révoqué",
             "retired": "retiré (avant les clés)"}
@@ -40,8 +50,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     rn.set_defaults(func=cmd_rename)
     rv = asub.add_parser("revoke", help="refuse an agent from its next request on, for good")
     rv.add_argument("agent")
-    rv.add_argument("--reason", required=True, metavar="TEXT")
+    rv.add_argument("--reason", metavar="TEXT", help="why (required; kept with the agent, and "
+                    "with --compromised printed on every document withdrawn)")
     rv.add_argument("--by", required=True, metavar="NAME")
+    rv.add_argument("--compromised", action="store_true",
+                    help="its work can no longer be trusted: list the documents resting on it "
+                         "(and offer to withdraw them, on a terminal)")
+    rv.add_argument("--withdraw", action="store_true",
+                    help="with --compromised: withdraw them without asking (for scripts)")
     rv.set_defaults(func=cmd_revoke)
     bt = asub.add_parser("boot-token", help="a single-use token for one laptop's boot "
                                             "(bound to its MAC address and serial)")
@@ -98,12 +114,89 @@ def cmd_rename(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def cmd_revoke(args: argparse.Namespace, ctx: Context) -> int:
-    with ctx.registry.session() as s:
-        agent = agents.find_agent(s, args.agent)
-        agents.revoke(agent, reason=args.reason, by=args.by)
-        print(f"Agent {agent.id} ({agent.name}) révoqué / revoked: refused from its next "
-              "request on")
+    from imager.registry import compromise
+    if not (args.reason or "").strip():
+        raise UsageError("--reason manque : dites pourquoi l'agent est révoqué / --reason is "
+                         "missing: say why the agent is revoked (it is kept with the agent; "
+                         "with --compromised it is printed on every document withdrawn): "
+                         f"imager agents revoke {args.agent} --reason TEXT --by NAME")
+    if args.withdraw and not args.compromised:
+        raise UsageError("--withdraw retire les documents d'un agent compromis / --withdraw "
+                         "withdraws the documents of a compromised agent: add --compromised")
+    rev = compromise.revoke(ctx.registry, args.agent, reason=args.reason, by=args.by,
+                            compromised=args.compromised,
+                            documents_dir=ctx.settings.documents_dir)
+    agent = rev.agent
+    print(f"Agent {agent['id']} ({agent['name']}) révoqué / revoked: refused from its next "
+          "request on" if rev.newly else f"Agent {agent['id']} ({agent['name']}) déjà révoqué "
+          f"/ already revoked: {agent['revoked']}")
+    if args.compromised:
+        _compromised(args, ctx, rev)
     return 0
+
+
+def _compromised(args: argparse.Namespace, ctx: Context, rev: Revocation) -> None:
+    """List what rests on the agent's work; withdraw it when asked to."""
+    if not rev.resting:
+        print("Aucun document ne repose sur son travail / no document rests on its work.")
+        return
+    console().print(resting_table(rev))
+    count = len(rev.to_withdraw)
+    if count == 0:
+        print("Tous déjà retirés / all already withdrawn.")
+        return
+    answer = True if args.withdraw else _confirmed(count)
+    if answer:
+        _withdraw(ctx, rev)
+        return
+    again = (f"imager agents revoke {rev.agent['id']} --compromised --withdraw --reason "
+             f"{shlex.quote(args.reason)} --by {shlex.quote(args.by)}")
+    print(("Sans terminal, rien n'est retiré / without a terminal, nothing is withdrawn"
+           if answer is None else "Rien n'est retiré / nothing is withdrawn")
+          + f" ({count}). Pour les retirer / to withdraw them: {again}")
+
+
+def _confirmed(count: int) -> bool | None:
+    """The technician's answer on a terminal; None without one."""
+    if not sys.stdin.isatty():
+        return None
+    try:
+        answer = input(f"Retirer ces {count} documents ? / Withdraw these {count} documents? "
+                       "[o/N] ")
+    except EOFError:
+        return False
+    return answer.strip().lower() in ("o", "oui", "y", "yes")
+
+
+def _withdraw(ctx: Context, rev: Revocation) -> None:
+    from imager.registry.compromise import withdraw
+    from imager.registry.issue import Issuer
+    for doc in withdraw(Issuer(ctx.settings, ctx.registry), rev):
+        print(f"{doc.id}: retrait de / withdrawal of {doc.id.removeprefix(WITHDRAWAL_PREFIX)} "
+              f"(registre n° / ledger entry {doc.seq})")
+    print(f"  motif / reason: « {rev.reason} »\n"
+          "Désormais `imager cert verify` les dit RETIRÉS ; donnez aux vérificateurs un nouvel "
+          "export du registre / from now on `imager cert verify` says they are WITHDRAWN; give "
+          "verifiers a fresh ledger export: imager ledger export --output ledger.json\n"
+          "Effacez ces disques à nouveau avec un agent de confiance, puis émettez de nouveaux "
+          "documents / erase these drives again with a trusted agent, then issue new "
+          "documents (imager cert issue JOB, imager cert donation REF)")
+
+
+def resting_table(rev: Revocation) -> Table:
+    """The documents resting on a revoked agent's work, withdrawn ones said so."""
+    table = new_table(f"Documents reposant sur l'agent {rev.agent['id']} ({rev.agent['name']}) "
+                      "/ documents resting on its work",
+                      ("Document", "Type", "Disque / Drive", "Don / Donation",
+                       "Émis le / Issued", "État / State"))
+    for d in rev.resting:
+        w = d.withdrawn
+        state = Text("à retirer / to withdraw", style="red") if w is None else (
+            f"déjà retiré / already withdrawn: {w['withdrawal']}, {w['at']}, {w['by']}: "
+            f"« {w['reason']} »")
+        add_row(table, d.id, f"{KIND_FR.get(d.kind, d.kind)} / {d.kind}", d.drive or "-",
+                d.donation or "-", d.issued_at.astimezone().strftime("%Y-%m-%d %H:%M"), state)
+    return table
 
 
 def cmd_boot_token(args: argparse.Namespace, ctx: Context) -> int:

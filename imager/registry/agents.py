@@ -219,12 +219,16 @@ def rename(agent: Agent, name: str) -> None:
     agent.name = name
 
 
-def revoke(agent: Agent, *, reason: str, by: str) -> None:
-    """Refuse the agent from its next request on, for good."""
+def revoke(agent: Agent, *, reason: str, by: str) -> bool:
+    """Refuse the agent from its next request on, for good; False when it was
+    already revoked (its first revocation, when and why, is kept)."""
     if not reason.strip():
         raise UsageError("say why the agent is revoked (--reason): it is kept with it")
+    if agent.state == "revoked":
+        return False
     agent.state, agent.revoked_at = "revoked", utcnow()
     agent.revoked_reason = f"{reason.strip()} (by {by})"
+    return True
 
 
 def summary(agent: Agent) -> dict[str, Any]:

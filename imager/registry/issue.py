@@ -275,13 +275,24 @@ class Issuer:
     def listing(self, doc_id: str) -> list[str]:
         """The donation certificates, not withdrawn, that list the drive document `doc_id`."""
         with self.registry.session(readonly=True) as s:
-            doc = s.get(Document, doc_id)
-            if doc is None or doc.kind not in DRIVE_KINDS or doc.donation_id is None:
-                return []
-            ids = list(s.scalars(select(Document.id).where(
-                Document.kind == "donation", Document.donation_id == doc.donation_id)))
+            ids = listed_in(s, self.out, doc_id)
             gone = withdrawals(s, ids)
-        return [i for i in ids if i not in gone and doc_id in _listed(self.out / f"{i}.json")]
+        return [i for i in ids if i not in gone]
+
+
+def listed_in(s: Session, documents_dir: Path, doc_id: str) -> list[str]:
+    """The donation certificates (withdrawn or not) whose signed file lists the drive
+    document `doc_id`: those of its donation, and of its drive's donation if it has
+    one since."""
+    doc = s.get(Document, doc_id)
+    if doc is None or doc.kind not in DRIVE_KINDS:
+        return []
+    drive = s.get(Drive, doc.drive_id) if doc.drive_id is not None else None
+    donations = {doc.donation_id, drive.donation_id if drive else None} - {None}
+    ids = list(s.scalars(select(Document.id).where(
+        Document.kind == "donation", Document.donation_id.in_(donations)).order_by(
+        Document.issued_at, Document.id)))
+    return [i for i in ids if doc_id in _listed(documents_dir / f"{i}.json")]
 
 
 def withdrawals(s: Session, doc_ids: list[str] | None = None) -> dict[str, dict[str, Any]]:

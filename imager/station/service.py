@@ -22,7 +22,7 @@ import threading
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -45,6 +45,9 @@ from imager.station.tokens import Tokens
 from imager.store import people
 from imager.store.db import Registry, utcnow
 from imager.store.models import Agent, AgentEvent, Document, Drive, Job
+
+if TYPE_CHECKING:
+    from imager.registry.issue import Issuer  # loads pyHanko: only when a document is issued
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +74,8 @@ class Station:
         self.auth = AgentAuth(self.registry, self.liveness)
         self._stopping = threading.Event()
         self._watchdog: threading.Thread | None = None
+        self._issuer: Issuer | None = None
+        self._issuer_lock = threading.Lock()
 
     # -- life ----------------------------------------------------------------
 
@@ -356,13 +361,19 @@ class Station:
                                                        Job.agent_id.is_not(None),
                                                        Job.id.not_in(done))))
 
-    def _certify_loop(self) -> None:
+    def issuer(self) -> Issuer:
+        """The station's issuer of documents, made once (it loads the signing keys);
+        the ledger's lock orders its documents, whichever thread issues them."""
         from imager.registry.issue import Issuer
-        issuer: Issuer | None = None
+        with self._issuer_lock:
+            if self._issuer is None:
+                self._issuer = Issuer(self.settings, self.registry)
+            return self._issuer
+
+    def _certify_loop(self) -> None:
         while (job_id := self._certify.get()) is not None:
             try:
-                issuer = issuer or Issuer(self.settings, self.registry)
-                issued = issuer.for_job(job_id)
+                issued = self.issuer().for_job(job_id)
                 self.certified.append(issued.id)
                 log.info("job %s: %s issued", job_id, issued.id)
             except Exception as exc:  # a certificate that fails must not stop the next

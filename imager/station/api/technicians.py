@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
+from imager.certify.withdrawal import PREFIX as WITHDRAWAL_PREFIX
 from imager.errors import NotFound, UsageError
 from imager.protocol.jobs import view_to_dict
 from imager.registry import agents, items, machines
@@ -75,6 +76,8 @@ class RenameRequest(Decision):
 
 class RevokeRequest(Decision):
     reason: str = Field(min_length=1, max_length=2000)
+    compromised: bool = False    # answer with the documents resting on its work
+    withdraw: bool = False       # with compromised: withdraw them (as `imager cert withdraw`)
 
 
 class BootTokenRequest(Decision):
@@ -202,10 +205,22 @@ def router(station: Station) -> APIRouter:
 
     @api.post("/agents/{ref}/revoke")
     def revoke(ref: str, body: RevokeRequest) -> dict[str, Any]:
-        with station.registry.session() as s:
-            agent = agents.find_agent(s, ref)
-            agents.revoke(agent, reason=body.reason, by=body.by)
-            return agents.summary(agent)
+        """Revoke an agent; `compromised`: also the documents resting on its work (each
+        with its withdrawal, if it has one); `withdraw`: withdraw the others."""
+        from imager.registry import compromise  # loads the signing code: only when used
+        if body.withdraw and not body.compromised:
+            raise UsageError("withdraw: the documents of a compromised agent only; add "
+                             '"compromised": true')
+        rev = compromise.revoke(station.registry, ref, reason=body.reason, by=body.by,
+                                compromised=body.compromised,
+                                documents_dir=station.settings.documents_dir)
+        done = compromise.withdraw(station.issuer(), rev) if body.withdraw else []
+        if not body.compromised:
+            return rev.agent
+        return {**rev.agent, "newly_revoked": rev.newly, "withdrawal_reason": rev.reason,
+                "resting": [d.to_dict() for d in rev.resting],
+                "withdrawn": [{"id": i.id, "withdraws": i.id.removeprefix(WITHDRAWAL_PREFIX),
+                               "seq": i.seq} for i in done]}
 
     @api.post("/boot-tokens")
     def boot_token(body: BootTokenRequest) -> dict[str, Any]:
