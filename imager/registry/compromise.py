@@ -25,13 +25,13 @@ from imager.errors import UsageError
 from imager.registry import agents
 from imager.registry.decisions import REASON, who_and_why
 from imager.registry.issue import listed_in, withdrawals
+from imager.registry.jobs import REASSIGNED
 from imager.store.db import Registry
 from imager.store.models import Agent, AgentEvent, Document, Donation, Drive, Job, JobEvent
 
 if TYPE_CHECKING:
     from imager.registry.issue import Issued, Issuer
 
-REASSIGNED = "reassigned"    # the job event of imager.station.events: a job followed its drive
 
 
 @dataclass(frozen=True)

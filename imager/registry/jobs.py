@@ -50,6 +50,9 @@ def _add_event(s: Session, job: Job, kind: str, message: str = "",
     s.add(JobEvent(job_id=job.id, seq=seq, at=utcnow(), kind=kind, message=message, data=data))
 
 
+REASSIGNED = "reassigned"    # the job event of a job that followed its drive to another agent
+
+
 def passes_reported(s: Session, job: Job) -> set[int]:
     """The indices of the passes of the job's current plan recorded as completed
     (those of a plan the drive refused do not count)."""

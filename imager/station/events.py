@@ -27,7 +27,7 @@ from imager.inventory import evidence
 from imager.model import DriveIdentity, ErasePlan, EraseReport, ImagePlan
 from imager.protocol import events as ev
 from imager.registry import items, machines
-from imager.registry.jobs import RegistryJobStore, erase_job_for, upsert_drive
+from imager.registry.jobs import REASSIGNED, RegistryJobStore, erase_job_for, upsert_drive
 from imager.settings import Settings
 from imager.station.liveness import same_run
 from imager.station.policy import ServicePolicy
@@ -200,7 +200,7 @@ class Applier:
         for job in s.scalars(select(Job).where(Job.drive_id == drive.id,
                                                Job.state.in_(("queued", "interrupted")),
                                                Job.agent_id != agent.id)):
-            self.store.bound(s).event(job.id, "reassigned",
+            self.store.bound(s).event(job.id, REASSIGNED,
                                       f"drive now on agent {agent.name}: it resumes there",
                                       {"from_agent": job.agent_id, "to_agent": agent.id})
             job.agent_id, moved = agent.id, True
