@@ -161,8 +161,9 @@ def _confirmed(count: int) -> bool | None:
     if not sys.stdin.isatty():
         return None
     try:
-        answer = input(f"Retirer ces {count} documents ? / Withdraw these {count} documents? "
-                       "[o/N] ")
+        question = "Retirer ce document ? / Withdraw this document?" if count == 1 else \
+            f"Retirer ces {count} documents ? / Withdraw these {count} documents?"
+        answer = input(f"{question} [o/N] ")
     except EOFError:
         return False
     return answer.strip().lower() in ("o", "oui", "y", "yes")
