@@ -17,6 +17,7 @@ import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -154,6 +155,13 @@ def test_revoking_as_compromised_without_a_reason_is_refused(bench: dict[str, An
     assert _state(data, agent) == "active" and _ledger(data) == before
 
 
+def _drive_states(data: Path, doc_ids: list[str]) -> list[str]:
+    """The states of the drives the documents `doc_ids` are about."""
+    with closing(sqlite3.connect(f"file:{data / 'registry.sqlite3'}?mode=ro", uri=True)) as db:
+        return [db.execute("SELECT d.state FROM documents c JOIN drives d ON d.id = c.drive_id "
+                           "WHERE c.id = ?", (doc,)).fetchone()[0] for doc in doc_ids]
+
+
 def test_a_compromised_agent_s_documents_are_listed_then_withdrawn(
         bench: dict[str, Any]) -> None:
     data, agent = bench["data"], bench["ids"]["laptop-a"]
@@ -192,6 +200,8 @@ def test_a_compromised_agent_s_documents_are_listed_then_withdrawn(
         verdict = _verify(data, doc_id)
         assert verdict.returncode == 0 and "→ VALIDE / VALID" in verdict.stdout, verdict.stdout
     assert "Registre intact / ledger intact" in imager(data, "ledger", "verify").stdout
+    assert _drive_states(data, bench["drives"]["laptop-a"]) == ["inventoried"] * 2  # again
+    assert _drive_states(data, bench["drives"]["laptop-b"]) == ["certified"]
 
     again = _revoke(data, agent, "--compromised", "--withdraw", "--reason", WHY)
     assert again.returncode == 0, again.stderr

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from imager.certify.record import DRIVE_KINDS
 from imager.errors import UsageError
-from imager.registry import agents
+from imager.registry import agents, items
 from imager.registry.decisions import REASON, who_and_why
 from imager.registry.issue import listed_in, withdrawals
 from imager.registry.jobs import REASSIGNED
@@ -143,5 +143,26 @@ def withdraw(issuer: Issuer, revocation: Revocation) -> list[Issued]:
     if not revocation.reason:
         raise UsageError("only an agent revoked as compromised has its documents withdrawn: "
                          "give --compromised")
-    return [issuer.withdraw(d.id, reason=revocation.reason, by=revocation.by)
+    done = [issuer.withdraw(d.id, reason=revocation.reason, by=revocation.by)
             for d in revocation.to_withdraw]
+    _erase_again(issuer.registry, [d.id for d in revocation.to_withdraw], revocation.by)
+    return done
+
+
+AGAIN = ("inventoried", "l'effacement fait par un agent révoqué comme compromis ne compte plus : "
+         "l'effacer à nouveau / the erasure by an agent revoked as compromised no longer "
+         "counts: erase it again")
+BACK_FROM = ("erased", "certified", "imaged", "ready")      # erased, not yet handed over
+
+
+def _erase_again(registry: Registry, doc_ids: list[str], by: str) -> None:
+    """The drives whose erasure certificate was withdrawn go back to be erased (a drive
+    already handed over, destroyed or on its way out keeps its state: its history says
+    the certificate was withdrawn)."""
+    with registry.session() as s:
+        for doc in s.scalars(select(Document).where(Document.id.in_(doc_ids),
+                                                    Document.kind == "erasure")):
+            drive = s.get(Drive, doc.drive_id) if doc.drive_id is not None else None
+            if drive is not None and drive.state in BACK_FROM:
+                items.move(s, drive, AGAIN[0], actor=by, reason=AGAIN[1],
+                           data={"document": doc.id})

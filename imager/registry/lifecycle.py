@@ -54,7 +54,8 @@ def check_move(job_id: int, current: str, target: str, *, kind: str = "erase") -
 # state: it is its presence (a drive unplugged mid-erase fails its job, so it
 # moves erasing -> erase_failed, "drive removed"), and a drive plugged in again
 # is where it was. A state that could "come back" to any other would be a way
-# around the erasure.
+# around the erasure; the one way back, to inventoried, is toward it: a drive whose
+# erasure is no longer trusted (its agent revoked as compromised) is erased again.
 
 ITEM_KINDS = ("drive", "machine")
 
@@ -62,13 +63,15 @@ DRIVE_TRANSITIONS: dict[str, frozenset[str]] = {
     "received": frozenset({"inventoried", "to_destroy"}),
     "inventoried": frozenset({"erasing", "to_destroy", "to_parts", "to_recycling"}),
     "erasing": frozenset({"erased", "erase_failed", "inventoried"}),
-    "erased": frozenset({"imaging", "certified", "erasing"}),
+    "erased": frozenset({"imaging", "certified", "erasing", "inventoried"}),
     "erase_failed": frozenset({"erasing", "to_destroy"}),
     "imaging": frozenset({"imaged", "image_failed", "erased"}),
-    "imaged": frozenset({"certified", "imaging"}),
+    "imaged": frozenset({"certified", "imaging", "inventoried"}),
     "image_failed": frozenset({"imaging", "erasing", "to_parts"}),
-    "certified": frozenset({"ready", "imaging", "erasing", "to_parts", "to_recycling"}),
-    "ready": frozenset({"handed_over", "erasing", "to_parts", "to_recycling"}),
+    "certified": frozenset({"ready", "imaging", "erasing", "to_parts", "to_recycling",
+                            "inventoried"}),
+    "ready": frozenset({"handed_over", "erasing", "to_parts", "to_recycling",
+                        "inventoried"}),
     "to_destroy": frozenset({"destroyed"}),
     "to_parts": frozenset({"erasing", "to_recycling"}),
     "to_recycling": frozenset(),
@@ -80,13 +83,13 @@ MACHINE_TRANSITIONS: dict[str, frozenset[str]] = {
     "received": frozenset({"inventoried"}),
     "inventoried": frozenset({"erasing", "to_parts", "to_recycling"}),
     "erasing": frozenset({"erased", "erase_failed", "inventoried"}),
-    "erased": frozenset({"imaging", "certified", "erasing"}),
+    "erased": frozenset({"imaging", "certified", "erasing", "inventoried"}),
     "erase_failed": frozenset({"erasing", "to_parts", "to_recycling"}),
     "imaging": frozenset({"imaged", "image_failed", "erased"}),
-    "imaged": frozenset({"certified", "imaging"}),
+    "imaged": frozenset({"certified", "imaging", "inventoried"}),
     "image_failed": frozenset({"imaging", "erasing", "to_parts"}),
-    "certified": frozenset({"ready", "imaging", "to_parts", "to_recycling"}),
-    "ready": frozenset({"handed_over", "to_parts", "to_recycling"}),
+    "certified": frozenset({"ready", "imaging", "to_parts", "to_recycling", "inventoried"}),
+    "ready": frozenset({"handed_over", "to_parts", "to_recycling", "inventoried"}),
     "handed_over": frozenset(),
     "to_parts": frozenset({"to_recycling"}),
     "to_recycling": frozenset(),
