@@ -11,11 +11,12 @@ Loopback only, no root: for each mode, `imager serve --no-local-agent` (with
 at first start) runs as a subprocess on a free port of 127.0.0.1 with a fresh
 data dir (SQLite registry); the HTTPS agents pin that CA as a real agent does
 (imager.agent.tls.StationTrust: TLS 1.3, that CA only). Each
-simulated agent registers, reports one made-up drive (`drive_attached` with a
-real plan), and a technician's `POST /api/v1/drives/{serial}/erase` gives it a
-queued job. Then every agent posts one `progress` event of its job per request,
-`--hz` times a second (agents spread evenly over the period), each event with
-its own id and a growing seq. A failed request (no answer, 5xx) is sent again
+simulated agent registers, reports one made-up drive (`drive_attached` with its
+evidence: lsblk's output; the station plans it), and a technician's
+`POST /api/v1/drives/{serial}/erase` gives it a queued job. Then every agent
+posts one `progress` event of its job per request, `--hz` times a second
+(agents spread evenly over the period), each event with its own id and a
+growing seq. A failed request (no answer, 5xx) is sent again
 with the same event; a `--resend` fraction of the answered events is sent a
 second time on purpose and must come back "duplicate".
 
@@ -71,14 +72,13 @@ import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # evidence_maker
+
+from evidence_maker import evidence  # noqa: E402
 
 from imager.agent.client import ProofAuth  # noqa: E402
 from imager.agent.tls import StationTrust  # noqa: E402
 from imager.certify.keys import keys_dir  # noqa: E402
-from imager.erase.plan import plan_for  # noqa: E402
-from imager.erase.policy import load as load_policy  # noqa: E402
-from imager.inventory.capabilities import DriveCapabilities  # noqa: E402
-from imager.model import DriveIdentity  # noqa: E402
 from imager.protocol.proof import public_hex  # noqa: E402
 from imager.settings import Settings  # noqa: E402
 
@@ -101,7 +101,7 @@ class SimAgent:
         """A new event, shaped as the agent's outbox makes them."""
         self.seq += 1
         return {"id": uuid.uuid4().hex, "seq": self.seq,
-                "at": datetime.now(UTC).isoformat(), "kind": kind, "data": data}
+                "at": datetime.now(UTC).isoformat(), "v": 2, "kind": kind, "data": data}
 
 
 @dataclass
@@ -232,12 +232,6 @@ def cpu_seconds(pid: int) -> float:
 # -- setting up the agents -------------------------------------------------------
 
 
-def made_up_plan() -> dict[str, Any]:
-    caps = DriveCapabilities(identity=DriveIdentity(path="/dev/x", size=1 << 30),
-                             medium="unknown", transport="sata")
-    return plan_for(caps, load_policy(None), method="nist-clear").to_dict()
-
-
 def post_json(http: httpx.Client, path: str, auth: str | httpx.Auth,
               body: dict[str, Any]) -> Any:
     """POST as the operator (a token) or as an agent (its proof)."""
@@ -256,8 +250,7 @@ class BearerAuth(httpx.Auth):
         yield request
 
 
-def enrol(http: httpx.Client, tokens: dict[str, str], index: int, run: str,
-          plan: dict[str, Any]) -> SimAgent:
+def enrol(http: httpx.Client, tokens: dict[str, str], index: int, run: str) -> SimAgent:
     """Enrol agent `index` (its key; a technician approves it), report its drive,
     have a technician queue its erasure."""
     agent = SimAgent(index, Ed25519PrivateKey.generate())
@@ -267,9 +260,8 @@ def enrol(http: httpx.Client, tokens: dict[str, str], index: int, run: str,
     post_json(http, f"/api/v1/agents/{reg['id']}/approve", tokens["operator"],
               {"by": "bench"})
     serial = f"SIM-{run}-{index:03d}"
-    identity = {"path": f"/dev/sim{index}", "size": 1 << 30, "serial": serial,
-                "model": "SIM", "transport": "sata"}
-    ev = agent.event("drive_attached", {"identity": identity, "plan": plan, "problems": []})
+    ev = agent.event("drive_attached", {"evidence": evidence(
+        f"/dev/sim{index}", 1 << 30, serial=serial, model="SIM", transport="sata")})
     outcome = post_json(http, "/api/v1/events", ProofAuth(agent.key),
                         {"events": [ev]})["results"][0]
     if outcome["outcome"] != "applied":
@@ -539,9 +531,9 @@ def run_mode(tmp: Path, mode: Mode, args: argparse.Namespace) -> Result:
         station.start()
         assert station.proc is not None
         tokens = json.loads((data / "tokens.json").read_text())
-        run, plan = uuid.uuid4().hex[:6], made_up_plan()
+        run = uuid.uuid4().hex[:6]
         with station.client() as http:
-            agents = [enrol(http, tokens, i, run, plan) for i in range(args.agents)]
+            agents = [enrol(http, tokens, i, run) for i in range(args.agents)]
         peer, cpu_peer = measured(station.proc,
                                   phase(station, agents, args, args.peer_seconds, True))
         load, cpu_load = measured(station.proc,
