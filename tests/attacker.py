@@ -15,16 +15,15 @@ import uuid
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
+from certmaker import tls_server_context
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from imager.certify.keys import pem
 from imager.protocol import proof
 from imager.station.tls import TlsCa
 
@@ -167,18 +166,7 @@ def rogue_station(folder: Path, issuer: TlsCa, *, days: tuple[int, int]
                   ) -> Iterator[tuple[str, list[str]]]:
     """An HTTPS server on 127.0.0.1 whose certificate `issuer` made for that address,
     valid from now + days[0] to now + days[1]: its URL, and the requests it got."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.now(UTC)
-    cert = issuer.issue(key, ["127.0.0.1"], start=now + timedelta(days=days[0]),
-                        end=now + timedelta(days=days[1]))
-    folder.mkdir(parents=True, exist_ok=True)
-    chain, key_file = folder / "rogue.pem", folder / "rogue.key"
-    chain.write_text(pem(cert) + pem(issuer.cert))
-    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(chain, key_file)
+    context = tls_server_context(issuer, folder, days=days)
     seen: list[str] = []
     handler = type("Rogue", (_Answers,), {"seen": seen})
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -17,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import NameOID
 
 from imager.certify.keys import StationKeys
+from imager.station.tls import TlsCa
 
 SAMPLE = Path(__file__).parent / "data" / "certificates" / "sample-erasure.json"
 Key = ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey
@@ -83,3 +85,22 @@ def pem(*certs: x509.Certificate) -> bytes:
 def sample() -> dict[str, Any]:
     record: dict[str, Any] = json.loads(SAMPLE.read_text(encoding="utf-8"))
     return record
+
+
+def tls_server_context(issuer: TlsCa, folder: Path, *, days: tuple[int, int]
+                       ) -> ssl.SSLContext:
+    """The TLS context of a server on 127.0.0.1 whose certificate `issuer` made for
+    that address, valid from now + days[0] to now + days[1] (files kept in `folder`)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.now(UTC)
+    cert = issuer.issue(key, ["127.0.0.1"], start=now + timedelta(days=days[0]),
+                        end=now + timedelta(days=days[1]))
+    folder.mkdir(parents=True, exist_ok=True)
+    chain, key_file = folder / "server.pem", folder / "server.key"
+    chain.write_bytes(pem(cert, issuer.cert))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(chain, key_file)
+    return context

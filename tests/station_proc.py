@@ -8,7 +8,7 @@ import socket
 import ssl
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -121,3 +121,14 @@ def until(check: Callable[[], Any], seconds: float, what: str) -> Any:
             return value
         time.sleep(0.05)
     raise AssertionError(f"timed out waiting until {what}")
+
+
+def bare_station(tmp_path: Path) -> Iterator[Serve]:
+    """A fixture's body: `imager serve --no-local-agent` on loopback in the test's
+    folder, started by the test itself, closed after (use it as
+    `station = pytest.fixture(name="station")(bare_station)`)."""
+    serve = Serve(tmp_path / "station", "--no-local-agent")
+    try:
+        yield serve
+    finally:
+        serve.close()

@@ -9,23 +9,16 @@ from __future__ import annotations
 import json
 import shutil
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from clirun import imager
-from station_proc import Serve, free_port
+from station_proc import Serve, bare_station, free_port
 
 SUFFIX = ".event.json"
 
 
-@pytest.fixture
-def station(tmp_path: Path) -> Iterator[Serve]:
-    serve = Serve(tmp_path / "station", "--no-local-agent")
-    try:
-        yield serve
-    finally:
-        serve.close()
+station = pytest.fixture(name="station")(bare_station)
 
 
 def _count(data: Path, query: str) -> int:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ from clirun import imager
 from conftest import need_root
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from evidence_maker import evidence
-from station_proc import Serve, until
+from station_proc import Serve, bare_station, until
 
 from imager.agent.outbox import Outbox
 from imager.agent.remote import RemoteJobStore
@@ -45,13 +44,7 @@ SUFFIX = ".event.json"
 
 # -- over real processes: kit, offline erasure, sync -----------------------------------
 
-@pytest.fixture
-def station(tmp_path: Path) -> Iterator[Serve]:
-    serve = Serve(tmp_path / "station", "--no-local-agent")
-    try:
-        yield serve
-    finally:
-        serve.close()
+station = pytest.fixture(name="station")(bare_station)
 
 
 def test_a_laptop_erased_offline_is_certified_at_sync(tmp_path: Path, station: Serve) -> None:

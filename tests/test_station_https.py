@@ -16,11 +16,11 @@ import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
+from certmaker import tls_server_context
 from clirun import imager, spawn
 from conftest import need_root
 from cryptography.hazmat.primitives import serialization
@@ -163,17 +163,7 @@ def https_server(tmp_path: Path) -> Iterator[HttpsServer]:
     servers: list[http.server.ThreadingHTTPServer] = []
 
     def start(start: int, end: int) -> tuple[str, Path]:
-        key = ec.generate_private_key(ec.SECP256R1())
-        now = datetime.now(UTC)
-        cert = ca.issue(key, ["127.0.0.1"], start=now + timedelta(days=start),
-                        end=now + timedelta(days=end))
-        chain, key_file = tmp_path / "server.pem", tmp_path / "server.key"
-        chain.write_text(pem(cert) + pem(ca.cert))
-        key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                               serialization.PrivateFormat.PKCS8,
-                                               serialization.NoEncryption()))
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(chain, key_file)
+        context = tls_server_context(ca, tmp_path, days=(start, end))
         server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Files)
         server.socket = context.wrap_socket(server.socket, server_side=True)
         threading.Thread(target=server.serve_forever, daemon=True).start()
