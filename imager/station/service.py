@@ -2,8 +2,9 @@
 
 Agents send typed events with ids (imager.protocol.events). Each event is
 applied (imager.station.events) in one transaction that also records its id
-(table agent_events): an event sent twice (the answer was lost, the agent
-restarted, a spool was synced again) is applied once and answered
+(table agent_events, whose key it is): an event sent twice (the answer was
+lost, the agent restarted, a spool was synced again) fails on that key when
+its transaction commits, all rolled back, so it is applied once and answered
 "duplicate". An event the registry refuses (an illegal move) is recorded as
 refused with the reason and not retried; what an applied event asks of the
 station (wake the long polls, certify a job) happens once it is committed.
@@ -167,10 +168,8 @@ class Station:
         return [self._receive_one(agent_id, e) for e in sorted(events, key=lambda e: e.seq)]
 
     def _receive_one(self, agent_id: int, event: ev.Event) -> dict[str, Any]:
-        try:
+        try:   # an event seen before fails on its id (the key) at commit: all rolled back
             with self.registry.session() as s:
-                if s.get(AgentEvent, event.id) is not None:
-                    return {"id": event.id, "outcome": "duplicate"}
                 effects, detail = self._apply(s, agent_id, event)
                 outcome = "refused" if detail else "applied"
                 s.add(AgentEvent(id=event.id, agent_id=agent_id, seq=event.seq, at=event.at,
