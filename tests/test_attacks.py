@@ -464,6 +464,13 @@ def test_events_about_another_agents_job_or_drive_are_refused(bench: Bench, what
 # (The boot artefacts - kernel, initrd, boot scripts - will be public too when the boot
 # service serves them from this app; they hold single-use boot tokens only.)
 PUBLIC = {("GET", "/api/v1/health")}
+# The web pages anyone reaches, with what they answer without a session: the sign-in
+# form, the way to it, the setup link's page (unknown link: 404), the sign-in and setup
+# forms (no form token: 403; no valid link: 404), the style sheet. Every other page sends
+# the browser to the sign-in page (303).
+WEB_PUBLIC = {("GET", "/login"): 200, ("GET", "/"): 303, ("GET", "/setup"): 404,
+              ("POST", "/login"): 403, ("POST", "/setup"): 404,
+              ("GET", "/static/style.css"): 200}
 # Routes that read their body before the caller's proof (enrolment checks the key the
 # body names against the signature): a well-formed body reaches that check.
 BODIES = {("POST", "/api/v1/agents"): {"public_key": "ab" * 32, "name": "x", "host": "x"}}
@@ -483,6 +490,9 @@ def _routes(folder: Path) -> list[tuple[str, str]]:
     routes = []
     for route in flatten(app.routes):
         methods, path = getattr(route, "methods", None), getattr(route, "path", None)
+        if path == "/static":                 # the pages' assets: their files, public
+            routes.append(("GET", "/static/style.css"))
+            continue
         assert methods and path, f"{route!r}: a route the walk cannot call"
         routes += [(method, path) for method in sorted(methods)]
     return sorted(routes)
@@ -498,6 +508,15 @@ def test_every_route_refuses_a_caller_without_credentials(bench: Bench) -> None:
         resp = bench.attacker.call(method, path, body)
         if (method, template) in PUBLIC:
             assert resp.status_code == 200, resp.text
+            continue
+        if (method, template) in WEB_PUBLIC:
+            assert resp.status_code == WEB_PUBLIC[method, template], (method, template, resp)
+            continue
+        if not template.startswith("/api/"):
+            assert resp.status_code == 303, (
+                f"{method} {template} answered {resp.status_code} without a session: "
+                f"a page must send the browser to /login, or be listed in WEB_PUBLIC")
+            assert resp.headers["location"].startswith("/login?next="), resp.headers
             continue
         assert resp.status_code == 401, (
             f"{method} {template} answered {resp.status_code} to a caller without "

@@ -120,10 +120,24 @@ def serve(settings: Settings, options: ServeOptions) -> None:
             lab_bench.down(settings, only=attached - attached_before)
 
 
+def _say_setup_link(registry: Registry, url: str) -> None:
+    """While no coordinator exists: a one-time link to make the first one."""
+    from imager.cli.render import console
+    from imager.registry import accounts
+    with registry.session() as s:
+        token = accounts.new_setup_link(s) if accounts.needs_setup(s) else None
+    if token:
+        console(stderr=True, markup=False).print(
+            f"Premier compte / first account: ouvrez / open {url}/setup?token={token} "
+            f"(une fois, {accounts.SETUP_MINUTES} min / once, {accounts.SETUP_MINUTES} min) "
+            "pour créer le coordinateur / to create the coordinator")
+
+
 def _serve(settings: Settings, options: ServeOptions, *, lab: bool) -> None:
     registry = Registry.open(settings)
     station = Station(settings, registry, options.policy)
     station.start(reconcile=not options.local_agent)
+    _say_setup_link(registry, options.url)
     tls = options.tls
     server = _Server(uvicorn.Config(
         create_app(station, docs=options.api_docs), host=options.host, port=options.port,

@@ -305,3 +305,51 @@ class Deployment(Base):
     actor: Mapped[str] = mapped_column(String(200))
     started_at: Mapped[datetime]
     ended_at: Mapped[datetime]
+
+
+class User(Base):
+    """A person who signs in to the station's web pages: a technician, a supervisor
+    (validates, manages habilitations) or a coordinator (users, agents, profile)."""
+
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    login: Mapped[str] = mapped_column(String(100), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(20))                  # technician, supervisor...
+    password_hash: Mapped[str] = mapped_column(Text)               # argon2id
+    pin_hash: Mapped[str | None] = mapped_column(Text)             # the bench tablet's PIN
+    technician_id: Mapped[int | None] = mapped_column(ForeignKey("technicians.id"))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    failed_logins: Mapped[int] = mapped_column(default=0)          # since the last success
+    locked_until: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+    created_by: Mapped[str] = mapped_column(String(200))
+
+
+class WebSession(Base):
+    """A signed-in browser (server-side: the cookie holds a random token whose hash is
+    the key). On a shared bench tablet `acting_id` is the technician who switched in
+    with a PIN; `user_id` signed the tablet in."""
+
+    __tablename__ = "web_sessions"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 of the token
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    acting_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    csrf: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    last_seen_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    ended_at: Mapped[datetime | None]
+
+
+class SetupLink(Base):
+    """The one-time link, printed on the console at first start, that creates the
+    first coordinator."""
+
+    __tablename__ = "setup_links"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
+

@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse
 from imager import __version__
 from imager.errors import ImagerError, NotFound, NotYet
 from imager.protocol.events import describe_errors
+from imager.station import web
 from imager.station.api import agents, images, technicians
 from imager.station.api.limits import BodyLimit
 from imager.station.service import Station
@@ -55,6 +56,7 @@ def create_app(station: Station, *, docs: bool = False) -> FastAPI:
     app.include_router(agents.router(station))
     app.include_router(images.router(station))
     app.include_router(technicians.router(station))
+    web.mount(app, station)
     app.add_middleware(BodyLimit)
     return app
 

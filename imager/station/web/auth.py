@@ -1,0 +1,202 @@
+"""Signing in to the web pages: sessions, form tokens, the setup link, the PIN switch.
+
+Every page but the sign-in, the setup link and the public verification needs a
+session; every form carries the session's token (CSRF), checked before the
+form is read further. The sign-in form, sent before any session exists,
+carries a token that must equal a cookie set with the form (double submit).
+Sign-ins are limited per address (LOGIN_TRIES per LOGIN_WINDOW seconds) on top
+of the per-user lock of imager.registry.accounts.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from collections import deque
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Request
+from fastapi.responses import RedirectResponse, Response
+
+from imager.errors import UsageError
+from imager.registry import accounts
+from imager.registry.accounts import Person
+from imager.station.service import Station
+from imager.station.web.i18n import N_
+from imager.station.web.pages import render
+
+SESSION_COOKIE = "imager_session"
+FORM_COOKIE = "imager_form"
+LOGIN_TRIES = 10
+LOGIN_WINDOW = 300.0
+
+
+class LoginNeeded(Exception):
+    """No session: the page sends the browser to the sign-in page."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+
+class Forbidden(Exception):
+    """A form without its token, or an action the person may not do."""
+
+    def __init__(self, why: str) -> None:
+        self.why = why
+
+
+def person_of(station: Station, request: Request) -> Person | None:
+    with station.registry.session() as s:
+        return accounts.session_for(s, request.cookies.get(SESSION_COOKIE))
+
+
+def signed_in(station: Station, request: Request) -> Person:
+    """The person of the request's session, or LoginNeeded."""
+    person = person_of(station, request)
+    if person is None:
+        raise LoginNeeded(request.url.path)
+    return person
+
+
+async def form_of(request: Request, expected: str | None) -> dict[str, str]:
+    """The request's form, once its token equals `expected` (Forbidden otherwise)."""
+    form = await request.form()
+    sent = form.get("csrf")
+    if not expected or not isinstance(sent, str) or not secrets.compare_digest(sent, expected):
+        raise Forbidden("jeton de formulaire manquant ou périmé / form token missing or "
+                        "stale: reload the page and send the form again")
+    return {k: v for k, v in form.items() if isinstance(v, str)}
+
+
+def _cookie(response: Response, request: Request, name: str, value: str, **kw: Any) -> None:
+    response.set_cookie(name, value, httponly=True, samesite="lax",
+                        secure=request.url.scheme == "https", **kw)
+
+
+class _Limiter:
+    """At most `tries` attempts per `window` seconds from one address."""
+
+    def __init__(self, tries: int, window: float) -> None:
+        self.tries, self.window = tries, window
+        self._seen: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def allow(self, key: str) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            seen = self._seen.setdefault(key, deque())
+            while seen and now - seen[0] > self.window:
+                seen.popleft()
+            if len(seen) >= self.tries:
+                return False
+            seen.append(now)
+            if len(self._seen) > 10_000:
+                self._seen = {k: v for k, v in self._seen.items() if v}
+            return True
+
+
+def router(station: Station) -> APIRouter:
+    web = APIRouter()
+    limiter = _Limiter(LOGIN_TRIES, LOGIN_WINDOW)
+
+    def login_page(request: Request, error: str | None = None, status: int = 200) -> Response:
+        token = secrets.token_urlsafe(24)
+        response = render(request, "login.html", {"csrf": token, "error": error,
+                                                  "next": _safe(request.query_params.get(
+                                                      "next"))}, status=status)
+        _cookie(response, request, FORM_COOKIE, token, max_age=3600)
+        return response
+
+    @web.get("/", include_in_schema=False)
+    def home(request: Request) -> Response:
+        return RedirectResponse("/board" if person_of(station, request) else "/login", 303)
+
+    @web.get("/login", include_in_schema=False)
+    def login(request: Request) -> Response:
+        return login_page(request)
+
+    @web.post("/login", include_in_schema=False)
+    async def do_login(request: Request) -> Response:
+        form = await form_of(request, request.cookies.get(FORM_COOKIE))
+        if not limiter.allow(request.client.host if request.client else "?"):
+            return login_page(request, N_("Too many attempts from this computer: wait a few "
+                                          "minutes."), 429)
+        with station.registry.session() as s:
+            signed = accounts.sign_in(s, form.get("login", ""), form.get("password", ""))
+        if isinstance(signed, str):
+            return login_page(request, signed, 401)
+        token, _ = signed
+        response = RedirectResponse(_safe(form.get("next")) or "/board", 303)
+        _cookie(response, request, SESSION_COOKIE, token,
+                max_age=accounts.SESSION_HOURS * 3600)
+        response.delete_cookie(FORM_COOKIE)
+        return response
+
+    @web.post("/logout", include_in_schema=False)
+    async def logout(request: Request) -> Response:
+        person = signed_in(station, request)
+        await form_of(request, person.csrf)
+        with station.registry.session() as s:
+            accounts.sign_out(s, person)
+        response = RedirectResponse("/login", 303)
+        response.delete_cookie(SESSION_COOKIE)
+        return response
+
+    @web.get("/switch", include_in_schema=False)
+    def switch_page(request: Request) -> Response:
+        person = signed_in(station, request)
+        return render(request, "switch.html", {"csrf": person.csrf}, person=person)
+
+    @web.post("/switch", include_in_schema=False)
+    async def do_switch(request: Request) -> Response:
+        person = signed_in(station, request)
+        form = await form_of(request, person.csrf)
+        if not limiter.allow(f"pin:{person.session}"):
+            raise Forbidden("trop d'essais / too many attempts: wait a few minutes")
+        try:
+            with station.registry.session() as s:
+                accounts.switch(s, person, form.get("login", ""), form.get("pin", ""))
+        except PermissionError as exc:
+            return render(request, "switch.html", {"csrf": person.csrf, "error": str(exc)},
+                          person=person, status=401)
+        return RedirectResponse("/board", 303)
+
+    @web.get("/setup", include_in_schema=False)
+    def setup_page(request: Request, token: str = "") -> Response:
+        with station.registry.session(readonly=True) as s:
+            valid = accounts.setup_valid(s, token)
+        if not valid:
+            return render(request, "message.html", {"title": N_("Setup link not valid"),
+                                                    "text": _SETUP_VOID}, status=404)
+        return render(request, "setup.html", {"token": token, "csrf": token})
+
+    @web.post("/setup", include_in_schema=False)
+    async def do_setup(request: Request) -> Response:
+        form = await request.form()
+        token = str(form.get("token", ""))
+        values = {k: str(form.get(k, "")) for k in ("login", "name", "password")}
+        try:
+            with station.registry.session() as s:
+                accounts.complete_setup(s, token, **values)
+        except PermissionError:
+            return render(request, "message.html", {"title": N_("Setup link not valid"),
+                                                    "text": _SETUP_VOID}, status=404)
+        except UsageError as exc:
+            return render(request, "setup.html", {"token": token, "csrf": token,
+                                                  "error": str(exc), **values}, status=400)
+        return RedirectResponse("/login", 303)
+
+    return web
+
+
+_SETUP_VOID = N_("This setup link is unknown, used or expired. Restart the station: it "
+                 "prints a new one while no coordinator exists.")
+
+
+def _safe(path: str | None) -> str | None:
+    """A local path to go back to after signing in (never another site)."""
+    if path and path.startswith("/") and not path.startswith("//"):
+        return quote(path, safe="/?=&-_.")
+    return None

@@ -1,0 +1,52 @@
+"""Rendering a page: Jinja2 templates with the language, the person signed in and
+the form token; every asset is served by the station itself (no CDN: the
+workshop may be offline)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from imager import __version__
+from imager.registry.accounts import ROLE_NAMES, Person
+from imager.station.web.i18n import LANGUAGES, choose, translations
+
+HERE = Path(__file__).parent
+LANG_COOKIE = "imager_lang"
+
+_env = Environment(loader=FileSystemLoader(HERE / "templates"),
+                   autoescape=select_autoescape(["html"]), extensions=["jinja2.ext.i18n"],
+                   trim_blocks=True, lstrip_blocks=True)
+
+
+def language(request: Request) -> str:
+    return choose(request.query_params.get("lang"), request.cookies.get(LANG_COOKIE))
+
+
+def render(request: Request, name: str, context: dict[str, Any] | None = None, *,
+           person: Person | None = None, status: int = 200) -> HTMLResponse:
+    """The page `name` in the request's language."""
+    lang = language(request)
+    catalogue = translations(lang)
+    template = _env.get_template(name)
+    html = template.render(
+        {"request": request, "person": person, "lang": lang, "languages": LANGUAGES,
+         "version": __version__, "role_name": _role_name(lang),
+         "_": catalogue.gettext, "gettext": catalogue.gettext, "ngettext": catalogue.ngettext,
+         **(context or {})})
+    response = HTMLResponse(html, status_code=status)
+    if request.query_params.get("lang") in LANGUAGES:
+        response.set_cookie(LANG_COOKIE, lang, max_age=365 * 86400, samesite="lax",
+                            httponly=True, secure=request.url.scheme == "https")
+    return response
+
+
+def _role_name(lang: str) -> Any:
+    def name(role: str) -> str:
+        fr, en = ROLE_NAMES.get(role, (role, role))
+        return fr if lang == "fr" else en
+    return name

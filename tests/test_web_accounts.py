@@ -1,0 +1,162 @@
+"""The web pages' accounts: the first coordinator's one-time setup link, sign-in
+with argon2 hashes and a lock after wrong passwords, server-side sessions that a
+disabled account loses at its next request, form tokens (CSRF) on every form,
+the shared tablet's PIN switch, French first and English on request."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from babel.messages.extract import extract_from_dir
+from fastapi.testclient import TestClient
+
+from imager.registry import accounts
+from imager.settings import Settings
+from imager.station.api import create_app
+from imager.station.policy import ServicePolicy
+from imager.station.service import Station
+from imager.station.web.i18n import translations
+from imager.store.db import Registry
+from imager.store.models import User
+
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture
+def station(settings: Settings, registry: Registry) -> Station:
+    return Station(settings, registry, ServicePolicy(auto_erase="never", auto_certify=False))
+
+
+@pytest.fixture
+def web(station: Station) -> Iterator[TestClient]:
+    with TestClient(create_app(station), base_url="https://station.test") as client:
+        yield client
+
+
+def _csrf(html: str) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert found, html
+    return found.group(1)
+
+
+def _user(station: Station, login: str, role: str = "technician", pin: str | None = None
+          ) -> None:
+    with station.registry.session() as s:
+        accounts.create_user(s, login=login, name=f"{login.title()} Martin", role=role,
+                             password=PASSWORD, by="test", pin=pin)
+
+
+def _sign_in(web: TestClient, login: str, password: str = PASSWORD) -> int:
+    page = web.get("/login")
+    resp = web.post("/login", data={"csrf": _csrf(page.text), "login": login,
+                                    "password": password}, follow_redirects=False)
+    return resp.status_code
+
+
+def test_the_first_coordinator_is_made_through_a_one_time_setup_link(
+        web: TestClient, station: Station) -> None:
+    with station.registry.session() as s:
+        assert accounts.needs_setup(s)
+        token = accounts.new_setup_link(s)
+    assert web.get("/setup?token=made-up").status_code == 404
+    form = web.get(f"/setup?token={token}")
+    assert form.status_code == 200 and "coordinateur" in form.text
+    short = web.post("/setup", data={"token": token, "login": "lina", "name": "Lina Martin",
+                                     "password": "short"})
+    assert short.status_code == 400 and "password too short" in short.text
+    done = web.post("/setup", data={"token": token, "login": "lina", "name": "Lina Martin",
+                                    "password": PASSWORD}, follow_redirects=False)
+    assert done.status_code == 303 and done.headers["location"] == "/login"
+    again = web.post("/setup", data={"token": token, "login": "eve", "name": "Eve",
+                                     "password": PASSWORD})
+    assert again.status_code == 404
+    with station.registry.session() as s:
+        (user,) = s.query(User).all()
+        assert user.role == "coordinator" and user.password_hash.startswith("$argon2id$")
+        assert not accounts.needs_setup(s)
+
+
+def test_sign_in_sets_a_server_side_session_that_a_disabled_account_loses(
+        web: TestClient, station: Station) -> None:
+    _user(station, "noe")
+    assert web.get("/board", follow_redirects=False).headers["location"] == \
+        "/login?next=/board"
+    assert _sign_in(web, "noe") == 303
+    cookie = next(c for c in web.cookies.jar if c.name == "imager_session")
+    assert cookie.secure and cookie.has_nonstandard_attr("HttpOnly")
+    board = web.get("/board")
+    assert board.status_code == 200 and "Noe Martin" in board.text
+    with station.registry.session() as s:
+        accounts.disable(s, "noe")
+    assert web.get("/board", follow_redirects=False).status_code == 303
+
+
+def test_each_sign_in_gets_a_new_session(web: TestClient, station: Station) -> None:
+    _user(station, "noe")
+    _sign_in(web, "noe")
+    first = web.cookies.get("imager_session")
+    _sign_in(web, "noe")
+    assert web.cookies.get("imager_session") not in (None, first)
+
+
+def test_wrong_passwords_lock_the_account(web: TestClient, station: Station) -> None:
+    _user(station, "noe")
+    for _ in range(accounts.LOCK_AFTER):
+        assert _sign_in(web, "noe", "wrong password!") == 401
+    page = web.get("/login")
+    locked = web.post("/login", data={"csrf": _csrf(page.text), "login": "noe",
+                                      "password": PASSWORD})
+    assert locked.status_code == 401 and "account locked" in locked.text
+    assert _sign_in(web, "nobody", "wrong password!") == 401       # same answer, unknown
+
+
+def test_a_form_without_its_token_or_with_another_sessions_is_refused(
+        web: TestClient, station: Station, settings: Settings) -> None:
+    _user(station, "noe")
+    _user(station, "ada")
+    bare = web.post("/login", data={"login": "noe", "password": PASSWORD})
+    assert bare.status_code == 403 and "form token" in bare.text
+    _sign_in(web, "noe")
+    with TestClient(create_app(station), base_url="https://station.test") as other:
+        _sign_in(other, "ada")
+        theirs = _csrf(other.get("/board").text)
+    for data in ({}, {"csrf": theirs}):
+        refused = web.post("/logout", data=data)
+        assert refused.status_code == 403, refused.text
+    assert web.get("/board").status_code == 200        # still signed in
+
+
+def test_the_shared_tablet_switches_technician_with_a_pin(web: TestClient,
+                                                          station: Station) -> None:
+    _user(station, "tablet", role="technician")
+    _user(station, "ada", pin="4321")
+    _sign_in(web, "tablet")
+    csrf = _csrf(web.get("/switch").text)
+    wrong = web.post("/switch", data={"csrf": csrf, "login": "ada", "pin": "0000"})
+    assert wrong.status_code == 401 and "wrong login or PIN" in wrong.text
+    done = web.post("/switch", data={"csrf": csrf, "login": "ada", "pin": "4321"},
+                    follow_redirects=False)
+    assert done.status_code == 303
+    board = web.get("/board")
+    assert "Ada Martin" in board.text and _csrf(board.text) != csrf   # a new form token
+
+
+def test_pages_are_french_first_and_english_on_request(web: TestClient) -> None:
+    assert "Se connecter" in web.get("/login").text
+    english = web.get("/login?lang=en")
+    assert "Sign in" in english.text and 'lang="en"' in english.text
+    assert "Sign in" in web.get("/login").text                      # remembered
+
+
+def test_every_message_of_the_pages_has_its_french() -> None:
+    web_dir = Path(accounts.__file__).resolve().parents[1] / "station" / "web"
+    found = {message for *_, message, _, _ in extract_from_dir(
+        web_dir, method_map=[("**.py", "python"), ("**/templates/**.html", "jinja2")],
+        keywords={"_": None, "N_": None, "gettext": None})}
+    fr = translations("fr")
+    untranslated = sorted(m for m in found if isinstance(m, str) and fr.gettext(m) == m)
+    assert not untranslated, f"add their French to locale/fr/LC_MESSAGES/messages.po: " \
+                             f"{untranslated}"
