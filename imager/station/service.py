@@ -68,6 +68,8 @@ class Station:
             lambda agent_id: not self.liveness.silent([agent_id]), self.progress)
         self.tokens = Tokens.open(self.settings)
         self._jobs_ready = threading.Condition()
+        self._changes = threading.Condition()
+        self.version = 0                # bumped at every change the board shows
         self._resume: set[int] = set()
         self._certify: queue.Queue[int | None] = queue.Queue()
         self._certifier: threading.Thread | None = None
@@ -203,7 +205,22 @@ class Station:
         if job is not None and job.state in ("queued", "running", "interrupted"):
             self.store.bound(s).move(job_id, "failed", reason=reason)
 
+    def changed(self) -> None:
+        """Something the board shows changed (an event applied, a job started, a
+        document issued): wake the pages waiting in `wait_change`."""
+        with self._changes:
+            self.version += 1
+            self._changes.notify_all()
+
+    def wait_change(self, seen: int, timeout: float) -> int:
+        """The version after `seen`, waiting up to `timeout` seconds for one."""
+        with self._changes:
+            if self.version == seen:
+                self._changes.wait(timeout)
+            return self.version
+
     def _after(self, effects: Effects) -> None:
+        self.changed()
         for job_id in effects.restarted:
             self.progress.pop(job_id, None)
         self.progress.update(effects.progress)
@@ -215,6 +232,7 @@ class Station:
             self._wake()
 
     def _wake(self) -> None:
+        self.changed()
         with self._jobs_ready:
             self._jobs_ready.notify_all()
 
@@ -374,6 +392,7 @@ class Station:
             try:
                 issued = self.issuer().for_job(job_id)
                 self.certified.append(issued.id)
+                self.changed()
                 log.info("job %s: %s issued", job_id, issued.id)
             except Exception as exc:  # a certificate that fails must not stop the next
                 log.error("job %s: no certificate: %s", job_id, exc)

@@ -1,12 +1,19 @@
 """The board: the technician's home, one card per drive an agent sees, with its
-state in words, its job's progress, the next step and what may be done now."""
+state in words, its job's progress (speed, time left), the next step and what
+may be done now. The page keeps itself up to date: `/board/events` sends, as
+Server-Sent Events, each card that changed, rendered by the same template."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
 from typing import Any
 
+import anyio
 from fastapi import APIRouter, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import RedirectResponse, Response, StreamingResponse
 from sqlalchemy import select
 
 from imager.errors import ImagerError
@@ -14,33 +21,83 @@ from imager.registry import items
 from imager.station.service import Station
 from imager.station.web.auth import form_of, signed_in
 from imager.station.web.i18n import N_
-from imager.station.web.pages import render
+from imager.station.web.pages import fragment, render
 from imager.store.models import Drive
 
 ERASABLE = ("inventoried", "erase_failed")
+LIVE = ("queued", "running", "interrupted")
+MIN_INTERVAL = 0.25        # seconds between two updates sent to one page
+KEEPALIVE = 15.0           # seconds without change before a comment keeps the stream open
 
 
-def cards(station: Station) -> list[dict[str, Any]]:
-    """The drives plugged in now, then those seen before that still need a person."""
+class Meter:
+    """Speed and time left of each job, from the successive progress it reports."""
+
+    def __init__(self) -> None:
+        self._last: dict[int, tuple[float, int, int, float]] = {}   # job: t, index, done, rate
+
+    def read(self, job: int, progress: dict[str, Any]) -> dict[str, Any]:
+        now, index, done = time.monotonic(), int(progress["index"]), int(progress["done"])
+        total = int(progress["total"]) or 1
+        t0, index0, done0, rate = self._last.get(job, (now, index, done, 0.0))
+        if index == index0 and done > done0 and now > t0:
+            fresh = (done - done0) / (now - t0)
+            rate = fresh if rate == 0 else 0.7 * rate + 0.3 * fresh
+        if (index, done) != (index0, done0) or job not in self._last:
+            self._last[job] = (now, index, done, rate)
+        left = (total - done) / rate if rate > 0 else None
+        return {**progress, "percent": round(100 * done / total), "rate": rate,
+                "left": left}
+
+
+def cards(station: Station, meter: Meter) -> list[dict[str, Any]]:
+    """The drives, those plugged in first."""
     with station.registry.session(readonly=True) as s:
         drives = [items.drive_summary(s, d) for d in s.scalars(
             select(Drive).order_by(Drive.present.desc(), Drive.id))]
     for card in drives:
         job = card["job"]
-        card["progress"] = station.progress.get(job["id"]) if job else None
+        progress = station.progress.get(job["id"]) if job and job["state"] in LIVE else None
+        card["progress"] = meter.read(job["id"], progress) if job and progress else None
         card["erasable"] = card["present"] and card["state"] in ERASABLE and not (
-            job and job["state"] in ("queued", "running", "interrupted"))
+            job and job["state"] in LIVE)
     return drives
 
 
 def router(station: Station) -> APIRouter:
     web = APIRouter()
+    meter = Meter()
 
     @web.get("/board", include_in_schema=False)
     def board(request: Request) -> Response:
         person = signed_in(station, request)
-        return render(request, "board.html", {"cards": cards(station), "csrf": person.csrf},
-                      person=person)
+        return render(request, "board.html", {"cards": cards(station, meter),
+                                              "csrf": person.csrf}, person=person)
+
+    @web.get("/board/events", include_in_schema=False)
+    def events(request: Request) -> Response:
+        person = signed_in(station, request)
+
+        async def stream() -> AsyncIterator[str]:
+            seen, sent = -1, dict[str, str]()
+            while not await request.is_disconnected():
+                version = await anyio.to_thread.run_sync(station.wait_change, seen, KEEPALIVE)
+                if version == seen:
+                    yield ": still here\n\n"
+                    continue
+                seen = version
+                now = await anyio.to_thread.run_sync(cards, station, meter)
+                for card in now:
+                    key = f"drive-{card['id']}"
+                    html = fragment(request, "_card.html", {"c": card, "csrf": person.csrf},
+                                    person=person)
+                    if sent.get(key) != html:
+                        sent[key] = html
+                        yield f"event: card\ndata: {json.dumps({'id': key, 'html': html})}\n\n"
+                await asyncio.sleep(MIN_INTERVAL)
+
+        return StreamingResponse(stream(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-store"})
 
     @web.post("/board/drives/{drive_id}/erase", include_in_schema=False)
     async def erase(drive_id: int, request: Request) -> Response:
@@ -49,7 +106,8 @@ def router(station: Station) -> APIRouter:
         try:
             station.erase(str(drive_id), technician=person.name)
         except ImagerError as exc:
-            return render(request, "message.html", {"title": N_("Not started"), "text": str(exc)},
+            return render(request, "message.html", {"title": N_("Not started"),
+                                                    "text": str(exc)},
                           person=person, status=400)
         return RedirectResponse("/board", 303)
 

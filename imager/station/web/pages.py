@@ -27,17 +27,24 @@ def language(request: Request) -> str:
     return choose(request.query_params.get("lang"), request.cookies.get(LANG_COOKIE))
 
 
-def render(request: Request, name: str, context: dict[str, Any] | None = None, *,
-           person: Person | None = None, status: int = 200) -> HTMLResponse:
-    """The page `name` in the request's language."""
+def fragment(request: Request, name: str, context: dict[str, Any] | None = None, *,
+             person: Person | None = None) -> str:
+    """The template `name` rendered in the request's language (a page, or a part of
+    one sent to the page as it changes)."""
     lang = language(request)
     catalogue = translations(lang)
-    template = _env.get_template(name)
-    html = template.render(
+    return _env.get_template(name).render(
         {"request": request, "person": person, "lang": lang, "languages": LANGUAGES,
          "version": __version__, "role_name": _role_name(lang),
          "_": catalogue.gettext, "gettext": catalogue.gettext, "ngettext": catalogue.ngettext,
          **(context or {})})
+
+
+def render(request: Request, name: str, context: dict[str, Any] | None = None, *,
+           person: Person | None = None, status: int = 200) -> HTMLResponse:
+    """The page `name` in the request's language."""
+    lang = language(request)
+    html = fragment(request, name, context, person=person)
     response = HTMLResponse(html, status_code=status)
     if request.query_params.get("lang") in LANGUAGES:
         response.set_cookie(LANG_COOKIE, lang, max_age=365 * 86400, samesite="lax",

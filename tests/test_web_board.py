@@ -1,0 +1,114 @@
+"""The board keeps itself up to date: an agent's events reach the page as the
+cards that changed (Server-Sent Events), with the job's progress, speed and
+time left; a failure shows in red with what to do."""
+
+from __future__ import annotations
+
+import html
+import itertools
+import json
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from evidence_maker import evidence
+from fastapi.testclient import TestClient
+
+from imager.protocol import events as ev
+from imager.protocol.proof import public_hex
+from imager.registry import accounts
+from imager.settings import Settings
+from imager.station.api import create_app
+from imager.station.policy import ServicePolicy
+from imager.station.service import Station
+from imager.station.web.board import Meter
+from imager.store.db import Registry
+
+PASSWORD = "correct horse battery"
+_ids = itertools.count(1)
+
+
+@pytest.fixture
+def station(settings: Settings, registry: Registry) -> Station:
+    return Station(settings, registry, ServicePolicy(auto_erase="never", auto_certify=False))
+
+
+@pytest.fixture
+def web(station: Station) -> Iterator[TestClient]:
+    with station.registry.session() as s:
+        accounts.create_user(s, login="noe", name="Noé Martin", role="technician",
+                             password=PASSWORD, by="test")
+    with TestClient(create_app(station), base_url="https://station.test") as client:
+        page = client.get("/login")
+        csrf = page.text.split('name="csrf" value="')[1].split('"')[0]
+        client.post("/login", data={"csrf": csrf, "login": "noe", "password": PASSWORD})
+        yield client
+
+
+def _send(station: Station, agent: int, kind: str, data: dict[str, Any]) -> None:
+    n = next(_ids)
+    (answer,) = station.receive(agent, ev.parse_events([{
+        "id": f"b{n}", "seq": n, "at": "2026-12-06T09:00:00Z", "v": 2, "kind": kind,
+        "data": data}]))
+    assert answer["outcome"] == "applied", answer
+
+
+def _stream(web: TestClient, wanted: int) -> list[dict[str, Any]]:
+    """The first `wanted` card updates the page receives."""
+    got: list[dict[str, Any]] = []
+    with web.stream("GET", "/board/events") as resp:
+        assert resp.headers["content-type"].startswith("text/event-stream")
+        for line in resp.iter_lines():
+            if line.startswith("data: "):
+                got.append(json.loads(line[6:]))
+                if len(got) >= wanted:
+                    break
+    return got
+
+
+def test_an_agents_progress_reaches_the_page_without_reloading(
+        web: TestClient, station: Station) -> None:
+    agent = station.enrol_local(public_hex(Ed25519PrivateKey.generate()), name="dock-1",
+                                host="bench")
+    _send(station, agent, "drive_attached", {"evidence": evidence(
+        "/dev/sdb", 1 << 30, serial="S4DX01", model="Samsung SSD 860")})
+    board = web.get("/board")
+    assert "Samsung SSD 860" in board.text and "Effacer selon la politique" in board.text
+    csrf = board.text.split('name="csrf" value="')[1].split('"')[0]
+    assert web.post("/board/drives/1/erase", data={"csrf": csrf},
+                    follow_redirects=False).status_code == 303
+    first = _stream(web, 1)[0]
+    assert first["id"] == "drive-1" and "Effacer selon" not in first["html"]
+
+    def report() -> None:      # the agent, while the page listens
+        _send(station, agent, "job_move", {"job": 1, "target": "running"})
+        _send(station, agent, "progress", {"job": 1, "phase": "pass", "index": 0,
+                                           "done": 1 << 29, "total": 1 << 30})
+    threading.Timer(0.3, report).start()
+    updates = _stream(web, 2)
+    assert any('value="50"' in u["html"] and "50 %" in u["html"] for u in updates), updates
+
+
+def test_a_failed_job_shows_in_red_with_what_to_do(web: TestClient, station: Station) -> None:
+    agent = station.enrol_local(public_hex(Ed25519PrivateKey.generate()), name="dock-1",
+                                host="bench")
+    _send(station, agent, "drive_attached", {"evidence": evidence(
+        "/dev/sdb", 1 << 30, serial="S4DX01", model="Samsung SSD 860")})
+    station.erase("1", technician="Noé Martin")
+    _send(station, agent, "job_move", {"job": 1, "target": "running"})
+    _send(station, agent, "job_move", {"job": 1, "target": "failed",
+                                       "reason": "I/O error at offset 4096"})
+    card = html.unescape(web.get("/board").text)
+    assert "failed" in card and "Échec : I/O error at offset 4096" in card
+    assert "relancer l'effacement" in card          # the next step, in words
+
+
+def test_the_meter_gives_speed_and_time_left() -> None:
+    meter = Meter()
+    meter.read(7, {"phase": "pass", "index": 0, "done": 0, "total": 1000})
+    import time
+    time.sleep(0.05)
+    read = meter.read(7, {"phase": "pass", "index": 0, "done": 500, "total": 1000})
+    assert read["percent"] == 50 and read["rate"] > 0 and read["left"] > 0
