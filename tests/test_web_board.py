@@ -8,7 +8,7 @@ import html
 import itertools
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -25,6 +25,7 @@ from imager.station.policy import ServicePolicy
 from imager.station.service import Station
 from imager.station.web.board import Meter
 from imager.store.db import Registry
+from imager.store.models import Drive
 
 PASSWORD = "correct horse battery"
 _ids = itertools.count(1)
@@ -55,15 +56,15 @@ def _send(station: Station, agent: int, kind: str, data: dict[str, Any]) -> None
     assert answer["outcome"] == "applied", answer
 
 
-def _stream(web: TestClient, wanted: int) -> list[dict[str, Any]]:
-    """The first `wanted` card updates the page receives."""
+def _stream(web: TestClient, until: Callable[[dict[str, Any]], bool]) -> list[dict[str, Any]]:
+    """The card updates the page receives, up to the first for which `until` holds."""
     got: list[dict[str, Any]] = []
     with web.stream("GET", "/board/events") as resp:
         assert resp.headers["content-type"].startswith("text/event-stream")
         for line in resp.iter_lines():
             if line.startswith("data: "):
                 got.append(json.loads(line[6:]))
-                if len(got) >= wanted:
+                if until(got[-1]) or len(got) > 20:
                     break
     return got
 
@@ -79,7 +80,7 @@ def test_an_agents_progress_reaches_the_page_without_reloading(
     csrf = board.text.split('name="csrf" value="')[1].split('"')[0]
     assert web.post("/board/drives/1/erase", data={"csrf": csrf},
                     follow_redirects=False).status_code == 303
-    first = _stream(web, 1)[0]
+    first = _stream(web, lambda card: True)[0]
     assert first["id"] == "drive-1" and "Effacer selon" not in first["html"]
 
     def report() -> None:      # the agent, while the page listens
@@ -87,8 +88,8 @@ def test_an_agents_progress_reaches_the_page_without_reloading(
         _send(station, agent, "progress", {"job": 1, "phase": "pass", "index": 0,
                                            "done": 1 << 29, "total": 1 << 30})
     threading.Timer(0.3, report).start()
-    updates = _stream(web, 2)
-    assert any('value="50"' in u["html"] and "50 %" in u["html"] for u in updates), updates
+    updates = _stream(web, lambda card: 'value="50"' in card["html"])
+    assert 'value="50"' in updates[-1]["html"] and "50 %" in updates[-1]["html"], updates
 
 
 def test_a_failed_job_shows_in_red_with_what_to_do(web: TestClient, station: Station) -> None:
@@ -112,3 +113,31 @@ def test_the_meter_gives_speed_and_time_left() -> None:
     time.sleep(0.05)
     read = meter.read(7, {"phase": "pass", "index": 0, "done": 500, "total": 1000})
     assert read["percent"] == 50 and read["rate"] > 0 and read["left"] > 0
+
+
+def test_intake_records_a_donation_and_reads_back_a_qwerty_scanner(
+        web: TestClient, station: Station) -> None:
+    """A donation, then two serials scanned: one typed right, one by a US-QWERTY
+    scanner on this AZERTY station (`&é"'(` for digits): both attached, the second
+    read back and said so."""
+    agent = station.enrol_local(public_hex(Ed25519PrivateKey.generate()), name="dock-1",
+                                host="bench")
+    _send(station, agent, "drive_attached", {"evidence": evidence(
+        "/dev/sdb", 1 << 30, serial="S4DX0124", model="Samsung SSD 860")})
+    page = web.get("/intake")
+    csrf = page.text.split('name="csrf" value="')[1].split('"')[0]
+    made = web.post("/intake/donations", data={
+        "csrf": csrf, "reference": "DON-2026-007", "donor": "Mairie de Gap",
+        "donor_kind": "town_hall", "site": "Gap"})
+    assert made.status_code == 200 and "DON-2026-007" in made.text
+    done = web.post("/intake/scan", data={"csrf": csrf, "donation": "DON-2026-007",
+                                          "kind": "drive",
+                                          "labels": "S'DXà&é'\nWDC-99\n"})
+    text = html.unescape(done.text)
+    assert done.status_code == 200, text
+    assert "<b>S4DX0124</b>" in text
+    assert "le scanner est réglé en QWERTY (il a tapé S'DXà&é')" in text
+    assert "2 éléments ajoutés au don." in text
+    with station.registry.session(readonly=True) as s:
+        drives = {d.serial: d.donation.reference for d in s.query(Drive).all() if d.donation}
+    assert drives == {"S4DX0124": "DON-2026-007", "WDC-99": "DON-2026-007"}

@@ -220,7 +220,6 @@ class Station:
             return self.version
 
     def _after(self, effects: Effects) -> None:
-        self.changed()
         for job_id in effects.restarted:
             self.progress.pop(job_id, None)
         self.progress.update(effects.progress)
@@ -230,6 +229,7 @@ class Station:
                 self._certify.put(job_id)
         if effects.wake:
             self._wake()
+        self.changed()                  # last: the pages read what is above
 
     def _wake(self) -> None:
         self.changed()

@@ -399,3 +399,15 @@ def list_technicians(session: Session) -> list[Technician]:
     """Every technician, by name."""
     techs = session.scalars(select(Technician)).all()
     return sorted(techs, key=lambda t: (name_key(t.name), t.id))
+
+
+def receive_donation(session: Session, reference: str, donor: str, donor_kind: str,
+                     received_on: date, intake_site: str | None = None) -> Donation:
+    """A donation from the donor named `donor` (recorded now, as `donor_kind`, if the
+    station does not know it yet)."""
+    try:
+        known = find_donor(session, donor)
+    except NotFound:
+        known = add_donor(session, donor_kind, donor)
+    return add_donation(session, reference, known, received_on, intake_site=intake_site)
+

@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from imager.certify.withdrawal import PREFIX as WITHDRAWAL_PREFIX
-from imager.errors import NotFound, UsageError
+from imager.errors import UsageError
 from imager.protocol.jobs import view_to_dict
 from imager.registry import agents, items, machines
 from imager.station.api.auth import operator_check
@@ -160,12 +160,9 @@ def router(station: Station) -> APIRouter:
     def donation(body: DonationRequest) -> dict[str, Any]:
         day = date.fromisoformat(body.received_on) if body.received_on else date.today()
         with station.registry.session() as s:
-            try:
-                donor = people.find_donor(s, body.donor)
-            except NotFound:
-                donor = people.add_donor(s, body.donor_kind, body.donor)
-            don = people.add_donation(s, body.reference, donor, day, intake_site=body.site)
-            return {"reference": don.reference, "donor": donor.name, "id": don.id}
+            don = people.receive_donation(s, body.reference, body.donor, body.donor_kind, day,
+                                          intake_site=body.site)
+            return {"reference": don.reference, "donor": don.donor.name, "id": don.id}
 
     @api.post("/intake")
     def intake(body: IntakeRequest) -> dict[str, Any]:
