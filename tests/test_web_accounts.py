@@ -5,6 +5,7 @@ the shared tablet's PIN switch, French first and English on request."""
 
 from __future__ import annotations
 
+import html
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -160,3 +161,57 @@ def test_every_message_of_the_pages_has_its_french() -> None:
     untranslated = sorted(m for m in found if isinstance(m, str) and fr.gettext(m) == m)
     assert not untranslated, f"add their French to locale/fr/LC_MESSAGES/messages.po: " \
                              f"{untranslated}"
+
+
+def test_an_action_above_a_persons_level_is_refused_even_by_hand(
+        station: Station, settings: Settings) -> None:
+    """Habilitations are data: with a station profile asking level 2 to erase, a level-1
+    technician's hand-made POST (right session, right form token) is refused 403, not
+    only hidden; once a supervisor raised the level, the same request goes through."""
+    from imager.certify.identity import SHIPPED
+    (settings.data_dir / "station.yaml").write_text(
+        SHIPPED.read_text().replace("  erase: 1 ", "  erase: 2 "))
+    _user(station, "noe")
+    with TestClient(create_app(station), base_url="https://station.test") as web:
+        _sign_in(web, "noe")
+        csrf = _csrf(web.get("/board").text)
+        refused = web.post("/board/drives/1/erase", data={"csrf": csrf})
+        assert refused.status_code == 403, refused.text
+        assert "demande le niveau 2, Noe Martin a le niveau 1" in html.unescape(refused.text)
+        with station.registry.session() as s:
+            accounts.set_level(s, "noe", 2)
+        allowed = web.post("/board/drives/1/erase", data={"csrf": csrf})
+        assert allowed.status_code == 400 and "drive" in allowed.text.lower()  # no drive 1
+
+
+def test_only_managers_see_people_and_only_a_coordinator_creates_accounts(
+        web: TestClient, station: Station) -> None:
+    _user(station, "noe")
+    _user(station, "sam", role="supervisor")
+    _sign_in(web, "noe")
+    assert web.get("/people").status_code == 403
+    _sign_in(web, "sam")
+    page = web.get("/people")
+    assert page.status_code == 200 and "Noe Martin" in page.text
+    create = web.post("/people", data={"csrf": _csrf(page.text), "login": "eve",
+                                       "name": "Eve", "role": "technician",
+                                       "password": PASSWORD})
+    assert create.status_code == 403                      # a supervisor does not create
+    raised = web.post("/people/noe/level", data={"csrf": _csrf(page.text), "level": "2"},
+                      follow_redirects=False)
+    assert raised.status_code == 303
+    with station.registry.session() as s:
+        assert s.query(User).filter_by(login="noe").one().level == 2
+
+
+def test_a_coordinator_creates_a_technician_with_a_pin(web: TestClient,
+                                                       station: Station) -> None:
+    _user(station, "lina", role="coordinator")
+    _sign_in(web, "lina")
+    page = web.get("/people")
+    done = web.post("/people", data={"csrf": _csrf(page.text), "login": "ada",
+                                     "name": "Ada Lovelace", "role": "technician",
+                                     "level": "1", "password": PASSWORD, "pin": "2468"},
+                    follow_redirects=False)
+    assert done.status_code == 303
+    assert "Ada Lovelace" in web.get("/people").text

@@ -19,7 +19,7 @@ from imager.settings import Settings
 
 SHIPPED = Path(__file__).resolve().parents[2] / "profiles" / "station.yaml"
 _FIELDS = ("organisation", "station", "location", "country", "phone", "email", "validator",
-           "verify_url")
+           "verify_url", "habilitations")     # habilitations: imager.registry.habilitations
 
 
 @dataclass(frozen=True)

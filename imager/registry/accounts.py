@@ -55,9 +55,28 @@ class Person:
     login: str
     name: str             # who acts: the name every action is recorded with
     role: str
+    level: int            # habilitation (imager.registry.habilitations)
     technician_id: int | None
     csrf: str
     shared: bool          # someone switched in with a PIN on this session
+
+
+LEVELS = (1, 2, 3)
+
+
+def check_level(level: int) -> None:
+    if level not in LEVELS:
+        raise UsageError(f"niveau d'habilitation {level} / habilitation level: use 1, 2 or 3")
+
+
+def set_level(s: Session, login: str, level: int) -> User:
+    """A person's habilitation level, as a supervisor decides it."""
+    check_level(level)
+    user = s.scalar(select(User).where(User.login == login.strip().lower()))
+    if user is None:
+        raise NotFound(f"aucun utilisateur / no user {login!r}")
+    user.level = level
+    return user
 
 
 def check_password(password: str) -> None:
@@ -73,8 +92,10 @@ def _check_pin(pin: str) -> None:
 
 
 def create_user(s: Session, *, login: str, name: str, role: str, password: str,
-                by: str, pin: str | None = None) -> User:
-    """A new user; a technician gets the technicians' record certificates name."""
+                by: str, pin: str | None = None, level: int = 1) -> User:
+    """A new user (habilitation `level`, 1 to 3); a person gets the technicians' record
+    certificates name."""
+    check_level(level)
     login, name = login.strip().lower(), " ".join(name.split())
     if role not in ROLES:
         raise UsageError(f"rôle inconnu / unknown role {role!r}: use {', '.join(ROLES)}")
@@ -91,8 +112,8 @@ def create_user(s: Session, *, login: str, name: str, role: str, password: str,
         s.add(tech)
         s.flush()
     user = User(login=login, name=name, role=role, password_hash=_hasher.hash(password),
-                technician_id=tech.id, active=True, failed_logins=0, created_at=utcnow(),
-                created_by=by)
+                level=level, technician_id=tech.id, active=True, failed_logins=0,
+                created_at=utcnow(), created_by=by)
     if pin is not None:
         _check_pin(pin)
         user.pin_hash = _hasher.hash(pin)
@@ -162,7 +183,8 @@ def session_for(s: Session, token: str | None) -> Person | None:
 
 def _person(row: WebSession, user: User, acting: User) -> Person:
     return Person(session=row.id, user_id=user.id, acting_id=acting.id, login=acting.login,
-                  name=acting.name, role=acting.role, technician_id=acting.technician_id,
+                  name=acting.name, role=acting.role, level=acting.level,
+                  technician_id=acting.technician_id,
                   csrf=row.csrf, shared=row.acting_id is not None)
 
 
@@ -225,7 +247,7 @@ def complete_setup(s: Session, token: str, *, login: str, name: str, password: s
                               "one")
     row.used_at = utcnow()
     return create_user(s, login=login, name=name, role="coordinator", password=password,
-                       by="setup link")
+                       by="setup link", level=LEVELS[-1])
 
 
 def list_users(s: Session) -> list[User]:

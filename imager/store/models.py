@@ -316,6 +316,7 @@ class User(Base):
     login: Mapped[str] = mapped_column(String(100), unique=True)
     name: Mapped[str] = mapped_column(String(200))
     role: Mapped[str] = mapped_column(String(20))                  # technician, supervisor...
+    level: Mapped[int] = mapped_column(default=1)                  # habilitation, 1 to 3
     password_hash: Mapped[str] = mapped_column(Text)               # argon2id
     pin_hash: Mapped[str | None] = mapped_column(Text)             # the bench tablet's PIN
     technician_id: Mapped[int | None] = mapped_column(ForeignKey("technicians.id"))

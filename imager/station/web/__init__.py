@@ -8,8 +8,9 @@ from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
+from imager.registry.habilitations import load as load_habilitations
 from imager.station.service import Station
-from imager.station.web import auth, board, intake
+from imager.station.web import auth, board, intake, people
 from imager.station.web.auth import Forbidden, LoginNeeded
 from imager.station.web.i18n import N_
 from imager.station.web.pages import HERE, render
@@ -17,9 +18,11 @@ from imager.station.web.pages import HERE, render
 
 def mount(app: FastAPI, station: Station) -> None:
     """Add the web pages and their assets to `app`."""
+    habilitations = load_habilitations(station.settings)
     app.include_router(auth.router(station))
-    app.include_router(board.router(station))
-    app.include_router(intake.router(station))
+    app.include_router(board.router(station, habilitations))
+    app.include_router(intake.router(station, habilitations))
+    app.include_router(people.router(station, habilitations))
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
     @app.exception_handler(LoginNeeded)

@@ -23,6 +23,7 @@ from fastapi.responses import RedirectResponse, Response
 from imager.errors import UsageError
 from imager.registry import accounts
 from imager.registry.accounts import Person
+from imager.registry.habilitations import ACTIONS, Habilitations
 from imager.station.service import Station
 from imager.station.web.i18n import N_
 from imager.station.web.pages import render
@@ -45,6 +46,23 @@ class Forbidden(Exception):
 
     def __init__(self, why: str) -> None:
         self.why = why
+
+
+def require(habilitations: Habilitations, person: Person, action: str) -> None:
+    """Forbidden (403) unless `person`'s habilitation level allows `action`."""
+    if not habilitations.allows(person.level, action):
+        fr, en = ACTIONS[action][1:]
+        raise Forbidden(f"habilitation insuffisante / not habilitated: « {fr} » demande le "
+                        f"niveau {habilitations.needed[action]}, {person.name} a le niveau "
+                        f"{person.level} / '{en}' needs level {habilitations.needed[action]}: "
+                        "ask a supervisor")
+
+
+def require_role(person: Person, *roles: str) -> None:
+    """Forbidden (403) unless `person` has one of `roles`."""
+    if person.role not in roles:
+        raise Forbidden(f"réservé à / for: {', '.join(roles)} only ({person.name} is "
+                        f"{person.role})")
 
 
 def person_of(station: Station, request: Request) -> Person | None:

@@ -18,8 +18,9 @@ from sqlalchemy import select
 
 from imager.errors import ImagerError
 from imager.registry import items
+from imager.registry.habilitations import Habilitations
 from imager.station.service import Station
-from imager.station.web.auth import form_of, signed_in
+from imager.station.web.auth import form_of, require, signed_in
 from imager.station.web.i18n import N_
 from imager.station.web.pages import fragment, render
 from imager.store.models import Drive
@@ -64,7 +65,7 @@ def cards(station: Station, meter: Meter) -> list[dict[str, Any]]:
     return drives
 
 
-def router(station: Station) -> APIRouter:
+def router(station: Station, habilitations: Habilitations) -> APIRouter:
     web = APIRouter()
     meter = Meter()
 
@@ -103,6 +104,7 @@ def router(station: Station) -> APIRouter:
     async def erase(drive_id: int, request: Request) -> Response:
         person = signed_in(station, request)
         await form_of(request, person.csrf)
+        require(habilitations, person, "erase")
         try:
             station.erase(str(drive_id), technician=person.name)
         except ImagerError as exc:

@@ -15,8 +15,9 @@ from sqlalchemy import func, select
 
 from imager.errors import ImagerError
 from imager.inventory.scanned import read_labels
+from imager.registry.habilitations import Habilitations
 from imager.station.service import Station
-from imager.station.web.auth import form_of, signed_in
+from imager.station.web.auth import form_of, require, signed_in
 from imager.station.web.pages import render
 from imager.store import people
 from imager.store.models import DONOR_KINDS, Donation, Drive
@@ -34,7 +35,7 @@ def _donations(station: Station) -> list[dict[str, object]]:
                 for d in rows]
 
 
-def router(station: Station) -> APIRouter:
+def router(station: Station, habilitations: Habilitations) -> APIRouter:
     web = APIRouter()
 
     def page(request: Request, status: int = 200, **context: object) -> Response:
@@ -51,6 +52,7 @@ def router(station: Station) -> APIRouter:
     async def new_donation(request: Request) -> Response:
         person = signed_in(station, request)
         form = await form_of(request, person.csrf)
+        require(habilitations, person, "intake")
         try:
             with station.registry.session() as s:
                 don = people.receive_donation(
@@ -66,6 +68,7 @@ def router(station: Station) -> APIRouter:
     async def scan(request: Request) -> Response:
         person = signed_in(station, request)
         form = await form_of(request, person.csrf)
+        require(habilitations, person, "intake")
         labels = read_labels(form.get("labels", ""))
         donation = form.get("donation", "")
         wanted = [r.label for r in labels]

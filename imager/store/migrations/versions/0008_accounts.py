@@ -1,6 +1,6 @@
-"""People who sign in to the web pages: users with a role, argon2 password hashes
-and a bench PIN; server-side web sessions; the one-time setup link of the first
-coordinator.
+"""People who sign in to the web pages: users with a role, a habilitation level,
+argon2 password hashes and a bench PIN; server-side web sessions; the one-time
+setup link of the first coordinator.
 
 Revision ID: 0008
 Revises: 0007
@@ -29,6 +29,7 @@ def upgrade() -> None:
         sa.Column("login", sa.String(length=100), nullable=False),
         sa.Column("name", sa.String(length=200), nullable=False),
         sa.Column("role", sa.String(length=20), nullable=False),
+        sa.Column("level", sa.Integer(), nullable=False),
         sa.Column("password_hash", sa.Text(), nullable=False),
         sa.Column("pin_hash", sa.Text(), nullable=True),
         sa.Column("technician_id", sa.Integer(), nullable=True),

@@ -1,0 +1,79 @@
+"""The people who sign in: a coordinator creates and disables accounts; a
+supervisor (or the coordinator) sets each person's habilitation level."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import RedirectResponse, Response
+
+from imager.errors import ImagerError
+from imager.registry import accounts
+from imager.registry.habilitations import ACTIONS, Habilitations
+from imager.station.service import Station
+from imager.station.web.auth import form_of, require_role, signed_in
+from imager.station.web.pages import render
+
+MANAGERS = ("supervisor", "coordinator")
+
+
+def router(station: Station, habilitations: Habilitations) -> APIRouter:
+    web = APIRouter()
+
+    def page(request: Request, status: int = 200, **context: object) -> Response:
+        person = signed_in(station, request)
+        require_role(person, *MANAGERS)
+        with station.registry.session(readonly=True) as s:
+            users = [{"login": u.login, "name": u.name, "role": u.role, "level": u.level,
+                      "active": u.active} for u in accounts.list_users(s)]
+        actions = [{"action": a, "level": habilitations.needed[a], "fr": fr, "en": en}
+                   for a, (_, fr, en) in ACTIONS.items()]
+        return render(request, "people.html", {"csrf": person.csrf, "users": users,
+                                               "roles": accounts.ROLES, "actions": actions,
+                                               "levels": accounts.LEVELS, **context},
+                      person=person, status=status)
+
+    @web.get("/people", include_in_schema=False)
+    def people(request: Request) -> Response:
+        return page(request)
+
+    @web.post("/people", include_in_schema=False)
+    async def create(request: Request) -> Response:
+        person = signed_in(station, request)
+        form = await form_of(request, person.csrf)
+        require_role(person, "coordinator")
+        try:
+            with station.registry.session() as s:
+                accounts.create_user(
+                    s, login=form.get("login", ""), name=form.get("name", ""),
+                    role=form.get("role", ""), password=form.get("password", ""),
+                    pin=form.get("pin") or None, level=int(form.get("level") or 1),
+                    by=person.name)
+        except (ImagerError, ValueError) as exc:
+            return page(request, 400, error=str(exc))
+        return RedirectResponse("/people", 303)
+
+    @web.post("/people/{login}/level", include_in_schema=False)
+    async def level(login: str, request: Request) -> Response:
+        person = signed_in(station, request)
+        form = await form_of(request, person.csrf)
+        require_role(person, *MANAGERS)
+        try:
+            with station.registry.session() as s:
+                accounts.set_level(s, login, int(form.get("level") or 0))
+        except (ImagerError, ValueError) as exc:
+            return page(request, 400, error=str(exc))
+        return RedirectResponse("/people", 303)
+
+    @web.post("/people/{login}/disable", include_in_schema=False)
+    async def disable(login: str, request: Request) -> Response:
+        person = signed_in(station, request)
+        await form_of(request, person.csrf)
+        require_role(person, "coordinator")
+        try:
+            with station.registry.session() as s:
+                accounts.disable(s, login)
+        except ImagerError as exc:
+            return page(request, 400, error=str(exc))
+        return RedirectResponse("/people", 303)
+
+    return web
