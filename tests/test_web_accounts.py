@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from babel.messages.extract import extract_from_dir
+from babel.messages.pofile import read_po
 from fastapi.testclient import TestClient
 
 from imager.registry import accounts
@@ -156,11 +157,14 @@ def test_every_message_of_the_pages_has_its_french() -> None:
     web_dir = Path(accounts.__file__).resolve().parents[1] / "station" / "web"
     found = {message for *_, message, _, _ in extract_from_dir(
         web_dir, method_map=[("**.py", "python"), ("**/templates/**.html", "jinja2")],
-        keywords={"_": None, "N_": None, "gettext": None})}
-    fr = translations("fr")
-    untranslated = sorted(m for m in found if isinstance(m, str) and fr.gettext(m) == m)
-    assert not untranslated, f"add their French to locale/fr/LC_MESSAGES/messages.po: " \
-                             f"{untranslated}"
+        keywords={"_": None, "N_": None, "gettext": None, "ngettext": (1, 2)})}
+    with (web_dir / "locale" / "fr" / "LC_MESSAGES" / "messages.po").open("rb") as fh:
+        french = read_po(fh, locale="fr")
+    missing = sorted(str(m) for m in found
+                     if m and (french.get(m if isinstance(m, str) else m[0]) is None
+                               or not french[m if isinstance(m, str) else m[0]].string))
+    assert not missing, f"add their French to locale/fr/LC_MESSAGES/messages.po: {missing}"
+    assert translations("fr").gettext("Board") == "Tableau de bord"
 
 
 def test_an_action_above_a_persons_level_is_refused_even_by_hand(

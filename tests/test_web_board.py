@@ -141,3 +141,31 @@ def test_intake_records_a_donation_and_reads_back_a_qwerty_scanner(
     with station.registry.session(readonly=True) as s:
         drives = {d.serial: d.donation.reference for d in s.query(Drive).all() if d.donation}
     assert drives == {"S4DX0124": "DON-2026-007", "WDC-99": "DON-2026-007"}
+
+
+def test_agents_page_pairs_a_waiting_laptop_and_revokes(web: TestClient,
+                                                        station: Station) -> None:
+    """A laptop waits with a pairing code; a level-1 technician may not pair it (403);
+    at level 2 a wrong code is refused and the right one makes it active; then it is
+    revoked with its reason."""
+    from imager.registry import agents
+    with station.registry.session() as s:
+        waiting = agents.enrol(s, public_hex(Ed25519PrivateKey.generate()), name="live-usb",
+                               kind="machine", host="pc-12", info=None)
+    assert waiting.pairing_code
+    page = web.get("/agents")
+    assert "live-usb" in page.text and waiting.fingerprint in page.text
+    csrf = page.text.split('name="csrf" value="')[1].split('"')[0]
+    assert web.post("/agents/pair", data={"csrf": csrf, "code": waiting.pairing_code}
+                    ).status_code == 403
+    with station.registry.session() as s:
+        accounts.set_level(s, "noe", 2)
+    wrong = web.post("/agents/pair", data={"csrf": csrf, "code": "0000-0000"})
+    assert wrong.status_code == 400 and "unknown or expired pairing code" in wrong.text
+    paired = web.post("/agents/pair", data={"csrf": csrf, "code": waiting.pairing_code})
+    assert paired.status_code == 200 and "est actif" in html.unescape(paired.text)
+    revoked = web.post(f"/agents/{waiting.agent}/revoke",
+                       data={"csrf": csrf, "reason": "laptop left the workshop"})
+    assert revoked.status_code == 200 and "est révoqué" in html.unescape(revoked.text)
+    with station.registry.session(readonly=True) as s:
+        assert agents.find_agent(s, str(waiting.agent)).state == "revoked"
