@@ -169,3 +169,19 @@ def test_agents_page_pairs_a_waiting_laptop_and_revokes(web: TestClient,
     assert revoked.status_code == 200 and "est révoqué" in html.unescape(revoked.text)
     with station.registry.session(readonly=True) as s:
         assert agents.find_agent(s, str(waiting.agent)).state == "revoked"
+
+
+def test_a_drives_page_shows_its_plan_history_and_evidence(web: TestClient,
+                                                            station: Station) -> None:
+    agent = station.enrol_local(public_hex(Ed25519PrivateKey.generate()), name="dock-1",
+                                host="bench")
+    _send(station, agent, "drive_attached", {"evidence": evidence(
+        "/dev/sdb", 1 << 30, serial="S4DX01", model="Samsung SSD 860")})
+    page = html.unescape(web.get("/drives/1").text)
+    assert "Samsung SSD 860" in page and "Le plan" in page
+    assert "Méthodes écartées, et pourquoi" in page          # no hdparm output: set aside
+    assert "hdparm -N /dev/sdb: not reported by the agent" in page
+    assert "registered" in page or "inventoried" in page    # the history
+    proof = web.get("/drives/1/evidence")
+    assert proof.status_code == 200 and proof.json()["path"] == "/dev/sdb"
+    assert web.get("/drives/99").status_code == 404

@@ -1,0 +1,92 @@
+"""A drive's page: what it is, its plan (with the methods set aside and why), its
+whole history, its jobs with their verification, its documents (withdrawn or
+not, with the files to download) and the evidence the station planned it from."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import FileResponse, Response
+from sqlalchemy import select
+
+from imager.errors import NotFound
+from imager.registry import items
+from imager.registry.issue import withdrawals
+from imager.station.service import Station
+from imager.station.web.auth import signed_in
+from imager.station.web.i18n import N_
+from imager.station.web.pages import render
+from imager.store.models import Document, Drive, Job
+
+FILES = ("pdf", "json")
+
+
+def _jobs(s: Any, drive_id: int) -> list[dict[str, Any]]:
+    out = []
+    for job in s.scalars(select(Job).where(Job.drive_id == drive_id).order_by(Job.id)):
+        report = job.report or {}
+        verification = report.get("verification") or {}
+        steps = (job.plan or {}).get("steps") or [{}]
+        out.append({"id": job.id, "kind": job.kind, "state": job.state, "reason": job.reason,
+                    "method": steps[0].get("method"),
+                    "class": steps[0].get("sanitization_class"),
+                    "verify": verification.get("mode"), "ok": verification.get("ok"),
+                    "started": job.started_at, "ended": job.ended_at})
+    return out
+
+
+def router(station: Station) -> APIRouter:
+    web = APIRouter()
+
+    @web.get("/drives/{drive_id}", include_in_schema=False)
+    def drive(drive_id: int, request: Request) -> Response:
+        person = signed_in(station, request)
+        with station.registry.session(readonly=True) as s:
+            row = s.get(Drive, drive_id)
+            if row is None:
+                return render(request, "message.html", {
+                    "title": N_("Not found"), "text": N_("No such drive on this station.")},
+                    person=person, status=404)
+            summary = items.drive_summary(s, row, with_history=True)
+            plan = (row.plan or {}).get("plan") or {}
+            problems = (row.plan or {}).get("problems") or []
+            docs = list(s.scalars(select(Document).where(Document.drive_id == drive_id)
+                                  .order_by(Document.issued_at)))
+            gone = withdrawals(s, [d.id for d in docs])
+            documents = [{"id": d.id, "kind": d.kind, "issued": d.issued_at,
+                          "withdrawn": gone.get(d.id),
+                          "files": [k for k in FILES
+                                    if (station.settings.documents_dir / f"{d.id}.{k}")
+                                    .is_file()]} for d in docs]
+            jobs = _jobs(s, drive_id)
+            has_evidence = bool((row.plan or {}).get("evidence"))
+        return render(request, "drive.html", {
+            "d": summary, "plan": plan, "problems": problems, "jobs": jobs,
+            "documents": documents, "has_evidence": has_evidence}, person=person)
+
+    @web.get("/drives/{drive_id}/evidence", include_in_schema=False)
+    def evidence(drive_id: int, request: Request) -> Response:
+        signed_in(station, request)
+        with station.registry.session(readonly=True) as s:
+            row = s.get(Drive, drive_id)
+            proof = (row.plan or {}).get("evidence") if row else None
+        if proof is None:
+            raise NotFound(f"no evidence for drive {drive_id}")
+        return Response(json.dumps(proof, indent=1, ensure_ascii=False),
+                        media_type="application/json", headers={
+                            "Content-Disposition": f'attachment; filename="drive-{drive_id}'
+                                                   '-evidence.json"'})
+
+    @web.get("/documents/{doc_id}.{kind}", include_in_schema=False)
+    def document(doc_id: str, kind: str, request: Request) -> Response:
+        signed_in(station, request)
+        with station.registry.session(readonly=True) as s:
+            known = s.get(Document, doc_id) is not None
+        path = station.settings.documents_dir / f"{doc_id}.{kind}"
+        if not known or kind not in FILES or not path.is_file():
+            raise NotFound(f"no file {doc_id}.{kind}")
+        return FileResponse(path, filename=path.name)
+
+    return web
