@@ -185,3 +185,30 @@ def test_a_drives_page_shows_its_plan_history_and_evidence(web: TestClient,
     proof = web.get("/drives/1/evidence")
     assert proof.status_code == 200 and proof.json()["path"] == "/dev/sdb"
     assert web.get("/drives/99").status_code == 404
+
+
+def test_an_automatic_erasure_names_the_technician_who_took_the_drive_in(
+        settings: Settings, registry: Registry) -> None:
+    """The policy erases a known donation's drives on its own: the job (and so its
+    certificate) names the technician on duty who scanned the drive in."""
+    station = Station(settings, registry, ServicePolicy(auto_erase="known-donation",
+                                                        auto_certify=False))
+    with station.registry.session() as s:
+        accounts.create_user(s, login="noe", name="Noé Martin", role="technician",
+                             password=PASSWORD, by="test")
+    agent = station.enrol_local(public_hex(Ed25519PrivateKey.generate()), name="dock-1",
+                                host="bench")
+    _send(station, agent, "drive_attached", {"evidence": evidence(
+        "/dev/sdb", 1 << 30, serial="S4DX01", model="Samsung SSD 860")})
+    with TestClient(create_app(station), base_url="https://station.test") as web:
+        page = web.get("/login")
+        csrf = page.text.split('name="csrf" value="')[1].split('"')[0]
+        web.post("/login", data={"csrf": csrf, "login": "noe", "password": PASSWORD})
+        csrf = web.get("/intake").text.split('name="csrf" value="')[1].split('"')[0]
+        web.post("/intake/donations", data={"csrf": csrf, "reference": "DON-2026-008",
+                                            "donor": "Mairie de Gap",
+                                            "donor_kind": "town_hall"})
+        web.post("/intake/scan", data={"csrf": csrf, "donation": "DON-2026-008",
+                                       "kind": "drive", "labels": "S4DX01"})
+    (job,) = station.store.list()
+    assert job.technician == "Noé Martin" and job.donation == "DON-2026-008"

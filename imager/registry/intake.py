@@ -20,7 +20,7 @@ from imager.errors import UsageError
 from imager.registry import items
 from imager.store import people
 from imager.store.db import utcnow
-from imager.store.models import Donation, Drive, Machine
+from imager.store.models import Donation, Drive, ItemEvent, Machine, Technician
 
 
 @dataclass(frozen=True)
@@ -104,3 +104,14 @@ def attach_all(s: Session, donation: str, *, drives: list[str], machines: list[s
     don = people.find_donation(s, donation)
     out = [attach_drive(s, don, label, actor=actor) for label in drives]
     return out + [attach_machine(s, don, label, actor=actor) for label in machines]
+
+
+def on_duty(s: Session, drive: Drive) -> int | None:
+    """The technician on duty for a drive the policy erases on its own: the person
+    who took it in (its last intake event), when the station knows them as one."""
+    actor = s.scalar(select(ItemEvent.actor).where(
+        ItemEvent.drive_id == drive.id, ItemEvent.kind.in_(("received", "donation")))
+        .order_by(ItemEvent.id.desc()))
+    tech = s.scalar(select(Technician).where(Technician.name == actor)) if actor else None
+    return tech.id if tech is not None else None
+

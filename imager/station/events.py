@@ -27,6 +27,7 @@ from imager.inventory import evidence
 from imager.model import DriveIdentity, ErasePlan, EraseReport, ImagePlan
 from imager.protocol import events as ev
 from imager.registry import items, machines
+from imager.registry.intake import on_duty
 from imager.registry.jobs import REASSIGNED, RegistryJobStore, erase_job_for, upsert_drive
 from imager.settings import Settings
 from imager.station.liveness import same_run
@@ -269,7 +270,7 @@ def auto_erase(s: Session, drive: Drive, policy: ServicePolicy,
         return None
     if (drive.plan or {}).get("plan") is None:
         return None
-    return erase_job_for(store.bound(s), s, drive, technician_id=None,
+    return erase_job_for(store.bound(s), s, drive, technician_id=on_duty(s, drive),
                          donation_id=drive.donation_id)
 
 
