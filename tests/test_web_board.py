@@ -212,3 +212,31 @@ def test_an_automatic_erasure_names_the_technician_who_took_the_drive_in(
                                        "kind": "drive", "labels": "S4DX01"})
     (job,) = station.store.list()
     assert job.technician == "Noé Martin" and job.donation == "DON-2026-008"
+
+
+def test_triage_is_confirmed_or_overridden_with_a_reason(web: TestClient,
+                                                         station: Station) -> None:
+    """A laptop's proposal is confirmed in one click; another choice needs the
+    habilitation and a reason, kept with the proposal it overrode."""
+    laptop = station.enrol_local(public_hex(Ed25519PrivateKey.generate()), name="live-usb",
+                                 kind="machine", host="pc")
+    _send(station, laptop, "machine_inventory", {"inventory": {"machine": {
+        "vendor": "Dell Inc.", "model": "Latitude 7490", "serial": "6B0N3K2"}}})
+    page = web.get("/machines")
+    assert "Latitude 7490" in page.text and "Le tri propose" in html.unescape(page.text)
+    csrf = page.text.split('name="csrf" value="')[1].split('"')[0]
+    refused = web.post("/machines/1/orientation", data={"csrf": csrf, "choice": "recycling"})
+    assert refused.status_code == 403                       # level 1: no override
+    with station.registry.session() as s:
+        accounts.set_level(s, "noe", 2)
+    no_reason = web.post("/machines/1/orientation", data={"csrf": csrf, "choice": "recycling"})
+    assert no_reason.status_code == 400 and "demande une raison" in html.unescape(
+        no_reason.text)
+    done = web.post("/machines/1/orientation", data={"csrf": csrf, "choice": "recycling",
+                                                     "why": "écran cassé"},
+                    follow_redirects=False)
+    assert done.status_code == 303
+    with station.registry.session(readonly=True) as s:
+        from imager.store.models import Machine
+        machine = s.query(Machine).one()
+        assert machine.orientation == "recycling" and machine.state == "to_recycling"

@@ -191,7 +191,7 @@ class Applier:
             raise UsageError(f"machine {key} is reported by agent {holder.name}, which still "
                              "answers: it stays that agent's (a laptop booted again gets a "
                              "new agent: the old one falls silent first)")
-        _file_machine(s, agent, machine, key, inventory.to_dict(),
+        _file_machine(s, agent, machine, key, data.inventory.model_dump(mode="json"),
                       propose(inventory, load_rules()).to_dict())
 
     def _follow_drive(self, s: Session, drive: Drive, agent: Agent) -> bool:
@@ -333,7 +333,9 @@ def _file_machine(s: Session, agent: Agent, machine: Machine | None, key: str | 
     actor = f"agent {agent.name}"
     facts = inventory.get("machine") or {}
     machine.identity = key or machine.identity
-    machine.vendor, machine.model = facts.get("vendor"), facts.get("model")
+    # an agent's inventory names the model `product` (SMBIOS); older reports said `model`
+    machine.vendor = facts.get("vendor")
+    machine.model = facts.get("product") or facts.get("model")
     machine.serial, machine.uuid = facts.get("serial") or machine.serial, facts.get("uuid")
     machine.inventory, machine.proposal = inventory, proposal
     machine.agent_id, machine.last_seen_at = agent.id, utcnow()
