@@ -27,7 +27,7 @@ from imager.store.models import Drive
 
 ERASABLE = ("inventoried", "erase_failed")
 LIVE = ("queued", "running", "interrupted")
-MIN_INTERVAL = 0.25        # seconds between two updates sent to one page
+MIN_INTERVAL = 0.1         # seconds between two updates sent to one page
 KEEPALIVE = 15.0           # seconds without change before a comment keeps the stream open
 
 
