@@ -240,3 +240,21 @@ def test_triage_is_confirmed_or_overridden_with_a_reason(web: TestClient,
         from imager.store.models import Machine
         machine = s.query(Machine).one()
         assert machine.orientation == "recycling" and machine.state == "to_recycling"
+
+
+def test_a_donations_page_lists_its_drives_and_refuses_an_early_certificate(
+        web: TestClient, station: Station) -> None:
+    agent = station.enrol_local(public_hex(Ed25519PrivateKey.generate()), name="dock-1",
+                                host="bench")
+    _send(station, agent, "drive_attached", {"evidence": evidence(
+        "/dev/sdb", 1 << 30, serial="S4DX01", model="Samsung SSD 860")})
+    csrf = web.get("/intake").text.split('name="csrf" value="')[1].split('"')[0]
+    web.post("/intake/donations", data={"csrf": csrf, "reference": "DON-2026-009",
+                                        "donor": "Jeanne Petit", "donor_kind": "person"})
+    web.post("/intake/scan", data={"csrf": csrf, "donation": "DON-2026-009", "kind": "drive",
+                                   "labels": "S4DX01"})
+    page = html.unescape(web.get("/donations/DON-2026-009").text)
+    assert "Jeanne Petit" in page and "Samsung SSD 860" in page
+    early = web.post("/donations/DON-2026-009/certificate", data={"csrf": csrf})
+    assert early.status_code == 400 and "sans document" in html.unescape(early.text)
+    assert web.get("/donations/DON-0000").status_code == 404
