@@ -25,6 +25,7 @@ from imager.store.db import Registry
 
 if TYPE_CHECKING:
     from lab.vm import LabVM
+    from playwright.sync_api import Browser, Page
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
@@ -194,6 +195,25 @@ def vm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabVM]:
 def dev(vm: LabVM) -> dict[str, str]:
     """Guest block device of each drive, by drive name."""
     return vm.device_paths()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """Debian's chromium, headless, launched once per test module (tests/browser.py)."""
+    from browser import chromium
+
+    with chromium() as launched:
+        yield launched
+
+
+@pytest.fixture
+def page(browser: Browser, web_url: str) -> Iterator[Page]:
+    """A page in a fresh browser context (no cookies) whose relative URLs go to
+    `web_url`: the station of the test module, which defines that fixture."""
+    from browser import new_page
+
+    with new_page(browser, web_url) as fresh:
+        yield fresh
 
 
 @pytest.hookimpl(hookwrapper=True)

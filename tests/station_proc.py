@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import socket
 import ssl
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import httpx
 from clirun import imager, spawn
@@ -50,14 +52,29 @@ class Serve:
         self.extensions = {"sni_hostname": tls_name} if tls_name else {}
         self.args, self.env = args, env
         self.proc: subprocess.Popen[str] | None = None
+        self._console: Console | None = None
 
     def start(self) -> None:
         self.proc = spawn(self.data, "serve", *self.args, "--listen",
                           f"{self.host}:{self.port}", **self.env)
+        self._console = None
         until(lambda: self._health(), 60, "the station answers")
         token = json.loads((self.data / "tokens.json").read_text())["operator"]
         self.http = httpx.Client(base_url=self.url, timeout=30, verify=self.verify(),
                                  headers={"Authorization": f"Bearer {token}"})
+
+    def console(self, pattern: str, seconds: float = 30) -> re.Match[str]:
+        """The first line the station printed on its console (stderr) that matches
+        `pattern`, waiting for it. From the first call on, the console is read
+        until the process ends."""
+        assert self.proc is not None and self.proc.stderr is not None
+        if self._console is None:
+            self._console = Console(self.proc.stderr)
+        console = self._console
+        found: re.Match[str] = until(lambda: console.search(pattern), seconds,
+                                     f"the station prints {pattern!r} on its console "
+                                     f"(it printed: {console.lines})")
+        return found
 
     def verify(self) -> ssl.SSLContext | bool:
         """The station's CA only (stdlib, not the code under test), for HTTPS."""
@@ -111,6 +128,34 @@ class Serve:
         self.http.close()
         self.proc.send_signal(sig)
         self.proc.wait(timeout=60)
+
+
+def plugged_in(serve: Serve, count: int, seconds: float = 60) -> list[dict[str, Any]]:
+    """The station's drives plugged in now, once there are `count` of them."""
+    def present() -> list[dict[str, Any]] | None:
+        drives = [d for d in serve.get("/api/v1/drives") if d["present"]]
+        return drives if len(drives) == count else None
+    found: list[dict[str, Any]] = until(present, seconds,
+                                        f"the station sees {count} drives plugged in")
+    return found
+
+
+class Console:
+    """The lines a process writes to a pipe, read by a thread as they come."""
+
+    def __init__(self, pipe: IO[str]) -> None:
+        self.lines: list[str] = []
+        self._lock = threading.Lock()
+        threading.Thread(target=self._read, args=(pipe,), daemon=True).start()
+
+    def _read(self, pipe: IO[str]) -> None:
+        for line in pipe:
+            with self._lock:
+                self.lines.append(line.rstrip("\n"))
+
+    def search(self, pattern: str) -> re.Match[str] | None:
+        with self._lock:
+            return next((m for m in map(re.compile(pattern).search, self.lines) if m), None)
 
 
 def until(check: Callable[[], Any], seconds: float, what: str) -> Any:

@@ -22,9 +22,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import fastapi.routing
 import httpx
 import pytest
+import route_table
 from attacker import Attacker, Dump, changes, dump, event, private_key, rogue_station
 from clirun import spawn
 from conftest import need_root
@@ -40,11 +40,7 @@ from imager.model import DriveIdentity, ErasePlan, EraseReport, PassResult, Veri
 from imager.protocol import proof
 from imager.registry.agents import PAIRING_TRIES
 from imager.settings import Settings
-from imager.station.api import create_app
-from imager.station.policy import ServicePolicy
-from imager.station.service import Station
 from imager.station.tls import TlsCa
-from imager.store.db import Registry
 
 pytestmark = pytest.mark.root
 
@@ -476,30 +472,8 @@ WEB_PUBLIC = {("GET", "/login"): 200, ("GET", "/"): 303, ("GET", "/setup"): 404,
 BODIES = {("POST", "/api/v1/agents"): {"public_key": "ab" * 32, "name": "x", "host": "x"}}
 
 
-def _routes(folder: Path) -> list[tuple[str, str]]:
-    """Every (method, path) of the station's app, read from its route table."""
-    settings = Settings(data_dir=folder)
-    registry = Registry.open(settings)
-    try:
-        app = create_app(Station(settings, registry, ServicePolicy()))
-    finally:
-        registry.close()
-    # FastAPI >= 0.165 keeps included routers as such: iter_route_contexts flattens
-    # them; before, app.routes was flat already.
-    flatten = getattr(fastapi.routing, "iter_route_contexts", list)
-    routes = []
-    for route in flatten(app.routes):
-        methods, path = getattr(route, "methods", None), getattr(route, "path", None)
-        if path == "/static":                 # the pages' assets: their files, public
-            routes.append(("GET", "/static/style.css"))
-            continue
-        assert methods and path, f"{route!r}: a route the walk cannot call"
-        routes += [(method, path) for method in sorted(methods)]
-    return sorted(routes)
-
-
 def test_every_route_refuses_a_caller_without_credentials(bench: Bench) -> None:
-    routes = _routes(bench.tmp / "route-table")
+    routes = route_table.routes(bench.tmp / "route-table")
     assert len(routes) > 20 and PUBLIC <= set(routes), routes
     before = bench.dump()
     for method, template in routes:

@@ -1,0 +1,222 @@
+"""The pages end to end in a real browser (Debian's chromium driven by Playwright)
+on a real station, `imager serve --lab 2 --auto-erase never` on loopback: the
+setup link printed on its console makes the coordinator, who signs in and erases
+a lab drive from the board; a wrong password; hand-made forms without their
+token; the shared tablet's PIN switch; sign-in and the board with the keyboard
+only; screenshots at a laptop's and a tablet's size.
+
+The other accounts are made directly in the station's registry (tests/browser.py
+`add_user`): the pages to manage users do not exist yet."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Iterator
+from contextlib import closing
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from browser import (
+    LAPTOP,
+    PASSWORD,
+    TABLET,
+    add_user,
+    form_token,
+    need_browser,
+    screenshot,
+    setup_link,
+    sideways_overflow,
+    sign_in,
+)
+from conftest import need_root
+from station_proc import Serve, plugged_in, until
+
+from imager.registry.accounts import ROLE_NAMES
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, Locator, Page
+
+pytestmark = pytest.mark.root
+
+ERASE = "Effacer selon la politique"
+
+
+@pytest.fixture(scope="module")
+def station(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serve]:
+    need_browser()                  # first: no station for nothing
+    need_root()
+    serve = Serve(tmp_path_factory.mktemp("web") / "station", "--lab", "2",
+                  "--lab-size-mib", "16", "--auto-erase", "never")
+    try:
+        serve.start()
+        plugged_in(serve, 2)
+        yield serve
+    finally:
+        serve.close()
+
+
+@pytest.fixture(scope="module")
+def web_url(station: Serve) -> str:
+    return station.url
+
+
+def _jobs(station: Serve) -> list[tuple[Any, ...]]:
+    """Each job: its drive, and the name of the technician who started it."""
+    with closing(sqlite3.connect(station.data / "registry.sqlite3")) as db:
+        return db.execute("SELECT jobs.drive_id, technicians.name FROM jobs LEFT JOIN "
+                          "technicians ON technicians.id = jobs.technician_id "
+                          "ORDER BY jobs.id").fetchall()
+
+
+def _focused(page: Page) -> str:
+    """The element that has the keyboard's focus: its id, or its tag and text."""
+    described: str = page.evaluate(
+        "(() => { const e = document.activeElement;"
+        " return e.id ? '#' + e.id : e.tagName.toLowerCase() + ':' + e.textContent.trim(); })()")
+    return described
+
+
+def _reloaded_state(page: Page, card: Locator) -> str:
+    """The card's state in words once the page is reloaded, as a person would."""
+    page.reload()
+    return card.locator(".state").inner_text()
+
+
+def test_the_setup_link_makes_the_coordinator_who_erases_a_drive_from_the_board(
+        station: Serve, page: Page) -> None:
+    link = setup_link(station)
+    page.goto(link)
+    page.get_by_label("Nom complet").fill("Lina Martin")
+    page.get_by_label("Identifiant").fill("lina")
+    page.get_by_label("Mot de passe").fill(PASSWORD)
+    page.get_by_role("button", name="Créer le coordinateur").click()
+    page.wait_for_url("**/login")
+    again = page.goto(link)
+    assert again is not None and again.status == 404          # used once
+    assert page.get_by_role("heading", name="Lien de configuration non valable").is_visible()
+
+    sign_in(page, "lina")
+    assert page.url.endswith("/board")
+    assert page.get_by_text(f"Lina Martin ({ROLE_NAMES['coordinator'][0]})").is_visible()
+    cards = page.locator("li.card")
+    assert cards.count() == 2
+    drives = {d["id"]: d for d in plugged_in(station, 2)}
+    for card in cards.all():
+        drive = drives[int((card.get_attribute("id") or "").removeprefix("drive-"))]
+        assert drive["serial"] in card.inner_text()
+        assert card.get_by_role("button", name=ERASE).is_visible()
+
+    first = cards.first
+    erased = int((first.get_attribute("id") or "").removeprefix("drive-"))
+    first.get_by_role("button", name=ERASE).click()
+    page.wait_for_url("**/board")
+    assert _jobs(station) == [(erased, "Lina Martin")]
+    card = page.locator(f"#drive-{erased}")
+    assert card.get_by_role("button", name=ERASE).count() == 0
+    until(lambda: _reloaded_state(page, card) != "inventorié", 60,
+          "the board shows the erasure after a reload")     # live updates come later (SSE)
+
+    page.get_by_role("button", name="Se déconnecter").click()
+    page.wait_for_url("**/login")
+    page.goto("/board")
+    assert page.url.endswith("/login?next=/board")
+
+
+def test_a_wrong_password_is_refused_in_french(station: Serve, page: Page) -> None:
+    add_user(station.data, "noe")
+    page.goto("/login")
+    page.get_by_label("Identifiant").fill("noe")
+    page.get_by_label("Mot de passe").fill("not the password")
+    with page.expect_response("**/login") as answer:
+        page.get_by_role("button", name="Se connecter").click()
+    assert answer.value.status == 401
+    assert "identifiant ou mot de passe incorrect" in page.get_by_role("alert").inner_text()
+    sign_in(page, "noe")
+    assert page.url.endswith("/board")
+
+
+def test_a_hand_made_form_without_its_token_or_with_another_sessions_is_refused(
+        station: Serve, page: Page, browser: Browser) -> None:
+    add_user(station.data, "ines")
+    add_user(station.data, "omar")
+    other = browser.new_context(base_url=station.url)
+    try:
+        theirs = other.new_page()
+        sign_in(theirs, "omar")
+        their_token = form_token(theirs)
+    finally:
+        other.close()
+    sign_in(page, "ines")
+    drive = plugged_in(station, 2)[-1]["id"]
+    jobs = _jobs(station)
+    for path in (f"/board/drives/{drive}/erase", "/logout"):
+        forms: list[dict[str, str | float | bool]] = [{}, {"csrf": their_token}]
+        for form in forms:
+            refused = page.request.post(path, form=form, max_redirects=0)
+            assert refused.status == 403, (path, form, refused.status)
+            assert "jeton de formulaire manquant ou périmé" in refused.text()
+    assert _jobs(station) == jobs                               # nothing started
+    page.goto("/board")
+    assert page.url.endswith("/board")                          # still signed in
+
+
+def test_the_shared_tablet_switches_technician_with_a_pin(station: Serve,
+                                                          page: Page) -> None:
+    add_user(station.data, "tablette")
+    add_user(station.data, "ada", pin="4321")
+    sign_in(page, "tablette")
+    page.get_by_role("link", name="Changer de technicien").click()
+    page.get_by_label("Identifiant").fill("ada")
+    page.get_by_label("Code PIN").fill("0000")
+    page.get_by_role("button", name="Changer", exact=True).click()
+    assert "identifiant ou code PIN incorrect" in page.get_by_role("alert").inner_text()
+    page.get_by_label("Identifiant").fill("ada")
+    page.get_by_label("Code PIN").fill("4321")
+    page.get_by_role("button", name="Changer", exact=True).click()
+    page.wait_for_url("**/board")
+    assert page.get_by_text(f"Ada Martin ({ROLE_NAMES['technician'][0]})").is_visible()
+
+
+def test_screenshots_at_a_laptops_and_a_tablets_size(station: Serve, page: Page,
+                                                     tmp_path: Path) -> None:
+    """One drive erased, the other waiting for its erasure (the keyboard's test
+    erases it after). IMAGER_SCREENSHOTS=docs refreshes the laptop's pictures in
+    docs/ (look at them before committing)."""
+    folder = Path(os.environ.get("IMAGER_SCREENSHOTS") or tmp_path)
+    add_user(station.data, "camille")
+    page.goto("/login")
+    shots = [screenshot(page, folder / "page-connexion.png")]
+    assert sideways_overflow(page) == 0
+    sign_in(page, "camille")
+    assert page.locator("li.card").count() == 2
+    for size, path in ((LAPTOP, folder / "page-tableau.png"),
+                       (TABLET, tmp_path / "page-tableau-tablette.png")):
+        shots.append(screenshot(page, path, size))
+        assert sideways_overflow(page) == 0, f"the board scrolls sideways at {size}"
+    assert all(p.stat().st_size > 10_000 for p in shots), shots
+
+
+def test_sign_in_and_the_board_with_the_keyboard_only(station: Serve, page: Page) -> None:
+    add_user(station.data, "yanis")
+    page.goto("/login")
+    assert _focused(page) == "#login"                           # the cursor waits there
+    page.keyboard.type("yanis")
+    page.keyboard.press("Tab")
+    assert _focused(page) == "#password"
+    page.keyboard.type(PASSWORD)
+    page.keyboard.press("Tab")
+    assert _focused(page) == "button:Se connecter"
+    page.keyboard.press("Shift+Tab")
+    with page.expect_navigation(url="**/board"):
+        page.keyboard.press("Enter")                            # Enter sends the form
+    jobs = len(_jobs(station))
+    seen: list[str] = []
+    while _focused(page) != f"button:{ERASE}":
+        assert len(seen) < 30, f"Tab never reaches a button {ERASE!r}: {seen}"
+        page.keyboard.press("Tab")
+        seen.append(_focused(page))
+    with page.expect_navigation(url="**/board"):
+        page.keyboard.press("Enter")
+    assert len(_jobs(station)) == jobs + 1
