@@ -38,7 +38,12 @@ pytestmark = pytest.mark.root
 
 # GET routes outside /api/ that answer something else than a page (an event
 # stream, a PDF to download): each with why.
-NOT_PAGES: dict[str, str] = {}
+NOT_PAGES: dict[str, str] = {
+    "/board/events": "the board's Server-Sent Events stream, read by the board page",
+    "/drives/{drive_id}/evidence": "a JSON file to download: the tools' outputs",
+    "/documents/{doc_id}.{kind}": "a document's PDF or signed JSON to download",
+}
+DONATION = "DON-A11Y-001"
 
 
 @dataclass(frozen=True)
@@ -62,6 +67,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         token = parse_qs(urlsplit(setup_link(serve)).query)["token"][0]
         drives = plugged_in(serve, 2)
         job = serve.post(f"/api/v1/drives/{drives[0]['id']}/erase", {})["job"]
+        serve.post("/api/v1/donations", {"reference": DONATION, "donor": "Mairie de Gap",
+                                         "donor_kind": "town_hall"})
         yield Site(serve, token, drives[0]["id"], job)
     finally:
         serve.close()
@@ -80,7 +87,7 @@ def page_routes(folder: Path) -> list[str]:
 
 def _url(template: str, site: Site) -> str:
     """The route's address with real values for its parameters."""
-    values = {"drive_id": site.drive, "job_id": site.job}
+    values = {"drive_id": site.drive, "job_id": site.job, "reference": DONATION}
 
     def value(found: re.Match[str]) -> str:
         name = found.group(1).split(":")[0]

@@ -103,7 +103,7 @@ def test_a_failed_job_shows_in_red_with_what_to_do(web: TestClient, station: Sta
                                        "reason": "I/O error at offset 4096"})
     card = html.unescape(web.get("/board").text)
     assert "failed" in card and "Échec : I/O error at offset 4096" in card
-    assert "relancer l'effacement" in card          # the next step, in words
+    assert "Relancer l'effacement." in card          # the next step, in words
 
 
 def test_the_meter_gives_speed_and_time_left() -> None:

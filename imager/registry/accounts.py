@@ -28,9 +28,9 @@ from imager.store.db import utcnow
 from imager.store.models import SetupLink, Technician, User, WebSession
 
 ROLES = ("technician", "supervisor", "coordinator")
-ROLE_NAMES = {"technician": ("technicien·ne", "technician"),
-              "supervisor": ("superviseur·e", "supervisor"),
-              "coordinator": ("coordinateur·rice", "coordinator")}
+ROLE_NAMES = {"technician": ("technicien ou technicienne", "technician"),
+              "supervisor": ("superviseur ou superviseuse", "supervisor"),
+              "coordinator": ("coordination", "coordinator")}
 MIN_PASSWORD = 10
 PIN_DIGITS = (4, 8)
 LOCK_AFTER = 5

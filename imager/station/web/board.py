@@ -26,6 +26,19 @@ from imager.station.web.pages import fragment, render
 from imager.store.models import Drive
 
 ERASABLE = ("inventoried", "erase_failed")
+# What to do next, said for the board (no command line at the bench).
+NEXT: dict[str, tuple[str, str]] = {
+    "inventoried": ("Lancer l'effacement avec le bouton.", "Start the erasure with the button."),
+    "erasing": ("Attendre : la page montre l'avancement.", "Wait: the page shows the progress."),
+    "erased": ("Le certificat arrive dans un instant.", "The certificate comes in a moment."),
+    "erase_failed": ("Relancer l'effacement. S'il échoue encore, demander à un superviseur "
+                     "la destruction du disque.", "Erase again. If it fails again, ask a "
+                     "supervisor to have the drive destroyed."),
+    "certified": ("Installer le système, ou ranger le disque pour le réemploi.",
+                  "Install the system, or store the drive for reuse."),
+    "to_destroy": ("Détruire le disque devant un témoin ; un superviseur l'enregistre.",
+                   "Destroy the drive in front of a witness; a supervisor records it."),
+}
 LIVE = ("queued", "running", "interrupted")
 MIN_INTERVAL = 0.1         # seconds between two updates sent to one page
 KEEPALIVE = 15.0           # seconds without change before a comment keeps the stream open
@@ -62,6 +75,9 @@ def cards(station: Station, meter: Meter) -> list[dict[str, Any]]:
         card["progress"] = meter.read(job["id"], progress) if job and progress else None
         card["erasable"] = card["present"] and card["state"] in ERASABLE and not (
             job and job["state"] in LIVE)
+        card["waiting"] = bool(job and job["state"] == "queued")
+        said = NEXT.get(card["state"])
+        card["next_step"] = {"fr": said[0], "en": said[1]} if said else card["next_step"]
     return drives
 
 
