@@ -9,7 +9,7 @@ from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from imager.station.service import Station
-from imager.station.web import auth, board
+from imager.station.web import auth, board, verify
 from imager.station.web.auth import Forbidden, LoginNeeded
 from imager.station.web.i18n import N_
 from imager.station.web.pages import HERE, render
@@ -19,6 +19,7 @@ def mount(app: FastAPI, station: Station) -> None:
     """Add the web pages and their assets to `app`."""
     app.include_router(auth.router(station))
     app.include_router(board.router(station))
+    app.include_router(verify.router(station))
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
     @app.exception_handler(LoginNeeded)
