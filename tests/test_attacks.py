@@ -462,11 +462,14 @@ def test_events_about_another_agents_job_or_drive_are_refused(bench: Bench, what
 PUBLIC = {("GET", "/api/v1/health")}
 # The web pages anyone reaches, with what they answer without a session: the sign-in
 # form, the way to it, the setup link's page (unknown link: 404), the sign-in and setup
-# forms (no form token: 403; no valid link: 404), the style sheet. Every other page sends
-# the browser to the sign-in page (303).
+# forms (no form token: 403; no valid link: 404), the style sheet, the public verification
+# page (its form; a file sent that is no signed document: 200 "not genuine"; an id without
+# its hash: the not-found page). Every other page sends the browser to the sign-in page (303).
 WEB_PUBLIC = {("GET", "/login"): 200, ("GET", "/"): 303, ("GET", "/setup"): 404,
               ("POST", "/login"): 403, ("POST", "/setup"): 404,
-              ("GET", "/static/style.css"): 200}
+              ("GET", "/static/style.css"): 200,
+              ("GET", "/verifier"): 200, ("POST", "/verifier"): 200,
+              ("GET", "/v/{doc_id}"): 404, ("GET", "/v/{doc_id}/{sha256}"): 404}
 # Routes that read their body before the caller's proof (enrolment checks the key the
 # body names against the signature): a well-formed body reaches that check.
 BODIES = {("POST", "/api/v1/agents"): {"public_key": "ab" * 32, "name": "x", "host": "x"}}

@@ -358,6 +358,8 @@ WORDS: dict[str, dict[str, tuple[str, str]]] = {
         "erasure": ("Certificat d'effacement", "Certificate of erasure"),
         "non-erasure": ("Constat de non-effacement", "Record of failed erasure"),
         "destruction": ("Procès-verbal de destruction", "Record of destruction"),
+        "donation": ("Certificat de don", "Donation certificate"),
+        "withdrawal": ("Retrait d'un document", "Withdrawal of a document"),
     },
     "destination": {
         "reuse": ("Réemploi (remis à un bénéficiaire)", "Reuse (given to a beneficiary)"),

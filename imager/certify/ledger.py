@@ -54,7 +54,7 @@ HEAD_SCHEMA = "imager/ledger-head/1"
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _SIGNER = re.compile(r"sha256:[0-9a-f]{64}")
-_DOC_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")  # also a file name
+DOC_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")  # also a file name
 
 
 def now_text() -> str:
@@ -240,7 +240,7 @@ def _check_new(kind: str, doc_id: str, json_sha256: str, pdf_sha256: str | None,
                signer: str) -> None:
     if not kind:
         raise UsageError("type de document vide / empty document kind")
-    if not _DOC_ID.fullmatch(doc_id):
+    if not DOC_ID.fullmatch(doc_id):
         raise UsageError(f"identifiant de document {doc_id!r} invalide : lettres, chiffres, "
                          f". _ - (128 au plus) / invalid document id: letters, digits, . _ - "
                          "(at most 128), it is also the file name")

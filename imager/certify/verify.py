@@ -166,11 +166,19 @@ def check_ledger(record: dict[str, Any], json_sha: str, pdf_sha: str | None,
 
 def verify_file(path: Path, trust: Trust, ledger: LedgerSource | None = None) -> Verdict:
     """Every check of `path`; never raises for a bad document (the verdict says)."""
-    verdict = Verdict(path)
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise UsageError(f"cannot read {path}: {exc.strerror}") from exc
+    return verify_data(data, path, trust, ledger)
+
+
+def verify_data(data: bytes, path: Path, trust: Trust,
+                ledger: LedgerSource | None = None) -> Verdict:
+    """`verify_file` for the bytes `data`, already read (an upload): a PDF by its first
+    bytes, else a signed JSON record, or a donation CSV when `path` ends in .csv (checked
+    with the .json beside `path`). Never raises for a bad document (the verdict says)."""
+    verdict = Verdict(path)
     checks = verdict.checks
     try:
         pdf_sha, csv = None, None

@@ -21,6 +21,7 @@ portal say what they answer.
 
 from __future__ import annotations
 
+import hmac
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
@@ -152,7 +153,7 @@ def document_status(doc_id: str, sha256: str, entries: Entries,
         return DocumentStatus("unknown", doc_id, None, None,
                               f"{doc_id} n'est pas au registre / is not in the ledger")
     seq = int(entry["seq"])
-    if sha256 not in (entry.get("json_sha256"), entry.get("pdf_sha256")):
+    if not _same_hash(sha256, entry.get("json_sha256"), entry.get("pdf_sha256")):
         return DocumentStatus("unknown", doc_id, seq, None,
                               f"ce fichier n'est pas celui que le registre garde pour {doc_id} "
                               f"(modifié ?) / this file is not the one the ledger keeps for "
@@ -163,6 +164,13 @@ def document_status(doc_id: str, sha256: str, entries: Entries,
     return DocumentStatus("genuine", doc_id, seq, None,
                           f"{doc_id} est au registre (n° {seq}) et n'a pas été retiré / is in "
                           f"the ledger (entry {seq}) and was not withdrawn")
+
+
+def _same_hash(given: str, *recorded: str | None) -> bool:
+    """Whether `given` is one of the `recorded` hashes, compared in constant time (a public
+    page asks this of hashes anyone types)."""
+    sent = given.encode("utf-8")
+    return any([hmac.compare_digest(sent, r.encode("utf-8")) for r in recorded if r])
 
 
 def withdrawal_files(entries: Iterable[Mapping[str, Any]], documents_dir: Path,

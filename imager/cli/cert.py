@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 
 from imager.certify.identity import load_profile
-from imager.certify.keys import csr, fingerprint, install, keys_dir, load_cert, station_keys
+from imager.certify.keys import csr, fingerprint, install, keys_dir, station_keys
 from imager.certify.record import DESTINATIONS, DESTRUCTION_TECHNIQUES, KIND_FR
 from imager.certify.withdrawal import KIND as WITHDRAWAL
 from imager.cli.context import Context
@@ -214,39 +214,22 @@ def cmd_withdraw(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def _station_ledger(ctx: Context) -> LedgerSource | None:
-    """This station's ledger, when the registry exists here. It is consulted only for
-    documents signed by this station's key or by a signer of its entries
-    (`LedgerSource.not_for`); if its chain is damaged, those documents fail."""
-    from imager.certify.ledger import Ledger, now_text
-    from imager.certify.verify import LedgerSource
-    from imager.certify.withdrawal import withdrawal_files
+    """This station's ledger, when the registry exists here (`station_ledger`)."""
+    from imager.certify.local import station_ledger
     if ctx.settings.db_url is None and not (ctx.settings.data_dir / "registry.sqlite3").exists():
         return None
-    cert = keys_dir(ctx.settings) / "station.crt"
-    owner = fingerprint(load_cert(cert)[0]) if cert.exists() else None
-    ledger = Ledger(ctx.registry)
-    damaged = None if ledger.verify().ok else (
-        "le registre de cette station est altéré / this station's ledger is damaged: run "
-        "`imager ledger verify`")
-    entries = [e.to_dict() for e in ledger.entries()]
-    return LedgerSource({e["doc_id"]: e for e in entries},
-                        "registre de cette station / this station's ledger", owner, damaged,
-                        withdrawals=withdrawal_files(entries, ctx.settings.documents_dir),
-                        as_of=now_text())
+    return station_ledger(ctx.settings, ctx.registry)
 
 
 def cmd_verify(args: argparse.Namespace, ctx: Context) -> int:
     from imager.certify.ledger import read_export
+    from imager.certify.local import station_trust
     from imager.certify.signing import Checks, VerificationFailed
     from imager.certify.verify import LedgerSource, trust_from, verify_many
-    trust_files = args.trust or []
-    if not trust_files:
-        local = keys_dir(ctx.settings) / "station.crt"
-        if not local.exists():
-            raise UsageError("give the station certificate with --trust station.pem (the "
-                             "donor receives it with the certificates; `imager keys export`)")
-        trust_files = [local]
-    trust = trust_from(trust_files)
+    trust = trust_from(args.trust) if args.trust else station_trust(ctx.settings)
+    if trust is None:
+        raise UsageError("give the station certificate with --trust station.pem (the "
+                         "donor receives it with the certificates; `imager keys export`)")
     ledger: LedgerSource | None
     if args.ledger:
         checks = Checks()

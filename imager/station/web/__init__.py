@@ -10,7 +10,17 @@ from fastapi.staticfiles import StaticFiles
 
 from imager.registry.habilitations import load as load_habilitations
 from imager.station.service import Station
-from imager.station.web import agents, auth, board, detail, donations, intake, people, triage
+from imager.station.web import (
+    agents,
+    auth,
+    board,
+    detail,
+    donations,
+    intake,
+    people,
+    triage,
+    verify,
+)
 from imager.station.web.auth import Forbidden, LoginNeeded
 from imager.station.web.i18n import N_
 from imager.station.web.pages import HERE, render
@@ -27,6 +37,7 @@ def mount(app: FastAPI, station: Station) -> None:
     app.include_router(detail.router(station))
     app.include_router(donations.router(station))
     app.include_router(triage.router(station, habilitations))
+    app.include_router(verify.router(station))
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
     @app.exception_handler(LoginNeeded)

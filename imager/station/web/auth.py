@@ -93,7 +93,7 @@ def _cookie(response: Response, request: Request, name: str, value: str, **kw: A
                         secure=request.url.scheme == "https", **kw)
 
 
-class _Limiter:
+class Limiter:
     """At most `tries` attempts per `window` seconds from one address."""
 
     def __init__(self, tries: int, window: float) -> None:
@@ -117,7 +117,7 @@ class _Limiter:
 
 def router(station: Station) -> APIRouter:
     web = APIRouter()
-    limiter = _Limiter(LOGIN_TRIES, LOGIN_WINDOW)
+    limiter = Limiter(LOGIN_TRIES, LOGIN_WINDOW)
 
     def login_page(request: Request, error: str | None = None, status: int = 200) -> Response:
         token = secrets.token_urlsafe(24)

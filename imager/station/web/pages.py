@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse
@@ -36,6 +37,7 @@ def fragment(request: Request, name: str, context: dict[str, Any] | None = None,
     return _env.get_template(name).render(
         {"request": request, "person": person, "lang": lang, "languages": LANGUAGES,
          "version": __version__, "role_name": _role_name(lang),
+         "lang_href": _lang_href(request),
          "_": catalogue.gettext, "gettext": catalogue.gettext, "ngettext": catalogue.ngettext,
          **(context or {})})
 
@@ -50,6 +52,14 @@ def render(request: Request, name: str, context: dict[str, Any] | None = None, *
         response.set_cookie(LANG_COOKIE, lang, max_age=365 * 86400, samesite="lax",
                             httponly=True, secure=request.url.scheme == "https")
     return response
+
+
+def _lang_href(request: Request) -> Any:
+    def href(lang: str) -> str:
+        """This page in `lang`: its query kept (a verification's id and hash), lang set."""
+        query = [(k, v) for k, v in request.query_params.multi_items() if k != "lang"]
+        return "?" + urlencode([*query, ("lang", lang)])
+    return href
 
 
 def _role_name(lang: str) -> Any:
