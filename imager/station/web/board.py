@@ -96,7 +96,7 @@ def router(station: Station, habilitations: Habilitations) -> APIRouter:
         person = signed_in(station, request)
 
         async def stream() -> AsyncIterator[str]:
-            seen, sent = -1, dict[str, str]()
+            seen, sent = -1, dict[str, dict[str, Any]]()
             while not await request.is_disconnected():
                 version = await anyio.to_thread.run_sync(station.wait_change, seen, KEEPALIVE)
                 if version == seen:
@@ -104,13 +104,14 @@ def router(station: Station, habilitations: Habilitations) -> APIRouter:
                     continue
                 seen = version
                 now = await anyio.to_thread.run_sync(cards, station, meter)
-                for card in now:
+                for card in now:            # only the cards whose data changed are rendered
                     key = f"drive-{card['id']}"
+                    if sent.get(key) == card:
+                        continue
+                    sent[key] = card
                     html = fragment(request, "_card.html", {"c": card, "csrf": person.csrf},
                                     person=person)
-                    if sent.get(key) != html:
-                        sent[key] = html
-                        yield f"event: card\ndata: {json.dumps({'id': key, 'html': html})}\n\n"
+                    yield f"event: card\ndata: {json.dumps({'id': key, 'html': html})}\n\n"
                 await asyncio.sleep(MIN_INTERVAL)
 
         return StreamingResponse(stream(), media_type="text/event-stream",
