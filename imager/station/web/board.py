@@ -16,14 +16,16 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response, StreamingResponse
 from sqlalchemy import select
 
+from imager.erase.engines import ENGINES
 from imager.errors import ImagerError
+from imager.model import ErasePlan
 from imager.registry import items
 from imager.registry.habilitations import Habilitations
 from imager.station.service import Station
 from imager.station.web.auth import form_of, require, signed_in
 from imager.station.web.i18n import N_
 from imager.station.web.pages import fragment, render
-from imager.store.models import Drive
+from imager.store.models import Drive, Job
 
 ERASABLE = ("inventoried", "erase_failed")
 # What to do next, said for the board (no command line at the bench).
@@ -50,7 +52,9 @@ class Meter:
     def __init__(self) -> None:
         self._last: dict[int, tuple[float, int, int, float]] = {}   # job: t, index, done, rate
 
-    def read(self, job: int, progress: dict[str, Any]) -> dict[str, Any]:
+    def read(self, job: int, progress: dict[str, Any], phases: int = 1) -> dict[str, Any]:
+        """The progress of `job` with its speed and the time left for its `phases`
+        (write passes, then the read-back) from the one it is in."""
         now, index, done = time.monotonic(), int(progress["index"]), int(progress["done"])
         total = int(progress["total"]) or 1
         t0, index0, done0, rate = self._last.get(job, (now, index, done, 0.0))
@@ -59,9 +63,22 @@ class Meter:
             rate = fresh if rate == 0 else 0.7 * rate + 0.3 * fresh
         if (index, done) != (index0, done0) or job not in self._last:
             self._last[job] = (now, index, done, rate)
-        left = (total - done) / rate if rate > 0 else None
+        remaining = max(0, phases - index) * total - done
+        left = remaining / rate if rate > 0 else None
         return {**progress, "percent": round(100 * done / total), "rate": rate,
-                "left": left}
+                "left": left, "phases": max(phases, index + 1)}
+
+
+def phases(plan: dict[str, Any] | None) -> int:
+    """How many phases an erase plan has: its engine's steps, then its read-back."""
+    if not plan or "steps" not in plan:
+        return 1
+    try:
+        erase = ErasePlan.from_dict(plan)
+        steps = ENGINES[erase.engine].for_plan(erase).steps(erase)
+    except (KeyError, TypeError, ValueError):
+        return 1
+    return steps + (erase.verify != "none")
 
 
 def cards(station: Station, meter: Meter) -> list[dict[str, Any]]:
@@ -69,10 +86,15 @@ def cards(station: Station, meter: Meter) -> list[dict[str, Any]]:
     with station.registry.session(readonly=True) as s:
         drives = [items.drive_summary(s, d) for d in s.scalars(
             select(Drive).order_by(Drive.present.desc(), Drive.id))]
+        live = {c["job"]["id"] for c in drives if c["job"] and c["job"]["state"] in LIVE}
+        plans: dict[int, Any] = dict(s.execute(select(Job.id, Job.plan).where(
+            Job.id.in_(live))).all()) \
+            if live else {}
     for card in drives:
         job = card["job"]
         progress = station.progress.get(job["id"]) if job and job["state"] in LIVE else None
-        card["progress"] = meter.read(job["id"], progress) if job and progress else None
+        card["progress"] = meter.read(job["id"], progress, phases(plans.get(job["id"]))) \
+            if job and progress else None
         card["erasable"] = card["present"] and card["state"] in ERASABLE and not (
             job and job["state"] in LIVE)
         card["waiting"] = bool(job and job["state"] == "queued")
