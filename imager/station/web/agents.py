@@ -13,7 +13,7 @@ from imager.errors import ImagerError
 from imager.registry import agents
 from imager.registry.habilitations import Habilitations
 from imager.station.service import Station
-from imager.station.web.auth import form_of, require, signed_in
+from imager.station.web.auth import posted, require, signed_in
 from imager.station.web.pages import render
 from imager.store.models import Agent
 
@@ -39,9 +39,8 @@ def router(station: Station, habilitations: Habilitations) -> APIRouter:
 
     @web.post("/agents/pair", include_in_schema=False)
     async def pair(request: Request) -> Response:
-        person = signed_in(station, request)
-        form = await form_of(request, person.csrf)
-        require(habilitations, person, "agents")
+        person, form = await posted(station, request, habilitations=habilitations,
+                                  action="agents")
         with station.registry.session() as s:     # a wrong code is counted: committed
             paired = agents.pair(s, form.get("code", ""), by=person.name)
             name = paired.name if paired else None
@@ -51,9 +50,8 @@ def router(station: Station, habilitations: Habilitations) -> APIRouter:
 
     @web.post("/agents/{agent_id}/approve", include_in_schema=False)
     async def approve(agent_id: int, request: Request) -> Response:
-        person = signed_in(station, request)
-        await form_of(request, person.csrf)
-        require(habilitations, person, "agents")
+        person, _ = await posted(station, request, habilitations=habilitations,
+                                  action="agents")
         try:
             with station.registry.session() as s:
                 agents.approve(s, agents.find_agent(s, str(agent_id)), by=person.name)
@@ -63,9 +61,8 @@ def router(station: Station, habilitations: Habilitations) -> APIRouter:
 
     @web.post("/agents/{agent_id}/revoke", include_in_schema=False)
     async def revoke(agent_id: int, request: Request) -> Response:
-        person = signed_in(station, request)
-        form = await form_of(request, person.csrf)
-        require(habilitations, person, "agents")
+        person, form = await posted(station, request, habilitations=habilitations,
+                                  action="agents")
         from imager.registry import compromise  # loads the signing code: only when used
         compromised = form.get("compromised") == "yes"
         if compromised:

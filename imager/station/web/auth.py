@@ -88,6 +88,20 @@ async def form_of(request: Request, expected: str | None) -> dict[str, str]:
     return {k: v for k, v in form.items() if isinstance(v, str)}
 
 
+async def posted(station: Station, request: Request, *,
+                 habilitations: Habilitations | None = None, action: str | None = None,
+                 roles: tuple[str, ...] = ()) -> tuple[Person, dict[str, str]]:
+    """A form sent by a signed-in person: who, and the form, once its token holds and
+    the person has the habilitation for `action` and one of `roles` (when given)."""
+    person = signed_in(station, request)
+    form = await form_of(request, person.csrf)
+    if habilitations is not None and action is not None:
+        require(habilitations, person, action)
+    if roles:
+        require_role(person, *roles)
+    return person, form
+
+
 def _cookie(response: Response, request: Request, name: str, value: str, **kw: Any) -> None:
     response.set_cookie(name, value, httponly=True, samesite="lax",
                         secure=request.url.scheme == "https", **kw)

@@ -22,7 +22,7 @@ from imager.model import ErasePlan
 from imager.registry import items
 from imager.registry.habilitations import Habilitations
 from imager.station.service import Station
-from imager.station.web.auth import form_of, require, signed_in
+from imager.station.web.auth import posted, signed_in
 from imager.station.web.i18n import N_
 from imager.station.web.pages import fragment, render
 from imager.store.models import Drive, Job
@@ -141,9 +141,8 @@ def router(station: Station, habilitations: Habilitations) -> APIRouter:
 
     @web.post("/board/drives/{drive_id}/erase", include_in_schema=False)
     async def erase(drive_id: int, request: Request) -> Response:
-        person = signed_in(station, request)
-        await form_of(request, person.csrf)
-        require(habilitations, person, "erase")
+        person, _ = await posted(station, request, habilitations=habilitations,
+                                  action="erase")
         try:
             station.erase(str(drive_id), technician=person.name)
         except ImagerError as exc:

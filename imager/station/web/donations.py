@@ -11,7 +11,7 @@ from imager.errors import ImagerError, NotFound
 from imager.registry import items
 from imager.registry.issue import withdrawals
 from imager.station.service import Station
-from imager.station.web.auth import form_of, signed_in
+from imager.station.web.auth import posted, signed_in
 from imager.station.web.detail import FILES
 from imager.station.web.i18n import N_
 from imager.station.web.pages import render
@@ -56,8 +56,7 @@ def router(station: Station) -> APIRouter:
 
     @web.post("/donations/{reference}/certificate", include_in_schema=False)
     async def certificate(reference: str, request: Request) -> Response:
-        person = signed_in(station, request)
-        await form_of(request, person.csrf)
+        person, _ = await posted(station, request)
         try:
             station.issuer().donation(reference)
         except ImagerError as exc:

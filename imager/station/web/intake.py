@@ -17,7 +17,7 @@ from imager.errors import ImagerError
 from imager.inventory.scanned import read_labels
 from imager.registry.habilitations import Habilitations
 from imager.station.service import Station
-from imager.station.web.auth import form_of, require, signed_in
+from imager.station.web.auth import posted, signed_in
 from imager.station.web.pages import render
 from imager.store import people
 from imager.store.models import DONOR_KINDS, Donation, Drive
@@ -50,9 +50,8 @@ def router(station: Station, habilitations: Habilitations) -> APIRouter:
 
     @web.post("/intake/donations", include_in_schema=False)
     async def new_donation(request: Request) -> Response:
-        person = signed_in(station, request)
-        form = await form_of(request, person.csrf)
-        require(habilitations, person, "intake")
+        person, form = await posted(station, request, habilitations=habilitations,
+                                  action="intake")
         try:
             with station.registry.session() as s:
                 don = people.receive_donation(
@@ -66,9 +65,8 @@ def router(station: Station, habilitations: Habilitations) -> APIRouter:
 
     @web.post("/intake/scan", include_in_schema=False)
     async def scan(request: Request) -> Response:
-        person = signed_in(station, request)
-        form = await form_of(request, person.csrf)
-        require(habilitations, person, "intake")
+        person, form = await posted(station, request, habilitations=habilitations,
+                                  action="intake")
         labels = read_labels(form.get("labels", ""))
         donation = form.get("donation", "")
         wanted = [r.label for r in labels]

@@ -10,7 +10,7 @@ from imager.errors import ImagerError
 from imager.registry import accounts
 from imager.registry.habilitations import ACTIONS, Habilitations
 from imager.station.service import Station
-from imager.station.web.auth import form_of, require_role, signed_in
+from imager.station.web.auth import posted, require_role, signed_in
 from imager.station.web.pages import render
 
 MANAGERS = ("supervisor", "coordinator")
@@ -38,9 +38,7 @@ def router(station: Station, habilitations: Habilitations) -> APIRouter:
 
     @web.post("/people", include_in_schema=False)
     async def create(request: Request) -> Response:
-        person = signed_in(station, request)
-        form = await form_of(request, person.csrf)
-        require_role(person, "coordinator")
+        person, form = await posted(station, request, roles=("coordinator",))
         try:
             with station.registry.session() as s:
                 accounts.create_user(
@@ -54,9 +52,7 @@ def router(station: Station, habilitations: Habilitations) -> APIRouter:
 
     @web.post("/people/{login}/level", include_in_schema=False)
     async def level(login: str, request: Request) -> Response:
-        person = signed_in(station, request)
-        form = await form_of(request, person.csrf)
-        require_role(person, *MANAGERS)
+        person, form = await posted(station, request, roles=MANAGERS)
         try:
             with station.registry.session() as s:
                 accounts.set_level(s, login, int(form.get("level") or 0))
@@ -66,9 +62,7 @@ def router(station: Station, habilitations: Habilitations) -> APIRouter:
 
     @web.post("/people/{login}/disable", include_in_schema=False)
     async def disable(login: str, request: Request) -> Response:
-        person = signed_in(station, request)
-        await form_of(request, person.csrf)
-        require_role(person, "coordinator")
+        person, _ = await posted(station, request, roles=("coordinator",))
         try:
             with station.registry.session() as s:
                 accounts.disable(s, login)

@@ -13,7 +13,7 @@ from imager.registry import machines
 from imager.registry.habilitations import Habilitations
 from imager.registry.machines import ORIENTATION_FR
 from imager.station.service import Station
-from imager.station.web.auth import form_of, require, signed_in
+from imager.station.web.auth import posted, require, signed_in
 from imager.station.web.pages import render
 from imager.store.models import Machine
 
@@ -36,8 +36,7 @@ def router(station: Station, habilitations: Habilitations) -> APIRouter:
 
     @web.post("/machines/{machine_id}/orientation", include_in_schema=False)
     async def orient(machine_id: int, request: Request) -> Response:
-        person = signed_in(station, request)
-        form = await form_of(request, person.csrf)
+        person, form = await posted(station, request)
         choice, why = form.get("choice", ""), form.get("why", "")
         with station.registry.session(readonly=True) as s:
             proposal = machines.find_machine(s, str(machine_id)).proposal or {}
