@@ -43,7 +43,7 @@ def web(station: Station) -> Iterator[TestClient]:
                              password=PASSWORD, by="test")
     with TestClient(create_app(station), base_url="https://station.test") as client:
         page = client.get("/login")
-        csrf = page.text.split('name="csrf" value="')[1].split('"')[0]
+        csrf = _csrf(page.text)
         client.post("/login", data={"csrf": csrf, "login": "noe", "password": PASSWORD})
         yield client
 
@@ -54,6 +54,19 @@ def _send(station: Station, agent: int, kind: str, data: dict[str, Any]) -> None
         "id": f"b{n}", "seq": n, "at": "2026-12-06T09:00:00Z", "v": 2, "kind": kind,
         "data": data}]))
     assert answer["outcome"] == "applied", answer
+
+
+def _dock(station: Station, serial: str = "S4DX01") -> int:
+    """A dock agent of the station with one Samsung SSD plugged in: its id."""
+    agent = station.enrol_local(public_hex(Ed25519PrivateKey.generate()), name="dock-1",
+                                host="bench")
+    _send(station, agent, "drive_attached", {"evidence": evidence(
+        "/dev/sdb", 1 << 30, serial=serial, model="Samsung SSD 860")})
+    return agent
+
+
+def _csrf(page: str) -> str:
+    return page.split('name="csrf" value="')[1].split('"')[0]
 
 
 def _stream(web: TestClient, until: Callable[[dict[str, Any]], bool]) -> list[dict[str, Any]]:
@@ -71,13 +84,10 @@ def _stream(web: TestClient, until: Callable[[dict[str, Any]], bool]) -> list[di
 
 def test_an_agents_progress_reaches_the_page_without_reloading(
         web: TestClient, station: Station) -> None:
-    agent = station.enrol_local(public_hex(Ed25519PrivateKey.generate()), name="dock-1",
-                                host="bench")
-    _send(station, agent, "drive_attached", {"evidence": evidence(
-        "/dev/sdb", 1 << 30, serial="S4DX01", model="Samsung SSD 860")})
+    agent = _dock(station)
     board = web.get("/board")
     assert "Samsung SSD 860" in board.text and "Effacer selon la politique" in board.text
-    csrf = board.text.split('name="csrf" value="')[1].split('"')[0]
+    csrf = _csrf(board.text)
     assert web.post("/board/drives/1/erase", data={"csrf": csrf},
                     follow_redirects=False).status_code == 303
     first = _stream(web, lambda card: True)[0]
@@ -93,10 +103,7 @@ def test_an_agents_progress_reaches_the_page_without_reloading(
 
 
 def test_a_failed_job_shows_in_red_with_what_to_do(web: TestClient, station: Station) -> None:
-    agent = station.enrol_local(public_hex(Ed25519PrivateKey.generate()), name="dock-1",
-                                host="bench")
-    _send(station, agent, "drive_attached", {"evidence": evidence(
-        "/dev/sdb", 1 << 30, serial="S4DX01", model="Samsung SSD 860")})
+    agent = _dock(station)
     station.erase("1", technician="Noé Martin")
     _send(station, agent, "job_move", {"job": 1, "target": "running"})
     _send(station, agent, "job_move", {"job": 1, "target": "failed",
@@ -125,7 +132,7 @@ def test_intake_records_a_donation_and_reads_back_a_qwerty_scanner(
     _send(station, agent, "drive_attached", {"evidence": evidence(
         "/dev/sdb", 1 << 30, serial="S4DX0124", model="Samsung SSD 860")})
     page = web.get("/intake")
-    csrf = page.text.split('name="csrf" value="')[1].split('"')[0]
+    csrf = _csrf(page.text)
     made = web.post("/intake/donations", data={
         "csrf": csrf, "reference": "DON-2026-007", "donor": "Mairie de Gap",
         "donor_kind": "town_hall", "site": "Gap"})
@@ -155,7 +162,7 @@ def test_agents_page_pairs_a_waiting_laptop_and_revokes(web: TestClient,
     assert waiting.pairing_code
     page = web.get("/agents")
     assert "live-usb" in page.text and waiting.fingerprint in page.text
-    csrf = page.text.split('name="csrf" value="')[1].split('"')[0]
+    csrf = _csrf(page.text)
     assert web.post("/agents/pair", data={"csrf": csrf, "code": waiting.pairing_code}
                     ).status_code == 403
     with station.registry.session() as s:
@@ -173,10 +180,7 @@ def test_agents_page_pairs_a_waiting_laptop_and_revokes(web: TestClient,
 
 def test_a_drives_page_shows_its_plan_history_and_evidence(web: TestClient,
                                                             station: Station) -> None:
-    agent = station.enrol_local(public_hex(Ed25519PrivateKey.generate()), name="dock-1",
-                                host="bench")
-    _send(station, agent, "drive_attached", {"evidence": evidence(
-        "/dev/sdb", 1 << 30, serial="S4DX01", model="Samsung SSD 860")})
+    _dock(station)
     page = html.unescape(web.get("/drives/1").text)
     assert "Samsung SSD 860" in page and "Le plan" in page
     assert "Méthodes écartées, et pourquoi" in page          # no hdparm output: set aside
@@ -196,15 +200,12 @@ def test_an_automatic_erasure_names_the_technician_who_took_the_drive_in(
     with station.registry.session() as s:
         accounts.create_user(s, login="noe", name="Noé Martin", role="technician",
                              password=PASSWORD, by="test")
-    agent = station.enrol_local(public_hex(Ed25519PrivateKey.generate()), name="dock-1",
-                                host="bench")
-    _send(station, agent, "drive_attached", {"evidence": evidence(
-        "/dev/sdb", 1 << 30, serial="S4DX01", model="Samsung SSD 860")})
+    _dock(station)
     with TestClient(create_app(station), base_url="https://station.test") as web:
         page = web.get("/login")
-        csrf = page.text.split('name="csrf" value="')[1].split('"')[0]
+        csrf = _csrf(page.text)
         web.post("/login", data={"csrf": csrf, "login": "noe", "password": PASSWORD})
-        csrf = web.get("/intake").text.split('name="csrf" value="')[1].split('"')[0]
+        csrf = _csrf(web.get("/intake").text)
         web.post("/intake/donations", data={"csrf": csrf, "reference": "DON-2026-008",
                                             "donor": "Mairie de Gap",
                                             "donor_kind": "town_hall"})
@@ -224,7 +225,7 @@ def test_triage_is_confirmed_or_overridden_with_a_reason(web: TestClient,
         "vendor": "Dell Inc.", "model": "Latitude 7490", "serial": "6B0N3K2"}}})
     page = web.get("/machines")
     assert "Latitude 7490" in page.text and "Le tri propose" in html.unescape(page.text)
-    csrf = page.text.split('name="csrf" value="')[1].split('"')[0]
+    csrf = _csrf(page.text)
     refused = web.post("/machines/1/orientation", data={"csrf": csrf, "choice": "recycling"})
     assert refused.status_code == 403                       # level 1: no override
     with station.registry.session() as s:
@@ -244,11 +245,8 @@ def test_triage_is_confirmed_or_overridden_with_a_reason(web: TestClient,
 
 def test_a_donations_page_lists_its_drives_and_refuses_an_early_certificate(
         web: TestClient, station: Station) -> None:
-    agent = station.enrol_local(public_hex(Ed25519PrivateKey.generate()), name="dock-1",
-                                host="bench")
-    _send(station, agent, "drive_attached", {"evidence": evidence(
-        "/dev/sdb", 1 << 30, serial="S4DX01", model="Samsung SSD 860")})
-    csrf = web.get("/intake").text.split('name="csrf" value="')[1].split('"')[0]
+    _dock(station)
+    csrf = _csrf(web.get("/intake").text)
     web.post("/intake/donations", data={"csrf": csrf, "reference": "DON-2026-009",
                                         "donor": "Jeanne Petit", "donor_kind": "person"})
     web.post("/intake/scan", data={"csrf": csrf, "donation": "DON-2026-009", "kind": "drive",
