@@ -206,6 +206,9 @@ def test_only_managers_see_people_and_only_a_coordinator_creates_accounts(
     assert raised.status_code == 303
     with station.registry.session() as s:
         assert s.query(User).filter_by(login="noe").one().level == 2
+        (done,) = accounts.actions(s)
+        assert (done.actor, done.action, done.target) == ("Sam Martin (sam)", "level_set", "noe")
+    assert "Qui a fait quoi" in web.get("/people").text
 
 
 def test_a_coordinator_creates_a_technician_with_a_pin(web: TestClient,

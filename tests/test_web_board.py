@@ -176,6 +176,7 @@ def test_agents_page_pairs_a_waiting_laptop_and_revokes(web: TestClient,
     assert revoked.status_code == 200 and "est révoqué" in html.unescape(revoked.text)
     with station.registry.session(readonly=True) as s:
         assert agents.find_agent(s, str(waiting.agent)).state == "revoked"
+        assert [a.action for a in accounts.actions(s)] == ["agent_revoked", "agent_paired"]
 
 
 def test_a_drives_page_shows_its_plan_history_and_evidence(web: TestClient,

@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 
 from imager.errors import NotFound, UsageError
 from imager.store.db import utcnow
-from imager.store.models import SetupLink, Technician, User, WebSession
+from imager.store.models import SetupLink, Technician, User, WebAction, WebSession
 
 ROLES = ("technician", "supervisor", "coordinator")
 ROLE_NAMES = {"technician": ("technicien ou technicienne", "technician"),
@@ -252,3 +252,15 @@ def complete_setup(s: Session, token: str, *, login: str, name: str, password: s
 
 def list_users(s: Session) -> list[User]:
     return list(s.scalars(select(User).order_by(User.role, User.name)))
+
+
+def record(s: Session, person: Person, action: str, target: str,
+           detail: dict[str, object] | None = None) -> None:
+    """Who did `action` on `target` (an account, an agent), kept for the record."""
+    s.add(WebAction(at=utcnow(), actor=f"{person.name} ({person.login})", action=action,
+                    target=target, detail=detail))
+
+
+def actions(s: Session, limit: int = 200) -> list[WebAction]:
+    return list(s.scalars(select(WebAction).order_by(WebAction.id.desc()).limit(limit)))
+

@@ -343,6 +343,19 @@ class WebSession(Base):
     ended_at: Mapped[datetime | None]
 
 
+class WebAction(Base):
+    """Who did what on the web pages that is not a drive's or a machine's history
+    (those are item events): accounts, levels, agents."""
+
+    __tablename__ = "web_actions"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime]
+    actor: Mapped[str] = mapped_column(String(200))       # the person's name (login)
+    action: Mapped[str] = mapped_column(String(40))
+    target: Mapped[str] = mapped_column(String(200))
+    detail: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
 class SetupLink(Base):
     """The one-time link, printed on the console at first start, that creates the
     first coordinator."""

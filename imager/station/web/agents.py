@@ -10,7 +10,7 @@ from fastapi.responses import RedirectResponse, Response
 from sqlalchemy import select
 
 from imager.errors import ImagerError
-from imager.registry import agents
+from imager.registry import accounts, agents
 from imager.registry.habilitations import Habilitations
 from imager.station.service import Station
 from imager.station.web.auth import posted, require, signed_in
@@ -44,6 +44,8 @@ def router(station: Station, habilitations: Habilitations) -> APIRouter:
         with station.registry.session() as s:     # a wrong code is counted: committed
             paired = agents.pair(s, form.get("code", ""), by=person.name)
             name = paired.name if paired else None
+            if paired is not None:
+                accounts.record(s, person, "agent_paired", f"{paired.name} ({paired.id})")
         if name is None:
             return page(request, 400, error=agents.WRONG_CODE)
         return page(request, done=name)
@@ -54,7 +56,9 @@ def router(station: Station, habilitations: Habilitations) -> APIRouter:
                                   action="agents")
         try:
             with station.registry.session() as s:
-                agents.approve(s, agents.find_agent(s, str(agent_id)), by=person.name)
+                agent = agents.find_agent(s, str(agent_id))
+                agents.approve(s, agent, by=person.name)
+                accounts.record(s, person, "agent_approved", f"{agent.name} ({agent.id})")
         except ImagerError as exc:
             return page(request, 400, error=str(exc))
         return RedirectResponse("/agents", 303)
@@ -73,6 +77,10 @@ def router(station: Station, habilitations: Habilitations) -> APIRouter:
                                     compromised=compromised,
                                     documents_dir=station.settings.documents_dir)
             done = compromise.withdraw(station.issuer(), rev) if compromised else []
+            with station.registry.session() as s:
+                accounts.record(s, person, "agent_revoked", f"{rev.agent['name']} ({agent_id})",
+                                {"compromised": compromised, "reason": form.get("reason", ""),
+                                 "withdrawn": [d.id for d in done]})
         except ImagerError as exc:
             return page(request, 400, error=str(exc))
         return page(request, revoked=rev.agent["name"], withdrawn=[d.id for d in done])

@@ -25,11 +25,14 @@ def router(station: Station, habilitations: Habilitations) -> APIRouter:
         with station.registry.session(readonly=True) as s:
             users = [{"login": u.login, "name": u.name, "role": u.role, "level": u.level,
                       "active": u.active} for u in accounts.list_users(s)]
+            done = [{"at": a.at, "actor": a.actor, "action": a.action, "target": a.target}
+                    for a in accounts.actions(s, limit=50)]
         actions = [{"action": a, "level": habilitations.needed[a], "fr": fr, "en": en}
                    for a, (_, fr, en) in ACTIONS.items()]
         return render(request, "people.html", {"csrf": person.csrf, "users": users,
                                                "roles": accounts.ROLES, "actions": actions,
-                                               "levels": accounts.LEVELS, **context},
+                                               "levels": accounts.LEVELS, "done": done,
+                                               **context},
                       person=person, status=status)
 
     @web.get("/people", include_in_schema=False)
@@ -41,11 +44,13 @@ def router(station: Station, habilitations: Habilitations) -> APIRouter:
         person, form = await posted(station, request, roles=("coordinator",))
         try:
             with station.registry.session() as s:
-                accounts.create_user(
+                user = accounts.create_user(
                     s, login=form.get("login", ""), name=form.get("name", ""),
                     role=form.get("role", ""), password=form.get("password", ""),
                     pin=form.get("pin") or None, level=int(form.get("level") or 1),
                     by=person.name)
+                accounts.record(s, person, "account_created", user.login,
+                                {"role": user.role, "level": user.level})
         except (ImagerError, ValueError) as exc:
             return page(request, 400, error=str(exc))
         return RedirectResponse("/people", 303)
@@ -55,7 +60,8 @@ def router(station: Station, habilitations: Habilitations) -> APIRouter:
         person, form = await posted(station, request, roles=MANAGERS)
         try:
             with station.registry.session() as s:
-                accounts.set_level(s, login, int(form.get("level") or 0))
+                user = accounts.set_level(s, login, int(form.get("level") or 0))
+                accounts.record(s, person, "level_set", user.login, {"level": user.level})
         except (ImagerError, ValueError) as exc:
             return page(request, 400, error=str(exc))
         return RedirectResponse("/people", 303)
@@ -66,6 +72,7 @@ def router(station: Station, habilitations: Habilitations) -> APIRouter:
         try:
             with station.registry.session() as s:
                 accounts.disable(s, login)
+                accounts.record(s, person, "account_disabled", login)
         except ImagerError as exc:
             return page(request, 400, error=str(exc))
         return RedirectResponse("/people", 303)

@@ -1,6 +1,6 @@
 """People who sign in to the web pages: users with a role, a habilitation level,
-argon2 password hashes and a bench PIN; server-side web sessions; the one-time
-setup link of the first coordinator.
+argon2 password hashes and a bench PIN; server-side web sessions; who did what on
+the web pages; the one-time setup link of the first coordinator.
 
 Revision ID: 0008
 Revises: 0007
@@ -60,6 +60,16 @@ def upgrade() -> None:
     )
     op.create_index("ix_web_sessions_user_id", "web_sessions", ["user_id"])
     op.create_table(
+        "web_actions",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("at", WHEN, nullable=False),
+        sa.Column("actor", sa.String(length=200), nullable=False),
+        sa.Column("action", sa.String(length=40), nullable=False),
+        sa.Column("target", sa.String(length=200), nullable=False),
+        sa.Column("detail", sa.JSON(), nullable=True),
+        sa.PrimaryKeyConstraint("id", name="pk_web_actions"),
+    )
+    op.create_table(
         "setup_links",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("token_sha256", sa.String(length=64), nullable=False),
@@ -73,6 +83,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("setup_links")
+    op.drop_table("web_actions")
     op.drop_index("ix_web_sessions_user_id", table_name="web_sessions")
     op.drop_table("web_sessions")
     op.drop_table("users")
