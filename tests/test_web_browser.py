@@ -220,3 +220,37 @@ def test_sign_in_and_the_board_with_the_keyboard_only(station: Serve, page: Page
     with page.expect_navigation(url="**/board"):
         page.keyboard.press("Enter")
     assert len(_jobs(station)) == jobs + 1
+    # the page keeps itself up to date: the card reaches "certifié" without a reload
+    page.evaluate("window.notReloaded = true")
+    until(lambda: page.locator("li.card", has_text="certifié").count() == 2, 120,
+          "both cards say certifié")
+    assert page.evaluate("window.notReloaded === true")      # the same page all along
+
+
+def test_the_coordinator_creates_a_technician_and_a_supervisor_who_sets_levels(
+        station: Serve, page: Page) -> None:
+    """On the People page (the coordinator of the first test): a technician with a
+    bench PIN and a supervisor; the supervisor signs in and raises the technician's
+    level; the record says who did what."""
+    sign_in(page, "lina")
+    page.goto("/people")
+    for name, login, role in (("Ada Lovelace", "ada.l", "technicien ou technicienne"),
+                              ("Sam Martin", "sam", "superviseur ou superviseuse")):
+        page.get_by_label("Nom complet").fill(name)
+        page.get_by_label("Identifiant").fill(login)
+        page.get_by_label("Rôle").select_option(label=role)
+        page.get_by_label("Mot de passe (10 caractères ou plus)").fill(PASSWORD)
+        if login == "ada.l":
+            page.get_by_label("Code PIN pour la tablette partagée").fill("2468")
+        page.get_by_role("button", name="Créer le compte").click()
+        page.wait_for_url("**/people")
+        assert page.get_by_role("cell", name=name, exact=True).is_visible()
+    page.get_by_role("button", name="Se déconnecter").click()
+    sign_in(page, "sam")
+    page.goto("/people")
+    page.get_by_label("Niveau de Ada Lovelace").select_option("2")
+    page.locator("form[action='/people/ada.l/level']").get_by_role("button").click()
+    page.wait_for_url("**/people")
+    assert page.get_by_label("Niveau de Ada Lovelace").input_value() == "2"
+    assert page.get_by_role("cell", name="Sam Martin (sam)").first.is_visible()
+    assert page.get_by_role("button", name="Créer le compte").count() == 0  # not his to do

@@ -114,11 +114,16 @@ def drive_args(drives: Sequence[Drive], files: Mapping[str, Path]) -> list[str]:
     return args
 
 
+# The whole root is one initramfs (about 460 MB unpacked with the station's Python
+# dependencies): the kernel unpacks it into a tmpfs of half the guest's memory.
+MEMORY_MIB = 2048
+
+
 class LabVM:
     """The lab guest in QEMU; a context manager that always kills QEMU on exit."""
 
     def __init__(self, workdir: Path, drives: Iterable[Drive] = DEFAULT_DRIVES, *,
-                 project: Path = PROJECT, memory_mib: int = 1024, cpus: int = 1,
+                 project: Path = PROJECT, memory_mib: int = MEMORY_MIB, cpus: int = 1,
                  boot_timeout: float = 240, image: GuestImage | None = None) -> None:
         self.workdir = Path(workdir)
         self.drives = tuple(drives)
