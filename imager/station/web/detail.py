@@ -14,6 +14,7 @@ from sqlalchemy import select
 from imager.errors import NotFound
 from imager.registry import items
 from imager.registry.issue import withdrawals
+from imager.registry.lifecycle import STATE_LABELS_FR
 from imager.station.service import Station
 from imager.station.web.auth import signed_in
 from imager.station.web.i18n import N_
@@ -29,7 +30,8 @@ def _jobs(s: Any, drive_id: int) -> list[dict[str, Any]]:
         report = job.report or {}
         verification = report.get("verification") or {}
         steps = (job.plan or {}).get("steps") or [{}]
-        out.append({"id": job.id, "kind": job.kind, "state": job.state, "reason": job.reason,
+        out.append({"id": job.id, "kind": job.kind, "state": job.state,
+                    "state_fr": STATE_LABELS_FR.get(job.state, job.state), "reason": job.reason,
                     "method": steps[0].get("method"),
                     "class": steps[0].get("sanitization_class"),
                     "verify": verification.get("mode"), "ok": verification.get("ok"),
