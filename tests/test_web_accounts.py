@@ -222,3 +222,9 @@ def test_a_coordinator_creates_a_technician_with_a_pin(web: TestClient,
                     follow_redirects=False)
     assert done.status_code == 303
     assert "Ada Lovelace" in web.get("/people").text
+
+
+def test_sign_ins_from_one_address_are_limited(web: TestClient) -> None:
+    from imager.station.web.auth import LOGIN_TRIES
+    answers = [_sign_in(web, f"nobody{n}", "wrong password!") for n in range(LOGIN_TRIES + 1)]
+    assert answers[:LOGIN_TRIES] == [401] * LOGIN_TRIES and answers[-1] == 429

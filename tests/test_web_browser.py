@@ -254,3 +254,35 @@ def test_the_coordinator_creates_a_technician_and_a_supervisor_who_sets_levels(
     assert page.get_by_label("Niveau de Ada Lovelace").input_value() == "2"
     assert page.get_by_role("cell", name="Sam Martin (sam)").first.is_visible()
     assert page.get_by_role("button", name="Créer le compte").count() == 0  # not his to do
+
+
+# What an AZERTY station shows for each key a US-QWERTY scanner sends (the inverse of
+# imager.inventory.scanned, written out here so that the test does not use the code
+# it checks).
+QWERTY_ON_AZERTY = str.maketrans({
+    "1": "&", "2": "é", "3": '"', "4": "'", "5": "(", "6": "-", "7": "è", "8": "_",
+    "9": "ç", "0": "à", "Q": "A", "A": "Q", "W": "Z", "Z": "W", "M": "?"})
+
+
+def test_intake_in_the_browser_reads_back_a_qwerty_scanner(station: Serve,
+                                                           page: Page) -> None:
+    """A donation, then both lab drives' serials in the scan box: one typed right,
+    one as a US-QWERTY scanner types it on this AZERTY station; both are attached,
+    and the page says which one was read back."""
+    add_user(station.data, "zoe")
+    sign_in(page, "zoe")
+    page.goto("/intake")
+    page.get_by_label("Référence (par exemple DON-2026-001)").fill("DON-2026-0100")
+    page.get_by_label("Donateur", exact=True).fill("Mairie d'Embrun")
+    page.get_by_label("Type de donateur").select_option("town_hall")
+    page.get_by_role("button", name="Enregistrer le don").click()
+    assert page.get_by_text("Le don DON-2026-0100 est enregistré").is_visible()
+    first, second = (d["serial"] for d in plugged_in(station, 2))
+    typed = second.translate(QWERTY_ON_AZERTY)
+    assert typed != second
+    page.get_by_label("Numéros de série ou étiquettes").fill(f"{first}\n{typed}\n")
+    page.get_by_role("button", name="Ajouter au don").click()
+    assert page.get_by_text("2 éléments ajoutés au don.").is_visible()
+    assert page.get_by_text(f"le scanner est réglé en QWERTY (il a tapé {typed})").is_visible()
+    donation = {d["serial"]: d["donation"] for d in station.get("/api/v1/drives")}
+    assert donation[first] == donation[second] == "DON-2026-0100"

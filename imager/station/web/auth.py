@@ -30,7 +30,7 @@ from imager.station.web.pages import render
 
 SESSION_COOKIE = "imager_session"
 FORM_COOKIE = "imager_form"
-LOGIN_TRIES = 10
+LOGIN_TRIES = 30           # a workshop's tablets may share one address
 LOGIN_WINDOW = 300.0
 
 
