@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import pytest
 from browser import (
@@ -33,7 +34,10 @@ from browser import (
 from conftest import need_root
 from station_proc import Serve, plugged_in, until
 
+from imager.certify.identity import load_profile
+from imager.certify.render import qr_text
 from imager.registry.accounts import ROLE_NAMES
+from imager.settings import Settings
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Locator, Page
@@ -286,3 +290,25 @@ def test_intake_in_the_browser_reads_back_a_qwerty_scanner(station: Serve,
     assert page.get_by_text(f"le scanner est réglé en QWERTY (il a tapé {typed})").is_visible()
     donation = {d["serial"]: d["donation"] for d in station.get("/api/v1/drives")}
     assert donation[first] == donation[second] == "DON-2026-0100"
+
+
+def test_the_qr_url_of_a_real_certificate_opens_the_public_page(station: Serve,
+                                                                page: Page) -> None:
+    """The URL in the QR code of a certificate the station issued for a lab drive opens,
+    without an account, the page saying it is authentic; an altered hash and an
+    unknown id give the same 'not found' page."""
+    with closing(sqlite3.connect(f"file:{station.data / 'registry.sqlite3'}?mode=ro",
+                                 uri=True)) as db:
+        found = until(lambda: db.execute("SELECT id, json_sha256 FROM documents WHERE kind = "
+                                         "'erasure' ORDER BY id").fetchone(), 120,
+                      "a lab drive's certificate is issued")
+    doc_id, sha = found
+    url = urlsplit(qr_text(doc_id, sha, load_profile(Settings(data_dir=station.data))
+                           .verify_url))
+    page.goto(f"{url.path}?{url.query}")
+    assert page.get_by_role("heading", name="Ce document est authentique.").is_visible()
+    altered = ("0" if sha[0] != "0" else "1") + sha[1:]
+    page.goto(f"/v/{doc_id}/{altered}")
+    wrong = page.content()
+    page.goto(f"/v/EFF-2026-ZZZZ-ZZZZ/{sha}")
+    assert page.content() == wrong
