@@ -312,3 +312,17 @@ def test_the_qr_url_of_a_real_certificate_opens_the_public_page(station: Serve,
     wrong = page.content()
     page.goto(f"/v/EFF-2026-ZZZZ-ZZZZ/{sha}")
     assert page.content() == wrong
+
+
+def test_an_action_above_the_technicians_level_is_refused_even_by_hand(
+        station: Serve, page: Page) -> None:
+    """Pairing agents needs level 2: a level-1 technician sees no pairing form, and the
+    same request made by hand from the signed-in page (right token) is refused 403."""
+    add_user(station.data, "hugo")
+    sign_in(page, "hugo")
+    page.goto("/agents")
+    assert page.get_by_role("button", name="Appairer").count() == 0
+    refused = page.request.post("/agents/pair", form={"csrf": form_token(page),
+                                                      "code": "1234-5678"}, max_redirects=0)
+    assert refused.status == 403
+    assert "habilitation insuffisante" in refused.text() and "niveau 2" in refused.text()
