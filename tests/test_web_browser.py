@@ -326,3 +326,41 @@ def test_an_action_above_the_technicians_level_is_refused_even_by_hand(
                                                       "code": "1234-5678"}, max_redirects=0)
     assert refused.status == 403
     assert "habilitation insuffisante" in refused.text() and "niveau 2" in refused.text()
+
+
+def test_a_failing_drive_turns_red_with_what_to_do(station: Serve, page: Page,
+                                                   tmp_path: Path) -> None:
+    """A lab drive whose writes fail for real (a loop device over a 64 MiB file on a
+    24 MiB tmpfs: past 24 MiB the kernel answers ENOSPC, an I/O error to the
+    station): erased from the board, its card turns red with the reason and the next
+    step, without a reload."""
+    import random
+    import subprocess
+
+    from imager.host.virtual import made_up_label, write_label
+    mount = tmp_path / "tmpfs"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(mount)], check=True)
+    image, device = mount / "failing.img", ""
+    try:
+        subprocess.run(["truncate", "-s", "64M", str(image)], check=True)
+        label = made_up_label(random.Random(7))
+        write_label(Settings(data_dir=station.data), image, label)   # a lab bay, for --lab
+        device = subprocess.run(["losetup", "--find", "--show", str(image)], check=True,
+                                capture_output=True, text=True).stdout.strip()
+        add_user(station.data, "lea")
+        sign_in(page, "lea")
+        card = page.locator("li.card", has_text=label["serial"])
+        until(lambda: page.reload() and card.count() == 1, 60, "the failing drive's card")
+        card.get_by_role("button", name=ERASE).click()
+        page.wait_for_url("**/board")
+        page.evaluate("window.notReloaded = true")
+        red = page.locator("li.card.failed", has_text=label["serial"])
+        until(lambda: red.count() == 1, 120, "the card turns red")
+        text = red.inner_text()
+        assert "Échec :" in text and "Relancer l'effacement" in text, text
+        assert page.evaluate("window.notReloaded === true")
+    finally:
+        if device:
+            subprocess.run(["losetup", "-d", device], check=False)
+        subprocess.run(["umount", str(mount)], check=False)
