@@ -205,7 +205,8 @@ def test_screenshots_at_a_laptops_and_a_tablets_size(station: Serve, page: Page,
 def test_sign_in_and_the_board_with_the_keyboard_only(station: Serve, page: Page) -> None:
     add_user(station.data, "yanis")
     page.goto("/login")
-    assert _focused(page) == "#login"                           # the cursor waits there
+    until(lambda: _focused(page) == "#login", 10,                 # the cursor waits there
+          "the sign-in field has the focus (autofocus, applied once the page is shown)")
     page.keyboard.type("yanis")
     page.keyboard.press("Tab")
     assert _focused(page) == "#password"
