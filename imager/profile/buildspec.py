@@ -1,0 +1,29 @@
+"""What an OS image build needs from a profile, as one value.
+
+`imager.profile.spec` turns a validated `profile.yaml` into a `BuildSpec`; the
+image build (mmdebstrap, disk, GRUB) takes only this value, so the two sides can be
+tested apart and the build cache can hash it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class BuildSpec:
+    name: str                           # the profile's name, e.g. "bureau-solidaire"
+    version: str                        # the profile's version, e.g. "2026.12.1"
+    suite: str = "trixie"               # Debian suite
+    mirror: str = "http://deb.debian.org/debian"
+    security_mirror: str = "http://deb.debian.org/debian-security"
+    components: tuple[str, ...] = ("main", "non-free-firmware")
+    packages: tuple[str, ...] = ()      # Debian packages, beyond the build's own base
+    locale: str = "fr_FR.UTF-8"
+    keyboard_layout: str = "fr"         # XKB layout
+    keyboard_variant: str = ""          # XKB variant ("" for the layout's default)
+    timezone: str = "Europe/Paris"
+    hostname: str = "poste"             # until first boot sets it from the asset tag
+    disk_gib: float = 8.0               # the raw image's size (it is sparse)
+    # The profile's own packages (.deb files built beforehand), installed last.
+    local_debs: tuple[Path, ...] = field(default_factory=tuple)
