@@ -20,14 +20,16 @@ from imager.erase.engines import ENGINES
 from imager.errors import ImagerError
 from imager.model import ErasePlan
 from imager.registry import items
+from imager.registry.accounts import Person
 from imager.registry.habilitations import Habilitations
 from imager.station.service import Station
 from imager.station.web.auth import posted, signed_in
+from imager.station.web.detail import images
 from imager.station.web.i18n import N_
+from imager.station.web.offers import LIVE, offers
 from imager.station.web.pages import fragment, render
 from imager.store.models import Drive, Job
 
-ERASABLE = ("inventoried", "erase_failed")
 # What to do next, said for the board (no command line at the bench).
 NEXT: dict[str, tuple[str, str]] = {
     "inventoried": ("Lancer l'effacement avec le bouton.", "Start the erasure with the button."),
@@ -41,7 +43,6 @@ NEXT: dict[str, tuple[str, str]] = {
     "to_destroy": ("Détruire le disque devant un témoin ; un superviseur l'enregistre.",
                    "Destroy the drive in front of a witness; a supervisor records it."),
 }
-LIVE = ("queued", "running", "interrupted")
 MIN_INTERVAL = 0.1         # seconds between two updates sent to one page
 KEEPALIVE = 15.0           # seconds without change before a comment keeps the stream open
 
@@ -95,8 +96,6 @@ def cards(station: Station, meter: Meter) -> list[dict[str, Any]]:
         progress = station.progress.get(job["id"]) if job and job["state"] in LIVE else None
         card["progress"] = meter.read(job["id"], progress, phases(plans.get(job["id"]))) \
             if job and progress else None
-        card["erasable"] = card["present"] and card["state"] in ERASABLE and not (
-            job and job["state"] in LIVE)
         card["waiting"] = bool(job and job["state"] == "queued")
         said = NEXT.get(card["state"])
         card["next_step"] = {"fr": said[0], "en": said[1]} if said else card["next_step"]
@@ -107,15 +106,21 @@ def router(station: Station, habilitations: Habilitations) -> APIRouter:
     web = APIRouter()
     meter = Meter()
 
+    def context(person: Person) -> dict[str, Any]:
+        """What every card needs beside its drive: who looks, what they may do."""
+        return {"csrf": person.csrf, "can": habilitations.granted(person.level),
+                "offers": offers, "images": images(station)}
+
     @web.get("/board", include_in_schema=False)
     def board(request: Request) -> Response:
         person = signed_in(station, request)
         return render(request, "board.html", {"cards": cards(station, meter),
-                                              "csrf": person.csrf}, person=person)
+                                              **context(person)}, person=person)
 
     @web.get("/board/events", include_in_schema=False)
     def events(request: Request) -> Response:
         person = signed_in(station, request)
+        around = context(person)
 
         async def stream() -> AsyncIterator[str]:
             seen, sent = -1, dict[str, dict[str, Any]]()
@@ -131,7 +136,7 @@ def router(station: Station, habilitations: Habilitations) -> APIRouter:
                     if sent.get(key) == card:
                         continue
                     sent[key] = card
-                    html = fragment(request, "_card.html", {"c": card, "csrf": person.csrf},
+                    html = fragment(request, "_card.html", {"c": card, **around},
                                     person=person)
                     yield f"event: card\ndata: {json.dumps({'id': key, 'html': html})}\n\n"
                 await asyncio.sleep(MIN_INTERVAL)

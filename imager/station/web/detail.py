@@ -11,14 +11,18 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, Response
 from sqlalchemy import select
 
-from imager.errors import NotFound
+from imager.certify import labels
+from imager.certify.record import DESTRUCTION_TECHNIQUES
+from imager.errors import ImagerError, NotFound
 from imager.registry import items
+from imager.registry.habilitations import Habilitations
 from imager.registry.issue import withdrawals
 from imager.registry.lifecycle import STATE_LABELS_FR
 from imager.station.service import Station
 from imager.station.web.auth import signed_in
 from imager.station.web.i18n import N_
-from imager.station.web.pages import render
+from imager.station.web.offers import offers
+from imager.station.web.pages import language, render
 from imager.store.models import Document, Drive, Job
 
 FILES = ("pdf", "json")
@@ -39,7 +43,30 @@ def _jobs(s: Any, drive_id: int) -> list[dict[str, Any]]:
     return out
 
 
-def router(station: Station) -> APIRouter:
+def images(station: Station) -> list[dict[str, str]]:
+    """The catalogue's images a person may install (name@version, newest first)."""
+    from imager.station import image_store
+    return [{"ref": f"{e.name}@{e.version}", "name": e.name, "version": e.version}
+            for e in reversed(image_store.catalogue(station.settings).list())]
+
+
+def _offer(station: Station, summary: dict[str, Any], can: dict[str, bool]
+           ) -> dict[str, Any]:
+    """What the drive's page offers this person now, with the methods, images and
+    techniques to choose from."""
+    now: dict[str, Any] = dict(offers(summary, can))
+    now["choices"] = []
+    if now["erase_method"]:
+        try:
+            now["choices"] = station.erase_choices(str(summary["id"]))
+        except ImagerError:                 # no tools' outputs on record: nothing to offer
+            now["erase_method"] = False
+    now["images"] = images(station) if now["image"] else []
+    now["techniques"] = DESTRUCTION_TECHNIQUES
+    return now
+
+
+def router(station: Station, habilitations: Habilitations) -> APIRouter:
     web = APIRouter()
 
     @web.get("/drives/{drive_id}", include_in_schema=False)
@@ -64,9 +91,13 @@ def router(station: Station) -> APIRouter:
                                     .is_file()]} for d in docs]
             jobs = _jobs(s, drive_id)
             has_evidence = bool((row.plan or {}).get("evidence"))
+        can = habilitations.granted(person.level)
         return render(request, "drive.html", {
             "d": summary, "plan": plan, "problems": problems, "jobs": jobs,
-            "documents": documents, "has_evidence": has_evidence}, person=person)
+            "documents": documents, "has_evidence": has_evidence, "csrf": person.csrf,
+            "can": can, "offer": _offer(station, summary, can),
+            "technique": lambda code: labels.word("technique", code, language(request))},
+            person=person)
 
     @web.get("/drives/{drive_id}/evidence", include_in_schema=False)
     def evidence(drive_id: int, request: Request) -> Response:
