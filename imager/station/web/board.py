@@ -28,7 +28,7 @@ from imager.station.web.detail import images
 from imager.station.web.i18n import N_
 from imager.station.web.offers import LIVE, offers
 from imager.station.web.pages import fragment, render
-from imager.store.models import Drive, Job
+from imager.store.models import Deployment, Drive, Job
 
 # What to do next, said for the board (no command line at the bench).
 NEXT: dict[str, tuple[str, str]] = {
@@ -42,6 +42,12 @@ NEXT: dict[str, tuple[str, str]] = {
                   "Install the system, or store the drive for reuse."),
     "to_destroy": ("Détruire le disque devant un témoin ; un superviseur l'enregistre.",
                    "Destroy the drive in front of a witness; a supervisor records it."),
+    "imaging": ("Attendre : le système s'installe.", "Wait: the system is being installed."),
+    "imaged": ("Le système est installé : remettre le disque dans son ordinateur.",
+               "The system is installed: put the drive back in its computer."),
+    "image_failed": ("Relancer l'installation. Si elle échoue encore, effacer le disque "
+                     "puis réinstaller.", "Install again. If it fails again, erase the "
+                     "drive, then install again."),
 }
 MIN_INTERVAL = 0.1         # seconds between two updates sent to one page
 KEEPALIVE = 15.0           # seconds without change before a comment keeps the stream open
@@ -91,13 +97,18 @@ def cards(station: Station, meter: Meter) -> list[dict[str, Any]]:
         plans: dict[int, Any] = dict(s.execute(select(Job.id, Job.plan).where(
             Job.id.in_(live))).all()) \
             if live else {}
+        systems = {drive: f"{name} {version}" for drive, name, version in s.execute(
+            select(Deployment.drive_id, Deployment.image_name, Deployment.image_version)
+            .where(Deployment.ok.is_(True)).order_by(Deployment.id))}
     for card in drives:
         job = card["job"]
         progress = station.progress.get(job["id"]) if job and job["state"] in LIVE else None
         card["progress"] = meter.read(job["id"], progress, phases(plans.get(job["id"]))) \
             if job and progress else None
         card["waiting"] = bool(job and job["state"] == "queued")
-        said = NEXT.get(card["state"])
+        card["system"] = systems.get(card["id"])
+        said = NEXT.get("imaged" if card["system"] and card["state"] == "certified"
+                        else card["state"])
         card["next_step"] = {"fr": said[0], "en": said[1]} if said else card["next_step"]
     return drives
 

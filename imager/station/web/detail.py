@@ -15,6 +15,7 @@ from imager.certify import labels
 from imager.certify.record import DESTRUCTION_TECHNIQUES
 from imager.errors import ImagerError, NotFound
 from imager.registry import items
+from imager.registry.deployments import deployment_summary, deployments_of
 from imager.registry.habilitations import Habilitations
 from imager.registry.issue import withdrawals
 from imager.registry.lifecycle import STATE_LABELS_FR
@@ -90,11 +91,13 @@ def router(station: Station, habilitations: Habilitations) -> APIRouter:
                                     if (station.settings.documents_dir / f"{d.id}.{k}")
                                     .is_file()]} for d in docs]
             jobs = _jobs(s, drive_id)
+            systems = [deployment_summary(d) for d in deployments_of(s, drive_id=drive_id)]
             has_evidence = bool((row.plan or {}).get("evidence"))
         can = habilitations.granted(person.level)
         return render(request, "drive.html", {
             "d": summary, "plan": plan, "problems": problems, "jobs": jobs,
             "documents": documents, "has_evidence": has_evidence, "csrf": person.csrf,
+            "systems": systems,
             "can": can, "offer": _offer(station, summary, can),
             "technique": lambda code: labels.word("technique", code, language(request))},
             person=person)
