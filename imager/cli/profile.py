@@ -1,0 +1,176 @@
+"""`imager profile list|show|check|diff`: the OS profiles (profiles/<name>/profile.yaml)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from pathlib import Path
+
+from rich.console import Console
+from rich.text import Text
+
+from imager.cli.context import Context
+from imager.cli.render import add_row, console, new_table
+from imager.profile import diff as diffing
+from imager.profile import spec
+from imager.profile.spec import Bookmark, Profile, ProfileError
+
+ACCOUNT_FR = {"ask": "la personne crée son compte et son mot de passe / the person creates "
+                     "their own account and password",
+              "none": "aucun compte demandé / no account asked"}
+HOSTNAME_FR = {"asset-tag": "{prefix}-<numéro d'inventaire, sinon n° de série / asset tag, "
+                            "else serial number>",
+               "fixed": "{prefix}"}
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("profile")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--profiles", type=Path, default=spec.PROFILES, metavar="DOSSIER",
+                        help="dossier des profils / profiles folder (default: %(default)s)")
+    psub = p.add_subparsers(dest="profile_command", metavar="ACTION", required=True)
+    ls = psub.add_parser("list", parents=[common], help="les profils / the profiles")
+    ls.add_argument("--json", action="store_true")
+    ls.set_defaults(func=cmd_list)
+    sh = psub.add_parser("show", parents=[common], help="un profil, résolu / one profile, "
+                                                        "resolved")
+    sh.add_argument("name", metavar="NOM|CHEMIN")
+    sh.add_argument("--json", action="store_true")
+    sh.set_defaults(func=cmd_show)
+    ck = psub.add_parser("check", parents=[common], help="vérifier un profil / check a "
+                                                         "profile")
+    ck.add_argument("name", metavar="NOM|CHEMIN")
+    ck.set_defaults(func=cmd_check)
+    df = psub.add_parser("diff", parents=[common], help="différences entre deux profils / "
+                                                        "differences between two profiles")
+    df.add_argument("a", metavar="A")
+    df.add_argument("b", metavar="B")
+    df.add_argument("--json", action="store_true")
+    df.set_defaults(func=cmd_diff)
+
+
+def cmd_list(args: argparse.Namespace, ctx: Context) -> int:
+    found = list(spec.load_all(args.profiles))
+    if args.json:
+        print(json.dumps([_summary(name, p) for name, p in found], ensure_ascii=False,
+                         indent=2))
+        return 0
+    out = console(markup=False, highlight=False)
+    if not found:
+        out.print(f"Aucun profil dans / no profile in {args.profiles} (profiles/<nom>/"
+                  "profile.yaml)")
+        return 0
+    table = new_table(f"Profils / Profiles — {args.profiles}",
+                      ("Nom / Name", "Version", "Suite", "Titre / Title"))
+    for name, p in found:
+        if isinstance(p, ProfileError):
+            add_row(table, name, "", "", Text(
+                f"invalide / invalid: {len(p.problems)} problème(s) / problem(s) — "
+                f"imager profile check {name}", style="red"))
+        else:
+            add_row(table, p.name, p.version, p.debian.suite, p.title)
+    out.print(table)
+    return 0
+
+
+def _summary(name: str, p: Profile | ProfileError) -> dict[str, object]:
+    if isinstance(p, ProfileError):
+        return {"name": name, "valid": False, "problems": p.problems}
+    return {"name": p.name, "valid": True, "version": p.version, "suite": p.debian.suite,
+            "title": p.title, "desktop": p.desktop, "source": str(p.source)}
+
+
+def cmd_show(args: argparse.Namespace, ctx: Context) -> int:
+    p = spec.load(args.name, root=args.profiles)
+    if args.json:
+        print(json.dumps(p.to_dict(), ensure_ascii=False, indent=2))
+        return 0
+    out = console(markup=False, highlight=False, soft_wrap=True)
+    for line in profile_lines(p):
+        out.print(line)
+    return 0
+
+
+def profile_lines(p: Profile) -> list[str]:
+    """The resolved profile for a person, French first."""
+    d, k, fb = p.debian, p.keyboard, p.first_boot
+    lines = [f"Profil / profile {p.name} {p.version} — {p.title}",
+             f"  Réseau / network: {p.network.name} (paquet / package {p.network.package})",
+             f"  Debian: {d.suite} ({', '.join(d.components)}) — {d.mirror}, "
+             f"sécurité / security {d.security_mirror}",
+             f"  Langue / locale: {p.locale} — clavier / keyboard: {k.layout}"
+             f"{' ' + k.variant if k.variant else ''} — fuseau / time zone: {p.timezone}",
+             f"  Bureau / desktop: {p.desktop}",
+             f"  Paquets / packages ({len(p.all_packages)}):"]
+    lines += [f"    {group} ({len(names)}): {', '.join(names)}"
+              for group, names in p.packages.items()]
+    lines += _browser_lines(p)
+    lines.append(f"  Contenu d'accueil / welcome content: {p.welcome or 'aucun / none'}")
+    lines.append(f"  Premier démarrage / first boot: {ACCOUNT_FR[fb.account]}; nom / hostname "
+                 + HOSTNAME_FR[fb.hostname].format(prefix=fb.hostname_prefix))
+    lines.append("  Paquets en plus / extra packages: "
+                 + ("aucun / none" if not p.extra_packages else ""))
+    lines += [f"    {x.name} {x.version} — {x.why}" for x in p.extra_packages]
+    lines.append(f"  Image: disque / disk {p.to_dict()['image']['disk']}")
+    lines.append(f"  Fichier / file: {p.source} (sha256 {p.digest})")
+    return lines
+
+
+def _browser_lines(p: Profile) -> list[str]:
+    if p.browser is None:
+        return ["  Navigateur / browser: aucun / none"]
+    b = p.browser
+    lines = ["  Navigateur / browser: page d'accueil verrouillée sur la page d'accueil locale "
+             "/ homepage locked to the local welcome page",
+             f"    Marque-pages, dossier « {b.folder} » / bookmarks, folder \"{b.folder}\":"]
+    if b.welcome_bookmark:
+        lines.append(f"      {b.welcome_bookmark} → page d'accueil locale / local welcome page")
+    return lines + _bookmark_lines(b.bookmarks, "      ")
+
+
+def _bookmark_lines(bookmarks: tuple[Bookmark, ...], indent: str) -> list[str]:
+    lines: list[str] = []
+    for b in bookmarks:
+        if b.is_folder:
+            lines.append(f"{indent}{b.title}/")
+            lines += _bookmark_lines(b.children, indent + "  ")
+        else:
+            lines.append(f"{indent}{b.title} → {b.url}")
+    return lines
+
+
+def cmd_check(args: argparse.Namespace, ctx: Context) -> int:
+    out = console(markup=False, highlight=False, soft_wrap=True)
+    try:
+        p = spec.load(args.name, root=args.profiles)
+    except ProfileError as exc:
+        _problems(out, exc)
+        return 1
+    out.print(f"ok — profil / profile {p.name} {p.version} ({p.source})")
+    return 0
+
+
+def _problems(out: Console, exc: ProfileError) -> None:
+    out.print(f"Profil à corriger / profile to fix: {exc.source} — {len(exc.problems)} "
+              "problème(s) / problem(s):", style="red")
+    for problem in exc.problems:
+        out.print(f"  - {problem}")
+
+
+def cmd_diff(args: argparse.Namespace, ctx: Context) -> int:
+    a, b = (spec.load(x, root=args.profiles) for x in (args.a, args.b))
+    changes = diffing.diff_profiles(a, b)
+    if args.json:
+        print(json.dumps([dataclasses.asdict(c) for c in changes], ensure_ascii=False,
+                         indent=2, default=str))
+        return 1 if changes else 0
+    out = console(markup=False, highlight=False, soft_wrap=True)
+    what = f"{a.name} {a.version} → {b.name} {b.version}"
+    if not changes:
+        out.print(f"Aucune différence / no difference: {what}")
+        return 0
+    out.print(f"{len(changes)} différence(s) / difference(s): {what}")
+    for change in changes:
+        out.print(f"  {diffing.describe(change)}")
+    return 1
