@@ -46,7 +46,7 @@ def describe(text: str, lang: str = "fr") -> list[str] | None:
         if parsed is None:
             return None
         days, spans = parsed
-        if days == "PH":
+        if isinstance(days, str):            # "PH": public holidays
             if spans:
                 return None
             holidays_off = True

@@ -15,11 +15,15 @@ import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from imager.errors import UsageError
 from imager.profile.welcome import opening_hours
 from imager.profile.welcome.phone import Phone, parse
 from imager.profile.welcome.tableschema import TableSchema
+
+if TYPE_CHECKING:
+    from _csv import Reader
 
 SCHEMA = Path(__file__).parent / "schema" / "standard-mediation-num.json"
 
@@ -101,7 +105,7 @@ def _read(path: Path) -> str:
         raise UsageError(f"{path} cannot be read: {exc.strerror}") from exc
 
 
-def _rows(reader: csv.Reader, header: list[str], schema: TableSchema, source: str,
+def _rows(reader: Reader, header: list[str], schema: TableSchema, source: str,
           departements: Sequence[str], problems: list[RowProblem],
           ) -> tuple[list[Place], int]:
     places: list[Place] = []
