@@ -195,11 +195,12 @@ STYLE = ("body{font-family:'DejaVu Sans',Arial,sans-serif;font-size:22px;line-he
 def page(lang: str, title: str, lines: list[str]) -> bytes:
     """A short answer page in plain words, with a way back."""
     words = WORDS[lang]
+    title = html.escape(title, quote=False)
     body = "".join(f"<p>{html.escape(line, quote=False)}</p>" for line in lines)
     return (f'<!DOCTYPE html><html lang="{lang}"><head><meta charset="utf-8"/>'
             f'<meta name="viewport" content="width=device-width, initial-scale=1"/>'
-            f"<title>{html.escape(title, quote=False)}</title><style>{STYLE}</style></head><body><main>"
-            f"<h1>{html.escape(title, quote=False)}</h1>{body}"
+            f"<title>{title}</title><style>{STYLE}</style></head><body><main>"
+            f"<h1>{title}</h1>{body}"
             f'<p><a href="{words["home"]}">{html.escape(words["back"], quote=False)}</a></p>'
             f"</main></body></html>").encode()
 
