@@ -13,11 +13,19 @@ from pathlib import Path
 import pytest
 
 from imager.errors import UsageError
-from imager.profile.welcome.opening_hours import describe
+from imager.profile.welcome import opening_hours
 from imager.profile.welcome.places import SCHEMA, import_places
 from imager.profile.welcome.tableschema import TableSchema
 
 DATA = Path(__file__).parent / "data" / "welcome"
+
+
+def describe(hours: str, lang: str) -> list[str] | None:
+    """The hours in words, the non-breaking spaces of "9 h 30" read as spaces."""
+    said = opening_hours.describe(hours, lang)
+    return None if said is None else [line.replace("\u00a0", " ") for line in said]
+
+
 EXAMPLE = DATA / "exemple-valide.csv"             # real, from LaMednum (see .source)
 SHIPPED = Path(__file__).parents[1] / "profiles" / "bureau-solidaire" / "welcome" / "lieux.csv"
 
@@ -51,7 +59,7 @@ def test_the_published_example_is_valid_and_kept_only_in_its_own_departement() -
     assert place.address == "12 BIS RUE DE LECLERCQ"
     assert place.phone is not None and place.phone.href == "tel:+33180059880"
     assert place.phone.national == "01 80 05 98 80"
-    assert place.hours_lines("fr") == [
+    assert describe(place.hours, "fr") == [
         "Du lundi au vendredi : de 9 h à 12 h et de 14 h à 18 h 30.",
         "Le samedi : de 8 h 30 à 12 h."]
     assert "Insertion professionnelle via le numérique" in place.services
@@ -65,7 +73,7 @@ def test_the_shipped_hautes_alpes_places_are_all_valid_and_in_the_area() -> None
     ecrins = next(p for p in found.places if p.name.startswith("Espace France Services du"))
     assert ecrins.commune == "L'Argentière-la-Bessée"
     assert ecrins.phone is not None and ecrins.phone.national == "04 92 20 18 80"
-    assert ecrins.hours_lines("fr") == [
+    assert describe(ecrins.hours, "fr") == [
         "Le lundi : de 9 h à 12 h et de 13 h 30 à 18 h 30.",
         "Mardi et vendredi : de 9 h à 12 h 15.",
         "Mercredi et jeudi : de 9 h à 12 h 15 et de 13 h 30 à 17 h 30."]

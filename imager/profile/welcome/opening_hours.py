@@ -148,8 +148,9 @@ def _join(parts: list[str], lang: str) -> str:
 
 
 def clock(minutes: int, lang: str) -> str:
-    """`minutes` after midnight as people say it: "9 h", "18 h 30" (fr), "18:30" (en)."""
+    """`minutes` after midnight as people say it: "9 h", "18 h 30" (fr), "18:30" (en);
+    the French spaces are non-breaking, so that "18 h 30" never splits over two lines."""
     hours, mins = divmod(minutes, 60)
     if lang == "fr":
-        return f"{hours} h {mins:02d}" if mins else f"{hours} h"
+        return f"{hours}\u00a0h\u00a0{mins:02d}" if mins else f"{hours}\u00a0h"
     return f"{hours}:{mins:02d}"
