@@ -222,7 +222,8 @@ def read_form(handler: http.server.BaseHTTPRequestHandler, port: int) -> dict[st
     if origin is not None and origin != "null" and urllib.parse.urlsplit(origin).netloc \
             not in allowed:
         raise Refused(403, "refused")
-    length = int(handler.headers.get("Content-Length") or -1)
+    given = handler.headers.get("Content-Length") or ""
+    length = int(given) if given.isdigit() else -1
     if length < 0:
         raise Refused(411, "bad")
     if length > MAX_BODY_BYTES:
