@@ -18,6 +18,7 @@ from imager.station.web import (
     donations,
     drive_actions,
     intake,
+    jobs,
     people,
     triage,
     verify,
@@ -38,6 +39,7 @@ def mount(app: FastAPI, station: Station) -> None:
     app.include_router(detail.router(station, habilitations))
     app.include_router(drive_actions.router(station, habilitations))
     app.include_router(donations.router(station))
+    app.include_router(jobs.router(station))
     app.include_router(triage.router(station, habilitations))
     app.include_router(verify.router(station))
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
