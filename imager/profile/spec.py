@@ -20,8 +20,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import yaml
-
 from imager import yamldoc
 from imager.errors import UsageError
 from imager.inventory.triage import parse_size
@@ -201,31 +199,6 @@ def _size(n: int) -> str:
 
 # --- where things are in the file ------------------------------------------------------
 
-def _index(node: yaml.Node, path: str, lines: dict[str, int], written: dict[str, str],
-           twice: list[tuple[str, int]]) -> None:
-    """`lines[key path]` = the line of that key or item, `written[key path]` = a
-    scalar as written (before YAML makes 1.10 a number); keys seen twice go to `twice`."""
-    if isinstance(node, yaml.ScalarNode):
-        written[path] = str(node.value)
-    elif isinstance(node, yaml.MappingNode):
-        for key, value in node.value:
-            sub = f"{path}.{key.value}" if path else str(key.value)
-            if sub in lines:
-                twice.append((sub, key.start_mark.line + 1))
-                continue
-            lines[sub] = key.start_mark.line + 1
-            _index(value, sub, lines, written, twice)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            lines[f"{path}[{i}]"] = item.start_mark.line + 1
-            _index(item, f"{path}[{i}]", lines, written, twice)
-
-
-def _parent(path: str) -> str:
-    cut = max(path.rfind("."), path.rfind("["))
-    return path[:cut] if cut > 0 else ""
-
-
 def nearest(word: str, known: Iterable[str]) -> str | None:
     """The known word closest to `word` (a typo's fix), if any is close."""
     close = difflib.get_close_matches(word, list(known), n=1, cutoff=0.6)
@@ -241,14 +214,15 @@ def _one_of(value: object, known: Collection[str]) -> str:
 class _Check:
     """Problems of one document, each placed as `file:line key.path`."""
 
-    def __init__(self, source: str, lines: dict[str, int], written: dict[str, str]) -> None:
-        self.source, self.lines, self.written = source, lines, written
+    def __init__(self, document: yamldoc.Document) -> None:
+        self.document, self.source, self.written = document, document.source, document.written
         self.found: list[tuple[int, str]] = []
+        for key, line in document.twice:
+            self.add(key, "this key appears twice: keep one (YAML would silently keep the "
+                          "last)", line=line)
 
     def line(self, path: str) -> int:
-        while path and path not in self.lines:
-            path = _parent(path)
-        return self.lines.get(path, 1)
+        return self.document.line(path)
 
     def add(self, path: str, message: str, *, line: int | None = None) -> None:
         line = line or self.line(path)
@@ -271,11 +245,11 @@ class _Check:
             if key not in allowed:
                 near = nearest(str(key), allowed)
                 fix = f"did you mean {near!r}?" if near else "remove it"
-                self.add(_join(path, key), f"unknown key {key!r}: {fix} "
+                self.add(yamldoc.join(path, key), f"unknown key {key!r}: {fix} "
                                            f"(allowed here: {', '.join(allowed)})")
         for key in required:
             if raw.get(key) is None:
-                self.add(_join(path, key), f"missing: add `{key}:` under "
+                self.add(yamldoc.join(path, key), f"missing: add `{key}:` under "
                                            f"{path or 'the top of the file'}")
         return raw
 
@@ -318,10 +292,6 @@ class _Check:
         for i in (i for i, item in enumerate(raw) if item is None):
             self.add(f"{path}[{i}]", "an empty item: fill it in or remove its `-` line")
         return [(f"{path}[{i}]", item) for i, item in enumerate(raw) if item is not None]
-
-
-def _join(path: str, key: object) -> str:
-    return f"{path}.{key}" if path else str(key)
 
 
 # --- the sections ----------------------------------------------------------------------
@@ -573,12 +543,12 @@ def parse(document: str, *, source: Path) -> Profile:
     """Validate a profile document read from `source` (its folder resolves `welcome`);
     raise ProfileError listing every problem with its place and fix."""
     shown = _shown(source)
-    data, lines, written, twice = _read_yaml(document, shown)
-    c = _Check(shown, lines, written)
-    for key, line in twice:
-        c.add(key, "this key appears twice: keep one (YAML would silently keep the last)",
-              line=line)
-    raw = c.mapping({} if data is None else data, "", TOP, required=REQUIRED) or {}
+    try:
+        doc = yamldoc.read(document, shown)
+    except yamldoc.InvalidYaml as exc:
+        raise ProfileError(shown, [str(exc)]) from exc
+    c = _Check(doc)
+    raw = c.mapping({} if doc.value is None else doc.value, "", TOP, required=REQUIRED) or {}
     name, title, version = _header(raw, c, source)
     network = _network(raw.get("network"), c)
     packages = _packages(raw.get("packages"), c)
@@ -599,29 +569,6 @@ def parse(document: str, *, source: Path) -> Profile:
     if c.found:
         raise ProfileError(shown, c.problems())
     return profile
-
-
-def _read_yaml(document: str, shown: str,
-               ) -> tuple[Any, dict[str, int], dict[str, str], list[tuple[str, int]]]:
-    """The data, the line of every key path, its scalars as written, and the key
-    paths given twice."""
-    loader = yaml.SafeLoader(document)
-    try:
-        node = loader.get_single_node()
-        data = loader.construct_document(node) if node is not None else None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark is not None else ""
-        raise ProfileError(shown, [f"{shown}{line}: not valid YAML ({exc}): check the "
-                                   "indentation and quotes at that line"]) from exc
-    finally:
-        loader.dispose()
-    lines: dict[str, int] = {}
-    written: dict[str, str] = {}
-    twice: list[tuple[str, int]] = []
-    if node is not None:
-        _index(node, "", lines, written, twice)
-    return data, lines, written, twice
 
 
 def _shown(path: Path) -> str:
