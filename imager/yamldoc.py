@@ -75,7 +75,7 @@ def read(text: str, source: str) -> Document:
         node = loader.get_single_node()
         value = loader.construct_document(node) if node is not None else None
     except yaml.YAMLError as exc:
-        raise _invalid(exc, source) from exc
+        raise _invalid(exc, text, source) from exc
     finally:
         loader.dispose()
     index = _Index()
@@ -84,10 +84,14 @@ def read(text: str, source: str) -> Document:
     return Document(value, source, index.lines, index.written, tuple(index.twice))
 
 
-def _invalid(exc: yaml.YAMLError, source: str) -> InvalidYaml:
+def _invalid(exc: yaml.YAMLError, text: str, source: str) -> InvalidYaml:
+    """Where the parser stopped; at the end of the text (an unclosed quote or
+    bracket), where the unclosed thing opened."""
     if not isinstance(exc, yaml.MarkedYAMLError):
         return InvalidYaml(source, None, str(exc))
-    mark = exc.problem_mark or exc.context_mark
+    mark = exc.problem_mark
+    if mark is None or (mark.index >= len(text.rstrip()) and exc.context_mark is not None):
+        mark = exc.context_mark
     said = ": ".join(x for x in (exc.context, exc.problem) if x) or str(exc)
     return InvalidYaml(source, None if mark is None else mark.line + 1, said)
 
@@ -173,15 +177,16 @@ class Kind:
         except (OSError, UnicodeDecodeError) as exc:
             raise UsageError(f"{self.noun} {where} cannot be read: {exc}") from exc
 
-    def mapping(self, document: str, source: str) -> dict[str, Any]:
+    def document(self, text: str, source: str) -> Document:
+        """`text` read as a document whose value is a mapping (UsageError otherwise)."""
         try:
-            raw = yaml.safe_load(document)
-        except yaml.YAMLError as exc:
-            raise UsageError(f"{self.noun} {source} {self._is('is', 'are')} not valid YAML: "
-                             f"{exc}") from exc
-        if not isinstance(raw, dict):
+            document = read(text, source)
+        except InvalidYaml as exc:
+            raise UsageError(f"{self.noun} {exc.at} {self._is('is', 'are')} not valid YAML "
+                             f"({exc.problem}): {YAML_FIX}") from exc
+        if not isinstance(document.value, dict):
             raise UsageError(f"{self.noun} {source}: expected a mapping at the top")
-        return raw
+        return document
 
     def header(self, raw: dict[str, Any], top_keys: set[str], problems: Problems,
                ) -> tuple[str, int]:

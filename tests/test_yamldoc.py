@@ -54,9 +54,11 @@ def test_keys_given_twice_are_reported_with_their_lines() -> None:
 def test_broken_yaml_names_its_line_and_the_fix() -> None:
     with pytest.raises(yamldoc.InvalidYaml) as caught:
         yamldoc.read("a: 1\nb: 'open\n", "x.yaml")
-    assert isinstance(caught.value, UsageError) and caught.value.line == 3
-    assert str(caught.value).startswith("x.yaml:3: not valid YAML (while scanning a quoted "
+    assert isinstance(caught.value, UsageError) and caught.value.line == 2   # the quote
+    assert str(caught.value).startswith("x.yaml:2: not valid YAML (while scanning a quoted "
                                         "scalar: found unexpected end of stream): fix the")
+    with pytest.raises(yamldoc.InvalidYaml, match=r"^x.yaml:3: not valid YAML"):
+        yamldoc.read("a:\n  b: 1\n c: 2\n", "x.yaml")                  # where it stopped
 
 
 def test_problems_of_a_document_carry_its_lines() -> None:
