@@ -1,4 +1,5 @@
-"""`imager profile list|show|check|diff`: the OS profiles (profiles/<name>/profile.yaml)."""
+"""`imager profile list|show|check|diff|welcome`: the OS profiles
+(profiles/<name>/profile.yaml); `welcome --preview` is in profile_welcome.py."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.text import Text
 
+from imager.cli import profile_welcome
 from imager.cli.context import Context
 from imager.cli.render import add_row, console, new_table
 from imager.profile import diff as diffing
@@ -48,6 +50,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     df.add_argument("b", metavar="B")
     df.add_argument("--json", action="store_true")
     df.set_defaults(func=cmd_diff)
+    profile_welcome.register(psub, parents=[common])
 
 
 def cmd_list(args: argparse.Namespace, ctx: Context) -> int:
