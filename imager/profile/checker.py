@@ -19,7 +19,7 @@ def nearest(word: str, known: Iterable[str]) -> str | None:
     return close[0] if close else None
 
 
-def one_of(value: object, known: Collection[str]) -> str:
+def _one_of(value: object, known: Collection[str]) -> str:
     """`value` is not among `known`: the nearest one, and all of them."""
     near = nearest(value, known) if isinstance(value, str) else None
     hint = f"did you mean {near!r}? " if near else ""
@@ -88,6 +88,15 @@ class Checker:
         value = raw.strip()
         if pattern is not None and not pattern.fullmatch(value):
             self.add(path, f"{value!r} is not valid: {rule}")
+            return ""
+        return value
+
+    def choice(self, raw: Any, path: str, known: Collection[str], *, why: str = "",
+               default: str | None = None) -> str:
+        """One of `known`, else '' (the nearest suggested, `why` saying what they mean)."""
+        value = self.text(raw, path, default=default)
+        if value and value not in known:
+            self.add(path, _one_of(value, known) + (f" ({why})" if why else ""))
             return ""
         return value
 

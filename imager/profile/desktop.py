@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from imager.profile.checker import Checker, one_of
+from imager.profile.checker import Checker
 from imager.profile.model import Bookmark, Browser, FirstBoot, Network, Profile
 
 # What each desktop cannot start without (`none`: no screen, e.g. the CI lab).
@@ -30,11 +30,7 @@ _LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,18}[a-z0-9])?")      # room left for 
 
 def desktop(raw: Any, c: Checker) -> str:
     """`desktop:` a key of DESKTOPS."""
-    name = c.text(raw, "desktop")
-    if name and name not in DESKTOPS:
-        c.add("desktop", one_of(name, DESKTOPS) + " (none: no screen, as the CI lab)")
-        return ""
-    return name
+    return c.choice(raw, "desktop", DESKTOPS, why="none: no screen, as the CI lab")
 
 
 def browser(raw: Any, c: Checker, network: Network) -> Browser:
@@ -97,14 +93,11 @@ def first_boot(raw: Any, c: Checker) -> FirstBoot:
     m = c.mapping(raw, "first_boot", ("account", "hostname", "hostname_prefix"),
                   required=("account", "hostname"),
                   example="{account: ask, hostname: asset-tag}") or {}
-    account = c.text(m.get("account"), "first_boot.account")
-    if account and account not in ACCOUNTS:
-        c.add("first_boot.account", one_of(account, ACCOUNTS) + " (ask: the person creates "
-                                    "their own account and password at first boot)")
-    hostname = c.text(m.get("hostname"), "first_boot.hostname")
-    if hostname and hostname not in HOSTNAMES:
-        c.add("first_boot.hostname", one_of(hostname, HOSTNAMES) + " (asset-tag: "
-                                     "<prefix>-<asset tag>, else the serial number)")
+    account = c.choice(m.get("account"), "first_boot.account", ACCOUNTS,
+                       why="ask: the person creates their own account and password at "
+                           "first boot")
+    hostname = c.choice(m.get("hostname"), "first_boot.hostname", HOSTNAMES,
+                        why="asset-tag: <prefix>-<asset tag>, else the serial number")
     prefix = c.text(m.get("hostname_prefix"), "first_boot.hostname_prefix", pattern=_LABEL,
                     rule="1 to 20 lower-case letters, digits or inner dashes, e.g. poste",
                     default="poste")

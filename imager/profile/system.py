@@ -9,7 +9,7 @@ from collections.abc import Collection
 from typing import Any
 
 from imager.inventory.triage import parse_size
-from imager.profile.checker import Checker, nearest, one_of
+from imager.profile.checker import Checker, nearest
 from imager.profile.model import MIRROR, SECURITY_MIRROR, Debian, ExtraPackage, Keyboard
 
 SUITES = ("trixie", "bookworm", "forky")            # codenames: "stable" changes meaning
@@ -28,10 +28,9 @@ def debian(raw: Any, c: Checker) -> Debian:
     """`debian:` (optional): suite, mirrors and archive components."""
     keys = ("suite", "mirror", "security_mirror", "components")
     m = c.mapping({} if raw is None else raw, "debian", keys) or {}
-    suite = c.text(m.get("suite"), "debian.suite", default="trixie")
-    if suite and suite not in SUITES:
-        c.add("debian.suite", one_of(suite, SUITES) + " (a codename, not stable/testing, "
-                              "so that a rebuild gets the same release)")
+    suite = c.choice(m.get("suite"), "debian.suite", SUITES, default="trixie",
+                     why="a codename, not stable/testing, so that a rebuild gets the same "
+                         "release")
     components = _components(m.get("components", list(Debian.components)), c)
     return Debian(suite or "trixie", c.url(m.get("mirror"), "debian.mirror", default=MIRROR),
                   c.url(m.get("security_mirror"), "debian.security_mirror",
@@ -41,10 +40,8 @@ def debian(raw: Any, c: Checker) -> Debian:
 def _components(raw: Any, c: Checker) -> tuple[str, ...]:
     components: list[str] = []
     for where, item in c.items(raw, "debian.components", what="archive components"):
-        value = c.text(item, where)
-        if value and value not in COMPONENTS:
-            c.add(where, one_of(value, COMPONENTS))
-        elif value:
+        value = c.choice(item, where, COMPONENTS)
+        if value:
             components.append(value)
     if "main" not in components:
         c.add("debian.components", "main is missing: add `main` (every package of Debian's "
