@@ -1,4 +1,4 @@
-"""`imager profile list|show|check|diff` run as the real command, and the pure diff
+"""`imager profile list|show|check|diff|welcome` run as the real command, and the pure diff
 underneath `diff` (which the image build reuses for two builds' manifests)."""
 
 from __future__ import annotations
@@ -84,6 +84,29 @@ def test_an_unknown_profile_is_a_usage_error(tmp_path: Path) -> None:
     proc = imager(tmp_path, "profile", "show", "bureau", check=False)
     assert proc.returncode == 2
     assert "no profile named 'bureau'" in proc.stderr and "bureau-solidaire" in proc.stderr
+
+
+def test_welcome_preview_renders_the_page_of_a_profile(tmp_path: Path) -> None:
+    out = tmp_path / "page"
+    proc = imager(tmp_path, "profile", "welcome", "bureau-solidaire", "--preview", "--out",
+                  str(out), "--today", "2026-12-06")
+    assert proc.stdout == f"{out / 'index.html'}\n"
+    assert f"ouvrir / open: {(out / 'index.html').as_uri()}" in proc.stderr
+    page = (out / "index.html").read_text(encoding="utf-8")
+    assert "Prendre en main mon matériel" in page and (out / "en.html").is_file()
+
+
+def test_welcome_preview_finds_the_profile_in_profiles_or_says_the_nearest(
+        tmp_path: Path) -> None:
+    folder = copy_of(tmp_path, "bureau-solidaire")
+    shutil.move(folder, tmp_path / "profiles" / "accueil")
+    out = tmp_path / "page"
+    imager(tmp_path, "profile", "welcome", "accueil", "--preview", "--out", str(out),
+           "--profiles", str(tmp_path / "profiles"))
+    assert (out / "index.html").is_file()
+    proc = imager(tmp_path, "profile", "welcome", "bureau-solidair", "--preview", check=False)
+    assert proc.returncode == 2
+    assert "did you mean 'bureau-solidaire'?" in proc.stderr and not proc.stdout
 
 
 def test_diff_of_a_profile_with_itself_is_empty(tmp_path: Path) -> None:

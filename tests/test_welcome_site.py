@@ -218,7 +218,7 @@ def test_preview_and_the_cli_render_the_profile(tmp_path: Path,
                               str(tmp_path / "b"), "--today", "2026-12-06"])
     assert args.func(args, None) == 0
     assert capsys.readouterr().out == f"{tmp_path / 'b' / 'index.html'}\n"
-    with pytest.raises(UsageError, match="profile 'nope' not found"):
+    with pytest.raises(UsageError, match="no profile named 'nope'"):
         profile_welcome.profile_dir("nope")
 
 

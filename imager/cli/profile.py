@@ -1,15 +1,19 @@
-"""`imager profile list|show|check|diff`: the OS profiles (profiles/<name>/profile.yaml)."""
+"""`imager profile list|show|check|diff|welcome`: the OS profiles
+(profiles/<name>/profile.yaml); `welcome --preview` is in profile_welcome.py."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 from rich.console import Console
 from rich.text import Text
 
+from imager.cli import profile_welcome
 from imager.cli.context import Context
 from imager.cli.render import add_row, console, new_table
 from imager.profile import diff as diffing
@@ -30,24 +34,28 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     common.add_argument("--profiles", type=Path, default=spec.PROFILES, metavar="DOSSIER",
                         help="dossier des profils / profiles folder (default: %(default)s)")
     psub = p.add_subparsers(dest="profile_command", metavar="ACTION", required=True)
-    ls = psub.add_parser("list", parents=[common], help="les profils / the profiles")
-    ls.add_argument("--json", action="store_true")
-    ls.set_defaults(func=cmd_list)
-    sh = psub.add_parser("show", parents=[common], help="un profil, résolu / one profile, "
-                                                        "resolved")
-    sh.add_argument("name", metavar="NOM|CHEMIN")
-    sh.add_argument("--json", action="store_true")
-    sh.set_defaults(func=cmd_show)
-    ck = psub.add_parser("check", parents=[common], help="vérifier un profil / check a "
-                                                         "profile")
-    ck.add_argument("name", metavar="NOM|CHEMIN")
-    ck.set_defaults(func=cmd_check)
-    df = psub.add_parser("diff", parents=[common], help="différences entre deux profils / "
-                                                        "differences between two profiles")
-    df.add_argument("a", metavar="A")
-    df.add_argument("b", metavar="B")
-    df.add_argument("--json", action="store_true")
-    df.set_defaults(func=cmd_diff)
+    add = functools.partial(_action, psub, common)
+    add("list", "les profils / the profiles", cmd_list, prints_json=True)
+    add("show", "un profil, résolu / one profile, resolved", cmd_show, name="NOM|CHEMIN",
+        prints_json=True)
+    add("check", "vérifier un profil / check a profile", cmd_check, name="NOM|CHEMIN")
+    add("diff", "différences entre deux profils / differences between two profiles", cmd_diff,
+        a="A", b="B", prints_json=True)
+    profile_welcome.register(psub, parents=[common])
+
+
+def _action(psub: argparse._SubParsersAction[argparse.ArgumentParser],
+            common: argparse.ArgumentParser, action: str, summary: str,
+            func: Callable[[argparse.Namespace, Context], int], *, prints_json: bool = False,
+            **positionals: str) -> None:
+    """An action of `imager profile`: its positionals (dest=METAVAR), `--json` if it
+    can print data."""
+    p = psub.add_parser(action, parents=[common], help=summary)
+    for dest, metavar in positionals.items():
+        p.add_argument(dest, metavar=metavar)
+    if prints_json:
+        p.add_argument("--json", action="store_true")
+    p.set_defaults(func=func)
 
 
 def cmd_list(args: argparse.Namespace, ctx: Context) -> int:

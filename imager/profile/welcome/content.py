@@ -23,9 +23,9 @@ from xml.etree import ElementTree
 import icalendar
 
 from imager.errors import UsageError
-from imager.profile.welcome import calendar, opening_hours, places, yamllines
+from imager.profile.welcome import calendar, opening_hours, places
 from imager.profile.welcome.phone import Phone, parse
-from imager.yamldoc import Kind, Problems, text
+from imager.yamldoc import Document, Kind, Problems, read, text
 
 LANGUAGES = ("fr", "en")
 TEXT_SECTIONS = ("internet", "trouble", "about")
@@ -91,13 +91,13 @@ class WelcomeContent:
 def load(directory: Path) -> WelcomeContent:
     """The welcome content in `directory`; UsageError listing every problem."""
     document, source = KIND.read(directory / "welcome.yaml", directory / "welcome.yaml")
-    doc = yamllines.load(document, source)
+    doc = read(document, source)
     raw = doc.value
     if not isinstance(raw, dict):
         raise UsageError(f"{source}:1: expected a mapping (network:, phone:, sections: ...)")
-    problems = Problems()
+    problems = Problems(document=doc)
     for key in sorted(set(raw) - TOP_KEYS):
-        problems.add(doc.where(key), f"unknown key (allowed: {', '.join(sorted(TOP_KEYS))})")
+        problems.add(key, f"unknown key (allowed: {', '.join(sorted(TOP_KEYS))})")
     check = _Checker(doc, problems)
     content = _content(directory, raw, check)
     KIND.check(problems, source)
@@ -109,11 +109,11 @@ class _Checker:
     """Reads values out of the document, adding a problem with its place for each
     bad one."""
 
-    def __init__(self, doc: yamllines.Located, problems: Problems) -> None:
+    def __init__(self, doc: Document, problems: Problems) -> None:
         self.doc, self.problems = doc, problems
 
     def bad(self, path: str, message: str) -> None:
-        self.problems.add(self.doc.where(path), message)
+        self.problems.add(path, message)
 
     def get(self, path: str) -> Any:
         value: Any = self.doc.value
