@@ -172,17 +172,18 @@ def test_bad_payloads_are_refused_with_the_fix(tmp_path: Path, change: dict[str,
     with pytest.raises(UsageError, match=None) as err:
         build_deb(Payload(**change), name="reseau-accueil",  # type: ignore[arg-type]
                   version="1.0", out_dir=tmp_path, maintainer=MAINTAINER,
-                  description="Accueil")
+                  description=DESCRIPTION)
     assert said in str(err.value)
     assert list(tmp_path.iterdir()) == []       # nothing half built is left
 
 
 def test_bad_package_fields_are_refused(tmp_path: Path) -> None:
     kw = {"version": "1.0", "out_dir": tmp_path, "maintainer": MAINTAINER,
-          "description": "Accueil", "name": "reseau-accueil"}
+          "description": DESCRIPTION, "name": "reseau-accueil"}
     for key, value, said in (("name", "Réseau_Accueil", "e.g. 'r-seau-accueil'"),
                              ("maintainer", "contact@example.org", "'Name <email"),
-                             ("description", "x" * 80, "1 to 79 characters (it has 80)")):
+                             ("description", "x" * 80, "1 to 79 characters (it has 80)"),
+                             ("description", "Accueil\n\n", "add one or more lines")):
         with pytest.raises(UsageError) as err:
             build_deb(Payload(), **{**kw, key: value})  # type: ignore[arg-type]
         assert said in str(err.value)
@@ -204,7 +205,7 @@ def test_source_path_content_is_read_at_build(tmp_path: Path) -> None:
     src.write_text('{"policies": {}}\n')
     deb = build_deb(Payload(files=(PayloadFile("/etc/firefox/policies/policies.json", src),)),
                     name="reseau-accueil", version="1.0", out_dir=tmp_path / "out",
-                    maintainer=MAINTAINER, description="Accueil")
+                    maintainer=MAINTAINER, description=DESCRIPTION)
     extracted = tmp_path / "x"
     subprocess.run(["dpkg-deb", "-x", str(deb), str(extracted)], check=True)
     assert (extracted / "etc/firefox/policies/policies.json").read_text() == \

@@ -250,11 +250,7 @@ def build_deb(payload: Payload, *, name: str, version: str, out_dir: Path, maint
     _check_payload(payload, name)
     if not _MAINTAINER.fullmatch(maintainer):
         raise UsageError(f"maintainer {maintainer!r}: write it as 'Name <email@example.org>'")
-    synopsis = description.strip().splitlines()[0].strip() if description.strip() else ""
-    if not synopsis or len(synopsis) >= 80:
-        raise UsageError(f"description: its first line must be a synopsis of 1 to 79 "
-                         f"characters (it has {len(synopsis)}): shorten it and put details "
-                         "on the following lines")
+    _check_description(description)
     when = _epoch(epoch)
     if shutil.which("dpkg-deb") is None:
         raise PackageError("building the profile's package needs dpkg-deb: apt-get install dpkg")
@@ -271,6 +267,20 @@ def build_deb(payload: Payload, *, name: str, version: str, out_dir: Path, maint
         _dpkg_deb_build(stage, partial, when)
         os.replace(partial, target)
     return target
+
+
+def _check_description(description: str) -> None:
+    """A synopsis line under 80 characters and an extended description after it
+    (Debian policy 3.4)."""
+    synopsis, *body = description.strip().splitlines() or [""]
+    if not synopsis.strip() or len(synopsis.strip()) >= 80:
+        raise UsageError(f"description: its first line must be a synopsis of 1 to 79 "
+                         f"characters (it has {len(synopsis.strip())}): shorten it and put "
+                         "details on the following lines")
+    if not any(line.strip() for line in body):
+        raise UsageError(f"description {synopsis.strip()!r}: add one or more lines after the "
+                         "synopsis saying what the package holds (Debian's extended "
+                         "description)")
 
 
 def _epoch(epoch: int | None) -> int:
