@@ -297,7 +297,7 @@ TEXTS: dict[str, dict[str, str]] = {
     "title": {"fr": "Bonjour ! Ce poste est à vous.", "en": "Hello! This computer is yours."},
     "subtitle": {"fr": "Choisissez votre nom et votre mot de passe.",
                  "en": "Choose your name and your password."},
-    "switch": {"fr": "English", "en": "Français"},
+    "switch": {"fr": "_English", "en": "_Français"},
     "name": {"fr": "Votre prénom et votre nom", "en": "Your first name and last name"},
     "login": {"fr": "Votre identifiant sera : {login}", "en": "Your user name will be: {login}"},
     "login_none": {"fr": "Votre identifiant apparaîtra ici.",
@@ -308,12 +308,19 @@ TEXTS: dict[str, dict[str, str]] = {
     "again": {"fr": "Écrivez encore une fois votre mot de passe",
               "en": "Type your password once more"},
     "show": {"fr": "Afficher le mot de passe", "en": "Show the password"},
-    "autologin": {"fr": "Ouvrir ma session sans taper mon mot de passe",
-                  "en": "Open my session without typing my password"},
-    "autologin_hint": {"fr": "Plus simple, mais toute personne qui allume ce poste verra "
+    "autologin": {"fr": "Au démarrage, ouvrir votre session sans taper votre mot de passe ?",
+                  "en": "When the computer starts, open your session without your password?"},
+    "autologin_no": {"fr": "Non : je tape mon mot de passe (conseillé)",
+                     "en": "No: I type my password (advised)"},
+    "autologin_yes": {"fr": "Oui : ma session s'ouvre toute seule",
+                      "en": "Yes: my session opens by itself"},
+    "autologin_hint": {"fr": "Si vous dites oui, toute personne qui allume ce poste verra "
                              "vos fichiers.",
-                       "en": "Simpler, but anyone who switches this computer on will see "
+                       "en": "If you say yes, anyone who switches this computer on will see "
                              "your files."},
+    "step": {"fr": "Étape {i} sur 3", "en": "Step {i} of 3"},
+    "next": {"fr": "Suivant", "en": "Next"},
+    "back": {"fr": "Retour", "en": "Back"},
     "create": {"fr": "Créer mon compte", "en": "Create my account"},
     "working": {"fr": "Un instant : je prépare votre poste…",
                 "en": "One moment: your computer is being prepared…"},
