@@ -108,7 +108,7 @@ def test_password_messages_say_what_to_do_in_plain_french_and_english() -> None:
 
 
 def test_every_text_is_in_french_and_english_and_fills_in() -> None:
-    values = {"login": "marie", "n": 8, "k": 5, "detail": "useradd exited 1"}
+    values = {"login": "marie", "n": 8, "k": 5, "i": 2, "detail": "useradd exited 1"}
     for key, texts in TEXTS.items():
         assert set(texts) == set(LANGUAGES), key
         for lang in LANGUAGES:
