@@ -218,7 +218,7 @@ def test_payload_ships_the_program_the_unit_and_lightdms_setting() -> None:
     assert payload.units == ("reseau-premier-demarrage.service",)
     unit = files["/usr/lib/systemd/system/reseau-premier-demarrage.service"].data().decode()
     assert "Before=display-manager.service" in unit and "WantedBy=graphical.target" in unit
-    assert "ConditionPathExists=!/var/lib/reseau-accueil/premier-demarrage.fait" in unit
+    assert "ConditionPathExists=!/var/lib/reseau-premier-demarrage/fait" in unit
     assert f"ExecStart={lib}/premier-demarrage" in unit
     lightdm = files["/usr/share/lightdm/lightdm.conf.d/60-reseau-accueil.conf"].data()
     assert b"greeter-hide-users=false" in lightdm

@@ -196,7 +196,7 @@ def test_first_boot_creates_the_account_names_the_machine_and_disables_itself(
 
     assert not (root / WANTS).is_symlink(), "the first boot disabled itself"
     assert in_root(root, "systemctl", "is-enabled", UNIT).stdout.strip() == "disabled"
-    assert (root / f"var/lib/{SLUG}-accueil/premier-demarrage.fait").is_file()
+    assert (root / f"var/lib/{SLUG}-premier-demarrage/fait").is_file()
 
 
 @pytest.mark.root
@@ -224,7 +224,7 @@ def test_a_machine_that_already_has_a_user_is_left_alone(installed: Path) -> Non
     assert firstboot(root, "--status").returncode == 3
     assert not (root / WANTS).is_symlink()
     assert "skipped: the machine already has a user with a password (benevole)" in \
-        (root / f"var/lib/{SLUG}-accueil/premier-demarrage.fait").read_text()
+        (root / f"var/lib/{SLUG}-premier-demarrage/fait").read_text()
 
 
 @pytest.mark.root

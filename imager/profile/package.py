@@ -91,7 +91,8 @@ class Payload:
     inside an image build's chroot) and stopped before removal. depends: Debian
     relations, e.g. "firefox-esr (>= 128)" or "chromium | firefox-esr".
     postinst: shell fragments run by postinst on "configure" (install and upgrade;
-    "$2" is the version upgraded from, empty on a first install). prerm: shell
+    "$2" is the version upgraded from, empty on a first install), before the units
+    are enabled and restarted (e.g. `systemd-sysusers <file>` for a service's user). prerm: shell
     fragments run by prerm on "remove" and "upgrade" ("$1" says which)."""
 
     files: tuple[PayloadFile, ...] = ()
@@ -416,7 +417,11 @@ def _quoted(units: Iterable[str]) -> str:
 
 
 def _postinst(payload: Payload) -> str:
+    # The fragments first (as debhelper puts a package's own code before its
+    # snippets): e.g. systemd-sysusers must make a service's user before it starts.
     body = ""
+    if payload.postinst:
+        body += 'if [ "$1" = configure ]; then\n' + _fragments(payload.postinst) + "fi\n\n"
     if payload.units:
         body += (
             'if [ "$1" = configure ] || [ "$1" = abort-upgrade ] || '
@@ -433,9 +438,7 @@ def _postinst(payload: Payload) -> str:
     if payload.restart:
         body += ('if [ "$1" = configure ] && [ -d /run/systemd/system ]; then\n'
                  f"\tdeb-systemd-invoke restart {_quoted(payload.restart)} >/dev/null || true\n"
-                 "fi\n\n")
-    if payload.postinst:
-        body += 'if [ "$1" = configure ]; then\n' + _fragments(payload.postinst) + "fi\n"
+                 "fi\n")
     return body
 
 

@@ -10,7 +10,7 @@ What it installs on the laptop (<lib> = /usr/lib/<slug>-accueil):
 - /usr/share/lightdm/lightdm.conf.d/60-<slug>-accueil.conf: LightDM lists the users
   (Debian hides them by default), so the person clicks their name.
 The unit is enabled by the package's postinst and disabled by the first boot itself;
-a marker file (/var/lib/<slug>-accueil/premier-demarrage.fait) stops it for good.
+a marker file (/var/lib/<slug>-premier-demarrage/fait) stops it for good.
 """
 
 from __future__ import annotations

@@ -58,7 +58,9 @@ class Config:
 
     @property
     def marker(self) -> str:
-        return f"/var/lib/{self.slug}-accueil/premier-demarrage.fait"
+        """Its own directory: /var/lib/<slug>-accueil belongs to the welcome page's
+        message service (StateDirectory=), which must not be able to remove it."""
+        return f"/var/lib/{self.slug}-premier-demarrage/fait"
 
     @property
     def autologin_file(self) -> str:
