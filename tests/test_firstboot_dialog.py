@@ -170,7 +170,7 @@ def test_a_person_makes_their_account_in_the_dialog(dialog: Dialog, installed: P
 
     passwd = (root / "etc/passwd").read_text()
     assert ":Marie-Hélène Dupont:/home/marie-helene:/bin/bash" in passwd
-    assert (root / "etc/hostname").read_text() == "pc-rs05-0042\n"
+    assert (root / "etc/hostname").read_text() == "poste-rs05-0042\n"
     assert not (root / f"etc/lightdm/lightdm.conf.d/70-{SLUG}-autologin.conf").exists()
     assert not (root / WANTS).is_symlink(), "the first boot disabled itself"
 

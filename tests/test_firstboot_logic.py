@@ -41,6 +41,7 @@ from imager.profile.package import check_relation
 ADDUSER_NAME = re.compile(r"^[a-z][-a-z0-9_]*$")
 CONFIG = Config(slug="reseau", unit="reseau-premier-demarrage.service",
                 placeholders=tuple(sorted(PLACEHOLDERS)))
+PC = Config(slug="reseau", hostname_prefix="pc", placeholders=CONFIG.placeholders)
 
 
 @pytest.mark.parametrize(("name", "login"), [
@@ -127,11 +128,12 @@ TAGS = ["RS05-0042", "  Inv. 2024/117 ", "ÉCOLE-Ü 7", "12345", "---", "a" * 70
 def test_hostname_from_tag_is_the_deployments_rule(tag: str) -> None:
     """The laptop cannot import imager: its copy of the rule must agree with
     imager.imaging.after.hostname_for, which names machines at deployment."""
-    try:
-        expected: str | None = after.hostname_for(tag)
-    except UsageError:
-        expected = None
-    assert hostname_from_tag(tag) == expected
+    for prefix in ("pc", "poste"):
+        try:
+            expected: str | None = after.hostname_for(tag, prefix=prefix)
+        except UsageError:
+            expected = None
+        assert hostname_from_tag(tag, prefix) == expected
 
 
 def test_hosts_file_is_rewritten_as_the_deployment_does() -> None:
@@ -149,16 +151,23 @@ def test_firmware_placeholders_are_no_asset_tag() -> None:
 
 
 @pytest.mark.parametrize(("hostname", "tags", "expected"), [
-    ("poste", ("RS05-0042", "CHASSIS-1", "BOARD-1"), "pc-rs05-0042"),   # the file first
-    ("poste", (None, "Default string", "BOARD-1"), "pc-board-1"),       # then SMBIOS
-    ("poste", (None, "CHASSIS-1", None), "pc-chassis-1"),
-    ("poste", (None, "To Be Filled By O.E.M.", "No Asset Tag"), None),  # nothing usable
-    ("pc-rs05-0042", ("RS05-0099", None, None), None),     # the deployment named it: kept
+    ("poste", ("RS05-0042", "CHASSIS-1", "BOARD-1", "SN1"), "poste-rs05-0042"),  # file first
+    ("poste", (None, "Default string", "BOARD-1", "SN1"), "poste-board-1"),      # SMBIOS
+    ("poste", (None, "CHASSIS-1", None, None), "poste-chassis-1"),
+    ("poste", (None, "No Asset Tag", None, "5CG2041XYZ"), "poste-5cg2041xyz"),  # serial
+    ("poste", (None, "To Be Filled By O.E.M.", None, "System Serial Number"), None),
+    ("poste-rs05-0042", ("RS05-0099", None, None, None), None),  # the deployment named it
 ])
 def test_hostname_choice(hostname: str, tags: tuple[str | None, ...],
                          expected: str | None) -> None:
     facts = SystemFacts(hostname=hostname, asset_tags=tags)
     assert chosen_hostname(facts, CONFIG) == expected
+
+
+def test_a_fixed_hostname_is_kept() -> None:
+    fixed = Config(slug="reseau", hostname_from="fixed")
+    assert chosen_hostname(SystemFacts(hostname="poste", asset_tags=("RS05",)), fixed) is None
+    assert chosen_hostname(SystemFacts(hostname="poste", asset_tags=("RS05",)), PC) == "pc-rs05"
 
 
 # --- the plan -----------------------------------------------------------------------------
@@ -180,8 +189,8 @@ def test_plan_creates_the_account_sets_the_hostname_and_ends_the_first_boot() ->
     assert chpasswd.argv == ("chpasswd",) and chpasswd.secret
     assert chpasswd.stdin == "marie-helene:soleil du matin\n"
     files = {s.path: s.text for s in steps if isinstance(s, WriteFile)}
-    assert files["/etc/hostname"] == "pc-rs05-0042\n"
-    assert "127.0.1.1\tpc-rs05-0042" in files["/etc/hosts"]
+    assert files["/etc/hostname"] == "poste-rs05-0042\n"
+    assert "127.0.1.1\tposte-rs05-0042" in files["/etc/hosts"]
     assert CONFIG.marker in files and CONFIG.autologin_file not in files
     assert steps[-1] == Command(("systemctl", "disable", "reseau-premier-demarrage.service"),
                                 may_fail=True)
@@ -241,7 +250,9 @@ def test_payload_scripts_are_valid_shell_and_depends_valid_relations() -> None:
     assert json.loads(next(f.data() for f in payload.files if f.path.endswith(".json")))
 
 
-def test_payload_refuses_a_bad_slug() -> None:
+def test_payload_refuses_a_bad_slug_or_hostname_rule() -> None:
     for slug in ("Réseau", "-x", "a b", ""):
         with pytest.raises(UsageError, match="network slug"):
             firstboot_payload(slug)
+    with pytest.raises(UsageError, match="choose asset-tag or fixed"):
+        firstboot_payload("reseau", hostname="serial")

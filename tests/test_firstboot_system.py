@@ -189,8 +189,8 @@ def test_first_boot_creates_the_account_names_the_machine_and_disables_itself(
                  if ln.startswith("marie-helene:")).split(":")
     assert aging[2] not in ("0", ""), "no 'must change the password at next login'"
 
-    assert (root / "etc/hostname").read_text() == "pc-rs05-0042\n"
-    assert "127.0.1.1\tpc-rs05-0042\n" in (root / "etc/hosts").read_text()
+    assert (root / "etc/hostname").read_text() == "poste-rs05-0042\n"
+    assert "127.0.1.1\tposte-rs05-0042\n" in (root / "etc/hosts").read_text()
     autologin = root / f"etc/lightdm/lightdm.conf.d/70-{SLUG}-autologin.conf"
     assert "autologin-user=marie-helene\n" in autologin.read_text()
 

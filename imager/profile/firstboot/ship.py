@@ -35,21 +35,26 @@ PROGRAM = ("__init__.py", "__main__.py", "logic.py", "system.py", "dialog.py")
 _SLUG = re.compile(r"[a-z0-9][a-z0-9-]*[a-z0-9]")
 
 
-def firstboot_payload(slug: str, *, default_hostname: str = "poste",
-                      hostname_prefix: str = "pc", min_password: int = 8) -> Payload:
+def firstboot_payload(slug: str, *, hostname: str = "asset-tag",
+                      default_hostname: str = "poste", hostname_prefix: str = "poste",
+                      min_password: int = 8) -> Payload:
     """The first-boot dialog, its unit and LightDM's setting, for the network `slug`.
 
-    default_hostname: the image's hostname (BuildSpec.hostname), replaced at first
-    boot by one made from the asset tag unless the deployment already set another.
-    hostname_prefix: as imager.imaging.after.hostname_for ("pc" -> "pc-rs05-0042").
-    min_password: the shortest password accepted."""
+    hostname: "asset-tag" (profile first_boot.hostname) replaces the image's
+    hostname `default_hostname` (BuildSpec.hostname) at first boot by
+    <hostname_prefix>-<asset tag, else serial number> ("poste-rs05-0042"), unless the
+    deployment already set another; "fixed" keeps it. min_password: the shortest
+    password accepted."""
+    if hostname not in ("asset-tag", "fixed"):
+        raise UsageError(f"first_boot.hostname {hostname!r}: choose asset-tag or fixed")
     if not _SLUG.fullmatch(slug):
         raise UsageError(f"network slug {slug!r}: use lowercase letters, digits and inner "
                          "'-' only (e.g. 'reseau-solidaire')")
     package = check_name(f"{slug}-accueil")
     lib = f"/usr/lib/{package}"
     unit = f"{slug}-premier-demarrage.service"
-    config = Config(slug=slug, unit=unit, hostname_prefix=hostname_prefix,
+    config = Config(slug=slug, unit=unit, hostname_from=hostname,
+                    hostname_prefix=hostname_prefix,
                     default_hostname=default_hostname, min_password=min_password,
                     placeholders=tuple(sorted(PLACEHOLDERS)))
     fill = {"@PACKAGE@": package, "@LIB@": lib, "@UNIT@": unit, "@MARKER@": config.marker}

@@ -9,8 +9,9 @@ Nothing here touches the system; `system.py` reads the facts and applies the pla
 - the password: at least `min_password` characters, typed twice the same; no
   complexity rules;
 - the hostname comes from the asset tag (the file the deployment writes, else the
-  SMBIOS chassis then board asset tag) unless the deployment already named the
-  machine; the same rule as imager.imaging.after.hostname_for;
+  SMBIOS chassis then board asset tag, else the SMBIOS serial number) unless the
+  deployment already named the machine or the profile keeps a fixed name; the same
+  rule as imager.imaging.after.hostname_for;
 - the plan: the commands and files that create the account, set the hostname,
   optionally turn on LightDM's autologin, and disable the first boot.
 """
@@ -44,7 +45,8 @@ class Config:
 
     slug: str                                   # the network's slug, e.g. "reseau"
     unit: str = ""                              # the systemd unit to disable when done
-    hostname_prefix: str = "pc"
+    hostname_from: str = "asset-tag"            # or "fixed": keep the image's name
+    hostname_prefix: str = "poste"
     default_hostname: str = "poste"             # the image's name until the first boot
     min_password: int = 8
     groups: tuple[str, ...] = DESKTOP_GROUPS
@@ -85,7 +87,8 @@ class SystemFacts:
     owners: tuple[str, ...] = ()                # regular users with a usable password
     hostname: str = ""                          # /etc/hostname
     hosts: str = ""                             # /etc/hosts
-    asset_tags: tuple[str | None, ...] = ()     # file, SMBIOS chassis, SMBIOS board
+    # the deployment's file, SMBIOS chassis and board asset tags, SMBIOS serial number
+    asset_tags: tuple[str | None, ...] = ()
     done: bool = False                          # the marker exists
 
 
@@ -223,7 +226,10 @@ def hostname_from_tag(tag: str, prefix: str = "pc") -> str | None:
 
 def chosen_hostname(facts: SystemFacts, config: Config) -> str | None:
     """The hostname to set, or None to keep the current one: the deployment's name
-    is kept; the image's default one is replaced by the first usable asset tag."""
+    is kept; the image's default one is replaced by the first usable asset tag (or
+    serial number), unless the profile keeps a fixed name."""
+    if config.hostname_from != "asset-tag":
+        return None
     if facts.hostname and facts.hostname != config.default_hostname:
         return None
     for tag in facts.asset_tags:

@@ -25,8 +25,8 @@ class ApplyError(Exception):
 
 def read_facts(root: Path, config: Config) -> SystemFacts:
     """What the system says: users, groups, who already has a password, hostname,
-    asset tags (the deployment's file, then the SMBIOS chassis and board tags),
-    and whether the first boot was done."""
+    asset tags (the deployment's file, then the SMBIOS chassis and board tags, then
+    the SMBIOS serial number), and whether the first boot was done."""
     passwd = _rows(root / "etc/passwd")
     shadow = {row[0]: row[1] for row in _rows(root / "etc/shadow") if len(row) > 1}
     owners = tuple(row[0] for row in passwd if len(row) > 2 and row[2].isdigit()
@@ -41,7 +41,8 @@ def read_facts(root: Path, config: Config) -> SystemFacts:
         hosts=_read(root / "etc/hosts"),
         asset_tags=(_read(_under(root, config.asset_tag_file)).strip() or None,
                     _read(dmi / "chassis_asset_tag").strip() or None,
-                    _read(dmi / "board_asset_tag").strip() or None),
+                    _read(dmi / "board_asset_tag").strip() or None,
+                    _read(dmi / "product_serial").strip() or None),
         done=_under(root, config.marker).exists())
 
 
