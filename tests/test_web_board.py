@@ -157,7 +157,7 @@ def test_a_drives_page_shows_its_plan_history_and_evidence(web: TestClient,
     assert "Samsung SSD 860" in page and "Le plan" in page
     assert "Méthodes écartées, et pourquoi" in page          # no hdparm output: set aside
     assert "hdparm -N /dev/sdb: not reported by the agent" in page
-    assert "registered" in page or "inventoried" in page    # the history
+    assert "inventorié" in html.unescape(page)                # the history, in words
     proof = web.get("/drives/1/evidence")
     assert proof.status_code == 200 and proof.json()["path"] == "/dev/sdb"
     assert web.get("/drives/99").status_code == 404

@@ -75,7 +75,7 @@ def test_a_persons_page_shows_what_they_did_to_managers_and_to_themselves(
     token = token_of(web.get("/drives/1").text)
     web.post("/drives/1/to-destruction", data={"csrf": token, "reason": "plateau rayé"})
     mine = html.unescape(web.get("/people/noe").text)
-    assert "Ce que la personne a fait" in mine and "inventoried → to_destroy" in mine
+    assert "Ce que la personne a fait" in mine and "inventorié → à détruire" in mine
     assert 'href="/drives/1"' in mine and "plateau rayé" in mine
     assert "envoyer un disque à la destruction" in mine          # what level 2 allows
     user(station, "ada")

@@ -14,14 +14,14 @@ from imager.store.models import ItemEvent, Job, User, WebAction
 
 def of_person(s: Session, user: User, *, limit: int = 300) -> list[dict[str, Any]]:
     """Up to `limit` things `user` did: {at, what, item ("drive"|"machine"|"job"|None),
-    item_id, detail}, newest first."""
+    item_id, detail, and for a move: from, to}, newest first."""
     done: list[dict[str, Any]] = [{"at": a.at, "what": a.action, "item": None, "item_id": None,
              "detail": a.target}
             for a in s.scalars(select(WebAction).where(
                 WebAction.actor == f"{user.name} ({user.login})")
                 .order_by(WebAction.id.desc()).limit(limit))]
-    done += [{"at": e.at, "what": f"{e.from_state or ''} → {e.to_state}" if e.to_state
-              else e.kind, "item": "drive" if e.drive_id else "machine",
+    done += [{"at": e.at, "what": e.kind, "from": e.from_state, "to": e.to_state,
+              "item": "drive" if e.drive_id else "machine",
               "item_id": e.drive_id or e.machine_id, "detail": e.reason}
              for e in s.scalars(select(ItemEvent).where(ItemEvent.actor == user.name)
                                 .order_by(ItemEvent.id.desc()).limit(limit))]
