@@ -394,6 +394,8 @@ class Station:
             answer = [a.to_dict() for a in out]
         if started:
             self._wake()
+        else:
+            self.changed()              # the cards show their donation
         return answer
 
     # -- certificates ----------------------------------------------------------

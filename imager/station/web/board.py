@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -113,9 +114,28 @@ def cards(station: Station, meter: Meter) -> list[dict[str, Any]]:
     return drives
 
 
+class Snapshot:
+    """The cards at the station's current version, read once for every open page
+    (48 bays watched from several pages read the registry once per change)."""
+
+    def __init__(self, station: Station) -> None:
+        self._station, self._meter = station, Meter()
+        self._lock = threading.Lock()
+        self._version, self._cards = -1, list[dict[str, Any]]()
+
+    def cards(self, *, fresh: bool = False) -> list[dict[str, Any]]:
+        """The cards at the current version; `fresh`: read again whatever the version
+        (a page loaded by a person sees what another process, the CLI, changed too)."""
+        with self._lock:
+            version = self._station.version       # read first: a later change reads again
+            if fresh or version != self._version:
+                self._cards, self._version = cards(self._station, self._meter), version
+            return self._cards
+
+
 def router(station: Station, habilitations: Habilitations) -> APIRouter:
     web = APIRouter()
-    meter = Meter()
+    snapshot = Snapshot(station)
 
     def context(person: Person) -> dict[str, Any]:
         """What every card needs beside its drive: who looks, what they may do."""
@@ -125,7 +145,7 @@ def router(station: Station, habilitations: Habilitations) -> APIRouter:
     @web.get("/board", include_in_schema=False)
     def board(request: Request) -> Response:
         person = signed_in(station, request)
-        return render(request, "board.html", {"cards": cards(station, meter),
+        return render(request, "board.html", {"cards": snapshot.cards(fresh=True),
                                               **context(person)}, person=person)
 
     @web.get("/board/events", include_in_schema=False)
@@ -141,7 +161,7 @@ def router(station: Station, habilitations: Habilitations) -> APIRouter:
                     yield ": still here\n\n"
                     continue
                 seen = version
-                now = await anyio.to_thread.run_sync(cards, station, meter)
+                now = await anyio.to_thread.run_sync(snapshot.cards)
                 for card in now:            # only the cards whose data changed are rendered
                     key = f"drive-{card['id']}"
                     if sent.get(key) == card:
