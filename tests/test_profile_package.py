@@ -120,21 +120,6 @@ def test_lintian_finds_no_error_and_no_warning(tmp_path: Path) -> None:
     assert tags == [], out.stdout
 
 
-def test_the_first_boot_package_is_clean_for_lintian(tmp_path: Path) -> None:
-    """The lead's assembly, with the first boot's real payload and Depends."""
-    need(shutil.which("lintian") is not None, "needs lintian (see scripts/install)")
-    from imager.profile.firstboot import firstboot_payload
-
-    deb = build_deb(payload(1) + firstboot_payload("reseau"), name="reseau-accueil",
-                    version="2026.12.1", out_dir=tmp_path, maintainer=MAINTAINER,
-                    description=DESCRIPTION)
-    out = subprocess.run(["lintian", "--tag-display-limit", "0", str(deb)],
-                         capture_output=True, text=True, timeout=300)
-    assert [ln for ln in out.stdout.splitlines() if ln[:2] in ("E:", "W:")] == [], out.stdout
-    assert "Depends: base-files (>= 12), python3 (>= 3.11), python3-gi" in \
-        dpkg_deb("--info", str(deb))
-
-
 @pytest.mark.parametrize(("version", "said"), [
     ("", "it is empty"),
     ("v2026.12", "must start with a digit, not 'v'; for example write '2026.12'"),

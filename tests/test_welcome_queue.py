@@ -358,7 +358,7 @@ def test_the_systemd_units_of_the_package_are_valid(tmp_path: Path) -> None:
     units.mkdir()
     for item in files:
         if item.path.startswith("/usr/lib/systemd/system/"):
-            (units / Path(item.path).name).write_bytes(item.data)
+            (units / Path(item.path).name).write_bytes(item.data())
     names = sorted(p.name for p in units.iterdir())
     assert names == ["bureau-solidaire-accueil-messages-send.service",
                      "bureau-solidaire-accueil-messages-send.timer",
@@ -371,7 +371,7 @@ def test_the_systemd_units_of_the_package_are_valid(tmp_path: Path) -> None:
     sender = (units / names[0]).read_text(encoding="utf-8")
     assert "--portal https://portail.example.org/api/v1/messages" in sender
     script = next(f for f in files if f.path.endswith("/accueil_messages.py"))
-    assert script.mode == 0o755 and script.data == SCRIPT.read_bytes()
+    assert script.mode == 0o755 and script.data() == SCRIPT.read_bytes()
 
 
 def _make_due(service: Service) -> None:

@@ -17,26 +17,17 @@ even when the local service is not running; only its form needs the service.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
 from imager.errors import UsageError
+from imager.profile.package import Payload, PayloadFile
 from imager.profile.welcome import site
 from imager.profile.welcome.content import WelcomeContent
 
 PAYLOAD = Path(__file__).parent / "payload"
 UNITS = ("accueil-messages.service", "accueil-messages-send.service",
          "accueil-messages-send.timer")
-
-
-@dataclass(frozen=True)
-class PayloadFile:
-    """A file of the package: absolute path on the laptop, content, mode."""
-
-    path: str
-    data: bytes
-    mode: int
 
 
 def share_dir(slug: str) -> str:
@@ -46,6 +37,17 @@ def share_dir(slug: str) -> str:
 def homepage(slug: str) -> str:
     """The browser's home page on the laptop."""
     return f"file://{share_dir(slug)}/index.html"
+
+
+def welcome_payload(content: WelcomeContent, *, slug: str, build_dir: Path,
+                    today: date) -> Payload:
+    """The welcome page of `content` and its message queue as package content: the
+    files, the queue's service and sender timer (enabled at install) and its
+    system user (made by systemd-sysusers in postinst)."""
+    files = payload_files(content, slug=slug, build_dir=build_dir, today=today)
+    return Payload(files=tuple(files), units=(f"{slug}-{UNITS[0]}", f"{slug}-{UNITS[2]}"),
+                   restart=(f"{slug}-{UNITS[0]}",),
+                   postinst=(f"systemd-sysusers {slug}-accueil.conf",))
 
 
 def payload_files(content: WelcomeContent, *, slug: str, build_dir: Path,
