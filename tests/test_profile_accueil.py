@@ -74,3 +74,14 @@ def test_it_is_clean_for_lintian_and_the_same_when_built_again(
     again = accueil.build(spec.load("bureau-solidaire"), tmp_path, today=TODAY)
     assert hashlib.sha256(again.read_bytes()).digest() == \
         hashlib.sha256(deb.read_bytes()).digest()
+
+
+def test_imager_profile_package_writes_the_same_package(deb: Path, tmp_path: Path) -> None:
+    from clirun import imager
+    out = imager(tmp_path / "data", "profile", "package", "bureau-solidaire", "--out",
+                 str(tmp_path / "out"), "--date", TODAY.isoformat())
+    made = tmp_path / "out" / deb.name
+    assert str(made) in out.stdout and sorted(p.name for p in made.parent.iterdir()) == [
+        deb.name]
+    assert hashlib.sha256(made.read_bytes()).hexdigest() in out.stdout
+    assert made.read_bytes() == deb.read_bytes()

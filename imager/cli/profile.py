@@ -1,4 +1,4 @@
-"""`imager profile list|show|check|diff|welcome`: the OS profiles
+"""`imager profile list|show|check|diff|package|welcome`: the OS profiles
 (profiles/<name>/profile.yaml); `welcome --preview` is in profile_welcome.py."""
 
 from __future__ import annotations
@@ -6,8 +6,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
+import hashlib
 import json
 from collections.abc import Callable
+from datetime import date
 from pathlib import Path
 
 from rich.console import Console
@@ -41,6 +43,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add("check", "vérifier un profil / check a profile", cmd_check, name="NOM|CHEMIN")
     add("diff", "différences entre deux profils / differences between two profiles", cmd_diff,
         a="A", b="B", prints_json=True)
+    pkg = psub.add_parser("package", parents=[common], help="le paquet du profil (page "
+                          "d'accueil, règles du navigateur, premier démarrage) / the "
+                          "profile's own package")
+    pkg.add_argument("name", metavar="NOM|CHEMIN")
+    pkg.add_argument("--out", type=Path, default=Path("."), metavar="DOSSIER",
+                     help="où écrire le .deb / where to write the .deb (default: .)")
+    pkg.add_argument("--date", type=date.fromisoformat, default=None, metavar="AAAA-MM-JJ",
+                     help="date « mis à jour le » de la page d'accueil / the welcome page's "
+                          "date (default: today)")
+    pkg.set_defaults(func=cmd_package)
     profile_welcome.register(psub, parents=[common])
 
 
@@ -56,6 +68,16 @@ def _action(psub: argparse._SubParsersAction[argparse.ArgumentParser],
     if prints_json:
         p.add_argument("--json", action="store_true")
     p.set_defaults(func=func)
+
+
+def cmd_package(args: argparse.Namespace, ctx: Context) -> int:
+    from imager.profile import accueil
+    profile = spec.load(args.name, root=args.profiles)
+    args.out.mkdir(parents=True, exist_ok=True)
+    deb = accueil.build(profile, args.out, today=args.date or date.today())
+    digest = hashlib.sha256(deb.read_bytes()).hexdigest()
+    print(f"Paquet / package: {deb}\nsha256: {digest}")
+    return 0
 
 
 def cmd_list(args: argparse.Namespace, ctx: Context) -> int:

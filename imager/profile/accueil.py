@@ -6,6 +6,7 @@ update is a new version of this one package."""
 
 from __future__ import annotations
 
+import tempfile
 import textwrap
 from datetime import date
 from pathlib import Path
@@ -39,12 +40,12 @@ def payload(profile: Profile, *, build_dir: Path, today: date) -> Payload:
 def build(profile: Profile, out_dir: Path, *, today: date) -> Path:
     """The profile's package, `<slug>-accueil_<version>_all.deb`, in `out_dir`
     (built reproducibly: the same profile and day give the same bytes)."""
-    stage = out_dir / "stage"
-    stage.mkdir(parents=True, exist_ok=True)
-    return build_deb(payload(profile, build_dir=stage, today=today),
-                     name=profile.network.package, version=profile.version, out_dir=out_dir,
-                     maintainer=f"{profile.network.name} <accueil@{slug_host(profile)}>",
-                     description=_description(profile))
+    with tempfile.TemporaryDirectory(prefix="imager-accueil-") as stage:
+        return build_deb(payload(profile, build_dir=Path(stage), today=today),
+                         name=profile.network.package, version=profile.version,
+                         out_dir=out_dir,
+                         maintainer=f"{profile.network.name} <accueil@{slug_host(profile)}>",
+                         description=_description(profile))
 
 
 def slug_host(profile: Profile) -> str:
