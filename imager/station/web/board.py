@@ -14,11 +14,10 @@ from typing import Any
 
 import anyio
 from fastapi import APIRouter, Request
-from fastapi.responses import RedirectResponse, Response, StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 from sqlalchemy import select
 
 from imager.erase.engines import ENGINES
-from imager.errors import ImagerError
 from imager.model import ErasePlan
 from imager.registry import items
 from imager.registry.accounts import Person
@@ -26,7 +25,7 @@ from imager.registry.habilitations import Habilitations
 from imager.station.service import Station
 from imager.station.web.auth import posted, signed_in
 from imager.station.web.detail import images
-from imager.station.web.i18n import N_
+from imager.station.web.drive_actions import job_started
 from imager.station.web.offers import LIVE, offers
 from imager.station.web.pages import fragment, render
 from imager.store.models import Deployment, Drive, Job
@@ -179,12 +178,7 @@ def router(station: Station, habilitations: Habilitations) -> APIRouter:
     async def erase(drive_id: int, request: Request) -> Response:
         person, _ = await posted(station, request, habilitations=habilitations,
                                   action="erase")
-        try:
-            station.erase(str(drive_id), technician=person.name)
-        except ImagerError as exc:
-            return render(request, "message.html", {"title": N_("Not started"),
-                                                    "text": str(exc)},
-                          person=person, status=400)
-        return RedirectResponse("/board", 303)
+        return job_started(request, person,
+                           lambda: station.erase(str(drive_id), technician=person.name))
 
     return web

@@ -4,7 +4,6 @@ not, with the files to download) and the evidence the station planned it from.""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -23,7 +22,7 @@ from imager.station.service import Station
 from imager.station.web.auth import signed_in
 from imager.station.web.i18n import N_
 from imager.station.web.offers import offers
-from imager.station.web.pages import language, render
+from imager.station.web.pages import json_download, language, not_found, render
 from imager.store.models import Document, Drive, Job
 
 FILES = ("pdf", "json")
@@ -76,9 +75,7 @@ def router(station: Station, habilitations: Habilitations) -> APIRouter:
         with station.registry.session(readonly=True) as s:
             row = s.get(Drive, drive_id)
             if row is None:
-                return render(request, "message.html", {
-                    "title": N_("Not found"), "text": N_("No such drive on this station.")},
-                    person=person, status=404)
+                return not_found(request, person, N_("No such drive on this station."))
             summary = items.drive_summary(s, row, with_history=True)
             plan = (row.plan or {}).get("plan") or {}
             problems = (row.plan or {}).get("problems") or []
@@ -110,10 +107,7 @@ def router(station: Station, habilitations: Habilitations) -> APIRouter:
             proof = (row.plan or {}).get("evidence") if row else None
         if proof is None:
             raise NotFound(f"no evidence for drive {drive_id}")
-        return Response(json.dumps(proof, indent=1, ensure_ascii=False),
-                        media_type="application/json", headers={
-                            "Content-Disposition": f'attachment; filename="drive-{drive_id}'
-                                                   '-evidence.json"'})
+        return json_download(proof, f"drive-{drive_id}-evidence.json")
 
     @web.get("/documents/{doc_id}.{kind}", include_in_schema=False)
     def document(doc_id: str, kind: str, request: Request) -> Response:

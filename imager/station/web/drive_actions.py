@@ -6,6 +6,8 @@ habilitation, whether the button was shown or the request made by hand."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
@@ -27,6 +29,15 @@ def refused(request: Request, person: Person, title: str, exc: ImagerError) -> R
                   person=person, status=400)
 
 
+def job_started(request: Request, person: Person, start: Callable[[], object]) -> Response:
+    """Start a job with `start`: back to the board, or the page saying why not."""
+    try:
+        start()
+    except ImagerError as exc:
+        return refused(request, person, N_("Not started"), exc)
+    return RedirectResponse("/board", 303)
+
+
 def router(station: Station, habilitations: Habilitations) -> APIRouter:
     web = APIRouter()
 
@@ -35,23 +46,15 @@ def router(station: Station, habilitations: Habilitations) -> APIRouter:
         person, form = await posted(station, request, habilitations=habilitations,
                                     action="image")
         name, _, version = form.get("image", "").partition("@")
-        try:
-            station.image(str(drive_id), name, version=version or None,
-                          technician=person.name)
-        except ImagerError as exc:
-            return refused(request, person, N_("Not started"), exc)
-        return RedirectResponse("/board", 303)
+        return job_started(request, person, lambda: station.image(
+            str(drive_id), name, version=version or None, technician=person.name))
 
     @web.post("/drives/{drive_id}/erase-method", include_in_schema=False)
     async def erase_method(drive_id: int, request: Request) -> Response:
         person, form = await posted(station, request, habilitations=habilitations,
                                     action="erase_method")
-        try:
-            station.erase(str(drive_id), technician=person.name,
-                          method=form.get("method") or None)
-        except ImagerError as exc:
-            return refused(request, person, N_("Not started"), exc)
-        return RedirectResponse("/board", 303)
+        return job_started(request, person, lambda: station.erase(
+            str(drive_id), technician=person.name, method=form.get("method") or None))
 
     @web.post("/drives/{drive_id}/to-destruction", include_in_schema=False)
     async def to_destruction(drive_id: int, request: Request) -> Response:

@@ -15,7 +15,7 @@ from imager.registry.lifecycle import STATE_LABELS_FR
 from imager.station.service import Station
 from imager.station.web.auth import signed_in
 from imager.station.web.i18n import N_
-from imager.station.web.pages import render
+from imager.station.web.pages import not_found, render
 from imager.store.models import Agent, Deployment, Document, Job
 
 SHOWN = 300               # jobs on the list page
@@ -62,9 +62,7 @@ def router(station: Station) -> APIRouter:
         with station.registry.session(readonly=True) as s:
             row = s.get(Job, job_id)
             if row is None:
-                return render(request, "message.html", {
-                    "title": N_("Not found"), "text": N_("No such job on this station.")},
-                    person=person, status=404)
+                return not_found(request, person, N_("No such job on this station."))
             summary = job_row(row, agent_names(s))
             events = [{"seq": e.seq, "at": e.at, "kind": e.kind, "message": e.message}
                       for e in sorted(row.events, key=lambda e: e.seq)]

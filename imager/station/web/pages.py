@@ -4,18 +4,19 @@ workshop may be offline)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 from fastapi import Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from imager import __version__
 from imager.registry.accounts import ROLE_NAMES, Person
 from imager.registry.lifecycle import ITEM_LABELS_FR
-from imager.station.web.i18n import LANGUAGES, choose, translations
+from imager.station.web.i18n import LANGUAGES, N_, choose, translations
 
 HERE = Path(__file__).parent
 LANG_COOKIE = "imager_lang"
@@ -54,6 +55,19 @@ def render(request: Request, name: str, context: dict[str, Any] | None = None, *
         response.set_cookie(LANG_COOKIE, lang, max_age=365 * 86400, samesite="lax",
                             httponly=True, secure=request.url.scheme == "https")
     return response
+
+
+def not_found(request: Request, person: Person | None, text: str) -> HTMLResponse:
+    """The page saying what does not exist on this station (404)."""
+    return render(request, "message.html", {"title": N_("Not found"), "text": text},
+                  person=person, status=404)
+
+
+def json_download(data: Any, filename: str) -> Response:
+    """`data` as a JSON file the browser saves as `filename`."""
+    return Response(json.dumps(data, indent=1, ensure_ascii=False),
+                    media_type="application/json",
+                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})
 
 
 def _lang_href(request: Request) -> Any:

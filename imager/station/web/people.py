@@ -14,7 +14,7 @@ from imager.registry.habilitations import ACTIONS, Habilitations
 from imager.station.service import Station
 from imager.station.web.auth import posted, require_role, signed_in
 from imager.station.web.i18n import N_
-from imager.station.web.pages import render
+from imager.station.web.pages import not_found, render
 
 MANAGERS = ("supervisor", "coordinator")
 
@@ -52,9 +52,7 @@ def router(station: Station, habilitations: Habilitations) -> APIRouter:
             try:
                 user = accounts.find_user(s, login)
             except NotFound:
-                return render(request, "message.html", {
-                    "title": N_("Not found"), "text": N_("No such person on this station.")},
-                    person=person, status=404)
+                return not_found(request, person, N_("No such person on this station."))
             shown: dict[str, Any] = {"login": user.login, "name": user.name, "role": user.role,
                      "level": user.level, "active": user.active}
             done = activity.of_person(s, user)

@@ -5,8 +5,6 @@ its inventory, drives, installed systems and whole history."""
 
 from __future__ import annotations
 
-import json
-
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy import select
@@ -18,7 +16,7 @@ from imager.registry.machines import ORIENTATION_FR
 from imager.station.service import Station
 from imager.station.web.auth import posted, require, signed_in
 from imager.station.web.i18n import N_
-from imager.station.web.pages import render
+from imager.station.web.pages import json_download, not_found, render
 from imager.store.models import Drive, Machine
 
 
@@ -48,9 +46,7 @@ def router(station: Station, habilitations: Habilitations) -> APIRouter:
         with station.registry.session(readonly=True) as s:
             row = s.get(Machine, machine_id)
             if row is None:
-                return render(request, "message.html", {
-                    "title": N_("Not found"), "text": N_("No such computer on this station.")},
-                    person=person, status=404)
+                return not_found(request, person, N_("No such computer on this station."))
             summary = machines.machine_summary(s, row, with_history=True)
             drives = [items.drive_summary(s, d) for d in s.scalars(
                 select(Drive).where(Drive.machine_id == machine_id).order_by(Drive.id))]
@@ -67,10 +63,7 @@ def router(station: Station, habilitations: Habilitations) -> APIRouter:
             facts = row.inventory if row else None
         if facts is None:
             raise NotFound(f"no inventory for computer {machine_id}")
-        return Response(json.dumps(facts, indent=1, ensure_ascii=False),
-                        media_type="application/json", headers={
-                            "Content-Disposition": f'attachment; filename="computer-'
-                                                   f'{machine_id}-inventory.json"'})
+        return json_download(facts, f"computer-{machine_id}-inventory.json")
 
     @web.post("/machines/{machine_id}/orientation", include_in_schema=False)
     async def orient(machine_id: int, request: Request) -> Response:
