@@ -41,7 +41,7 @@ def job_row(job: Job, agents: dict[int, str]) -> dict[str, Any]:
 
 
 def agent_names(s: Session) -> dict[int, str]:
-    return dict(s.execute(select(Agent.id, Agent.name)).tuples().all())
+    return {agent_id: name for agent_id, name in s.execute(select(Agent.id, Agent.name))}
 
 
 def router(station: Station) -> APIRouter:
