@@ -98,12 +98,14 @@ def test_welcome_preview_renders_the_page_of_a_profile(tmp_path: Path) -> None:
 
 def test_welcome_preview_finds_the_profile_in_profiles_or_says_the_nearest(
         tmp_path: Path) -> None:
-    folder = copy_of(tmp_path, "bureau-solidaire")
+    folder = copy_of(tmp_path, "bureau-solidaire", ("name: bureau-solidaire", "name: accueil"))
     shutil.move(folder, tmp_path / "profiles" / "accueil")
     out = tmp_path / "page"
     imager(tmp_path, "profile", "welcome", "accueil", "--preview", "--out", str(out),
            "--profiles", str(tmp_path / "profiles"))
     assert (out / "index.html").is_file()
+    lab = imager(tmp_path, "profile", "welcome", "lab", "--preview", check=False)
+    assert lab.returncode == 2 and "no welcome page" in lab.stderr
     proc = imager(tmp_path, "profile", "welcome", "bureau-solidair", "--preview", check=False)
     assert proc.returncode == 2
     assert "did you mean 'bureau-solidaire'?" in proc.stderr and not proc.stdout

@@ -210,7 +210,7 @@ def test_every_image_has_a_text_alternative_and_every_asset_exists(rendered: Pat
 
 def test_preview_and_the_cli_render_the_profile(tmp_path: Path,
                                                 capsys: pytest.CaptureFixture[str]) -> None:
-    index = preview(PROFILE, tmp_path / "a", today=TODAY)
+    index = preview(PROFILE / "welcome", tmp_path / "a", today=TODAY)
     assert index == tmp_path / "a" / "index.html" and (tmp_path / "a" / "en.html").is_file()
     parser = argparse.ArgumentParser()
     profile_welcome.register(parser.add_subparsers())
@@ -218,8 +218,9 @@ def test_preview_and_the_cli_render_the_profile(tmp_path: Path,
                               str(tmp_path / "b"), "--today", "2026-12-06"])
     assert args.func(args, None) == 0
     assert capsys.readouterr().out == f"{tmp_path / 'b' / 'index.html'}\n"
+    nope = parser.parse_args(["welcome", "nope", "--preview"])
     with pytest.raises(UsageError, match="no profile named 'nope'"):
-        profile_welcome.profile_dir("nope")
+        nope.func(nope, None)
 
 
 # -- in a real browser -----------------------------------------------------------------

@@ -15,6 +15,7 @@ from datetime import date
 from pathlib import Path
 
 from imager.cli.context import Context
+from imager.errors import UsageError
 from imager.profile import spec
 
 
@@ -34,19 +35,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], *,
     p.set_defaults(func=cmd_welcome)
 
 
-def profile_dir(name: str, root: Path = spec.PROFILES) -> Path:
-    """The folder of profile `name`: a profile of `root`, or the path of its folder or
-    profile.yaml (ProfileError, with the nearest name, if there is none)."""
-    return spec.locate(name, root=root).parent
-
-
 def cmd_welcome(args: argparse.Namespace, ctx: Context) -> int:
     from imager.profile.welcome import preview
 
     root = getattr(args, "profiles", spec.PROFILES)     # from `imager profile`'s options
-    folder = profile_dir(args.name, root)
+    profile = spec.load(args.name, root=root)
+    if profile.welcome is None:
+        raise UsageError(f"profil / profile {profile.name}: pas de page d'accueil / no "
+                         f"welcome page (add `welcome: FOLDER` to {profile.source})")
     out = args.out or Path(tempfile.mkdtemp(prefix="accueil-"))
-    index = preview(folder, out, today=args.today or date.today())
+    index = preview(profile.welcome, out, today=args.today or date.today())
     print(index)
     print(f"ouvrir / open: {index.as_uri()}", file=sys.stderr)
     return 0

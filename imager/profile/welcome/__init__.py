@@ -17,11 +17,11 @@ from datetime import date
 from pathlib import Path
 
 
-def preview(profile_dir: Path, out: Path, *, today: date) -> Path:
-    """Render the welcome page of the profile in `profile_dir` (its `welcome/`
-    directory) into `out`, as the laptop will show it; returns index.html."""
+def preview(welcome_dir: Path, out: Path, *, today: date) -> Path:
+    """Render the welcome content in `welcome_dir` (a profile's `welcome:` folder)
+    into `out`, as the laptop will show it; returns index.html."""
     from imager.profile.welcome import content, site
 
-    loaded = content.load(profile_dir / "welcome")
+    loaded = content.load(welcome_dir)
     written = site.render(loaded, out, today=today, message_url=loaded.messages.local_url)
     return next(p for p in written if p.name == "index.html")
