@@ -14,13 +14,19 @@ from imager.host.run import run
 
 @contextmanager
 def attached(image: Path, *, partitions: int = 0, timeout: float = 10) -> Iterator[str]:
-    """Attach `image` to a free loop device (partition scan on) and yield its path
-    (/dev/loopN); wait until its first `partitions` partition nodes exist."""
-    dev = run(["losetup", "--find", "--show", "--partscan", str(image)]).stdout.strip()
+    """Attach `image` to a free loop device and yield its path (/dev/loopN); with
+    `partitions`, add its partitions (partx: the kernel's own scan does not work
+    everywhere) and wait until their nodes exist. The partitions are deleted
+    before detaching (the kernel would keep partx's after the detach)."""
+    dev = run(["losetup", "--find", "--show", str(image)]).stdout.strip()
     try:
-        _wait_partitions(dev, partitions, timeout)
+        if partitions:
+            run(["partx", "--add", dev])
+            _wait_partitions(dev, partitions, timeout)
         yield dev
     finally:
+        if partitions:
+            run(["partx", "--delete", dev], check=False)
         run(["losetup", "--detach", dev], check=False)
 
 

@@ -81,7 +81,7 @@ def fstab(spec: BuildSpec) -> str:
     root, esp = buildkey.derived_uuid(spec, "root-fs"), buildkey.fat_volume_id(spec)
     return ("# <file system> <mount point> <type> <options> <dump> <pass>\n"
             f"UUID={root} / ext4 errors=remount-ro 0 1\n"
-            f"UUID={esp[:4]}-{esp[4:]} /boot/efi vfat umask=0077 0 1\n")
+            f"UUID={esp[:4]}-{esp[4:]} /boot/efi vfat umask=0077,nofail 0 1\n")
 
 
 def settings_files(spec: BuildSpec) -> tuple[ImageFile, ...]:
