@@ -110,7 +110,14 @@ def final_files(spec: BuildSpec) -> tuple[ImageFile, ...]:
     them), the apt sources and the spec's own files."""
     return (*settings_files(spec),
             ImageFile("/etc/apt/sources.list.d/debian.sources", apt_sources(spec).encode()),
+            ImageFile("/etc/imager-profile", profile_identity(spec).encode()),
             *spec.files)
+
+
+def profile_identity(spec: BuildSpec) -> str:
+    """/etc/imager-profile: which profile and version the machine was built from
+    (shell syntax, read by the boot report and later by fleet updates)."""
+    return f"NAME={shlex.quote(spec.name)}\nVERSION={shlex.quote(spec.version)}\n"
 
 
 def overlay_tar(files: Sequence[ImageFile], epoch: int, dest: Path) -> Path:
