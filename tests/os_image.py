@@ -81,9 +81,11 @@ def qemu_argv(raw: Path, firmware: str, workdir: Path, console: Path) -> list[st
     return argv + ["-drive", f"file={qemu_escape(str(raw))},format=raw,if=virtio,snapshot=on"]
 
 
-def boot(raw: Path, firmware: str, workdir: Path, *, timeout: float = 480) -> BootResult:
+def boot(raw: Path, firmware: str, workdir: Path, *, timeout: float = 360,
+         after_login: float = 60) -> BootResult:
     """Boot `raw` under `firmware` until its boot report shows on the serial
-    console (or `timeout`, or QEMU exits); QEMU is always killed after."""
+    console (or `timeout`, or `after_login` seconds after the login prompt, or
+    QEMU exits); QEMU is always killed after."""
     console = workdir / f"{firmware}-console.log"
     console.write_bytes(b"")
     started = time.monotonic()
@@ -91,10 +93,15 @@ def boot(raw: Path, firmware: str, workdir: Path, *, timeout: float = 480) -> Bo
         proc = subprocess.Popen(qemu_argv(raw, firmware, workdir, console),
                                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
     try:
-        report = None
+        report, login = None, None
         while report is None and proc.poll() is None and time.monotonic() - started < timeout:
             time.sleep(0.5)
-            report = boot_report.parse_report(console.read_text(errors="replace"))
+            text = console.read_text(errors="replace")
+            report = boot_report.parse_report(text)
+            if login is None and " login: " in text:
+                login = time.monotonic()
+            if login is not None and time.monotonic() - login > after_login:
+                break
         seconds = time.monotonic() - started
     finally:
         proc.kill()

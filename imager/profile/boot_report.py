@@ -1,6 +1,7 @@
 """A boot report on the serial console, for images tested in a VM (the `lab` profile).
 
-Once multi-user.target is reached, one line goes to /dev/ttyS0:
+Once multi-user.target is reached, one line goes to the kernel log (so to the
+serial console, console=ttyS0) and to the journal:
 
     IMAGER-BOOT-REPORT profile=lab version=2026.12.1 locale=fr_FR.UTF-8 locale_ok=yes
     keyboard=fr hostname=lab-poste firmware=uefi secureboot=on target=multi-user
@@ -35,9 +36,13 @@ else
     sb=none
 fi
 if systemctl is-active --quiet multi-user.target; then target=multi-user; else target=none; fi
-echo "IMAGER-BOOT-REPORT profile=$NAME version=$VERSION locale=$LANG_SET" \
-     "locale_ok=$locale_ok keyboard=$layout hostname=$(hostname) firmware=$firmware" \
-     "secureboot=$sb target=$target"
+line="IMAGER-BOOT-REPORT profile=$NAME version=$VERSION locale=$LANG_SET"
+line="$line locale_ok=$locale_ok keyboard=$layout hostname=$(hostname) firmware=$firmware"
+line="$line secureboot=$sb target=$target"
+echo "$line"
+# Through the kernel log: printed on the serial console whatever the getty does
+# with ttyS0 (its vhangup would cut a direct write).
+echo "<4>$line" > /dev/kmsg
 """
 
 SERVICE = f"""[Unit]
@@ -47,8 +52,7 @@ After=multi-user.target
 [Service]
 Type=oneshot
 ExecStart={SCRIPT_PATH}
-StandardOutput=tty
-TTYPath=/dev/ttyS0
+StandardOutput=journal
 
 [Install]
 WantedBy=multi-user.target

@@ -1,0 +1,87 @@
+"""The `lab` OS image, built by the real build (mmdebstrap from Debian's mirror,
+cached by content in IMAGER_OS_CACHE), boots in QEMU (TCG) under SeaBIOS, OVMF and
+OVMF with Secure Boot (Microsoft keys enrolled: shim -> Debian's signed GRUB ->
+Debian's signed kernel), reaches multi-user and says on the serial console its
+locale, keyboard, host name, profile and version, and whether Secure Boot is on.
+Also: the image in a catalogue with the package list in its signed manifest, and
+the root rebuilt from the kept .deb files alone gives the same sha256.
+
+Needs root, network to deb.debian.org (on a cold cache), qemu-system-x86, ovmf,
+mmdebstrap, gdisk, dosfstools, mtools: under CI=true a missing one fails."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+from conftest import need
+from os_image import LAB_SPEC, BootResult, boot, lab_image, missing
+
+from imager.imaging.catalogue import Catalogue
+from imager.profile.build import BuiltImage, rebuild_root
+from imager.profile.build_diff import diff_builds
+
+pytestmark = pytest.mark.root
+
+
+@pytest.fixture(scope="module")
+def lab() -> BuiltImage:
+    need(os.geteuid() == 0, "the OS image build needs root (mmdebstrap --mode=root, loop)")
+    lacking = missing()
+    need(not lacking, f"the OS image tests need: {', '.join(lacking)} (scripts/install)")
+    started = time.monotonic()
+    built = lab_image()
+    print(f"\nlab image: {'cache' if built.cached else 'built'} in "
+          f"{time.monotonic() - started:.0f} s ({built.seconds}), key {built.key[:16]}")
+    return built
+
+
+EXPECTED_FIRMWARE = {"bios": ("bios", "none"), "uefi": ("uefi", "off"),
+                     "secureboot": ("uefi", "on")}
+
+
+@pytest.mark.parametrize("firmware", ["bios", "uefi", "secureboot"])
+def test_lab_image_boots_to_multi_user_and_reports_on_serial(
+        lab: BuiltImage, firmware: str, tmp_path: Path) -> None:
+    result: BootResult = boot(lab.raw, firmware, tmp_path)
+    print(f"\n{firmware}: boot report after {result.seconds} s")
+    assert result.report is not None, (
+        f"no boot report within the time limit under {firmware}; console tail:\n"
+        + result.console[-3000:])
+    kind, secure = EXPECTED_FIRMWARE[firmware]
+    assert result.report == {
+        "profile": LAB_SPEC.name, "version": LAB_SPEC.version, "locale": "fr_FR.UTF-8",
+        "locale_ok": "yes", "keyboard": "fr", "hostname": "lab-poste", "firmware": kind,
+        "secureboot": secure, "target": "multi-user"}
+
+
+def test_lab_image_goes_into_the_catalogue_with_its_packages(lab: BuiltImage,
+                                                             tmp_path: Path) -> None:
+    built = lab_image(catalogue=tmp_path / "images")
+    assert built.cached and built.key == lab.key
+    entry = Catalogue(tmp_path / "images").get("lab")
+    assert entry.version == f"{LAB_SPEC.version}+{lab.key[:8]}"
+    os_build = entry.manifest["os_build"]
+    assert os_build["profile"] == "lab" and os_build["profile_version"] == LAB_SPEC.version
+    names = {p["name"] for p in os_build["packages"]}
+    assert {"linux-image-amd64", "systemd-sysv", "shim-signed", "grub-efi-amd64-signed",
+            "locales", "ifupdown"} <= names
+    assert all(len(p["sha256"]) == 64 for p in os_build["packages"])
+    assert os_build["root_tar_sha256"] == lab.root_tar_sha256
+    report = Catalogue(tmp_path / "images").verify(entry, full=True)
+    assert report.ok, report.lines
+    print(f"\nlab image: raw {entry.manifest['image_size']} B, mapped "
+          f"{entry.manifest['mapped_bytes']} B, zstd {entry.manifest['image']['size']} B")
+
+
+def test_lab_root_rebuilt_from_the_kept_packages_alone_is_the_same(
+        lab: BuiltImage, tmp_path: Path) -> None:
+    started = time.monotonic()
+    again = rebuild_root(lab, tmp_path / "rebuild")
+    print(f"\nrebuild from the local repository: {time.monotonic() - started:.0f} s")
+    assert again.sha256 == lab.root_tar_sha256
+    rebuilt = {**lab.record, "root_tar_sha256": again.sha256,
+               "packages": [p.as_dict() for p in lab.packages]}
+    assert diff_builds(lab.record, rebuilt) == []
