@@ -133,6 +133,7 @@ def _kernel_version(tree: Path) -> str:
 def _grub_files(spec: BuildSpec, ids: DiskIds, tree: Path, epoch: int) -> None:
     """/boot/grub: grub.cfg, the i386-pc modules and core.img (made by the image's
     own grub-mkimage, with a first config that finds the root by UUID)."""
+    touched = {d: d.stat().st_mtime_ns for d in (tree / "boot", tree / "tmp")}
     grub = tree / "boot/grub"
     modules = grub / "i386-pc"
     shutil.copytree(tree / "usr/lib/grub/i386-pc", modules, dirs_exist_ok=True,
@@ -146,6 +147,8 @@ def _grub_files(spec: BuildSpec, ids: DiskIds, tree: Path, epoch: int) -> None:
     early.unlink()
     for path in [grub, *grub.rglob("*")]:
         os.utime(path, (epoch, epoch), follow_symlinks=False)
+    for directory, mtime in touched.items():    # as they were in the root tar
+        os.utime(directory, ns=(mtime, mtime))
 
 
 def _partition(spec: BuildSpec, ids: DiskIds, raw: Path) -> int:
