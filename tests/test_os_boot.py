@@ -18,12 +18,15 @@ from pathlib import Path
 
 import pytest
 from conftest import need
-from os_image import LAB_SPEC, BootResult, boot, lab_image, missing
+from os_image import LAB_SPEC, BootResult, boot, cache_dir, lab_image, missing
 
+from imager.certify.keys import station_keys
+from imager.certify.signing import Trust
 from imager.imaging.catalogue import Catalogue
 from imager.profile import disk
-from imager.profile.build import BuiltImage, rebuild_root
+from imager.profile.build import BuiltImage, build, rebuild_root
 from imager.profile.build_diff import diff_builds
+from imager.settings import Settings
 
 pytestmark = pytest.mark.root
 
@@ -59,11 +62,13 @@ def test_lab_image_boots_to_multi_user_and_reports_on_serial(
         "secureboot": secure, "target": "multi-user"}
 
 
-def test_lab_image_goes_into_the_catalogue_with_its_packages(lab: BuiltImage,
-                                                             tmp_path: Path) -> None:
-    built = lab_image(catalogue=tmp_path / "images")
+def test_lab_image_goes_into_the_catalogue_with_its_packages_signed(
+        lab: BuiltImage, tmp_path: Path, settings: Settings) -> None:
+    keys = station_keys(settings)
+    built = build(LAB_SPEC, cache_dir=cache_dir(), catalogue=tmp_path / "images", keys=keys)
     assert built.cached and built.key == lab.key
     entry = Catalogue(tmp_path / "images").get("lab")
+    assert entry.signed
     assert entry.version == f"{LAB_SPEC.version}+{lab.key[:8]}"
     os_build = entry.manifest["os_build"]
     assert os_build["profile"] == "lab" and os_build["profile_version"] == LAB_SPEC.version
@@ -72,7 +77,9 @@ def test_lab_image_goes_into_the_catalogue_with_its_packages(lab: BuiltImage,
             "locales", "ifupdown"} <= names
     assert all(len(p["sha256"]) == 64 for p in os_build["packages"])
     assert os_build["root_tar_sha256"] == lab.root_tar_sha256
-    report = Catalogue(tmp_path / "images").verify(entry, full=True)
+    report = Catalogue(tmp_path / "images").verify(entry, full=True,
+                                                  trust=Trust([keys.station_cert]),
+                                                  require_signature=True)
     assert report.ok, report.lines
     print(f"\nlab image: raw {entry.manifest['image_size']} B, mapped "
           f"{entry.manifest['mapped_bytes']} B, zstd {entry.manifest['image']['size']} B")
