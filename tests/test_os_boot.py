@@ -12,19 +12,28 @@ mmdebstrap, gdisk, dosfstools, mtools: under CI=true a missing one fails."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import time
 from pathlib import Path
 
 import pytest
 from conftest import need
-from os_image import LAB_SPEC, BootResult, boot, cache_dir, lab_image, missing
+from os_image import (
+    LAB_SPEC,
+    MARKER_PACKAGE,
+    BootResult,
+    boot,
+    cache_dir,
+    lab_image,
+    missing,
+)
 
 from imager.certify.keys import station_keys
 from imager.certify.signing import Trust
 from imager.imaging.catalogue import Catalogue
 from imager.profile import disk
-from imager.profile.build import BuiltImage, build, rebuild_root
+from imager.profile.build import BuiltImage, rebuild_root
 from imager.profile.build_diff import diff_builds
 from imager.settings import Settings
 
@@ -65,7 +74,7 @@ def test_lab_image_boots_to_multi_user_and_reports_on_serial(
 def test_lab_image_goes_into_the_catalogue_with_its_packages_signed(
         lab: BuiltImage, tmp_path: Path, settings: Settings) -> None:
     keys = station_keys(settings)
-    built = build(LAB_SPEC, cache_dir=cache_dir(), catalogue=tmp_path / "images", keys=keys)
+    built = lab_image(catalogue=tmp_path / "images", keys=keys)
     assert built.cached and built.key == lab.key
     entry = Catalogue(tmp_path / "images").get("lab")
     assert entry.signed
@@ -76,6 +85,8 @@ def test_lab_image_goes_into_the_catalogue_with_its_packages_signed(
     assert {"linux-image-amd64", "systemd-sysv", "shim-signed", "grub-efi-amd64-signed",
             "locales", "ifupdown"} <= names
     assert all(len(p["sha256"]) == 64 for p in os_build["packages"])
+    own = next(p for p in os_build["packages"] if p["name"] == MARKER_PACKAGE)
+    assert own["sha256"] == _sha256(lab.spec.local_debs[0])   # the profile's own .deb
     assert os_build["root_tar_sha256"] == lab.root_tar_sha256
     report = Catalogue(tmp_path / "images").verify(entry, full=True,
                                                   trust=Trust([keys.station_cert]),
@@ -103,3 +114,15 @@ def test_lab_image_rebuilt_from_the_kept_packages_alone_is_the_same(
 def _sha256(path: Path) -> str:
     with open(path, "rb") as fh:
         return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def test_profile_build_command_says_the_image_it_put_in_the_catalogue(
+        lab: BuiltImage, settings: Settings, capsys: pytest.CaptureFixture[str]) -> None:
+    from imager.cli.profile_build import run
+
+    assert run(lab.spec, settings=settings, cache_dir=cache_dir(), json_out=True) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["cached"] is True and out["key"] == lab.key
+    assert out["image"]["name"] == "lab" and out["image"]["version"].startswith("2026.12.1+")
+    assert out["zstd_bytes"] < out["mapped_bytes"] < out["raw_bytes"] == 2 << 30
+    assert out["root_tar_sha256"] == lab.root_tar_sha256

@@ -118,6 +118,8 @@ def build(spec: BuildSpec, *, cache_dir: Path, catalogue: Path | None = None,
     report = progress or (lambda _: None)
     seconds: dict[str, float] = {}
     started = time.monotonic()
+    creating.check_name(spec.name, "name")               # before, not after, the build
+    creating.check_name(image_version(spec, "0" * 8), "version")
     report(BuildProgress("resolve", 0, None, "packages", f"{spec.suite}: {spec.mirror}"))
     resolved = rootfs.resolve(spec, cache_dir / "resolve" / f"{os.getpid()}")
     shutil.rmtree(cache_dir / "resolve" / f"{os.getpid()}", ignore_errors=True)
@@ -250,6 +252,21 @@ class _DiskProgress:
     def __call__(self, step: str) -> None:
         done = DISK_STEPS.index(step) if step in DISK_STEPS else 0
         self.report(BuildProgress("disk", done, len(DISK_STEPS), "steps", step))
+
+
+def prune(cache_dir: Path, profile: str, keep: set[str]) -> list[Path]:
+    """Remove the cached builds of `profile` whose key is not in `keep` (their
+    images stay in the catalogue); return the folders removed."""
+    removed = []
+    for record in sorted(cache_dir.glob("*/build.json")):
+        try:
+            data = json.loads(record.read_text())
+        except (OSError, ValueError):
+            continue
+        if data.get("profile") == profile and data.get("key") not in keep:
+            shutil.rmtree(record.parent, ignore_errors=True)
+            removed.append(record.parent)
+    return removed
 
 
 def rebuild_root(built: BuiltImage, work: Path, *,

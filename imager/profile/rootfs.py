@@ -236,10 +236,15 @@ def _hooks(spec: BuildSpec, work: Path, stage: Path, links: dict[str, Path]) -> 
 
 
 def _link_stage(stage: Path, links: dict[str, Path]) -> None:
-    """On the host, STAGE/<id>/<name> points at each input (symlinks)."""
+    """On the host, STAGE/<id>/<name> is each input: a symlink to a directory, a
+    copy of a .deb (mmdebstrap resolves links, and the path must be the same in
+    the root, where the setup hook copies it)."""
     stage.mkdir(parents=True, exist_ok=True)
     for name, target in links.items():
-        (stage / name).symlink_to(target)
+        if target.is_dir():
+            (stage / name).symlink_to(target)
+        else:
+            shutil.copyfile(target, stage / name)
 
 
 def _unlink_stage(stage: Path) -> None:
@@ -259,6 +264,12 @@ def resolve(spec: BuildSpec, work: Path, *, origin: Origin = Origin(),
     plan = _plan(spec, origin, work, output="/dev/null", simulate=True)
     try:
         result = run_streaming(plan.argv, env=_env(spec), on_line=on_line, timeout=900)
+    except ToolFailed as exc:
+        tail = "\n".join(exc.result.stdout.splitlines()[-8:])
+        raise ImagerError(f"résolution impossible / cannot resolve the packages of the "
+                          f"profile {spec.name} on {spec.mirror} ({spec.suite}): the build "
+                          "needs the mirror to know today's versions; check the network and "
+                          f"the package names:\n{tail}") from exc
     finally:
         _unlink_stage(plan.stage)
     packages = parse_simulated(result.stdout)
