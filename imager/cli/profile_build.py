@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,7 @@ STEPS = {
     "disk": "Disque (partitions, ext4, GRUB)",
     "compress": "Compression (zstd)",
     "catalogue": "Catalogue",
+    "rebuild": "Reconstruction hors ligne / offline rebuild",
 }
 
 
@@ -81,15 +83,14 @@ def run(spec: BuildSpec, *, settings: Settings, cache_dir: Path, json_out: bool 
     """Build `spec` into the station's catalogue and print what was made."""
     catalogue = Catalogue.of(settings).root
     err = console(stderr=True, markup=False)
+    same: bool | None = None
     with _Bars(err) as bars:
         built = build(spec, cache_dir=cache_dir, catalogue=catalogue,
                       keys=existing_keys(settings), progress=bars)
-    same: bool | None = None
-    if check_reproducible:
-        err.print("Reconstruction de la racine depuis les paquets gardés / rebuilding the "
-                  "root from the kept packages…")
-        again = rebuild_root(built, cache_dir / f"rebuild-{os.getpid()}")
-        same = again.sha256 == built.root_tar_sha256
+        if check_reproducible:
+            with tempfile.TemporaryDirectory(prefix="rebuild-", dir=cache_dir) as work:
+                again = rebuild_root(built, Path(work), progress=bars)
+            same = again.sha256 == built.root_tar_sha256
     summary = _summary(built, same)
     if json_out:
         print(json.dumps(summary, ensure_ascii=False, indent=2))
@@ -117,9 +118,11 @@ def _summary(built: BuiltImage, same: bool | None) -> dict[str, Any]:
 
 def _print(out: Console, s: dict[str, Any]) -> None:
     image = s["image"] or {}
-    how = "depuis le cache / from the cache" if s["cached"] else "construite / built"
-    out.print(f"Image {escape(str(image.get('name')))} {escape(str(image.get('version')))} "
-              f"{how} en / in {s['seconds'].get('total', 0):.0f} s")
+    seconds = f"{s['seconds'].get('total', 0):.0f} s"
+    how = (f"reprise du cache en {seconds} / taken from the cache in {seconds}" if s["cached"]
+           else f"construite en {seconds} / built in {seconds}")
+    out.print(f"Image {escape(str(image.get('name')))} {escape(str(image.get('version')))} : "
+              f"{how}")
     if s["raw_bytes"]:
         out.print(f"  {human_size(s['raw_bytes'])} dont / of which "
                   f"{human_size(s['mapped_bytes'])} utiles / mapped → "

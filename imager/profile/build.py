@@ -165,6 +165,7 @@ def _build_into(spec: BuildSpec, key: str, resolved: tuple[Package, ...], folder
         step = time.monotonic()
         done = disk.make_disk(spec, root.tar, work / "disk.raw", work,
                               step=_DiskProgress(report))
+        report(BuildProgress("disk", len(DISK_STEPS), len(DISK_STEPS), "steps", "ok"))
         seconds["disk"] = time.monotonic() - step
         record = _record(spec, key, root, packages, done, seconds)
         for scratch in (root.tar, root.debs, root.lists):
@@ -229,19 +230,23 @@ def os_build_manifest(record: dict[str, Any]) -> dict[str, Any]:
 class _MmdebstrapProgress:
     """mmdebstrap's verbose output -> packages downloaded, then set up."""
 
-    def __init__(self, total: int, report: ProgressFn) -> None:
-        self.total, self.report = total, report
+    def __init__(self, total: int, report: ProgressFn, *, step: str = "mmdebstrap",
+                 download: str | None = "download") -> None:
+        self.total, self.report, self.step, self.download = total, report, step, download
         self.fetched = self.set_up = 0
 
     def __call__(self, line: str) -> None:
-        if line.startswith("Get:") and line.rstrip().endswith("B]") \
+        if self.download is not None and line.startswith("Get:") and line.rstrip().endswith("B]") \
                 and not any(word in line for word in ("Release", "Packages", "Translation")):
             self.fetched += 1
-            self.report(BuildProgress("download", self.fetched, self.total, "packages",
+            self.report(BuildProgress(self.download, self.fetched, self.total, "packages",
                                       line.split(" ", 1)[-1][:80]))
+        elif line.startswith("I: running --customize-hook") or line.startswith("I: creating"):
+            self.report(BuildProgress(self.step, self.set_up, self.total, "packages",
+                                      line.removeprefix("I: ")[:80]))
         elif line.startswith("Setting up "):
             self.set_up += 1
-            self.report(BuildProgress("mmdebstrap", min(self.set_up, self.total), self.total,
+            self.report(BuildProgress(self.step, min(self.set_up, self.total), self.total,
                                       "packages", line.removeprefix("Setting up ")[:80]))
 
 
@@ -270,8 +275,10 @@ def prune(cache_dir: Path, profile: str, keep: set[str]) -> list[Path]:
 
 
 def rebuild_root(built: BuiltImage, work: Path, *,
-                 on_line: Callable[[str], None] | None = None) -> rootfs.RootFs:
+                 progress: ProgressFn | None = None) -> rootfs.RootFs:
     """The root tar made again from the build's own local repository (no network):
-    its sha256 must be the build's `root_tar_sha256`."""
+    its sha256 must be the build's `root_tar_sha256`. Progress as step "rebuild"."""
+    on_line = None if progress is None else _MmdebstrapProgress(
+        len(built.packages), progress, step="rebuild", download=None)
     return rootfs.build_rootfs(built.spec, work,
                                origin=rootfs.Origin(local_repo=built.repo), on_line=on_line)

@@ -33,6 +33,8 @@ def spec_from_json(data: dict[str, Any], *, where: str = "spec") -> BuildSpec:
     for name in _TUPLES:
         if name in values:
             values[name] = tuple(values[name])
+    if "disk_gib" in values:
+        values["disk_gib"] = float(values["disk_gib"])
     values["local_debs"] = tuple(Path(p) for p in data.get("local_debs", ()))
     values["files"] = tuple(_file(item, f"{where}: files[{i}]")
                             for i, item in enumerate(data.get("files", ())))
