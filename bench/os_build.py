@@ -51,10 +51,11 @@ def measure(work: Path, *, cold: bool, boots: bool) -> dict[str, Any]:
     figures: dict[str, Any] = {}
     if cold:
         os.environ["IMAGER_OS_CACHE"] = str(work / "cache")
-    built: BuiltImage = _timed("build_first_s", figures, os_image.lab_image)
-    figures["first_was_cached"] = built.cached
-    figures["build_steps_s"] = {k: round(v, 1) for k, v in built.seconds.items()}
-    _timed("build_warm_s", figures, os_image.lab_image)
+    first: BuiltImage = _timed("build_first_s", figures, os_image.lab_image)
+    figures["first_was_cached"] = first.cached
+    figures["build_steps_s"] = {k: round(v, 1) for k, v in first.seconds.items()}
+    built: BuiltImage = _timed("build_warm_s", figures, os_image.lab_image)
+    figures["warm_was_cached"] = built.cached
     catalogued = _timed("catalogue_s", figures, os_image.lab_image,
                         catalogue=work / "images")
     manifest = catalogued.entry.manifest

@@ -122,7 +122,7 @@ def qemu_argv(raw: Path, firmware: str, workdir: Path, console: Path) -> list[st
 
 
 def boot(raw: Path, firmware: str, workdir: Path, *, timeout: float = 360,
-         after_login: float = 60) -> BootResult:
+         after_login: float = 120) -> BootResult:
     """Boot `raw` under `firmware` until its boot report shows on the serial
     console (or `timeout`, or `after_login` seconds after the login prompt, or
     QEMU exits); QEMU is always killed after."""

@@ -99,6 +99,7 @@ def test_image_settings_files_say_locale_keyboard_time_zone_and_host() -> None:
     sources = files["/etc/apt/sources.list.d/debian.sources"]
     assert "Suites: trixie trixie-updates" in sources and "Suites: trixie-security" in sources
     assert "Components: main non-free-firmware" in sources
+    assert "ssh-keygen -A" in files["/etc/systemd/system/ssh.service.d/host-keys.conf"]
 
 
 def test_boot_report_line_is_parsed_from_a_noisy_console() -> None:

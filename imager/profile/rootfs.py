@@ -111,7 +111,14 @@ def final_files(spec: BuildSpec) -> tuple[ImageFile, ...]:
     return (*settings_files(spec),
             ImageFile("/etc/apt/sources.list.d/debian.sources", apt_sources(spec).encode()),
             ImageFile("/etc/imager-profile", profile_identity(spec).encode()),
+            ImageFile("/etc/systemd/system/ssh.service.d/host-keys.conf", SSH_HOST_KEYS),
             *spec.files)
+
+
+# The image has no SSH host keys: if sshd is installed, it makes them at its start
+# (a drop-in for a unit that is not installed is ignored).
+SSH_HOST_KEYS = (b"[Service]\nExecStartPre=\nExecStartPre=/usr/bin/ssh-keygen -A\n"
+                 b"ExecStartPre=/usr/sbin/sshd -t\n")
 
 
 def profile_identity(spec: BuildSpec) -> str:
@@ -120,22 +127,20 @@ def profile_identity(spec: BuildSpec) -> str:
     return f"NAME={shlex.quote(spec.name)}\nVERSION={shlex.quote(spec.version)}\n"
 
 
-def overlay_tar(files: Sequence[ImageFile], epoch: int, dest: Path) -> Path:
-    """A tar of `files` (root-owned, dated `epoch`) for mmdebstrap's tar-in hook."""
+def overlay_tar(files: Sequence[ImageFile], epoch: int, dest: Path, *,
+                timezone: str) -> Path:
+    """A tar of `files` and the /etc/localtime link (root-owned, dated `epoch`)
+    for mmdebstrap's tar-in hook."""
     with tarfile.open(dest, "w", format=tarfile.PAX_FORMAT) as tar:
         for item in files:
             info = tarfile.TarInfo(item.path.lstrip("/"))
             info.size, info.mode, info.mtime = len(item.content), item.mode, epoch
             tar.addfile(info, io.BytesIO(item.content))
         link = tarfile.TarInfo("etc/localtime")
-        link.type, link.linkname, link.mtime = tarfile.SYMTYPE, "", epoch
-        link.linkname = f"/usr/share/zoneinfo/{_zone(files)}"
+        link.type, link.mtime = tarfile.SYMTYPE, epoch
+        link.linkname = f"/usr/share/zoneinfo/{timezone}"
         tar.addfile(link)
     return dest
-
-
-def _zone(files: Sequence[ImageFile]) -> str:
-    return next(f.content.decode().strip() for f in files if f.path == "/etc/timezone")
 
 
 # Runs on the host at the end of mmdebstrap's customize phase ("$1": the root).
@@ -208,8 +213,9 @@ def _plan(spec: BuildSpec, origin: Origin, work: Path, *, output: str,
 
 def _hooks(spec: BuildSpec, work: Path, stage: Path, links: dict[str, Path]) -> list[str]:
     epoch = buildkey.source_date_epoch(spec)
-    settings = overlay_tar(settings_files(spec), epoch, work / "settings.tar")
-    final = overlay_tar(final_files(spec), epoch, work / "final.tar")
+    settings = overlay_tar(settings_files(spec), epoch, work / "settings.tar",
+                           timezone=spec.timezone)
+    final = overlay_tar(final_files(spec), epoch, work / "final.tar", timezone=spec.timezone)
     mounts = "\n".join(
         f'mkdir -p "$root{stage / n}" && mount -o ro,bind {shlex.quote(str(p))} '
         f'"$root{stage / n}"' if p.is_dir() else
