@@ -121,8 +121,11 @@ def build(spec: BuildSpec, *, cache_dir: Path, catalogue: Path | None = None,
     creating.check_name(spec.name, "name")               # before, not after, the build
     creating.check_name(image_version(spec, "0" * 8), "version")
     report(BuildProgress("resolve", 0, None, "packages", f"{spec.suite}: {spec.mirror}"))
-    resolved = rootfs.resolve(spec, cache_dir / "resolve" / f"{os.getpid()}")
-    shutil.rmtree(cache_dir / "resolve" / f"{os.getpid()}", ignore_errors=True)
+    scratch = cache_dir / "resolve" / f"{os.getpid()}"
+    try:
+        resolved = rootfs.resolve(spec, scratch)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     seconds["resolve"] = time.monotonic() - started
     report(BuildProgress("resolve", len(resolved), len(resolved), "packages"))
     key = cache_key(spec, resolved)
@@ -215,6 +218,8 @@ def _catalogue(built: BuiltImage, folder: Path, keys: StationKeys | None,
         manifest = {**made.manifest, "os_build": os_build_manifest(built.record)}
         creating.write_manifest(made.files, manifest, keys)
         entry = Entry(made.files, manifest)
+    elif keys is not None and not entry.signed:
+        Catalogue(folder).sign(entry, keys)
     report(BuildProgress("catalogue", 1, 1, "steps", f"{name} {version}"))
     return BuiltImage(built.spec, built.key, built.folder, built.record, built.cached, entry,
                       built.seconds)
