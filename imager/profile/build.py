@@ -41,7 +41,7 @@ from imager.profile.debs import Package, unversioned
 RECORD = "imager-os-build/1"
 # The modules whose code decides what a build makes: their source is in the key.
 _BUILD_CODE = ("build.py", "rootfs.py", "disk.py", "localrepo.py", "debs.py", "buildkey.py")
-DISK_STEPS = ("extract", "grub-files", "partitions", "esp", "mkfs", "grub-bios")
+DISK_STEPS = ("extract", "grub-files", "partitions", "esp", "mkfs", "grub-bios", "holes")
 
 
 @dataclass(frozen=True)

@@ -111,6 +111,10 @@ def make_disk(spec: BuildSpec, root_tar: Path, raw: Path, work: Path, *,
             _root_fs(ids, tree, loopdev.partition(dev, 3), work, epoch)
             say("grub-bios")
             _grub_bios(tree, dev)
+        say("holes")
+        # Blocks of zeros become holes: the mapped ranges (the bmap) then depend on
+        # the content only, not on how the loop device wrote them (unwritten extents).
+        run(["fallocate", "--dig-holes", str(raw)], timeout=900)
     finally:
         shutil.rmtree(tree, ignore_errors=True)
     return Disk(raw, size, ids, kernel)
