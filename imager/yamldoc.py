@@ -1,13 +1,18 @@
-"""The YAML documents shipped in profiles/ (erase policy, triage rules).
+"""The YAML documents of the project: profiles, welcome content, erase policy,
+triage rules.
 
-One way to read them, check their common header (name, version, no unknown
-top key) and refuse a bad one with every problem and its place at once.
+`read(text, source)` parses a document into a `Document`: its value, the 1-based
+line of every key path (`sections[2].fr.title`), its scalars as written (before
+YAML turns 1.10 into a number) and the keys given twice, so that every problem
+names `file:line`. `Kind` adds the common header of the shipped documents (name,
+version, no unknown top key) and refuses a bad one with every problem at once.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,12 +20,124 @@ import yaml
 
 from imager.errors import UsageError
 
+YAML_FIX = "fix the indentation or quoting on that line"
+
+
+class InvalidYaml(UsageError):
+    """A document that is not YAML: `line` is where the parser stopped (None if unknown)."""
+
+    def __init__(self, source: str, line: int | None, problem: str) -> None:
+        self.source, self.line, self.problem = source, line, problem
+        self.at = source if line is None else f"{source}:{line}"
+        super().__init__(f"{self.at}: not valid YAML ({problem}): {YAML_FIX}")
+
+
+@dataclass(frozen=True)
+class Document:
+    """A YAML document read from `source`: its value, the line of each key path,
+    each scalar as written, and the keys given twice (path, line of the repeat).
+    Where a key is given twice, its lines are those of the last, whose value YAML keeps."""
+
+    value: Any
+    source: str
+    lines: dict[str, int] = field(default_factory=dict)
+    written: dict[str, str] = field(default_factory=dict)
+    twice: tuple[tuple[str, int], ...] = ()
+
+    def line(self, path: str) -> int:
+        """The line of `path`, or of its nearest parent that has one (else 1)."""
+        while path and path not in self.lines:
+            path = parent(path)
+        return self.lines.get(path, 1)
+
+    def where(self, path: str) -> str:
+        """`file:line: path` of `path` (`file:line` for the whole document)."""
+        at = f"{self.source}:{self.line(path)}"
+        return f"{at}: {path}" if path else at
+
+
+def parent(path: str) -> str:
+    """The key path holding `path`: `a.b[2]` -> `a.b` -> `a` -> ``."""
+    cut = max(path.rfind("."), path.rfind("["))
+    return path[:cut] if cut > 0 else ""
+
+
+def join(path: str, key: object) -> str:
+    """The path of `key` under `path`."""
+    return f"{path}.{key}" if path else str(key)
+
+
+def read(text: str, source: str) -> Document:
+    """The document in `text`, read from `source`, with its lines; InvalidYaml
+    naming the line when it is not YAML."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        value = loader.construct_document(node) if node is not None else None
+    except yaml.YAMLError as exc:
+        raise _invalid(exc, text, source) from exc
+    finally:
+        loader.dispose()
+    index = _Index()
+    if node is not None:
+        index.node(node, "")
+    return Document(value, source, index.lines, index.written, tuple(index.twice))
+
+
+def _invalid(exc: yaml.YAMLError, text: str, source: str) -> InvalidYaml:
+    """Where the parser stopped; at the end of the text (an unclosed quote or
+    bracket), where the unclosed thing opened."""
+    if not isinstance(exc, yaml.MarkedYAMLError):
+        return InvalidYaml(source, None, str(exc))
+    mark = exc.problem_mark
+    if mark is None or (mark.index >= len(text.rstrip()) and exc.context_mark is not None):
+        mark = exc.context_mark
+    said = ": ".join(x for x in (exc.context, exc.problem) if x) or str(exc)
+    return InvalidYaml(source, None if mark is None else mark.line + 1, said)
+
+
+class _Index:
+    """The lines, scalars as written and repeated keys of a composed document."""
+
+    def __init__(self) -> None:
+        self.lines: dict[str, int] = {}
+        self.written: dict[str, str] = {}
+        self.twice: list[tuple[str, int]] = []
+
+    def node(self, node: yaml.Node, path: str) -> None:
+        self.lines.setdefault(path, node.start_mark.line + 1)
+        if isinstance(node, yaml.ScalarNode):
+            self.written[path] = str(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            self.mapping(node.value, path)
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                self.node(item, f"{path}[{i}]")
+
+    def mapping(self, pairs: Iterable[tuple[yaml.Node, yaml.Node]], path: str) -> None:
+        last: dict[str, tuple[yaml.Node, yaml.Node]] = {}
+        for key, value in pairs:
+            sub = join(path, key.value)
+            if sub in last:
+                self.twice.append((sub, key.start_mark.line + 1))
+            last[sub] = (key, value)
+        for sub, (key, value) in last.items():
+            self.lines[sub] = key.start_mark.line + 1
+            self.node(value, sub)
+
 
 class Problems(list[str]):
-    """Every problem of a document, each with its place (`media.nvme[2]: ...`)."""
+    """Every problem of a document, each with its place: `media.nvme[2]: ...`, or
+    `file:line: media.nvme[2]: ...` when the problems are those of `document`."""
+
+    def __init__(self, found: Iterable[str] = (), *, document: Document | None = None,
+                 ) -> None:
+        super().__init__(found)
+        self.document = document
 
     def add(self, where: str, message: str) -> None:
-        self.append(f"{where}: {message}")
+        place = self.document.where(where) if self.document is not None else where
+        self.append(f"{place}: {message}")
 
 
 def text(value: Any) -> str | None:
@@ -60,15 +177,16 @@ class Kind:
         except (OSError, UnicodeDecodeError) as exc:
             raise UsageError(f"{self.noun} {where} cannot be read: {exc}") from exc
 
-    def mapping(self, document: str, source: str) -> dict[str, Any]:
+    def document(self, text: str, source: str) -> Document:
+        """`text` read as a document whose value is a mapping (UsageError otherwise)."""
         try:
-            raw = yaml.safe_load(document)
-        except yaml.YAMLError as exc:
-            raise UsageError(f"{self.noun} {source} {self._is('is', 'are')} not valid YAML: "
-                             f"{exc}") from exc
-        if not isinstance(raw, dict):
+            document = read(text, source)
+        except InvalidYaml as exc:
+            raise UsageError(f"{self.noun} {exc.at} {self._is('is', 'are')} not valid YAML "
+                             f"({exc.problem}): {YAML_FIX}") from exc
+        if not isinstance(document.value, dict):
             raise UsageError(f"{self.noun} {source}: expected a mapping at the top")
-        return raw
+        return document
 
     def header(self, raw: dict[str, Any], top_keys: set[str], problems: Problems,
                ) -> tuple[str, int]:

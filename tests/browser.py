@@ -81,13 +81,15 @@ def setup_link(station: Serve) -> str:
     return station.console(r"(https?://\S+/setup\?token=[\w-]+)").group(1)
 
 
-def add_user(data: Path, login: str, role: str = "technician", pin: str | None = None) -> str:
+def add_user(data: Path, login: str, role: str = "technician", pin: str | None = None,
+             level: int = 1) -> str:
     """A user made directly in the registry of the station whose data dir is
-    `data` (its SQLite file, while it runs): the pages to manage users do not
-    exist yet. Their password is PASSWORD; returns their full name."""
+    `data` (its SQLite file, while it runs; the coordinator's page is tested on its
+    own). Their password is PASSWORD; returns their full name."""
     with Registry.open(Settings(data_dir=data)) as registry, registry.session() as s:
         user = accounts.create_user(s, login=login, name=f"{login.title()} Martin", role=role,
-                                    password=PASSWORD, by="tests (registry)", pin=pin)
+                                    password=PASSWORD, by="tests (registry)", pin=pin,
+                                    level=level)
         name: str = user.name
     return name
 

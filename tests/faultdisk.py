@@ -69,6 +69,7 @@ def missing_requirements() -> str | None:
         return f"needs a usable /dev/fuse ({exc.strerror})"
     if shutil.which("losetup") is None:
         return "needs the tool 'losetup'"
+    os.environ.setdefault("FUSE_LIBRARY_NAME", "fuse3")     # as faultfs.py loads it
     try:
         import mfusepy  # noqa: F401  (also loads libfuse)
     except Exception as exc:  # ImportError, or OSError/EnvironmentError: no libfuse

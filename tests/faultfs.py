@@ -55,7 +55,10 @@ import threading
 import time
 from typing import Any
 
-import mfusepy
+# libfuse 3 (this file uses its capability bits), even where libfuse 2 is installed
+# too (grub-common depends on it): mfusepy would otherwise load the first it finds.
+os.environ.setdefault("FUSE_LIBRARY_NAME", "fuse3")
+import mfusepy  # noqa: E402
 
 DISK_NAME = "disk.img"
 DISK_PATH = "/" + DISK_NAME

@@ -229,6 +229,16 @@ def test_bad_policies_are_refused_with_the_place_and_the_fix(text: str, message:
     assert message in str(err.value) and "test.yaml" in str(err.value)
 
 
+def test_a_policy_problem_names_its_file_and_line() -> None:
+    text = "name: x\nversion: 1\nmedia:\n  nvme:\n    - nist-clear\n    - nvme-sanitize-blok\n"
+    with pytest.raises(UsageError) as err:
+        parse(text, source="test.yaml")
+    assert "test.yaml:6: media.nvme[1]: unknown method 'nvme-sanitize-blok'" in str(err.value)
+    assert "test.yaml:3: media.sata-ssd: missing" in str(err.value)    # under its parent
+    with pytest.raises(UsageError, match=r"erase policy test.yaml:2 is not valid YAML"):
+        parse("name: x\nversion: [1\n", source="test.yaml")
+
+
 def test_missing_media_are_all_listed_at_once() -> None:
     with pytest.raises(UsageError) as err:
         parse("name: x\nversion: 1\nmedia: {nvme: [nist-clear]}\n")

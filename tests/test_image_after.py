@@ -62,13 +62,13 @@ def root_tree(base: Path, *, extra: dict[str, str] | None = None) -> Path:
 
 
 def build_image(base: Path, layout: str, *, root_part: int = 2, fat_part: int = 1,
-                tree: Path | None = None) -> Path:
-    """A sparse raw disk image of IMAGE bytes: `layout` by sfdisk, an ext4 root
+                tree: Path | None = None, size: int = IMAGE) -> Path:
+    """A sparse raw disk image of `size` bytes: `layout` by sfdisk, an ext4 root
     filled from `tree` on partition `root_part`, FAT on `fat_part`."""
     need_tool("sfdisk")
     image = base / "image.raw"
     with open(image, "wb") as fh:
-        fh.truncate(IMAGE)
+        fh.truncate(size)
     subprocess.run(["sfdisk", "-q", str(image)], input=layout, text=True, check=True)
     table = pt.parse_table(subprocess.run(["sfdisk", "-J", str(image)], check=True,
                                           capture_output=True, text=True).stdout,

@@ -269,6 +269,14 @@ rules:
     assert problems.startswith("triage rules bad.yaml have ")
 
 
+def test_a_rules_problem_names_its_file_and_line() -> None:
+    text = "name: t\nversion: 1\nrules:" + GOOD_RULE.replace("op: \"<\"", "op: \"=<\"")
+    with pytest.raises(UsageError) as err:
+        triage.parse_rules(text, source="bad.yaml")
+    line = next(i for i, row in enumerate(text.splitlines(), 1) if "=<" in row)
+    assert f"bad.yaml:{line}: rules[0].op: expected one of < <= > >= == !=" in str(err.value)
+
+
 def test_duplicate_rule_ids_are_refused() -> None:
     with pytest.raises(UsageError, match=r"rules\[1\]\.id: 'ram-minimum' is used twice"):
         triage.parse_rules("name: t\nversion: 1\nrules:" + GOOD_RULE + GOOD_RULE)

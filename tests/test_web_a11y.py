@@ -42,6 +42,7 @@ NOT_PAGES: dict[str, str] = {
     "/board/events": "the board's Server-Sent Events stream, read by the board page",
     "/drives/{drive_id}/evidence": "a JSON file to download: the tools' outputs",
     "/documents/{doc_id}.{kind}": "a document's PDF or signed JSON to download",
+    "/machines/{machine_id}/inventory": "a JSON file to download: a computer's inventory",
 }
 DONATION = "DON-A11Y-001"
 
@@ -69,6 +70,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         job = serve.post(f"/api/v1/drives/{drives[0]['id']}/erase", {})["job"]
         serve.post("/api/v1/donations", {"reference": DONATION, "donor": "Mairie de Gap",
                                          "donor_kind": "town_hall"})
+        serve.post("/api/v1/intake", {"donation": DONATION, "machines": ["PF3ABC12"]})
         yield Site(serve, token, drives[0]["id"], job)
     finally:
         serve.close()
@@ -88,6 +90,7 @@ def page_routes(folder: Path) -> list[str]:
 def _url(template: str, site: Site) -> str:
     """The route's address with real values for its parameters."""
     values = {"drive_id": site.drive, "job_id": site.job, "reference": DONATION,
+              "machine_id": 1, "login": "lina",          # the computer at intake, a person
               # the public verification's answer for a document it does not know
               "doc_id": "EFF-2026-AAAA-BBBB", "sha256": "0" * 64}
 

@@ -6,7 +6,6 @@ the shared tablet's PIN switch, French first and English on request."""
 from __future__ import annotations
 
 import html
-import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,48 +13,26 @@ import pytest
 from babel.messages.extract import extract_from_dir
 from babel.messages.pofile import read_po
 from fastapi.testclient import TestClient
+from web_client import PASSWORD, browser, quiet_station, sign_in, token_of, user
 
 from imager.registry import accounts
 from imager.settings import Settings
 from imager.station.api import create_app
-from imager.station.policy import ServicePolicy
 from imager.station.service import Station
 from imager.station.web.i18n import translations
 from imager.store.db import Registry
 from imager.store.models import User
 
-PASSWORD = "correct horse battery"
-
 
 @pytest.fixture
 def station(settings: Settings, registry: Registry) -> Station:
-    return Station(settings, registry, ServicePolicy(auto_erase="never", auto_certify=False))
+    return quiet_station(settings, registry)
 
 
 @pytest.fixture
 def web(station: Station) -> Iterator[TestClient]:
-    with TestClient(create_app(station), base_url="https://station.test") as client:
+    with browser(station) as client:
         yield client
-
-
-def _csrf(html: str) -> str:
-    found = re.search(r'name="csrf" value="([^"]+)"', html)
-    assert found, html
-    return found.group(1)
-
-
-def _user(station: Station, login: str, role: str = "technician", pin: str | None = None
-          ) -> None:
-    with station.registry.session() as s:
-        accounts.create_user(s, login=login, name=f"{login.title()} Martin", role=role,
-                             password=PASSWORD, by="test", pin=pin)
-
-
-def _sign_in(web: TestClient, login: str, password: str = PASSWORD) -> int:
-    page = web.get("/login")
-    resp = web.post("/login", data={"csrf": _csrf(page.text), "login": login,
-                                    "password": password}, follow_redirects=False)
-    return resp.status_code
 
 
 def test_the_first_coordinator_is_made_through_a_one_time_setup_link(
@@ -83,10 +60,10 @@ def test_the_first_coordinator_is_made_through_a_one_time_setup_link(
 
 def test_sign_in_sets_a_server_side_session_that_a_disabled_account_loses(
         web: TestClient, station: Station) -> None:
-    _user(station, "noe")
+    user(station, "noe")
     assert web.get("/board", follow_redirects=False).headers["location"] == \
         "/login?next=/board"
-    assert _sign_in(web, "noe") == 303
+    assert sign_in(web, "noe") == 303
     cookie = next(c for c in web.cookies.jar if c.name == "imager_session")
     assert cookie.secure and cookie.has_nonstandard_attr("HttpOnly")
     board = web.get("/board")
@@ -97,34 +74,34 @@ def test_sign_in_sets_a_server_side_session_that_a_disabled_account_loses(
 
 
 def test_each_sign_in_gets_a_new_session(web: TestClient, station: Station) -> None:
-    _user(station, "noe")
-    _sign_in(web, "noe")
+    user(station, "noe")
+    sign_in(web, "noe")
     first = web.cookies.get("imager_session")
-    _sign_in(web, "noe")
+    sign_in(web, "noe")
     assert web.cookies.get("imager_session") not in (None, first)
 
 
 def test_wrong_passwords_lock_the_account(web: TestClient, station: Station) -> None:
-    _user(station, "noe")
+    user(station, "noe")
     for _ in range(accounts.LOCK_AFTER):
-        assert _sign_in(web, "noe", "wrong password!") == 401
+        assert sign_in(web, "noe", "wrong password!") == 401
     page = web.get("/login")
-    locked = web.post("/login", data={"csrf": _csrf(page.text), "login": "noe",
+    locked = web.post("/login", data={"csrf": token_of(page.text), "login": "noe",
                                       "password": PASSWORD})
     assert locked.status_code == 401 and "account locked" in locked.text
-    assert _sign_in(web, "nobody", "wrong password!") == 401       # same answer, unknown
+    assert sign_in(web, "nobody", "wrong password!") == 401       # same answer, unknown
 
 
 def test_a_form_without_its_token_or_with_another_sessions_is_refused(
         web: TestClient, station: Station, settings: Settings) -> None:
-    _user(station, "noe")
-    _user(station, "ada")
+    user(station, "noe")
+    user(station, "ada")
     bare = web.post("/login", data={"login": "noe", "password": PASSWORD})
     assert bare.status_code == 403 and "form token" in bare.text
-    _sign_in(web, "noe")
+    sign_in(web, "noe")
     with TestClient(create_app(station), base_url="https://station.test") as other:
-        _sign_in(other, "ada")
-        theirs = _csrf(other.get("/board").text)
+        sign_in(other, "ada")
+        theirs = token_of(other.get("/board").text)
     for data in ({}, {"csrf": theirs}):
         refused = web.post("/logout", data=data)
         assert refused.status_code == 403, refused.text
@@ -133,17 +110,17 @@ def test_a_form_without_its_token_or_with_another_sessions_is_refused(
 
 def test_the_shared_tablet_switches_technician_with_a_pin(web: TestClient,
                                                           station: Station) -> None:
-    _user(station, "tablet", role="technician")
-    _user(station, "ada", pin="4321")
-    _sign_in(web, "tablet")
-    csrf = _csrf(web.get("/switch").text)
+    user(station, "tablet", role="technician")
+    user(station, "ada", pin="4321")
+    sign_in(web, "tablet")
+    csrf = token_of(web.get("/switch").text)
     wrong = web.post("/switch", data={"csrf": csrf, "login": "ada", "pin": "0000"})
     assert wrong.status_code == 401 and "wrong login or PIN" in wrong.text
     done = web.post("/switch", data={"csrf": csrf, "login": "ada", "pin": "4321"},
                     follow_redirects=False)
     assert done.status_code == 303
     board = web.get("/board")
-    assert "Ada Martin" in board.text and _csrf(board.text) != csrf   # a new form token
+    assert "Ada Martin" in board.text and token_of(board.text) != csrf   # a new form token
 
 
 def test_pages_are_french_first_and_english_on_request(web: TestClient) -> None:
@@ -175,10 +152,10 @@ def test_an_action_above_a_persons_level_is_refused_even_by_hand(
     from imager.certify.identity import SHIPPED
     (settings.data_dir / "station.yaml").write_text(
         SHIPPED.read_text().replace("  erase: 1 ", "  erase: 2 "))
-    _user(station, "noe")
+    user(station, "noe")
     with TestClient(create_app(station), base_url="https://station.test") as web:
-        _sign_in(web, "noe")
-        csrf = _csrf(web.get("/board").text)
+        sign_in(web, "noe")
+        csrf = token_of(web.get("/board").text)
         refused = web.post("/board/drives/1/erase", data={"csrf": csrf})
         assert refused.status_code == 403, refused.text
         assert "demande le niveau 2, Noe Martin a le niveau 1" in html.unescape(refused.text)
@@ -190,18 +167,18 @@ def test_an_action_above_a_persons_level_is_refused_even_by_hand(
 
 def test_only_managers_see_people_and_only_a_coordinator_creates_accounts(
         web: TestClient, station: Station) -> None:
-    _user(station, "noe")
-    _user(station, "sam", role="supervisor")
-    _sign_in(web, "noe")
+    user(station, "noe")
+    user(station, "sam", role="supervisor")
+    sign_in(web, "noe")
     assert web.get("/people").status_code == 403
-    _sign_in(web, "sam")
+    sign_in(web, "sam")
     page = web.get("/people")
     assert page.status_code == 200 and "Noe Martin" in page.text
-    create = web.post("/people", data={"csrf": _csrf(page.text), "login": "eve",
+    create = web.post("/people", data={"csrf": token_of(page.text), "login": "eve",
                                        "name": "Eve", "role": "technician",
                                        "password": PASSWORD})
     assert create.status_code == 403                      # a supervisor does not create
-    raised = web.post("/people/noe/level", data={"csrf": _csrf(page.text), "level": "2"},
+    raised = web.post("/people/noe/level", data={"csrf": token_of(page.text), "level": "2"},
                       follow_redirects=False)
     assert raised.status_code == 303
     with station.registry.session() as s:
@@ -213,10 +190,10 @@ def test_only_managers_see_people_and_only_a_coordinator_creates_accounts(
 
 def test_a_coordinator_creates_a_technician_with_a_pin(web: TestClient,
                                                        station: Station) -> None:
-    _user(station, "lina", role="coordinator")
-    _sign_in(web, "lina")
+    user(station, "lina", role="coordinator")
+    sign_in(web, "lina")
     page = web.get("/people")
-    done = web.post("/people", data={"csrf": _csrf(page.text), "login": "ada",
+    done = web.post("/people", data={"csrf": token_of(page.text), "login": "ada",
                                      "name": "Ada Lovelace", "role": "technician",
                                      "level": "1", "password": PASSWORD, "pin": "2468"},
                     follow_redirects=False)
@@ -226,5 +203,5 @@ def test_a_coordinator_creates_a_technician_with_a_pin(web: TestClient,
 
 def test_sign_ins_from_one_address_are_limited(web: TestClient) -> None:
     from imager.station.web.auth import LOGIN_TRIES
-    answers = [_sign_in(web, f"nobody{n}", "wrong password!") for n in range(LOGIN_TRIES + 1)]
+    answers = [sign_in(web, f"nobody{n}", "wrong password!") for n in range(LOGIN_TRIES + 1)]
     assert answers[:LOGIN_TRIES] == [401] * LOGIN_TRIES and answers[-1] == 429

@@ -5,7 +5,6 @@ time left; a failure shows in red with what to do."""
 from __future__ import annotations
 
 import html
-import itertools
 import json
 import threading
 from collections.abc import Callable, Iterator
@@ -15,8 +14,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from evidence_maker import evidence
 from fastapi.testclient import TestClient
+from web_client import PASSWORD, browser, dock, quiet_station, send, sign_in, token_of, user
 
-from imager.protocol import events as ev
 from imager.protocol.proof import public_hex
 from imager.registry import accounts
 from imager.settings import Settings
@@ -27,46 +26,18 @@ from imager.station.web.board import Meter
 from imager.store.db import Registry
 from imager.store.models import Drive
 
-PASSWORD = "correct horse battery"
-_ids = itertools.count(1)
-
 
 @pytest.fixture
 def station(settings: Settings, registry: Registry) -> Station:
-    return Station(settings, registry, ServicePolicy(auto_erase="never", auto_certify=False))
+    return quiet_station(settings, registry)
 
 
 @pytest.fixture
 def web(station: Station) -> Iterator[TestClient]:
-    with station.registry.session() as s:
-        accounts.create_user(s, login="noe", name="Noé Martin", role="technician",
-                             password=PASSWORD, by="test")
-    with TestClient(create_app(station), base_url="https://station.test") as client:
-        page = client.get("/login")
-        csrf = _csrf(page.text)
-        client.post("/login", data={"csrf": csrf, "login": "noe", "password": PASSWORD})
+    user(station, "noe")
+    with browser(station) as client:
+        sign_in(client, "noe")
         yield client
-
-
-def _send(station: Station, agent: int, kind: str, data: dict[str, Any]) -> None:
-    n = next(_ids)
-    (answer,) = station.receive(agent, ev.parse_events([{
-        "id": f"b{n}", "seq": n, "at": "2026-12-06T09:00:00Z", "v": 2, "kind": kind,
-        "data": data}]))
-    assert answer["outcome"] == "applied", answer
-
-
-def _dock(station: Station, serial: str = "S4DX01") -> int:
-    """A dock agent of the station with one Samsung SSD plugged in: its id."""
-    agent = station.enrol_local(public_hex(Ed25519PrivateKey.generate()), name="dock-1",
-                                host="bench")
-    _send(station, agent, "drive_attached", {"evidence": evidence(
-        "/dev/sdb", 1 << 30, serial=serial, model="Samsung SSD 860")})
-    return agent
-
-
-def _csrf(page: str) -> str:
-    return page.split('name="csrf" value="')[1].split('"')[0]
 
 
 def _stream(web: TestClient, until: Callable[[dict[str, Any]], bool]) -> list[dict[str, Any]]:
@@ -84,18 +55,18 @@ def _stream(web: TestClient, until: Callable[[dict[str, Any]], bool]) -> list[di
 
 def test_an_agents_progress_reaches_the_page_without_reloading(
         web: TestClient, station: Station) -> None:
-    agent = _dock(station)
+    agent = dock(station)
     board = web.get("/board")
     assert "Samsung SSD 860" in board.text and "Effacer selon la politique" in board.text
-    csrf = _csrf(board.text)
+    csrf = token_of(board.text)
     assert web.post("/board/drives/1/erase", data={"csrf": csrf},
                     follow_redirects=False).status_code == 303
     first = _stream(web, lambda card: True)[0]
     assert first["id"] == "drive-1" and "Effacer selon" not in first["html"]
 
     def report() -> None:      # the agent, while the page listens
-        _send(station, agent, "job_move", {"job": 1, "target": "running"})
-        _send(station, agent, "progress", {"job": 1, "phase": "pass", "index": 0,
+        send(station, agent, "job_move", {"job": 1, "target": "running"})
+        send(station, agent, "progress", {"job": 1, "phase": "pass", "index": 0,
                                            "done": 1 << 29, "total": 1 << 30})
     threading.Timer(0.3, report).start()
     updates = _stream(web, lambda card: 'value="50"' in card["html"])
@@ -103,10 +74,10 @@ def test_an_agents_progress_reaches_the_page_without_reloading(
 
 
 def test_a_failed_job_shows_in_red_with_what_to_do(web: TestClient, station: Station) -> None:
-    agent = _dock(station)
-    station.erase("1", technician="Noé Martin")
-    _send(station, agent, "job_move", {"job": 1, "target": "running"})
-    _send(station, agent, "job_move", {"job": 1, "target": "failed",
+    agent = dock(station)
+    station.erase("1", technician="Noe Martin")
+    send(station, agent, "job_move", {"job": 1, "target": "running"})
+    send(station, agent, "job_move", {"job": 1, "target": "failed",
                                        "reason": "I/O error at offset 4096"})
     card = html.unescape(web.get("/board").text)
     assert "failed" in card and "Échec : I/O error at offset 4096" in card
@@ -129,10 +100,10 @@ def test_intake_records_a_donation_and_reads_back_a_qwerty_scanner(
     read back and said so."""
     agent = station.enrol_local(public_hex(Ed25519PrivateKey.generate()), name="dock-1",
                                 host="bench")
-    _send(station, agent, "drive_attached", {"evidence": evidence(
+    send(station, agent, "drive_attached", {"evidence": evidence(
         "/dev/sdb", 1 << 30, serial="S4DX0124", model="Samsung SSD 860")})
     page = web.get("/intake")
-    csrf = _csrf(page.text)
+    csrf = token_of(page.text)
     made = web.post("/intake/donations", data={
         "csrf": csrf, "reference": "DON-2026-007", "donor": "Mairie de Gap",
         "donor_kind": "town_hall", "site": "Gap"})
@@ -162,7 +133,7 @@ def test_agents_page_pairs_a_waiting_laptop_and_revokes(web: TestClient,
     assert waiting.pairing_code
     page = web.get("/agents")
     assert "live-usb" in page.text and waiting.fingerprint in page.text
-    csrf = _csrf(page.text)
+    csrf = token_of(page.text)
     assert web.post("/agents/pair", data={"csrf": csrf, "code": waiting.pairing_code}
                     ).status_code == 403
     with station.registry.session() as s:
@@ -181,12 +152,12 @@ def test_agents_page_pairs_a_waiting_laptop_and_revokes(web: TestClient,
 
 def test_a_drives_page_shows_its_plan_history_and_evidence(web: TestClient,
                                                             station: Station) -> None:
-    _dock(station)
+    dock(station)
     page = html.unescape(web.get("/drives/1").text)
     assert "Samsung SSD 860" in page and "Le plan" in page
     assert "Méthodes écartées, et pourquoi" in page          # no hdparm output: set aside
     assert "hdparm -N /dev/sdb: not reported by the agent" in page
-    assert "registered" in page or "inventoried" in page    # the history
+    assert "inventorié" in html.unescape(page)                # the history, in words
     proof = web.get("/drives/1/evidence")
     assert proof.status_code == 200 and proof.json()["path"] == "/dev/sdb"
     assert web.get("/drives/99").status_code == 404
@@ -201,12 +172,12 @@ def test_an_automatic_erasure_names_the_technician_who_took_the_drive_in(
     with station.registry.session() as s:
         accounts.create_user(s, login="noe", name="Noé Martin", role="technician",
                              password=PASSWORD, by="test")
-    _dock(station)
+    dock(station)
     with TestClient(create_app(station), base_url="https://station.test") as web:
         page = web.get("/login")
-        csrf = _csrf(page.text)
+        csrf = token_of(page.text)
         web.post("/login", data={"csrf": csrf, "login": "noe", "password": PASSWORD})
-        csrf = _csrf(web.get("/intake").text)
+        csrf = token_of(web.get("/intake").text)
         web.post("/intake/donations", data={"csrf": csrf, "reference": "DON-2026-008",
                                             "donor": "Mairie de Gap",
                                             "donor_kind": "town_hall"})
@@ -222,11 +193,11 @@ def test_triage_is_confirmed_or_overridden_with_a_reason(web: TestClient,
     habilitation and a reason, kept with the proposal it overrode."""
     laptop = station.enrol_local(public_hex(Ed25519PrivateKey.generate()), name="live-usb",
                                  kind="machine", host="pc")
-    _send(station, laptop, "machine_inventory", {"inventory": {"machine": {
+    send(station, laptop, "machine_inventory", {"inventory": {"machine": {
         "vendor": "Dell Inc.", "model": "Latitude 7490", "serial": "6B0N3K2"}}})
     page = web.get("/machines")
     assert "Latitude 7490" in page.text and "Le tri propose" in html.unescape(page.text)
-    csrf = _csrf(page.text)
+    csrf = token_of(page.text)
     refused = web.post("/machines/1/orientation", data={"csrf": csrf, "choice": "recycling"})
     assert refused.status_code == 403                       # level 1: no override
     with station.registry.session() as s:
@@ -246,8 +217,8 @@ def test_triage_is_confirmed_or_overridden_with_a_reason(web: TestClient,
 
 def test_a_donations_page_lists_its_drives_and_refuses_an_early_certificate(
         web: TestClient, station: Station) -> None:
-    _dock(station)
-    csrf = _csrf(web.get("/intake").text)
+    dock(station)
+    csrf = token_of(web.get("/intake").text)
     web.post("/intake/donations", data={"csrf": csrf, "reference": "DON-2026-009",
                                         "donor": "Jeanne Petit", "donor_kind": "person"})
     web.post("/intake/scan", data={"csrf": csrf, "donation": "DON-2026-009", "kind": "drive",

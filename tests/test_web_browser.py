@@ -361,7 +361,66 @@ def test_a_failing_drive_turns_red_with_what_to_do(station: Serve, page: Page,
         text = red.inner_text()
         assert "Échec :" in text and "Relancer l'effacement" in text, text
         assert page.evaluate("window.notReloaded === true")
+        assert red.get_by_role("button", name="Envoyer à la destruction").count() == 0
+        _destroyed(station, page, label["serial"])
     finally:
         if device:
             subprocess.run(["losetup", "-d", device], check=False)
         subprocess.run(["umount", str(mount)], check=False)
+
+
+def _destroyed(station: Serve, page: Page, serial: str) -> None:
+    """A supervisor sends the failed drive to destruction from its card: the signed
+    record of the failed erasure is issued; someone of level 3 records its
+    destruction before a witness: the signed destruction record."""
+    add_user(station.data, "rose", role="supervisor", level=2)
+    sign_in(page, "rose")
+    card = page.locator("li.card", has_text=serial)
+    card.get_by_role("button", name="Envoyer à la destruction").click()
+    page.wait_for_url("**/drives/*")
+    body = page.locator("main")
+    until(lambda: "NEF-" in body.inner_text(), 60, "the record of the failed erasure")
+    assert "à détruire" in body.inner_text()
+    assert page.get_by_role("button", name="Enregistrer et signer").count() == 0
+    add_user(station.data, "marc", role="supervisor", level=3)
+    drive_page = page.url
+    sign_in(page, "marc")
+    page.goto(drive_page)
+    page.get_by_label("Comment il a été détruit").select_option("drill")
+    page.get_by_label("Nom du témoin").fill("Hélène Dupré")
+    page.get_by_role("button", name="Enregistrer et signer").click()
+    page.wait_for_url(drive_page)
+    text = page.locator("main").inner_text()
+    assert "DES-" in text and "détruit" in text, text
+
+
+def test_the_system_is_installed_from_the_board_on_a_certified_drive(
+        station: Serve, page: Page, tmp_path: Path) -> None:
+    """An image in the station's catalogue: a certified drive's card offers to install
+    it; the lab agent writes it and reads it back; the card says so without a reload."""
+    from clirun import imager
+    from test_image_after import MiB, build_image
+    small = build_image(tmp_path, "label: gpt\nsize=2MiB, type=uefi\ntype=linux\n",
+                        size=12 * MiB)                      # the lab drives have 16 MiB
+    imager(station.data, "image", "create", str(small), "--name", "bureau-solidaire",
+           "--version", "2026.12")
+    add_user(station.data, "sami")
+    sign_in(page, "sami")
+    install = page.get_by_role("button", name="Installer le système")
+    if install.count() == 0:                   # no drive erased yet: erase one first
+        page.get_by_role("button", name=ERASE).first.click()
+        page.wait_for_url("**/board")
+    until(lambda: install.count() > 0, 180, "a certified drive (without a reload)")
+    card = page.locator("li.card", has=install.first)
+    drive = card.first.get_attribute("id")
+    install.first.click()
+    page.wait_for_url("**/board")
+    page.evaluate("window.notReloaded = true")
+    done = page.locator(f"#{drive} .state")
+    installed = page.locator(f"#{drive} .ok")
+    until(lambda: installed.count() and "bureau-solidaire 2026.12" in installed.inner_text(),
+          120, "the system is installed")
+    assert done.inner_text() == "certifié"          # its erasure certificate still holds
+    assert page.evaluate("window.notReloaded === true")
+    page.goto(f"/drives/{drive.removeprefix('drive-')}" if drive else "/board")
+    assert "bureau-solidaire" in page.locator("main").inner_text()

@@ -49,6 +49,7 @@ COMMANDS: dict[str, Command] = {
     "ledger": Command("ledger", "registre des documents émis / ledger of issued documents"),
     "lab": Command("lab", "banc de test virtuel / virtual lab bench"),
     "image": Command("image", "images du système / OS images"),
+    "profile": Command("profile", "profils du système installé / OS profiles"),
 }
 
 

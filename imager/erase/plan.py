@@ -14,11 +14,19 @@ import os
 
 from imager.erase import catalogue
 from imager.erase.catalogue import Station
-from imager.erase.methods import check_verify, resolve
+from imager.erase.methods import METHODS, check_verify, resolve
 from imager.erase.policy import Policy, PolicyMethod
 from imager.errors import UsageError
 from imager.inventory.capabilities import DriveCapabilities
-from imager.model import ErasePlan, HiddenAreas, MethodStep, Note, SkippedMethod, VerifyMode
+from imager.model import (
+    ErasePlan,
+    HiddenAreas,
+    MethodStep,
+    Note,
+    SanitizationClass,
+    SkippedMethod,
+    VerifyMode,
+)
 
 
 def medium_key(caps: DriveCapabilities) -> str:
@@ -135,3 +143,24 @@ def plan_for(caps: DriveCapabilities, policy: Policy, *, verify: VerifyMode | No
                      medium=medium, policy=policy.label, skipped=tuple(skipped),
                      advice=_notes(caps, rule.advice if rule else None, steps),
                      hidden=_hidden(caps), ata_drive=caps.ata_drive)
+
+
+@dataclasses.dataclass(frozen=True)
+class Choice:
+    """A method a person may choose instead of the policy's, for one drive."""
+    method: str
+    sanitization_class: SanitizationClass
+    what: str                          # the standard's words (firmware) or the passes
+    why_not: str | None                # None: the drive can run it
+
+
+def choices(caps: DriveCapabilities, policy: Policy) -> list[Choice]:
+    """The firmware methods of the drive's medium (with why not, when it cannot run
+    them), then the host overwrite methods (Clear), for a person choosing another
+    method than the policy's."""
+    medium = medium_key(caps)
+    station = Station(unfreeze=policy.unfreeze)
+    firmware = [Choice(d.name, d.class_on(medium), d.standard,
+                       catalogue.why_not(d.name, caps, station))
+                for d in catalogue.FIRMWARE.values() if medium in d.media]
+    return firmware + [Choice(m.name, "clear", m.standard, None) for m in METHODS.values()]

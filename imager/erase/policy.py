@@ -2,8 +2,8 @@
 
 `profiles/erase-policy.yaml` (or IMAGER_ERASE_POLICY) is read once and
 validated as a whole: every problem is reported with its place in the file
-(`media.nvme[2]`) and what is allowed there, so the file can be fixed in one
-go. The loaded value names itself (name, version, SHA-256 of the file) so a
+(`erase-policy.yaml:31: media.nvme[2]`) and what is allowed there, so the file
+can be fixed in one go. The loaded value names itself (name, version, SHA-256 of the file) so a
 plan and a certificate say exactly which policy chose the method.
 """
 
@@ -134,8 +134,9 @@ def _media(raw: Any, errors: PolicyErrors) -> dict[str, MediumRule]:
 
 def parse(text: str, *, source: str = "<policy>") -> Policy:
     """Validate a policy document; raise UsageError listing every problem."""
-    raw = KIND.mapping(text, source)
-    errors = PolicyErrors()
+    document = KIND.document(text, source)
+    raw = document.value
+    errors = PolicyErrors(document=document)
     name, version = KIND.header(raw, TOP_KEYS, errors)
     verify = raw.get("verify", "full")
     if verify not in ("full", "sample"):

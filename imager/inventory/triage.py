@@ -10,7 +10,7 @@ never lets a rule pass in silence: it becomes a note asking for a check by hand.
 
 Everything here is pure except `load_rules`, which reads the file. The rules
 file is validated as a whole: every problem is reported with its place
-(`rules[2].threshold`) and what is allowed there.
+(`triage.yaml:40: rules[2].threshold`) and what is allowed there.
 """
 
 from __future__ import annotations
@@ -293,8 +293,9 @@ def _rules(raw: Any, errors: RuleErrors) -> tuple[Rule, ...]:
 
 def parse_rules(text: str, *, source: str = "<triage rules>") -> TriageRules:
     """Validate a rules document; raise UsageError listing every problem with its place."""
-    raw = KIND.mapping(text, source)
-    errors = RuleErrors()
+    document = KIND.document(text, source)
+    raw = document.value
+    errors = RuleErrors(document=document)
     name, version = KIND.header(raw, TOP_KEYS, errors)
     rules = _rules(raw.get("rules"), errors)
     KIND.check(errors, source)

@@ -69,12 +69,18 @@ def check_level(level: int) -> None:
         raise UsageError(f"niveau d'habilitation {level} / habilitation level: use 1, 2 or 3")
 
 
-def set_level(s: Session, login: str, level: int) -> User:
-    """A person's habilitation level, as a supervisor decides it."""
-    check_level(level)
+def find_user(s: Session, login: str) -> User:
+    """The account of `login` (NotFound otherwise)."""
     user = s.scalar(select(User).where(User.login == login.strip().lower()))
     if user is None:
         raise NotFound(f"aucun utilisateur / no user {login!r}")
+    return user
+
+
+def set_level(s: Session, login: str, level: int) -> User:
+    """A person's habilitation level, as a supervisor decides it."""
+    check_level(level)
+    user = find_user(s, login)
     user.level = level
     return user
 

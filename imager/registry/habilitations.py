@@ -27,6 +27,8 @@ ACTIONS: dict[str, tuple[int, str, str]] = {
                         "orient a machine against the triage's proposal"),
     "agents": (2, "approuver, appairer, révoquer des agents",
                "approve, pair, revoke agents"),
+    "send_to_destruction": (2, "envoyer un disque à la destruction",
+                            "send a drive to destruction"),
     "destroy": (3, "enregistrer une destruction physique", "record a physical destruction"),
     "withdraw": (3, "retirer un document", "withdraw a document"),
 }
@@ -39,6 +41,10 @@ class Habilitations:
 
     def allows(self, level: int, action: str) -> bool:
         return level >= self.needed[action]
+
+    def granted(self, level: int) -> dict[str, bool]:
+        """Each action: whether a person of `level` may do it (what a page offers)."""
+        return {action: level >= needed for action, needed in self.needed.items()}
 
 
 def load(settings: Settings) -> Habilitations:

@@ -284,6 +284,7 @@ def drive_summary(s: Session, drive: Drive, *, with_history: bool = False) -> di
         "path": drive.last_path if drive.present else None, "agent": drive.agent_id,
         "donation": drive.donation.reference if drive.donation else None,
         "machine": drive.machine_id, "next_step": next_step(drive.state),
+        "planned": bool((drive.plan or {}).get("plan")),   # the station has a plan for it
         "job": {"id": last_job.id, "state": last_job.state, "reason": last_job.reason}
         if last_job else None,
     }

@@ -284,17 +284,29 @@ def ready_for_a_job(s: Session, drive: Drive) -> DriveIdentity:
     if open_job is not None:
         raise UsageError(f"drive {drive.id} already has job {open_job.id} ({open_job.state})")
     probe = drive.plan or {}
-    if not drive.present or probe.get("plan") is None:
+    if not drive.present or probe.get("identity") is None:
         raise UsageError(f"le disque {drive.id} n'est pas branché / drive {drive.id} is "
                          "not plugged in: plug it into a dock first")
     return DriveIdentity(**probe["identity"])
 
 
+def _station_plan(drive: Drive) -> ErasePlan:
+    planned = (drive.plan or {}).get("plan")
+    if planned is None:
+        problems = "; ".join((drive.plan or {}).get("problems") or ()) or "none listed"
+        raise UsageError(f"drive {drive.id}: no method of the erase policy can run on it "
+                         f"({problems}); choose another method, or send it to destruction")
+    return ErasePlan.from_dict(planned)
+
+
 def erase_job_for(store: RegistryJobStore, s: Session, drive: Drive, *,
-                  technician_id: int | None, donation_id: int | None) -> int:
-    """An erase job for a plugged-in drive, with the plan its agent made (its id)."""
+                  technician_id: int | None, donation_id: int | None,
+                  plan: ErasePlan | None = None) -> int:
+    """An erase job for a plugged-in drive, with the station's plan for it or
+    `plan` (its id)."""
     ident = ready_for_a_job(s, drive)
-    plan = ErasePlan.from_dict((drive.plan or {})["plan"])
+    if plan is None:
+        plan = _station_plan(drive)
     return store.bound(s).create_erase(ident, plan, donation_id=donation_id,
                                        technician_id=technician_id, agent_id=drive.agent_id)
 

@@ -30,7 +30,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from imager.erase import policy as erase_policy
+from imager.erase.plan import Choice, choices, plan_for
 from imager.errors import ImagerError, NotFound, Unfit, UsageError
+from imager.inventory import evidence
+from imager.inventory.capabilities import DriveCapabilities
 from imager.model import ImagePlan
 from imager.protocol import events as ev
 from imager.protocol.jobs import view_to_dict
@@ -38,7 +41,7 @@ from imager.registry import agents, items
 from imager.registry.intake import attach_all
 from imager.registry.jobs import RegistryJobStore, erase_job_for, ready_for_a_job
 from imager.settings import Settings
-from imager.station.events import Applier, Effects, auto_erase
+from imager.station.events import Applier, Effects, auto_erase, for_an_agent
 from imager.station.identity import AgentAuth
 from imager.station.liveness import Liveness, silence_reason
 from imager.station.policy import ServicePolicy
@@ -278,15 +281,39 @@ class Station:
     # -- what a technician asks ----------------------------------------------
 
     def erase(self, drive_ref: str, *, technician: str | None = None,
-              donation: str | None = None) -> int:
-        """Erase a plugged-in drive with the plan its agent made (job id)."""
+              donation: str | None = None, method: str | None = None) -> int:
+        """Erase a plugged-in drive with the station's plan for it (job id); with
+        `method`, a plan of that one method instead of the policy's, made here from
+        the tools' outputs the drive was reported with (a person's choice: the
+        drive's history names who made it)."""
         with self.registry.session() as s:
             drive = items.find_drive(s, drive_ref)
-            tech = people.find_technician(s, technician).id if technician else None
+            tech = people.find_technician(s, technician) if technician else None
             don = people.find_donation(s, donation).id if donation else drive.donation_id
-            job_id = erase_job_for(self.store, s, drive, technician_id=tech, donation_id=don)
+            plan = None
+            if method is not None:
+                plan = for_an_agent(plan_for(self._capabilities(drive), self.applier.plans,
+                                             method=method))
+                items.note(s, drive, "method_chosen", actor=tech.name if tech else "imager",
+                           reason=f"{method} instead of the policy's plan",
+                           data={"method": method})
+            job_id = erase_job_for(self.store, s, drive, technician_id=tech.id if tech else None,
+                                   donation_id=don, plan=plan)
         self._wake()
         return job_id
+
+    def erase_choices(self, drive_ref: str) -> list[Choice]:
+        """The methods a person may choose for a drive instead of the policy's."""
+        with self.registry.session(readonly=True) as s:
+            return choices(self._capabilities(items.find_drive(s, drive_ref)),
+                           self.applier.plans)
+
+    def _capabilities(self, drive: Drive) -> DriveCapabilities:
+        proof = (drive.plan or {}).get("evidence")
+        if proof is None:
+            raise UsageError(f"drive {drive.id}: no tools' outputs on record to plan from; "
+                             "plug it in again so that its agent reports it")
+        return evidence.read(evidence.DriveEvidence.from_dict(proof), self.settings)
 
     def image(self, drive_ref: str, name: str, *, version: str | None = None,
               technician: str | None = None, hostname: str | None = None,
@@ -367,6 +394,8 @@ class Station:
             answer = [a.to_dict() for a in out]
         if started:
             self._wake()
+        else:
+            self.changed()              # the cards show their donation
         return answer
 
     # -- certificates ----------------------------------------------------------

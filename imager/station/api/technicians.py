@@ -26,6 +26,7 @@ from imager.store.models import Agent, Drive, Machine
 class EraseRequest(BaseModel):
     technician: str | None = None
     donation: str | None = None
+    method: str | None = None     # instead of the policy's plan (firmware or overwrite)
 
 
 class ImageRequest(BaseModel):
@@ -102,7 +103,8 @@ def router(station: Station) -> APIRouter:
 
     @api.post("/drives/{ref}/erase")
     def erase(ref: str, body: EraseRequest) -> dict[str, Any]:
-        return {"job": station.erase(ref, technician=body.technician, donation=body.donation)}
+        return {"job": station.erase(ref, technician=body.technician, donation=body.donation,
+                                     method=body.method)}
 
     @api.get("/machines")
     def machine_list() -> list[dict[str, Any]]:

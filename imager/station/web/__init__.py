@@ -16,7 +16,9 @@ from imager.station.web import (
     board,
     detail,
     donations,
+    drive_actions,
     intake,
+    jobs,
     people,
     triage,
     verify,
@@ -34,8 +36,10 @@ def mount(app: FastAPI, station: Station) -> None:
     app.include_router(intake.router(station, habilitations))
     app.include_router(people.router(station, habilitations))
     app.include_router(agents.router(station, habilitations))
-    app.include_router(detail.router(station))
+    app.include_router(detail.router(station, habilitations))
+    app.include_router(drive_actions.router(station, habilitations))
     app.include_router(donations.router(station))
+    app.include_router(jobs.router(station))
     app.include_router(triage.router(station, habilitations))
     app.include_router(verify.router(station))
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")

@@ -7,27 +7,29 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
 from fastapi import APIRouter, Request
-from fastapi.responses import RedirectResponse, Response, StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 from sqlalchemy import select
 
 from imager.erase.engines import ENGINES
-from imager.errors import ImagerError
 from imager.model import ErasePlan
 from imager.registry import items
+from imager.registry.accounts import Person
 from imager.registry.habilitations import Habilitations
 from imager.station.service import Station
 from imager.station.web.auth import posted, signed_in
-from imager.station.web.i18n import N_
+from imager.station.web.detail import images
+from imager.station.web.drive_actions import job_started
+from imager.station.web.offers import LIVE, offers
 from imager.station.web.pages import fragment, render
-from imager.store.models import Drive, Job
+from imager.store.models import Deployment, Drive, Job
 
-ERASABLE = ("inventoried", "erase_failed")
 # What to do next, said for the board (no command line at the bench).
 NEXT: dict[str, tuple[str, str]] = {
     "inventoried": ("Lancer l'effacement avec le bouton.", "Start the erasure with the button."),
@@ -40,8 +42,13 @@ NEXT: dict[str, tuple[str, str]] = {
                   "Install the system, or store the drive for reuse."),
     "to_destroy": ("Détruire le disque devant un témoin ; un superviseur l'enregistre.",
                    "Destroy the drive in front of a witness; a supervisor records it."),
+    "imaging": ("Attendre : le système s'installe.", "Wait: the system is being installed."),
+    "imaged": ("Le système est installé : remettre le disque dans son ordinateur.",
+               "The system is installed: put the drive back in its computer."),
+    "image_failed": ("Relancer l'installation. Si elle échoue encore, effacer le disque "
+                     "puis réinstaller.", "Install again. If it fails again, erase the "
+                     "drive, then install again."),
 }
-LIVE = ("queued", "running", "interrupted")
 MIN_INTERVAL = 0.1         # seconds between two updates sent to one page
 KEEPALIVE = 15.0           # seconds without change before a comment keeps the stream open
 
@@ -90,32 +97,60 @@ def cards(station: Station, meter: Meter) -> list[dict[str, Any]]:
         plans: dict[int, Any] = dict(s.execute(select(Job.id, Job.plan).where(
             Job.id.in_(live))).all()) \
             if live else {}
+        systems = {drive: f"{name} {version}" for drive, name, version in s.execute(
+            select(Deployment.drive_id, Deployment.image_name, Deployment.image_version)
+            .where(Deployment.ok.is_(True)).order_by(Deployment.id))}
     for card in drives:
         job = card["job"]
         progress = station.progress.get(job["id"]) if job and job["state"] in LIVE else None
         card["progress"] = meter.read(job["id"], progress, phases(plans.get(job["id"]))) \
             if job and progress else None
-        card["erasable"] = card["present"] and card["state"] in ERASABLE and not (
-            job and job["state"] in LIVE)
         card["waiting"] = bool(job and job["state"] == "queued")
-        said = NEXT.get(card["state"])
+        card["system"] = systems.get(card["id"])
+        said = NEXT.get("imaged" if card["system"] and card["state"] == "certified"
+                        else card["state"])
         card["next_step"] = {"fr": said[0], "en": said[1]} if said else card["next_step"]
     return drives
 
 
+class Snapshot:
+    """The cards at the station's current version, read once for every open page
+    (48 bays watched from several pages read the registry once per change)."""
+
+    def __init__(self, station: Station) -> None:
+        self._station, self._meter = station, Meter()
+        self._lock = threading.Lock()
+        self._version, self._cards = -1, list[dict[str, Any]]()
+
+    def cards(self, *, fresh: bool = False) -> list[dict[str, Any]]:
+        """The cards at the current version; `fresh`: read again whatever the version
+        (a page loaded by a person sees what another process, the CLI, changed too)."""
+        with self._lock:
+            version = self._station.version       # read first: a later change reads again
+            if fresh or version != self._version:
+                self._cards, self._version = cards(self._station, self._meter), version
+            return self._cards
+
+
 def router(station: Station, habilitations: Habilitations) -> APIRouter:
     web = APIRouter()
-    meter = Meter()
+    snapshot = Snapshot(station)
+
+    def context(person: Person) -> dict[str, Any]:
+        """What every card needs beside its drive: who looks, what they may do."""
+        return {"csrf": person.csrf, "can": habilitations.granted(person.level),
+                "offers": offers, "images": images(station)}
 
     @web.get("/board", include_in_schema=False)
     def board(request: Request) -> Response:
         person = signed_in(station, request)
-        return render(request, "board.html", {"cards": cards(station, meter),
-                                              "csrf": person.csrf}, person=person)
+        return render(request, "board.html", {"cards": snapshot.cards(fresh=True),
+                                              **context(person)}, person=person)
 
     @web.get("/board/events", include_in_schema=False)
     def events(request: Request) -> Response:
         person = signed_in(station, request)
+        around = context(person)
 
         async def stream() -> AsyncIterator[str]:
             seen, sent = -1, dict[str, dict[str, Any]]()
@@ -125,13 +160,13 @@ def router(station: Station, habilitations: Habilitations) -> APIRouter:
                     yield ": still here\n\n"
                     continue
                 seen = version
-                now = await anyio.to_thread.run_sync(cards, station, meter)
+                now = await anyio.to_thread.run_sync(snapshot.cards)
                 for card in now:            # only the cards whose data changed are rendered
                     key = f"drive-{card['id']}"
                     if sent.get(key) == card:
                         continue
                     sent[key] = card
-                    html = fragment(request, "_card.html", {"c": card, "csrf": person.csrf},
+                    html = fragment(request, "_card.html", {"c": card, **around},
                                     person=person)
                     yield f"event: card\ndata: {json.dumps({'id': key, 'html': html})}\n\n"
                 await asyncio.sleep(MIN_INTERVAL)
@@ -143,12 +178,7 @@ def router(station: Station, habilitations: Habilitations) -> APIRouter:
     async def erase(drive_id: int, request: Request) -> Response:
         person, _ = await posted(station, request, habilitations=habilitations,
                                   action="erase")
-        try:
-            station.erase(str(drive_id), technician=person.name)
-        except ImagerError as exc:
-            return render(request, "message.html", {"title": N_("Not started"),
-                                                    "text": str(exc)},
-                          person=person, status=400)
-        return RedirectResponse("/board", 303)
+        return job_started(request, person,
+                           lambda: station.erase(str(drive_id), technician=person.name))
 
     return web

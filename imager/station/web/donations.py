@@ -13,8 +13,7 @@ from imager.registry.issue import withdrawals
 from imager.station.service import Station
 from imager.station.web.auth import posted, signed_in
 from imager.station.web.detail import FILES
-from imager.station.web.i18n import N_
-from imager.station.web.pages import render
+from imager.station.web.pages import not_found, render
 from imager.store import people
 from imager.store.models import Document, Drive
 
@@ -29,9 +28,7 @@ def router(station: Station) -> APIRouter:
             try:
                 don = people.find_donation(s, reference)
             except NotFound as exc:
-                return render(request, "message.html", {"title": N_("Not found"),
-                                                        "text": str(exc)},
-                              person=person, status=404)
+                return not_found(request, person, str(exc))
             drives = [items.drive_summary(s, d) for d in s.scalars(
                 select(Drive).where(Drive.donation_id == don.id).order_by(Drive.id))]
             docs = list(s.scalars(select(Document).where(

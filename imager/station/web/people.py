@@ -3,15 +3,18 @@ supervisor (or the coordinator) sets each person's habilitation level."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
-from imager.errors import ImagerError
-from imager.registry import accounts
+from imager.errors import ImagerError, NotFound
+from imager.registry import accounts, activity
 from imager.registry.habilitations import ACTIONS, Habilitations
 from imager.station.service import Station
 from imager.station.web.auth import posted, require_role, signed_in
-from imager.station.web.pages import render
+from imager.station.web.i18n import N_
+from imager.station.web.pages import not_found, render
 
 MANAGERS = ("supervisor", "coordinator")
 
@@ -38,6 +41,25 @@ def router(station: Station, habilitations: Habilitations) -> APIRouter:
     @web.get("/people", include_in_schema=False)
     def people(request: Request) -> Response:
         return page(request)
+
+    @web.get("/people/{login}", include_in_schema=False)
+    def one(login: str, request: Request) -> Response:
+        """A person and what they did: for managers, and for the person."""
+        person = signed_in(station, request)
+        if login != person.login:
+            require_role(person, *MANAGERS)
+        with station.registry.session(readonly=True) as s:
+            try:
+                user = accounts.find_user(s, login)
+            except NotFound:
+                return not_found(request, person, N_("No such person on this station."))
+            shown: dict[str, Any] = {"login": user.login, "name": user.name, "role": user.role,
+                     "level": user.level, "active": user.active}
+            done = activity.of_person(s, user)
+        can = [{"fr": fr, "en": en} for a, (_, fr, en) in ACTIONS.items()
+               if habilitations.allows(shown["level"], a)]
+        return render(request, "person.html", {"u": shown, "done": done, "can": can},
+                      person=person)
 
     @web.post("/people", include_in_schema=False)
     async def create(request: Request) -> Response:
