@@ -1,6 +1,7 @@
-"""The `lab` OS image (a minimal trixie, no desktop): built once by the real image
-build, cached by content (the build's own key: spec + resolved packages + build
-code), and booted in QEMU (TCG) under SeaBIOS, OVMF and OVMF with Secure Boot.
+"""The `lab` OS image (profiles/lab: a minimal trixie, no desktop, with the
+profile's own package): built once by the real image build, cached by content
+(the build's own key: spec + resolved packages + build code), and booted in QEMU
+(TCG) under SeaBIOS, OVMF and OVMF with Secure Boot.
 
     built = lab_image()                  # cached in IMAGER_OS_CACHE (/var/cache/imager-os)
     result = boot(built.raw, "secureboot", tmp_path)
@@ -14,9 +15,8 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import tempfile
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from lab.vm import qemu_escape
@@ -24,17 +24,12 @@ from lab.vm import qemu_escape
 from imager.certify.keys import StationKeys
 from imager.profile import boot_report
 from imager.profile.build import BuiltImage, ProgressFn, build, prune
+from imager.profile.build_inputs import profile_build_spec, with_boot_report
 from imager.profile.buildspec import BuildSpec
 
 DEFAULT_CACHE = Path("/var/cache/imager-os")
 OVMF = Path("/usr/share/OVMF")
-MARKER_PACKAGE = "imager-lab-marker"
-MARKER = "/usr/share/imager-lab/marker"
-LAB_SPEC = BuildSpec(
-    name="lab", version="2026.12.1", released="2026-12-01", packages=("ifupdown",),
-    locale="fr_FR.UTF-8", keyboard_layout="fr", timezone="Europe/Paris",
-    hostname="lab-poste", disk_gib=2.0, files=boot_report.FILES,
-    enable_units=boot_report.UNITS)
+PROFILES = Path(__file__).resolve().parents[1] / "profiles"
 # firmware -> (machine, extra QEMU arguments, (code, vars template) or None)
 FIRMWARES: dict[str, tuple[str, tuple[str, ...], tuple[str, str] | None]] = {
     "bios": ("q35", (), None),
@@ -48,35 +43,11 @@ def cache_dir() -> Path:
     return Path(os.environ.get("IMAGER_OS_CACHE") or DEFAULT_CACHE)
 
 
-def marker_deb(folder: Path) -> Path:
-    """A tiny .deb standing for the profile's own package (installed from a file,
-    kept in the local repository), built reproducibly so the build key holds."""
-    out = folder / f"{MARKER_PACKAGE}_1.0_all.deb"
-    if out.is_file():
-        return out
-    folder.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=folder) as tmp:
-        tree = Path(tmp) / "tree"
-        (tree / "DEBIAN").mkdir(parents=True)
-        (tree / "DEBIAN/control").write_text(
-            f"Package: {MARKER_PACKAGE}\nVersion: 1.0\nArchitecture: all\n"
-            "Maintainer: imager tests <imager@localhost>\n"
-            "Description: marks a lab image\n the profile's own package, in the tests\n")
-        marker = tree / MARKER.lstrip("/")
-        marker.parent.mkdir(parents=True)
-        marker.write_text("lab\n")
-        for path in [tree, *tree.rglob("*")]:
-            path.chmod(0o755 if path.is_dir() else 0o644)
-        subprocess.run(["dpkg-deb", "--root-owner-group", "-Zxz", "--build", str(tree),
-                        str(Path(tmp) / out.name)], check=True, capture_output=True,
-                       env={**os.environ, "SOURCE_DATE_EPOCH": "1796083200"})
-        os.replace(Path(tmp) / out.name, out)
-    return out
-
-
 def lab_spec() -> BuildSpec:
-    """LAB_SPEC with the marker package as its own .deb."""
-    return replace(LAB_SPEC, local_debs=(marker_deb(cache_dir() / "lab-debs"),))
+    """The shipped `lab` profile's BuildSpec (its own package built first) with the
+    serial-console boot report."""
+    return with_boot_report(profile_build_spec("lab", profiles=PROFILES,
+                                               debs_dir=cache_dir() / "profile-debs"))
 
 
 def lab_image(progress: ProgressFn | None = None, *, catalogue: Path | None = None,
@@ -85,7 +56,7 @@ def lab_image(progress: ProgressFn | None = None, *, catalogue: Path | None = No
     builds are removed from the cache)."""
     built = build(lab_spec(), cache_dir=cache_dir(), catalogue=catalogue, keys=keys,
                   progress=progress)
-    prune(cache_dir(), LAB_SPEC.name, {built.key})
+    prune(cache_dir(), built.spec.name, {built.key})
     return built
 
 

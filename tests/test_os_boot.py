@@ -1,4 +1,4 @@
-"""The `lab` OS image, built by the real build (mmdebstrap from Debian's mirror,
+"""The `lab` OS image (profiles/lab), built by the real build (mmdebstrap from Debian's mirror,
 cached by content in IMAGER_OS_CACHE), boots in QEMU (TCG) under SeaBIOS, OVMF and
 OVMF with Secure Boot (Microsoft keys enrolled: shim -> Debian's signed GRUB ->
 Debian's signed kernel), reaches multi-user and says on the serial console its
@@ -19,15 +19,7 @@ from pathlib import Path
 
 import pytest
 from conftest import need
-from os_image import (
-    LAB_SPEC,
-    MARKER_PACKAGE,
-    BootResult,
-    boot,
-    cache_dir,
-    lab_image,
-    missing,
-)
+from os_image import BootResult, boot, cache_dir, lab_image, missing
 
 from imager.certify.keys import station_keys
 from imager.certify.signing import Trust
@@ -66,9 +58,9 @@ def test_lab_image_boots_to_multi_user_and_reports_on_serial(
         + result.console[-3000:])
     kind, secure = EXPECTED_FIRMWARE[firmware]
     assert result.report == {
-        "profile": LAB_SPEC.name, "version": LAB_SPEC.version, "locale": "fr_FR.UTF-8",
-        "locale_ok": "yes", "keyboard": "fr", "hostname": "lab-poste", "firmware": kind,
-        "secureboot": secure, "target": "multi-user"}
+        "profile": "lab", "version": lab.spec.version, "locale": "fr_FR.UTF-8",
+        "locale_ok": "yes", "keyboard": "fr", "hostname": lab.spec.hostname,
+        "firmware": kind, "secureboot": secure, "target": "multi-user"}
 
 
 def test_lab_image_goes_into_the_catalogue_with_its_packages_signed(
@@ -78,15 +70,16 @@ def test_lab_image_goes_into_the_catalogue_with_its_packages_signed(
     assert built.cached and built.key == lab.key
     entry = Catalogue(tmp_path / "images").get("lab")
     assert entry.signed
-    assert entry.version == f"{LAB_SPEC.version}+{lab.key[:8]}"
+    assert entry.version == f"{lab.spec.version}+{lab.key[:8]}"
     os_build = entry.manifest["os_build"]
-    assert os_build["profile"] == "lab" and os_build["profile_version"] == LAB_SPEC.version
+    assert os_build["profile"] == "lab" and os_build["profile_version"] == lab.spec.version
     names = {p["name"] for p in os_build["packages"]}
     assert {"linux-image-amd64", "systemd-sysv", "shim-signed", "grub-efi-amd64-signed",
-            "locales", "ifupdown"} <= names
+            "locales", "keyboard-configuration", "console-setup", "tzdata"} <= names
     assert all(len(p["sha256"]) == 64 for p in os_build["packages"])
-    own = next(p for p in os_build["packages"] if p["name"] == MARKER_PACKAGE)
-    assert own["sha256"] == _sha256(lab.spec.local_debs[0])   # the profile's own .deb
+    own_deb = lab.spec.local_debs[0]                     # the profile's own package
+    own = next(p for p in os_build["packages"] if p["name"] == own_deb.name.split("_")[0])
+    assert own["sha256"] == _sha256(own_deb)
     assert os_build["root_tar_sha256"] == lab.root_tar_sha256
     report = Catalogue(tmp_path / "images").verify(entry, full=True,
                                                   trust=Trust([keys.station_cert]),
@@ -123,6 +116,7 @@ def test_profile_build_command_says_the_image_it_put_in_the_catalogue(
     assert run(lab.spec, settings=settings, cache_dir=cache_dir(), json_out=True) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["cached"] is True and out["key"] == lab.key
-    assert out["image"]["name"] == "lab" and out["image"]["version"].startswith("2026.12.1+")
+    assert out["image"]["name"] == "lab"
+    assert out["image"]["version"] == f"{lab.spec.version}+{lab.key[:8]}"
     assert out["zstd_bytes"] < out["mapped_bytes"] < out["raw_bytes"] == 2 << 30
     assert out["root_tar_sha256"] == lab.root_tar_sha256

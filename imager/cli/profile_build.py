@@ -1,9 +1,9 @@
 """`imager profile build NAME`: build a profile's OS image into the catalogue.
 
 `register(psub)` adds `build` to the subcommands of `imager profile`; `run(spec,
-...)` builds one BuildSpec and prints the result. Until the profiles give their
-BuildSpec here, `--spec-json FILE` takes one from a JSON file
-(imager.profile.spec_json)."""
+...)` builds one BuildSpec and prints the result. The BuildSpec is the profile's
+(`Profile.build_spec()`, with the profile's own package built first), or one read
+from a JSON file with `--spec-json FILE` (imager.profile.spec_json)."""
 
 from __future__ import annotations
 
@@ -25,7 +25,9 @@ from imager.errors import UsageError
 from imager.imaging.bmap import human_size
 from imager.imaging.catalogue import Catalogue, existing_keys
 from imager.profile.build import BuildProgress, BuiltImage, build, rebuild_root
+from imager.profile.build_inputs import profile_build_spec, with_boot_report
 from imager.profile.buildspec import BuildSpec
+from imager.profile.spec import PROFILES
 from imager.profile.spec_json import load_spec_json
 from imager.settings import Settings
 
@@ -51,6 +53,12 @@ def register(psub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     b.add_argument("--cache-dir", type=Path, metavar="DOSSIER",
                    help="cache des constructions / build cache (env IMAGER_OS_CACHE, "
                         f"default {DEFAULT_CACHE})")
+    b.add_argument("--profiles", type=Path, default=None, metavar="DOSSIER",
+                   help="dossier des profils / profiles folder (default: profiles/)")
+    b.add_argument("--boot-report", action="store_true",
+                   help="l'image dit sur la console série sa langue, son clavier, son nom, "
+                        "son profil et le Secure Boot (tests en VM) / the image reports on "
+                        "its serial console (VM tests)")
     b.add_argument("--check-reproducible", action="store_true",
                    help="refaire la racine depuis les paquets gardés et comparer / rebuild "
                         "the root from the kept packages and compare its sha256")
@@ -59,23 +67,19 @@ def register(psub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def cmd_build(args: argparse.Namespace, ctx: Context) -> int:
+    cache = args.cache_dir or Path(os.environ.get("IMAGER_OS_CACHE") or DEFAULT_CACHE)
     if args.spec_json is not None:
         spec = load_spec_json(args.spec_json)
     elif args.name:
-        spec = profile_spec(args.name, ctx.settings)
+        spec = profile_build_spec(args.name, profiles=args.profiles or PROFILES,
+                                  debs_dir=cache / "profile-debs")
     else:
         raise UsageError("donnez un profil / give a profile name (imager profile list) or "
                          "--spec-json FILE")
-    cache = args.cache_dir or Path(os.environ.get("IMAGER_OS_CACHE") or DEFAULT_CACHE)
+    if args.boot_report:
+        spec = with_boot_report(spec)
     return run(spec, settings=ctx.settings, cache_dir=cache, json_out=args.json,
                check_reproducible=args.check_reproducible)
-
-
-def profile_spec(name: str, settings: Settings) -> BuildSpec:
-    """The BuildSpec of profile `name` (profiles/<name>/profile.yaml)."""
-    raise UsageError(f"profil « {name} » : la construction par nom arrive avec les profils / "
-                     f"building profile {name!r} by name is not wired yet: give its "
-                     "BuildSpec with --spec-json FILE")
 
 
 def run(spec: BuildSpec, *, settings: Settings, cache_dir: Path, json_out: bool = False,

@@ -112,12 +112,23 @@ def make_disk(spec: BuildSpec, root_tar: Path, raw: Path, work: Path, *,
             say("grub-bios")
             _grub_bios(tree, dev)
         say("holes")
-        # Blocks of zeros become holes: the mapped ranges (the bmap) then depend on
-        # the content only, not on how the loop device wrote them (unwritten extents).
-        run(["fallocate", "--dig-holes", str(raw)], timeout=900)
+        _resparse(raw)
     finally:
         shutil.rmtree(tree, ignore_errors=True)
     return Disk(raw, size, ids, kernel)
+
+
+def _resparse(raw: Path) -> None:
+    """Copy the raw sparsely: blocks of zeros become holes and no unwritten extent
+    stays (the loop device's write-zeroes leave some, which SEEK_DATA reports as
+    data once they are in the page cache), so the mapped ranges, the bmap and the
+    zstd file depend on the content only."""
+    sparse = raw.with_name(f"{raw.name}.sparse")
+    try:
+        run(["cp", "--sparse=always", str(raw), str(sparse)], timeout=900)
+        os.replace(sparse, raw)
+    finally:
+        sparse.unlink(missing_ok=True)
 
 
 def _extract(root_tar: Path, tree: Path) -> None:
