@@ -174,3 +174,16 @@ def test_cli_profile_build_takes_a_spec_json(tmp_path: Path) -> None:
     args = parser.parse_args(["build", "--spec-json", str(spec_file), "--cache-dir",
                               str(tmp_path / "cache"), "--check-reproducible"])
     assert args.spec_json == spec_file and args.check_reproducible
+
+
+def test_a_shipped_profile_gives_its_build_spec_with_its_own_package(tmp_path: Path) -> None:
+    from imager.profile.build_inputs import profile_build_spec, with_boot_report
+
+    first = profile_build_spec("lab", debs_dir=tmp_path / "a")
+    again = profile_build_spec("lab", debs_dir=tmp_path / "b")
+    assert first.name == "lab" and len(first.local_debs) == 1
+    assert first.local_debs[0].read_bytes() == again.local_debs[0].read_bytes()
+    assert buildkey.spec_sha256(first) == buildkey.spec_sha256(again)   # the cache holds
+    reported = with_boot_report(first)
+    assert boot_report.UNIT in reported.enable_units
+    assert buildkey.spec_sha256(reported) != buildkey.spec_sha256(first)
