@@ -246,11 +246,16 @@ def _link_stage(stage: Path, links: dict[str, Path]) -> None:
     copy of a .deb (mmdebstrap resolves links, and the path must be the same in
     the root, where the setup hook copies it)."""
     stage.mkdir(parents=True, exist_ok=True)
-    for name, target in links.items():
-        if target.is_dir():
-            (stage / name).symlink_to(target)
-        else:
-            shutil.copyfile(target, stage / name)
+    try:
+        for name, target in links.items():
+            if target.is_dir():
+                (stage / name).symlink_to(target)
+            else:
+                shutil.copyfile(target, stage / name)
+    except OSError as exc:
+        _unlink_stage(stage)
+        raise ImagerError(f"entrée absente / cannot stage {exc.filename} for the build: "
+                          f"{exc.strerror}; build the profile's package again") from exc
 
 
 def _unlink_stage(stage: Path) -> None:
