@@ -11,6 +11,15 @@ from pathlib import Path
 
 
 @dataclass(frozen=True)
+class ImageFile:
+    """A file the build writes into the image (a systemd unit, a script...)."""
+
+    path: str                           # absolute path in the image, e.g. /etc/issue.d/x
+    content: bytes
+    mode: int = 0o644
+
+
+@dataclass(frozen=True)
 class BuildSpec:
     name: str                           # the profile's name, e.g. "bureau-solidaire"
     version: str                        # the profile's version, e.g. "2026.12.1"
@@ -27,3 +36,11 @@ class BuildSpec:
     disk_gib: float = 8.0               # the raw image's size (it is sparse)
     # The profile's own packages (.deb files built beforehand), installed last.
     local_debs: tuple[Path, ...] = field(default_factory=tuple)
+    # The day this version was released (ISO date, "2026-12-01"): every timestamp of
+    # the image (SOURCE_DATE_EPOCH). "" takes it from a version of the form
+    # YYYY.MM[.N] (the first of that month).
+    released: str = ""
+    # Files written into the image after the packages, and systemd units enabled
+    # there (e.g. the lab's boot report on the serial console).
+    files: tuple[ImageFile, ...] = ()
+    enable_units: tuple[str, ...] = ()
