@@ -173,3 +173,22 @@ def test_two_shipped_profiles_differ_where_the_desktop_is() -> None:
             "packages.firmware", "first_boot.account", "image.disk"} <= paths
     assert not {"locale", "timezone", "keyboard.layout", "debian.suite", "source",
                 "digest", "welcome_path"} & paths
+
+
+def test_diff_of_two_builds_names_the_packages_that_changed(tmp_path: Path) -> None:
+    """`imager profile diff` of two build manifests (as `imager profile build` writes
+    them): empty for the same build, a package's new version named otherwise."""
+    build = {"profile": "lab", "profile_version": "2026.12.1", "root_tar_sha256": "a" * 64,
+             "packages": [{"name": "tzdata", "arch": "all", "version": "2025b-4",
+                           "sha256": "1" * 64}]}
+    newer = {**build, "root_tar_sha256": "b" * 64, "packages": [
+        {"name": "tzdata", "arch": "all", "version": "2025b-5", "sha256": "2" * 64}]}
+    for name, data in (("a.json", {"os_build": build}), ("b.json", build),
+                       ("c.json", newer)):
+        (tmp_path / name).write_text(json.dumps(data))
+    same = imager(tmp_path, "profile", "diff", str(tmp_path / "a.json"),
+                  str(tmp_path / "b.json"))
+    assert same.stdout.startswith("Aucune différence / no difference")
+    moved = imager(tmp_path, "profile", "diff", str(tmp_path / "b.json"),
+                   str(tmp_path / "c.json"), check=False)
+    assert moved.returncode == 1 and "~ tzdata:all 2025b-4 -> 2025b-5" in moved.stdout

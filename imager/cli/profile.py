@@ -11,13 +11,15 @@ import json
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.text import Text
 
-from imager.cli import profile_welcome
+from imager.cli import profile_build, profile_welcome
 from imager.cli.context import Context
 from imager.cli.render import add_row, console, new_table
+from imager.errors import UsageError
 from imager.profile import diff as diffing
 from imager.profile import spec
 from imager.profile.spec import Bookmark, Profile, ProfileError
@@ -54,6 +56,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                           "date (default: today)")
     pkg.set_defaults(func=cmd_package)
     profile_welcome.register(psub, parents=[common])
+    profile_build.register(psub)
 
 
 def _action(psub: argparse._SubParsersAction[argparse.ArgumentParser],
@@ -189,6 +192,8 @@ def _problems(out: Console, exc: ProfileError) -> None:
 
 
 def cmd_diff(args: argparse.Namespace, ctx: Context) -> int:
+    if all(x.endswith(".json") and Path(x).is_file() for x in (args.a, args.b)):
+        return _diff_builds(args)
     a, b = (spec.load(x, root=args.profiles) for x in (args.a, args.b))
     changes = diffing.diff_profiles(a, b)
     if args.json:
@@ -204,3 +209,31 @@ def cmd_diff(args: argparse.Namespace, ctx: Context) -> int:
     for change in changes:
         out.print(f"  {diffing.describe(change)}")
     return 1
+
+
+def _diff_builds(args: argparse.Namespace) -> int:
+    """Two builds (image manifests or build.json of `imager profile build`): their
+    profile, packages (.deb files) and root tar compared; 0 when the same."""
+    from imager.profile.build_diff import diff_builds
+    a, b = (_json_file(x) for x in (args.a, args.b))
+    changes = diff_builds(a, b)
+    if args.json:
+        print(json.dumps([dataclasses.asdict(c) for c in changes], ensure_ascii=False,
+                         indent=2))
+    elif not changes:
+        print(f"Aucune différence / no difference: {args.a} = {args.b}")
+    else:
+        print(f"{len(changes)} différence(s) / difference(s): {args.a} → {args.b}")
+        for change in changes:
+            print(f"  {change}")
+    return 1 if changes else 0
+
+
+def _json_file(path: str) -> dict[str, Any]:
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"{path}: not a readable JSON manifest ({exc})") from exc
+    if not isinstance(data, dict):
+        raise UsageError(f"{path}: a manifest is a JSON object")
+    return data
