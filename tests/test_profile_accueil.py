@@ -85,3 +85,22 @@ def test_imager_profile_package_writes_the_same_package(deb: Path, tmp_path: Pat
         deb.name]
     assert hashlib.sha256(made.read_bytes()).hexdigest() in out.stdout
     assert made.read_bytes() == deb.read_bytes()
+
+
+def test_it_installs_in_a_trixie_root_with_its_user_and_units(deb: Path, tmp_path: Path) -> None:
+    """dpkg installs it in a Debian 13 root (the desktop Depends left out: the root has
+    no X): its postinst makes the queue's system user and enables its units."""
+    from test_firstboot_system import debian_root, in_root
+    with debian_root(tmp_path) as root:
+        shutil.copy(deb, root / "tmp" / deb.name)
+        done = in_root(root, "dpkg", "-i", "--force-depends", f"/tmp/{deb.name}")
+        assert "Setting up rsn05-accueil (2026.12.1)" in done.stdout, done.stdout + done.stderr
+        assert "error" not in (done.stdout + done.stderr).lower().replace(
+            "errors were encountered", "!"), done.stdout + done.stderr
+        passwd = (root / "etc/passwd").read_text()
+        assert "rsn05-accueil:" in passwd and "messages de la page d'accueil" in passwd
+        wants = root / "etc/systemd/system"      # links to the root's /usr/lib: is_symlink
+        for link in ("multi-user.target.wants/rsn05-accueil-messages.service",
+                     "timers.target.wants/rsn05-accueil-messages-send.timer",
+                     "graphical.target.wants/rsn05-premier-demarrage.service"):
+            assert (wants / link).is_symlink(), link

@@ -69,8 +69,9 @@ def payload_files(content: WelcomeContent, *, slug: str, build_dir: Path,
     for unit in UNITS:
         files.append(PayloadFile(f"/usr/lib/systemd/system/{slug}-{unit}",
                                  _filled(PAYLOAD / unit, values, unit=True), 0o644))
+    gecos = {**values, "@NETWORK@": values["@NETWORK@"].replace(":", " -").replace('"', "'")}
     files.append(PayloadFile(f"/usr/lib/sysusers.d/{slug}-accueil.conf",
-                             _filled(PAYLOAD / "accueil.sysusers", values, unit=False), 0o644))
+                             _filled(PAYLOAD / "accueil.sysusers", gecos, unit=False), 0o644))
     return files
 
 
