@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from conftest import DATA, read_recorded
 
-from imager.errors import UsageError
+from imager.errors import ImagerError, UsageError
 from imager.profile import boot_report, buildkey, disk, rootfs
-from imager.profile.build import cache_key, image_version, os_build_manifest
+from imager.profile.build import _check_resolved, cache_key, image_version, os_build_manifest
 from imager.profile.build_diff import Difference, diff_builds
 from imager.profile.buildspec import BuildSpec, ImageFile
 from imager.profile.debs import (
@@ -187,3 +187,14 @@ def test_a_shipped_profile_gives_its_build_spec_with_its_own_package(tmp_path: P
     reported = with_boot_report(first)
     assert boot_report.UNIT in reported.enable_units
     assert buildkey.spec_sha256(reported) != buildkey.spec_sha256(first)
+
+
+def test_a_package_dpkg_removed_as_empty_is_not_a_changed_mirror() -> None:
+    """trixie's lsb-base (transitional, its files excluded or taken over) is resolved
+    but gone at the end; a package installed that resolution did not list, or in
+    another version, means the mirror changed during the build."""
+    spec = BuildSpec(name="bureau-solidaire", version="2026.12.1")
+    resolved = (Package("lsb-base", "11.6", "all"), Package("tzdata", "2025b-4", "all"))
+    _check_resolved(spec, resolved, resolved[1:])
+    with pytest.raises(ImagerError, match="tzdata=2025b-5"):
+        _check_resolved(spec, resolved, (Package("tzdata", "2025b-5", "all"),))
