@@ -29,9 +29,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 import os_image  # noqa: E402
 
-from imager.profile import build as os_build  # noqa: E402
-from imager.profile.build_inputs import profile_build_spec  # noqa: E402
-
 
 class Qmp:
     """QEMU's machine protocol on a Unix socket: one command at a time."""
@@ -73,8 +70,7 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="first-boot-work-") as tmp:
         work = Path(tmp)
-        spec = profile_build_spec("bureau-solidaire", debs_dir=work / "debs")
-        built = os_build.build(spec, cache_dir=os_image.cache_dir())
+        built = os_image.profile_image("bureau-solidaire")
         print(f"image: {built.raw} ({'cache' if built.cached else 'built'})", flush=True)
         argv = os_image.qemu_argv(built.raw, args.firmware, work, work / "console.log")
         argv = [a if a != "1024" else "2048" for a in argv]          # a desktop: 2 GiB

@@ -2,7 +2,7 @@
 """The welcome page and the browser's policies in the real firefox-esr of the
 `bureau-solidaire` image, as a beneficiary's laptop will run them.
 
-    sudo .venv/bin/python bench/welcome_in_firefox.py [--cache-dir D] [--out DIR]
+    sudo .venv/bin/python bench/welcome_in_firefox.py [--out DIR]
 
 Builds the profile's image (or takes it from the build cache, IMAGER_OS_CACHE or
 /var/cache/imager-os), attaches its disk, mounts its root partition read-only
@@ -18,7 +18,6 @@ image's browser, with the image's files.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import subprocess
 import sys
@@ -27,10 +26,12 @@ from contextlib import ExitStack
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+import os_image  # noqa: E402
 
 from imager.host import loopdev  # noqa: E402
-from imager.profile import build as os_build  # noqa: E402
-from imager.profile.build_inputs import profile_build_spec  # noqa: E402
+from imager.profile.spec import load  # noqa: E402
 from imager.profile.welcome.packaging import homepage  # noqa: E402
 
 PROFILE = "bureau-solidaire"
@@ -51,16 +52,13 @@ def _firefox(root: Path, url: str, png: str) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--cache-dir", type=Path, default=Path(
-        os.environ.get("IMAGER_OS_CACHE") or "/var/cache/imager-os"))
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     out = args.out or Path(tempfile.mkdtemp(prefix="firefox-image-"))
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="welcome-firefox-") as tmp:
         work = Path(tmp)
-        spec = profile_build_spec(PROFILE, debs_dir=work / "debs")
-        built = os_build.build(spec, cache_dir=args.cache_dir)
+        built = os_image.profile_image(PROFILE)
         print(f"image: {built.raw} ({'cache' if built.cached else 'built'})")
         lower, layer, merged = work / "lower", work / "layer", work / "root"
         for folder in (lower, layer, merged):
@@ -77,7 +75,7 @@ def main() -> int:
             stack.enter_context(loopdev.chroot_mounts(merged))
             for folder in ("tmp/home", "tmp/shots"):
                 (merged / folder).mkdir(parents=True, exist_ok=True)
-            slug = spec.local_debs[0].name.split("-accueil_")[0]
+            slug = load(PROFILE).network.slug
             for png, url in SHOTS.items():
                 _firefox(merged, url or homepage(slug), png)
                 shutil.copy(merged / "tmp/shots" / png, out / png)

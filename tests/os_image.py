@@ -50,6 +50,13 @@ def lab_spec() -> BuildSpec:
                                                debs_dir=cache_dir() / "profile-debs"))
 
 
+def profile_image(name: str) -> BuiltImage:
+    """Shipped profile `name`'s image as it is deployed (no boot report), built or
+    from the cache (the desktop's benches)."""
+    spec = profile_build_spec(name, profiles=PROFILES, debs_dir=cache_dir() / "profile-debs")
+    return build(spec, cache_dir=cache_dir())
+
+
 def lab_image(progress: ProgressFn | None = None, *, catalogue: Path | None = None,
               keys: StationKeys | None = None) -> BuiltImage:
     """The lab image, from the cache when its key has not changed (older lab
