@@ -72,8 +72,8 @@ def main() -> int:
         work = Path(tmp)
         built = os_image.profile_image("bureau-solidaire")
         print(f"image: {built.raw} ({'cache' if built.cached else 'built'})", flush=True)
-        argv = os_image.qemu_argv(built.raw, args.firmware, work, work / "console.log")
-        argv = [a if a != "1024" else "2048" for a in argv]          # a desktop: 2 GiB
+        argv = os_image.qemu_argv(built.raw, args.firmware, work, work / "console.log",
+                                  memory_mib=2048)                   # a desktop: 2 GiB
         argv += ["-device", "VGA", "-qmp", f"unix:{work / 'qmp.sock'},server=on,wait=off",
                  "-device", "qemu-xhci", "-device", "usb-tablet"]
         started = time.monotonic()

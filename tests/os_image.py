@@ -84,10 +84,11 @@ class BootResult:
     console: str                       # the serial console's whole text
 
 
-def qemu_argv(raw: Path, firmware: str, workdir: Path, console: Path) -> list[str]:
+def qemu_argv(raw: Path, firmware: str, workdir: Path, console: Path, *,
+              memory_mib: int = 1024) -> list[str]:
     """QEMU (TCG) booting `raw` (writes kept in a snapshot, the image is not changed)."""
     machine, extra, files = FIRMWARES[firmware]
-    argv = ["qemu-system-x86_64", "-accel", "tcg", "-machine", machine, "-m", "1024",
+    argv = ["qemu-system-x86_64", "-accel", "tcg", "-machine", machine, "-m", str(memory_mib),
             "-smp", "1", "-nodefaults", "-display", "none", "-no-reboot",
             "-serial", f"file:{qemu_escape(str(console))}", *extra]
     if files is not None:

@@ -32,7 +32,7 @@ def payload(profile: Profile, *, build_dir: Path, today: date) -> Payload:
                                      policy_files(profile, homepage(slug)).items()))
     if profile.first_boot.account == "ask":
         parts += firstboot_payload(slug, hostname=profile.first_boot.hostname,
-                                   default_hostname=profile.build_spec().hostname,
+                                   default_hostname=profile.first_boot.hostname_prefix,
                                    hostname_prefix=profile.first_boot.hostname_prefix)
     return parts
 
