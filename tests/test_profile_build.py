@@ -100,6 +100,21 @@ def test_image_settings_files_say_locale_keyboard_time_zone_and_host() -> None:
     assert "Suites: trixie trixie-updates" in sources and "Suites: trixie-security" in sources
     assert "Components: main non-free-firmware" in sources
     assert "ssh-keygen -A" in files["/etc/systemd/system/ssh.service.d/host-keys.conf"]
+    snakeoil = files[f"/etc/systemd/system/{rootfs.SNAKEOIL_UNIT}"]
+    assert "ConditionPathExists=!/etc/ssl/private/ssl-cert-snakeoil.key" in snakeoil
+    assert "make-ssl-cert generate-default-snakeoil" in snakeoil
+
+
+def test_the_image_keeps_no_key_made_at_install_and_makes_them_at_first_boot(
+        tmp_path: Path) -> None:
+    """ssl-cert's snakeoil pair and SSH host keys are removed by the build (they would
+    be shared by every machine and differ at each build); the snakeoil unit is enabled."""
+    rootfs._hooks(SPEC, tmp_path, Path(rootfs.STAGE) / "x", {})
+    script = (tmp_path / "customize.sh").read_text()
+    assert 'rm -f "$root"/etc/ssh/ssh_host_*' in script
+    assert ('rm -f "$root"/etc/ssl/certs/ssl-cert-snakeoil.pem '
+            '"$root"/etc/ssl/private/ssl-cert-snakeoil.key') in script
+    assert f'chroot "$root" systemctl enable {rootfs.SNAKEOIL_UNIT}' in script
 
 
 def test_boot_report_line_is_parsed_from_a_noisy_console() -> None:

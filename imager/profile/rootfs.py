@@ -5,7 +5,7 @@ from the local repository kept beside an earlier build (`imager.profile.localrep
 the same .deb files give the same tar, byte for byte (SOURCE_DATE_EPOCH from the
 spec's release day). Locale, keyboard, time zone, host name, apt sources and the
 spec's own files are written in the image; machine-id is empty, there are no SSH
-host keys, logs or caches. The .deb files the build used and apt's index entries
+host keys, TLS snakeoil keys (both made at first boot), logs or caches. The .deb files the build used and apt's index entries
 for them are kept, and the installed packages are listed."""
 
 from __future__ import annotations
@@ -112,6 +112,7 @@ def final_files(spec: BuildSpec) -> tuple[ImageFile, ...]:
             ImageFile("/etc/apt/sources.list.d/debian.sources", apt_sources(spec).encode()),
             ImageFile("/etc/imager-profile", profile_identity(spec).encode()),
             ImageFile("/etc/systemd/system/ssh.service.d/host-keys.conf", SSH_HOST_KEYS),
+            ImageFile(f"/etc/systemd/system/{SNAKEOIL_UNIT}", SNAKEOIL),
             *spec.files)
 
 
@@ -119,6 +120,26 @@ def final_files(spec: BuildSpec) -> tuple[ImageFile, ...]:
 # (a drop-in for a unit that is not installed is ignored).
 SSH_HOST_KEYS = (b"[Service]\nExecStartPre=\nExecStartPre=/usr/bin/ssh-keygen -A\n"
                  b"ExecStartPre=/usr/sbin/sshd -t\n")
+
+# ssl-cert makes a "snakeoil" key pair when it is installed: the build removes it
+# (every machine would share one private key, and the image would differ at each
+# build); this unit makes the machine's own at its first boot, if ssl-cert is there.
+SNAKEOIL_UNIT = "imager-snakeoil.service"
+SNAKEOIL = b"""\
+[Unit]
+Description=Make this machine's own self-signed TLS key pair (ssl-cert's snakeoil)
+ConditionPathExists=/usr/sbin/make-ssl-cert
+ConditionPathExists=!/etc/ssl/private/ssl-cert-snakeoil.key
+After=local-fs.target systemd-hostnamed.service
+Before=multi-user.target
+
+[Service]
+Type=oneshot
+ExecStart=/usr/sbin/make-ssl-cert generate-default-snakeoil --force-overwrite
+
+[Install]
+WantedBy=multi-user.target
+"""
 
 
 def profile_identity(spec: BuildSpec) -> str:
@@ -153,6 +174,7 @@ chroot "$root" locale-gen >/dev/null
 {enable}mkdir -p "$root/boot/efi"
 chmod 0700 "$root/boot/efi"
 rm -f "$root"/etc/ssh/ssh_host_*
+rm -f "$root"/etc/ssl/certs/ssl-cert-snakeoil.pem "$root"/etc/ssl/private/ssl-cert-snakeoil.key
 find "$root/var/log" -type f -delete
 rm -rf "$root"/var/log/journal/*
 rm -f "$root"/var/cache/debconf/*-old "$root"/var/lib/dpkg/*-old "$root"/etc/*-
@@ -222,7 +244,7 @@ def _hooks(spec: BuildSpec, work: Path, stage: Path, links: dict[str, Path]) -> 
         f'cp {shlex.quote(str(p))} "$root{stage / n}"' for n, p in links.items())
     umounts = "\n".join(f'umount "$root{stage / n}"' for n, p in links.items() if p.is_dir())
     enable = "".join(f'chroot "$root" systemctl enable {shlex.quote(u)}\n'
-                     for u in spec.enable_units)
+                     for u in (SNAKEOIL_UNIT, *spec.enable_units))
     scripts = {
         "setup.sh": SETUP.format(stage=stage, mounts=mounts),
         "customize.sh": CUSTOMIZE.format(enable=enable,
