@@ -38,6 +38,12 @@ class DriveIdentity:
     backing_file: str | None = None
 
     @property
+    def removable_medium(self) -> bool:
+        """A USB stick or drive, an SD card, a medium the kernel calls removable: in a
+        laptop, something left there, erased only when a person decides."""
+        return self.removable or self.transport in ("usb", "mmc")
+
+    @property
     def provable(self) -> bool:
         """True when the key names this drive, not just the place it sits in."""
         return not self.key.startswith("path:")

@@ -243,3 +243,31 @@ def test_only_the_agent_holding_a_drive_reports_it_unplugged(api: TestClient,
     assert send(holder, {**gone, "id": "d2"})["outcome"] == "applied"
     drives = api.get("/api/v1/drives", headers=_operator(station)).json()
     assert [d["present"] for d in drives] == [False]
+
+
+def test_what_an_agent_says_of_its_boot_is_typed_and_kept(api: TestClient,
+                                                          station: Station) -> None:
+    """Only `boot` (usb, installed) and `secure_boot` (a boolean) are taken; anything
+    else in `info` is refused before it reaches the registry."""
+    for bad in ({"boot": "network"}, {"secure_boot": "yes"}, {"notes": "x" * 10_000}):
+        refused = _enrol(api, Ed25519PrivateKey.generate(), info=bad)
+        assert refused.status_code == 422, (bad, refused.text)
+    key = Ed25519PrivateKey.generate()
+    assert _enrol(api, key, info={"boot": "usb", "secure_boot": True}).status_code == 200
+    with station.registry.session(readonly=True) as s:
+        agent = agents.by_key(s, public_hex(key))
+        assert agent is not None and agent.boot == "usb"
+        assert agent.info == {"boot": "usb", "secure_boot": True}
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    (b"\x06\x00\x00\x00\x01", True), (b"\x06\x00\x00\x00\x00", False), (None, False)])
+def test_secure_boot_is_read_from_the_efi_variable(tmp_path: Path, value: bytes | None,
+                                                   expected: bool) -> None:
+    from imager.host.owner import SECURE_BOOT_VAR, secure_boot
+    assert secure_boot(tmp_path) is None                      # no /sys/firmware/efi: BIOS
+    efivars = tmp_path / "firmware" / "efi" / "efivars"
+    efivars.mkdir(parents=True)
+    if value is not None:
+        (efivars / SECURE_BOOT_VAR).write_bytes(value)
+    assert secure_boot(tmp_path) is expected

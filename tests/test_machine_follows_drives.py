@@ -5,6 +5,7 @@ agent sends them."""
 from __future__ import annotations
 
 import uuid
+from datetime import date
 from typing import Any
 
 import pytest
@@ -16,8 +17,9 @@ from imager.protocol.proof import public_hex
 from imager.registry import items, machines
 from imager.settings import Settings
 from imager.station.service import ServicePolicy, Station
+from imager.store import people
 from imager.store.db import Registry
-from imager.store.models import Drive, Machine
+from imager.store.models import Drive, Job, Machine
 
 LAPTOP_KEY = Ed25519PrivateKey.generate()
 
@@ -160,3 +162,65 @@ def test_a_triage_the_agent_proposes_is_refused() -> None:
     with pytest.raises(BadEvent, match=r"data\.proposal: Extra inputs are not permitted"):
         parse_events([{**INVENTORY, "data": {**INVENTORY["data"],
                                              "proposal": {"orientation": "reuse"}}}])
+
+
+# --- what the policy may erase on its own in a laptop ------------------------------
+
+def _policy_station(settings: Settings, registry: Registry, auto_erase: str) -> Station:
+    return Station(settings, registry, ServicePolicy(auto_erase=auto_erase,
+                                                     auto_certify=False))
+
+
+def _donation(station: Station, *, laptop_serial: str) -> None:
+    """The laptop's SMBIOS serial, scanned at intake into donation DON-1."""
+    with station.registry.session() as s:
+        people.add_donor(s, "société", "Alpes Conseil SARL")
+        people.add_donation(s, "DON-1", "Alpes Conseil SARL", date(2026, 12, 1))
+    station.intake("DON-1", drives=[], machines=[laptop_serial], actor="Lina")
+
+
+def _jobs_and_donations(station: Station) -> dict[str, tuple[int, bool]]:
+    """Drive serial -> (its erase jobs, whether it has a donation)."""
+    with station.registry.session(readonly=True) as s:
+        return {d.serial: (s.query(Job).filter_by(drive_id=d.id).count(),
+                           d.donation_id is not None) for d in s.query(Drive)}
+
+
+@pytest.mark.parametrize("auto_erase", ["always", "known-donation"])
+def test_a_laptop_tied_to_no_donation_is_only_inventoried(
+        settings: Settings, registry: Registry, auto_erase: str) -> None:
+    """Any machine on the bench network may boot the station: without a donation it
+    is inventoried, and the policy erases none of its drives, even "always"."""
+    station = _policy_station(settings, registry, auto_erase)
+    _laptop(station, _attached("S4DXNF0M1"), INVENTORY)
+    assert _jobs_and_donations(station) == {"S4DXNF0M1": (0, False)}
+    with station.registry.session(readonly=True) as s:
+        drive = s.query(Drive).one()
+        assert "tied to no donation: inventory only" in machines.held_back(s, drive)
+        assert s.query(Machine).one().state == "inventoried"
+
+
+@pytest.mark.parametrize("inventory_first", [True, False])
+def test_a_laptop_of_a_donation_has_its_drive_erased_by_the_policy(
+        settings: Settings, registry: Registry, inventory_first: bool) -> None:
+    """Intake scanned the laptop's serial: its internal drive comes from that donation
+    and the policy erases it; a USB key and an SD card left in it are listed with it
+    but wait for a person, and do not hold the laptop back."""
+    station = _policy_station(settings, registry, "known-donation")
+    _donation(station, laptop_serial="6B0N3K2")
+    key = _event("drive_attached", {"evidence": evidence(
+        "/dev/sdb", 16 << 30, serial="4C530001", model="SanDisk Cruzer", transport="usb")})
+    card = _event("drive_attached", {"evidence": evidence(
+        "/dev/mmcblk0", 32 << 30, serial="0xa1b2c3d4", model="SD32G", transport="mmc")})
+    drives = [_attached("S4DXNF0M1"), key, card]
+    _laptop(station, *([INVENTORY, *drives] if inventory_first else [*drives, INVENTORY]))
+    assert _jobs_and_donations(station) == {"S4DXNF0M1": (1, True), "4C530001": (0, False),
+                                            "0xa1b2c3d4": (0, False)}
+    with station.registry.session(readonly=True) as s:
+        machine = s.query(Machine).one()
+        assert machine.donation_id is not None
+        assert sorted(machines.machine_summary(s, machine)["drives"]) == sorted(
+            d.id for d in s.query(Drive))
+        usb = s.query(Drive).filter_by(serial="4C530001").one()
+        assert "USB key or SD card left in the computer" in machines.held_back(s, usb)
+    assert _move(station, "S4DXNF0M1", "erasing", "erased") == "erased"

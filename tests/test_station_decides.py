@@ -287,7 +287,7 @@ def test_a_sampled_verification_uses_the_seed_drawn_after_the_writes(tmp_path: P
                      (serve.data / "documents").glob("EFF-*.json")]
         agent = serve.get("/api/v1/agents")[0]
         assert record["agent"] == {"name": agent["name"], "key": agent["fingerprint"],
-                                   "boot": "station"}
+                                   "boot": "station", "secure_boot": None}
         assert record["verification"]["seed"] == seed
     finally:
         serve.close()

@@ -36,7 +36,7 @@ from imager.erase.offline_policy import read_kit
 from imager.erase.progress import Interrupted
 from imager.errors import ImagerError, UsageError
 from imager.host.device_facts import gather, unknown_exclusions
-from imager.host.owner import mac_addresses, machine_id, smbios_serial
+from imager.host.owner import mac_addresses, machine_id, secure_boot, smbios_serial
 from imager.host.udev import BlockEvent, BlockWatcher
 from imager.host.virtual import label_of
 from imager.inventory import lsblk
@@ -145,7 +145,8 @@ class Agent:
         client = self.client
         enrolled = self._retrying(stop, attempts, lambda: client.enrol(
             name=self.config.name, kind=self.config.kind, host=self.config.host,
-            info={"boot": self.config.boot} if self.config.boot else None,
+            info={"boot": self.config.boot,
+                  "secure_boot": secure_boot(self.settings.sys_root)},
             boot_token=self.config.boot_token, macs=mac_addresses(self.settings.sys_root),
             serial=smbios_serial(self.settings.sys_root)))
         if enrolled is not None and enrolled.state == "pending":
@@ -389,8 +390,7 @@ class Agent:
             return
         with self._lock:
             self.present[name] = ident
-        if self.config.erase_offline and not (ident.removable or ident.transport in (
-                "usb", "mmc")):
+        if self.config.erase_offline and not ident.removable_medium:
             self._erase_offline(ident, evidence)
             return
         self.outbox.put("drive_attached", {"evidence": evidence.to_dict()})

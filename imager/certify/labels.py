@@ -160,6 +160,8 @@ TEXT: dict[str, tuple[str, str]] = {
     "boot.usb": ("démarré sur clé USB (déclaré)", "booted from a USB stick (declared)"),
     "boot.installed": ("système installé (déclaré)", "installed system (declared)"),
     "boot.None": ("démarrage non précisé", "boot not stated"),
+    "secure_boot.True": ("Secure Boot actif (déclaré)", "Secure Boot on (declared)"),
+    "secure_boot.False": ("Secure Boot inactif (déclaré)", "Secure Boot off (declared)"),
     "habilitation_date": ("depuis le", "since"),
     "validated_by": ("Validé par", "Validated by"),
     "organisation": ("Organisation", "Organisation"), "station": ("Station", "Station"),

@@ -45,11 +45,14 @@ def machine_block(machine: Machine | None) -> dict[str, Any] | None:
 def agent_block(agent: Agent | None) -> dict[str, Any] | None:
     """The agent that ran a job: its name, its key's fingerprint and how its machine was
     booted (station: the station's own dock; network: from the station, with a boot
-    token; usb, installed: as the agent said; null: not said)."""
+    token; usb, installed: as the agent said; null: not said) and, as the agent said,
+    whether its firmware ran Secure Boot (null: BIOS or not said)."""
     if agent is None:
         return None
+    secure = (agent.info or {}).get("secure_boot")
     return {"name": agent.name, "key": fingerprint(agent.public_key) if agent.public_key
-            else None, "boot": agent.boot}
+            else None, "boot": agent.boot,
+            "secure_boot": secure if isinstance(secure, bool) else None}
 
 
 def issuer_block(profile: StationProfile, key_fingerprint: str) -> dict[str, Any]:

@@ -67,6 +67,21 @@ def mac_addresses(settings_sys: Path = Path("/sys")) -> tuple[str, ...]:
     return tuple(found)
 
 
+# EFI global variable GUID: SecureBoot-<guid> holds 4 attribute bytes, then 1 = on.
+SECURE_BOOT_VAR = "SecureBoot-8be4df61-93ca-11d0-aa0d-00e098032b8c"
+
+
+def secure_boot(settings_sys: Path = Path("/sys")) -> bool | None:
+    """Whether the firmware booted this system with Secure Boot on; None when it
+    was not booted by UEFI (BIOS) or the variable cannot be read."""
+    efi = settings_sys / "firmware" / "efi"
+    try:
+        data = (efi / "efivars" / SECURE_BOOT_VAR).read_bytes()
+    except OSError:
+        return False if efi.is_dir() and (efi / "efivars").is_dir() else None
+    return len(data) >= 5 and data[4] == 1
+
+
 def smbios_serial(settings_sys: Path = Path("/sys")) -> str | None:
     """The machine's serial number as its firmware (SMBIOS) gives it, if readable."""
     try:

@@ -158,8 +158,9 @@ def _build_into(spec: BuildSpec, key: str, resolved: tuple[Package, ...], folder
     shutil.rmtree(work, ignore_errors=True)
     try:
         step = time.monotonic()
-        root = rootfs.build_rootfs(spec, work, on_line=_MmdebstrapProgress(len(resolved),
-                                                                           report))
+        lines = _MmdebstrapProgress(len(resolved), report)
+        root = rootfs.build_rootfs(spec, work, on_line=lines)
+        lines.finished(len(root.packages))
         _check_resolved(spec, resolved, root.packages)
         packages = localrepo.keep(root.packages, debs=root.debs, lists=root.lists,
                                   local_debs=spec.local_debs, root=work / "repo",
@@ -259,6 +260,14 @@ class _MmdebstrapProgress:
                                       "packages", line.removeprefix("Setting up ")[:80]))
 
 
+    def finished(self, installed: int) -> None:
+        """The bars end full: apt may fetch and dpkg set up fewer packages than were
+        resolved (one dpkg removed as empty), never leave a bar at 934/935."""
+        if self.download is not None:
+            self.report(BuildProgress(self.download, installed, installed, "packages", "ok"))
+        self.report(BuildProgress(self.step, installed, installed, "packages", "ok"))
+
+
 class _DiskProgress:
     def __init__(self, report: ProgressFn) -> None:
         self.report = report
@@ -289,5 +298,8 @@ def rebuild_root(built: BuiltImage, work: Path, *,
     its sha256 must be the build's `root_tar_sha256`. Progress as step "rebuild"."""
     on_line = None if progress is None else _MmdebstrapProgress(
         len(built.packages), progress, step="rebuild", download=None)
-    return rootfs.build_rootfs(built.spec, work,
-                               origin=rootfs.Origin(local_repo=built.repo), on_line=on_line)
+    root = rootfs.build_rootfs(built.spec, work, origin=rootfs.Origin(local_repo=built.repo),
+                               on_line=on_line)
+    if on_line is not None:
+        on_line.finished(len(root.packages))
+    return root

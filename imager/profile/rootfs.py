@@ -5,8 +5,9 @@ from the local repository kept beside an earlier build (`imager.profile.localrep
 the same .deb files give the same tar, byte for byte (SOURCE_DATE_EPOCH from the
 spec's release day). Locale, keyboard, time zone, host name, apt sources and the
 spec's own files are written in the image; machine-id is empty, there are no SSH
-host keys, TLS snakeoil keys (both made at first boot), logs or caches. The .deb files the build used and apt's index entries
-for them are kept, and the installed packages are listed."""
+host keys nor TLS snakeoil keys (both made at first boot), no logs or caches. The
+.deb files the build used and apt's index entries for them are kept, and the
+installed packages are listed."""
 
 from __future__ import annotations
 

@@ -106,8 +106,8 @@ def follow_drives(s: Session, machine: Machine, *, actor: str, reason: str) -> N
     if machine.state not in _RANK:
         return
     s.flush()
-    target = machine_state(s.scalars(select(Drive.state).where(
-        Drive.machine_id == machine.id)))
+    target = machine_state(d.state for d in s.scalars(select(Drive).where(
+        Drive.machine_id == machine.id)) if not removable_medium(d))
     if target is None or target == machine.state:
         return
     path = _path(TRANSITIONS["machine"], machine.state, target)
@@ -119,6 +119,14 @@ def follow_drives(s: Session, machine: Machine, *, actor: str, reason: str) -> N
     for step in path:
         move(s, machine, step, actor=actor, reason=reason,
              data=None if step == target else {"passed_through": True, "towards": target})
+
+
+def removable_medium(drive: Drive) -> bool:
+    """A USB stick or drive, an SD card, a medium the kernel calls removable (as its
+    agent's evidence said): in a laptop, something left there, not part of it."""
+    seen = (drive.plan or {}).get("identity") or {}
+    return bool(seen.get("removable")) or (drive.transport or seen.get("transport")) in (
+        "usb", "mmc")
 
 
 def _path(table: dict[str, frozenset[str]], start: str, goal: str) -> list[str] | None:

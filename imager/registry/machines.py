@@ -19,7 +19,7 @@ from imager.errors import UsageError
 from imager.inventory.triage import ORIENTATIONS
 from imager.registry import deployments, items
 from imager.registry.lifecycle import ITEM_LABELS_FR
-from imager.store.models import Drive, Machine
+from imager.store.models import Agent, Drive, Machine
 
 ORIENTATION_TO_STATE = {"parts": "to_parts", "recycling": "to_recycling"}
 ORIENTATION_FR = {"reuse": "réemploi", "parts": "pièces", "recycling": "recyclage"}
@@ -97,7 +97,14 @@ def machine_summary(s: Session, machine: Machine, *,
 
 def belongs(s: Session, drive: Drive, machine: Machine, *, actor: str) -> None:
     """`drive` is found inside `machine` (its agent booted there): tie them, and
-    the machine follows its drives' states from then on."""
+    the machine follows its drives' states from then on. A drive of the machine
+    (not a USB key or SD card left in it) comes from the machine's donation."""
+    if (machine.donation_id is not None and drive.donation_id is None
+            and not items.removable_medium(drive)):
+        drive.donation_id = machine.donation_id
+        items.note(s, drive, "donation", actor=actor,
+                   reason=f"inside machine {machine.id}, of its donation",
+                   data={"machine": machine.id, "donation": machine.donation_id})
     if drive.machine_id == machine.id:
         return
     drive.machine_id = machine.id
@@ -107,3 +114,20 @@ def belongs(s: Session, drive: Drive, machine: Machine, *, actor: str) -> None:
                         reason=f"drive {drive.id} is {drive.state}: the machine follows "
                                "its drives")
 
+
+def held_back(s: Session, drive: Drive) -> str | None:
+    """Why the policy must not erase `drive` on its own, or None. A drive a laptop's
+    agent reports is erased by policy only when the laptop is tied to a donation
+    (any other machine on the bench network is only inventoried), and never a USB
+    key or SD card left in it: a person decides."""
+    agent = s.get(Agent, drive.agent_id) if drive.agent_id is not None else None
+    if agent is None or agent.kind != "machine":
+        return None
+    if items.removable_medium(drive):
+        return ("clé USB ou carte SD laissée dans l'ordinateur : une personne décide / a "
+                "USB key or SD card left in the computer: a person decides")
+    machine = s.get(Machine, drive.machine_id) if drive.machine_id is not None else None
+    if machine is None or machine.donation_id is None:
+        return ("ordinateur lié à aucun don : inventaire seulement / computer tied to no "
+                "donation: inventory only (attach it to its donation at intake)")
+    return None

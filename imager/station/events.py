@@ -69,7 +69,7 @@ class Applier:
         elif isinstance(event, ev.DriveDetached):
             _detached(s, agent, event.data, actor=actor)
         elif isinstance(event, ev.MachineInventory):
-            self._inventory(s, agent, event.data)
+            self._inventory(s, agent, event.data, effects)
         elif isinstance(event, ev.OfflineErasure):
             self._offline(s, agent, event.data, effects)
         elif not isinstance(event, ev.Heartbeat):
@@ -172,7 +172,8 @@ class Applier:
         return holder if holder is not None and holder.state == "active" and \
             self.alive(holder.id) else None
 
-    def _inventory(self, s: Session, agent: Agent, data: ev.MachineInventoryData) -> None:
+    def _inventory(self, s: Session, agent: Agent, data: ev.MachineInventoryData,
+                   effects: Effects) -> None:
         """File the machine a laptop's agent inventoried: by its key, else by the serial
         intake recorded, else a new machine. The key and the triage proposal are the
         station's, from the reported facts (what the agent proposed is not read); a
@@ -193,6 +194,9 @@ class Applier:
                              "new agent: the old one falls silent first)")
         _file_machine(s, agent, machine, key, data.inventory.model_dump(mode="json"),
                       propose(inventory, load_rules()).to_dict())
+        for drive in s.scalars(select(Drive).where(Drive.agent_id == agent.id,
+                                                   Drive.present.is_(True))):
+            effects.wake |= auto_erase(s, drive, self.policy, self.store) is not None
 
     def _follow_drive(self, s: Session, drive: Drive, agent: Agent) -> bool:
         """A queued or interrupted job goes to the agent that now holds its drive
@@ -265,8 +269,12 @@ class Applier:
 
 def auto_erase(s: Session, drive: Drive, policy: ServicePolicy,
                store: RegistryJobStore) -> int | None:
-    """The erase job the policy starts for `drive` (plugged in, probed, inventoried), if any."""
+    """The erase job the policy starts for `drive` (plugged in, probed, inventoried), if any:
+    never for a laptop's drive while the laptop is tied to no donation, nor for a USB
+    key or SD card left in a laptop (imager.registry.machines.held_back)."""
     if not policy.wants_erase(drive) or not drive.present or drive.state != "inventoried":
+        return None
+    if machines.held_back(s, drive) is not None:
         return None
     if (drive.plan or {}).get("plan") is None:
         return None

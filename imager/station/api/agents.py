@@ -12,10 +12,10 @@ by the station once the job's write passes are reported (409 before).
 
 # No `from __future__ import annotations`: FastAPI reads the bodies and
 # dependencies of these nested functions from their live annotations.
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from imager.protocol.events import Event
 from imager.station.api.auth import agent_check, refusal, signed
@@ -24,12 +24,20 @@ from imager.station.service import Station
 MAX_EVENTS = 500
 
 
+class AgentInfo(BaseModel):
+    """What an agent says of its machine's boot (kept as said, on its certificates)."""
+
+    model_config = ConfigDict(extra="forbid")
+    boot: Literal["usb", "installed"] | None = None
+    secure_boot: StrictBool | None = None
+
+
 class Enrolment(BaseModel):
     public_key: str = Field(min_length=64, max_length=64)      # Ed25519, raw, hex
     name: str = Field(min_length=1, max_length=200)
     kind: str = "dock"
     host: str = Field(min_length=1, max_length=200)
-    info: dict[str, Any] | None = None
+    info: AgentInfo | None = None
     boot_token: str | None = Field(default=None, max_length=200)
     macs: list[str] = Field(default_factory=list, max_length=64)
     serial: str | None = Field(default=None, max_length=200)
@@ -53,8 +61,8 @@ def router(station: Station) -> APIRouter:
         try:
             enrolled = station.auth.enrol(
                 await signed(request), body.public_key, name=body.name, kind=body.kind,
-                host=body.host, info=body.info, boot_token=body.boot_token,
-                macs=tuple(body.macs), serial=body.serial)
+                host=body.host, info=body.info.model_dump() if body.info else None,
+                boot_token=body.boot_token, macs=tuple(body.macs), serial=body.serial)
         except PermissionError as exc:
             raise refusal(exc) from exc
         return told({"id": enrolled.agent, "state": enrolled.state,
