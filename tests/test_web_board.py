@@ -228,3 +228,19 @@ def test_a_donations_page_lists_its_drives_and_refuses_an_early_certificate(
     early = web.post("/donations/DON-2026-009/certificate", data={"csrf": csrf})
     assert early.status_code == 400 and "sans document" in html.unescape(early.text)
     assert web.get("/donations/DON-0000").status_code == 404
+
+
+def test_a_laptops_drives_the_policy_leaves_say_why_on_their_cards(
+        web: TestClient, station: Station) -> None:
+    """A laptop tied to no donation: its drive's card says "inventory only" and how to
+    change it; a USB key left in a laptop says to give it back or erase it."""
+    laptop = station.enrol_local(public_hex(Ed25519PrivateKey.generate()), name="live-pxe",
+                                 kind="machine", host="laptop")
+    send(station, laptop, "drive_attached", {"evidence": evidence(
+        "/dev/nvme0n1", 256 << 30, serial="S4DXNF0M1", model="SAMSUNG MZVLB256",
+        transport="nvme")})
+    send(station, laptop, "drive_attached", {"evidence": evidence(
+        "/dev/sdb", 16 << 30, serial="4C530001", model="SanDisk Cruzer", transport="usb")})
+    page = html.unescape(web.get("/").text)
+    assert "Ordinateur lié à aucun don : inventaire seulement." in page
+    assert "Clé USB ou carte SD laissée dans l'ordinateur" in page

@@ -116,18 +116,30 @@ def belongs(s: Session, drive: Drive, machine: Machine, *, actor: str) -> None:
 
 
 def held_back(s: Session, drive: Drive) -> str | None:
-    """Why the policy must not erase `drive` on its own, or None. A drive a laptop's
-    agent reports is erased by policy only when the laptop is tied to a donation
-    (any other machine on the bench network is only inventoried), and never a USB
-    key or SD card left in it: a person decides."""
+    """Why the policy must not erase `drive` on its own, or None: "removable" or
+    "no_donation" (HELD_BACK says it). A drive a laptop's agent reports is erased by
+    policy only when the laptop is tied to a donation (any other machine on the bench
+    network is only inventoried), and never a USB key or SD card left in it: a
+    person decides."""
     agent = s.get(Agent, drive.agent_id) if drive.agent_id is not None else None
     if agent is None or agent.kind != "machine":
         return None
     if items.removable_medium(drive):
-        return ("clé USB ou carte SD laissée dans l'ordinateur : une personne décide / a "
-                "USB key or SD card left in the computer: a person decides")
+        return "removable"
     machine = s.get(Machine, drive.machine_id) if drive.machine_id is not None else None
     if machine is None or machine.donation_id is None:
-        return ("ordinateur lié à aucun don : inventaire seulement / computer tied to no "
-                "donation: inventory only (attach it to its donation at intake)")
+        return "no_donation"
     return None
+
+
+# Why a drive of a laptop waits for a person (held_back), and what to do, for the board.
+HELD_BACK = {
+    "removable": ("Clé USB ou carte SD laissée dans l'ordinateur : la rendre au donneur, "
+                  "ou l'effacer si le donneur l'a donnée.",
+                  "USB key or SD card left in the computer: give it back to the donor, or "
+                  "erase it if the donor gave it."),
+    "no_donation": ("Ordinateur lié à aucun don : inventaire seulement. Pour l'effacer, "
+                    "scanner son numéro de série à l'accueil du don.",
+                    "Computer tied to no donation: inventory only. To erase it, scan its "
+                    "serial number at the donation's intake."),
+}

@@ -19,7 +19,7 @@ from sqlalchemy import select
 
 from imager.erase.engines import ENGINES
 from imager.model import ErasePlan
-from imager.registry import items
+from imager.registry import items, machines
 from imager.registry.accounts import Person
 from imager.registry.habilitations import Habilitations
 from imager.station.service import Station
@@ -100,6 +100,9 @@ def cards(station: Station, meter: Meter) -> list[dict[str, Any]]:
         systems = {drive: f"{name} {version}" for drive, name, version in s.execute(
             select(Deployment.drive_id, Deployment.image_name, Deployment.image_version)
             .where(Deployment.ok.is_(True)).order_by(Deployment.id))}
+        held = {d.id: machines.HELD_BACK[why] for d in s.scalars(select(Drive).where(
+            Drive.present.is_(True), Drive.state == "inventoried", Drive.agent_id.is_not(None)))
+            if (why := machines.held_back(s, d))}
     for card in drives:
         job = card["job"]
         progress = station.progress.get(job["id"]) if job and job["state"] in LIVE else None
@@ -107,8 +110,8 @@ def cards(station: Station, meter: Meter) -> list[dict[str, Any]]:
             if job and progress else None
         card["waiting"] = bool(job and job["state"] == "queued")
         card["system"] = systems.get(card["id"])
-        said = NEXT.get("imaged" if card["system"] and card["state"] == "certified"
-                        else card["state"])
+        said = held.get(card["id"]) or NEXT.get(
+            "imaged" if card["system"] and card["state"] == "certified" else card["state"])
         card["next_step"] = {"fr": said[0], "en": said[1]} if said else card["next_step"]
     return drives
 
