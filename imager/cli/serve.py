@@ -55,6 +55,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--auto-erase", choices=AUTO_ERASE, default="known-donation",
                    help="erase a drive as soon as it is plugged in: never, only when intake "
                         "tied it to a donation (default), or always")
+    p.add_argument("--laptop-image", metavar="NAME",
+                   help="the catalogue image a laptop of a donation receives once its "
+                        "drive's erasure is certified (default: a technician installs it)")
+    p.add_argument("--no-confirm-triage", action="store_true",
+                   help="with --laptop-image: install it when triage proposes reuse, "
+                        "without waiting for a person to confirm it")
     p.add_argument("--no-auto-resume", action="store_true",
                    help="interrupted jobs wait for `resume` instead of going on")
     p.add_argument("--no-auto-certify", action="store_true")
@@ -87,7 +93,9 @@ def cmd_serve(args: argparse.Namespace, ctx: Context) -> int:
         policy=ServicePolicy(auto_erase=args.auto_erase,
                              auto_resume=not args.no_auto_resume,
                              auto_certify=not args.no_auto_certify,
-                             agent_timeout=args.agent_timeout),
+                             agent_timeout=args.agent_timeout,
+                             laptop_image=args.laptop_image,
+                             confirm_triage=not args.no_confirm_triage),
         tls=_server_tls(args, ctx, host))
     Tokens.open(ctx.settings)
     ca = " --ca station-ca.pem" if options.tls else ""

@@ -47,6 +47,17 @@ def erasure_on_record(s: Session, drive: Drive) -> Job | None:
                                       Job.state == "erased").order_by(Job.id.desc()))
 
 
+def deployed(s: Session, drive: Drive) -> bool:
+    """True when a system was written on `drive` and read back after its newest
+    erasure (each deployment names the erasure that cleaned the drive first)."""
+    erasure = erasure_on_record(s, drive)
+    query = select(Deployment.id).where(Deployment.drive_id == drive.id,
+                                        Deployment.ok.is_(True))
+    if erasure is not None:
+        query = query.where(Deployment.erasure_job_id == erasure.id)
+    return s.scalar(query.limit(1)) is not None
+
+
 def _certified(s: Session, drive: Drive) -> bool:
     return s.scalar(select(Document.id).where(Document.drive_id == drive.id,
                                               Document.kind == "erasure")) is not None

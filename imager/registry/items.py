@@ -169,6 +169,13 @@ def record_move(s: Session, item: Item, target: str, *, actor: str, reason: str 
              job_id=job_id, data={**(data or {}), "wanted": target})
 
 
+def open_jobs(s: Session, drives: Iterable[Drive]) -> list[Job]:
+    """The jobs of `drives` still to run or running (queued, running, interrupted)."""
+    ids = [d.id for d in drives]
+    return list(s.scalars(select(Job).where(Job.drive_id.in_(ids), Job.state.in_(
+        ("queued", "running", "interrupted"))))) if ids else []
+
+
 def check_can_erase(drive: Drive) -> None:
     """Refuse an erase job for a drive whose state forbids erasing it."""
     if drive.state in ("erasing",):

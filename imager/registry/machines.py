@@ -143,3 +143,48 @@ HELD_BACK = {
                     "Computer tied to no donation: inventory only. To erase it, scan its "
                     "serial number at the donation's intake."),
 }
+
+
+def _laptop(s: Session, agent_id: int) -> Machine | None:
+    """The machine a laptop's agent inventoried (its latest), if any."""
+    return s.scalar(select(Machine).where(Machine.agent_id == agent_id)
+                    .order_by(Machine.id.desc()))
+
+
+def _own_drives(s: Session, machine: Machine) -> list[Drive]:
+    """The machine's drives present now, not USB keys or SD cards left in it."""
+    return [d for d in s.scalars(select(Drive).where(Drive.machine_id == machine.id,
+                                                     Drive.present.is_(True)))
+            if not items.removable_medium(d)]
+
+
+def to_image(s: Session, drive: Drive, *, confirm_triage: bool) -> bool:
+    """True when `drive`, erased and certified in a laptop of a donation, may receive
+    the laptop's system now: the laptop is to be reused — as a person confirmed it,
+    or, without `confirm_triage`, as a complete triage proposed — and the drive has no system
+    on record yet."""
+    if drive.state != "certified" or items.removable_medium(drive):
+        return False
+    machine = s.get(Machine, drive.machine_id) if drive.machine_id is not None else None
+    if machine is None or machine.donation_id is None:
+        return False
+    proposal = machine.proposal or {}
+    orientation = machine.orientation or (
+        proposal.get("orientation") if not confirm_triage and proposal.get("complete")
+        else None)
+    return orientation == "reuse" and not deployments.deployed(s, drive)
+
+
+def laptop_done(s: Session, agent_id: int) -> bool:
+    """True when the live system of agent `agent_id` may restart the laptop: it was
+    inventoried and is tied to no donation (inventory only: it boots its own disk
+    again), or each of its own drives received its system and none has a job left."""
+    machine = _laptop(s, agent_id)
+    if machine is None:
+        return False
+    if machine.donation_id is None:
+        return True
+    drives = _own_drives(s, machine)
+    return bool(drives) and all(d.state in ("imaged", "certified")
+                                and deployments.deployed(s, d)
+                                for d in drives) and not items.open_jobs(s, drives)

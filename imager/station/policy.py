@@ -23,12 +23,18 @@ class ServicePolicy:
     to a donation) or "always" (the lab bench). auto_resume: resume jobs an
     interruption stopped (station restart, power cut). auto_certify: issue the
     certificate of every erased and verified drive. agent_timeout: seconds of
-    silence after which an agent's running jobs are marked interrupted."""
+    silence after which an agent's running jobs are marked interrupted.
+    laptop_image: the catalogue image a laptop of a donation receives once its
+    drive's erasure is certified (None: a technician installs it);
+    confirm_triage: only once a person confirmed the laptop's triage as reuse
+    (else triage's proposal is enough)."""
 
     auto_erase: str = "known-donation"
     auto_resume: bool = True
     auto_certify: bool = True
     agent_timeout: float = DEFAULT_TIMEOUT
+    laptop_image: str | None = None
+    confirm_triage: bool = True
 
     def __post_init__(self) -> None:
         if self.agent_timeout <= 0:

@@ -25,7 +25,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -37,7 +37,7 @@ from imager.inventory.capabilities import DriveCapabilities
 from imager.model import ImagePlan
 from imager.protocol import events as ev
 from imager.protocol.jobs import view_to_dict
-from imager.registry import agents, items
+from imager.registry import agents, items, machines
 from imager.registry.intake import attach_all
 from imager.registry.jobs import RegistryJobStore, erase_job_for, ready_for_a_job
 from imager.settings import Settings
@@ -48,7 +48,7 @@ from imager.station.policy import ServicePolicy
 from imager.station.tokens import Tokens
 from imager.store import people
 from imager.store.db import Registry, utcnow
-from imager.store.models import Agent, AgentEvent, Document, Drive, Job
+from imager.store.models import Agent, AgentEvent, Document, Drive, Job, Machine
 
 if TYPE_CHECKING:
     from imager.registry.issue import Issuer  # loads pyHanko: only when a document is issued
@@ -252,21 +252,44 @@ class Station:
         return jobs
 
     def _sweep(self, agent_id: int) -> None:
-        """Auto-erase drives of this agent that became eligible (e.g. intake by the CLI).
-        Looks without the write lock: most polls find nothing to do."""
-        if self.policy.auto_erase == "never":
-            return
-        waiting = select(Job.drive_id).where(Job.state.in_(("queued", "running",
-                                                              "interrupted")))
-        eligible = select(Drive.id).where(Drive.agent_id == agent_id, Drive.present.is_(True),
-                                          Drive.state == "inventoried",
-                                          Drive.id.not_in(waiting))
+        """Start what the policy wants for this agent's drives that became eligible:
+        erase (e.g. intake by the CLI), then a laptop's system (e.g. its triage
+        confirmed). Looks without the write lock: most polls find nothing to do."""
+        if self.policy.auto_erase != "never":
+            with self.registry.session(readonly=True) as s:
+                found = s.scalars(_eligible(agent_id, "inventoried")).first()
+            if found:
+                with self.registry.session() as s:
+                    for drive in s.scalars(select(Drive).where(Drive.id.in_(
+                            _eligible(agent_id, "inventoried")))):
+                        auto_erase(s, drive, self.policy, self.store)
+        if self.policy.laptop_image:
+            self._laptop_systems(agent_id)
+
+    def _laptop_systems(self, agent_id: int) -> None:
+        """Deploy the policy's laptop image on this laptop's drives ready for it
+        (imager.registry.machines.to_image), host name from the laptop's asset tag."""
+        from imager.imaging.after import hostname_for
         with self.registry.session(readonly=True) as s:
-            if not s.scalars(eligible).first():
-                return
-        with self.registry.session() as s:
-            for drive in s.scalars(select(Drive).where(Drive.id.in_(eligible))):
-                auto_erase(s, drive, self.policy, self.store)
+            ready = [(d.id, m.asset_tag) for d in s.scalars(select(Drive).where(
+                Drive.id.in_(_eligible(agent_id, "certified"))))
+                if machines.to_image(s, d, confirm_triage=self.policy.confirm_triage)
+                and (m := s.get(Machine, d.machine_id)) is not None]
+        for drive_id, tag in ready:
+            try:
+                self.image(str(drive_id), str(self.policy.laptop_image),
+                           hostname=hostname_for(tag, prefix="poste") if tag else None)
+            except ImagerError as exc:        # e.g. no such image: said once per poll
+                log.warning("laptop drive %s: no system installed: %s", drive_id, exc)
+
+    def laptop_next(self, agent_id: int) -> str | None:
+        """What a laptop's live system does next: "restart" once the laptop is done
+        (imager.registry.machines.laptop_done), else None (go on)."""
+        with self.registry.session(readonly=True) as s:
+            agent = s.get(Agent, agent_id)
+            if agent is None or agent.kind != "machine":
+                return None
+            return "restart" if machines.laptop_done(s, agent_id) else None
 
     def _jobs_now(self, agent_id: int) -> list[dict[str, Any]]:
         self._sweep(agent_id)
@@ -425,6 +448,14 @@ class Station:
                 log.info("job %s: %s issued", job_id, issued.id)
             except Exception as exc:  # a certificate that fails must not stop the next
                 log.error("job %s: no certificate: %s", job_id, exc)
+
+
+def _eligible(agent_id: int, state: str) -> Select[Any]:
+    """This agent's present drives in `state` with no job to run or running."""
+    open_jobs = select(Job.drive_id).where(Job.state.in_(("queued", "running",
+                                                            "interrupted")))
+    return select(Drive.id).where(Drive.agent_id == agent_id, Drive.present.is_(True),
+                                  Drive.state == state, Drive.id.not_in(open_jobs))
 
 
 def _check_image_options(verify: str, grow: str) -> None:

@@ -80,7 +80,8 @@ def router(station: Station) -> APIRouter:
     @api.get("/jobs/next")
     def next_jobs(agent_id: Annotated[int, Depends(agent)], wait: float = 0.0
                   ) -> dict[str, Any]:
-        return {"jobs": station.jobs_for(agent_id, wait=min(max(wait, 0.0), 30.0))}
+        return {"jobs": station.jobs_for(agent_id, wait=min(max(wait, 0.0), 30.0)),
+                "laptop": station.laptop_next(agent_id)}
 
     @api.post("/jobs/{job_id}/verify-seed")
     def verify_seed(job_id: int, agent_id: Annotated[int, Depends(agent)]) -> dict[str, Any]:
