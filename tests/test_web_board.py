@@ -24,7 +24,7 @@ from imager.station.policy import ServicePolicy
 from imager.station.service import Station
 from imager.station.web.board import Meter
 from imager.store.db import Registry
-from imager.store.models import Drive
+from imager.store.models import Agent, Drive
 
 
 @pytest.fixture
@@ -241,6 +241,13 @@ def test_a_laptops_drives_the_policy_leaves_say_why_on_their_cards(
         transport="nvme")})
     send(station, laptop, "drive_attached", {"evidence": evidence(
         "/dev/sdb", 16 << 30, serial="4C530001", model="SanDisk Cruzer", transport="usb")})
+    send(station, laptop, "machine_inventory", {"inventory": {"machine": {
+        "vendor": "Dell Inc.", "product": "Latitude 7490", "serial": "6B0N3K2"}}})
+    with station.registry.session() as s:
+        s.get(Agent, laptop).info = {"boot": None, "secure_boot": True}
     page = html.unescape(web.get("/").text)
     assert "Ordinateur lié à aucun don : inventaire seulement." in page
     assert "Clé USB ou carte SD laissée dans l'ordinateur" in page
+    assert page.count('Dans l\'ordinateur <a href="/machines/1">Dell Inc. Latitude 7490 · '
+                      '6B0N3K2</a> · Secure Boot actif') == 2
+    assert "Secure Boot actif" in page

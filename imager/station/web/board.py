@@ -16,6 +16,7 @@ import anyio
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from imager.erase.engines import ENGINES
 from imager.model import ErasePlan
@@ -28,7 +29,7 @@ from imager.station.web.detail import images
 from imager.station.web.drive_actions import job_started
 from imager.station.web.offers import LIVE, offers
 from imager.station.web.pages import fragment, render
-from imager.store.models import Deployment, Drive, Job
+from imager.store.models import Agent, Deployment, Drive, Job, Machine
 
 # What to do next, said for the board (no command line at the bench).
 NEXT: dict[str, tuple[str, str]] = {
@@ -100,6 +101,8 @@ def cards(station: Station, meter: Meter) -> list[dict[str, Any]]:
         systems = {drive: f"{name} {version}" for drive, name, version in s.execute(
             select(Deployment.drive_id, Deployment.image_name, Deployment.image_version)
             .where(Deployment.ok.is_(True)).order_by(Deployment.id))}
+        laptops = {m.id: _laptop_line(s, m) for m in s.scalars(select(Machine).where(
+            Machine.id.in_({c["machine"] for c in drives if c["machine"]})))}
         held = {d.id: machines.HELD_BACK[why] for d in s.scalars(select(Drive).where(
             Drive.present.is_(True), Drive.state == "inventoried", Drive.agent_id.is_not(None)))
             if (why := machines.held_back(s, d))}
@@ -110,10 +113,21 @@ def cards(station: Station, meter: Meter) -> list[dict[str, Any]]:
             if job and progress else None
         card["waiting"] = bool(job and job["state"] == "queued")
         card["system"] = systems.get(card["id"])
+        card["laptop"] = laptops.get(card["machine"])
         said = held.get(card["id"]) or NEXT.get(
             "imaged" if card["system"] and card["state"] == "certified" else card["state"])
         card["next_step"] = {"fr": said[0], "en": said[1]} if said else card["next_step"]
     return drives
+
+
+def _laptop_line(s: Session, machine: Machine) -> dict[str, Any]:
+    """The laptop a drive is in, for its card: what it is, and how its live system
+    was booted (network or USB, Secure Boot) as its agent is known."""
+    agent = s.get(Agent, machine.agent_id) if machine.agent_id is not None else None
+    secure = (agent.info or {}).get("secure_boot") if agent is not None else None
+    return {"id": machine.id, "name": " ".join(filter(None, (machine.vendor, machine.model)))
+            or None, "serial": machine.serial, "boot": agent.boot if agent else None,
+            "secure_boot": secure if isinstance(secure, bool) else None}
 
 
 class Snapshot:
