@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sqlite3
 import threading
+from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -80,6 +82,51 @@ def test_a_laptop_erased_offline_is_certified_at_sync(tmp_path: Path, station: S
                  for p in (station.data / "documents").glob("EFF-*.json")]
     assert record["agent"]["name"] == "live-usb" and record["agent"]["boot"] == "usb"
     assert record["sanitization"]["policy"] == report["plan"]["policy"]
+
+
+def test_a_laptop_erased_offline_receives_the_kits_system_recorded_at_sync(
+        tmp_path: Path, station: Serve) -> None:
+    """The kit carries a signed catalogue image: each drive erased and verified offline
+    receives it, read back in full; at sync the station files the erasure, then the
+    deployment (its catalogue holds that image), and certifies the drive."""
+    need_root()
+    from test_image_after import build_image
+    station.start()
+    kit, stick, laptop = tmp_path / "usb" / "kit", tmp_path / "usb" / "spool", tmp_path / "pc"
+    small = build_image(tmp_path, "label: gpt\nsize=2MiB, type=uefi\ntype=linux\n",
+                        size=12 * MiB)
+    imager(station.data, "image", "create", str(small), "--name", "lab", "--version", "1")
+    unsigned = imager(station.data, "agent", "kit", str(kit), "--image", "lab", check=False)
+    assert "imager image sign lab 1" in unsigned.stderr, unsigned.stderr
+    imager(station.data, "image", "sign", "lab", "1")
+    made = imager(station.data, "agent", "kit", str(kit), "--image", "lab")
+    assert "lab-1.manifest.json" in made.stdout, made.stdout
+    imager(laptop, "lab", "up", "--drives", "1", "--size-gib", str(32 / 1024))
+    try:
+        imager(laptop, "agent", "run", "--offline-kit", str(kit), "--erase", "--once",
+               "--only-lab", "--boot", "usb", "--name", "live-usb", "--spool", str(stick))
+    finally:
+        imager(laptop, "lab", "down")
+    spooled = sorted((json.loads(p.read_text()) for p in stick.glob(f"*{SUFFIX}")),
+                     key=lambda e: e["seq"])
+    assert [e["kind"] for e in spooled] == ["offline_erasure", "offline_deployment"]
+    written = spooled[1]["data"]
+    assert written["result"]["ok"] and written["result"]["verify"] == "full", written
+    assert written["image"]["name"] == "lab" and "error" not in (written["after"] or {})
+    first = imager(station.data, "agent", "sync", "--station", station.url, "--spool",
+                   str(stick), check=False)
+    assert first.returncode == 2
+    station.approve("live-usb")
+    done = imager(station.data, "agent", "sync", "--station", station.url, "--spool",
+                  str(stick))
+    assert "applied 2," in done.stdout, done.stdout
+    until(lambda: [d for d in station.get("/api/v1/drives") if d["state"] == "certified"],
+          60, "the drive is certified")
+    with closing(sqlite3.connect(station.data / "registry.sqlite3")) as db:
+        rows = db.execute("SELECT image_name, image_version, ok, verify, erasure_job_id, "
+                          "actor FROM deployments").fetchall()
+        (job,) = db.execute("SELECT id FROM jobs WHERE kind = 'erase'").fetchall()
+    assert rows == [("lab", "1", 1, "full", job[0], "agent live-usb (hors ligne / offline)")]
 
 
 # -- in the station: what is refused of an offline report -------------------------------
@@ -194,3 +241,44 @@ def test_an_altered_kit_is_refused_by_the_agent(tmp_path: Path, settings: Settin
     signed.write_text(signed.read_text().replace("verify: full", "verify: sample"))
     with pytest.raises(UsageError, match="signed policy refused"):
         offline_policy.read_kit(tmp_path / "kit")
+
+
+def _written(offline: Offline, identity: str, sha256: str) -> dict[str, Any]:
+    result = {"path": "/dev/vdb", "ok": True, "written_bytes": 4096, "ranges": 1,
+              "verify": "full", "verified_bytes": 4096, "mismatches": [], "error": None,
+              "write_seconds": 0.1, "verify_seconds": 0.1}
+    return {"identity": identity, "image": {"name": "lab", "version": "1", "sha256": sha256},
+            "result": result, "after": None}
+
+
+def _deployment_answer(offline: Offline, data: dict[str, Any], n: int) -> dict[str, Any]:
+    (answer,) = offline.station.receive(offline.agent, ev.parse_events([{
+        "id": f"d{n}", "seq": 10 + n, "at": "2026-12-06T09:00:00Z", "v": 2,
+        "kind": "offline_deployment", "data": data}]))
+    return answer
+
+
+def test_an_offline_deployment_needs_the_erasure_first_and_the_catalogues_image(
+        offline: Offline, settings: Settings, registry: Registry, tmp_path: Path) -> None:
+    from test_bmap import sample_raw
+
+    from imager.imaging.catalogue import Catalogue
+    from imager.imaging.create import create
+    from imager.store.models import Deployment, Drive
+    create(sample_raw(tmp_path / "sample.raw"), Catalogue.of(settings).root, name="lab",
+           version="1", level=1)
+    entry = Catalogue.of(settings).get("lab", "1")
+    real = entry.manifest["image"]["sha256"]
+    identity = "serial:QEMU HARDDISK:VIRTIO-7"
+    before = _deployment_answer(offline, _written(offline, identity, real), 1)
+    assert before["outcome"] == "refused" and "no offline erasure of it" in before["detail"]
+    assert offline.send(offline.data)["outcome"] == "applied"
+    other = _deployment_answer(offline, _written(offline, identity, "0" * 64), 2)
+    assert other["outcome"] == "refused"
+    assert "not the one in this station's catalogue" in other["detail"]
+    assert _deployment_answer(offline, _written(offline, identity, real), 3
+                              )["outcome"] == "applied"
+    with registry.session(readonly=True) as s:
+        (dep,) = s.query(Deployment).all()
+        assert dep.ok and dep.image_name == "lab" and dep.erasure_job_id is not None
+        assert s.query(Drive).one().state == "imaged"

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from imager.agent import offline
+from imager.agent import offline, offline_image
 from imager.agent.client import Enrolment, StationClient, StationRefused, StationUnreachable
 from imager.agent.image_job import run_image, run_images
 from imager.agent.key import agent_key
@@ -91,6 +91,8 @@ class Agent:
         # would write the drive a second time after its report.
         self.started: set[int] = set()
         self.kit = read_kit(self.config.offline_kit) if self.config.offline_kit else None
+        self.kit_image = offline_image.kit_image(self.config.offline_kit) \
+            if self.config.offline_kit else None
         if self.config.erase_offline and (self.kit is None or self.config.station):
             raise UsageError("--erase is for an agent with no station: give --offline-kit DIR "
                              "(the station's signed policy) and no --station")
@@ -411,6 +413,13 @@ class Agent:
                                      self.config.spool / "offline", job_stop)
                 self.outbox.put("offline_erasure", data)
                 log.info("drive %s erased offline: %s", ident.key, data["report"]["outcome"])
+                if self.kit_image is not None and data["report"]["outcome"] == "erased":
+                    done = offline_image.install(self.settings, self.kit_image, ident.path,
+                                                 ident.key, job_stop)
+                    self.outbox.put("offline_deployment", done)
+                    log.info("drive %s: system %s %s written offline: %s", ident.key,
+                             self.kit_image.name, self.kit_image.version,
+                             "ok" if done["result"]["ok"] else done["result"]["error"])
             except ImagerError as exc:
                 log.error("%s not erased: %s", ident.path, exc)
             finally:

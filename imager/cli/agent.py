@@ -27,6 +27,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     k = asub.add_parser("kit", help="write the offline kit (signed erase policy) into DIR")
     k.add_argument("folder", type=Path, metavar="DIR",
                    help="the folder on the USB stick the offline agent reads (--offline-kit)")
+    k.add_argument("--image", metavar="NAME",
+                   help="also carry this catalogue image (its latest version unless "
+                        "--image-version): the offline agent installs it on each drive it "
+                        "erased and verified")
+    k.add_argument("--image-version", metavar="VERSION")
     k.set_defaults(func=cmd_kit)
     for name, func, text in (("run", cmd_run, "watch the docks, report, run the jobs"),
                              ("sync", cmd_sync, "upload a spool (e.g. from a USB stick)")):
@@ -143,6 +148,17 @@ def cmd_kit(args: argparse.Namespace, ctx: Context) -> int:
     from imager.erase.offline_policy import write_kit
     text, where = erase_policy.KIND.read(ctx.settings.erase_policy, erase_policy.SHIPPED)
     written = write_kit(args.folder, text, station_keys(ctx.settings))
+    if args.image:
+        from imager.agent.offline_image import write_image
+        from imager.station import image_store
+        entry = image_store.catalogue(ctx.settings).get(args.image, args.image_version)
+        if not entry.signed:
+            raise UsageError(f"l'image {entry.name} {entry.version} n'est pas signée / is not "
+                             f"signed: sign it (`imager image sign {entry.name} "
+                             f"{entry.version}`), the laptop checks it before writing it")
+        written.append(write_image(args.folder, entry).files.manifest)
+    elif args.image_version:
+        raise UsageError("--image-version goes with --image NAME")
     label = erase_policy.parse(text, source=where).label
     console(markup=False).print(
         f"Kit hors ligne / offline kit ({label}): {', '.join(str(p) for p in written)}\n"

@@ -193,6 +193,22 @@ class Deployment(_Strict):
     after: dict[str, Any] | None = None
 
 
+class KitImage(_Strict):
+    """The catalogue image an offline kit carried: the station finds it by these."""
+
+    name: str = Field(min_length=1, max_length=100)
+    version: str = Field(min_length=1, max_length=50)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")     # the compressed file's
+
+
+class OfflineDeploymentData(Deployment):
+    """A system an agent wrote with no network (imager.agent.offline_image) on the
+    drive it had just erased offline: which drive, which image, how it went."""
+
+    identity: str = Field(min_length=1, max_length=4096)   # DriveIdentity.key
+    image: KitImage
+
+
 class JobEventData(_JobData):
     kind: str = Field(min_length=1, max_length=40)
     message: str = Field(default="", max_length=20000)
@@ -264,6 +280,11 @@ class OfflineErasure(_Envelope):
     data: OfflineErasureData
 
 
+class OfflineDeployment(_Envelope):
+    kind: Literal["offline_deployment"]
+    data: OfflineDeploymentData
+
+
 class DriveDetached(_Envelope):
     kind: Literal["drive_detached"]
     data: DriveDetachedData
@@ -311,7 +332,8 @@ class Progress(_Envelope):
 
 JobEnvelope = JobMove | JobEvent | JobPlan | JobCheckpoint | JobDrive | Progress
 Event = Annotated[DriveAttached | DriveDetached | MachineInventory | Heartbeat |
-                  OfflineErasure | JobEnvelope, Field(discriminator="kind")]
+                  OfflineErasure | OfflineDeployment | JobEnvelope,
+                  Field(discriminator="kind")]
 # The kinds, read from the models (the one place they are written).
 KINDS: tuple[str, ...] = tuple(get_args(model.model_fields["kind"].annotation)[0]
                                for model in get_args(get_args(Event)[0]))

@@ -72,6 +72,8 @@ class Applier:
             self._inventory(s, agent, event.data, effects)
         elif isinstance(event, ev.OfflineErasure):
             self._offline(s, agent, event.data, effects)
+        elif isinstance(event, ev.OfflineDeployment):
+            _offline_deployment(s, agent, event.data, self.settings)
         elif not isinstance(event, ev.Heartbeat):
             self._job_event(s, agent, event, effects)
         return effects
@@ -358,14 +360,46 @@ def _file_machine(s: Session, agent: Agent, machine: Machine | None, key: str | 
             machines.belongs(s, drive, machine, actor=actor)
 
 
+def _result(deployment: ev.Deployment) -> Any:
+    """The deployment's result as imager.imaging.deploy has it."""
+    from imager.imaging.deploy import TargetResult
+    return TargetResult(**{**deployment.result.model_dump(), "mismatches": [
+        tuple(m) for m in deployment.result.mismatches]})
+
+
+def _offline_deployment(s: Session, agent: Agent, data: ev.OfflineDeploymentData,
+                        settings: Settings) -> None:
+    """A system written with no network by the agent that erased that drive offline:
+    recorded only after that erasure was accepted (it comes before in the spool), and
+    only for an image this station's catalogue holds with the same sha256."""
+    from imager.jobs.image import image_info
+    from imager.registry import deployments
+    from imager.station import image_store
+    drive = s.scalar(select(Drive).where(Drive.identity == data.identity))
+    erasure = deployments.erasure_on_record(s, drive) if drive is not None else None
+    if drive is None or erasure is None or erasure.agent_id != agent.id:
+        raise UsageError(f"offline deployment on drive {data.identity} refused: no offline "
+                         f"erasure of it by agent {agent.name} is on record (it must come "
+                         "first in the same spool)")
+    entry = image_store.catalogue(settings).get(data.image.name, data.image.version)
+    info = image_info(entry)
+    if info.sha256 != data.image.sha256:
+        raise UsageError(f"offline deployment of {data.image.name} {data.image.version} "
+                         "refused: the kit's image is not the one in this station's catalogue "
+                         f"(sha256 {data.image.sha256[:12]}…, catalogue "
+                         f"{(info.sha256 or '')[:12]}…): make the offline kit again")
+    actor = f"agent {agent.name} (hors ligne / offline)"
+    deployments.begin(s, DriveIdentity(**(drive.plan or {})["identity"]), info, actor=actor)
+    deployments.finish(s, drive.id, info, _result(data), actor=actor, started_at=utcnow(),
+                       erasure_job_id=erasure.id, after=data.after, hostname=None)
+
+
 def _deployment(s: Session, agent: Agent, job: Job, data: dict[str, Any]) -> None:
     """An agent's image job reported its deployment: record it, move the drive."""
-    from imager.imaging.deploy import TargetResult
     from imager.registry import deployments
     plan = ImagePlan.from_dict(job.plan)
     deployment = ev.Deployment.model_validate(data)        # checked by the protocol too
-    result = TargetResult(**{**deployment.result.model_dump(), "mismatches": [
-        tuple(m) for m in deployment.result.mismatches]})
+    result = _result(deployment)
     info = deployments.ImageInfo(plan.name, plan.version, plan.sha256, plan.image_size,
                                  plan.mapped_bytes)
     deployments.finish(s, job.drive_id, info, result, actor=f"agent {agent.name}",
