@@ -407,7 +407,7 @@ def test_an_agent_refuses_a_station_whose_certificate_it_cannot_trust(
         client = StationClient(url, bench.first.key, trust=StationTrust(bench.station.ca))
         try:
             for call in (client.health, lambda: client.send([unplugged(bench.spare)]),
-                         lambda: client.next_jobs(0)):
+                         lambda: client.next_work(0)):
                 with pytest.raises(StationNotTrusted, match="certificate not trusted"
                                    ) as refusal:
                     call()

@@ -7,6 +7,8 @@ station; the jobs' moves are made by hand where an agent would report them."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import uuid
 from datetime import date
 from pathlib import Path
@@ -14,8 +16,10 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from clirun import env_for
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from evidence_maker import evidence
+from station_proc import Serve, bare_station
 from test_bmap import sample_raw
 
 from imager.imaging.catalogue import Catalogue
@@ -149,3 +153,32 @@ def test_a_dock_agent_is_never_told_to_restart(settings: Settings, registry: Reg
     agent = station.enrol_local(public_hex(Ed25519PrivateKey.generate()), name="dock-1",
                                 kind=kind, host="bench")
     assert station.laptop_next(agent) is None
+
+
+# -- over real processes: the live agent stops when the station says so ------------------
+
+station_proc = pytest.fixture(name="station_proc")(bare_station)
+
+
+def test_the_laptop_agent_exits_done_once_an_untied_laptop_is_inventoried(
+        tmp_path: Path, station_proc: Serve) -> None:
+    """A laptop tied to no donation boots the station: its agent, approved by a person,
+    reports its inventory; the station tells it the laptop is done (inventory only);
+    `imager agent run --machine` then exits with LAPTOP_DONE for the live system to
+    restart it into its own disk."""
+    from imager.cli.agent import LAPTOP_DONE
+    station_proc.start()
+    agent = subprocess.Popen(
+        [sys.executable, "-m", "imager", "agent", "run", "--machine", "--no-watch",
+         "--station", station_proc.url, "--name", "live-pxe", "--spool",
+         str(tmp_path / "spool")], env=env_for(tmp_path / "laptop"),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        station_proc.approve("live-pxe")
+        out, _ = agent.communicate(timeout=120)
+    finally:
+        agent.kill()
+    assert agent.returncode == LAPTOP_DONE, out
+    assert "this laptop is done: it may restart" in out
+    (machine,) = station_proc.get("/api/v1/machines")
+    assert machine["state"] == "inventoried"

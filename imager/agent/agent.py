@@ -99,6 +99,7 @@ class Agent:
         self.registered = threading.Event()
         self.pending: Enrolment | None = None    # what a technician needs, while pending
         self.flushed = threading.Event()
+        self.laptop_done = threading.Event()     # the station says: restart this laptop
         self.watching = threading.Event()
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
@@ -231,13 +232,19 @@ class Agent:
         while not stop.is_set():
             try:
                 assert self.client is not None
-                jobs = self.client.next_jobs(wait=2.0)
+                work = self.client.next_work(wait=2.0)
             except ImagerError as exc:
                 log.warning("%s", exc)
                 stop.wait(1.0)
                 continue
-            for group in _batches([view_from_dict(job) for job in jobs]):
+            for group in _batches([view_from_dict(job) for job in work.jobs]):
                 self._maybe_run(group, stop)
+            if work.laptop == "restart" and self.config.machine and not work.jobs:
+                with self._lock:
+                    idle = not self.running
+                if idle and not self.outbox.pending(limit=1):
+                    log.info("the station says this laptop is done: it may restart")
+                    self.laptop_done.set()
 
     # -- jobs -------------------------------------------------------------------
 

@@ -72,6 +72,18 @@ class ProofAuth(httpx.Auth):
         yield request
 
 
+# What the station may tell a laptop's agent: "restart" (the laptop is done).
+LAPTOP_NEXT = ("restart",)
+
+
+@dataclass(frozen=True)
+class Work:
+    """The station's answer to "what next?"."""
+
+    jobs: list[dict[str, Any]]
+    laptop: str | None = None
+
+
 class StationClient:
     """The station API at `url`, as the agent holding `key` (None: only `health`,
     which needs no proof); an https URL needs `trust` (the pinned CA)."""
@@ -139,11 +151,13 @@ class StationClient:
                                                    json={"events": events})["results"]
         return results
 
-    def next_jobs(self, wait: float) -> list[dict[str, Any]]:
-        jobs: list[dict[str, Any]] = self._call("GET", "/api/v1/jobs/next",
-                                                params={"wait": wait},
-                                                timeout=wait + 10)["jobs"]
-        return jobs
+    def next_work(self, wait: float) -> Work:
+        """The jobs to run now (long-polls up to `wait` seconds for one), and for a
+        laptop's agent what the station says of the laptop."""
+        answer = self._call("GET", "/api/v1/jobs/next", params={"wait": wait},
+                            timeout=wait + 10)
+        laptop = answer.get("laptop")
+        return Work(list(answer["jobs"]), laptop if laptop in LAPTOP_NEXT else None)
 
     def verify_seed(self, job_id: int) -> str:
         """The seed of job `job_id`'s sampled verification (StationRefused, status 409,

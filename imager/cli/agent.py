@@ -21,6 +21,11 @@ if TYPE_CHECKING:
     from imager.agent.tls import StationTrust
 
 
+# `imager agent run --machine` exits with this when the station says the laptop is done
+# (its system installed, or inventoried only): the live system then restarts it.
+LAPTOP_DONE = 3
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("agent")
     asub = p.add_subparsers(dest="agent_command", metavar="ACTION", required=True)
@@ -132,12 +137,18 @@ def cmd_run(args: argparse.Namespace, ctx: Context) -> int:
                 pass
             stop.set()
         else:
-            while not stop.wait(0.5):
+            while not stop.wait(0.5) and not agent.laptop_done.is_set():
                 pass
+            stop.set()
         agent.join()
     left = len(agent.outbox.pending())
     console(stderr=True, markup=False).print(
         f"Agent arrêté / stopped; en attente / waiting in {config.spool}: {left}")
+    if agent.laptop_done.is_set():
+        console(stderr=True, markup=False).print(
+            "Ce portable est terminé : il peut redémarrer / this laptop is done: it may "
+            "restart")
+        return LAPTOP_DONE
     return 0
 
 
