@@ -103,3 +103,20 @@ def test_technician_confirms_or_overrides_triage(tmp_path: Path, station: Serve)
     assert last["reason"] == "charnière cassée / broken hinge"
     listed = imager(station.data, "machines", "list").stdout
     assert "Lina" not in listed and ("recyclage" in listed or "pièces" in listed)
+
+
+def test_the_laptops_secure_boot_state_travels_with_its_spool(tmp_path: Path,
+                                                               station: Serve) -> None:
+    """The Secure Boot state is read on the laptop and written with the spool's identity:
+    the station that syncs it records the laptop's, not its own."""
+    stick = tmp_path / "spool"
+    imager(tmp_path / "laptop", "agent", "run", "--machine", "--once", "--name", "live-usb",
+           "--boot", "usb", "--spool", str(stick))
+    identity = json.loads((stick / "agent.json").read_text())
+    assert identity["secure_boot"] is None        # this machine: no UEFI variables here
+    (stick / "agent.json").write_text(json.dumps({**identity, "secure_boot": True}))
+    station.start()
+    _enrolled_sync(station, stick)
+    with sqlite3.connect(station.data / "registry.sqlite3") as db:
+        (info,) = db.execute("SELECT info FROM agents WHERE name = 'live-usb'").fetchone()
+    assert json.loads(info) == {"boot": "usb", "secure_boot": True}

@@ -36,7 +36,7 @@ from imager.erase.offline_policy import read_kit
 from imager.erase.progress import Interrupted
 from imager.errors import ImagerError, UsageError
 from imager.host.device_facts import gather, unknown_exclusions
-from imager.host.owner import mac_addresses, machine_id, secure_boot, smbios_serial
+from imager.host.owner import mac_addresses, machine_id, smbios_serial
 from imager.host.udev import BlockEvent, BlockWatcher
 from imager.host.virtual import label_of
 from imager.inventory import lsblk
@@ -68,6 +68,7 @@ class AgentConfig:
     machine: bool = False               # report this machine's inventory (laptop mode)
     trust: StationTrust | None = None   # the pinned CA of an https station
     boot: str | None = None             # how this machine was booted: usb, installed
+    secure_boot: bool | None = None     # whether its firmware ran Secure Boot (as read there)
     offline_kit: Path | None = None     # the station's signed policy, for erasing offline
     erase_offline: bool = False         # with the kit and no station: erase what is offered
 
@@ -83,7 +84,8 @@ class Agent:
         self.outbox = Outbox(self.config.spool)
         self.key = agent_key(self.config.key or self.config.spool / "agent.key")
         self.outbox.sign({"name": self.config.name, "kind": self.config.kind,
-                          "host": self.config.host, "boot": self.config.boot})
+                          "host": self.config.host, "boot": self.config.boot,
+                          "secure_boot": self.config.secure_boot})
         self.present: dict[str, DriveIdentity] = {}     # kernel name -> drive
         self.running: dict[str, JobStop] = {}           # identity key -> its job's stop
         # Jobs this process has run: never again. Until the station has applied the
@@ -148,8 +150,7 @@ class Agent:
         client = self.client
         enrolled = self._retrying(stop, attempts, lambda: client.enrol(
             name=self.config.name, kind=self.config.kind, host=self.config.host,
-            info={"boot": self.config.boot,
-                  "secure_boot": secure_boot(self.settings.sys_root)},
+            info={"boot": self.config.boot, "secure_boot": self.config.secure_boot},
             boot_token=self.config.boot_token, macs=mac_addresses(self.settings.sys_root),
             serial=smbios_serial(self.settings.sys_root)))
         if enrolled is not None and enrolled.state == "pending":
@@ -502,7 +503,9 @@ def sync(settings: Settings, config: AgentConfig, *, attempts: int = 3) -> SyncR
     config = dataclasses.replace(config, watch=False, name=who.get("name") or config.name,
                                  kind=who.get("kind") or config.kind,
                                  host=who.get("host") or config.host,
-                                 boot=who.get("boot") or config.boot)
+                                 boot=who.get("boot") or config.boot,
+                                 secure_boot=who.get("secure_boot") if isinstance(
+                                     who.get("secure_boot"), bool) else None)
     agent = Agent(settings, config)
     if not agent.register(threading.Event(), attempts=attempts, wait_pending=False):
         if agent.pending is not None:

@@ -43,12 +43,13 @@ class Outbox:
         self._memory: dict[str, dict[str, Any]] = {}
         self._last = max((int(p.name.split("-", 1)[0]) for p in self._files()), default=0)
 
-    def sign(self, identity: dict[str, str | None]) -> None:
-        """Write who makes these events (name, kind, host, boot), once per identity."""
+    def sign(self, identity: dict[str, Any]) -> None:
+        """Write who makes these events (name, kind, host, boot, Secure Boot), once per
+        identity."""
         if self.identity() != identity:
             write_atomic(self.spool / IDENTITY, json.dumps(identity).encode())
 
-    def identity(self) -> dict[str, str | None] | None:
+    def identity(self) -> dict[str, Any] | None:
         """The agent that wrote the spool, if it said so."""
         try:
             data = json.loads((self.spool / IDENTITY).read_text())

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from imager.cli.context import Context
 from imager.cli.render import console
 from imager.errors import UsageError
+from imager.host.owner import secure_boot
 from imager.jobs.batch import stop_on_signals
 
 if TYPE_CHECKING:
@@ -98,6 +99,7 @@ def _config(args: argparse.Namespace, ctx: Context, *, kind: str) -> AgentConfig
     return AgentConfig(name=args.name, spool=spool, station=args.station, key=args.key,
                        boot_token=args.boot_token, kind=kind, trust=trust,
                        boot=getattr(args, "boot", None),
+                       secure_boot=secure_boot(ctx.settings.sys_root),
                        offline_kit=getattr(args, "offline_kit", None),
                        erase_offline=getattr(args, "erase", False))
 
