@@ -49,18 +49,23 @@ SUFFIX = ".event.json"
 station = pytest.fixture(name="station")(bare_station)
 
 
-def test_a_laptop_erased_offline_is_certified_at_sync(tmp_path: Path, station: Serve) -> None:
-    need_root()
-    station.start()
-    kit, stick, laptop = tmp_path / "usb" / "kit", tmp_path / "usb" / "spool", tmp_path / "pc"
-    made = imager(station.data, "agent", "kit", str(kit))
-    assert "imager agent run --offline-kit" in made.stdout
+def _erase_offline(laptop: Path, kit: Path, stick: Path) -> None:
+    """A laptop with one 32 MiB lab drive, erased by the offline agent from `kit`."""
     imager(laptop, "lab", "up", "--drives", "1", "--size-gib", str(32 / 1024))
     try:
         imager(laptop, "agent", "run", "--offline-kit", str(kit), "--erase", "--once",
                "--only-lab", "--boot", "usb", "--name", "live-usb", "--spool", str(stick))
     finally:
         imager(laptop, "lab", "down")
+
+
+def test_a_laptop_erased_offline_is_certified_at_sync(tmp_path: Path, station: Serve) -> None:
+    need_root()
+    station.start()
+    kit, stick, laptop = tmp_path / "usb" / "kit", tmp_path / "usb" / "spool", tmp_path / "pc"
+    made = imager(station.data, "agent", "kit", str(kit))
+    assert "imager agent run --offline-kit" in made.stdout
+    _erase_offline(laptop, kit, stick)
     (spooled,) = [json.loads(p.read_text()) for p in stick.glob(f"*{SUFFIX}")]
     assert spooled["kind"] == "offline_erasure"
     report = spooled["data"]["report"]
@@ -101,12 +106,7 @@ def test_a_laptop_erased_offline_receives_the_kits_system_recorded_at_sync(
     imager(station.data, "image", "sign", "lab", "1")
     made = imager(station.data, "agent", "kit", str(kit), "--image", "lab")
     assert "lab-1.manifest.json" in made.stdout, made.stdout
-    imager(laptop, "lab", "up", "--drives", "1", "--size-gib", str(32 / 1024))
-    try:
-        imager(laptop, "agent", "run", "--offline-kit", str(kit), "--erase", "--once",
-               "--only-lab", "--boot", "usb", "--name", "live-usb", "--spool", str(stick))
-    finally:
-        imager(laptop, "lab", "down")
+    _erase_offline(laptop, kit, stick)
     spooled = sorted((json.loads(p.read_text()) for p in stick.glob(f"*{SUFFIX}")),
                      key=lambda e: e["seq"])
     assert [e["kind"] for e in spooled] == ["offline_erasure", "offline_deployment"]
