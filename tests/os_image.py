@@ -85,8 +85,9 @@ class BootResult:
 
 
 def qemu_argv(raw: Path, firmware: str, workdir: Path, console: Path, *,
-              memory_mib: int = 1024) -> list[str]:
-    """QEMU (TCG) booting `raw` (writes kept in a snapshot, the image is not changed)."""
+              memory_mib: int = 1024, usb: bool = False) -> list[str]:
+    """QEMU (TCG) booting `raw` (writes kept in a snapshot, the image is not changed);
+    `usb`: as a USB stick on an xHCI controller, the first boot device."""
     machine, extra, files = FIRMWARES[firmware]
     argv = ["qemu-system-x86_64", "-accel", "tcg", "-machine", machine, "-m", str(memory_mib),
             "-smp", "1", "-nodefaults", "-display", "none", "-no-reboot",
@@ -97,7 +98,11 @@ def qemu_argv(raw: Path, firmware: str, workdir: Path, console: Path, *,
         shutil.copyfile(OVMF / template, variables)
         argv += ["-drive", f"if=pflash,format=raw,unit=0,file={OVMF / code},readonly=on",
                  "-drive", f"if=pflash,format=raw,unit=1,file={qemu_escape(str(variables))}"]
-    return argv + ["-drive", f"file={qemu_escape(str(raw))},format=raw,if=virtio,snapshot=on"]
+    drive = f"file={qemu_escape(str(raw))},format=raw,snapshot=on"
+    if usb:
+        return argv + ["-device", "qemu-xhci,id=xhci", "-drive", f"{drive},if=none,id=stick",
+                       "-device", "usb-storage,bus=xhci.0,drive=stick,bootindex=1"]
+    return argv + ["-drive", f"{drive},if=virtio"]
 
 
 def boot(raw: Path, firmware: str, workdir: Path, *, timeout: float = 360,

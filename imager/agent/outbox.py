@@ -7,6 +7,8 @@ and the spool on a USB stick can be uploaded later (`imager agent sync`).
 Progress ticks are kept in memory only (the next one replaces a lost one).
 An event leaves the outbox only when the station has answered for it; the
 station applies an event id once, so sending one twice is harmless.
+A spool that has a `sent/` folder (a USB stick's) keeps the events the station
+answered for there instead of deleting them.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from imager.protocol.events import make_event, parse_events
 log = logging.getLogger(__name__)
 SUFFIX = ".event.json"
 IDENTITY = "agent.json"      # who wrote the spool: `imager agent sync` sends as that agent
+SENT = "sent"                # if the spool has this folder, answered events move there
 
 
 class Outbox:
@@ -41,6 +44,7 @@ class Outbox:
         self._lock = threading.Condition()
         self.set_aside = 0          # events set aside as .damaged since this outbox opened
         self._memory: dict[str, dict[str, Any]] = {}
+        self._sent = spool / SENT if (spool / SENT).is_dir() else None
         self._last = max((int(p.name.split("-", 1)[0]) for p in self._files()), default=0)
 
     def sign(self, identity: dict[str, Any]) -> None:
@@ -113,10 +117,19 @@ class Outbox:
             done = set(ids)
             for path in self._files():
                 if path.name[21:-len(SUFFIX)] in done:
-                    path.unlink(missing_ok=True)
+                    self._answered(path)
             for event_id in done:
                 self._memory.pop(event_id, None)
             self._lock.notify_all()
+
+    def _answered(self, path: Path) -> None:
+        if self._sent is None:
+            path.unlink(missing_ok=True)
+        else:
+            try:
+                os.replace(path, self._sent / path.name)
+            except FileNotFoundError:
+                pass
 
     def wait(self, timeout: float) -> None:
         """Until an event is queued or acknowledged (or `timeout`)."""
