@@ -156,8 +156,9 @@ def _run(argv: list[str], *, cwd: Path | None = None) -> str:
 
 @contextmanager
 def stick(folder: Path, size: int) -> Iterator[tuple[str, Path]]:
-    """A loop device (with partition scanning, as a stick) over a sparse file of
-    `size` bytes: (device, image); detached after, whatever happened."""
+    """A loop device (partition scanning on, as a stick) over a sparse file of
+    `size` bytes: (device, image); its partitions deleted and it detached after,
+    whatever happened (partx's partitions would outlive the detach)."""
     image = folder / "stick.img"
     with open(image, "wb") as fh:
         fh.truncate(size)
@@ -169,6 +170,7 @@ def stick(folder: Path, size: int) -> Iterator[tuple[str, Path]]:
             source, target = line.split()[:2]
             if source.startswith(f"{dev}p"):
                 subprocess.run(["umount", "--lazy", target], capture_output=True)
+        subprocess.run(["partx", "--delete", dev], capture_output=True)
         subprocess.run(["losetup", "--detach", dev], capture_output=True)
 
 
