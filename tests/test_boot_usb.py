@@ -16,6 +16,7 @@ network to this machine's Debian mirror on a cold cache (the stand-in kernel).""
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
@@ -23,6 +24,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -199,6 +201,62 @@ def test_a_stick_too_small_is_refused(live: usb.StickFiles, station_settings: Se
                             station_settings, allow_loop=True)
 
 
+def test_a_spool_left_by_an_interrupted_write_is_put_back_never_mixed(
+        written: tuple[usb.WrittenStick, Path], live: usb.StickFiles,
+        station_settings: Settings, tmp_path: Path) -> None:
+    result, image = written
+    left = usb_data.saved_folder(station_settings, result.stick.key) / usb_data.SPOOL
+    left.mkdir(parents=True)
+    (left / "00000000000000000001-abc.event.json").write_text("{}")
+    try:
+        before = _head(image)
+        with pytest.raises(UsageError, match="a spool saved by an interrupted write waits"):
+            usb.write_stick(result.stick.path, live,
+                            boot_usb.stick_content(station_settings, STATION_URL),
+                            station_settings, allow_loop=True)
+        assert _head(image) == before, "the stick was not touched"
+    finally:
+        shutil.rmtree(left.parent)
+    with stick(tmp_path, GiB) as (dev, blank):            # a stick with no spool: put back
+        saved = usb_data.saved_folder(station_settings, f"loop:{blank.resolve()}")
+        (saved / usb_data.SPOOL).mkdir(parents=True)
+        (saved / usb_data.SPOOL / "00000000000000000001-abc.event.json").write_text("{}")
+        made = usb.write_stick(dev, live, boot_usb.stick_content(station_settings, None),
+                               station_settings, allow_loop=True)
+        assert made.carried == 1 and not saved.exists()
+        with _data_of(blank, tmp_path, dev=dev) as root:
+            assert [p.name for p in usb_data.pending(root / usb_data.SPOOL)] == [
+                "00000000000000000001-abc.event.json"]
+
+
+def test_a_stick_whose_data_partition_cannot_be_read_is_not_overwritten(
+        live: usb.StickFiles, station_settings: Settings, tmp_path: Path) -> None:
+    with stick(tmp_path, GiB) as (dev, image):
+        usb.write_stick(dev, live, boot_usb.stick_content(station_settings, None),
+                        station_settings, allow_loop=True)
+        fd = os.open(f"{dev}p3", os.O_WRONLY)          # the ext4 superblock destroyed
+        try:
+            os.pwrite(fd, bytes(1024), 1024)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        before = _head(image)
+        with pytest.raises(UsageError, match="may hold reports not yet sent"):
+            usb.write_stick(dev, live, boot_usb.stick_content(station_settings, None),
+                            station_settings, allow_loop=True)
+        assert _head(image) == before
+
+
+def test_the_command_asks_before_erasing_and_needs_a_terminal(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    one = usb.Stick("/dev/sdz", 16_000_000_000, "SanDisk Cruzer Blade", "serial:x:1")
+    with open(os.devnull) as null:
+        monkeypatch.setattr(sys, "stdin", null)
+        with pytest.raises(UsageError, match=r"give --yes to write /dev/sdz \(SanDisk Cruzer "
+                                             r"Blade, 16.0 Go\)"):
+            boot_usb._confirmed(one)
+
+
 # -- offline erasure, rewrite, sync -----------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -231,8 +289,8 @@ def test_writing_the_stick_again_keeps_the_spool_not_yet_sent(
         before = usb_data.digest(root / usb_data.SPOOL)
         pending = len(usb_data.pending(root / usb_data.SPOOL))
     assert pending and any(name.endswith("agent.key") for name in before)
-    again = usb.write_stick(dev, live, boot_usb.stick_content(station_settings, STATION_URL),
-                            station_settings, allow_loop=True)
+    again = boot_usb.write(dev, live, boot_usb.stick_content(station_settings, STATION_URL),
+                           station_settings, allow_loop=True)      # the command's progress
     assert again.carried == len(before)
     with _data_of(image, tmp_path, dev=dev) as root:
         assert usb_data.digest(root / usb_data.SPOOL) == before
@@ -268,6 +326,11 @@ def test_usb_sync_uploads_the_spool_the_station_certifies_and_a_second_sync_send
 
 # -- helpers ----------------------------------------------------------------------------
 
+def _head(image: Path) -> str:
+    with open(image, "rb") as fh:
+        return hashlib.sha256(fh.read(300 << 20)).hexdigest()
+
+
 def _out(argv: list[str], **env: str) -> str:
     proc = subprocess.run(argv, capture_output=True, text=True, env={**os.environ, **env})
     assert proc.returncode == 0, f"{argv}: {proc.stderr}"
@@ -291,29 +354,27 @@ def _cli(settings: Settings, *argv: str) -> int:
         ctx.close()
 
 
-class _data_of:
+@contextmanager
+def _data_of(image: Path, folder: Path, *, dev: str | None = None) -> Iterator[Path]:
     """The stick's data partition mounted for the block: through its loop device
-    `dev` if given, else a read-only loop of its own over `image`."""
-
-    def __init__(self, image: Path, folder: Path, *, dev: str | None = None) -> None:
-        self.image, self.folder, self.dev = image, folder, dev
-        self.loop: str | None = None
-        self.mnt = folder / f"data-{time.monotonic_ns()}"
-
-    def __enter__(self) -> Path:
-        dev = self.dev
+    `dev` if given (read-write), else read-only through a loop of its own over
+    `image`; unmounted and detached after, whatever happened."""
+    mnt = folder / f"data-{time.monotonic_ns()}"
+    mnt.mkdir()
+    loop = None
+    try:
         if dev is None:
-            self.loop = dev = _out(["losetup", "--find", "--show", "--read-only",
-                                    str(self.image)]).strip()
+            loop = dev = _out(["losetup", "--find", "--show", "--read-only",
+                               str(image)]).strip()
             _out(["partx", "--add", dev])      # the kernel's own scan does not work everywhere
             until(lambda: Path(f"{dev}p3").exists(), 10, "the data partition appears")
-        self.mnt.mkdir()
-        subprocess.run(["mount", "-o", "ro" if self.loop else "rw", f"{dev}p3",
-                        str(self.mnt)], check=True)
-        return self.mnt
-
-    def __exit__(self, *exc: object) -> None:
-        subprocess.run(["umount", str(self.mnt)], check=False)
-        if self.loop:
-            subprocess.run(["partx", "--delete", self.loop], check=False)
-            subprocess.run(["losetup", "--detach", self.loop], check=False)
+        subprocess.run(["mount", "-o", "ro" if loop else "rw", f"{dev}p3", str(mnt)],
+                       check=True)
+        try:
+            yield mnt
+        finally:
+            subprocess.run(["umount", str(mnt)], check=False)
+    finally:
+        if loop:
+            subprocess.run(["partx", "--delete", loop], check=False)
+            subprocess.run(["losetup", "--detach", loop], check=False)

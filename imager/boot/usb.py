@@ -299,7 +299,6 @@ def _write(stick: Stick, plan: Layout, files: StickFiles, content: StickContent,
         say(StickProgress("bios"))
         _grub_bios(stick.path, work / "core.img", work)
         _set_active_flag(stick.path)
-        _flush(stick.path)
     carried = 0
     if saved is not None:
         say(StickProgress("check-spool"))
@@ -473,7 +472,8 @@ def _grub_bios(disk: str, core: Path, work: Path) -> None:
 
 
 def _set_active_flag(dev: str) -> None:
-    """The boot flag on the protective MBR's entry (type 0xEE), for old BIOSes."""
+    """The boot flag on the protective MBR's entry (type 0xEE), for old BIOSes; then
+    the whole stick flushed (fsync of the device), before it is unplugged."""
     fd = os.open(dev, os.O_RDWR)
     try:
         mbr = bytearray(os.pread(fd, SECTOR, 0))
@@ -486,11 +486,3 @@ def _set_active_flag(dev: str) -> None:
     finally:
         os.close(fd)
 
-
-def _flush(dev: str) -> None:
-    """Everything on the stick before it is unplugged."""
-    fd = os.open(dev, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -20,14 +20,14 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
 from imager.errors import ImagerError, UsageError
 from imager.host import devices
 from imager.host.loopdev import mounted
-from imager.host.run import run
+from imager.host.run import ToolFailed, run
 from imager.settings import Settings
 
 LABEL = "IMAGER-DATA"
@@ -58,12 +58,17 @@ def probe(part: str) -> dict[str, str]:
 
 
 def find(device: str, settings: Settings) -> str | None:
-    """The data partition of the stick `device` (the disk, or that partition)."""
+    """The data partition of the stick `device` (the disk, or that partition): by
+    its filesystem's label, or by its GPT name when the filesystem is damaged
+    (then mounting it fails, and nothing overwrites it)."""
     name = os.path.basename(os.path.realpath(device))
     disk = devices.disk_of(name, settings)
     candidates = [name] if disk != name else devices.partitions_of(disk, settings)
-    return next((f"/dev/{p}" for p in candidates
-                 if probe(f"/dev/{p}").get("LABEL") == LABEL), None)
+    for part in (f"/dev/{p}" for p in candidates):
+        found = probe(part)
+        if LABEL in (found.get("LABEL"), found.get("PART_ENTRY_NAME")):
+            return part
+    return None
 
 
 def mountpoint_of(part: str, settings: Settings) -> Path | None:
@@ -82,18 +87,18 @@ def opened(part: str, settings: Settings, *, read_only: bool = False) -> Iterato
     if already is not None:
         yield already
         return
-    with tempfile.TemporaryDirectory(prefix="imager-stick-") as folder:
+    with tempfile.TemporaryDirectory(prefix="imager-stick-") as folder, ExitStack() as stack:
         try:
-            with mounted(part, Path(folder), options=("ro",) if read_only else (),
-                         fstype="ext4") as root:
-                yield root
-        except ImagerError as exc:
-            if "mount" not in str(exc) or Path(folder).is_mount():
-                raise
+            root = stack.enter_context(mounted(part, Path(folder), fstype="ext4",
+                                               options=("ro",) if read_only else ()))
+        except ToolFailed as exc:
             raise UsageError(
-                f"impossible de lire la partition de données {part} / cannot mount the "
-                f"stick's data partition ({exc}): check it on the station with "
-                f"`e2fsck -f {part}`, then try again") from exc
+                f"impossible de lire la partition de données {part} : elle peut contenir des "
+                f"rapports non envoyés / cannot mount the stick's data partition, which may "
+                f"hold reports not yet sent ({exc}): repair it on the station (`e2fsck -f "
+                f"{part}`) and try again; only to throw its reports away for good, clear the "
+                "stick first (`wipefs --all` on the stick)") from exc
+        yield root
 
 
 def stage(tree: Path, *, kit_written: list[Path], ca_pem: bytes, spool: Path | None) -> None:
