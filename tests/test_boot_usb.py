@@ -184,6 +184,8 @@ def test_a_partition_and_a_loop_over_a_device_are_refused(
         until(lambda: Path(f"{dev}p1").exists(), 10, "the partition appears")
         with pytest.raises(RefusedDevice, match="is a partition"):
             usb.check_stick(f"{dev}p1", station_settings, allow_loop=True)
+        with pytest.raises(RefusedDevice, match="is a regular file, not a USB stick"):
+            usb.check_stick(str(tmp_path / "stick.img"), station_settings, allow_loop=True)
         over = subprocess.run(["losetup", "--find", "--show", dev], check=True,
                               capture_output=True, text=True).stdout.strip()
         try:
@@ -202,31 +204,28 @@ def test_a_stick_too_small_is_refused(live: usb.StickFiles, station_settings: Se
 
 
 def test_a_spool_left_by_an_interrupted_write_is_put_back_never_mixed(
-        written: tuple[usb.WrittenStick, Path], live: usb.StickFiles,
-        station_settings: Settings, tmp_path: Path) -> None:
-    result, image = written
-    left = usb_data.saved_folder(station_settings, result.stick.key) / usb_data.SPOOL
-    left.mkdir(parents=True)
-    (left / "00000000000000000001-abc.event.json").write_text("{}")
-    try:
-        before = _head(image)
-        with pytest.raises(UsageError, match="a spool saved by an interrupted write waits"):
-            usb.write_stick(result.stick.path, live,
-                            boot_usb.stick_content(station_settings, STATION_URL),
-                            station_settings, allow_loop=True)
-        assert _head(image) == before, "the stick was not touched"
-    finally:
-        shutil.rmtree(left.parent)
-    with stick(tmp_path, GiB) as (dev, blank):            # a stick with no spool: put back
-        saved = usb_data.saved_folder(station_settings, f"loop:{blank.resolve()}")
-        (saved / usb_data.SPOOL).mkdir(parents=True)
-        (saved / usb_data.SPOOL / "00000000000000000001-abc.event.json").write_text("{}")
+        live: usb.StickFiles, station_settings: Settings, tmp_path: Path) -> None:
+    def event(folder: Path, name: str) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"0000000000000000000{name}-abc.event.json").write_text(name)
+
+    with stick(tmp_path, GiB) as (dev, image):
+        saved = usb_data.saved_folder(station_settings, f"loop:{image.resolve()}")
+        event(saved / usb_data.SPOOL, "1")                 # left by a write that failed
         made = usb.write_stick(dev, live, boot_usb.stick_content(station_settings, None),
                                station_settings, allow_loop=True)
-        assert made.carried == 1 and not saved.exists()
-        with _data_of(blank, tmp_path, dev=dev) as root:
+        assert made.carried == 1 and not saved.exists(), "put back on the stick"
+        with _data_of(image, tmp_path, dev=dev) as root:
             assert [p.name for p in usb_data.pending(root / usb_data.SPOOL)] == [
                 "00000000000000000001-abc.event.json"]
+            event(root / usb_data.SPOOL, "2")              # the laptop spooled more since
+        event(saved / usb_data.SPOOL, "3")                 # and another write failed
+        before = _head(image)
+        with pytest.raises(UsageError, match="a spool saved by an interrupted write waits"):
+            usb.write_stick(dev, live, boot_usb.stick_content(station_settings, None),
+                            station_settings, allow_loop=True)
+        assert _head(image) == before, "the stick was not touched"
+        shutil.rmtree(saved)
 
 
 def test_a_stick_whose_data_partition_cannot_be_read_is_not_overwritten(

@@ -161,7 +161,9 @@ def check_stick(device: str, settings: Settings, *, allow_loop: bool = False) ->
     and a device that is not on USB. `allow_loop` lets a loop device over a file
     stand in for a stick: for the tests only, no command passes it."""
     facts = gather(device, settings)
-    reasons = guard.refusals(facts)
+    reasons = guard.refusals(facts) if not facts.is_file else [
+        f"{device} est un fichier, pas une clé USB / is a regular file, not a USB stick: "
+        "give the stick's device, e.g. /dev/sdb"]
     ident = lsblk.probe(device, settings) if facts.exists and facts.is_block else None
     if ident is not None:
         reasons += _not_a_stick(ident, facts.backing is not None, allow_loop=allow_loop)
@@ -267,44 +269,44 @@ def write_stick(device: str, files: StickFiles, content: StickContent, settings:
         raise RefusedDevice(device, [f"ce n'est plus la clé confirmée / not the stick that "
                                      f"was confirmed ({expect.describe()}): check and retry"])
     plan = layout(stick.size, files.size(), where=stick.describe())
-    say(StickProgress("save-spool"))
-    saved = usb_data.save(usb_data.find(device, settings), settings, stick.key)
-    try:
-        used, data_size, carried = _write(stick, plan, files, content, station, settings,
-                                          saved, say)
-    except ImagerError as exc:
-        if saved is not None:
-            raise ImagerError(f"{exc} — le spool de la clé est gardé dans / the stick's spool "
-                              f"is kept in {saved / usb_data.SPOOL}: write the stick again to "
-                              "put it back") from exc
-        raise
-    say(StickProgress("done"))
-    return WrittenStick(stick, cmdline(station), plan.esp_bytes, used, data_size, carried,
-                        round(time.monotonic() - started, 1))
-
-
-def _write(stick: Stick, plan: Layout, files: StickFiles, content: StickContent,
-           station: str | None, settings: Settings, saved: Path | None,
-           say: ProgressFn) -> tuple[int, int, int]:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="usb-work-", dir=settings.data_dir) as tmp:
         work = Path(tmp)
-        say(StickProgress("esp-image"))
+        say(StickProgress("esp-image"))                    # nothing written yet
         esp_image, used = _esp_image(work, plan, files, content.ca_pem, station)
-        say(StickProgress("partition"))
-        esp, data = _partition(stick.path, plan, settings)
-        _write_image(esp_image, esp, say)
-        say(StickProgress("data"))
-        _data(data, content, saved, work)
-        say(StickProgress("bios"))
-        _grub_bios(stick.path, work / "core.img", work)
-        _set_active_flag(stick.path)
-    carried = 0
-    if saved is not None:
-        say(StickProgress("check-spool"))
-        carried = usb_data.check_carried(data, saved, settings)
+        say(StickProgress("save-spool"))
+        saved = usb_data.save(usb_data.find(device, settings), settings, stick.key)
+        try:
+            data = _write(stick.path, plan, esp_image, content, saved, work, settings, say)
+            carried = 0
+            if saved is not None:
+                say(StickProgress("check-spool"))
+                carried = usb_data.check_carried(data, saved, settings)
+        except ImagerError as exc:
+            if saved is not None:
+                raise ImagerError(f"{exc} — le spool de la clé est gardé dans / the stick's "
+                                  f"spool is kept in {saved / usb_data.SPOOL}: write the stick "
+                                  "again to put it back") from exc
+            raise
+    say(StickProgress("done"))
     size = settings.sys_root / "class" / "block" / os.path.basename(data) / "size"
-    return used, int(size.read_text()) * SECTOR, carried
+    return WrittenStick(stick, cmdline(station), plan.esp_bytes, used,
+                        int(size.read_text()) * SECTOR, carried,
+                        round(time.monotonic() - started, 1))
+
+
+def _write(dev: str, plan: Layout, esp_image: Path, content: StickContent, saved: Path | None,
+           work: Path, settings: Settings, say: ProgressFn) -> str:
+    """Partitions, the ESP image, the data partition, BIOS boot; the data partition."""
+    say(StickProgress("partition"))
+    esp, data = _partition(dev, plan, settings)
+    _write_image(esp_image, esp, say)
+    say(StickProgress("data"))
+    _data(data, content, saved, work)
+    say(StickProgress("bios"))
+    _grub_bios(dev, work / "core.img", work)
+    _set_active_flag(dev)
+    return data
 
 
 def _partition(dev: str, plan: Layout, settings: Settings) -> tuple[str, str]:

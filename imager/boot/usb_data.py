@@ -8,6 +8,11 @@ over when the stick is written again.
     station-ca.pem    the CA the live system's agent pins
     LISEZMOI.txt      what the stick is, for a person who opens it
 
+The live system booted with `imager.boot=usb` mounts it by label (`mount
+LABEL=IMAGER-DATA`, ext4 with metadata_csum: the kernel loads crc32c for it) and,
+with no station to reach, runs `imager agent run --machine --offline-kit
+<mnt>/kit --erase --spool <mnt>/spool --boot usb`.
+
 ext4 rather than FAT: a journal (a laptop switched off in the middle of an
 erasure does not lose the spool's last events), the atomic rename the outbox
 relies on, and owner-only modes for the agent's key. The station (Linux) and
@@ -135,8 +140,8 @@ def saved_folder(settings: Settings, stick_key: str) -> Path:
 def save(part: str | None, settings: Settings, stick_key: str) -> Path | None:
     """Copy the stick's spool (data partition `part`) to the station before the
     stick is written; the copy's folder, or None when there is nothing to carry.
-    A copy left by a write that failed is kept and carried (refused if the stick
-    has a spool of its own again: a person must sync one of them first)."""
+    A copy left by a write that failed is carried (refused if the stick has
+    another spool of its own again: a person must sync one of them first)."""
     saved = saved_folder(settings, stick_key)
     left = saved / SPOOL
     if part is None:
@@ -145,6 +150,8 @@ def save(part: str | None, settings: Settings, stick_key: str) -> Path | None:
         spool = root / SPOOL
         if not spool.is_dir():
             return saved if left.is_dir() else None
+        if left.is_dir() and digest(spool) in ({}, digest(left)):
+            return saved                # a write that failed: nothing else on the stick
         if left.is_dir():
             raise UsageError(
                 f"une copie du spool d'une écriture interrompue attend dans {left}, et la clé "
