@@ -20,11 +20,12 @@ import hashlib
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 
 import pytest
@@ -32,9 +33,12 @@ from clirun import imager
 from conftest import need, need_root
 from os_image import missing as boot_missing
 from station_proc import Serve, until
+from test_agent_offline_erase import _erase_offline
+from test_image_after import build_image
 from usb_stick import boot_stick, standin_live, stick
 
 from imager.boot import usb, usb_data
+from imager.certify.keys import station_keys
 from imager.cli import boot_usb
 from imager.cli.context import Context
 from imager.erase import offline_policy
@@ -63,7 +67,9 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> usb.StickFiles:
 @pytest.fixture(scope="module")
 def station_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     """The station that writes the sticks (its keys sign the kit) and later syncs them."""
-    return Settings(data_dir=tmp_path_factory.mktemp("station") / "data")
+    settings = Settings(data_dir=tmp_path_factory.mktemp("station") / "data")
+    station_keys(settings)                                  # made at first use
+    return settings
 
 
 @pytest.fixture(scope="module")
@@ -261,22 +267,23 @@ def test_the_command_asks_before_erasing_and_needs_a_terminal(
 @pytest.fixture(scope="module")
 def erased_offline(live: usb.StickFiles, station_settings: Settings,
                    tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
-    """A stick whose spool holds a real offline erasure: the agent ran with the
-    stick's own kit and spool (its data partition mounted, as on the laptop)."""
+    """A stick whose kit carries a signed catalogue image and whose spool holds a
+    real offline erasure and installation: the agent ran with the stick's own kit
+    and spool (its data partition mounted, as on the laptop)."""
     folder = tmp_path_factory.mktemp("offline")
+    small = build_image(folder, "label: gpt\nsize=2MiB, type=uefi\ntype=linux\n",
+                        size=12 << 20)
+    imager(station_settings.data_dir, "image", "create", str(small), "--name", "lab",
+           "--version", "1")
+    imager(station_settings.data_dir, "image", "sign", "lab", "1")
     with stick(folder, GiB) as (dev, image):
-        usb.write_stick(dev, live, boot_usb.stick_content(station_settings, None),
+        usb.write_stick(dev, live, boot_usb.stick_content(station_settings, None, image="lab"),
                         station_settings, allow_loop=True)
-        laptop = folder / "laptop"
-        imager(laptop, "lab", "up", "--drives", "1", "--size-gib", str(32 / 1024))
-        try:
-            with _data_of(image, folder, dev=dev) as root:
-                imager(laptop, "agent", "run", "--offline-kit", str(root / usb_data.KIT),
-                       "--erase", "--once", "--only-lab", "--boot", "usb", "--name",
-                       "live-usb", "--spool", str(root / usb_data.SPOOL))
-                assert len(usb_data.pending(root / usb_data.SPOOL)) == 1
-        finally:
-            imager(laptop, "lab", "down")
+        with _data_of(image, folder, dev=dev) as root:
+            _erase_offline(folder / "laptop", root / usb_data.KIT, root / usb_data.SPOOL)
+            kinds = [json.loads(p.read_text())["kind"]
+                     for p in usb_data.pending(root / usb_data.SPOOL)]
+            assert kinds == ["offline_erasure", "offline_deployment"]
         yield dev, image
 
 
@@ -313,14 +320,18 @@ def test_usb_sync_uploads_the_spool_the_station_certifies_and_a_second_sync_send
         (record,) = [json.loads(p.read_text())["document"]
                      for p in (station.data / "documents").glob("EFF-*.json")]
         assert record["agent"]["name"] == "live-usb" and record["agent"]["boot"] == "usb"
+        with closing(sqlite3.connect(station.data / "registry.sqlite3")) as db:
+            assert db.execute("SELECT image_name, ok, verify FROM deployments").fetchall() \
+                == [("lab", 1, "full")]
         again = boot_usb.sync_stick(dev, station_settings, station=station.url)
-        assert again.result is None and again.pending_before == 0 and again.sent_total == 1
+        assert again.result is None and again.pending_before == 0 and again.sent_total == 2
     finally:
         station.close()
     with _data_of(image, tmp_path, dev=dev) as root:
         spool = root / usb_data.SPOOL
-        assert usb_data.pending(spool) == [] and len(usb_data.sent(spool)) == 1
-        assert json.loads(usb_data.sent(spool)[0].read_text())["kind"] == "offline_erasure"
+        assert usb_data.pending(spool) == []
+        assert [json.loads(p.read_text())["kind"] for p in usb_data.sent(spool)] == [
+            "offline_erasure", "offline_deployment"]
 
 
 # -- helpers ----------------------------------------------------------------------------

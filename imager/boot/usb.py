@@ -28,15 +28,13 @@ import secrets
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import ClassVar
 
 from imager.boot import usb_data
-from imager.certify.keys import StationKeys
 from imager.erase import guard
-from imager.erase.offline_policy import write_kit
 from imager.errors import ImagerError, RefusedDevice, UsageError
 from imager.host import devices, loopdev
 from imager.host.blockdev import OpenDevice, aligned_buffer, drop_cache, open_device
@@ -53,7 +51,7 @@ from imager.settings import Settings
 MiB = 1 << 20
 SECTOR = 512
 BIOS_BOOT = (2048, 4095)                       # sectors of p1, as the OS images
-MIN_ESP, ESP_STEP, MIN_DATA = 256 * MiB, 64 * MiB, 64 * MiB
+MIN_ESP, ESP_STEP, MIN_DATA, DATA_SLACK = 256 * MiB, 64 * MiB, 64 * MiB, 128 * MiB
 ESP_LABEL = "IMAGER-EFI"
 CMDLINE = "imager.boot=usb console=tty0 console=ttyS0,115200"
 GRUB_PC = Path("/usr/lib/grub/i386-pc")        # grub-pc-bin: modules and grub-bios-setup
@@ -113,8 +111,7 @@ class StickFiles:
 class StickContent:
     """What the station puts on a stick besides the live system."""
 
-    policy: str                      # the erase policy (YAML), signed into kit/
-    keys: StationKeys                # signs it
+    kit: Callable[[Path], Sequence[Path]]   # writes the offline kit into a folder
     ca_pem: bytes                    # the CA the live system's agent pins
     station: str | None = None       # imager.station= on the command line (bench network)
 
@@ -199,13 +196,14 @@ class Layout:
         return (self.esp[1] - self.esp[0] + 1) * SECTOR
 
 
-def layout(size: int, live_bytes: int, *, where: str = "") -> Layout:
+def layout(size: int, live_bytes: int, data_bytes: int = 0, *, where: str = "") -> Layout:
     """The partitions for a stick of `size` bytes carrying `live_bytes` of boot
-    files; UsageError when it does not fit."""
+    files and `data_bytes` of kit; UsageError when it does not fit."""
     esp = max(MIN_ESP, -(-(live_bytes * 5 // 4 + ESP_STEP) // ESP_STEP) * ESP_STEP)
     esp_first = BIOS_BOOT[1] + 1
     esp_last = esp_first + esp // SECTOR - 1
-    need = (esp_last + 1) * SECTOR + MIN_DATA + MiB
+    data = max(MIN_DATA, data_bytes * 11 // 10 + DATA_SLACK)   # ext4's own room, the spool
+    need = (esp_last + 1) * SECTOR + data + MiB
     if size < need:
         raise UsageError(f"clé trop petite / stick too small: {where} holds {size / 1e9:.2f} GB, "
                          f"the live system and its data need {need / 1e9:.2f} GB: use a "
@@ -268,16 +266,18 @@ def write_stick(device: str, files: StickFiles, content: StickContent, settings:
     if expect is not None and stick.key != expect.key:
         raise RefusedDevice(device, [f"ce n'est plus la clé confirmée / not the stick that "
                                      f"was confirmed ({expect.describe()}): check and retry"])
-    plan = layout(stick.size, files.size(), where=stick.describe())
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="usb-work-", dir=settings.data_dir) as tmp:
         work = Path(tmp)
-        say(StickProgress("esp-image"))                    # nothing written yet
+        say(StickProgress("kit"))                          # nothing written to the stick yet
+        tree = _data_tree(work, content)
+        plan = layout(stick.size, files.size(), _bytes(tree), where=stick.describe())
+        say(StickProgress("esp-image"))
         esp_image, used = _esp_image(work, plan, files, content.ca_pem, station)
         say(StickProgress("save-spool"))
         saved = usb_data.save(usb_data.find(device, settings), settings, stick.key)
         try:
-            data = _write(stick.path, plan, esp_image, content, saved, work, settings, say)
+            data = _write(stick.path, plan, esp_image, tree, saved, work, settings, say)
             carried = 0
             if saved is not None:
                 say(StickProgress("check-spool"))
@@ -295,14 +295,14 @@ def write_stick(device: str, files: StickFiles, content: StickContent, settings:
                         round(time.monotonic() - started, 1))
 
 
-def _write(dev: str, plan: Layout, esp_image: Path, content: StickContent, saved: Path | None,
+def _write(dev: str, plan: Layout, esp_image: Path, tree: Path, saved: Path | None,
            work: Path, settings: Settings, say: ProgressFn) -> str:
     """Partitions, the ESP image, the data partition, BIOS boot; the data partition."""
     say(StickProgress("partition"))
     esp, data = _partition(dev, plan, settings)
     _write_image(esp_image, esp, say)
     say(StickProgress("data"))
-    _data(data, content, saved, work)
+    _data(data, tree, saved)
     say(StickProgress("bios"))
     _grub_bios(dev, work / "core.img", work)
     _set_active_flag(dev)
@@ -445,15 +445,24 @@ def _read_back(dev: OpenDevice, ranges: list[tuple[int, int]], sums: list[str], 
                               f"{first * BLOCK}: the stick may be failing, try another one")
 
 
-def _data(part: str, content: StickContent, saved: Path | None, work: Path) -> None:
-    """ext4 IMAGER-DATA made from a staged tree: kit, CA, README, spool."""
+def _data_tree(work: Path, content: StickContent) -> Path:
+    """The data partition's files staged here: the kit, the CA, the README."""
     tree = work / "data"
     tree.mkdir()
-    kit = write_kit(tree / usb_data.KIT, content.policy, content.keys)
-    usb_data.stage(tree, kit_written=kit, ca_pem=content.ca_pem,
-                   spool=saved / usb_data.SPOOL if saved is not None else None)
+    kit = content.kit(tree / usb_data.KIT)
+    usb_data.stage(tree, kit_written=list(kit), ca_pem=content.ca_pem)
+    return tree
+
+
+def _bytes(tree: Path) -> int:
+    return sum(p.stat().st_size for p in tree.rglob("*") if p.is_file())
+
+
+def _data(part: str, tree: Path, saved: Path | None) -> None:
+    """ext4 IMAGER-DATA made from the staged tree and the spool (carried or new)."""
+    usb_data.add_spool(tree, saved / usb_data.SPOOL if saved is not None else None)
     run_streaming(["mkfs.ext4", "-q", "-F", "-L", usb_data.LABEL, "-m", "0",
-                   "-E", "nodiscard,root_owner=0:0", "-d", str(tree), part], timeout=1800)
+                   "-E", "nodiscard,root_owner=0:0", "-d", str(tree), part], timeout=3600)
 
 
 def _grub_bios(disk: str, core: Path, work: Path) -> None:

@@ -2,7 +2,8 @@
 spool and the station's CA; found, mounted and read back; its spool carried
 over when the stick is written again.
 
-    kit/              the station's signed erase policy (`imager agent kit`)
+    kit/              the offline kit (`imager agent kit`): the station's signed erase
+                      policy and certificate, maybe a signed catalogue image (systeme/)
     spool/            the offline agent's events (`imager agent run --spool`), its key
     spool/sent/       the events the station acknowledged (the outbox moves them here)
     station-ca.pem    the CA the live system's agent pins
@@ -106,15 +107,20 @@ def opened(part: str, settings: Settings, *, read_only: bool = False) -> Iterato
         yield root
 
 
-def stage(tree: Path, *, kit_written: list[Path], ca_pem: bytes, spool: Path | None) -> None:
+def stage(tree: Path, *, kit_written: list[Path], ca_pem: bytes) -> None:
     """The data partition's files in `tree` (made into the filesystem by mkfs.ext4
-    -d): kit/ is already there; the CA, the README, and the spool (carried over
-    from `spool`, or a new empty one with its sent/ folder)."""
+    -d): kit/ is already there; the CA and the README."""
     if not kit_written:
         raise ImagerError(f"{tree / KIT}: the offline kit was not written")
     (tree / CA).write_bytes(ca_pem)
     (tree / README).write_text(README_TEXT, encoding="utf-8")
+
+
+def add_spool(tree: Path, spool: Path | None) -> None:
+    """The spool in `tree`: carried over from `spool`, or a new empty one; with its
+    sent/ folder (the outbox then keeps what the station answered for)."""
     target = tree / SPOOL
+    shutil.rmtree(target, ignore_errors=True)
     if spool is not None:
         shutil.copytree(spool, target, symlinks=True)
     target.mkdir(mode=0o700, exist_ok=True)

@@ -20,6 +20,7 @@ from imager.jobs.batch import stop_on_signals
 if TYPE_CHECKING:
     from imager.agent.agent import AgentConfig
     from imager.agent.tls import StationTrust
+    from imager.settings import Settings
 
 
 # `imager agent run --machine` exits with this when the station says the laptop is done
@@ -156,29 +157,38 @@ def cmd_run(args: argparse.Namespace, ctx: Context) -> int:
 
 def cmd_kit(args: argparse.Namespace, ctx: Context) -> int:
     """Write the station's signed erase policy and certificate into a folder."""
-    from imager.certify.keys import station_keys
-    from imager.erase import policy as erase_policy
-    from imager.erase.offline_policy import write_kit
-    text, where = erase_policy.KIND.read(ctx.settings.erase_policy, erase_policy.SHIPPED)
-    written = write_kit(args.folder, text, station_keys(ctx.settings))
-    if args.image:
-        from imager.agent.offline_image import write_image
-        from imager.station import image_store
-        entry = image_store.catalogue(ctx.settings).get(args.image, args.image_version)
-        if not entry.signed:
-            raise UsageError(f"l'image {entry.name} {entry.version} n'est pas signée / is not "
-                             f"signed: sign it (`imager image sign {entry.name} "
-                             f"{entry.version}`), the laptop checks it before writing it")
-        written.append(write_image(args.folder, entry).files.manifest)
-    elif args.image_version:
-        raise UsageError("--image-version goes with --image NAME")
-    label = erase_policy.parse(text, source=where).label
+    written, label = write_offline_kit(ctx.settings, args.folder, image=args.image,
+                                       image_version=args.image_version)
     console(markup=False).print(
         f"Kit hors ligne / offline kit ({label}): {', '.join(str(p) for p in written)}\n"
         f"Sur le portable / on the laptop: imager agent run --offline-kit {args.folder} "
         "--erase --once --spool <stick>/spool, puis sur la station / then on the station: "
         "imager agent sync --station URL --spool <stick>/spool")
     return 0
+
+
+def write_offline_kit(settings: Settings, folder: Path, *, image: str | None = None,
+                      image_version: str | None = None) -> tuple[list[Path], str]:
+    """The offline kit in `folder` (`imager agent kit`, `imager boot usb`): the signed
+    erase policy, the station's certificate and, if asked, a signed catalogue image;
+    the files written and the policy's label."""
+    from imager.certify.keys import station_keys
+    from imager.erase import policy as erase_policy
+    from imager.erase.offline_policy import write_kit
+    text, where = erase_policy.KIND.read(settings.erase_policy, erase_policy.SHIPPED)
+    written = write_kit(folder, text, station_keys(settings))
+    if image:
+        from imager.agent.offline_image import write_image
+        from imager.station import image_store
+        entry = image_store.catalogue(settings).get(image, image_version)
+        if not entry.signed:
+            raise UsageError(f"l'image {entry.name} {entry.version} n'est pas signée / is not "
+                             f"signed: sign it (`imager image sign {entry.name} "
+                             f"{entry.version}`), the laptop checks it before writing it")
+        written.append(write_image(folder, entry).files.manifest)
+    elif image_version:
+        raise UsageError("--image-version goes with --image NAME")
+    return written, erase_policy.parse(text, source=where).label
 
 
 def cmd_sync(args: argparse.Namespace, ctx: Context) -> int:

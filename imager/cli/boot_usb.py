@@ -28,10 +28,11 @@ if TYPE_CHECKING:
     from imager.settings import Settings
 
 STEPS = {"check": "Vérification de la clé / checking the stick",
+         "kit": "Kit hors ligne / offline kit",
          "save-spool": "Copie du spool de la clé sur la station / saving the stick's spool",
          "esp-image": "Préparation du système / preparing the system",
          "partition": "Partitions / partitioning",
-         "data": "Kit hors ligne, CA, spool / offline kit, CA, spool",
+         "data": "Partition de données / data partition (IMAGER-DATA)",
          "bios": "Démarrage BIOS / BIOS boot code",
          "check-spool": "Vérification du spool recopié / checking the carried spool"}
 
@@ -59,6 +60,10 @@ def register_actions(bsub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     u.add_argument("--station", metavar="URL", default=os.environ.get("IMAGER_STATION"),
                    help="the station's URL on the bench network (env IMAGER_STATION): the "
                         "stick then works on the network too; without it, offline only")
+    u.add_argument("--image", metavar="NAME",
+                   help="also carry this signed catalogue image in the offline kit: the "
+                        "laptop installs it on each drive it erased and verified offline")
+    u.add_argument("--image-version", metavar="VERSION", help="default: the newest")
     u.add_argument("--yes", action="store_true",
                    help="do not ask before erasing the stick")
     u.set_defaults(func=cmd_usb)
@@ -91,8 +96,9 @@ def cmd_usb(args: argparse.Namespace, ctx: Context) -> int:
     if not args.yes and not _confirmed(stick):
         print("Rien n'a été écrit / nothing was written")
         return 1
-    written = write(args.device, files, stick_content(ctx.settings, station), ctx.settings,
-                    expect=stick)
+    content = stick_content(ctx.settings, station, image=args.image,
+                            image_version=args.image_version)
+    written = write(args.device, files, content, ctx.settings, expect=stick)
     print(f"Clé prête / stick ready: {stick.describe()} en / in {written.seconds:.0f} s\n"
           f"  système / system: {written.esp_used / 1e6:.0f} Mo sur / of "
           f"{written.esp_size / 1e6:.0f} Mo (EFI), données / data: "
@@ -122,13 +128,16 @@ def write(device: str, files: StickFiles, content: StickContent, settings: Setti
                                progress=progress, allow_loop=allow_loop)
 
 
-def stick_content(settings: Settings, station: str | None) -> StickContent:
-    """The station's erase policy, keys and pinned CA, for a stick."""
+def stick_content(settings: Settings, station: str | None, *, image: str | None = None,
+                  image_version: str | None = None) -> StickContent:
+    """What the station puts on a stick: the offline kit (`imager agent kit`: the
+    signed erase policy, maybe a signed catalogue image) and its pinned CA."""
     from imager.boot.usb import StickContent
-    from imager.certify.keys import station_keys
-    from imager.erase import policy as erase_policy
-    text, _ = erase_policy.KIND.read(settings.erase_policy, erase_policy.SHIPPED)
-    return StickContent(text, station_keys(settings), station_ca(settings), station)
+    from imager.cli.agent import write_offline_kit
+
+    def kit(folder: Path) -> list[Path]:
+        return write_offline_kit(settings, folder, image=image, image_version=image_version)[0]
+    return StickContent(kit, station_ca(settings), station)
 
 
 def station_ca(settings: Settings) -> bytes:
