@@ -42,7 +42,7 @@ from imager.host.device_facts import gather
 from imager.host.fat import make_fat
 from imager.host.loopdev import mounted
 from imager.host.run import run
-from imager.host.stream import require_tool, run_streaming
+from imager.host.stream import run_streaming
 from imager.imaging import bmap
 from imager.inventory import lsblk
 from imager.model import DriveIdentity
@@ -58,8 +58,10 @@ GRUB_PC = Path("/usr/lib/grub/i386-pc")        # grub-pc-bin: modules and grub-b
 BIOS_MODULES = ("biosdisk", "part_gpt", "fat", "search_fs_uuid", "search")
 INITRDS = ("live.img", "imager.img", "station.img")
 CA_IN_INITRD = "etc/imager/station-ca.pem"     # where the live system reads its CA
-TOOLS = ("wipefs", "sgdisk", "partx", "blkid", "mkfs.vfat", "mmd", "mcopy", "mkfs.ext4",
-         "grub-mkimage", "cpio", "mount", "umount")
+TOOLS = {"wipefs": "util-linux", "partx": "util-linux", "blkid": "util-linux",
+         "mount": "mount", "umount": "mount", "sgdisk": "gdisk", "mkfs.vfat": "dosfstools",
+         "mmd": "mtools", "mcopy": "mtools", "mkfs.ext4": "e2fsprogs",
+         "grub-mkimage": "grub-common", "cpio": "cpio"}           # tool -> Debian package
 _URL = re.compile(r"https?://[A-Za-z0-9.\-\[\]:]+(/[A-Za-z0-9._~/\-]*)?")
 _CHUNK = 4 * MiB
 BLOCK = 4096
@@ -239,11 +241,11 @@ def grub_cfg(esp_uuid: str, station: str | None) -> str:
 # -- writing ----------------------------------------------------------------------------
 
 def missing_tools() -> list[str]:
-    """What writing a stick needs and this machine lacks (Debian package names)."""
-    lacking = [t for t in TOOLS if shutil.which(t) is None]
+    """The Debian packages writing a stick needs and this machine lacks."""
+    lacking = {pkg for tool, pkg in TOOLS.items() if shutil.which(tool) is None}
     if not (GRUB_PC / "grub-bios-setup").is_file():
-        lacking.append("grub-pc-bin")
-    return lacking
+        lacking.add("grub-pc-bin")
+    return sorted(lacking)
 
 
 def write_stick(device: str, files: StickFiles, content: StickContent, settings: Settings,
@@ -254,11 +256,9 @@ def write_stick(device: str, files: StickFiles, content: StickContent, settings:
     confirmed, refused if another one is there now)."""
     say = progress or (lambda _: None)
     started = time.monotonic()
-    for tool in TOOLS:
-        require_tool(tool)
-    if not (GRUB_PC / "grub-bios-setup").is_file():
-        raise ImagerError(f"outil absent / {GRUB_PC}/grub-bios-setup is missing: "
-                          "apt-get install grub-pc-bin")
+    if lacking := missing_tools():
+        raise ImagerError(f"outils absents / tools missing to write a stick: apt-get install "
+                          f"{' '.join(lacking)}")
     files.check()
     station = check_station(content.station)
     say(StickProgress("check"))
@@ -449,8 +449,9 @@ def _data_tree(work: Path, content: StickContent) -> Path:
     """The data partition's files staged here: the kit, the CA, the README."""
     tree = work / "data"
     tree.mkdir()
-    kit = content.kit(tree / usb_data.KIT)
-    usb_data.stage(tree, kit_written=list(kit), ca_pem=content.ca_pem)
+    if not content.kit(tree / usb_data.KIT):
+        raise ImagerError(f"{tree / usb_data.KIT}: the offline kit was not written")
+    usb_data.stage(tree, ca_pem=content.ca_pem)
     return tree
 
 

@@ -27,7 +27,6 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 
 from imager.errors import ImagerError, UsageError
@@ -107,11 +106,9 @@ def opened(part: str, settings: Settings, *, read_only: bool = False) -> Iterato
         yield root
 
 
-def stage(tree: Path, *, kit_written: list[Path], ca_pem: bytes) -> None:
+def stage(tree: Path, *, ca_pem: bytes) -> None:
     """The data partition's files in `tree` (made into the filesystem by mkfs.ext4
     -d): kit/ is already there; the CA and the README."""
-    if not kit_written:
-        raise ImagerError(f"{tree / KIT}: the offline kit was not written")
     (tree / CA).write_bytes(ca_pem)
     (tree / README).write_text(README_TEXT, encoding="utf-8")
 
@@ -166,11 +163,16 @@ def save(part: str | None, settings: Settings, stick_key: str) -> Path | None:
                 f"agent sync --station URL --spool {left}`), remove {saved}, then write the "
                 "stick again")
         saved.mkdir(parents=True, exist_ok=True, mode=0o700)
-        shutil.copytree(spool, left, symlinks=True)
-        if digest(left) != digest(spool):
-            raise ImagerError(f"the copy of the stick's spool in {left} differs from "
-                              f"{spool}: nothing was written to the stick; check the "
-                              "station's disk space and try again")
+        try:
+            shutil.copytree(spool, left, symlinks=True)
+            why = "" if digest(left) == digest(spool) else "the copy differs"
+        except OSError as exc:
+            why = exc.strerror or str(exc)
+        if why:
+            shutil.rmtree(saved, ignore_errors=True)
+            raise ImagerError(f"impossible de copier le spool de la clé / cannot copy the "
+                              f"stick's spool to {left} ({why}): nothing was written to the "
+                              "stick; check the station's disk space and try again")
     return saved
 
 
@@ -201,6 +203,3 @@ def sent(spool: Path) -> list[Path]:
     """The events the station acknowledged (kept on the stick)."""
     return sorted((spool / SENT).glob(f"*{SUFFIX}"))
 
-
-def stamp() -> str:
-    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
