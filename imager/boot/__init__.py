@@ -1,0 +1,1 @@
+"""The laptops' boot: live system, network boot service (proxy-DHCP, TFTP, HTTP), menus."""
