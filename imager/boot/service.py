@@ -69,6 +69,7 @@ def station_img(ca_pem: bytes) -> bytes:
 def write_tftp(root: Path, files: BootFiles, server: menus.BootServer) -> None:
     """The TFTP folder: loaders under the names dnsmasq's PXE services give, and
     the two entry scripts that ask the station over HTTP."""
+    _reachable_by_dnsmasq(root)
     if root.exists():
         shutil.rmtree(root)
     (root / "grub").mkdir(parents=True, mode=0o755)
@@ -81,6 +82,17 @@ def write_tftp(root: Path, files: BootFiles, server: menus.BootServer) -> None:
     (root / dnsmasq.IPXE_SCRIPT).write_text(menus.ipxe_entry(server), encoding="ascii")
     for path in root.rglob("*"):
         os.chmod(path, 0o755 if path.is_dir() else 0o644)
+
+
+def _reachable_by_dnsmasq(root: Path) -> None:
+    """UsageError when a folder above the TFTP root is closed to other users:
+    dnsmasq serves TFTP as `nobody` and could not read the loaders."""
+    for folder in root.resolve().parents:
+        if folder.exists() and not os.stat(folder).st_mode & 0o001:
+            raise UsageError(f"le dossier {folder} est fermé aux autres utilisateurs : dnsmasq "
+                             f"(utilisateur nobody) ne pourrait pas lire {root} / {folder} is "
+                             "closed to other users: dnsmasq (user nobody) could not read the "
+                             "TFTP folder; choose a --run-dir under /run or /srv")
 
 
 class BootService:

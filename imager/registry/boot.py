@@ -81,8 +81,10 @@ def clean_mac(text: str | None) -> str | None:
 
 def clean_serial(text: str | None) -> str | None:
     """The serial without surrounding spaces (empty allowed), or None when it is
-    too long or holds a character no boot loader of ours sends."""
-    serial = (text or "").strip()
+    too long or holds a character no boot loader of ours sends (or is missing)."""
+    if text is None:
+        return None
+    serial = text.strip()
     if len(serial) > MAX_SERIAL or not _SERIAL.fullmatch(serial):
         return None
     return serial
