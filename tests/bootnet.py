@@ -46,10 +46,15 @@ import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 
 from imager.boot.cpio import Entry, newc
 from imager.boot.files import BootFiles
+from imager.registry import intake
+from imager.store import people
+from imager.store.db import Registry, utcnow
+from imager.store.models import Deployment, Drive
 
 OVMF = Path("/usr/share/OVMF")
 SUBNET = "10.66.0"
@@ -406,6 +411,12 @@ class Laptop:
                         break
             return answer
 
+    def send_keys(self, *keys: str) -> None:
+        """Press and release each key in turn (QMP qcodes: "down", "ret", "i"...)."""
+        for key in keys:
+            self.qmp_command("send-key", keys=[{"type": "qcode", "data": key}])
+            time.sleep(0.3)
+
     def screendump(self, path: Path) -> Path:
         """The laptop's screen now, as PNG (QMP screendump, converted)."""
         ppm = path.with_suffix(".ppm")
@@ -446,14 +457,14 @@ def clean_console(text: str) -> str:
 # -- the stand-in live system -------------------------------------------------------
 
 INIT = f"""#!/bin/busybox sh
-export PATH=/bin
-/bin/busybox mkdir -p /proc /sys
-/bin/busybox mount -t proc proc /proc
-echo "{MARKER} cmdline: $(/bin/busybox cat /proc/cmdline)"
-echo "{MARKER} files: $(cd / && /bin/busybox find etc/imager -type f | /bin/busybox sort | /bin/busybox tr '\\n' ' ')"
-echo "{MARKER} ca-sha256: $(/bin/busybox sha256sum /etc/imager/station-ca.pem | /bin/busybox cut -c1-64)"
+bb=/bin/busybox
+$bb mkdir -p /proc /sys
+$bb mount -t proc proc /proc
+echo "{MARKER} cmdline: $($bb cat /proc/cmdline)"
+echo "{MARKER} files: $(cd / && $bb find etc/imager -type f | $bb sort | $bb tr '\\n' ' ')"
+echo "{MARKER} ca-sha256: $($bb sha256sum /etc/imager/station-ca.pem | $bb cut -c1-64)"
 echo "{MARKER} done"
-/bin/busybox poweroff -f
+$bb poweroff -f
 """
 
 
@@ -542,6 +553,31 @@ def standin_files(folder: Path) -> BootFiles:
                   "snponly": "snponly.efi"}[name]
         shutil.copyfile(source, folder / target)
     return BootFiles.in_folder(folder).check()
+
+
+# -- the registry's side of a laptop -----------------------------------------------
+
+def tie(registry: Registry, serial: str, reference: str = "DON-1") -> int:
+    """A machine with `serial` attached to a donation at intake."""
+    with registry.session() as s:
+        if reference not in {d.reference for d in people.list_donations(s)}:
+            people.add_donor(s, "town_hall", f"Mairie {reference}")
+            people.add_donation(s, reference, f"Mairie {reference}", date(2026, 12, 1))
+        return intake.attach_machine(s, people.find_donation(s, reference), serial,
+                                     actor="test").id
+
+
+def deploy(registry: Registry, machine_id: int) -> None:
+    """An OS image written and verified on the machine's drive."""
+    with registry.session() as s:
+        drive = Drive(identity=f"test::{machine_id}", size_bytes=1 << 30, machine_id=machine_id,
+                      created_at=utcnow(), state="imaged")
+        s.add(drive)
+        s.flush()
+        now = utcnow()
+        s.add(Deployment(drive_id=drive.id, machine_id=machine_id, image_name="lab",
+                         image_version="1", image_size=1, mapped_bytes=1, verify="full",
+                         verified_bytes=1, ok=True, actor="test", started_at=now, ended_at=now))
 
 
 # -- a disk that says it was booted -------------------------------------------------

@@ -11,11 +11,11 @@ import subprocess
 import threading
 import urllib.request
 from collections.abc import Iterator
-from datetime import date
 from pathlib import Path
 from urllib.error import HTTPError
 
 import pytest
+from bootnet import deploy, tie
 from conftest import need_tool
 from sqlalchemy import select
 
@@ -23,11 +23,10 @@ from imager.boot import dnsmasq, menus
 from imager.boot.cpio import Entry, newc
 from imager.boot.http import BootContent, BootHttp
 from imager.boot.service import CA_PATH, station_img
-from imager.registry import boot, intake
+from imager.registry import boot
 from imager.registry.boot import BootDecision
-from imager.store import people
 from imager.store.db import Registry, utcnow
-from imager.store.models import BootToken, Deployment, Drive, ItemEvent, Machine
+from imager.store.models import BootToken, ItemEvent, Machine
 
 MAC = "52:54:00:12:34:56"
 SERVER = menus.BootServer("10.66.0.2", 8471, "https://10.66.0.2:8470")
@@ -36,29 +35,6 @@ CA = b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
 
 def _sha(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
-
-
-def tie(registry: Registry, serial: str, reference: str = "DON-1") -> int:
-    """A machine with `serial` attached to a donation at intake."""
-    with registry.session() as s:
-        if people._donation_by_reference(s, reference) is None:
-            people.add_donor(s, "town_hall", f"Mairie {reference}")
-            people.add_donation(s, reference, f"Mairie {reference}", date(2026, 12, 1))
-        return intake.attach_machine(s, people.find_donation(s, reference), serial,
-                                     actor="test").id
-
-
-def deploy(registry: Registry, machine_id: int) -> None:
-    """An OS image written and verified on the machine's drive."""
-    with registry.session() as s:
-        drive = Drive(identity=f"test::{machine_id}", size_bytes=1 << 30, machine_id=machine_id,
-                      created_at=utcnow(), state="imaged")
-        s.add(drive)
-        s.flush()
-        now = utcnow()
-        s.add(Deployment(drive_id=drive.id, machine_id=machine_id, image_name="lab",
-                         image_version="1", image_size=1, mapped_bytes=1, verify="full",
-                         verified_bytes=1, ok=True, actor="test", started_at=now, ended_at=now))
 
 
 def decide(registry: Registry, mac: str | None = MAC, serial: str | None = "PF1ABCDE",
@@ -345,3 +321,40 @@ def test_http_decides_concurrently(http: str, registry: Registry) -> None:
     assert codes == [200] * 8
     with registry.session() as s:
         assert len(list(s.scalars(select(BootToken)))) == 8
+
+
+# -- the command line ------------------------------------------------------------
+
+CLI = ("import sys; from imager.cli import COMMANDS, Command, main; "
+       "COMMANDS.setdefault('boot', Command('boot_serve', 'boot')); sys.exit(main())")
+
+
+def _imager(data: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    import os
+    import sys
+    env = {**os.environ, "IMAGER_DATA_DIR": str(data)}
+    return subprocess.run([sys.executable, "-c", CLI, *args], capture_output=True, text=True,
+                          env=env, timeout=120)
+
+
+def test_boot_nic_lists_the_cards_that_get_ipxe(tmp_path: Path) -> None:
+    from imager.boot.nics import ipxe_macs
+    from imager.settings import Settings
+    data = tmp_path / "data"
+    assert "aucune" in _imager(data, "boot", "nic").stdout
+    assert _imager(data, "boot", "nic", "52-54-00-AA-BB-CC", "--ipxe").returncode == 0
+    assert _imager(data, "boot", "nic", MAC).returncode == 0
+    assert ipxe_macs(Settings(data_dir=data)) == (MAC, "52:54:00:aa:bb:cc")
+    assert _imager(data, "boot", "nic", MAC, "--no-ipxe").stdout.splitlines()[0] == (
+        "52:54:00:aa:bb:cc")
+    bad = _imager(data, "boot", "nic", "nope")
+    assert bad.returncode == 2 and "52:54:00:12:34:56" in bad.stderr
+
+
+def test_boot_serve_names_what_is_missing(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    files = _imager(data, "boot", "serve", "--interface", "lo", "--files", str(tmp_path / "no"))
+    assert files.returncode == 2 and "imager boot build" in files.stderr
+    assert str(tmp_path / "no" / "vmlinuz") in files.stderr
+    danger = _imager(data, "boot", "serve", "--interface", "x", "--dangerous-dhcp-server", "1")
+    assert danger.returncode == 2 and "FIRST-LAST" in danger.stderr

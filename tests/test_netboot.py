@@ -30,16 +30,18 @@ from bootnet import (
     BenchNet,
     Laptop,
     clean_console,
+    deploy,
     marker_disk,
     missing,
     standin_files,
+    tie,
 )
 from conftest import need
 from sqlalchemy import select
-from test_boot_menus import deploy, tie
 
 from imager.boot import menus
 from imager.boot.files import BootFiles
+from imager.boot.nics import set_ipxe
 from imager.settings import Settings
 from imager.store.db import Registry
 from imager.store.models import BootToken, ItemEvent
@@ -51,7 +53,8 @@ CLI = ("import sys; from imager.cli import COMMANDS, Command, main; "
        "COMMANDS.setdefault('boot', Command('boot_serve', 'boot')); sys.exit(main())")
 HTTP_PORT = 8471
 STATION_URL = "https://10.66.0.2:8470"
-TIMEOUT = {"bios": 240, "secureboot": 300}
+TIMEOUT = {"bios": 240, "uefi": 300, "secureboot": 300}
+SNP_MAC = "52:54:00:5e:e0:01"      # a NIC a technician listed for iPXE under UEFI
 
 
 @dataclass
@@ -80,6 +83,7 @@ def bench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bench]:
     files = standin_files(work / "files")
     data = work / "data"
     registry = Registry.open(Settings(data_dir=data))
+    set_ipxe(Settings(data_dir=data), SNP_MAC, ipxe=True)     # read by the service at start
     try:
         with BenchNet(work / "net") as net:
             run_dir = Path("/run/imager-boot") / net.tag
@@ -193,6 +197,53 @@ def _deployed_boots_its_disk_at_once(bench: Bench, vm: Laptop) -> None:
     assert menus.TITLE not in text and menus.ENTRY_INVENTORY not in text
     assert MARKER not in text
     bench.figures[f"{vm.firmware}: firmware to local disk (deployed), s"] = vm.seconds()
+
+
+def test_the_menus_inventory_entry_boots_the_live_system_with_a_token_issued_then(
+        bench: Bench) -> None:
+    """An unknown laptop whose technician picks "Inventorier cet ordinateur"."""
+    serial, mac = "PF1INVENT01", "52:54:00:1a:7e:01"
+    vm = bench.net.laptop("inventory-sb", firmware="secureboot", serial=serial, mac=mac,
+                          disk=marker_disk(bench.work / "inventory-disk.img"))
+    vm.start()
+    vm.wait_for(re.escape(menus.ENTRY_INVENTORY), timeout=TIMEOUT["secureboot"])
+    with bench.registry.session() as s:
+        before = len(list(s.scalars(select(BootToken).where(BootToken.serial == serial))))
+    vm.send_keys("down", "ret")
+    vm.wait_for(f"{MARKER} done", timeout=120)
+    vm.wait_exit(timeout=60)
+    _keep(bench, vm, "inventory-chosen")
+    words = _standin(_console(vm))["cmdline"].split()
+    token = next(w.split("=", 1)[1] for w in words if w.startswith("imager.token="))
+    with bench.registry.session() as s:
+        rows = list(s.scalars(select(BootToken).where(BootToken.serial == serial)))
+    assert before == 0 and len(rows) == 1             # issued when the entry was chosen
+    assert rows[0].token_sha256 == hashlib.sha256(token.encode()).hexdigest()
+    assert rows[0].mac == mac
+    assert re.search(rf"boot grub/inventory from \S+ mac={mac} serial='{serial}': live "
+                     r"\(inventory chosen at the menu", bench.station_log())
+
+
+def test_a_listed_nic_gets_ipxe_under_uefi(bench: Bench) -> None:
+    """UEFI without Secure Boot, a NIC listed with `imager boot nic`: snponly.efi,
+    then the station's iPXE script, then the live system (the EFI stub finds the
+    three initrds by their `initrd=` names)."""
+    serial = "PF1SNP0001"
+    tie(bench.registry, serial, reference="DON-snp")
+    vm = bench.net.laptop("snp-uefi", firmware="uefi", serial=serial, mac=SNP_MAC)
+    vm.start()
+    vm.wait_for(f"{MARKER} done", timeout=TIMEOUT["uefi"])
+    reached = vm.marks[f"{MARKER} done"]
+    vm.wait_exit(timeout=60)
+    text = _console(vm)
+    _keep(bench, vm, "snponly-live")
+    assert "NBP filename is snponly.efi" in text and "iPXE" in text
+    got = _standin(text)
+    assert f"imager.mac={SNP_MAC}" in got["cmdline"].split()
+    assert got["files"].split() == ["etc/imager/standin-imager.txt", "etc/imager/station-ca.pem"]
+    assert re.search(rf"boot ipxe/machine from \S+ mac={SNP_MAC} serial=.{serial}.: live",
+                     bench.station_log())
+    bench.figures["uefi + snponly (iPXE): firmware to initrd, s"] = reached
 
 
 # -- the network -------------------------------------------------------------------

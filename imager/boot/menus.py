@@ -176,9 +176,10 @@ exit 1
 def ipxe_entry(server: BootServer) -> str:
     """`boot.ipxe` (TFTP): chain this machine's script from the station, with its
     MAC and its SMBIOS serial URI-encoded. Without an answer: the local disk."""
+    asked = "mac=${netX/mac}&serial=${smbios/serial:uristring}"
     return f"""\
 #!ipxe
-chain {server.http}/boot/ipxe/machine?mac=${{netX/mac}}&serial=${{smbios/serial:uristring}} || goto unreachable
+chain {server.http}/boot/ipxe/machine?{asked} || goto unreachable
 :unreachable
 echo {UNREACHABLE}
 sleep {FAILED_SECONDS}
