@@ -114,6 +114,15 @@ def test_malformed_requests_get_the_local_disk(registry: Registry, mac: str | No
         assert s.scalar(select(BootToken)) is None
 
 
+def test_a_flood_of_boot_requests_gets_no_more_tokens(registry: Registry) -> None:
+    tie(registry, "PF1FLOOD")
+    got = [decide(registry, serial="PF1FLOOD") for _ in range(boot.MAX_OPEN_TOKENS + 2)]
+    assert [d.action for d in got] == ["live"] * boot.MAX_OPEN_TOKENS + ["local"] * 2
+    assert decide(registry, serial="PF1FLOOD", kind="inventory").action == "local"
+    with registry.session() as s:
+        assert len(list(s.scalars(select(BootToken)))) == boot.MAX_OPEN_TOKENS
+
+
 def test_the_menus_inventory_entry_issues_its_token_when_chosen(registry: Registry) -> None:
     assert decide(registry, serial="UNKNOWN2").token is None
     got = decide(registry, serial="UNKNOWN2", kind="inventory")
@@ -358,3 +367,12 @@ def test_boot_serve_names_what_is_missing(tmp_path: Path) -> None:
     assert str(tmp_path / "no" / "vmlinuz") in files.stderr
     danger = _imager(data, "boot", "serve", "--interface", "x", "--dangerous-dhcp-server", "1")
     assert danger.returncode == 2 and "FIRST-LAST" in danger.stderr
+
+
+def test_the_station_url_is_https() -> None:
+    for bad in ("http://10.66.0.2:8470", "https://x y", "https://10.66.0.2:8470/a b",
+                "javascript:x"):
+        with pytest.raises(ValueError):
+            menus.BootServer("10.66.0.2", 8471, bad)
+    with pytest.raises(ValueError):
+        menus.BootServer("station.lan", 8471, "https://10.66.0.2:8470")

@@ -71,7 +71,7 @@ class Handler(BaseHTTPRequestHandler):
     server_version = "imager-boot"
     sys_version = ""
     timeout = 30                         # seconds a client may stall
-    content: BootContent                 # set on the subclass made by make_server
+    content: BootContent                 # set on the subclass BootHttp makes
 
     def handle(self) -> None:
         try:
@@ -104,7 +104,7 @@ class Handler(BaseHTTPRequestHandler):
         client = self.client_address[0]
         mac, serial, why = _params(query)
         if why is not None:
-            decision = refused(None, None, why)
+            decision = refused(None, None, f"{why}: {query[:120]!r}")
         else:
             try:
                 decision = self.content.decide(kind, mac, serial, client)

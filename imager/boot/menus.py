@@ -24,7 +24,7 @@ from imager.registry.boot import BootDecision, clean_mac
 MENU_SECONDS = 10
 FAILED_SECONDS = 10
 INITRDS = ("live.img", "imager.img", "station.img")
-_URL = re.compile(r"https?://[A-Za-z0-9.:\[\]-]+(/[A-Za-z0-9._~/-]*)?")
+_URL = re.compile(r"https://[A-Za-z0-9.:\[\]-]+(/[A-Za-z0-9._~/-]*)?")
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{16,128}")
 ENTRY_LOCAL = "Demarrer le disque de cet ordinateur (par defaut, dans 10 secondes)"
 ENTRY_INVENTORY = "Inventorier cet ordinateur (rien n'est efface)"

@@ -117,11 +117,20 @@ class BootService:
         self.stop()
 
     def start(self) -> None:
+        if os.geteuid() != 0:
+            raise UsageError("le service de démarrage écoute les ports DHCP (67) et TFTP (69) : "
+                             "lancez-le en root / the boot service binds the DHCP (67) and "
+                             "TFTP (69) ports: run it as root")
         files = self.settings.files.check()
         address = interface_ipv4(self.settings.interface)
-        self.server = menus.BootServer(
-            str(address.ip), self.settings.http_port,
-            self.settings.station_url or f"https://{address.ip}:{STATION_PORT}")
+        try:
+            self.server = menus.BootServer(
+                str(address.ip), self.settings.http_port,
+                self.settings.station_url or f"https://{address.ip}:{STATION_PORT}")
+        except ValueError as exc:
+            raise UsageError(f"{exc} (--station-url: the HTTPS address the live system's "
+                             "agent reaches the station at, e.g. https://10.66.0.2:8470)"
+                             ) from exc
         self.run_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(self.run_dir, 0o755)
         write_tftp(self.run_dir / "tftp", files, self.server)

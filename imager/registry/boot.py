@@ -32,7 +32,8 @@ from sqlalchemy.orm import Session
 
 from imager.registry import items
 from imager.registry.agents import issue_boot_token
-from imager.store.models import Deployment, Drive, Machine
+from imager.store.db import utcnow
+from imager.store.models import BootToken, Deployment, Drive, Machine
 
 Action = Literal["live", "menu", "local"]
 BY = "boot service"
@@ -48,6 +49,9 @@ PLACEHOLDERS = frozenset({
     "1234567890", "00000000", "000000000", "0000000000", "serial", "invalid",
     "chassis serial number", "unknown", "xxxxxxxxxx",
 })
+# Unused boot tokens a laptop may hold at once: more is a flood (anyone on the bench
+# network can ask in a laptop's name), answered with the local disk until they expire.
+MAX_OPEN_TOKENS = 10
 # Where a machine is once its OS was written: its local disk boots from then on.
 AFTER_IMAGING = frozenset({"imaged", "ready", "handed_over"})
 # Where the flow goes on for a machine tied to a donation.
@@ -137,9 +141,20 @@ def _decide(s: Session, mac: str, serial: str) -> BootDecision:
     if machine.state not in IN_FLOW:
         return BootDecision("menu", f"machine {machine.id} is {machine.state}: out of the "
                             "flow", mac, serial, machine.id)
+    if _open_tokens(s, serial) >= MAX_OPEN_TOKENS:
+        return BootDecision("local", f"{MAX_OPEN_TOKENS} boot tokens of this serial are "
+                            "unused and valid: no more until they expire", mac, serial,
+                            machine.id)
     token = issue_boot_token(s, mac=mac, serial=serial, by=BY)
     return BootDecision("live", f"machine {machine.id} is {machine.state}, tied to a "
                         "donation: the flow goes on", mac, serial, machine.id, token)
+
+
+def _open_tokens(s: Session, serial: str) -> int:
+    """Boot tokens of `serial` not used and not expired."""
+    return len(list(s.scalars(select(BootToken.id).where(
+        BootToken.serial == serial, BootToken.used_at.is_(None),
+        BootToken.expires_at > utcnow()))))
 
 
 def _deployed(s: Session, machine: Machine) -> bool:
@@ -161,6 +176,8 @@ def inventory(s: Session, *, mac: str | None, serial: str | None,
         return refused(mac, serial, "malformed MAC address or serial")
     decision = _decide(s, mac_ok, serial_ok)
     if decision.action == "menu":
+        if serial_ok and _open_tokens(s, serial_ok) >= MAX_OPEN_TOKENS:
+            return refused(mac, serial, "too many unused boot tokens for this serial")
         token = issue_boot_token(s, mac=mac_ok, serial=serial_ok, by=BY) if serial_ok else None
         decision = BootDecision("live", f"inventory chosen at the menu ({decision.reason}); "
                                 "nothing is erased without a donation", mac_ok, serial_ok,
