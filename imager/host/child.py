@@ -7,6 +7,7 @@ log file. `stop()` ends it (SIGTERM, then SIGKILL) and is safe to call twice.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import subprocess
@@ -16,6 +17,15 @@ from pathlib import Path
 
 from imager.errors import ImagerError
 from imager.host.stream import require_tool
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGTERM when the process that started it dies
+    (a station killed hard leaves no dnsmasq answering on the bench)."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
 
 class ChildFailed(ImagerError):
@@ -36,13 +46,16 @@ class Child:
         return self._proc.pid if self._proc is not None else None
 
     def start(self, *, settle: float = 0.5) -> None:
-        """Start it; ChildFailed when it has exited after `settle` seconds."""
+        """Start it; ChildFailed when it has exited after `settle` seconds. It is
+        ended when the thread that started it ends: start it from the thread that
+        lives as long as it should (the service's main thread)."""
         require_tool(self.argv[0])
         env = {**os.environ, "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8"}
         with open(self.log, "ab") as out:
             self._proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=out,
                                           stderr=subprocess.STDOUT, env=env,
-                                          start_new_session=True)
+                                          start_new_session=True,
+                                          preexec_fn=_die_with_parent)
         deadline = time.monotonic() + settle
         while time.monotonic() < deadline and self._proc.poll() is None:
             time.sleep(0.05)
