@@ -18,7 +18,6 @@ from pathlib import Path
 from imager.errors import ImagerError
 from imager.host.stream import require_tool
 
-
 PR_SET_PDEATHSIG = 1
 
 
