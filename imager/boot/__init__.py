@@ -1,1 +1,2 @@
-"""The laptops' boot: live system, network boot service, USB stick."""
+"""The laptops' boot: the live system, the network boot service (proxy-DHCP, TFTP,
+HTTP, menus) and the USB stick."""
