@@ -16,6 +16,7 @@ policy (imager.agent.offline), and spools each erasure's report.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import threading
 import time
@@ -25,7 +26,13 @@ from pathlib import Path
 from typing import Any
 
 from imager.agent import offline, offline_image
-from imager.agent.client import Enrolment, StationClient, StationRefused, StationUnreachable
+from imager.agent.client import (
+    Enrolment,
+    StationClient,
+    StationNotTrusted,
+    StationRefused,
+    StationUnreachable,
+)
 from imager.agent.image_job import run_image, run_images
 from imager.agent.key import agent_key
 from imager.agent.outbox import Outbox
@@ -36,6 +43,7 @@ from imager.erase.offline_policy import read_kit
 from imager.erase.progress import Interrupted
 from imager.errors import ImagerError, UsageError
 from imager.host.device_facts import gather, unknown_exclusions
+from imager.host.files import write_atomic
 from imager.host.owner import mac_addresses, machine_id, smbios_serial
 from imager.host.udev import BlockEvent, BlockWatcher
 from imager.host.virtual import label_of
@@ -71,6 +79,7 @@ class AgentConfig:
     secure_boot: bool | None = None     # whether its firmware ran Secure Boot (as read there)
     offline_kit: Path | None = None     # the station's signed policy, for erasing offline
     erase_offline: bool = False         # with the kit and no station: erase what is offered
+    status: Path | None = None          # a JSON file saying where the agent is (live screen)
 
 
 @dataclass
@@ -155,6 +164,8 @@ class Agent:
             serial=smbios_serial(self.settings.sys_root)))
         if enrolled is not None and enrolled.state == "pending":
             _say_pending(enrolled)
+            self._status("pending", agent=enrolled.agent, code=enrolled.pairing_code,
+                         fingerprint=enrolled.fingerprint)
             self.pending = enrolled
             if not wait_pending:
                 return False
@@ -166,8 +177,10 @@ class Agent:
             return False
         if enrolled.state != "active":
             log.error("the station does not accept this agent (%s): stopping", enrolled.state)
+            self._status("refused", reason=enrolled.state)
             return False
         self.registered.set()
+        self._status("registered", agent=enrolled.agent, fingerprint=enrolled.fingerprint)
         log.info("enrolled with %s as agent %s (key %s)", self.config.station,
                  enrolled.agent, enrolled.fingerprint)
         return True
@@ -185,15 +198,30 @@ class Agent:
             except StationRefused as exc:
                 if exc.status != 401 or (attempts is not None and attempt >= attempts):
                     log.error("%s", exc)
+                    self._status("refused", reason=str(exc))
                     return None
                 log.warning("%s; retrying", exc)
                 stop.wait(delay)
             except StationUnreachable as exc:
+                self._status("unreachable", attempt=attempt, error=str(exc),
+                             trusted=not isinstance(exc, StationNotTrusted))
                 if attempts is not None and attempt >= attempts:
                     return None
                 log.warning("%s; retrying", exc)
                 stop.wait(delay)
         return None
+
+    def _status(self, state: str, **fields: Any) -> None:
+        """Say where this agent is in `config.status`, for the live system's screen:
+        unreachable (attempt, error, trusted), pending (agent, code), registered
+        (agent), refused (reason), job (job, kind, phase, done, total)."""
+        if self.config.status is None:
+            return
+        data = {"state": state, "time": round(time.time(), 3), **fields}
+        try:
+            write_atomic(self.config.status, json.dumps(data).encode(), mode=0o644)
+        except OSError as exc:
+            log.warning("cannot write the agent's status to %s: %s", self.config.status, exc)
 
     def _sender(self, stop: threading.Event) -> None:
         if not self.register(stop):
@@ -291,7 +319,12 @@ class Agent:
 
     def _run(self, job: JobOnDrive, stop: threading.Event) -> None:
         view, store = job.store.job, job.store
-        progress = _throttled(store.progress)
+
+        def report(job_id: int, phase: str, step: int, done: int, total: int) -> None:
+            store.progress(job_id, phase, step, done, total)
+            self._status("job", job=job_id, kind=view.kind, phase=phase, done=done,
+                         total=total)
+        progress = _throttled(report)
         def relay() -> None:        # the agent stops: so does this job
             stop.wait()
             job.stop.set()
@@ -311,6 +344,7 @@ class Agent:
             log.warning("job %s: %s", view.id, exc)
         finally:
             self._ended([job])
+            self._status("job-ended", job=view.id, kind=view.kind)
 
     def _seeds(self, stop: threading.Event) -> Callable[[int], str]:
         """How a job asks the station for its verification seed: until it is drawn

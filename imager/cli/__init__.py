@@ -50,6 +50,7 @@ COMMANDS: dict[str, Command] = {
     "lab": Command("lab", "banc de test virtuel / virtual lab bench"),
     "image": Command("image", "images du système / OS images"),
     "profile": Command("profile", "profils du système installé / OS profiles"),
+    "boot": Command("boot", "démarrage des portables (système de l'atelier) / live system"),
 }
 
 

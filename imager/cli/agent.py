@@ -87,6 +87,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                            help="watch only the lab drives of this data dir (`imager lab up`)")
             a.add_argument("--once", action="store_true",
                            help="report and stop (with --machine), after the spool is sent")
+            a.add_argument("--status-file", type=Path, metavar="FILE",
+                           help="write where the agent is (enrolled, pending code, job "
+                                "progress) into FILE as JSON: the live system's screen")
 
 
 def _config(args: argparse.Namespace, ctx: Context, *, kind: str) -> AgentConfig:
@@ -102,7 +105,8 @@ def _config(args: argparse.Namespace, ctx: Context, *, kind: str) -> AgentConfig
                        boot=getattr(args, "boot", None),
                        secure_boot=secure_boot(ctx.settings.sys_root),
                        offline_kit=getattr(args, "offline_kit", None),
-                       erase_offline=getattr(args, "erase", False))
+                       erase_offline=getattr(args, "erase", False),
+                       status=getattr(args, "status_file", None))
 
 
 def _check_trusted(url: str, trust: StationTrust) -> None:
