@@ -41,6 +41,9 @@ exec </dev/console >/dev/console 2>&1
 echo 1 > /proc/sys/kernel/printk
 echo "{prefix} stage={start} kernel=$(uname -r)"
 tr -d '-' < /proc/sys/kernel/random/uuid > /etc/machine-id
+mkdir -p /etc/nvme
+cat /proc/sys/kernel/random/uuid > /etc/nvme/hostid
+echo "nqn.2014-08.org.nvmexpress:uuid:$(cat /etc/nvme/hostid)" > /etc/nvme/hostnqn
 hostname imager-live
 mkdir -p {run}
 mkdir -m 0700 {data_dir}

@@ -366,7 +366,8 @@ def _finish_root(root: Path) -> None:
     for other in (root / "usr/share/consolefonts").glob("*"):
         if other.name != font:
             other.unlink()
-    for stale in ("etc/apt/sources.list", "var/cache/ldconfig/aux-cache"):
+    for stale in ("etc/apt/sources.list", "var/cache/ldconfig/aux-cache",
+                  "etc/nvme/hostid", "etc/nvme/hostnqn"):   # random, made at each boot
         (root / stale).unlink(missing_ok=True)
     for pattern in ("var/cache/debconf/*-old", "var/lib/dpkg/*-old", "etc/*-"):
         for path in root.glob(pattern):

@@ -152,11 +152,17 @@ def _offline(f: dict[str, str]) -> Panel:
         "L'ordinateur travaille sans la station.", "Laissez la clé USB branchée.", WAIT))
 
 
+def _done(f: dict[str, str]) -> Panel:
+    return Panel("ok", "Travail terminé", (
+        "L'atelier a fini son travail sur cet ordinateur.",
+        "L'ordinateur redémarre tout seul.", "Ne touchez à rien."))
+
+
 _BUILDERS = {
     stages.START: _start, SEARCHING: _searching, stages.NETWORK: _network,
     stages.NETWORK_FAILED: _network_failed, stages.AGENT_STARTED: _agent_started,
     stages.FAILED: _failed, stages.PENDING: _pending, stages.ENROLLED: _enrolled,
-    stages.JOB: _job, stages.OFFLINE: _offline,
+    stages.JOB: _job, stages.OFFLINE: _offline, stages.DONE: _done,
 }
 
 _DETAIL_NAMES = (("station", "Station"), ("ip", "Adresse"), ("mac", "MAC"),

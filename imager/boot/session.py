@@ -37,6 +37,10 @@ from imager.boot.screen import SEARCHING, panel, render
 UNREACHABLE_ATTEMPTS = 3      # attempts of the agent before the screen says so
 UNREACHABLE_SECONDS = 45.0    # or seconds without an answer since the agent started
 REDRAW_SECONDS = 20.0         # the screen is drawn again (a kernel message may cross it)
+RESTART_SECONDS = 8.0         # the "done" screen stays that long before the restart
+# `imager agent run --machine` exits with this when the station says the laptop is
+# done (imager.cli.agent.LAPTOP_DONE): the live system restarts the laptop.
+LAPTOP_DONE = 3
 
 
 class Watch:
@@ -66,6 +70,8 @@ class Watch:
 
     def _stage(self, status: Mapping[str, Any] | None, now: float, exit_code: int | None
                ) -> tuple[str, dict[str, str], tuple[object, ...]] | None:
+        if exit_code == LAPTOP_DONE:
+            return stages.DONE, {"agent": self.agent or "-"}, (stages.DONE,)
         if exit_code is not None:
             return self._failed(stages.AGENT_EXITED, status=str(exit_code))
         state = (status or {}).get("state")
@@ -227,9 +233,18 @@ class Session:
                 self.show(*watch.current)
             elif time.monotonic() - self.screen.drawn >= REDRAW_SECONDS:
                 self.screen.draw()
+            if code == LAPTOP_DONE:
+                self.restart()
             if code is not None:
                 self.idle()
             time.sleep(0.5)
+
+    def restart(self) -> NoReturn:
+        """Restart the laptop (the boot service then boots its own disk)."""
+        time.sleep(RESTART_SECONDS)
+        os.sync()
+        subprocess.run(["busybox", "reboot", "-f"], check=False)
+        self.idle()
 
     def idle(self) -> NoReturn:
         """Keep the screen as it is, for a person to read; never returns."""

@@ -22,9 +22,10 @@ PENDING = "pending"                   # waiting for a technician: agent=N code=X
 JOB = "job"                           # a job runs: job=N kind=erase phase=... percent=...
 FAILED = "failed"                     # reason=station-unreachable|station-refused|...
 OFFLINE = "offline"                   # booted from USB with no network: the offline hook
+DONE = "done"                         # the station says the laptop is done: it restarts
 
 STAGES = (START, NETWORK, NETWORK_FAILED, AGENT_STARTED, ENROLLED, PENDING, JOB, FAILED,
-          OFFLINE)
+          OFFLINE, DONE)
 
 # The reasons of `failed` and `network-failed`.
 NO_INTERFACE = "no-interface"         # no wired interface (or not the booted MAC)

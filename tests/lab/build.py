@@ -2,13 +2,16 @@
 
     python tests/lab/build.py [--force]
 
-The root is made by mmdebstrap (variant minbase, no recommends, no docs/locales),
-with python3, udev and the firmware tools. The project's Python dependencies
-(read from pyproject.toml) come from PyPI wheels for the guest's Python, because
-Debian 12 ships versions older than the project requires. The kernel comes from
-Debian's linux-image-amd64, keeping only the modules the lab's emulated hardware
-needs. The cache (env IMAGER_LAB_CACHE, default /var/cache/imager-lab) is keyed
-on a hash of the recipe below and of this file, so changing either rebuilds. Needs root.
+The steps are the live system's (imager.boot.guest): a minbase root made by
+mmdebstrap (no recommends, no docs/locales) with python3, udev and the firmware
+tools; Debian's linux-image-amd64, keeping only the modules the lab's emulated
+hardware needs; the project's Python dependencies (read from pyproject.toml)
+from PyPI wheels for the guest's Python, because Debian 12 ships versions older
+than the project requires; the root as one reproducible zstd cpio. The guest
+runs the project's code from a 9p share, so it holds no copy of it. The cache
+(env IMAGER_LAB_CACHE, default /var/cache/imager-lab) is keyed on a hash of the
+recipe below and of the build code (this file, imager/boot/guest.py), so changing
+either rebuilds. Needs root.
 """
 
 from __future__ import annotations
@@ -19,15 +22,19 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
 import sys
 import time
-import tomllib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parents[2]
+if str(PROJECT) not in sys.path:      # run as a script
+    sys.path.insert(0, str(PROJECT))
+
+from imager.boot import guest  # noqa: E402
+from imager.errors import ImagerError  # noqa: E402
+
 DEFAULT_CACHE = Path("/var/cache/imager-lab")
 SUITE = "bookworm"
 MIRRORS = (
@@ -46,30 +53,10 @@ MODULES = (
     "virtio_console", "9p", "9pnet_virtio", "xhci_pci", "usb_storage", "uas",
     "sdhci_pci", "mmc_block", "crc32c_generic",
 )
-DPKG_EXCLUDES = (
-    "/usr/share/doc/*", "/usr/share/man/*", "/usr/share/info/*", "/usr/share/locale/*",
-    "/usr/share/lintian/*", "/usr/share/bug/*",
-)
-GUEST_SITE = "usr/local/lib/python3.11/dist-packages"
-GUEST_PYTHON = "3.11"
-GUEST_GLIBC_MINOR = 36  # Debian 12 has glibc 2.36
-# pip does not expand a manylinux tag to the older ones it accepts: list them all.
-GUEST_PLATFORMS = (
-    *[f"manylinux_2_{minor}_x86_64" for minor in range(GUEST_GLIBC_MINOR, 4, -1)],
-    "manylinux2014_x86_64", "manylinux2010_x86_64", "manylinux1_x86_64",
-)
-
-# Runs on the host during mmdebstrap's customize phase: fetch the kernel package
-# with the guest's apt and unpack it under /lab-kernel (no initramfs-tools needed).
-KERNEL_HOOK = f"""\
-set -eu
-root="$1"
-pkg=$(chroot "$root" apt-cache depends --important {KERNEL_PACKAGE} \\
-      | sed -n 's/^ *Depends: \\(linux-image-[0-9].*\\)$/\\1/p' | head -n1)
-[ -n "$pkg" ] || {{ echo "lab build: cannot resolve {KERNEL_PACKAGE}" >&2; exit 1; }}
-chroot "$root" sh -ec "cd /var/cache && apt-get download -q $pkg 2>&1 && \\
-    dpkg-deb -x /var/cache/linux-image-*.deb /lab-kernel && rm /var/cache/linux-image-*.deb"
-"""
+PYTHON = guest.GuestPython("3.11", 36)    # Debian 12: Python 3.11, glibc 2.36
+EPOCH = 1700000000                        # SOURCE_DATE_EPOCH of the guest's build
+# The build code beside this file's: its source is in the key.
+BUILD_CODE = (Path(__file__), PROJECT / "imager" / "boot" / "guest.py")
 
 # PID 1 of the guest: mount, coldplug with udev, mount the 9p shares, run the
 # agent the host put into the "lab" share, then power off.
@@ -109,10 +96,7 @@ sleep 30
 """
 
 LogFn = Callable[[str], None]
-
-
-class BuildError(RuntimeError):
-    """The guest image could not be built; the message says which step and why."""
+BuildError = ImagerError          # the guest could not be built; the message says why
 
 
 @dataclass(frozen=True)
@@ -130,23 +114,23 @@ class GuestImage:
 
 def python_requirements(pyproject: Path = PROJECT / "pyproject.toml") -> list[str]:
     """The project's runtime dependencies, as pip requirement strings."""
-    with open(pyproject, "rb") as fh:
-        return list(tomllib.load(fh)["project"]["dependencies"])
+    return guest.python_requirements(pyproject)
 
 
 def recipe() -> dict[str, object]:
     """Everything that decides the image's content; its hash is the cache key."""
     return {
-        "format": 1, "suite": SUITE, "mirrors": MIRRORS, "packages": GUEST_PACKAGES,
-        "kernel": KERNEL_PACKAGE, "modules": MODULES, "excludes": DPKG_EXCLUDES,
-        "python": [GUEST_PYTHON, GUEST_PLATFORMS, GUEST_SITE, python_requirements()],
-        "kernel_hook": KERNEL_HOOK, "init": INIT,
+        "format": 2, "suite": SUITE, "mirrors": MIRRORS, "packages": GUEST_PACKAGES,
+        "kernel": KERNEL_PACKAGE, "modules": MODULES, "excludes": guest.DPKG_EXCLUDES,
+        "python": [PYTHON.version, PYTHON.glibc_minor, python_requirements()],
+        "init": INIT, "epoch": EPOCH,
     }
 
 
 def recipe_key() -> str:
-    """Hash of the recipe and of this file's build steps."""
-    blob = json.dumps(recipe(), sort_keys=True).encode() + Path(__file__).read_bytes()
+    """Hash of the recipe and of the build code."""
+    blob = json.dumps(recipe(), sort_keys=True).encode()
+    blob += b"".join(path.read_bytes() for path in BUILD_CODE)
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
@@ -165,8 +149,7 @@ def cached_image(cache: Path | None = None) -> GuestImage | None:
 
 def missing_tools() -> list[str]:
     """Host tools the build needs that are not installed (Debian package names)."""
-    tools = {"mmdebstrap": "mmdebstrap", "cpio": "cpio", "zstd": "zstd", "chroot": "coreutils"}
-    return sorted({pkg for tool, pkg in tools.items() if shutil.which(tool) is None})
+    return guest.missing_tools()
 
 
 def ensure_image(cache: Path | None = None, *, force: bool = False,
@@ -205,20 +188,29 @@ def _build(cache: Path, log: LogFn) -> GuestImage:
 
 
 def _build_into(work: Path, log: LogFn) -> dict[str, object]:
-    start = time.monotonic()
-    root = work / "root"
+    start, since = time.monotonic(), time.time() - 1
+    root, scratch = work / "root", work / "scratch"
+    scratch.mkdir()
     log("lab build: mmdebstrap (a few minutes)")
-    _mmdebstrap(work, root)
+    guest.mmdebstrap(root, suite=SUITE, sources=MIRRORS, packages=GUEST_PACKAGES,
+                     hooks=[guest.fetch_hook([], kernel=KERNEL_PACKAGE)], work=scratch,
+                     epoch=EPOCH)
     log("lab build: kernel and modules")
-    kver = _install_kernel(root, work / "vmlinuz")
+    kernel_pkg = next(f.name for f in guest.fetched(root) if f.name.startswith("linux-image-"))
+    kernel = guest.install_kernel(root, guest.staged(root, kernel_pkg), work / "vmlinuz",
+                                  MODULES)
+    shutil.rmtree(root / guest.STAGING)
     log("lab build: Python dependencies from PyPI")
-    _install_python_deps(root)
+    wheels = guest.install_wheels(root, PYTHON, python_requirements())
+    guest.compile_python(root, [f"/{PYTHON.site}"], epoch=EPOCH)
     (root / "init").write_text(INIT)
     (root / "init").chmod(0o755)
-    manifest = _manifest(root, kver)
+    manifest = _manifest(root, kernel.version, wheels)
     shutil.rmtree(root / "var/cache/apt", ignore_errors=True)
+    shutil.rmtree(scratch)
     log("lab build: initramfs")
-    _make_initramfs(root, work / "initrd.img")
+    guest.clamp_mtimes(root, since=since, epoch=EPOCH)
+    guest.make_initramfs(root, work / "initrd.img", level=9)
     shutil.rmtree(root)
     manifest["build_seconds"] = round(time.monotonic() - start, 1)
     manifest["initrd_bytes"] = (work / "initrd.img").stat().st_size
@@ -227,102 +219,15 @@ def _build_into(work: Path, log: LogFn) -> dict[str, object]:
     return manifest
 
 
-def _run(argv: Sequence[str], *, what: str, timeout: float = 900,
-         cwd: Path | None = None) -> str:
-    """Run a build step; raise BuildError with its output if it fails."""
-    try:
-        proc = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout,
-                              cwd=cwd, stdin=subprocess.DEVNULL, errors="replace")
-    except subprocess.TimeoutExpired as exc:
-        raise BuildError(f"{what}: no result within {timeout:.0f} s") from exc
-    if proc.returncode != 0:
-        tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-30:])
-        raise BuildError(f"{what} failed (exit {proc.returncode}):\n{tail}")
-    return proc.stdout
-
-
-def _mmdebstrap(work: Path, root: Path) -> None:
-    hook = work / "kernel-hook.sh"
-    hook.write_text(KERNEL_HOOK)
-    argv = ["mmdebstrap", "--mode=root", "--variant=minbase", "--format=directory",
-            "--aptopt=APT::Install-Recommends \"false\"",
-            f"--include={','.join(GUEST_PACKAGES)}",
-            *[f"--dpkgopt=path-exclude={p}" for p in DPKG_EXCLUDES],
-            f"--customize-hook=sh {hook} \"$1\"",
-            SUITE, str(root), *MIRRORS]
-    _run(argv, what="mmdebstrap")
-
-
-def _install_kernel(root: Path, vmlinuz: Path) -> str:
-    """Copy the kernel out and keep only the modules the lab needs; return its version."""
-    kroot = root / "lab-kernel"
-    versions = sorted(p.name for p in (kroot / "lib/modules").iterdir())
-    if len(versions) != 1:
-        raise BuildError(f"expected one kernel in {kroot}, found {versions}")
-    kver = versions[0]
-    shutil.copyfile(kroot / f"boot/vmlinuz-{kver}", vmlinuz)
-    _check_kernel_config(kroot / f"boot/config-{kver}")
-    _run(["chroot", str(root), "depmod", "-b", "/lab-kernel", kver], what="depmod (full)")
-    for rel in _module_files(root, kver):
-        dest = root / rel.relative_to("/lab-kernel")
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(root / rel.relative_to("/"), dest)
-    src = kroot / "lib/modules" / kver
-    for name in ("modules.order", "modules.builtin", "modules.builtin.modinfo"):
-        shutil.copyfile(src / name, root / "lib/modules" / kver / name)
-    _run(["chroot", str(root), "depmod", kver], what="depmod (lab modules)")
-    shutil.rmtree(kroot)
-    return kver
-
-
-def _check_kernel_config(config: Path) -> None:
-    text = config.read_text()
-    for option in ("CONFIG_RD_ZSTD=y", "CONFIG_BLK_DEV_INITRD=y", "CONFIG_MAGIC_SYSRQ=y"):
-        if option not in text:
-            raise BuildError(f"the guest kernel lacks {option}: the lab cannot boot it")
-
-
-def _module_files(root: Path, kver: str) -> set[Path]:
-    """The .ko files of MODULES and their dependencies (paths inside the chroot)."""
-    files: set[Path] = set()
-    for name in MODULES:
-        out = _run(["chroot", str(root), "modprobe", "-d", "/lab-kernel", "-S", kver,
-                    "--show-depends", name], what=f"modprobe --show-depends {name}")
-        files |= {Path(line.split()[1]) for line in out.splitlines()
-                  if line.startswith("insmod ")}
-    return files
-
-
-def _install_python_deps(root: Path) -> None:
-    argv = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-            "--no-compile", "--only-binary=:all:", "--implementation=cp",
-            f"--python-version={GUEST_PYTHON}", *[f"--platform={p}" for p in GUEST_PLATFORMS],
-            "--target", str(root / GUEST_SITE), *python_requirements()]
-    _run(argv, what="pip install (guest Python dependencies)")
-    shutil.rmtree(root / GUEST_SITE / "bin", ignore_errors=True)
-    # Byte-compile with the guest's Python: TCG makes compiling at import time slow.
-    _run(["chroot", str(root), "python3", "-m", "compileall", "-q", "-j0", f"/{GUEST_SITE}"],
-         what="compileall (guest Python dependencies)")
-
-
-def _manifest(root: Path, kver: str) -> dict[str, object]:
-    debs = _run(["chroot", str(root), "dpkg-query", "-W", "-f=${Package}\t${Version}\n"],
-                what="dpkg-query")
-    wheels = sorted(p.name.removesuffix(".dist-info")
-                    for p in (root / GUEST_SITE).glob("*.dist-info"))
+def _manifest(root: Path, kver: str, wheels: list[str]) -> dict[str, object]:
+    debs = guest.chroot(root, "dpkg-query", "-W", "-f=${Package}\t${Version}\n",
+                        what="dpkg-query")
     return {
         "recipe_key": recipe_key(), "kernel_version": kver, "suite": SUITE,
         "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "debian_packages": dict(line.split("\t") for line in debs.splitlines()),
         "python_wheels": wheels,
     }
-
-
-def _make_initramfs(root: Path, dest: Path) -> None:
-    script = ("set -euo pipefail; find . -print0 | LC_ALL=C sort -z"
-              " | cpio --null --create --format=newc --quiet"
-              f" | zstd -q -T0 -9 -o '{dest}'")
-    _run(["bash", "-c", script], what="cpio | zstd", cwd=root)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
