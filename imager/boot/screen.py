@@ -180,25 +180,33 @@ def spaced(code: str) -> str:
 
 def render(p: Panel, *, columns: int = 64, rows: int = 24) -> str:
     """The console text of `p`: cleared screen, cursor hidden, a coloured title
-    bar, the sentences wrapped to `columns`, the details on the last rows."""
+    bar, the sentences in bright letters wrapped to `columns` (a blank line
+    between them when the screen has room), the details on the last rows."""
     width = max(20, columns - 4)
-    out = ["\033[2J\033[H\033[?25l\033[0m", ""]
-    bar = f"  {p.title}"
-    for row in textwrap.wrap(bar, columns) or [""]:
-        out.append(f"\033[1;{TONES.get(p.tone, TONES['info'])}m{row.ljust(columns)}\033[0m")
-    out.append("")
+    head = ["\033[2J\033[H\033[?25l\033[0m", ""]
+    for row in textwrap.wrap(f"  {p.title}", columns) or [""]:
+        head.append(f"\033[1;{TONES.get(p.tone, TONES['info'])}m{row.ljust(columns)}\033[0m")
+    small = ["  \033[2m" + row + "\033[0m" for d in p.details for row in textwrap.wrap(d, width)]
+    for spaced_out in (True, False):
+        body = _body(p, width, spaced_out)
+        if len(head) + len(body) + len(small) + 2 <= rows:
+            break
+    gap = rows - len(head) - len(body) - len(small) - 1
+    return "\n".join([*head, *body, *[""] * max(1, gap), *small])
+
+
+def _body(p: Panel, width: int, spaced_out: bool) -> list[str]:
+    out = [""]
     for sentence in p.lines:
-        out += ["  " + row for row in textwrap.wrap(sentence, width)]
+        out += ["  \033[1m" + row + "\033[0m" for row in textwrap.wrap(sentence, width)]
         if sentence.endswith(":") and p.code:
             out += ["", f"    \033[1;7m {spaced(p.code)} \033[0m", ""]
+        elif spaced_out:
+            out.append("")
     if p.percent is not None:
         done = round((width - 8) * p.percent / 100)
         out += ["", f"  [{'#' * done}{'.' * (width - 8 - done)}] {p.percent:3.0f} %"]
-    small = [row for d in p.details for row in textwrap.wrap(d, width)]
-    gap = rows - len(out) - len(small) - 1
-    out += [""] * max(1, gap)
-    out += ["  \033[2m" + row + "\033[0m" for row in small]
-    return "\n".join(out)
+    return out
 
 
 def plain(p: Panel) -> str:
