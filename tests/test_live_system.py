@@ -135,6 +135,11 @@ def test_without_its_station_the_screen_says_it_in_french(unreachable: LiveVM) -
     assert sum(1 for r, g, b in title_bar if r > 150 and g < 60 and b < 60) > 40, title_bar
     text_rows = [image.getpixel((x, y)) for y in range(130, 230, 4) for x in range(0, 900, 4)]
     assert any(min(pixel) > 200 for pixel in text_rows)      # white letters
+    _keep(png)
+
+
+def _keep(png: Path) -> None:
+    """Copy a screendump into $IMAGER_SCREENSHOTS (docs/ takes the ones looked at)."""
     keep = os.environ.get("IMAGER_SCREENSHOTS")
     if keep:
         shutil.copyfile(png, Path(keep) / png.name)
@@ -166,6 +171,7 @@ def enrolled(system: LiveSystem, qemu: None, station: Serve,
     with LiveVM(work, system, station=f"https://10.0.2.2:{station.port}",
                 ca=station.ca.read_bytes(), token=token) as vm:
         vm.wait_for(stages.ENROLLED, BOOT_SECONDS)
+        _keep(vm.screendump(work / "live-ecran-accepte.png"))
         yield vm
 
 
@@ -191,8 +197,34 @@ def test_the_station_has_the_laptops_inventory(enrolled: LiveVM, station: Serve)
 def test_a_laptop_tied_to_no_donation_is_done_and_restarts(enrolled: LiveVM) -> None:
     enrolled.wait_for(stages.DONE, 300)
     png = enrolled.screendump(enrolled.workdir / "live-ecran-termine.png")
-    keep = os.environ.get("IMAGER_SCREENSHOTS")
-    if keep:
-        shutil.copyfile(png, Path(keep) / png.name)
+    _keep(png)
     assert enrolled.exited(120) is not None, "the live system did not restart the laptop"
     print(f"\nenrolled, then done: {enrolled.seen}")
+
+
+# -- no boot token: a technician pairs the laptop with the code on its screen ----------------
+
+PAIRED_MAC, PAIRED_SERIAL = "52:54:00:4c:49:57", "LIVE-TEST-0002"
+
+
+@pytest.fixture(scope="module")
+def pending(system: LiveSystem, qemu: None, station: Serve,
+            tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveVM]:
+    """A laptop booted with no boot token, until it shows its pairing code."""
+    work = tmp_path_factory.mktemp("live-pending")
+    with LiveVM(work, system, station=f"https://10.0.2.2:{station.port}",
+                ca=station.ca.read_bytes(), mac=PAIRED_MAC, serial=PAIRED_SERIAL) as vm:
+        vm.wait_for(stages.PENDING, BOOT_SECONDS)
+        yield vm
+
+
+def test_without_a_token_the_screen_shows_the_code_a_technician_pairs(
+        pending: LiveVM, station: Serve) -> None:
+    fields = pending.wait_for(stages.PENDING, 1)
+    code = fields["code"]
+    assert len(code) == 9 and code[4] == "-", fields
+    time.sleep(2)
+    _keep(pending.screendump(pending.workdir / "live-ecran-code.png"))
+    imager(station.data, "agents", "pair", code, "--by", "Lina (tests)")
+    assert pending.wait_for(stages.ENROLLED, 120)["agent"] == fields["agent"]
+    print(f"\npending, then paired: {pending.seen}")

@@ -26,8 +26,9 @@ CALL = "Si cela recommence, appelez le responsable de l'atelier."
 RESTART = "Puis redémarrez l'ordinateur."
 WAIT = "Attendez, s'il vous plaît."
 
-# Title bar colours (Linux console SGR): background;foreground.
-TONES = {"info": "44;97", "wait": "43;30", "ok": "42;30", "error": "41;97"}
+# Title bar colours (Linux console SGR): bold white on blue or red, black on yellow
+# or green (bold black would be grey there).
+TONES = {"info": "1;44;97", "wait": "43;30", "ok": "42;30", "error": "1;41;97"}
 
 
 @dataclass(frozen=True)
@@ -185,7 +186,7 @@ def render(p: Panel, *, columns: int = 64, rows: int = 24) -> str:
     width = max(20, columns - 4)
     head = ["\033[2J\033[H\033[?25l\033[0m", ""]
     for row in textwrap.wrap(f"  {p.title}", columns) or [""]:
-        head.append(f"\033[1;{TONES.get(p.tone, TONES['info'])}m{row.ljust(columns)}\033[0m")
+        head.append(f"\033[{TONES.get(p.tone, TONES['info'])}m{row.ljust(columns)}\033[0m")
     small = ["  \033[2m" + row + "\033[0m" for d in p.details for row in textwrap.wrap(d, width)]
     for spaced_out in (True, False):
         body = _body(p, width, spaced_out)
@@ -200,7 +201,7 @@ def _body(p: Panel, width: int, spaced_out: bool) -> list[str]:
     for sentence in p.lines:
         out += ["  \033[1m" + row + "\033[0m" for row in textwrap.wrap(sentence, width)]
         if sentence.endswith(":") and p.code:
-            out += ["", f"    \033[1;7m {spaced(p.code)} \033[0m", ""]
+            out += ["", f"    \033[1;44;97m   {spaced(p.code)}   \033[0m", ""]
         elif spaced_out:
             out.append("")
     if p.percent is not None:
