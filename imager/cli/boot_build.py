@@ -82,8 +82,10 @@ def _print(out: Console, s: dict[str, Any]) -> None:
         f"[green]{used}, dans le budget / within the budget ({limit})[/]" if budget["within"]
         else f"[red]{used}, AU-DELÀ du budget / OVER the budget ({limit})[/]"))
     seconds = s["seconds"]
-    out.print("  secondes / seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in
-                                                     sorted(seconds.items())))
+    steps = ", ".join(f"{k} {v:.0f}" for k, v in seconds.items() if k not in ("total",
+                                                                             "imager"))
+    out.print(f"  live.img : {seconds['total']:.0f} s ({steps}) ; imager.img : "
+              f"{seconds['imager']:.0f} s")
 
 
 class _Bars:
@@ -111,6 +113,9 @@ class _Bars:
             return
         self.shown = now
         if event.step not in self.tasks:
+            for task in self.tasks.values():      # the steps before it are over
+                done = self.progress.tasks[task].completed
+                self.progress.update(task, total=max(done, 1), completed=max(done, 1))
             self.tasks[event.step] = self.progress.add_task(STEPS[event.step],
                                                             total=event.total, detail="")
         detail = (f"{event.done:.0f} " if event.total is None else "") + event.detail[:48]
