@@ -116,24 +116,41 @@ class LiveVM:
         lines = self.console.read_text(errors="replace").splitlines()
         return "\n".join(lines[-count:])
 
-    def screendump(self, png: Path) -> Path:
-        """The laptop's screen as a PNG, through QMP."""
+    def qmp(self, command: str, **arguments: object) -> object:
+        """One QMP command's answer (AssertionError on an error)."""
         with socket.socket(socket.AF_UNIX) as sock:
             sock.settimeout(30)
-            sock.connect(str(self.qmp_path))
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    sock.connect(str(self.qmp_path))
+                    break
+                except (FileNotFoundError, ConnectionRefusedError):
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.1)
             stream = sock.makefile("rw")
             json.loads(stream.readline())                     # the greeting
-            for command in ({"execute": "qmp_capabilities"},
-                            {"execute": "screendump",
-                             "arguments": {"filename": str(png), "format": "png"}}):
-                stream.write(json.dumps(command) + "\n")
+            answer: dict[str, object] = {}
+            for message in ({"execute": "qmp_capabilities"},
+                            {"execute": command, "arguments": arguments}):
+                stream.write(json.dumps(message) + "\n")
                 stream.flush()
                 while True:
                     answer = json.loads(stream.readline())
                     if "return" in answer or "error" in answer:
                         break
                 assert "error" not in answer, answer
+        return answer["return"]
+
+    def screendump(self, png: Path) -> Path:
+        """The laptop's screen as a PNG."""
+        self.qmp("screendump", filename=str(png), format="png")
         return png
+
+    def cable(self, plugged: bool) -> None:
+        """Plug the network cable in or pull it out (the NIC's link)."""
+        self.qmp("set_link", name="n0", up=plugged)
 
     def close(self) -> None:
         if self.proc is None:

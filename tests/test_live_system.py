@@ -1,9 +1,10 @@
 """The live system laptops boot: built once (cached by content), Debian's signed
 kernel, within its size budget, and booted in QEMU (TCG) as a laptop would be.
 
-- Its station unreachable: the laptop gets an address from the network's DHCP,
+- Its cable out, then plugged in, its station unreachable: the laptop says
+  there is no cable, then gets an address from the network's DHCP by itself,
   says on its serial console that the station does not answer, and its own
-  screen says so in French, with what to do.
+  screen says each in French, with what to do.
 - Against a real station (`imager serve` over HTTPS on the host, reached at
   slirp's 10.0.2.2) and a boot token issued for the VM's MAC and SMBIOS serial:
   the agent enrols at once, the station lists it active with the laptop's
@@ -107,18 +108,26 @@ def _some_ca() -> bytes:
 @pytest.fixture(scope="module")
 def unreachable(system: LiveSystem, qemu: None,
                 tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveVM]:
-    """The laptop booted toward a station port nothing listens on (slirp refuses)."""
+    """The laptop booted with its network cable out, plugged in once it said so,
+    toward a station port nothing listens on (slirp refuses the connection)."""
     work = tmp_path_factory.mktemp("live-unreachable")
     station = f"https://10.0.2.2:{free_port()}"
     with LiveVM(work, system, station=station, ca=_some_ca()) as vm:
-        vm.wait_for(stages.FAILED, BOOT_SECONDS, reason=stages.STATION_UNREACHABLE)
+        vm.cable(False)
+        vm.wait_for(stages.NETWORK_FAILED, BOOT_SECONDS, reason=stages.NO_CARRIER)
+        time.sleep(2)
+        _keep(vm.screendump(work / "live-ecran-cable.png"))
+        vm.cable(True)
+        vm.wait_for(stages.FAILED, 300, reason=stages.STATION_UNREACHABLE)
         yield vm
 
 
 def test_without_its_station_the_serial_console_says_each_stage(unreachable: LiveVM) -> None:
     said = [stage for stage, _ in unreachable.lines()]
-    assert said[:3] == [stages.START, stages.NETWORK, stages.AGENT_STARTED], said
+    assert said[:4] == [stages.START, stages.NETWORK_FAILED, stages.NETWORK,
+                        stages.AGENT_STARTED], said
     assert said[-1] == stages.FAILED
+    assert unreachable.wait_for(stages.NETWORK_FAILED, 1)["iface"]
     network = unreachable.wait_for(stages.NETWORK, 1)
     assert network["ip"] == "10.0.2.15/24" and network["router"] == "10.0.2.2"
     assert network["mac"] == MAC and network["iface"]

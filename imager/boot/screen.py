@@ -78,7 +78,8 @@ def _agent_started(f: dict[str, str]) -> Panel:
 _NETWORK_FAILED = {
     stages.NO_CARRIER: ("Pas de câble réseau", (
         "L'ordinateur ne trouve pas de réseau.", "Vérifiez le câble réseau.",
-        "Il doit être branché des deux côtés.", RESTART, CALL)),
+        "Il doit être branché des deux côtés.", "Ensuite, l'ordinateur continue tout seul.",
+        "Si rien ne se passe, appelez le responsable de l'atelier.")),
     stages.NO_INTERFACE: ("Pas de prise réseau", (
         "L'ordinateur ne trouve pas sa prise réseau.",
         "Essayez un adaptateur réseau USB.", RESTART, CALL)),
