@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from imager.boot import cpio, stages
+from imager.boot import stages
 from imager.boot.live import LiveSystem
 
 MAC = "52:54:00:4c:49:56"
@@ -58,11 +58,12 @@ class LiveVM:
 
     def initrd(self) -> Path:
         """live.img, imager.img and (when given) the CA initrd, as one file."""
+        from imager.boot.service import station_img
         parts = [p.read_bytes() for p in self.system.initrds]
         if self.ca is not None:
-            parts.append(cpio.ca_initrd(self.ca))
+            parts.append(station_img(self.ca))
         path = self.workdir / "initrd.img"
-        path.write_bytes(cpio.concatenate(parts))
+        path.write_bytes(b"".join(part + b"\0" * (-len(part) % 4) for part in parts))
         return path
 
     def argv(self) -> list[str]:

@@ -1,7 +1,6 @@
 """The live system's parts that need no VM: the French screen of each stage, the
 serial lines, the kernel command line, the agent's status turned into stages, the
-DHCP lease, the CA initrd, and the build keys (a code change rebuilds imager.img
-only)."""
+DHCP lease, and the build keys (a code change rebuilds imager.img only)."""
 
 from __future__ import annotations
 
@@ -12,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from imager.boot import cpio, live, stages
+from imager.boot import live, stages
 from imager.boot.cmdline import CA_PATH, parse_cmdline
 from imager.boot.initscript import init_script, udhcpc_script
 from imager.boot.network import parse_lease, wired_interfaces
@@ -195,24 +194,6 @@ def test_wired_interfaces_are_ethernet_devices_without_wireless(tmp_path: Path) 
             (net / name / "wireless").mkdir()
     assert [(i.name, i.mac) for i in wired_interfaces(tmp_path)] == [
         ("enp0s31f6", "aa:bb:cc:dd:ee:09")]
-
-
-# -- the CA initrd -------------------------------------------------------------------------------
-
-
-def test_the_ca_initrd_is_a_newc_cpio_the_tools_read(tmp_path: Path) -> None:
-    pem = b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
-    archive = cpio.ca_initrd(pem)
-    assert archive == cpio.ca_initrd(pem) and len(archive) % 4 == 0
-    listed = subprocess.run(["cpio", "-t", "--quiet"], input=archive, capture_output=True,
-                            check=True).stdout.decode().split()
-    assert listed == ["etc", "etc/imager", "etc/imager/station-ca.pem"]
-    subprocess.run(["cpio", "-id", "--quiet"], input=archive, cwd=tmp_path, check=True)
-    assert (tmp_path / CA_PATH.lstrip("/")).read_bytes() == pem
-    with pytest.raises(ValueError, match="PEM"):
-        cpio.ca_initrd(b"not a certificate")
-    joined = cpio.concatenate([b"abc", archive])
-    assert joined[:4] == b"abc\0" and joined[4:] == archive
 
 
 # -- the build keys ------------------------------------------------------------------------------

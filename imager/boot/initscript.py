@@ -15,6 +15,8 @@ from imager.boot import stages
 from imager.boot.cmdline import CA_PATH
 
 FONT = "/usr/share/consolefonts/Lat15-TerminusBold32x16.psf.gz"
+# VGA text mode (a BIOS boot with no vga= mode): 8-pixel-wide fonts only.
+TEXT_FONT = "/usr/share/consolefonts/Lat15-TerminusBold16.psf.gz"
 KEYMAP = "/etc/imager/keymap-fr.kmap"
 UDHCPC_SCRIPT = "/usr/lib/imager/udhcpc.script"
 RUN = "/run/imager"                  # the session's files: spool, status, leases, logs
@@ -56,7 +58,8 @@ udevadm trigger --type=subsystems --action=add
 udevadm trigger --type=devices --action=add
 udevadm settle --timeout=60
 loadkeys -q {keymap} < /dev/tty1 > /dev/null 2>&1 || echo "imager-live: no French keymap"
-setfont -C /dev/tty1 {font} > /dev/null 2>&1 || echo "imager-live: no large console font"
+setfont -C /dev/tty1 {font} > /dev/null 2>&1 || \
+    setfont -C /dev/tty1 {text_font} > /dev/null 2>&1 || echo "imager-live: no console font"
 printf '\\033[9;0]\\033[14;0]' > /dev/tty1
 [ -f {ca} ] || echo "imager-live: no station CA at {ca} (the boot service's initrd)"
 trap 'echo b > /proc/sysrq-trigger' INT
@@ -106,7 +109,7 @@ def init_script() -> str:
     return _INIT.format(
         prefix=stages.PREFIX, start=stages.START, failed=stages.FAILED,
         session_exited=stages.SESSION_EXITED, imager_root=IMAGER_ROOT, data_dir=DATA_DIR,
-        run=RUN, keymap=KEYMAP, font=FONT, ca=CA_PATH)
+        run=RUN, keymap=KEYMAP, font=FONT, text_font=TEXT_FONT, ca=CA_PATH)
 
 
 def udhcpc_script() -> str:

@@ -149,6 +149,20 @@ class LiveSystem:
         return self.folder / name
 
 
+def publish(system: LiveSystem, link: Path) -> Path:
+    """Make `link` (e.g. <data dir>/boot/live) point at the live system's folder,
+    replacing an older link at once; `link`."""
+    if link.exists() and not link.is_symlink():
+        raise ImagerError(f"{link} is not a link to a live system's folder: move it away, "
+                          "then run `imager boot build` again")
+    link.parent.mkdir(parents=True, exist_ok=True)
+    fresh = link.with_name(f".{link.name}.{os.getpid()}")
+    fresh.unlink(missing_ok=True)
+    fresh.symlink_to(system.folder.resolve())
+    os.replace(fresh, link)
+    return link
+
+
 def cache_dir() -> Path:
     return Path(os.environ.get(CACHE_ENV) or DEFAULT_CACHE)
 
@@ -364,9 +378,9 @@ def _finish_root(root: Path) -> None:
         if path.is_dir():
             shutil.rmtree(path)
             path.mkdir()
-    font = Path(initscript.FONT).name
+    fonts = {Path(initscript.FONT).name, Path(initscript.TEXT_FONT).name}
     for other in (root / "usr/share/consolefonts").glob("*"):
-        if other.name != font:
+        if other.name not in fonts:
             other.unlink()
     for stale in ("etc/apt/sources.list", "var/cache/ldconfig/aux-cache",
                   "etc/nvme/hostid", "etc/nvme/hostnqn"):   # random, made at each boot

@@ -1,5 +1,7 @@
 """`imager boot build`: build (or take from the cache) the live system laptops boot,
-then print its folder, the size of each file and the size budget check."""
+then print its folder, the size of each file and the size budget check. The
+folder is then <data dir>/boot/live (a link), where `imager boot serve` and
+`imager boot usb` look by default."""
 
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ STEPS = {
 }
 
 
-def register(bsub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register_actions(bsub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `build` to the subcommands of `imager boot`."""
     b = bsub.add_parser("build", help="construire le système de l'atelier / build the live "
                                       "system (cached by content)")
@@ -44,6 +46,7 @@ def cmd_build(args: argparse.Namespace, ctx: Context) -> int:
     with _Bars(console(stderr=True, markup=False)) as bars:
         built = live.build(cache=args.cache, force=args.force, progress=bars)
     summary = _summary(built)
+    summary["published"] = str(live.publish(built, ctx.settings.data_dir / "boot" / "live"))
     if args.json:
         print(json.dumps(summary, ensure_ascii=False, indent=2))
     else:
@@ -72,6 +75,7 @@ def _print(out: Console, s: dict[str, Any]) -> None:
     out.print(f"Système de l'atelier / live system ({escape(s['suite'])}, noyau / kernel "
               f"{escape(s['kernel'])}) : {how}")
     out.print(f"  {escape(s['folder'])}")
+    out.print(f"  → {escape(s['published'])} (imager boot serve, imager boot usb)")
     for name, info in s["files"].items():
         out.print(f"  {name:<14} {human_size(info['bytes']):>10}  sha256 {info['sha256'][:16]}")
     out.print(f"  {s['packages']} paquets / packages, {s['wheels']} wheels, {s['modules']} "
