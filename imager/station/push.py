@@ -67,9 +67,10 @@ from imager.protocol.push import (
     chain_header,
     digest,
 )
+from imager.registry.issue import donation_drives
 from imager.settings import Settings
 from imager.store.db import Registry
-from imager.store.models import Document, Donation, Drive
+from imager.store.models import Document, Donation
 
 log = logging.getLogger(__name__)
 BATCH_ENTRIES = 100
@@ -182,8 +183,7 @@ def donation_states(registry: Registry) -> list[DonationState]:
         for don in s.scalars(select(Donation).order_by(Donation.id)):
             donor = don.donor
             named = donor.kind in NAMED_DONORS
-            drives = s.scalars(select(Drive).where(Drive.donation_id == don.id)
-                               .order_by(Drive.id))
+            drives = donation_drives(s, don)
             certificates = s.scalars(select(Document.id).where(
                 Document.donation_id == don.id, Document.drive_id.is_(None),
                 Document.kind == "donation").order_by(Document.issued_at, Document.id))

@@ -239,6 +239,7 @@ def alembic_config(url: str | None = None, *, schema: Schema = REGISTRY) -> Conf
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     if schema.versions is not None:
+        config.set_main_option("path_separator", "os")
         config.set_main_option("version_locations", str(schema.versions))
     config.attributes["target_metadata"] = schema.metadata
     config.attributes["version_table"] = schema.version_table
