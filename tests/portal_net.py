@@ -5,8 +5,8 @@ portal serve` process on loopback."""
 
 from __future__ import annotations
 
+import contextlib
 import shutil
-import signal
 import ssl
 import subprocess
 from dataclasses import dataclass
@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 from certmaker import Made, make, pem, tls_server_context
 from clirun import imager, spawn
-from station_proc import free_port, until
+from station_proc import Console, free_port, until
 from test_certify_network_ca import _issue
 
 from imager.certify.identity import load_profile
@@ -87,6 +87,7 @@ class Portal:
         self.port = port or free_port()
         self.url = f"https://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[str] | None = None
+        self.console: Console | None = None      # what it printed (stderr), read as it comes
 
     def context(self) -> ssl.SSLContext:
         return ssl.create_default_context(cafile=str(self.tls.ca))
@@ -95,12 +96,15 @@ class Portal:
         self.proc = spawn(self.folder, "portal", "serve", "--listen", f"127.0.0.1:{self.port}",
                           "--database", self.database, "--network-ca", str(self.network_ca),
                           "--tls-cert", str(self.tls.cert), "--tls-key", str(self.tls.key))
+        assert self.proc.stderr is not None
+        self.console = Console(self.proc.stderr)
         until(self._up, 60, "the portal answers")
 
     def _up(self) -> bool:
         assert self.proc is not None
         if self.proc.poll() is not None:
-            raise AssertionError(f"imager portal serve exited: {self.proc.communicate()}")
+            said = self.console.lines if self.console else []
+            raise AssertionError(f"imager portal serve exited: {said}")
         try:
             return self.get("/api/portal/v1/health").status_code == 200
         except httpx.HTTPError:
@@ -115,10 +119,11 @@ class Portal:
             return http.get(path, **options)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.communicate(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.communicate()
+        """SIGTERM; SIGKILL if it has not ended 30 s later."""
+        if self.proc is None:
+            return
+        self.proc.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(30)
+        self.proc.kill()                 # nothing, once it ended
+        self.proc.wait()

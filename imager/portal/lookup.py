@@ -25,10 +25,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import Select, bindparam, or_, select
+from sqlalchemy.orm import aliased
 
 from imager.certify.canonical import sha256_hex
-from imager.certify.ledger import DOC_ID
+from imager.certify.ledger import DOC_ID, FIELDS
 from imager.certify.public import Answer, public_fields
 from imager.certify.signing import Checks, Trust, VerificationFailed
 from imager.certify.verify import check_signed, verify_data
@@ -55,31 +56,21 @@ class PublicLookup:
         doc_id, sha256 = doc_id.strip(), sha256.strip().lower()
         if not DOC_ID.fullmatch(doc_id) or len(sha256) != 64 or not set(sha256) <= _HEX:
             return None
-        entry_row = m.LedgerEntry
-        with self.db.session(readonly=True) as s:
-            found = s.execute(
-                select(entry_row, m.Document.json_text)
-                .join(m.Document, (m.Document.station_id == entry_row.station_id)
-                      & (m.Document.id == entry_row.doc_id))
-                .where(entry_row.doc_id == doc_id,
-                       or_(entry_row.json_sha256 == sha256, entry_row.pdf_sha256 == sha256))
-                .limit(1)).first()
-            if found is None:
-                return None
-            entry, text = found
-            gone = s.execute(
-                select(entry_row, m.Document.json_text)
-                .join(m.Document, (m.Document.station_id == entry_row.station_id)
-                      & (m.Document.id == entry_row.doc_id))
-                .where(entry_row.station_id == entry.station_id,
-                       entry_row.doc_id == withdrawal_id(doc_id))).first()
-        entries = {doc_id: entry.to_dict()}
-        files = {}
-        if gone is not None:
-            entries[gone[0].doc_id] = gone[0].to_dict()
-            files[gone[0].doc_id] = gone[1].encode("utf-8")
+        with self.db.readonly_engine.connect() as conn:
+            row = conn.execute(_FIND, {"doc_id": doc_id, "sha256": sha256,
+                                       "withdrawal": withdrawal_id(doc_id)}).first()
+        if row is None:
+            return None
+        found = row._mapping
+        entry = {name: found[f"e_{name}"] for name in FIELDS}
+        text = found["e_json"]
+        entries, files = {doc_id: entry}, {}
+        if found["w_seq"] is not None:
+            gone = {name: found[f"w_{name}"] for name in FIELDS}
+            entries[gone["doc_id"]] = gone
+            files[gone["doc_id"]] = str(found["w_json"]).encode("utf-8")
         status = document_status(doc_id, sha256, entries, files)
-        record = self._record(text.encode("utf-8"), entry.json_sha256)
+        record = self._record(text.encode("utf-8"), entry["json_sha256"])
         if status.state == "unknown" or record is None:
             return Answer("unconfirmed")       # what the portal stored does not verify
         if status.withdrawal is not None:
@@ -117,3 +108,26 @@ class PublicLookup:
                 self._verified.clear()
             self._verified[sha] = (now, record)
         return record
+
+
+def _find() -> Select[Any]:
+    """One query for a QR code's id and hash: its ledger entry and signed file, and its
+    withdrawal's, if any (same station)."""
+    entry, doc = aliased(m.LedgerEntry), aliased(m.Document)
+    gone, gone_doc = aliased(m.LedgerEntry), aliased(m.Document)
+    same = {"entry": (doc, entry), "withdrawal": (gone_doc, gone)}
+    on = {k: (d.station_id == e.station_id) & (d.id == e.doc_id) for k, (d, e) in same.items()}
+    columns = [getattr(entry, n).label(f"e_{n}") for n in FIELDS] \
+        + [getattr(gone, n).label(f"w_{n}") for n in FIELDS] \
+        + [doc.json_text.label("e_json"), gone_doc.json_text.label("w_json")]
+    return (select(*columns).select_from(entry).join(doc, on["entry"])
+            .outerjoin(gone, (gone.station_id == entry.station_id)
+                       & (gone.doc_id == bindparam("withdrawal")))
+            .outerjoin(gone_doc, on["withdrawal"])
+            .where(entry.doc_id == bindparam("doc_id"),
+                   or_(entry.json_sha256 == bindparam("sha256"),
+                       entry.pdf_sha256 == bindparam("sha256")))
+            .limit(1))
+
+
+_FIND = _find()

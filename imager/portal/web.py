@@ -24,18 +24,15 @@ TAKEN = {"api", "static", "v"}
 LEAD = N_("This page tells you whether a document from a workshop of the network is "
           "genuine: an erasure certificate, a destruction record or a donation certificate. "
           "You do not need an account.")
-STATES = {
-    **shared.STATES,
-    "genuine": (N_("This document is genuine."),
-                N_("A workshop of the network issued it: its name is below. The workshop "
-                   "had not withdrawn it when it last sent its news to the network.")),
-    "signed": (N_("The signature is good."),
-               N_("A workshop of the network signed this document, but it has not sent it "
-                  "here yet. Try again later, or ask the workshop that gave it to you.")),
-    "unconfirmed": (N_("We cannot confirm this document for now."),
-                    N_("The problem is on our side. Try again later, or ask the workshop "
-                       "that gave it to you.")),
-}
+GENUINE = N_("A workshop of the network issued it: its name is below. The workshop had "
+             "not withdrawn it when it last sent its news to the network.")
+SIGNED = N_("A workshop of the network signed this document, but it has not sent it here "
+            "yet. Try again later, or ask the workshop that gave it to you.")
+UNCONFIRMED = N_("The problem is on our side. Try again later, or ask the workshop that "
+                 "gave it to you.")
+# The station's words, but for who answers: the network, from what its workshops sent.
+STATES = {**shared.STATES, **{state: (shared.STATES[state][0], text) for state, text in (
+    ("genuine", GENUINE), ("signed", SIGNED), ("unconfirmed", UNCONFIRMED))}}
 
 
 def translations(lang: str) -> gettext.NullTranslations:

@@ -8,7 +8,8 @@ Create Date: 2026-12-07
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
@@ -24,107 +25,75 @@ REFUSED = ("les registres des stations sont en ajout seul / portal_ledger_entrie
            "append-only")
 
 
-def _station(table: str) -> sa.Column[int]:
-    return sa.Column("station_id", sa.Integer(), sa.ForeignKey(
-        "portal_stations.id", name=f"fk_{table}_station_id_portal_stations"), nullable=False)
+TYPES: dict[str, Callable[[], Any]] = {
+    "int": sa.Integer, "text": sa.Text, "bin": sa.LargeBinary, "json": sa.JSON,
+    "date": sa.Date, "time": lambda: sa.DateTime(timezone=True)}
+
+
+def _columns(spec: str) -> list[sa.Column[Any]]:
+    """Columns from words "name:type": int, text, bin, json, date, time (aware), s<N>
+    (String(N)); a trailing "?" makes the column nullable."""
+    out = []
+    for word in spec.split():
+        name, kind = word.split(":")
+        made = sa.String(int(kind.strip("s?"))) if kind.startswith("s") \
+            else TYPES[kind.rstrip("?")]()
+        out.append(sa.Column(name, made, nullable=kind.endswith("?"),
+                             autoincrement=False if name == "seq" else "auto"))
+    return out
+
+
+def _station(table: str) -> sa.ForeignKeyConstraint:
+    return sa.ForeignKeyConstraint(["station_id"], ["portal_stations.id"],
+                                   name=f"fk_{table}_station_id_portal_stations")
 
 
 def upgrade() -> None:
     op.create_table(
         "portal_stations",
-        sa.Column("id", sa.Integer(), primary_key=True),
-        sa.Column("key", sa.String(80), nullable=False),
-        sa.Column("name", sa.String(300), nullable=False),
-        sa.Column("certificates", sa.Text(), nullable=False),
-        sa.Column("first_seen_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("last_push_at", sa.DateTime(timezone=True), nullable=True),
-        sa.Column("head_seq", sa.Integer(), nullable=False),
-        sa.Column("head_hash", sa.String(64), nullable=False),
-        sa.Column("head_signed", sa.Text(), nullable=True),
+        *_columns("id:int key:s80 name:s300 certificates:text first_seen_at:time "
+                  "last_push_at:time? head_seq:int head_hash:s64 head_signed:text?"),
         sa.PrimaryKeyConstraint("id", name="pk_portal_stations"),
-        sa.UniqueConstraint("key", name="uq_portal_stations_key"),
-    )
+        sa.UniqueConstraint("key", name="uq_portal_stations_key"))
     op.create_table(
         "portal_ledger_entries",
+        *_columns("station_id:int seq:int at:s40 kind:s40 doc_id:s128 json_sha256:s64 "
+                  "pdf_sha256:s64? signer:s80 prev:s64 hash:s64"),
         _station("portal_ledger_entries"),
-        sa.Column("seq", sa.Integer(), autoincrement=False, nullable=False),
-        sa.Column("at", sa.String(40), nullable=False),
-        sa.Column("kind", sa.String(40), nullable=False),
-        sa.Column("doc_id", sa.String(128), nullable=False),
-        sa.Column("json_sha256", sa.String(64), nullable=False),
-        sa.Column("pdf_sha256", sa.String(64), nullable=True),
-        sa.Column("signer", sa.String(80), nullable=False),
-        sa.Column("prev", sa.String(64), nullable=False),
-        sa.Column("hash", sa.String(64), nullable=False),
         sa.PrimaryKeyConstraint("station_id", "seq", name="pk_portal_ledger_entries"),
-        sa.UniqueConstraint("station_id", "doc_id",
-                            name="uq_portal_ledger_entries_station_id"),
-    )
+        sa.UniqueConstraint("station_id", "doc_id", name="uq_portal_ledger_entries_station_id"))
     op.create_index("ix_portal_ledger_entries_doc_id", "portal_ledger_entries", ["doc_id"])
     op.create_table(
         "portal_documents",
+        *_columns("station_id:int id:s128 kind:s40 issued_at:s40 json:text pdf:bin? csv:bin? "
+                  "public:json donation:s64? received_at:time"),
         _station("portal_documents"),
-        sa.Column("id", sa.String(128), nullable=False),
-        sa.Column("kind", sa.String(40), nullable=False),
-        sa.Column("issued_at", sa.String(40), nullable=False),
-        sa.Column("json", sa.Text(), nullable=False),
-        sa.Column("pdf", sa.LargeBinary(), nullable=True),
-        sa.Column("csv", sa.LargeBinary(), nullable=True),
-        sa.Column("public", sa.JSON(), nullable=False),
-        sa.Column("donation", sa.String(64), nullable=True),
-        sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
-        sa.PrimaryKeyConstraint("station_id", "id", name="pk_portal_documents"),
-    )
+        sa.PrimaryKeyConstraint("station_id", "id", name="pk_portal_documents"))
     op.create_table(
         "portal_donations",
-        sa.Column("id", sa.Integer(), primary_key=True),
+        *_columns("id:int station_id:int reference:s64 donor_ref:s64 donor_kind:s20 "
+                  "donor_name:s200? donor_siret:s20? received_on:date intake_site:s200? "
+                  "documents:json digest:s64 updated_at:time"),
         _station("portal_donations"),
-        sa.Column("reference", sa.String(64), nullable=False),
-        sa.Column("donor_ref", sa.String(64), nullable=False),
-        sa.Column("donor_kind", sa.String(20), nullable=False),
-        sa.Column("donor_name", sa.String(200), nullable=True),
-        sa.Column("donor_siret", sa.String(20), nullable=True),
-        sa.Column("received_on", sa.Date(), nullable=False),
-        sa.Column("intake_site", sa.String(200), nullable=True),
-        sa.Column("documents", sa.JSON(), nullable=False),
-        sa.Column("digest", sa.String(64), nullable=False),
-        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_portal_donations"),
-        sa.UniqueConstraint("station_id", "reference", name="uq_portal_donations_station_id"),
-    )
+        sa.UniqueConstraint("station_id", "reference", name="uq_portal_donations_station_id"))
     op.create_index("ix_portal_donations_station_id", "portal_donations", ["station_id"])
     op.create_index("ix_portal_donations_donor_siret", "portal_donations", ["donor_siret"])
     op.create_table(
         "portal_drives",
-        sa.Column("id", sa.Integer(), primary_key=True),
+        *_columns("id:int station_id:int donation_id:int identity:s300 model:s200? "
+                  "serial:s200? state:s20 documents:json updated_at:time"),
         _station("portal_drives"),
-        sa.Column("donation_id", sa.Integer(), sa.ForeignKey(
-            "portal_donations.id", name="fk_portal_drives_donation_id_portal_donations"),
-            nullable=False),
-        sa.Column("identity", sa.String(300), nullable=False),
-        sa.Column("model", sa.String(200), nullable=True),
-        sa.Column("serial", sa.String(200), nullable=True),
-        sa.Column("state", sa.String(20), nullable=False),
-        sa.Column("documents", sa.JSON(), nullable=False),
-        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(["donation_id"], ["portal_donations.id"],
+                                name="fk_portal_drives_donation_id_portal_donations"),
         sa.PrimaryKeyConstraint("id", name="pk_portal_drives"),
-        sa.UniqueConstraint("station_id", "identity", name="uq_portal_drives_station_id"),
-    )
+        sa.UniqueConstraint("station_id", "identity", name="uq_portal_drives_station_id"))
     op.create_index("ix_portal_drives_donation_id", "portal_drives", ["donation_id"])
     op.create_table(
         "portal_pushes",
-        sa.Column("id", sa.Integer(), primary_key=True),
-        sa.Column("at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("station_key", sa.String(80), nullable=True),
-        sa.Column("address", sa.String(64), nullable=True),
-        sa.Column("outcome", sa.String(20), nullable=False),
-        sa.Column("reason", sa.String(40), nullable=True),
-        sa.Column("detail", sa.Text(), nullable=True),
-        sa.Column("entries", sa.Integer(), nullable=False),
-        sa.Column("documents", sa.Integer(), nullable=False),
-        sa.Column("donations", sa.Integer(), nullable=False),
-        sa.PrimaryKeyConstraint("id", name="pk_portal_pushes"),
-    )
+        *_columns("id:int at:time station_key:s80? address:s64? outcome:s20 reason:s40? "
+                  "detail:text? entries:int documents:int donations:int"),
+        sa.PrimaryKeyConstraint("id", name="pk_portal_pushes"))
     op.create_index("ix_portal_pushes_station_key", "portal_pushes", ["station_key"])
     for statement in triggers("portal_ledger_entries", op.get_bind().dialect.name, REFUSED):
         op.execute(statement)
