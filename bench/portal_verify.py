@@ -24,8 +24,14 @@ Both pages limit lookups per client address (30 a minute): the requests come fro
 as many loopback addresses (127.0.x.y) as that takes, each with its own HTTPS
 connection made before the clock starts. Every answer is checked (200 genuine, or
 404). Target (issue 17): the portal answers 200/s with p99 < 100 ms; printed, with
-the ratio portal/station, not asserted. The load average before each run is printed:
-another busy process on the machine makes the tail figures its own.
+the ratio portal/station, not asserted.
+
+Printed for each: the steady load's rate, latency percentiles, the server's CPU per
+request (the portal's with its PostgreSQL backends'), the client's own CPU per
+request and how late it sent (p99 of its schedule: a late client's figures are its
+own), the burst's rate and p99. The load average before each run is printed: the
+load and the servers share this machine's cores with whatever else runs on it, and
+the tail figures measure that too.
 """
 
 from __future__ import annotations
@@ -91,11 +97,28 @@ class Target:
     context: Callable[[], ssl.SSLContext | bool]
     health: str
     pid: int
+    database: int | None = None      # PostgreSQL's postmaster: its backends count too
 
     def cpu(self) -> float:
-        """User + system CPU seconds of its process so far (Linux /proc)."""
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        """User + system CPU seconds so far of its process, and of the database's
+        backends (Linux /proc)."""
+        pids = [self.pid, *(_children(self.database) if self.database else [])]
+        return sum(_cpu(pid) for pid in pids)
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
+def _cpu(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0                    # ended meanwhile
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -103,12 +126,13 @@ class Run:
     latencies: list[float] = field(default_factory=list)
     wrong: list[str] = field(default_factory=list)
     reconnects: int = 0
+    late: list[float] = field(default_factory=list)   # the client's schedule, seconds
     wall: float = 0.0
     cpu: float = 0.0            # the server's
     client_cpu: float = 0.0     # this process's: the load's own cost, on the same cores
 
-    def pct(self, q: float) -> float:
-        ordered = sorted(self.latencies)
+    def pct(self, q: float, of: list[float] | None = None) -> float:
+        ordered = sorted(self.latencies if of is None else of)
         return 1000 * ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
 
     @property
@@ -166,6 +190,7 @@ async def steady(server: Target, docs: list[tuple[str, str]], rate: float, secon
         delay = start + i / rate - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
+        run.late.append(max(0.0, -delay))
         tasks.append(asyncio.create_task(one(pool[i % len(pool)], docs, rng, run)))
     await asyncio.gather(*tasks)
     run.wall, run.cpu = time.perf_counter() - start, server.cpu() - cpu
@@ -242,8 +267,9 @@ def main() -> int:
         home.start()
         home.console("Station")                  # its console is read from now on
         assert portal.proc is not None and home.proc is not None
+        postmaster = int((pg.data / "postmaster.pid").read_text().split()[0])
         targets = (Target("portal", portal.url, portal.context, "/api/portal/v1/health",
-                          portal.proc.pid),
+                          portal.proc.pid, postmaster),
                    Target("station", home.url, home.verify, "/api/v1/health", home.proc.pid))
         results = {t.name: measure(t, docs, args, first)
                    for t, first in zip(targets, (0, 3000), strict=True)}
@@ -263,12 +289,14 @@ def report(results: dict[str, tuple[Run, Run]], args: argparse.Namespace) -> Non
     print(f"\nsteady {args.rate:g}/s for {args.seconds:g} s; burst {args.workers} clients "
           f"for {args.burst_seconds:g} s (HTTPS, HTML pages, 1 in 10 a 404)")
     print(f"{'':9}{'sent/s':>8}{'p50 ms':>8}{'p95 ms':>8}{'p99 ms':>8}{'max ms':>8}"
-          f"{'cpu ms/req':>11}{'client':>8}{'burst/s':>9}{'b p99':>8}{'reconn':>8}")
+          f"{'cpu ms/req':>11}{'client':>8}{'late99':>8}{'burst/s':>9}{'b p99':>8}"
+          f"{'reconn':>8}")
     for name, (quiet, loud) in results.items():
         print(f"{name:9}{quiet.rate:8.0f}{quiet.pct(.5):8.1f}{quiet.pct(.95):8.1f}"
               f"{quiet.pct(.99):8.1f}{quiet.pct(1):8.1f}"
               f"{1000 * quiet.cpu / len(quiet.latencies):11.2f}"
-              f"{1000 * quiet.client_cpu / len(quiet.latencies):8.2f}{loud.rate:9.0f}"
+              f"{1000 * quiet.client_cpu / len(quiet.latencies):8.2f}"
+              f"{quiet.pct(.99, quiet.late):8.1f}{loud.rate:9.0f}"
               f"{loud.pct(.99):8.1f}{quiet.reconnects + loud.reconnects:8d}")
     (pq, pb), (sq, sb) = results["portal"], results["station"]
     print(f"ratio portal/station: p99 {pq.pct(.99) / sq.pct(.99):.2f}, most per second "

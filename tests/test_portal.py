@@ -111,7 +111,7 @@ def net(pg: PgServer, tmp_path_factory: pytest.TempPathFactory  # noqa: F811
         pushed = json.loads(imager(gap, "portal", "push", *target, "--batch", "2",
                                    "--json").stdout)
         db = PortalDb.open_url(database)
-        yield {"base": base, "ca": ca, "ca_file": ca_file, "tls": tls, "portal": portal,
+        yield {"base": base, "pg": pg, "ca": ca, "ca_file": ca_file, "tls": tls, "portal": portal,
                "db": db, "gap": gap, "briancon": bri, "docs": docs, "target": target,
                "pushed": pushed, "briancon_serve": briancon}
         db.close()
@@ -193,6 +193,16 @@ def _destroy_for(data: Path) -> dict[str, Any]:
     imager(data, "donations", "add", "--donor", PERSON, REF)
     imager(data, "technicians", "add", "--level", "Niveau 3", TECH)
     return _destroy(data, f"WD-{data.name.upper()}-9")
+
+
+def _drop_connections(pg: PgServer) -> None:  # noqa: F811
+    import psycopg
+
+    with psycopg.connect(host=str(pg.base), port=5432, user="postgres", dbname="postgres",
+                         autocommit=True) as conn:
+        ended = conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE "
+                             "datname = 'portal'").fetchall()
+    assert ended
 
 
 def _batch(data: Path, upto: int) -> Push:
@@ -285,6 +295,8 @@ def test_the_public_page_answers_for_an_id_and_its_hash_only(net: dict[str, Any]
                                                                "sha256": bri["sha256"]}).text)
         assert "Atelier de Briançon" in private
         assert PERSON not in private and "WD-BRI-0001" not in private and TECH not in private
+    _drop_connections(net["pg"])       # PostgreSQL drops the portal's connections:
+    assert _lookup(portal, eff, **JSON).json()["state"] == "genuine"    # asked again
     with portal.client(transport=httpx.HTTPTransport(local_address="127.0.0.7",
                                                      verify=portal.context())) as http:
         answers = [http.get("/verifier", params={"id": eff["id"], "sha256": eff["sha256"]},

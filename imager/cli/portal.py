@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import logging
 import ssl
@@ -138,13 +139,19 @@ def cmd_serve(args: argparse.Namespace, ctx: Context) -> int:
         f"Vérification publique / public verification: {path}\n"
         "Aucune clé de signature ici : le portail garde ce que les stations ont signé / no "
         "signing key here: the portal keeps what the stations signed")
+    portal = Portal(db, Trust(anchors), path)
+    app = create_app(portal)
+    # What start-up made lives as long as the process: out of the collector's full
+    # passes, which would stall requests now and then (as `imager serve` does).
+    gc.collect()
+    gc.freeze()
     try:
-        uvicorn.run(create_app(Portal(db, Trust(anchors), path)), host=host, port=int(port),
+        uvicorn.run(app, host=host, port=int(port),
                     log_level="warning", access_log=False,
                     ssl_certfile=str(tls[0]) if tls else None,
                     ssl_keyfile=str(tls[1]) if tls else None, ssl_ciphers=CIPHERS)
     finally:
-        db.close()
+        portal.close()
     return 0
 
 

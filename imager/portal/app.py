@@ -33,6 +33,10 @@ class Portal:
         self.receiver = Receiver(self.db, self.trust)
         self.lookup = PublicLookup(self.db, self.trust)
 
+    def close(self) -> None:
+        self.lookup.close()
+        self.db.close()
+
 
 def create_app(portal: Portal) -> FastAPI:
     """The portal's app (no interactive documentation: it would describe the API to
