@@ -370,9 +370,10 @@ class Ledger:
                 "entries": [e.to_dict() for e in entries], "head": _head_of(entries),
                 "withdrawals": _withdrawal_texts(entries, documents_dir)}
 
-    def head_document(self) -> dict[str, Any]:
-        """The last entry, for `sign_document`: the receipt a donor keeps."""
-        entries = self.entries()
+    def head_document(self, upto: int | None = None) -> dict[str, Any]:
+        """The last entry (or entry n° `upto`), for `sign_document`: the receipt a donor
+        keeps, and what a station pushes to the portal with each batch of entries."""
+        entries = [e for e in self.entries() if upto is None or e.seq <= upto]
         return {"schema": HEAD_SCHEMA, "kind": "ledger-head", "at": now_text(),
                 **_head_of(entries), "count": len(entries)}
 
@@ -481,7 +482,13 @@ def verify_export(data: bytes, trust: Trust, checks: Checks) -> list[dict[str, A
 
 def read_head(data: bytes, trust: Trust, checks: Checks) -> dict[str, Any]:
     """The {"seq", "hash"} of a signed head file, once its signature is checked."""
-    document = _signed(data, trust, checks, HEAD_SCHEMA)[0]
+    return read_signed_head(data, trust, checks)[0]
+
+
+def read_signed_head(data: bytes, trust: Trust, checks: Checks) -> tuple[dict[str, Any], str]:
+    """`read_head`, and the key that signed the head (the portal takes a station's head
+    from that station only)."""
+    document, signer = _signed(data, trust, checks, HEAD_SCHEMA)
     seq, hash_ = _seq_or_none(document.get("seq")), document.get("hash")
     if not (seq is not None and seq >= 0
             and isinstance(hash_, str) and _HEX64.fullmatch(hash_)):
@@ -489,4 +496,4 @@ def read_head(data: bytes, trust: Trust, checks: Checks) -> dict[str, Any]:
                           "head file: seq and hash expected")
     head = {"seq": seq, "hash": hash_}
     checks.ok(f"tête / head seq {head['seq']} {head['hash']}")
-    return head
+    return head, signer

@@ -33,6 +33,8 @@ class Command(NamedTuple):
 
 COMMANDS: dict[str, Command] = {
     "serve": Command("serve", "démarrer la station / run the station"),
+    "portal": Command("portal", "portail du réseau, envois des stations / the network's "
+                      "portal, stations' pushes"),
     "agent": Command("agent", "agent (stations d'accueil, portable démarré) / agent"),
     "agents": Command("agents", "agents de confiance : inscrire, révoquer / trusted agents"),
     "intake": Command("intake", "réception d'un don / intake of a donation"),

@@ -28,14 +28,14 @@ from imager.protocol.proof import public_hex
 from imager.settings import Settings
 from imager.station.api import create_app
 from imager.station.policy import ServicePolicy
+from imager.station.push import PortalTarget, Pusher
 from imager.station.service import Station
 from imager.station.tls import ServerTls
 from imager.store.db import Registry
+from imager.web.server import CIPHERS
 
 log = logging.getLogger(__name__)
 STOP_GRACE = 20.0   # seconds the jobs get to stop and report before the API closes
-# TLS 1.2 clients (curl, browsers) get forward-secret AEAD suites only; TLS 1.3's are fixed.
-CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
 
 
 @dataclass(frozen=True)
@@ -48,6 +48,8 @@ class ServeOptions:
     api_docs: bool = False       # serve /docs and /openapi.json (they describe every route)
     policy: ServicePolicy = ServicePolicy()
     tls: ServerTls | None = None     # None: plain HTTP
+    portal: PortalTarget | None = None   # push to the network's portal (imager.station.push)
+    portal_every: float = 60.0
 
     @property
     def url(self) -> str:
@@ -146,6 +148,8 @@ def _serve(settings: Settings, options: ServeOptions, *, lab: bool) -> None:
         ssl_keyfile=str(tls.keyfile) if tls else None, ssl_ciphers=CIPHERS))
     stop = threading.Event()
     server.before_exit = stop
+    pusher = options.portal and Pusher(settings, registry, options.portal,
+                                       every=options.portal_every)
     # The objects made at start-up (modules, app, policy) live as long as the
     # process: keep them out of the collector's full passes, which otherwise
     # stall every request for 100-600 ms now and then (bench/agents_load.py).
@@ -159,9 +163,13 @@ def _serve(settings: Settings, options: ServeOptions, *, lab: bool) -> None:
                             host=server.agent.config.host)
         threading.Thread(target=_start_agent, args=(server, station, stop),
                          daemon=True).start()
+    if pusher:
+        pusher.start()
     try:
         server.run()
     finally:
+        if pusher:
+            pusher.stop()
         stop.set()
         if server.agent is not None:
             server.agent.join(5)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from imager.cli.context import Context
@@ -21,6 +22,7 @@ from imager.station.policy import AUTO_ERASE, ServicePolicy
 
 if TYPE_CHECKING:
     from imager.cli.compose import ServeOptions
+    from imager.station.push import PortalTarget
     from imager.station.tls import ServerTls
 
 MiB = 1 << 20
@@ -69,6 +71,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                         "(they resume when it is back); default %(default)s")
     p.add_argument("--no-local-agent", action="store_true",
                    help="do not watch this machine's docks")
+    p.add_argument("--portal", metavar="URL",
+                   help="push issued documents, the ledger and donations to the network's "
+                        "portal at URL, in the background (outbound only; retried until it "
+                        "answers)")
+    p.add_argument("--portal-ca", type=Path, metavar="FILE",
+                   help="the CA the portal's HTTPS certificate must chain to (PEM)")
+    p.add_argument("--portal-every", type=float, default=60.0, metavar="SECONDS",
+                   help="how often to push (and the longest wait before a retry); default "
+                        "%(default)s")
     p.add_argument("--api-docs", action="store_true",
                    help="also serve the API's interactive documentation (/docs, "
                         "/openapi.json) to whoever reaches the port: for development")
@@ -96,7 +107,7 @@ def cmd_serve(args: argparse.Namespace, ctx: Context) -> int:
                              agent_timeout=args.agent_timeout,
                              laptop_image=args.laptop_image,
                              confirm_triage=not args.no_confirm_triage),
-        tls=_server_tls(args, ctx, host))
+        tls=_server_tls(args, ctx, host), portal=_portal(args), portal_every=args.portal_every)
     Tokens.open(ctx.settings)
     ca = " --ca station-ca.pem" if options.tls else ""
     console(stderr=True, markup=False).print(
@@ -106,10 +117,23 @@ def cmd_serve(args: argparse.Namespace, ctx: Context) -> int:
         f"Agent d'un portable / laptop agent: imager agent run --station {options.url}{ca} "
         "--machine, puis / then: imager agents pair CODE (le code s'affiche sur le portable / "
         "the laptop shows the code)\n"
-        "Arrêt / stop: Ctrl-C (les effacements en cours s'arrêtent proprement et reprennent "
+        + (f"Portail du réseau / network's portal: {options.portal.url} (envois sortants, "
+           f"toutes les {options.portal_every:g} s / outbound pushes, every "
+           f"{options.portal_every:g} s)\n" if options.portal else "")
+        + "Arrêt / stop: Ctrl-C (les effacements en cours s'arrêtent proprement et reprennent "
         "au prochain démarrage / running erasures stop cleanly and resume at next start)")
     serve(ctx.settings, options)
     return 0
+
+
+def _portal(args: argparse.Namespace) -> PortalTarget | None:
+    from imager.station.push import PortalTarget
+    if args.portal is None:
+        return None
+    if not args.portal.startswith(("https://", "http://")):
+        raise UsageError(f"--portal {args.portal!r}: give the portal's URL, e.g. "
+                         "https://reseau.example")
+    return PortalTarget(args.portal.rstrip("/"), args.portal_ca)
 
 
 def _server_tls(args: argparse.Namespace, ctx: Context, host: str) -> ServerTls | None:

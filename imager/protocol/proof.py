@@ -8,6 +8,10 @@ body, the time and the nonce. A stolen header set is good for one request
 within the time window, never for another request or another body; the
 station refuses a nonce it has seen.
 
+Stations sign their pushes to the network's portal the same way, with their station
+key and another scheme (PUSH_SCHEME), so that no signed request of one kind can
+pass for the other.
+
 Why signatures rather than mutual TLS: the proof then holds end to end, also
 on the loopback HTTP the station's own dock agent uses and behind a
 TLS-terminating proxy, and the station reads the agent's identity from the
@@ -19,14 +23,16 @@ from __future__ import annotations
 import base64
 import hashlib
 import secrets
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 SCHEME = "imager-agent-v1"
+PUSH_SCHEME = "imager-station-push-v1"
 KEY, TIME, NONCE, SIGNATURE = ("X-Imager-Key", "X-Imager-Time", "X-Imager-Nonce",
                                "X-Imager-Signature")
 WINDOW = 60.0           # seconds a signed request may be early or late (clock skew)
@@ -53,17 +59,18 @@ def fingerprint(public_key_hex: str) -> str:
     return "-".join(kid[i:i + 4] for i in range(0, 16, 4))
 
 
-def message(method: str, target: str, body: bytes, at: str, nonce: str) -> bytes:
-    """What is signed: method, path and query, body hash, time, nonce."""
-    return "\n".join((SCHEME, method.upper(), target, hashlib.sha256(body).hexdigest(), at,
+def message(method: str, target: str, body: bytes, at: str, nonce: str,
+            scheme: str = SCHEME) -> bytes:
+    """What is signed: scheme, method, path and query, body hash, time, nonce."""
+    return "\n".join((scheme, method.upper(), target, hashlib.sha256(body).hexdigest(), at,
                       nonce)).encode()
 
 
 def sign(key: Ed25519PrivateKey, method: str, target: str, body: bytes,
-         *, now: float | None = None) -> dict[str, str]:
+         *, now: float | None = None, scheme: str = SCHEME) -> dict[str, str]:
     """The headers that prove `key` made this request."""
     at, nonce = f"{now if now is not None else time.time():.3f}", secrets.token_hex(16)
-    signature = key.sign(message(method, target, body, at, nonce))
+    signature = key.sign(message(method, target, body, at, nonce, scheme))
     return {KEY: key_id(public_hex(key)), TIME: at, NONCE: nonce,
             SIGNATURE: base64.urlsafe_b64encode(signature).decode()}
 
@@ -93,7 +100,7 @@ class Proof:
             raise BadProof(f"malformed proof headers ({exc})") from exc
 
     def check(self, public_key_hex: str, method: str, target: str, body: bytes,
-              *, now: float | None = None) -> None:
+              *, now: float | None = None, scheme: str = SCHEME) -> None:
         """BadProof unless the signature is the key's over this very request, in time."""
         skew = (now if now is not None else time.time()) - float(self.at)
         if abs(skew) > WINDOW:
@@ -103,7 +110,27 @@ class Proof:
             raise BadProof("the nonce must be 16 to 64 characters")
         try:
             Ed25519PublicKey.from_public_bytes(bytes.fromhex(public_key_hex)).verify(
-                self.signature, message(method, target, body, self.at, self.nonce))
+                self.signature, message(method, target, body, self.at, self.nonce, scheme))
         except (InvalidSignature, ValueError) as exc:
             raise BadProof("the signature is not this agent's over this request") from exc
+
+
+@dataclass
+class Replays:
+    """The nonces seen within the window: a request signed again with one of them is a
+    replay."""
+
+    _seen: dict[tuple[str, str], float] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def check(self, proof: Proof) -> None:
+        """BadProof if `proof`'s nonce was seen within the window; else remember it."""
+        now = time.monotonic()
+        with self._lock:
+            if len(self._seen) > 10_000:
+                self._seen = {k: t for k, t in self._seen.items() if t > now}
+            seen = self._seen.get((proof.key_id, proof.nonce))
+            if seen is not None and seen > now:
+                raise BadProof("requête rejouée / replayed request (nonce already seen)")
+            self._seen[(proof.key_id, proof.nonce)] = now + 2 * WINDOW
 

@@ -387,7 +387,8 @@ def _last_medium(s: Session, drive: Drive) -> str | None:
     return (job.plan or {}).get("medium") if job else None
 
 
-def _donation_drives(s: Session, don: Donation) -> list[Drive]:
+def donation_drives(s: Session, don: Donation) -> list[Drive]:
+    """The drives of a donation: given to it at intake, erased or documented for it."""
     ids = set(s.scalars(select(Drive.id).where(Drive.donation_id == don.id)))
     ids |= set(s.scalars(select(Job.drive_id).where(Job.donation_id == don.id)))
     ids |= set(s.scalars(select(Document.drive_id).where(
@@ -396,7 +397,7 @@ def _donation_drives(s: Session, don: Donation) -> list[Drive]:
 
 
 def _any_drive(s: Session, don: Donation) -> Drive:
-    drives = _donation_drives(s, don)
+    drives = donation_drives(s, don)
     if not drives:
         raise UsageError(f"the donation {don.reference} has no drive yet: erase its drives "
                          f"with `imager erase --donation {don.reference} ...`")
@@ -406,7 +407,7 @@ def _any_drive(s: Session, don: Donation) -> Drive:
 def donation_lines(s: Session, don: Donation) -> list[dict[str, Any]]:
     """The latest document of every drive of the donation; refuses when one is missing."""
     lines, missing = [], []
-    for drive in _donation_drives(s, don):
+    for drive in donation_drives(s, don):
         doc = _latest(s, drive_id=drive.id)
         if doc is None or doc.line is None:
             missing.append(drive.serial or drive.identity)

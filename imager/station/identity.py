@@ -8,15 +8,13 @@ request, refuses a request signed too long ago or one whose nonce it has seen
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import select
 
-from imager.protocol.proof import WINDOW, BadProof, Proof, key_id
+from imager.protocol.proof import BadProof, Proof, Replays, key_id
 from imager.registry import agents
 from imager.station.liveness import Liveness
 from imager.store.db import Registry, utcnow
@@ -45,8 +43,7 @@ class Request:
 class AgentAuth:
     registry: Registry
     liveness: Liveness
-    _seen: dict[tuple[str, str], float] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    replays: Replays = field(default_factory=Replays)
 
     def enrol(self, request: Request, public_key: str, **details: Any) -> agents.Enrolled:
         """Enrol the key the request is signed with (see registry.agents.enrol)."""
@@ -103,17 +100,6 @@ class AgentAuth:
     def _check(self, proof: Proof, public_key: str, request: Request) -> None:
         try:
             proof.check(public_key, request.method, request.target, request.body)
+            self.replays.check(proof)
         except BadProof as exc:
             raise Unauthenticated(str(exc)) from exc
-        self._fresh(proof)
-
-    def _fresh(self, proof: Proof) -> None:
-        """Refuse a nonce seen within the window (a replayed request)."""
-        now = time.monotonic()
-        with self._lock:
-            if len(self._seen) > 10_000:
-                self._seen = {k: t for k, t in self._seen.items() if t > now}
-            seen = self._seen.get((proof.key_id, proof.nonce))
-            if seen is not None and seen > now:
-                raise Unauthenticated("requête rejouée / replayed request (nonce already seen)")
-            self._seen[(proof.key_id, proof.nonce)] = now + 2 * WINDOW

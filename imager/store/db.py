@@ -12,6 +12,9 @@ thread (it would wait for the busy timeout, then fail), and use
 ``session(readonly=True)`` (a plain deferred ``BEGIN``, no write lock) for
 pure reads such as listings.
 
+The portal (imager.portal) keeps its own tables in its own database with the same
+code: a `Registry` subclass names its `Schema` (metadata, migrations, version table).
+
 Datetimes: every ``DateTime(timezone=True)`` attribute of an ORM object is
 timezone-aware UTC, on both backends. SQLite stores no offset, so values are
 converted to UTC before they are written and marked UTC when they are loaded
@@ -27,20 +30,21 @@ import os
 import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Self
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util.exc import CommandError
-from sqlalchemy import DateTime, Engine, create_engine, event, text
+from sqlalchemy import DateTime, Engine, MetaData, create_engine, event, text
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
-from sqlalchemy.orm import Mapper, Session, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Mapper, Session, sessionmaker
 from sqlalchemy.orm.attributes import set_committed_value
 
 from imager.errors import RegistryError
@@ -119,17 +123,18 @@ def _to_utc_before_write(_mapper: Mapper[Any], _conn: Connection, target: Any) -
             setattr(target, key, as_utc(value))
 
 
-def _install_datetime_events() -> None:
-    """Register the UTC conversions once for every model of Base."""
-    if event.contains(Base, "load", _on_load):
+def install_datetime_events(base: type[DeclarativeBase]) -> None:
+    """Register the UTC conversions once for every model of `base` (the registry's
+    Base here; the portal's for its own models)."""
+    if event.contains(base, "load", _on_load):
         return
-    event.listen(Base, "load", _on_load, propagate=True)
-    event.listen(Base, "refresh", _on_refresh, propagate=True)
-    event.listen(Base, "before_insert", _to_utc_before_write, propagate=True)
-    event.listen(Base, "before_update", _to_utc_before_write, propagate=True)
+    event.listen(base, "load", _on_load, propagate=True)
+    event.listen(base, "refresh", _on_refresh, propagate=True)
+    event.listen(base, "before_insert", _to_utc_before_write, propagate=True)
+    event.listen(base, "before_update", _to_utc_before_write, propagate=True)
 
 
-_install_datetime_events()
+install_datetime_events(Base)
 
 
 # --------------------------------------------------------------------------
@@ -206,8 +211,22 @@ def _create_engine(url: str) -> Engine:
 # Migrations
 
 
-def alembic_config(url: str | None = None) -> Config:
-    """An Alembic Config for the packaged migrations (no alembic.ini needed).
+@dataclass(frozen=True)
+class Schema:
+    """The tables of one database and their migrations: the registry's (REGISTRY), or
+    another role's (the portal's) run by the same environment (migrations/env.py)."""
+
+    metadata: MetaData
+    versions: Path | None = None           # None: the registry's, migrations/versions
+    version_table: str = "alembic_version"
+    lock: int = PG_MIGRATION_LOCK          # the advisory lock two starting servers share
+
+
+REGISTRY = Schema(Base.metadata)
+
+
+def alembic_config(url: str | None = None, *, schema: Schema = REGISTRY) -> Config:
+    """An Alembic Config for the packaged migrations of `schema` (no alembic.ini needed).
 
     To write a new migration during development::
 
@@ -219,6 +238,11 @@ def alembic_config(url: str | None = None) -> Config:
     """
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    if schema.versions is not None:
+        config.set_main_option("path_separator", "os")
+        config.set_main_option("version_locations", str(schema.versions))
+    config.attributes["target_metadata"] = schema.metadata
+    config.attributes["version_table"] = schema.version_table
     if url is not None:
         config.set_main_option("sqlalchemy.url", str(url).replace("%", "%%"))
     return config
@@ -292,6 +316,8 @@ def _registry_error(url: str, exc: BaseException) -> RegistryError:
 class Registry:
     """The registry database: an engine and short transactional sessions."""
 
+    schema: ClassVar[Schema] = REGISTRY
+
     def __init__(self, url: str) -> None:
         """Connect lazily to `url` (no migration: see :meth:`open`)."""
         self.url = url
@@ -306,13 +332,18 @@ class Registry:
         )
 
     @classmethod
-    def open(cls, settings: Settings) -> Registry:
+    def open(cls, settings: Settings) -> Self:
         """Open the registry of `settings`, creating and migrating it to head.
 
         Raises RegistryError naming the URL and the fix when that fails.
         """
-        url = settings.database_url
-        registry: Registry | None = None
+        return cls.open_url(settings.database_url)
+
+    @classmethod
+    def open_url(cls, url: str) -> Self:
+        """Open the database at `url`, creating and migrating it to head (RegistryError
+        naming the URL and the fix when that fails)."""
+        registry: Self | None = None
         try:
             _prepare_sqlite_file(url)
             registry = cls(url)
@@ -326,21 +357,25 @@ class Registry:
     def current_revision(self) -> str | None:
         """The Alembic revision the database is at (None when empty)."""
         with self.readonly_engine.connect() as conn:
-            return MigrationContext.configure(conn).get_current_revision()
+            return self._migration_context(conn).get_current_revision()
+
+    def _migration_context(self, conn: Connection) -> MigrationContext:
+        return MigrationContext.configure(
+            conn, opts={"version_table": self.schema.version_table})
 
     def upgrade(self, revision: str = "head") -> None:
         """Run the migrations up to `revision` unless the database is there already."""
-        config = alembic_config()
+        config = alembic_config(schema=self.schema)
         heads = set(ScriptDirectory.from_config(config).get_heads())
         if revision == "head":
             with self.readonly_engine.connect() as conn:
-                current = set(MigrationContext.configure(conn).get_current_heads())
+                current = set(self._migration_context(conn).get_current_heads())
             if current == heads:
                 return
         with self.engine.begin() as conn:
             if conn.dialect.name == "postgresql":
                 # Two stations starting at once: the second waits, then finds head.
-                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": PG_MIGRATION_LOCK})
+                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": self.schema.lock})
             config.attributes["connection"] = conn
             command.upgrade(config, revision)
         log.info("registry %s migrated to %s", safe_url(self.url), revision)
@@ -368,14 +403,14 @@ class Registry:
         """Release every pooled connection."""
         self.engine.dispose()
 
-    def __enter__(self) -> Registry:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
     def __repr__(self) -> str:
-        return f"Registry({safe_url(self.url)!r})"
+        return f"{type(self).__name__}({safe_url(self.url)!r})"
 
 
 def _prepare_sqlite_file(url: str) -> None:

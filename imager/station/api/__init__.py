@@ -22,8 +22,8 @@ from imager.errors import ImagerError, NotFound, NotYet
 from imager.protocol.events import describe_errors
 from imager.station import web
 from imager.station.api import agents, images, technicians
-from imager.station.api.limits import BodyLimit
 from imager.station.service import Station
+from imager.web.limits import BodyLimit
 
 
 def create_app(station: Station, *, docs: bool = False) -> FastAPI:

@@ -42,7 +42,9 @@ def mount(app: FastAPI, station: Station) -> None:
     app.include_router(jobs.router(station))
     app.include_router(triage.router(station, habilitations))
     app.include_router(verify.router(station))
-    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    # The station's own assets, then the shared ones (imager/web/static: the style sheet).
+    app.mount("/static", StaticFiles(directory=HERE / "static",
+                                     packages=[("imager.web", "static")]), name="static")
 
     @app.exception_handler(LoginNeeded)
     async def login_needed(request: Request, exc: LoginNeeded) -> Response:

@@ -11,9 +11,6 @@ of the per-user lock of imager.registry.accounts.
 from __future__ import annotations
 
 import secrets
-import threading
-import time
-from collections import deque
 from typing import Any
 from urllib.parse import quote
 
@@ -27,6 +24,7 @@ from imager.registry.habilitations import ACTIONS, Habilitations
 from imager.station.service import Station
 from imager.station.web.i18n import N_
 from imager.station.web.pages import render
+from imager.web.limits import Limiter
 
 SESSION_COOKIE = "imager_session"
 FORM_COOKIE = "imager_form"
@@ -105,28 +103,6 @@ async def posted(station: Station, request: Request, *,
 def _cookie(response: Response, request: Request, name: str, value: str, **kw: Any) -> None:
     response.set_cookie(name, value, httponly=True, samesite="lax",
                         secure=request.url.scheme == "https", **kw)
-
-
-class Limiter:
-    """At most `tries` attempts per `window` seconds from one address."""
-
-    def __init__(self, tries: int, window: float) -> None:
-        self.tries, self.window = tries, window
-        self._seen: dict[str, deque[float]] = {}
-        self._lock = threading.Lock()
-
-    def allow(self, key: str) -> bool:
-        now = time.monotonic()
-        with self._lock:
-            seen = self._seen.setdefault(key, deque())
-            while seen and now - seen[0] > self.window:
-                seen.popleft()
-            if len(seen) >= self.tries:
-                return False
-            seen.append(now)
-            if len(self._seen) > 10_000:
-                self._seen = {k: v for k, v in self._seen.items() if v}
-            return True
 
 
 def router(station: Station) -> APIRouter:

@@ -1,33 +1,26 @@
 """Rendering a page: Jinja2 templates with the language, the person signed in and
-the form token; every asset is served by the station itself (no CDN: the
-workshop may be offline)."""
+the form token (imager.web.pages, with the station's templates and catalogue);
+every asset is served by the station itself (no CDN: the workshop may be offline)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse, Response
-from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from imager import __version__
 from imager.registry.accounts import ROLE_NAMES, Person
 from imager.registry.lifecycle import ITEM_LABELS_FR
-from imager.station.web.i18n import LANGUAGES, N_, choose, translations
+from imager.station.web.i18n import N_, translations
+from imager.web.pages import LANG_COOKIE, Pages, language, respond
 
 HERE = Path(__file__).parent
-LANG_COOKIE = "imager_lang"
+__all__ = ["HERE", "LANG_COOKIE", "fragment", "json_download", "language", "not_found",
+           "render"]
 
-_env = Environment(loader=FileSystemLoader(HERE / "templates"),
-                   autoescape=select_autoescape(["html"]), extensions=["jinja2.ext.i18n"],
-                   trim_blocks=True, lstrip_blocks=True)
-
-
-def language(request: Request) -> str:
-    return choose(request.query_params.get("lang"), request.cookies.get(LANG_COOKIE))
+_pages = Pages(HERE / "templates", translations)
 
 
 def fragment(request: Request, name: str, context: dict[str, Any] | None = None, *,
@@ -35,26 +28,15 @@ def fragment(request: Request, name: str, context: dict[str, Any] | None = None,
     """The template `name` rendered in the request's language (a page, or a part of
     one sent to the page as it changes)."""
     lang = language(request)
-    catalogue = translations(lang)
-    return _env.get_template(name).render(
-        {"request": request, "person": person, "lang": lang, "languages": LANGUAGES,
-         "version": __version__, "role_name": _role_name(lang),
-         "lang_href": _lang_href(request), "state_name": _state_name(lang),
-         "size": _size(lang),
-         "_": catalogue.gettext, "gettext": catalogue.gettext, "ngettext": catalogue.ngettext,
-         **(context or {})})
+    return _pages.fragment(request, name, {
+        "person": person, "role_name": _role_name(lang), "state_name": _state_name(lang),
+        "size": _size(lang), **(context or {})})
 
 
 def render(request: Request, name: str, context: dict[str, Any] | None = None, *,
            person: Person | None = None, status: int = 200) -> HTMLResponse:
     """The page `name` in the request's language."""
-    lang = language(request)
-    html = fragment(request, name, context, person=person)
-    response = HTMLResponse(html, status_code=status)
-    if request.query_params.get("lang") in LANGUAGES:
-        response.set_cookie(LANG_COOKIE, lang, max_age=365 * 86400, samesite="lax",
-                            httponly=True, secure=request.url.scheme == "https")
-    return response
+    return respond(request, fragment(request, name, context, person=person), status)
 
 
 def not_found(request: Request, person: Person | None, text: str) -> HTMLResponse:
@@ -68,14 +50,6 @@ def json_download(data: Any, filename: str) -> Response:
     return Response(json.dumps(data, indent=1, ensure_ascii=False),
                     media_type="application/json",
                     headers={"Content-Disposition": f'attachment; filename="{filename}"'})
-
-
-def _lang_href(request: Request) -> Any:
-    def href(lang: str) -> str:
-        """This page in `lang`: its query kept (a verification's id and hash), lang set."""
-        query = [(k, v) for k, v in request.query_params.multi_items() if k != "lang"]
-        return "?" + urlencode([*query, ("lang", lang)])
-    return href
 
 
 def _role_name(lang: str) -> Any:

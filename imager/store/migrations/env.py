@@ -3,7 +3,9 @@
 `imager.store.db.Registry.upgrade` passes an open connection in
 ``config.attributes["connection"]``; otherwise the ``sqlalchemy.url`` main
 option is used (see `imager.store.db.alembic_config`). SQLite gets batch mode
-so that future ALTERs are rendered as table copies.
+so that future ALTERs are rendered as table copies. Another role's schema (the
+portal's: imager.store.db.Schema) comes as ``config.attributes["target_metadata"]``
+and ``["version_table"]``, its versions in the ``version_locations`` option.
 """
 
 from __future__ import annotations
@@ -14,21 +16,24 @@ from sqlalchemy import Connection, create_engine
 from imager.store.models import Base
 
 config = context.config
-target_metadata = Base.metadata
+target_metadata = config.attributes.get("target_metadata", Base.metadata)
+version_table = config.attributes.get("version_table", "alembic_version")
 
 
 def run_migrations_offline() -> None:
     """Emit the SQL to stdout (``alembic upgrade --sql``)."""
     url = config.get_main_option("sqlalchemy.url")
     context.configure(url=url, target_metadata=target_metadata, compare_type=True,
-                      literal_binds=True, dialect_opts={"paramstyle": "named"})
+                      literal_binds=True, dialect_opts={"paramstyle": "named"},
+                      version_table=version_table)
     with context.begin_transaction():
         context.run_migrations()
 
 
 def _run(connection: Connection) -> None:
     context.configure(connection=connection, target_metadata=target_metadata, compare_type=True,
-                      render_as_batch=connection.dialect.name == "sqlite")
+                      render_as_batch=connection.dialect.name == "sqlite",
+                      version_table=version_table)
     with context.begin_transaction():
         context.run_migrations()
 

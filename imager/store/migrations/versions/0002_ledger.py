@@ -16,30 +16,14 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+from imager.store.append_only import triggers
+
 revision: str = "0002"
 down_revision: str | None = "0001"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 REFUSED = "le registre des documents est en ajout seul / ledger_entries is append-only"
-
-SQLITE_TRIGGERS = [
-    f"""CREATE TRIGGER ledger_entries_no_{op_name.lower()} BEFORE {op_name} ON ledger_entries
-    BEGIN SELECT RAISE(ABORT, '{REFUSED}: {op_name} refused'); END"""
-    for op_name in ("UPDATE", "DELETE")
-]
-
-# No '%' anywhere: the text goes through the driver's paramstyle.
-POSTGRESQL_TRIGGERS = [
-    f"""CREATE FUNCTION ledger_entries_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
-    BEGIN
-        RAISE EXCEPTION USING MESSAGE = '{REFUSED}: ' || TG_OP || ' refused';
-    END $$""",
-    """CREATE TRIGGER ledger_entries_no_change BEFORE UPDATE OR DELETE ON ledger_entries
-    FOR EACH ROW EXECUTE FUNCTION ledger_entries_append_only()""",
-    """CREATE TRIGGER ledger_entries_no_truncate BEFORE TRUNCATE ON ledger_entries
-    FOR EACH STATEMENT EXECUTE FUNCTION ledger_entries_append_only()""",
-]
 
 
 def upgrade() -> None:
@@ -57,14 +41,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("seq", name="pk_ledger_entries"),
         sa.UniqueConstraint("doc_id", name="uq_ledger_entries_doc_id"),
     )
-    dialect = op.get_bind().dialect.name
-    if dialect == "sqlite":
-        statements = SQLITE_TRIGGERS
-    elif dialect == "postgresql":
-        statements = POSTGRESQL_TRIGGERS
-    else:
-        raise RuntimeError(f"no append-only triggers for the {dialect} database")
-    for statement in statements:
+    for statement in triggers("ledger_entries", op.get_bind().dialect.name, REFUSED):
         op.execute(statement)
 
 

@@ -1,13 +1,20 @@
-"""What a request may weigh: read before anything of it is (an unauthenticated
-client on the LAN must not make the station hold gigabytes to hash them).
+"""What a request may weigh, and how often one address may ask.
 
-Every request body must say its length (agents and browsers do); one longer than
-MAX_BODY is answered 413 without being read, one without a length 411.
+- BodyLimit: a body is weighed before anything of it is read (an unauthenticated
+  client on the LAN, or on the Internet for the portal, must not make the server
+  hold gigabytes to hash them). Every request body must say its length (agents,
+  stations and browsers do); one longer than MAX_BODY is answered 413 without
+  being read, one without a length 411.
+- Limiter: at most so many attempts per window from one address (sign-ins, public
+  verifications).
 """
 
 from __future__ import annotations
 
 import json
+import threading
+import time
+from collections import deque
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -58,3 +65,25 @@ async def _answer(send: Send, status: int, error: str) -> None:
                 "headers": [(b"content-type", b"application/json"),
                             (b"content-length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": body})
+
+
+class Limiter:
+    """At most `tries` attempts per `window` seconds from one address."""
+
+    def __init__(self, tries: int, window: float) -> None:
+        self.tries, self.window = tries, window
+        self._seen: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def allow(self, key: str) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            seen = self._seen.setdefault(key, deque())
+            while seen and now - seen[0] > self.window:
+                seen.popleft()
+            if len(seen) >= self.tries:
+                return False
+            seen.append(now)
+            if len(self._seen) > 10_000:
+                self._seen = {k: v for k, v in self._seen.items() if v}
+            return True

@@ -1,0 +1,153 @@
+"""The portal's tables (its own metadata and migrations, in its own database:
+PostgreSQL in production; SQLite for quick tests runs the same code).
+
+What a station pushed and the portal checked: the station (by its key, with the
+certificates it presented and the signed head of its ledger the portal holds), its
+ledger entries (append-only: migration p0001's triggers), its documents' files, its
+donations and their drives' states. A document, a donation and a drive belong to
+one station: two workshops never share a row, whatever their numbers.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from imager.certify.ledger import FIELDS
+from imager.store.db import install_datetime_events
+from imager.store.models import NAMING
+
+ZERO_HASH = "0" * 64
+
+
+class PortalBase(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {dict[str, Any]: JSON, list[str]: JSON,
+                           datetime: DateTime(timezone=True)}
+
+
+install_datetime_events(PortalBase)
+
+
+class Station(PortalBase):
+    """A station whose certificate chains to the network CA, known by its key."""
+
+    __tablename__ = "portal_stations"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(80), unique=True)    # sha256:<SPKI hash>
+    name: Mapped[str] = mapped_column(String(300))              # its certificate's subject
+    certificates: Mapped[str] = mapped_column(Text)             # PEM chain, last presented
+    first_seen_at: Mapped[datetime]
+    last_push_at: Mapped[datetime | None]
+    head_seq: Mapped[int] = mapped_column(Integer, default=0)
+    head_hash: Mapped[str] = mapped_column(String(64), default=ZERO_HASH)
+    head_signed: Mapped[str | None] = mapped_column(Text)       # its signed ledger-head file
+
+
+class LedgerEntry(PortalBase):
+    """One entry of a station's ledger, exactly as the station's ledger holds it."""
+
+    __tablename__ = "portal_ledger_entries"
+    __table_args__ = (UniqueConstraint("station_id", "doc_id"),
+                      Index("ix_portal_ledger_entries_doc_id", "doc_id"))
+    station_id: Mapped[int] = mapped_column(ForeignKey("portal_stations.id"),
+                                            primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    at: Mapped[str] = mapped_column(String(40))
+    kind: Mapped[str] = mapped_column(String(40))
+    doc_id: Mapped[str] = mapped_column(String(128))
+    json_sha256: Mapped[str] = mapped_column(String(64))
+    pdf_sha256: Mapped[str | None] = mapped_column(String(64))
+    signer: Mapped[str] = mapped_column(String(80))
+    prev: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The entry as the station's ledger holds it (imager.certify.ledger.FIELDS)."""
+        return {name: getattr(self, name) for name in FIELDS}
+
+
+class Document(PortalBase):
+    """The files of one document of a station's ledger: the signed JSON (its exact
+    text), the PDF and a donation's CSV; `public` is what anyone may see of it
+    (imager.certify.public.public_fields of the verified record)."""
+
+    __tablename__ = "portal_documents"
+    station_id: Mapped[int] = mapped_column(ForeignKey("portal_stations.id"),
+                                            primary_key=True)
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    issued_at: Mapped[str] = mapped_column(String(40))          # as the record says
+    json_text: Mapped[str] = mapped_column("json", Text)
+    pdf: Mapped[bytes | None] = mapped_column(LargeBinary)
+    csv: Mapped[bytes | None] = mapped_column(LargeBinary)
+    public: Mapped[dict[str, Any]]
+    donation: Mapped[str | None] = mapped_column(String(64))   # the reference it names
+    received_at: Mapped[datetime]
+
+
+class Donation(PortalBase):
+    """A donation a station received, as that station last sent it."""
+
+    __tablename__ = "portal_donations"
+    __table_args__ = (UniqueConstraint("station_id", "reference"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    station_id: Mapped[int] = mapped_column(ForeignKey("portal_stations.id"), index=True)
+    reference: Mapped[str] = mapped_column(String(64))
+    donor_ref: Mapped[str] = mapped_column(String(64))          # the station's donor number
+    donor_kind: Mapped[str] = mapped_column(String(20))
+    donor_name: Mapped[str | None] = mapped_column(String(200))  # organisations only
+    donor_siret: Mapped[str | None] = mapped_column(String(20), index=True)
+    received_on: Mapped[date] = mapped_column(Date)
+    intake_site: Mapped[str | None] = mapped_column(String(200))
+    documents: Mapped[list[str]]                                # its donation certificates
+    digest: Mapped[str] = mapped_column(String(64))             # of what the station sent
+    updated_at: Mapped[datetime]
+
+
+class Drive(PortalBase):
+    """A drive of a donation and where it stands, as its station last sent it."""
+
+    __tablename__ = "portal_drives"
+    __table_args__ = (UniqueConstraint("station_id", "identity"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    station_id: Mapped[int] = mapped_column(ForeignKey("portal_stations.id"))
+    donation_id: Mapped[int] = mapped_column(ForeignKey("portal_donations.id"), index=True)
+    identity: Mapped[str] = mapped_column(String(300))
+    model: Mapped[str | None] = mapped_column(String(200))
+    serial: Mapped[str | None] = mapped_column(String(200))
+    state: Mapped[str] = mapped_column(String(20))
+    documents: Mapped[list[str]]
+    updated_at: Mapped[datetime]
+
+
+class PushLog(PortalBase):
+    """Every push, stored or refused, and why: what coordinators look at when a
+    workshop says its documents do not show."""
+
+    __tablename__ = "portal_pushes"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime]
+    station_key: Mapped[str | None] = mapped_column(String(80), index=True)
+    address: Mapped[str | None] = mapped_column(String(64))
+    outcome: Mapped[str] = mapped_column(String(20))            # stored | refused
+    reason: Mapped[str | None] = mapped_column(String(40))      # fork, backwards, ...
+    detail: Mapped[str | None] = mapped_column(Text)
+    entries: Mapped[int] = mapped_column(Integer, default=0)
+    documents: Mapped[int] = mapped_column(Integer, default=0)
+    donations: Mapped[int] = mapped_column(Integer, default=0)

@@ -1,0 +1,129 @@
+"""A network for the portal's tests: a network CA, stations whose keys it certified
+(through `imager keys csr` / `imager keys install`, as a coordinator does), the
+portal's HTTPS certificate from a test CA the stations pin, and a real `imager
+portal serve` process on loopback."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import ssl
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from certmaker import Made, make, pem, tls_server_context
+from clirun import imager, spawn
+from station_proc import Console, free_port, until
+from test_certify_network_ca import _issue
+
+from imager.certify.identity import load_profile
+from imager.settings import Settings
+from imager.station.tls import TlsCa
+
+
+def network_ca(folder: Path, name: str = "AC du réseau solidaire") -> tuple[Made, Path]:
+    """A network CA (P-256, may issue station CAs below it) and its certificate file."""
+    ca = make(name, pathlen=1)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "network-ca.pem"
+    path.write_bytes(pem(ca.cert))
+    return ca, path
+
+
+def station(data: Path, organisation: str, verify_url: str, ca: Made | None) -> Path:
+    """A station data dir named `organisation`, whose QR codes lead to `verify_url`;
+    its key certified by `ca` (None: the self-signed certificate of a station outside
+    the network)."""
+    data.mkdir(parents=True, exist_ok=True)
+    (data / "station.yaml").write_text(
+        f'organisation: "{organisation}"\nstation: "{data.name}"\ncountry: FR\n'
+        f'location: "{organisation}, Hautes-Alpes"\nverify_url: "{verify_url}"\n'
+        'validator:\n  name: "Coordination"\n  title: "Responsable technique"\n',
+        encoding="utf-8")
+    if ca is not None:
+        request, issued = data.parent / f"{data.name}.csr", data.parent / f"{data.name}.crt"
+        imager(data, "keys", "csr", str(request))
+        issued.write_bytes(_issue(ca.key, ca.cert, request.read_bytes()))
+        imager(data, "keys", "install", str(issued))
+    else:
+        imager(data, "keys", "show")
+    return data
+
+
+def copy_keys(data: Path, into: Path) -> Path:
+    """Another data dir holding `data`'s profile and keys, and an empty registry: the
+    same station key with another ledger (a registry restored from an old backup, a key
+    copied to a second machine)."""
+    into.mkdir(parents=True)
+    shutil.copy2(data / "station.yaml", into / "station.yaml")
+    shutil.copytree(data / "keys", into / "keys")
+    return into
+
+
+@dataclass
+class PortalTls:
+    ca: Path           # what the stations pin (--ca)
+    cert: Path
+    key: Path
+
+
+def portal_tls(folder: Path) -> PortalTls:
+    """The portal's HTTPS certificate for 127.0.0.1, from a test CA."""
+    issuer = TlsCa.open(folder / "ca", load_profile(Settings(data_dir=folder)))
+    tls_server_context(issuer, folder / "server", days=(-1, 30))
+    return PortalTls(issuer.path, folder / "server" / "server.pem",
+                     folder / "server" / "server.key")
+
+
+class Portal:
+    """`imager portal serve` on 127.0.0.1 over HTTPS, stoppable and restartable."""
+
+    def __init__(self, folder: Path, database: str, network_ca: Path, tls: PortalTls,
+                 *, port: int | None = None) -> None:
+        self.folder, self.database, self.network_ca, self.tls = folder, database, network_ca, tls
+        self.port = port or free_port()
+        self.url = f"https://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[str] | None = None
+        self.console: Console | None = None      # what it printed (stderr), read as it comes
+
+    def context(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=str(self.tls.ca))
+
+    def start(self) -> None:
+        self.proc = spawn(self.folder, "portal", "serve", "--listen", f"127.0.0.1:{self.port}",
+                          "--database", self.database, "--network-ca", str(self.network_ca),
+                          "--tls-cert", str(self.tls.cert), "--tls-key", str(self.tls.key))
+        assert self.proc.stderr is not None
+        self.console = Console(self.proc.stderr)
+        until(self._up, 60, "the portal answers")
+
+    def _up(self) -> bool:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            said = self.console.lines if self.console else []
+            raise AssertionError(f"imager portal serve exited: {said}")
+        try:
+            return self.get("/api/portal/v1/health").status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def client(self, **options: Any) -> httpx.Client:
+        """An HTTPS client that trusts the portal's test CA only."""
+        return httpx.Client(base_url=self.url, verify=self.context(), timeout=30, **options)
+
+    def get(self, path: str, **options: Any) -> httpx.Response:
+        with self.client() as http:
+            return http.get(path, **options)
+
+    def stop(self) -> None:
+        """SIGTERM; SIGKILL if it has not ended 30 s later."""
+        if self.proc is None:
+            return
+        self.proc.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(30)
+        self.proc.kill()                 # nothing, once it ended
+        self.proc.wait()
