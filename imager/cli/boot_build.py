@@ -13,11 +13,11 @@ from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.progress import TextColumn, TimeElapsedColumn
 
 from imager.boot import live
 from imager.cli.context import Context
-from imager.cli.render import console
+from imager.cli.render import StepBars, console
 from imager.imaging.bmap import human_size
 
 STEPS = {
@@ -92,22 +92,11 @@ def _print(out: Console, s: dict[str, Any]) -> None:
               f"{seconds['imager']:.0f} s")
 
 
-class _Bars:
+class _Bars(StepBars):
     """Rich bars for the build's steps."""
 
     def __init__(self, out: Console) -> None:
-        self.progress = Progress(TextColumn("{task.description}"), BarColumn(),
-                                 TextColumn("{task.fields[detail]}"), TimeElapsedColumn(),
-                                 console=out, transient=False)
-        self.tasks: dict[str, TaskID] = {}
-        self.shown = 0.0
-
-    def __enter__(self) -> _Bars:
-        self.progress.__enter__()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.progress.__exit__(None, None, None)
+        super().__init__(out, TextColumn("{task.fields[detail]}"), TimeElapsedColumn())
 
     def __call__(self, event: live.LiveProgress) -> None:
         if event.step not in STEPS:
@@ -120,8 +109,6 @@ class _Bars:
             for task in self.tasks.values():      # the steps before it are over
                 done = self.progress.tasks[task].completed
                 self.progress.update(task, total=max(done, 1), completed=max(done, 1))
-            self.tasks[event.step] = self.progress.add_task(STEPS[event.step],
-                                                            total=event.total, detail="")
         detail = (f"{event.done:.0f} " if event.total is None else "") + event.detail[:48]
-        self.progress.update(self.tasks[event.step], completed=event.done,
-                             total=event.total, detail=detail)
+        self.show(event.step, STEPS[event.step], done=event.done, total=event.total,
+                  detail=detail)

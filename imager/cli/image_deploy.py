@@ -8,12 +8,12 @@ import threading
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import DownloadColumn, TimeRemainingColumn
 from rich.table import Table
 from rich.text import Text
 
 from imager.cli.context import Context
-from imager.cli.render import add_row, console, new_table
+from imager.cli.render import StepBars, add_row, console, new_table
 from imager.errors import UsageError
 from imager.jobs.batch import stop_on_signals
 
@@ -82,26 +82,14 @@ def cmd_deploy(args: argparse.Namespace, ctx: Context) -> int:
     return 0 if all(o.ok for o in outcomes) else 1
 
 
-class _Bars:
+class _Bars(StepBars):
     """Rich bars for the engine's (phase, done, total) callback."""
 
-    def __init__(self, console: Console) -> None:
-        self.progress = Progress(TextColumn("{task.description}"), BarColumn(),
-                                 DownloadColumn(binary_units=True), TimeRemainingColumn(),
-                                 console=console)
-        self.tasks: dict[str, Any] = {}
-
-    def __enter__(self) -> _Bars:
-        self.progress.__enter__()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.progress.__exit__(None, None, None)
+    def __init__(self, out: Console) -> None:
+        super().__init__(out, DownloadColumn(binary_units=True), TimeRemainingColumn())
 
     def __call__(self, phase: str, done: int, total: int) -> None:
-        if phase not in self.tasks:
-            self.tasks[phase] = self.progress.add_task(PHASES.get(phase, phase), total=total)
-        self.progress.update(self.tasks[phase], completed=done, total=total)
+        self.show(phase, PHASES.get(phase, phase), done=done, total=total)
 
 
 def _row(o: Any) -> dict[str, Any]:

@@ -17,10 +17,10 @@ from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.progress import TextColumn, TimeElapsedColumn
 
 from imager.cli.context import Context
-from imager.cli.render import console
+from imager.cli.render import StepBars, console
 from imager.errors import UsageError
 from imager.imaging.bmap import human_size
 from imager.imaging.catalogue import Catalogue, existing_keys
@@ -143,33 +143,19 @@ def _print(out: Console, s: dict[str, Any]) -> None:
             else "[red]NON, sha256 différent / NO, another sha256[/]"))
 
 
-class _Bars:
+class _Bars(StepBars):
     """Rich bars for the build's progress: packages, steps or bytes per step."""
 
     def __init__(self, out: Console) -> None:
-        self.progress = Progress(TextColumn("{task.description}"), BarColumn(),
-                                 TextColumn("{task.fields[amount]}"), TimeElapsedColumn(),
-                                 console=out)
-        self.tasks: dict[str, TaskID] = {}
-        self.shown = 0.0
-
-    def __enter__(self) -> _Bars:
-        self.progress.__enter__()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.progress.__exit__(None, None, None)
+        super().__init__(out, TextColumn("{task.fields[amount]}"), TimeElapsedColumn())
 
     def __call__(self, event: BuildProgress) -> None:
         now = time.monotonic()
         if event.total is not None and event.done < event.total and now - self.shown < 0.2:
             return
         self.shown = now
-        if event.step not in self.tasks:
-            self.tasks[event.step] = self.progress.add_task(
-                STEPS.get(event.step, event.step), total=event.total, amount="")
-        self.progress.update(self.tasks[event.step], completed=event.done, total=event.total,
-                             amount=_amount(event))
+        self.show(event.step, STEPS.get(event.step, event.step), done=event.done,
+                  total=event.total, amount=_amount(event))
 
 
 def _amount(event: BuildProgress) -> str:

@@ -9,13 +9,14 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Self
 
 from rich.console import Console
 from rich.progress import (
     BarColumn,
     DownloadColumn,
     Progress,
+    ProgressColumn,
     TaskID,
     TextColumn,
     TimeRemainingColumn,
@@ -75,6 +76,31 @@ def phase_label(plan: ErasePlan, phase: str, index: int) -> str:
     if phase == "verify":
         return f"vérification {plan.verify}"
     return step_label(plan, index)
+
+
+class StepBars:
+    """Rich bars, one per step of a long job, shown as its progress callback is called
+    (a subclass turns its events into `show`); `shown` lets it throttle redraws."""
+
+    def __init__(self, out: Console, *columns: ProgressColumn) -> None:
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), *columns,
+                                 console=out)
+        self.tasks: dict[str, TaskID] = {}
+        self.shown = 0.0
+
+    def __enter__(self) -> Self:
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.__exit__(None, None, None)
+
+    def show(self, step: str, label: str, *, done: float, total: float | None,
+             **fields: Any) -> None:
+        """Step `step`'s bar (made the first time, labelled `label`) at `done` of `total`."""
+        if step not in self.tasks:
+            self.tasks[step] = self.progress.add_task(label, total=total, **fields)
+        self.progress.update(self.tasks[step], completed=done, total=total, **fields)
 
 
 class BarsUI:
