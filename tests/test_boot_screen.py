@@ -74,6 +74,15 @@ def test_a_job_shows_what_it_does_and_a_bar() -> None:
     assert panel(stages.JOB, {"kind": "image", "percent": "x"}).percent is None
 
 
+def test_a_job_says_its_step_as_the_bar_starts_again_at_each() -> None:
+    assert "Étape 2 : vérification." in panel(stages.JOB, {"kind": "erase",
+                                                            "phase": "verify"}).lines
+    assert "Étape 1 : copie du système." in panel(stages.JOB, {"kind": "image",
+                                                                "phase": "write"}).lines
+    assert not any(line.startswith("Étape") for line in panel(stages.JOB,
+                                                              {"kind": "erase"}).lines)
+
+
 def test_the_offline_done_screen_says_it_is_over_and_what_to_do_with_the_stick() -> None:
     p = panel(stages.OFFLINE_DONE, {"erased": "1", "installed": "1"})
     assert p.tone == "ok" and p.title == "Travail terminé"

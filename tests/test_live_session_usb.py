@@ -188,3 +188,19 @@ def test_a_laptop_with_no_wired_interface_gives_up_on_the_network(
     assert net.try_up(None, on_failure=lambda r, f: told.append((r, f))) is None
     assert time.monotonic() - started < 5
     assert told == [(stages.NO_INTERFACE, {"mac": "-"})]
+
+
+# -- Secure Boot, as the certificate says it ---------------------------------------------------
+
+
+def test_secure_boot_is_read_under_efis_global_variable_guid(tmp_path: Path) -> None:
+    """The UEFI spec's EFI_GLOBAL_VARIABLE GUID, written out here rather than taken
+    from the code (a wrong digit read False on every laptop, Secure Boot on or off)."""
+    from imager.host.owner import secure_boot
+    efivars = tmp_path / "firmware/efi/efivars"
+    efivars.mkdir(parents=True)
+    name = "SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c"
+    (efivars / name).write_bytes(b"\x06\x00\x00\x00\x01")
+    assert secure_boot(tmp_path) is True
+    (efivars / name).write_bytes(b"\x06\x00\x00\x00\x00")
+    assert secure_boot(tmp_path) is False

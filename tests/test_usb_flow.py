@@ -107,6 +107,21 @@ class StickLaptop(LiveVM):
         self.times.setdefault(name, round(time.monotonic() - self.started, 1))
         return fields
 
+    def job_at(self, kind: str, phase: str, percent: int, seconds: float) -> bool:
+        """Whether a `job kind=KIND phase=PHASE` line of `percent` or more came within
+        `seconds` (the job may end before: False once a later stage or another kind
+        shows)."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            said = self.lines()
+            if any(s == stages.JOB and f.get("kind") == kind and f.get("phase") == phase
+                   and int(f["percent"]) >= percent for s, f in said):
+                return True
+            if said and (said[-1][0] != stages.JOB or said[-1][1].get("kind") != kind):
+                return False
+            time.sleep(0.5)
+        return False
+
 
 # -- fixtures -------------------------------------------------------------------------------
 
@@ -152,7 +167,7 @@ def stick_image(system: LiveSystem, station_settings: Settings, figures: dict[st
         fh.truncate(STICK_SIZE)
     files = usb.StickFiles.in_folder(system.folder)
     content = boot_usb.stick_content(station_settings, STATION_URL, image="lab")
-    with _attached(image) as dev:
+    with _attached(image, blank=True) as dev:
         written = usb.write_stick(dev, files.check(), content, station_settings,
                                   allow_loop=True)
     figures["stick_write"] = written.seconds
@@ -173,11 +188,11 @@ def offline_run(system: LiveSystem, stick_image: Path, laptop_files: dict[str, P
         vm.mark("stick", stages.STICK, BOOT_SECONDS)
         vm.mark("offline", stages.OFFLINE, 300)
         vm.mark("erase", stages.JOB, 600, kind="erase")
-        time.sleep(3)
-        _keep(vm.screendump(work / "usb-effacement.png"))
+        if vm.job_at("erase", "verify", 30, ERASE_SECONDS):
+            _keep(vm.screendump(work / "usb-effacement.png"))
         vm.mark("image", stages.JOB, ERASE_SECONDS, kind="image")
-        time.sleep(3)
-        _keep(vm.screendump(work / "usb-installation.png"))
+        if vm.job_at("image", "write", 30, IMAGE_SECONDS):
+            _keep(vm.screendump(work / "usb-installation.png"))
         vm.mark("done", stages.OFFLINE_DONE, IMAGE_SECONDS)
         time.sleep(3)
         _keep(vm.screendump(work / "usb-termine.png"))
@@ -348,14 +363,16 @@ def _esp_digest(image: Path) -> str:
 
 
 @contextmanager
-def _attached(image: Path, *, read_only: bool = False) -> Iterator[str]:
-    """A loop device with partitions over `image`; detached after, whatever happened."""
+def _attached(image: Path, *, read_only: bool = False, blank: bool = False) -> Iterator[str]:
+    """A loop device over `image` (a stick, its partitions seen unless `blank`);
+    detached after, whatever happened."""
     argv = ["losetup", "--find", "--show", "--partscan", *(["--read-only"] if read_only
                                                            else []), str(image)]
     dev = subprocess.run(argv, capture_output=True, text=True, check=True).stdout.strip()
     try:
-        subprocess.run(["partx", "--update", dev], capture_output=True)
-        until(lambda: Path(f"{dev}p3").exists() or None, 20, f"{dev}'s partitions")
+        if not blank:
+            subprocess.run(["partx", "--update", dev], capture_output=True)
+            until(lambda: Path(f"{dev}p3").exists() or None, 20, f"{dev}'s partitions")
         yield dev
     finally:
         for line in Path("/proc/self/mounts").read_text().splitlines():

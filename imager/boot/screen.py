@@ -152,16 +152,24 @@ _JOBS = {
     "erase": ("Effacement des disques", "L'ordinateur efface ses disques."),
     "image": ("Installation du système", "L'ordinateur reçoit son nouveau système."),
 }
+# The bar starts again at each step: the step is said above it.
+_STEPS = {
+    ("erase", "pass"): "Étape 1 : effacement.", ("erase", "verify"): "Étape 2 : vérification.",
+    ("image", "write"): "Étape 1 : copie du système.",
+    ("image", "verify"): "Étape 2 : vérification.",
+}
 
 
 def _job(f: dict[str, str]) -> Panel:
-    title, what = _JOBS.get(f.get("kind", ""), ("Travail en cours", "L'ordinateur travaille."))
+    kind = f.get("kind", "")
+    title, what = _JOBS.get(kind, ("Travail en cours", "L'ordinateur travaille."))
     try:
         percent: float | None = max(0.0, min(100.0, float(f.get("percent", ""))))
     except ValueError:
         percent = None
-    return Panel("info", title, (what, "N'éteignez pas l'ordinateur.", "Ne débranchez rien."),
-                 percent=percent)
+    step = _STEPS.get((kind, f.get("phase", "")))
+    return Panel("info", title, (what, "N'éteignez pas l'ordinateur.", "Ne débranchez rien.",
+                                 *((step,) if step else ())), percent=percent)
 
 
 def _stick(f: dict[str, str]) -> Panel:
@@ -207,8 +215,8 @@ _BUILDERS = {
     stages.OFFLINE_DONE: _offline_done, stages.POWEROFF: _poweroff, stages.DONE: _done,
 }
 
-_DETAIL_NAMES = (("station", "Station"), ("ip", "Adresse"), ("mac", "MAC"),
-                 ("agent", "Agent"), ("job", "Tâche"), ("reason", "Code"))
+_DETAIL_NAMES = (("station", "Station"), ("stick", "Clé USB"), ("ip", "Adresse"),
+                 ("mac", "MAC"), ("agent", "Agent"), ("job", "Tâche"), ("reason", "Code"))
 
 
 def _details(f: Mapping[str, str]) -> tuple[str, ...]:

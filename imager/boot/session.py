@@ -260,12 +260,15 @@ class Session:
             print(f"imager-live: cannot mount {part}: {why}", flush=True)
             return None
         say(stages.STICK, part=part, mount=self.stick_mount)
+        self.info["stick"] = part
+        self.show(stages.STICK)
         return self.stick_mount
 
     def offline(self, data: Path, reason: str) -> NoReturn:
         """The offline agent with the stick's kit; its jobs on the screen; then the
         stick released and the outcome shown (powered off when all went well)."""
         kit, spool = data / "kit", data / "spool"
+        self.info.pop("station", None)        # not called: the stick's kit decides
         before = stick.spooled(spool)
         log = None if _serial_console() else open(self.run_dir / "agent.log", "ab")
         proc = subprocess.Popen(self.offline_argv(kit, spool), stdin=subprocess.DEVNULL,
