@@ -51,8 +51,11 @@ def test_a_drive_not_erased_fails_even_when_another_one_was() -> None:
         == stages.ERASE_FAILED
 
 
-def test_a_system_not_installed_or_not_attempted_fails() -> None:
-    for events in ([_erasure("erased"), _deployment(False)], [_erasure("erased")]):
+def test_a_system_not_installed_customised_or_attempted_fails() -> None:
+    not_customised = {"kind": "offline_deployment", "data": {
+        "result": {"ok": True}, "after": {"error": "refusing to write /dev/nvme0n1"}}}
+    for events in ([_erasure("erased"), _deployment(False)], [_erasure("erased")],
+                   [_erasure("erased"), not_customised]):
         stage, fields = stick.outcome(events, image=True)
         assert (stage, fields["reason"]) == (stages.FAILED, stages.IMAGE_FAILED)
 

@@ -130,8 +130,9 @@ def outcome(events: Iterable[Mapping[str, Any]], *, image: bool
                 erased += 1
             else:
                 failed += 1
-        elif event.get("kind") == "offline_deployment" and (data.get("result") or {}).get("ok"):
-            installed += 1
+        elif event.get("kind") == "offline_deployment" and (data.get("result") or {}).get(
+                "ok") and not (data.get("after") or {}).get("error"):
+            installed += 1          # written, read back and customised, as the station counts
     counts = {"erased": str(erased), "failed": str(failed), "installed": str(installed)}
     if not erased and not failed:
         return stages.FAILED, {"reason": stages.NO_DRIVE}
