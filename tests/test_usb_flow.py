@@ -239,10 +239,14 @@ def test_the_sticks_spool_holds_the_erasure_and_the_deployment(
         kinds = [json.loads(p.read_text())["kind"] for p in usb_data.pending(spool)]
         assert {"offline_erasure", "offline_deployment"} <= set(kinds), kinds
         assert kinds.index("offline_erasure") < kinds.index("offline_deployment")
-        erasure = next(json.loads(p.read_text()) for p in usb_data.pending(spool)
-                       if "offline_erasure" in p.read_text())
-        report = erasure["data"]["report"]
+        events = {e["kind"]: e["data"] for e in (json.loads(p.read_text())
+                                                 for p in usb_data.pending(spool))}
+        report = events["offline_erasure"]["report"]
         assert report["outcome"] == "erased" and report["verification"]["mode"] == "full"
+        assert report["plan"]["steps"][0]["engine"] == "nvme-format"     # under lockdown
+        deployed = events["offline_deployment"]
+        assert deployed["result"]["ok"] and deployed["image"]["name"] == "lab"
+        assert "error" not in deployed["after"], deployed["after"]
         assert json.loads((spool / "agent.json").read_text())["secure_boot"] is True
 
 
