@@ -74,6 +74,50 @@ def test_a_job_shows_what_it_does_and_a_bar() -> None:
     assert panel(stages.JOB, {"kind": "image", "percent": "x"}).percent is None
 
 
+def test_a_job_says_its_step_as_the_bar_starts_again_at_each() -> None:
+    assert "Étape 2 : vérification." in panel(stages.JOB, {"kind": "erase",
+                                                            "phase": "verify"}).lines
+    assert "Étape 1 : copie du système." in panel(stages.JOB, {"kind": "image",
+                                                                "phase": "write"}).lines
+    assert not any(line.startswith("Étape") for line in panel(stages.JOB,
+                                                              {"kind": "erase"}).lines)
+
+
+def test_the_offline_done_screen_says_it_is_over_and_what_to_do_with_the_stick() -> None:
+    p = panel(stages.OFFLINE_DONE, {"erased": "1", "installed": "1"})
+    assert p.tone == "ok" and p.title == "Travail terminé"
+    assert p.lines[:4] == ("Effacement terminé et vérifié.", "Système installé.",
+                           "Éteignez l'ordinateur.",
+                           "Retirez la clé et rapportez-la à la station.")
+    assert "s'éteint tout seul" in p.lines[4]
+    assert "Système installé." not in panel(stages.OFFLINE_DONE, {"installed": "0"}).lines
+
+
+def test_from_a_stick_the_done_screen_says_it_powers_off_not_restarts() -> None:
+    assert "L'ordinateur redémarre tout seul." in panel(stages.DONE, {}).lines
+    usb = panel(stages.DONE, {"boot": "usb"})
+    assert "L'ordinateur s'éteint tout seul." in usb.lines
+    assert "Ensuite, retirez la clé USB." in usb.lines
+
+
+@pytest.mark.parametrize("reason", [stages.NO_STICK, stages.ERASE_FAILED,
+                                    stages.IMAGE_FAILED, stages.NO_DRIVE])
+def test_an_offline_failure_says_to_switch_off_and_bring_it_back(reason: str) -> None:
+    p = panel(stages.FAILED, {"reason": reason})
+    assert p.tone == "error" and p.title != "Le programme s'est arrêté"
+    assert "Éteignez l'ordinateur." in p.lines
+    assert any("bouton marche" in line for line in p.lines)
+    assert any("responsable de l'atelier" in line for line in p.lines)
+    assert all(len(line.split()) <= 12 for line in p.lines), p.lines
+    assert f"Code : {reason}" in p.details
+
+
+def test_an_undone_drive_says_not_to_give_the_laptop_away() -> None:
+    p = panel(stages.FAILED, {"reason": stages.ERASE_FAILED, "failed": "1"})
+    assert "Ne donnez pas cet ordinateur." in p.lines
+    assert "Rapportez l'ordinateur et la clé USB à l'atelier." in p.lines
+
+
 # -- the serial lines -------------------------------------------------------------------
 
 

@@ -448,16 +448,25 @@ class Agent:
                 return
             self.running[ident.key] = job_stop
 
+        drive = ident.path.rsplit("/", 1)[-1]
+
+        def status(kind: str) -> Callable[..., None]:      # the live system's screen
+            return _throttled(lambda phase, done, total: self._status(
+                "job", job=drive, kind=kind, phase=phase, done=done, total=total))
+
         def run() -> None:
             assert self.kit is not None
             try:
+                erasing = status("erase")
                 data = offline.erase(self.settings, self.kit, proof,
-                                     self.config.spool / "offline", job_stop)
+                                     self.config.spool / "offline", job_stop,
+                                     on_progress=lambda _job, phase, _step, done, total:
+                                     erasing(phase, done, total))
                 self.outbox.put("offline_erasure", data)
                 log.info("drive %s erased offline: %s", ident.key, data["report"]["outcome"])
                 if self.kit_image is not None and data["report"]["outcome"] == "erased":
                     done = offline_image.install(self.settings, self.kit_image, ident.path,
-                                                 ident.key, job_stop)
+                                                 ident.key, job_stop, progress=status("image"))
                     self.outbox.put("offline_deployment", done)
                     log.info("drive %s: system %s %s written offline: %s", ident.key,
                              self.kit_image.name, self.kit_image.version,
@@ -467,6 +476,7 @@ class Agent:
             finally:
                 with self._lock:
                     self.running.pop(ident.key, None)
+                self._status("job-ended", job=drive)
         threading.Thread(target=run, daemon=True, name=f"offline-{ident.path}").start()
         log.info("drive %s at %s: erasing offline (%s)", ident.key, ident.path,
                  self.kit.policy.label if self.kit else "")

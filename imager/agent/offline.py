@@ -21,7 +21,7 @@ from imager.agent.remote import RemoteJobStore
 from imager.erase.offline_policy import SignedPolicy, for_offline
 from imager.erase.plan import plan_for
 from imager.inventory import evidence
-from imager.jobs.erase import run_erase
+from imager.jobs.erase import ProgressCallback, run_erase
 from imager.model import DriveIdentity
 from imager.protocol.jobs import JobView
 from imager.settings import Settings
@@ -30,9 +30,11 @@ OFFLINE_JOB = 1            # the job's number on the stick (the station gives it
 
 
 def erase(settings: Settings, kit: SignedPolicy, proof: evidence.DriveEvidence,
-          trail: Path, stop: threading.Event) -> dict[str, Any]:
+          trail: Path, stop: threading.Event, *,
+          on_progress: ProgressCallback | None = None) -> dict[str, Any]:
     """Erase the drive `proof` shows with the kit's policy; the `offline_erasure`
-    event's data (whatever the outcome: a failure is reported too)."""
+    event's data (whatever the outcome: a failure is reported too). `on_progress`
+    as the erase runner's (the live system's screen)."""
     caps = evidence.read(proof, settings)
     ident = caps.identity
     plan = for_offline(plan_for(caps, kit.policy))
@@ -41,7 +43,8 @@ def erase(settings: Settings, kit: SignedPolicy, proof: evidence.DriveEvidence,
                    checkpoint=None, report=None, reason=None, donation=None, technician=None,
                    created_at=datetime.now(UTC), started_at=None, ended_at=None)
     store = RemoteJobStore(Outbox(trail_of(trail, ident)), view)
-    report = run_erase(store, OFFLINE_JOB, settings, stop=stop, device_path=ident.path)
+    report = run_erase(store, OFFLINE_JOB, settings, stop=stop, device_path=ident.path,
+                       on_progress=on_progress)
     return {"evidence": proof.to_dict(), "policy": kit.signed, "report": report.to_dict()}
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -60,14 +61,16 @@ def kit_image(kit: Path) -> Entry | None:
 
 
 def install(settings: Settings, entry: Entry, path: str, identity: str,
-            stop: threading.Event) -> dict[str, Any]:
+            stop: threading.Event, *,
+            progress: Callable[[str, int, int], None] | None = None) -> dict[str, Any]:
     """Write `entry` onto the drive at `path` (erased and verified just before), read
     it back in full and customise it: the `offline_deployment` event's data,
-    whatever the outcome (a failure is reported too)."""
+    whatever the outcome (a failure is reported too). `progress(phase, done, total)`
+    as the deployment's (the live system's screen)."""
     sha256 = str(entry.manifest["image"]["sha256"])
     try:
         done = deploy(open_source(entry.image), entry.read_bmap(), [path], settings=settings,
-                      verify="full", expected_sha256=sha256, stop=stop)
+                      verify="full", expected_sha256=sha256, stop=stop, progress=progress)
         (result,) = done.targets
     except ImagerError as exc:
         result = failed_result(path, verify="full", error=str(exc))

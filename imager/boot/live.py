@@ -15,6 +15,7 @@ dependencies from PyPI wheels for the guest's Python. One folder per build:
     shimx64.efi grubx64.efi undionly.kpxe snponly.efi   the boot chain, from the
                     same build's packages (shim-signed, grub-efi-amd64-signed's
                     grubnetx64.efi.signed, ipxe)
+    grubx64-disk.efi mmx64.efi   a USB stick's: the signed disk GRUB, MokManager
     manifest.json   keys, kernel, packages and versions, wheels, sizes, seconds
 
 The kernel unpacks its initrds in order: boot `live.img imager.img` and, third,
@@ -80,14 +81,20 @@ MODULES = (
     # USB host controllers, keyboards (PS/2 ones are built in)
     "xhci_pci", "ehci_pci", "ohci_pci", "uhci_hcd", "usbhid", "hid_generic", "atkbd",
     "i8042",
-    # EFI variables; a USB stick's FAT partition; ext4 (the image's after-steps)
-    "efivarfs", "vfat", "nls_cp437", "nls_iso8859_1", "nls_utf8", "ext4",
+    # EFI variables; a USB stick's FAT partition; ext4 (the image's after-steps, the
+    # stick's IMAGER-DATA): its metadata_csum asks the crypto API for crc32c (only a
+    # soft dependency of ext4's: named here, not left to modprobe's softdep reading)
+    "efivarfs", "vfat", "nls_cp437", "nls_iso8859_1", "nls_utf8", "ext4", "crc32c_generic",
 )
 FIRMWARE_PACKAGES = ("firmware-realtek", "firmware-misc-nonfree")
 BOOT_FILES = {                                       # artefact: (package, path in it)
     "shimx64.efi": ("shim-signed", "usr/lib/shim/shimx64.efi.signed"),
     "grubx64.efi": ("grub-efi-amd64-signed",
                     "usr/lib/grub/x86_64-efi-signed/grubnetx64.efi.signed"),
+    # a USB stick's (imager.boot.usb.StickFiles): the signed disk GRUB, MokManager
+    "grubx64-disk.efi": ("grub-efi-amd64-signed",
+                         "usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed"),
+    "mmx64.efi": ("shim-helpers-amd64-signed", "usr/lib/shim/mmx64.efi.signed"),
     "undionly.kpxe": ("ipxe", "usr/lib/ipxe/undionly.kpxe"),
     "snponly.efi": ("ipxe", "usr/lib/ipxe/snponly.efi"),
 }

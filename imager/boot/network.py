@@ -105,29 +105,45 @@ class Network:
         """An address on the interface with `mac` (None: any wired one with a link).
         Each failure is reported once by `on_failure(reason, fields)`; it goes on
         trying until it has a lease."""
+        lease = self._up(mac, on_failure, give_up=False)
+        assert lease is not None
+        return lease
+
+    def try_up(self, mac: str | None, *,
+               on_failure: Callable[[str, dict[str, str]], None]) -> Lease | None:
+        """As `bring_up`, but None at the first failure, reported: no interface after
+        INTERFACE_SECONDS, no link after LINK_SECONDS, no address after LINK_SECONDS
+        + DHCP_SECONDS (a stick's live system then works offline)."""
+        return self._up(mac, on_failure, give_up=True)
+
+    def _up(self, mac: str | None, on_failure: Callable[[str, dict[str, str]], None], *,
+            give_up: bool) -> Lease | None:
         self.clients = self.clients or {}
         told: set[str] = set()
 
-        def fail(reason: str, **fields: str) -> None:
+        def failed(reason: str, **fields: str) -> bool:
+            """Report `reason` once; whether to give up now."""
             if reason not in told:
                 told.add(reason)
                 on_failure(reason, fields)
+            return give_up
 
         start = time.monotonic()
         while True:
             candidates = self._candidates(mac)
             waited = time.monotonic() - start
             if not candidates:
-                if waited >= INTERFACE_SECONDS:
-                    fail(stages.NO_INTERFACE, mac=mac or "-")
+                if waited >= INTERFACE_SECONDS and failed(stages.NO_INTERFACE, mac=mac or "-"):
+                    return None
                 time.sleep(1.0)
                 continue
             for iface in candidates:
                 run(["ip", "link", "set", "dev", iface.name, "up"], check=False)
             linked = [i for i in candidates if has_link(i.name, self.sys_root)]
             if not linked:
-                if waited >= LINK_SECONDS:
-                    fail(stages.NO_CARRIER, iface=",".join(i.name for i in candidates))
+                if waited >= LINK_SECONDS and failed(
+                        stages.NO_CARRIER, iface=",".join(i.name for i in candidates)):
+                    return None
                 time.sleep(0.5)
                 continue
             for iface in linked:
@@ -136,8 +152,9 @@ class Network:
             if lease is not None:
                 self._keep_only(lease.iface)
                 return lease
-            if waited >= LINK_SECONDS + DHCP_SECONDS:
-                fail(stages.NO_DHCP, iface=",".join(i.name for i in linked))
+            if waited >= LINK_SECONDS + DHCP_SECONDS and failed(
+                    stages.NO_DHCP, iface=",".join(i.name for i in linked)):
+                return None
             time.sleep(0.5)
 
     def _candidates(self, mac: str | None) -> list[Interface]:

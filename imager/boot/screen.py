@@ -25,6 +25,8 @@ SEARCHING = "network-search"          # screen only: DHCP under way
 CALL = "Si cela recommence, appelez le responsable de l'atelier."
 RESTART = "Puis redémarrez l'ordinateur."
 WAIT = "Attendez, s'il vous plaît."
+SWITCH_OFF = ("Éteignez l'ordinateur.", "Pour cela, appuyez longtemps sur le bouton marche.")
+BRING_BACK = "Rapportez l'ordinateur et la clé USB à l'atelier."
 
 # Title bar colours (Linux console SGR): bold white on blue or red, black on yellow
 # or green (bold black would be grey there).
@@ -111,6 +113,19 @@ _FAILED = {
     stages.NO_STATION_CA: ("Clé de sécurité absente", (
         "L'ordinateur n'a pas reçu la clé de sécurité de la station.",
         "Redémarrez l'ordinateur depuis le réseau de l'atelier.", CALL)),
+    # from a USB stick, offline: the stick is synced and unmounted before these show
+    stages.NO_STICK: ("Clé USB illisible", (
+        "L'ordinateur ne peut pas lire la clé USB.", *SWITCH_OFF,
+        "Branchez la clé sur un autre port USB.", "Puis rallumez l'ordinateur.", CALL)),
+    stages.ERASE_FAILED: ("Un disque n'est pas effacé", (
+        "Un disque n'a pas pu être effacé.", "Ne donnez pas cet ordinateur.", *SWITCH_OFF,
+        BRING_BACK, "Le responsable de l'atelier décidera.")),
+    stages.IMAGE_FAILED: ("Système non installé", (
+        "Les disques sont effacés et vérifiés.", "Le système n'a pas pu être installé.",
+        *SWITCH_OFF, BRING_BACK, "Le responsable de l'atelier installera le système.")),
+    stages.NO_DRIVE: ("Aucun disque trouvé", (
+        "L'ordinateur ne trouve pas de disque à effacer.", "Rien n'a été effacé.",
+        *SWITCH_OFF, BRING_BACK, "Le responsable de l'atelier regardera.")),
 }
 _STOPPED = ("Le programme s'est arrêté", (
     "Le programme de l'atelier s'est arrêté.", "Redémarrez l'ordinateur.", CALL))
@@ -137,24 +152,56 @@ _JOBS = {
     "erase": ("Effacement des disques", "L'ordinateur efface ses disques."),
     "image": ("Installation du système", "L'ordinateur reçoit son nouveau système."),
 }
+# The bar starts again at each step: the step is said above it.
+_STEPS = {
+    ("erase", "pass"): "Étape 1 : effacement.", ("erase", "verify"): "Étape 2 : vérification.",
+    ("image", "write"): "Étape 1 : copie du système.",
+    ("image", "verify"): "Étape 2 : vérification.",
+}
 
 
 def _job(f: dict[str, str]) -> Panel:
-    title, what = _JOBS.get(f.get("kind", ""), ("Travail en cours", "L'ordinateur travaille."))
+    kind = f.get("kind", "")
+    title, what = _JOBS.get(kind, ("Travail en cours", "L'ordinateur travaille."))
     try:
         percent: float | None = max(0.0, min(100.0, float(f.get("percent", ""))))
     except ValueError:
         percent = None
-    return Panel("info", title, (what, "N'éteignez pas l'ordinateur.", "Ne débranchez rien."),
-                 percent=percent)
+    step = _STEPS.get((kind, f.get("phase", "")))
+    return Panel("info", title, (what, "N'éteignez pas l'ordinateur.", "Ne débranchez rien.",
+                                 *((step,) if step else ())), percent=percent)
+
+
+def _stick(f: dict[str, str]) -> Panel:
+    return Panel("info", "Clé USB trouvée", (
+        "L'ordinateur a trouvé la clé USB de l'atelier.", "Laissez la clé branchée.", WAIT))
 
 
 def _offline(f: dict[str, str]) -> Panel:
     return Panel("info", "Travail sans réseau", (
-        "L'ordinateur travaille sans la station.", "Laissez la clé USB branchée.", WAIT))
+        "L'ordinateur travaille sans la station.", "Il va effacer ses disques.",
+        "Laissez la clé USB branchée.", "N'éteignez pas l'ordinateur."))
+
+
+def _offline_done(f: dict[str, str]) -> Panel:
+    installed = ("Système installé.",) if f.get("installed", "0") != "0" else ()
+    return Panel("ok", "Travail terminé", (
+        "Effacement terminé et vérifié.", *installed, "Éteignez l'ordinateur.",
+        "Retirez la clé et rapportez-la à la station.",
+        "Si vous ne faites rien, l'ordinateur s'éteint tout seul dans une minute."))
+
+
+def _poweroff(f: dict[str, str]) -> Panel:
+    return Panel("ok", "Arrêt", (
+        "L'ordinateur s'éteint.", "Retirez la clé et rapportez-la à la station."))
 
 
 def _done(f: dict[str, str]) -> Panel:
+    if f.get("boot") == "usb":          # restarted, it would boot the stick again
+        return Panel("ok", "Travail terminé", (
+            "L'atelier a fini son travail sur cet ordinateur.",
+            "L'ordinateur s'éteint tout seul.", "Ensuite, retirez la clé USB.",
+            "Rapportez la clé à la station."))
     return Panel("ok", "Travail terminé", (
         "L'atelier a fini son travail sur cet ordinateur.",
         "L'ordinateur redémarre tout seul.", "Ne touchez à rien."))
@@ -164,11 +211,12 @@ _BUILDERS = {
     stages.START: _start, SEARCHING: _searching, stages.NETWORK: _network,
     stages.NETWORK_FAILED: _network_failed, stages.AGENT_STARTED: _agent_started,
     stages.FAILED: _failed, stages.PENDING: _pending, stages.ENROLLED: _enrolled,
-    stages.JOB: _job, stages.OFFLINE: _offline, stages.DONE: _done,
+    stages.JOB: _job, stages.STICK: _stick, stages.OFFLINE: _offline,
+    stages.OFFLINE_DONE: _offline_done, stages.POWEROFF: _poweroff, stages.DONE: _done,
 }
 
-_DETAIL_NAMES = (("station", "Station"), ("ip", "Adresse"), ("mac", "MAC"),
-                 ("agent", "Agent"), ("job", "Tâche"), ("reason", "Code"))
+_DETAIL_NAMES = (("station", "Station"), ("stick", "Clé USB"), ("ip", "Adresse"),
+                 ("mac", "MAC"), ("agent", "Agent"), ("job", "Tâche"), ("reason", "Code"))
 
 
 def _details(f: Mapping[str, str]) -> tuple[str, ...]:

@@ -21,11 +21,18 @@ ENROLLED = "enrolled"                 # the station accepted the agent: agent=N
 PENDING = "pending"                   # waiting for a technician: agent=N code=XXXX-XXXX
 JOB = "job"                           # a job runs: job=N kind=erase phase=... percent=...
 FAILED = "failed"                     # reason=station-unreachable|station-refused|...
-OFFLINE = "offline"                   # booted from USB with no network: the offline hook
+STICK = "stick"                       # from USB: the stick's data partition mounted:
+                                      # part=/dev/sda3 mount=...
+OFFLINE = "offline"                   # from USB, no network or station: the offline agent
+                                      # runs: reason=no-interface|no-carrier|... pid=...
+OFFLINE_DONE = "offline-done"         # every drive erased and verified offline (and the
+                                      # kit's system installed): erased=N installed=N
+POWEROFF = "poweroff"                 # the stick synced and unmounted: the laptop powers off
 DONE = "done"                         # the station says the laptop is done: it restarts
+                                      # (from USB: it powers off)
 
 STAGES = (START, NETWORK, NETWORK_FAILED, AGENT_STARTED, ENROLLED, PENDING, JOB, FAILED,
-          OFFLINE, DONE)
+          STICK, OFFLINE, OFFLINE_DONE, POWEROFF, DONE)
 
 # The reasons of `failed` and `network-failed`.
 NO_INTERFACE = "no-interface"         # no wired interface (or not the booted MAC)
@@ -38,6 +45,10 @@ AGENT_EXITED = "agent-exited"         # the agent process ended
 NO_STATION = "no-station"             # no imager.station= on the command line
 NO_STATION_CA = "no-station-ca"       # https station, but no CA initrd
 SESSION_EXITED = "session-exited"     # the live session (Python) itself ended
+NO_STICK = "no-stick"                 # from USB: no readable IMAGER-DATA partition
+NO_DRIVE = "no-drive"                 # offline: no internal drive was offered to erase
+ERASE_FAILED = "erase-failed"         # offline: a drive could not be erased (failed=N)
+IMAGE_FAILED = "image-failed"         # offline: erased, but the kit's system not installed
 
 _UNSAFE = re.compile(r"\s+")
 

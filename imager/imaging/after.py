@@ -42,11 +42,13 @@ from typing import Any
 
 from imager.erase import guard
 from imager.errors import ImagerError, UsageError
+from imager.host.device_facts import gather
 from imager.host.run import PACKAGES, run
 from imager.imaging import partitions as pt
 from imager.settings import Settings
 
 GROW_MODES = ("now", "first-boot", "no")
+UDEV_SECONDS = 10.0          # udev's probe of a disk just written, waited for
 # Tools customise() runs, with the Debian package of each.
 TOOLS = ("sfdisk", "partx", "blkid", "mount", "umount", "e2fsck", "resize2fs", "dumpe2fs")
 SSH_UNIT = "imager-ssh-hostkeys.service"
@@ -136,8 +138,7 @@ def customise(device: str, *, settings: Settings, hostname: str | None,
     if hostname is not None:
         check_hostname(hostname)
     _need_tools()
-    disk = guard.check(device, settings).sysname
-    assert disk is not None
+    disk = _checked(device, settings)
     res = AfterResult(grown=None, hostname=None, machine_id_reset=False, ssh_keys_reset=False)
     table, changed = _fit_table(device, disk, settings, res, grow=grow)
     scans = pt.scans_partitions(disk, settings)
@@ -165,6 +166,22 @@ def after_steps(device: str, *, settings: Settings, hostname: str | None,
     except ImagerError as exc:
         return {"error": str(exc)}
     return dataclasses.asdict(done)
+
+
+def _checked(device: str, settings: Settings) -> str:
+    """The disk's kernel name, once the guard accepts it. udev's workers open a disk
+    for a moment after a program that wrote it closes it (the deployment just did):
+    wait for them, up to UDEV_SECONDS, rather than refuse the disk for that."""
+    deadline = time.monotonic() + UDEV_SECONDS
+    while time.monotonic() < deadline:
+        pt.settle()
+        openers = gather(device, settings).openers
+        if not openers or not all("udev" in cmd for _, cmd, _ in openers):
+            break
+        time.sleep(0.2)
+    disk = guard.check(device, settings).sysname
+    assert disk is not None
+    return disk
 
 
 def _need_tools() -> None:
