@@ -136,6 +136,10 @@ def customise(device: str, *, settings: Settings, hostname: str | None,
     if hostname is not None:
         check_hostname(hostname)
     _need_tools()
+    # The deployment just closed the disk it wrote: udev probes it now (blkid, the
+    # partitions), and the guard would refuse a disk udev holds open (seen on the
+    # live system: "open by another program: (udev-worker)").
+    pt.settle()
     disk = guard.check(device, settings).sysname
     assert disk is not None
     res = AfterResult(grown=None, hostname=None, machine_id_reset=False, ssh_keys_reset=False)

@@ -192,7 +192,7 @@ def reread(device: str, disk: str, table: Table, settings: Settings,
     the partitions' device nodes; return them by number."""
     # partx -u leaves some stale partitions (a moved start, a number beyond the
     # table): then the kernel forgets them all and learns the table again.
-    _settle()
+    settle()
     for argvs in ([["partx", "-u", device]],
                   [["partx", "-d", device], ["partx", "-a", device]]):
         for argv in argvs:
@@ -210,8 +210,9 @@ def reread(device: str, disk: str, table: Table, settings: Settings,
     return {p.number: seen[p.number] for p in table.partitions}
 
 
-def _settle() -> None:
-    """Let udev finish the rescan that writing the table caused, if udev runs."""
+def settle() -> None:
+    """Let udev finish the rescan that writing the table (or closing a disk written
+    to: udev watches them) caused, if udev runs."""
     if shutil.which("udevadm") and Path("/run/udev/control").exists():
         run(["udevadm", "settle", "--timeout=10"], check=False, timeout=15)
 
