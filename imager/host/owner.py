@@ -68,7 +68,7 @@ def mac_addresses(settings_sys: Path = Path("/sys")) -> tuple[str, ...]:
 
 
 # EFI global variable GUID: SecureBoot-<guid> holds 4 attribute bytes, then 1 = on.
-SECURE_BOOT_VAR = "SecureBoot-8be4df61-93ca-11d0-aa0d-00e098032b8c"
+SECURE_BOOT_VAR = "SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c"
 
 
 def secure_boot(settings_sys: Path = Path("/sys")) -> bool | None:
