@@ -264,10 +264,10 @@ def test_what_an_agent_says_of_its_boot_is_typed_and_kept(api: TestClient,
     (b"\x06\x00\x00\x00\x01", True), (b"\x06\x00\x00\x00\x00", False), (None, False)])
 def test_secure_boot_is_read_from_the_efi_variable(tmp_path: Path, value: bytes | None,
                                                    expected: bool) -> None:
-    from imager.host.owner import SECURE_BOOT_VAR, secure_boot
+    from imager.host.owner import secure_boot
     assert secure_boot(tmp_path) is None                      # no /sys/firmware/efi: BIOS
     efivars = tmp_path / "firmware" / "efi" / "efivars"
     efivars.mkdir(parents=True)
-    if value is not None:
-        (efivars / SECURE_BOOT_VAR).write_bytes(value)
+    if value is not None:      # the name efivarfs gives it (EFI_GLOBAL_VARIABLE's GUID)
+        (efivars / "SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c").write_bytes(value)
     assert secure_boot(tmp_path) is expected

@@ -38,6 +38,13 @@ log = logging.getLogger("imager.boot")
 MAX_TARGET = 512           # characters of a request's path and query
 Decide = Callable[[str, str | None, str | None, str], BootDecision]
 _RANGE = re.compile(r"bytes=(\d+)-(\d*)")
+# Seconds a boot loader may keep a file's TCP window shut. GRUB opens the three
+# initrds at `initrd` and reads them only when the kernel's EFI stub asks for them
+# (LoadFile2), one after the other: imager.img and station.img wait, their windows
+# shut, while live.img comes in full (120 MB: a minute or two at GRUB's pace under
+# QEMU TCG). Cut after 30 s, imager.img came short and the kernel said "Failed to
+# load initrd" (seen on the bench).
+FILE_STALL = 300.0
 
 
 @dataclass(frozen=True)
@@ -143,6 +150,7 @@ class Handler(BaseHTTPRequestHandler):
                        "application/octet-stream", start, size)
             if body:
                 self.wfile.flush()
+                self.connection.settimeout(FILE_STALL)
                 self.connection.sendfile(fh, start, end - start)
 
     def _bytes(self, data: bytes, body: bool) -> None:
@@ -201,7 +209,7 @@ class BootHttpServer(ThreadingHTTPServer):
 
     daemon_threads = True
     allow_reuse_address = True
-    ACK_WAIT = 30.0
+    ACK_WAIT = FILE_STALL
 
     def shutdown_request(self, request: Any) -> None:
         deadline = time.monotonic() + self.ACK_WAIT

@@ -211,7 +211,8 @@ def reread(device: str, disk: str, table: Table, settings: Settings,
 
 
 def settle() -> None:
-    """Let udev finish the rescan that writing the table caused, if udev runs."""
+    """Let udev finish the rescan that writing the table (or closing a disk written
+    to: udev watches them) caused, if udev runs."""
     if shutil.which("udevadm") and Path("/run/udev/control").exists():
         run(["udevadm", "settle", "--timeout=10"], check=False, timeout=15)
 
