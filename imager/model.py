@@ -20,6 +20,10 @@ JobState = Literal["queued", "running", "interrupted", "erased", "imaged", "unve
                    "failed", "cancelled"]
 
 
+# Transports of media a laptop holds only for a while: USB sticks and drives, SD cards.
+REMOVABLE_TRANSPORTS = ("usb", "mmc")
+
+
 @dataclass(frozen=True)
 class DriveIdentity:
     """Who a drive is, independent of the device name it has today."""
@@ -41,7 +45,7 @@ class DriveIdentity:
     def removable_medium(self) -> bool:
         """A USB stick or drive, an SD card, a medium the kernel calls removable: in a
         laptop, something left there, erased only when a person decides."""
-        return self.removable or self.transport in ("usb", "mmc")
+        return self.removable or self.transport in REMOVABLE_TRANSPORTS
 
     @property
     def provable(self) -> bool:

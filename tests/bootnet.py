@@ -196,7 +196,7 @@ class BenchNet:
 
     def stop_router(self) -> None:
         if self._router is not None:
-            _stop(self._router)
+            stop_process(self._router)
             self._router = None
 
     def start_station(self, argv: Sequence[str], *, env: dict[str, str] | None = None,
@@ -214,7 +214,7 @@ class BenchNet:
         return proc
 
     def stop_station(self, proc: subprocess.Popen[bytes]) -> int:
-        return _stop(proc)
+        return stop_process(proc)
 
     def dhcp_probe(self, *, timeout: int = 6) -> str | None:
         """Ask for an address from a fresh client on the lan (busybox udhcpc): the
@@ -250,7 +250,7 @@ class BenchNet:
         for vm in self._laptops:
             vm.stop()
         for proc in self._procs:
-            _stop(proc)
+            stop_process(proc)
         for ns in reversed(self._namespaces):
             self._kill_left(ns)
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
@@ -267,14 +267,17 @@ class BenchNet:
                 pass
 
 
-def _stop(proc: subprocess.Popen[bytes], timeout: float = 10) -> int:
+def stop_process(proc: subprocess.Popen[bytes], timeout: float = 10, *,
+                 reap: float | None = None) -> int:
+    """SIGTERM, then SIGKILL to its process group after `timeout` seconds (then wait
+    `reap` seconds, `timeout` unless given); the exit status."""
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         try:
             proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=timeout)
+            proc.wait(timeout=timeout if reap is None else reap)
     return proc.returncode
 
 
@@ -431,7 +434,7 @@ class Laptop:
 
     def stop(self) -> None:
         if self._proc is not None:
-            _stop(self._proc, timeout=5)
+            stop_process(self._proc, timeout=5)
             self._proc = None
 
 

@@ -22,7 +22,6 @@ import os
 import re
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -31,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bootnet import BenchError, BenchNet, Laptop, clean_console
+from bootnet import BenchError, BenchNet, Laptop, clean_console, stop_process
 from sqlalchemy import select
 
 from imager.profile import boot_report
@@ -184,22 +183,12 @@ class BenchStation:
             self.registry = None
         for name, proc in (("boot serve", self._boot), ("serve", self._serve)):
             if proc is not None:
-                codes[name] = _stop(proc, STOP_SECONDS)
+                codes[name] = stop_process(proc, STOP_SECONDS, reap=30)
         self._boot = self._serve = None
         shutil.rmtree(self.run_dir, ignore_errors=True)
         return codes
 
 
-def _stop(proc: subprocess.Popen[bytes], seconds: float) -> int:
-    """SIGTERM, then SIGKILL after `seconds`; the exit status."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=seconds)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=30)
-    return proc.returncode
 
 
 def _text(path: Path) -> str:

@@ -21,6 +21,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from imager.errors import NotFound, UsageError
+from imager.model import REMOVABLE_TRANSPORTS
 from imager.registry.lifecycle import (
     ITEM_LABELS_FR,
     NEXT_STEPS,
@@ -125,8 +126,8 @@ def removable_medium(drive: Drive) -> bool:
     """A USB stick or drive, an SD card, a medium the kernel calls removable (as its
     agent's evidence said): in a laptop, something left there, not part of it."""
     seen = (drive.plan or {}).get("identity") or {}
-    return bool(seen.get("removable")) or (drive.transport or seen.get("transport")) in (
-        "usb", "mmc")
+    return bool(seen.get("removable")) or (
+        drive.transport or seen.get("transport")) in REMOVABLE_TRANSPORTS
 
 
 def _path(table: dict[str, frozenset[str]], start: str, goal: str) -> list[str] | None:
