@@ -68,7 +68,7 @@ def replay(path: Path) -> RunResult:
 
 
 DATA = Path(__file__).parent / "data"
-HEAD = "0008"  # the latest registry migration
+HEAD = "0009"  # the latest registry migration
 
 
 @pytest.fixture

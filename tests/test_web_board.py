@@ -251,3 +251,36 @@ def test_a_laptops_drives_the_policy_leaves_say_why_on_their_cards(
     assert page.count('Dans l\'ordinateur <a href="/machines/1">Dell Inc. Latitude 7490 · '
                       '6B0N3K2</a> · Secure Boot actif') == 2
     assert "Secure Boot actif" in page
+
+
+def test_a_secure_boot_refusal_shows_on_the_board_with_what_to_do(
+        web: TestClient, station: Station) -> None:
+    """The boot service saw a laptop fetch shim and go no further (imager.boot.watch):
+    the board says Secure Boot refused it, what that means and what to do; the page
+    already open gets the panel from its event stream."""
+    from imager.registry import netboot
+    from imager.store.db import utcnow
+    assert 'id="boots"' in web.get("/board").text               # an empty panel, hidden
+
+    def seen() -> None:         # the boot service, while the page listens
+        now = utcnow()
+        with station.registry.session() as s:
+            netboot.record(s, [
+                netboot.Seen("52:54:00:aa:00:01", "shim", now, now, address="10.66.0.185",
+                             firmware="uefi", loaders=2, problem="firmware_refused_shim",
+                             problem_at=now),
+                netboot.Seen("52:54:00:aa:00:02", "initrd", now, now, serial="PF1OK",
+                             firmware="uefi", decision="live")])
+    threading.Timer(0.3, seen).start()
+    with web.stream("GET", "/board/events") as resp:
+        for line in resp.iter_lines():
+            if line.startswith("data: "):
+                panel = json.loads(line[6:])
+                break
+    assert "Secure Boot a refusé le démarrage" in html.unescape(panel["html"])
+    page = html.unescape(web.get("/board").text)
+    assert "Démarrages sur le réseau (dernière heure)" in page
+    assert "Secure Boot a refusé le démarrage" in page and "Microsoft UEFI CA" in page
+    assert "52:54:00:aa:00:01" in page and "2 essais" in page
+    assert "démarre le système de la station : système de la station" in page
+    assert page.index("52:54:00:aa:00:01") < page.index("PF1OK")      # the problem first

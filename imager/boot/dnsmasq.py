@@ -123,3 +123,53 @@ class Dnsmasq:
 
     def stop(self) -> None:
         self.child.stop()
+
+
+# -- what its log says of the laptops (imager.boot.watch reads it) ------------------
+
+_PXE = re.compile(r"dnsmasq-dhcp\[\d+\]: (\d+) PXE\(\S+\) (?:\S+ )?"
+                  r"([0-9a-f]{2}(?::[0-9a-f]{2}){5}) ")
+_BOOTFILE = re.compile(r"dnsmasq-dhcp\[\d+\]: (\d+) bootfile name: (\S+)")
+_SENT = re.compile(r"dnsmasq-tftp\[\d+\]: sent (\S+) to (\d+\.\d+\.\d+\.\d+)$")
+
+
+@dataclass(frozen=True)
+class Offered:
+    """The proxy-DHCP told the laptop `mac` to fetch `loader` (a TFTP name)."""
+
+    mac: str
+    loader: str
+
+
+@dataclass(frozen=True)
+class Sent:
+    """TFTP sent `name` (relative to the TFTP root) in full to `address`."""
+
+    name: str
+    address: str
+
+
+class LogReader:
+    """dnsmasq's log lines (`log-dhcp`) -> Offered and Sent. A PXE answer spans
+    several lines tied by the DHCP transaction id: the MAC on one, the boot file
+    on another."""
+
+    def __init__(self, tftp_root: Path) -> None:
+        self.tftp_root = str(tftp_root).rstrip("/") + "/"
+        self._macs: dict[str, str] = {}          # transaction id -> MAC
+
+    def read(self, line: str) -> Offered | Sent | None:
+        line = line.rstrip()
+        if (sent := _SENT.search(line)) is not None:
+            path = sent.group(1)
+            name = path[len(self.tftp_root):] if path.startswith(self.tftp_root) else path
+            return Sent(name, sent.group(2))
+        if (pxe := _PXE.search(line)) is not None:
+            if len(self._macs) > 1000:           # transactions never answered: forget them
+                self._macs.clear()
+            self._macs[pxe.group(1)] = pxe.group(2)
+            return None
+        if (bootfile := _BOOTFILE.search(line)) is not None:
+            mac = self._macs.pop(bootfile.group(1), None)
+            return Offered(mac, bootfile.group(2)) if mac else None
+        return None

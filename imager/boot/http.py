@@ -32,6 +32,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from imager.boot import menus
+from imager.boot.watch import BootWatch
 from imager.registry.boot import BootDecision, refused
 
 log = logging.getLogger("imager.boot")
@@ -51,11 +52,13 @@ FILE_STALL = 300.0
 class BootContent:
     """What the HTTP side serves: where laptops reach it, how the station decides
     (kind "machine" or "inventory", mac, serial, client) and the files by name
-    (a path, or bytes made at start such as station.img)."""
+    (a path, or bytes made at start such as station.img); the watch that follows
+    each laptop's boot (imager.boot.watch), told of each answer."""
 
     server: menus.BootServer
     decide: Decide
     files: Mapping[str, Path | bytes]
+    watch: BootWatch | None = None
 
 
 def _params(query: str) -> tuple[str | None, str | None, str | None]:
@@ -121,6 +124,8 @@ class Handler(BaseHTTPRequestHandler):
         level = logging.WARNING if decision.reason.startswith("request refused") else logging.INFO
         log.log(level, "boot %s/%s from %s mac=%s serial=%r: %s (%s)", loader, kind, client,
                 decision.mac, decision.serial, decision.action, decision.reason)
+        if self.content.watch is not None and why is None:
+            self.content.watch.asked(decision, client)
         render = menus.grub_machine if loader == "grub" else menus.ipxe_machine
         self._send(200, render(self.content.server, decision).encode(), "text/plain", body)
 
@@ -132,6 +137,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def _file(self, name: str, body: bool) -> None:
         item = self.content.files[name]
+        if self.content.watch is not None and body:
+            self.content.watch.fetched(name, self.client_address[0])
         if isinstance(item, bytes):
             self._bytes(item, body)
             return

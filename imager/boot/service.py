@@ -9,8 +9,10 @@ the bench interface only.
 At start it writes the TFTP folder (shim, GRUB, iPXE, `grub/grub.cfg`,
 `boot.ipxe`: no secret, readable by dnsmasq's unprivileged user) in its run
 folder, makes `station.img` (a newc cpio holding /etc/imager/station-ca.pem,
-the CA the live system's agent pins), listens for HTTP on the interface's
-address and starts dnsmasq. stop() ends both and is safe to call twice.
+the CA the live system's agent pins), starts the watch that follows each
+laptop's boot for the board (imager.boot.watch), listens for HTTP on the
+interface's address and starts dnsmasq. stop() ends them and is safe to call
+twice.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from imager.boot import dnsmasq, menus
 from imager.boot.cpio import Entry, newc
 from imager.boot.files import BootFiles
 from imager.boot.http import BootContent, BootHttp
+from imager.boot.watch import PROBLEMS, BootWatch
 from imager.errors import ImagerError, UsageError
 from imager.host.netif import interface_ipv4
 from imager.registry import boot as decisions
@@ -46,7 +49,9 @@ class BootSettings:
     (default https://<interface address>:8470); the HTTP port; the proxy-DHCP
     network (default: the interface's); the boot files; the run folder (default
     /run/imager-boot/<interface>); MACs that get iPXE under UEFI; and, only when
-    a person asks for it, the addresses to lease as a real DHCP server."""
+    a person asks for it, the addresses to lease as a real DHCP server; and how
+    long a boot may stay at one stage before the board says where it stopped
+    (default: per stage, imager.boot.watch.PROBLEMS)."""
 
     interface: str
     files: BootFiles
@@ -56,6 +61,7 @@ class BootSettings:
     run_dir: Path | None = None
     ipxe_macs: tuple[str, ...] = ()
     dangerous_dhcp_range: tuple[ipaddress.IPv4Address, ipaddress.IPv4Address] | None = None
+    stall_seconds: float | None = None
 
 
 def station_img(ca_pem: bytes) -> bytes:
@@ -107,6 +113,7 @@ class BootService:
         self.run_dir = settings.run_dir or RUN_ROOT / settings.interface
         self._http: BootHttp | None = None
         self._dnsmasq: dnsmasq.Dnsmasq | None = None
+        self._watch: BootWatch | None = None
 
     def __enter__(self) -> BootService:
         self.start()
@@ -134,10 +141,16 @@ class BootService:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(self.run_dir, 0o755)
         write_tftp(self.run_dir / "tftp", files, self.server)
+        stall = self.settings.stall_seconds
+        self._watch = BootWatch(
+            self.registry, log_file=self.run_dir / "dnsmasq.log",
+            tftp_root=self.run_dir / "tftp", interface=self.settings.interface,
+            stalls=None if stall is None else dict.fromkeys(PROBLEMS, stall))
         content = BootContent(self.server, self._decide, {
             "vmlinuz": files.vmlinuz, "live.img": files.live, "imager.img": files.imager,
-            "station.img": station_img(self.station_ca_pem)})
+            "station.img": station_img(self.station_ca_pem)}, self._watch)
         try:
+            self._watch.start()
             self._start_http(content, str(address.ip))
             self._dnsmasq = dnsmasq.Dnsmasq(self._proxy_config(address), self.run_dir)
             self._dnsmasq.start()
@@ -185,3 +198,6 @@ class BootService:
         if self._http is not None:
             self._http.stop()
             self._http = None
+        if self._watch is not None:
+            self._watch.stop()
+            self._watch = None

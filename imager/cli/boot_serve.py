@@ -52,6 +52,9 @@ def register_actions(bsub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.add_argument("--run-dir", type=Path, metavar="DIR",
                    help="TFTP folder, dnsmasq's configuration and log (default "
                         "/run/imager-boot/IFACE)")
+    p.add_argument("--stall", type=float, metavar="SECONDS",
+                   help="seconds a laptop's boot may stay at one stage before the board "
+                        "says where it stopped and why (default: 45 to 300 by stage)")
     p.add_argument("--dangerous-dhcp-server", metavar="FIRST-LAST",
                    help="ALSO act as the DHCP server, leasing FIRST to LAST: " + DANGER)
     p.set_defaults(func=cmd_serve)
@@ -95,7 +98,8 @@ def cmd_serve(args: argparse.Namespace, ctx: Context) -> int:
         files=BootFiles.in_folder(args.files or ctx.settings.data_dir / "boot" / "live"),
         station_url=args.station_url, http_port=args.http_port,
         proxy_network=args.proxy_network, run_dir=args.run_dir,
-        ipxe_macs=ipxe_macs(ctx.settings), dangerous_dhcp_range=danger)
+        ipxe_macs=ipxe_macs(ctx.settings), dangerous_dhcp_range=danger,
+        stall_seconds=args.stall)
     ca = pem(pinned(keys_dir(ctx.settings), load_profile(ctx.settings))).encode("ascii")
     service = BootService(settings, ctx.registry, station_ca_pem=ca)
     stop = _stop_on_signals()

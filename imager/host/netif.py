@@ -1,9 +1,11 @@
-"""A network interface's IPv4 address and network (the boot service's bench interface)."""
+"""A network interface's IPv4 address and network (the boot service's bench interface),
+and the neighbours the kernel knows on it (whose MAC address sent from which IPv4)."""
 
 from __future__ import annotations
 
 import ipaddress
 import socket
+from pathlib import Path
 
 import psutil
 
@@ -24,3 +26,22 @@ def interface_ipv4(name: str) -> ipaddress.IPv4Interface:
     raise UsageError(f"l'interface {name!r} n'a pas d'adresse IPv4 / interface {name!r} has "
                      "no IPv4 address: give it one on the bench network (ip addr add "
                      f"10.66.0.2/24 dev {name}), or let the network's router give it one")
+
+
+ARP_TABLE = Path("/proc/net/arp")
+
+
+def neighbours(interface: str, table: Path = ARP_TABLE) -> dict[str, str]:
+    """IPv4 address -> MAC address (lower case) of the hosts the kernel resolved on
+    `interface` (complete entries only)."""
+    found: dict[str, str] = {}
+    try:
+        lines = table.read_text(encoding="ascii", errors="replace").splitlines()[1:]
+    except OSError:
+        return found
+    for line in lines:
+        fields = line.split()
+        # IP address, HW type, Flags (0x2: complete), HW address, Mask, Device
+        if len(fields) == 6 and fields[5] == interface and int(fields[2], 16) & 0x2:
+            found[fields[0]] = fields[3].lower()
+    return found

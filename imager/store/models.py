@@ -367,3 +367,25 @@ class SetupLink(Base):
     expires_at: Mapped[datetime]
     used_at: Mapped[datetime | None]
 
+
+
+class BootSighting(Base):
+    """A laptop the boot service saw asking to boot from the network, by its MAC
+    address: how far its boot went (imager.boot.watch) and, when it stopped
+    somewhere a known cause stops it (a Secure Boot refusal above all), which."""
+
+    __tablename__ = "boot_sightings"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    mac: Mapped[str] = mapped_column(String(17), unique=True)
+    address: Mapped[str | None] = mapped_column(String(45))
+    serial: Mapped[str | None] = mapped_column(String(200))
+    firmware: Mapped[str | None] = mapped_column(String(10))      # uefi | bios
+    stage: Mapped[str] = mapped_column(String(20))
+    stage_at: Mapped[datetime]
+    first_at: Mapped[datetime]
+    loaders: Mapped[int] = mapped_column(Integer, default=0)      # first loaders sent
+    decision: Mapped[str | None] = mapped_column(String(10))      # live | menu | local
+    problem: Mapped[str | None] = mapped_column(String(30))
+    problem_at: Mapped[datetime | None]
+    machine_id: Mapped[int | None] = mapped_column(ForeignKey("machines.id"))
+    updated_at: Mapped[datetime] = mapped_column(index=True)

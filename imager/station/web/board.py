@@ -27,6 +27,7 @@ from imager.station.service import Station
 from imager.station.web.auth import posted, signed_in
 from imager.station.web.detail import images
 from imager.station.web.drive_actions import job_started
+from imager.station.web.netboot import boots
 from imager.station.web.offers import LIVE, offers
 from imager.station.web.pages import fragment, render
 from imager.store.models import Agent, Deployment, Drive, Job, Machine
@@ -51,7 +52,9 @@ NEXT: dict[str, tuple[str, str]] = {
                      "drive, then install again."),
 }
 MIN_INTERVAL = 0.1         # seconds between two updates sent to one page
-KEEPALIVE = 15.0           # seconds without change before a comment keeps the stream open
+# Seconds between two looks at the network boots (the boot service, another process,
+# writes them); without any change, a comment then keeps the stream open.
+BOOTS_EVERY = 5.0
 
 
 class Meter:
@@ -162,7 +165,8 @@ def router(station: Station, habilitations: Habilitations) -> APIRouter:
     def board(request: Request) -> Response:
         person = signed_in(station, request)
         return render(request, "board.html", {"cards": snapshot.cards(fresh=True),
-                                              **context(person)}, person=person)
+                                              "boots": boots(station), **context(person)},
+                      person=person)
 
     @web.get("/board/events", include_in_schema=False)
     def events(request: Request) -> Response:
@@ -171,8 +175,16 @@ def router(station: Station, habilitations: Habilitations) -> APIRouter:
 
         async def stream() -> AsyncIterator[str]:
             seen, sent = -1, dict[str, dict[str, Any]]()
+            shown = await anyio.to_thread.run_sync(boots, station)   # as the page has it
             while not await request.is_disconnected():
-                version = await anyio.to_thread.run_sync(station.wait_change, seen, KEEPALIVE)
+                version = await anyio.to_thread.run_sync(station.wait_change, seen,
+                                                         BOOTS_EVERY)
+                now_boots = await anyio.to_thread.run_sync(boots, station)
+                if now_boots != shown:      # the boot service writes them: looked at apart
+                    shown = now_boots
+                    html = fragment(request, "_boots.html", {"boots": now_boots},
+                                    person=person)
+                    yield f"event: boots\ndata: {json.dumps({'html': html})}\n\n"
                 if version == seen:
                     yield ": still here\n\n"
                     continue

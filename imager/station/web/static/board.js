@@ -1,4 +1,5 @@
-// The board keeps itself up to date: the station sends each card that changed.
+// The board keeps itself up to date: the station sends each card that changed,
+// and the network boots' panel when it changed.
 "use strict";
 (function () {
   const list = document.querySelector(".cards");
@@ -13,5 +14,9 @@
       const button = document.getElementById(card.id).querySelector("button");
       if (button) { button.focus(); }
     }
+  });
+  source.addEventListener("boots", function (event) {
+    const panel = document.getElementById("boots");
+    if (panel) { panel.outerHTML = JSON.parse(event.data).html; }
   });
 })();
