@@ -35,7 +35,7 @@ def _events(name: str) -> list[Offered | Sent]:
 def _feed(trails: Trails, events: list[Offered | Sent], at: datetime) -> None:
     for event in events:
         if isinstance(event, Offered):
-            trails.offered(event.mac, event.loader, at)
+            trails.offered(event.mac, event.loader, at, event.firmware)
         else:
             assert event.address == ADDRESS           # the neighbour table's answer, here
             trails.sent(MAC, event.name, event.address, at)
@@ -47,10 +47,10 @@ def _live(serial: str = "PF1SB") -> BootDecision:
 
 def test_dnsmasqs_log_gives_the_offer_and_the_files_sent() -> None:
     assert _events("secure-boot-refused-shim.log") == [
-        Offered(MAC, "shimx64.efi"), Sent("shimx64.efi", ADDRESS),
+        Offered(MAC, "shimx64.efi", "uefi"), Sent("shimx64.efi", ADDRESS),
         Sent("shimx64.efi", ADDRESS)]
     assert _events("secure-boot-refused-grub.log") == [
-        Offered(MAC, "shimx64.efi"), Sent("shimx64.efi", ADDRESS),
+        Offered(MAC, "shimx64.efi", "uefi"), Sent("shimx64.efi", ADDRESS),
         Sent("shimx64.efi", ADDRESS), Sent("grubx64.efi", ADDRESS)]
 
 
@@ -111,7 +111,8 @@ def test_a_boot_that_goes_on_clears_the_problem_and_ends_enrolled() -> None:
 ])
 def test_each_stage_has_its_problem(steps: tuple[tuple[str, str], ...], problem: str) -> None:
     trails = Trails()
-    trails.offered(MAC, "undionly.0" if ("sent", "undionly.0") in steps else "shimx64.efi", T0)
+    bios = ("sent", "undionly.0") in steps
+    trails.offered(MAC, "undionly.0" if bios else "shimx64.efi", T0, "bios" if bios else "uefi")
     for kind, name in steps:
         if kind == "sent":
             trails.sent(MAC, name, ADDRESS, T0)
@@ -172,3 +173,18 @@ def test_the_neighbour_table_names_the_mac_of_an_address(tmp_path: Path) -> None
         "192.0.2.1        0x1         0x2         02:fc:00:00:00:05     *        eth0\n")
     assert neighbours("bench0", table) == {"10.66.0.185": MAC}
     assert neighbours("bench0", tmp_path / "none") == {}
+
+
+def test_a_bios_laptop_whose_network_card_runs_ipxe_goes_straight_to_the_script() -> None:
+    """QEMU's (and many cards') boot ROM is iPXE: offered boot.ipxe at once, then the
+    same boot's iPXE asks again (no new boot), then the station."""
+    trails = Trails()
+    trails.offered(MAC, "boot.ipxe", T0, "bios")
+    trails.sent(MAC, "boot.ipxe", ADDRESS, T0)
+    trails.offered(MAC, "boot.ipxe", T0, "bios")        # a second DHCP, by the same iPXE
+    trails.asked(_live(), ADDRESS, T0)
+    trails.fetched(MAC, "vmlinuz", ADDRESS, T0)
+    trails.fetched(MAC, "live.img", ADDRESS, T0)
+    seen = trails.get(MAC)
+    assert seen is not None and (seen.stage, seen.firmware, seen.problem) == (
+        "initrd", "bios", None)

@@ -44,7 +44,7 @@ from imager.boot.files import BootFiles
 from imager.boot.nics import set_ipxe
 from imager.settings import Settings
 from imager.store.db import Registry
-from imager.store.models import BootToken, ItemEvent
+from imager.store.models import BootSighting, BootToken, ItemEvent
 
 pytestmark = pytest.mark.root
 ROOT = Path(__file__).resolve().parents[1]
@@ -185,7 +185,18 @@ def _tied_boots_the_live_system(bench: Bench, vm: Laptop, machine: int) -> None:
     if vm.firmware == "secureboot":
         assert "Secure boot enabled" in text           # the kernel says it, under shim
         assert "Verification failed" not in text
+    assert _sighting(bench, vm) == ("initrd", "live", vm.serial, None)
     bench.figures[f"{vm.firmware}: firmware to initrd, s"] = reached
+
+
+def _sighting(bench: Bench, vm: Laptop) -> tuple[str, str | None, str | None, str | None]:
+    """How far the boot service's watch saw this laptop's last boot go (the stand-in
+    does not enrol: the live system's boot ends at `initrd` here)."""
+    time.sleep(1)                                      # the watch writes twice a second
+    with bench.registry.session(readonly=True) as s:
+        seen = s.scalars(select(BootSighting).where(BootSighting.mac == vm.mac)).one()
+        assert seen.firmware == ("bios" if vm.firmware == "bios" else "uefi")
+        return seen.stage, seen.decision, seen.serial, seen.problem
 
 
 def _deployed_boots_its_disk_at_once(bench: Bench, vm: Laptop) -> None:
@@ -196,6 +207,7 @@ def _deployed_boots_its_disk_at_once(bench: Bench, vm: Laptop) -> None:
     _keep(bench, vm, "3-deployed-local")
     assert menus.TITLE not in text and menus.ENTRY_INVENTORY not in text
     assert MARKER not in text
+    assert _sighting(bench, vm) == ("asked", "local", vm.serial, None)
     bench.figures[f"{vm.firmware}: firmware to local disk (deployed), s"] = vm.seconds()
 
 

@@ -43,10 +43,12 @@ def web(station: Station) -> Iterator[TestClient]:
 def _stream(web: TestClient, until: Callable[[dict[str, Any]], bool]) -> list[dict[str, Any]]:
     """The card updates the page receives, up to the first for which `until` holds."""
     got: list[dict[str, Any]] = []
+    event = ""
     with web.stream("GET", "/board/events") as resp:
         assert resp.headers["content-type"].startswith("text/event-stream")
         for line in resp.iter_lines():
-            if line.startswith("data: "):
+            event = line[7:] if line.startswith("event: ") else event
+            if line.startswith("data: ") and event == "card":
                 got.append(json.loads(line[6:]))
                 if until(got[-1]) or len(got) > 20:
                     break
@@ -272,12 +274,15 @@ def test_a_secure_boot_refusal_shows_on_the_board_with_what_to_do(
                 netboot.Seen("52:54:00:aa:00:02", "initrd", now, now, serial="PF1OK",
                              firmware="uefi", decision="live")])
     threading.Timer(0.3, seen).start()
+    panels = []
     with web.stream("GET", "/board/events") as resp:
         for line in resp.iter_lines():
             if line.startswith("data: "):
-                panel = json.loads(line[6:])
-                break
-    assert "Secure Boot a refusé le démarrage" in html.unescape(panel["html"])
+                panels.append(html.unescape(json.loads(line[6:])["html"]))
+                if "Secure Boot" in panels[-1] or len(panels) > 5:
+                    break
+    assert 'id="boots"' in panels[0] and "Secure Boot" not in panels[0]  # first, as it is
+    assert "Secure Boot a refusé le démarrage" in panels[-1]
     page = html.unescape(web.get("/board").text)
     assert "Démarrages sur le réseau (dernière heure)" in page
     assert "Secure Boot a refusé le démarrage" in page and "Microsoft UEFI CA" in page

@@ -24,9 +24,11 @@ from browser import (
     PASSWORD,
     TABLET,
     add_user,
+    describe,
     form_token,
     need_browser,
     screenshot,
+    serious_violations,
     setup_link,
     sideways_overflow,
     sign_in,
@@ -424,3 +426,31 @@ def test_the_system_is_installed_from_the_board_on_a_certified_drive(
     assert page.evaluate("window.notReloaded === true")
     page.goto(f"/drives/{drive.removeprefix('drive-')}" if drive else "/board")
     assert "bureau-solidaire" in page.locator("main").inner_text()
+
+
+def test_the_board_says_a_secure_boot_refusal_and_what_to_do(station: Serve, page: Page,
+                                                             tmp_path: Path) -> None:
+    """The boot service (another process) saw a laptop refuse shim: the board, already
+    open, shows it in plain French with what to do, readable and accessible.
+    IMAGER_SCREENSHOTS=docs refreshes docs/page-tableau-secure-boot.png."""
+    from imager.registry import netboot
+    from imager.store.db import Registry, utcnow
+    add_user(station.data, "lucie")
+    sign_in(page, "lucie")
+    registry = Registry.open(Settings(data_dir=station.data))
+    try:
+        now = utcnow()
+        with registry.session() as s:
+            netboot.record(s, [netboot.Seen(
+                "52:54:00:aa:00:01", "shim", now, now, address="10.66.0.185",
+                firmware="uefi", loaders=2, problem="firmware_refused_shim", problem_at=now)])
+    finally:
+        registry.close()
+    alert = page.get_by_role("alert").filter(has_text="Secure Boot a refusé le démarrage")
+    alert.wait_for(timeout=20_000)                  # from the page's event stream
+    assert "Microsoft UEFI CA" in alert.inner_text()
+    violations = serious_violations(page)
+    assert violations == [], describe("/board", violations)
+    folder = Path(os.environ.get("IMAGER_SCREENSHOTS") or tmp_path)
+    screenshot(page, folder / "page-tableau-secure-boot.png")
+    assert sideways_overflow(page) == 0

@@ -130,15 +130,18 @@ class Dnsmasq:
 _PXE = re.compile(r"dnsmasq-dhcp\[\d+\]: (\d+) PXE\(\S+\) (?:\S+ )?"
                   r"([0-9a-f]{2}(?::[0-9a-f]{2}){5}) ")
 _BOOTFILE = re.compile(r"dnsmasq-dhcp\[\d+\]: (\d+) bootfile name: (\S+)")
+_ARCH = re.compile(r"dnsmasq-dhcp\[\d+\]: (\d+) vendor class: PXEClient:Arch:(\d{5})")
 _SENT = re.compile(r"dnsmasq-tftp\[\d+\]: sent (\S+) to (\d+\.\d+\.\d+\.\d+)$")
 
 
 @dataclass(frozen=True)
 class Offered:
-    """The proxy-DHCP told the laptop `mac` to fetch `loader` (a TFTP name)."""
+    """The proxy-DHCP told the laptop `mac` to fetch `loader` (a TFTP name); its
+    firmware as its request said (client architecture 0: BIOS, else UEFI)."""
 
     mac: str
     loader: str
+    firmware: str | None = None
 
 
 @dataclass(frozen=True)
@@ -157,6 +160,7 @@ class LogReader:
     def __init__(self, tftp_root: Path) -> None:
         self.tftp_root = str(tftp_root).rstrip("/") + "/"
         self._macs: dict[str, str] = {}          # transaction id -> MAC
+        self._arch: dict[str, str] = {}          # transaction id -> bios | uefi
 
     def read(self, line: str) -> Offered | Sent | None:
         line = line.rstrip()
@@ -164,12 +168,20 @@ class LogReader:
             path = sent.group(1)
             name = path[len(self.tftp_root):] if path.startswith(self.tftp_root) else path
             return Sent(name, sent.group(2))
-        if (pxe := _PXE.search(line)) is not None:
-            if len(self._macs) > 1000:           # transactions never answered: forget them
-                self._macs.clear()
+        if (arch := _ARCH.search(line)) is not None:
+            self._forget()
+            self._arch[arch.group(1)] = "bios" if int(arch.group(2)) == 0 else "uefi"
+        elif (pxe := _PXE.search(line)) is not None:
+            self._forget()
             self._macs[pxe.group(1)] = pxe.group(2)
-            return None
-        if (bootfile := _BOOTFILE.search(line)) is not None:
-            mac = self._macs.pop(bootfile.group(1), None)
-            return Offered(mac, bootfile.group(2)) if mac else None
+        elif (bootfile := _BOOTFILE.search(line)) is not None:
+            xid = bootfile.group(1)
+            mac, firmware = self._macs.pop(xid, None), self._arch.pop(xid, None)
+            return Offered(mac, bootfile.group(2), firmware) if mac else None
         return None
+
+    def _forget(self) -> None:
+        """Transactions never answered are forgotten past a thousand."""
+        for seen in (self._macs, self._arch):
+            if len(seen) > 1000:
+                seen.clear()

@@ -92,15 +92,16 @@ class Trails:
         with self._lock:
             return self._by_mac.get(mac)
 
-    def offered(self, mac: str, loader: str, now: datetime) -> None:
-        """The proxy-DHCP answered `mac` with `loader` (a new boot, unless it is
-        iPXE asking again for its script)."""
+    def offered(self, mac: str, loader: str, now: datetime,
+                firmware: str | None = None) -> None:
+        """The proxy-DHCP answered `mac` (`firmware`: bios or uefi) with `loader`: a
+        new boot, unless it is iPXE, loaded by that boot, asking for its script."""
         with self._lock:
             seen = self._by_mac.get(mac)
             if seen is not None and loader == dnsmasq.IPXE_SCRIPT \
-                    and seen.stage in ("undionly", "snponly"):
+                    and RANK[seen.stage] <= RANK["undionly"]:
                 return
-            firmware = "bios" if loader == dnsmasq.UNDIONLY else "uefi"
+            firmware = firmware or (seen.firmware if seen is not None else None)
             problem = GAVE_UP.get(seen.stage) if seen is not None else None
             if seen is None:
                 self._put(Seen(mac, "offered", now, now, firmware=firmware))
@@ -283,7 +284,7 @@ class BootWatch:
         for line in data[:end].decode("utf-8", errors="replace").splitlines():
             event = self._reader.read(line)
             if isinstance(event, dnsmasq.Offered):
-                self.trails.offered(event.mac, event.loader, now)
+                self.trails.offered(event.mac, event.loader, now, event.firmware)
             elif isinstance(event, dnsmasq.Sent):
                 mac = self.mac_of(event.address)
                 if mac is not None:

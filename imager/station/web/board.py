@@ -175,7 +175,7 @@ def router(station: Station, habilitations: Habilitations) -> APIRouter:
 
         async def stream() -> AsyncIterator[str]:
             seen, sent = -1, dict[str, dict[str, Any]]()
-            shown = await anyio.to_thread.run_sync(boots, station)   # as the page has it
+            shown: list[dict[str, Any]] | None = None   # sent first: the page may be older
             while not await request.is_disconnected():
                 version = await anyio.to_thread.run_sync(station.wait_change, seen,
                                                          BOOTS_EVERY)

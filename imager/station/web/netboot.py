@@ -33,7 +33,7 @@ DECISIONS: dict[str, tuple[str, str]] = {
     "local": ("son propre disque", "its own disk"),
 }
 UPDATE = ("Demandez à un coordinateur de mettre à jour la station (paquets shim-signed et "
-          "grub-efi-amd64-signed, puis « imager boot build --force »).",
+          "grub-efi-amd64-signed, puis «\u00a0imager boot build --force\u00a0»).",
           "Ask a coordinator to update the station (packages shim-signed and "
           "grub-efi-amd64-signed, then `imager boot build --force`).")
 # problem -> (title, what it means, what to do), each (French, English)
@@ -47,7 +47,8 @@ PROBLEMS: dict[str, tuple[tuple[str, str], tuple[str, str], tuple[str, str]]] = 
          "an ex-Windows PC: its Secure Boot accepts only Windows, or it learnt to refuse old "
          "boot programs."),
         ("Allumez le portable et ouvrez ses réglages (touche F1, F2, F10 ou Suppr). Dans "
-         "« Secure Boot », activez « Microsoft UEFI CA » (autorité tierce, « 3rd party »), "
+         "«\u00a0Secure Boot\u00a0», activez «\u00a0Microsoft UEFI CA\u00a0» (autorité "
+         "tierce, «\u00a03rd party\u00a0»), "
          "puis redémarrez. Si l'option n'existe pas : désactivez Secure Boot le temps de "
          "l'effacement. Si cela ne suffit pas : " + UPDATE[0][0].lower() + UPDATE[0][1:],
          "Switch the laptop on and open its settings (F1, F2, F10 or Del key). Under "
