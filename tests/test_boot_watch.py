@@ -188,3 +188,9 @@ def test_a_bios_laptop_whose_network_card_runs_ipxe_goes_straight_to_the_script(
     seen = trails.get(MAC)
     assert seen is not None and (seen.stage, seen.firmware, seen.problem) == (
         "initrd", "bios", None)
+
+
+def test_dnsmasqs_log_of_a_bios_laptop_whose_card_runs_ipxe() -> None:
+    events = _events("bios-ipxe-rom.log")
+    assert events[0] == Offered(MAC, "boot.ipxe", "bios")
+    assert Sent("boot.ipxe", ADDRESS) in events

@@ -161,6 +161,7 @@ class LogReader:
         self.tftp_root = str(tftp_root).rstrip("/") + "/"
         self._macs: dict[str, str] = {}          # transaction id -> MAC
         self._arch: dict[str, str] = {}          # transaction id -> bios | uefi
+        self._firmware: dict[str, str] = {}      # MAC -> bios | uefi
 
     def read(self, line: str) -> Offered | Sent | None:
         line = line.rstrip()
@@ -173,15 +174,19 @@ class LogReader:
             self._arch[arch.group(1)] = "bios" if int(arch.group(2)) == 0 else "uefi"
         elif (pxe := _PXE.search(line)) is not None:
             self._forget()
-            self._macs[pxe.group(1)] = pxe.group(2)
+            xid, mac = pxe.groups()
+            self._macs[xid] = mac
+            if xid in self._arch:
+                self._firmware[mac] = self._arch[xid]
         elif (bootfile := _BOOTFILE.search(line)) is not None:
-            xid = bootfile.group(1)
-            mac, firmware = self._macs.pop(xid, None), self._arch.pop(xid, None)
-            return Offered(mac, bootfile.group(2), firmware) if mac else None
+            # The answer on port 4011 may come in a transaction of its own (id 0, no
+            # architecture): the MAC's last request said it.
+            mac = self._macs.pop(bootfile.group(1), None)
+            return Offered(mac, bootfile.group(2), self._firmware.get(mac)) if mac else None
         return None
 
     def _forget(self) -> None:
         """Transactions never answered are forgotten past a thousand."""
-        for seen in (self._macs, self._arch):
+        for seen in (self._macs, self._arch, self._firmware):
             if len(seen) > 1000:
                 seen.clear()

@@ -144,6 +144,9 @@ def _serve(settings: Settings, options: ServeOptions, *, lab: bool) -> None:
     server = _Server(uvicorn.Config(
         create_app(station, docs=options.api_docs), host=options.host, port=options.port,
         log_level="warning", access_log=False,
+        # Laptops' live agents keep a connection open: a stop would wait for them
+        # (seen: about a minute) where the station has nothing left to say.
+        timeout_graceful_shutdown=int(STOP_GRACE),
         ssl_certfile=str(tls.certfile) if tls else None,
         ssl_keyfile=str(tls.keyfile) if tls else None, ssl_ciphers=CIPHERS))
     stop = threading.Event()
