@@ -74,7 +74,7 @@ def test_a_secure_boot_refusal_is_named_once_the_boot_stays_there(
 def test_a_boot_that_starts_again_after_shim_gave_up_at_once() -> None:
     trails = Trails()
     _feed(trails, _events("secure-boot-refused-shim.log"), T0)
-    trails.offered(MAC, "shimx64.efi", T0 + timedelta(seconds=5))
+    trails.offered(MAC, "shimx64.efi", T0 + timedelta(seconds=30))
     seen = trails.get(MAC)
     assert seen is not None and (seen.stage, seen.problem) == ("offered", "firmware_refused_shim")
 
@@ -194,3 +194,17 @@ def test_dnsmasqs_log_of_a_bios_laptop_whose_card_runs_ipxe() -> None:
     events = _events("bios-ipxe-rom.log")
     assert events[0] == Offered(MAC, "boot.ipxe", "bios")
     assert Sent("boot.ipxe", ADDRESS) in events
+
+
+def test_a_log_line_read_after_the_http_answer_is_the_same_boot() -> None:
+    """dnsmasq's log is read twice a second: iPXE's script sent over TFTP may be
+    read after iPXE asked the station over HTTP. A new boot comes later."""
+    trails = Trails()
+    trails.offered(MAC, "boot.ipxe", T0, "bios")
+    trails.asked(_live(), ADDRESS, T0 + timedelta(seconds=1))
+    trails.sent(MAC, "boot.ipxe", ADDRESS, T0 + timedelta(seconds=1.5))
+    seen = trails.get(MAC)
+    assert seen is not None and (seen.stage, seen.decision) == ("asked", "live")
+    trails.offered(MAC, "boot.ipxe", T0 + timedelta(minutes=2), "bios")     # it restarted
+    seen = trails.get(MAC)
+    assert seen is not None and (seen.stage, seen.decision) == ("offered", None)

@@ -39,6 +39,8 @@ RANK = {"offered": 0, "shim": 1, "undionly": 1, "snponly": 1, "grub": 2, "config
 FIRST_LOADERS = {dnsmasq.SHIM: "shim", dnsmasq.UNDIONLY: "undionly",
                  dnsmasq.SNPONLY: "snponly"}
 LIVE_FILES = frozenset({"live.img", "imager.img", "station.img"})
+LATE = timedelta(seconds=10)     # see _late()
+FORGET = timedelta(hours=12)     # a boot quiet that long is no longer followed in memory
 
 
 @dataclass(frozen=True)
@@ -98,8 +100,8 @@ class Trails:
         new boot, unless it is iPXE, loaded by that boot, asking for its script."""
         with self._lock:
             seen = self._by_mac.get(mac)
-            if seen is not None and loader == dnsmasq.IPXE_SCRIPT \
-                    and RANK[seen.stage] <= RANK["undionly"]:
+            if seen is not None and (_late(seen, "offered", now) or (
+                    loader == dnsmasq.IPXE_SCRIPT and RANK[seen.stage] <= RANK["undionly"])):
                 return
             firmware = firmware or (seen.firmware if seen is not None else None)
             problem = GAVE_UP.get(seen.stage) if seen is not None else None
@@ -152,6 +154,8 @@ class Trails:
             seen = self._by_mac.get(mac)
             if seen is None:                  # the station started during this boot
                 seen = Seen(mac, stage, now, now)
+            if _late(seen, stage, now):
+                return
             if RANK[stage] < RANK[seen.stage] or (RANK[stage] == RANK[seen.stage]
                                                   and stage != seen.stage):
                 seen = replace(seen, first_at=now, decision=None, problem=None,
@@ -171,6 +175,8 @@ class Trails:
         """Name the problem of each boot that stayed too long at its stage."""
         found = []
         with self._lock:
+            for mac in [m for m, s in self._by_mac.items() if now - s.stage_at > FORGET]:
+                del self._by_mac[mac]             # its row stays in the registry
             for seen in list(self._by_mac.values()):
                 code = STALLS.get(seen.stage)
                 if code is None or seen.problem == code or _not_expected(seen):
@@ -196,6 +202,14 @@ class Trails:
     def _put(self, seen: Seen) -> None:
         self._by_mac[seen.mac] = seen
         self._changed.add(seen.mac)
+
+
+def _late(seen: Seen, stage: str, now: datetime) -> bool:
+    """Whether an earlier stage of the same boot comes after a later one: dnsmasq's
+    log is read twice a second while the HTTP answers are told at once, so the
+    TFTP line of a loader's script may come after that loader asked the station.
+    A laptop cannot boot again that fast (its firmware alone takes longer)."""
+    return RANK[stage] < RANK[seen.stage] and now - seen.stage_at < LATE
 
 
 def _not_expected(seen: Seen) -> bool:
