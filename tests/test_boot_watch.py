@@ -200,11 +200,12 @@ def test_a_log_line_read_after_the_http_answer_is_the_same_boot() -> None:
     """dnsmasq's log is read twice a second: iPXE's script sent over TFTP may be
     read after iPXE asked the station over HTTP. A new boot comes later."""
     trails = Trails()
-    trails.offered(MAC, "boot.ipxe", T0, "bios")
     trails.asked(_live(), ADDRESS, T0 + timedelta(seconds=1))
+    trails.offered(MAC, "boot.ipxe", T0 + timedelta(seconds=1.2), "bios")
     trails.sent(MAC, "boot.ipxe", ADDRESS, T0 + timedelta(seconds=1.5))
     seen = trails.get(MAC)
-    assert seen is not None and (seen.stage, seen.decision) == ("asked", "live")
+    assert seen is not None and (seen.stage, seen.decision, seen.firmware) == (
+        "asked", "live", "bios")
     trails.offered(MAC, "boot.ipxe", T0 + timedelta(minutes=2), "bios")     # it restarted
     seen = trails.get(MAC)
     assert seen is not None and (seen.stage, seen.decision) == ("offered", None)

@@ -102,6 +102,8 @@ class Trails:
             seen = self._by_mac.get(mac)
             if seen is not None and (_late(seen, "offered", now) or (
                     loader == dnsmasq.IPXE_SCRIPT and RANK[seen.stage] <= RANK["undionly"])):
+                if seen.firmware is None and firmware:      # what the late line tells
+                    self._put(replace(seen, firmware=firmware))
                 return
             firmware = firmware or (seen.firmware if seen is not None else None)
             problem = GAVE_UP.get(seen.stage) if seen is not None else None
@@ -155,6 +157,8 @@ class Trails:
             if seen is None:                  # the station started during this boot
                 seen = Seen(mac, stage, now, now)
             if _late(seen, stage, now):
+                if seen.address is None and address:
+                    self._put(replace(seen, address=address))
                 return
             if RANK[stage] < RANK[seen.stage] or (RANK[stage] == RANK[seen.stage]
                                                   and stage != seen.stage):
