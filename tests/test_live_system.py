@@ -86,7 +86,14 @@ def test_the_manifest_says_what_is_inside(system: LiveSystem) -> None:
             "busybox", "kbd", "iproute2"} <= set(m["debian_packages"])
     assert any(name.startswith("rtl_nic/") for name in m["firmware"])
     assert any(w.lower().startswith("pydantic_core-") for w in m["python_wheels"])
-    assert m["os_key"] == live.os_key() and m["code_key"] == live.code_key()
+    assert m["recipe_key"] == live.os_key()
+    assert m["code_key"] == live.code_key(os=m["os_key"])
+    # keyed on today's versions too: the kernel, shim and GRUB resolved are those inside
+    resolved = set(m["resolved"])
+    fetched = {p["name"]: p["version"] for p in m["fetched_packages"]}
+    for name in (f"linux-image-{m['kernel_version']}", "shim-signed", "grub-efi-amd64-signed"):
+        assert f"{name}={fetched[name]}:amd64" in resolved, name
+    assert any(line.startswith("pydantic-core==") for line in resolved)
 
 
 # -- the station unreachable --------------------------------------------------------------

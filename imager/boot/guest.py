@@ -19,6 +19,7 @@ Every step raises ImagerError naming the step and the fix."""
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import shutil
@@ -169,6 +170,44 @@ def mmdebstrap(root: Path, *, suite: str, sources: Sequence[str], packages: Sequ
             raise ImagerError(f"mmdebstrap a échoué / mmdebstrap failed ({suite}, exit "
                               f"{exc.result.returncode}; whole log: {log}): check the "
                               f"network and the package names:\n{tail}") from exc
+
+
+def simulate(*, suite: str, sources: Sequence[str], packages: Sequence[str],
+             components: Sequence[str] = ("main",), work: Path) -> str:
+    """apt's plan for a minbase root with `packages` (mmdebstrap --simulate: only the
+    indexes are downloaded), as printed: `Inst name (version ...)` lines."""
+    argv = ["mmdebstrap", "--verbose", "--mode=root", "--variant=minbase", "--format=null",
+            '--aptopt=APT::Install-Recommends "false"', f"--components={','.join(components)}",
+            f"--include={','.join(packages)}", "--simulate", suite, "/dev/null", *sources]
+    env = {"DEBIAN_FRONTEND": "noninteractive", "TMPDIR": str(work)}
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        return run_streaming(argv, env=env, timeout=900).stdout
+    except ToolFailed as exc:
+        tail = "\n".join(exc.result.stdout.splitlines()[-8:])
+        raise ImagerError(f"résolution impossible / cannot resolve the packages of {suite} "
+                          f"({', '.join(sources)}): check the network and the package "
+                          f"names:\n{tail}") from exc
+
+
+def wheel_versions(python: GuestPython, requirements: Sequence[str], work: Path) -> list[str]:
+    """The distributions (name==version, sorted) pip would install for the guest's
+    Python today (`pip install --dry-run --report`: nothing installed)."""
+    work.mkdir(parents=True, exist_ok=True)
+    report = work / "pip-report.json"
+    argv = [sys.executable, "-m", "pip", "install", "--disable-pip-version-check", "--quiet",
+            "--dry-run", "--ignore-installed", "--report", str(report),
+            "--only-binary=:all:", "--implementation=cp", f"--python-version={python.version}",
+            *[f"--platform={p}" for p in python.platforms], "--target", str(work / "none"),
+            *requirements]
+    try:
+        run_streaming(argv, timeout=900)
+        found = json.loads(report.read_text(encoding="utf-8"))["install"]
+    except (ToolFailed, OSError, ValueError, KeyError) as exc:
+        raise ImagerError(f"pip cannot resolve the guest's Python dependencies for Python "
+                          f"{python.version} (check the network and PyPI): {exc}") from exc
+    return sorted(f"{item['metadata']['name'].lower()}=={item['metadata']['version']}"
+                  for item in found)
 
 
 def chroot(root: Path, *argv: str, what: str, timeout: float = 900,
@@ -327,7 +366,15 @@ def install_wheels(root: Path, python: GuestPython, requirements: Sequence[str],
                           f"Python {python.version} (wheels only, manylinux up to glibc "
                           f"2.{python.glibc_minor}): check the network and PyPI:\n{tail}"
                           ) from exc
+    # The console scripts go, and their lines in each RECORD with them: pip writes the
+    # host interpreter's path into the scripts, so the hashes in RECORD would make
+    # the root depend on where the build ran (seen: two venvs, two live.img).
     shutil.rmtree(site / "bin", ignore_errors=True)
+    for record in site.glob("*.dist-info/RECORD"):
+        lines = record.read_text(encoding="utf-8").splitlines(keepends=True)
+        kept = [line for line in lines if not line.startswith("../../bin/")]
+        if kept != lines:
+            record.write_text("".join(kept), encoding="utf-8")
     return sorted(p.name.removesuffix(".dist-info") for p in site.glob("*.dist-info"))
 
 

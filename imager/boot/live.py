@@ -21,7 +21,10 @@ dependencies from PyPI wheels for the guest's Python. One folder per build:
 The kernel unpacks its initrds in order: boot `live.img imager.img` and, third,
 the station's CA (`/etc/imager/station-ca.pem`, made by the boot service).
 live.img is keyed on its recipe (`recipe()`: packages, suite, modules, wheels,
-init...) and built once into <cache>/os-<key>; imager.img on the package's code,
+init...) and on the versions the mirror and PyPI give today (imager.boot.
+live_versions: a security update builds it again; offline, the newest build of
+the recipe is taken) and built once into <cache>/os-<key>; imager.img on the
+package's code,
 so that a change of code rebuilds only it. The same recipe and the same .deb
 files give the same live.img (SOURCE_DATE_EPOCH, sorted cpio, fixed dates)."""
 
@@ -41,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from imager import __version__
-from imager.boot import guest, initscript
+from imager.boot import guest, initscript, live_versions
 from imager.errors import ImagerError
 from imager.profile.buildspec import BuildSpec
 from imager.profile.rootfs import network_sources
@@ -227,7 +230,8 @@ def build(*, cache: Path | None = None, source: Path = SOURCE, force: bool = Fal
     (only imager.img when only the code changed). `force`: build all again."""
     report = progress or (lambda _: None)
     cache = cache or cache_dir()
-    okey = os_key(source)
+    rkey = os_key(source)
+    resolved, okey = _resolve(cache, rkey, source, report, force=force)
     ckey = code_key(source, os=okey)
     folder = cache / f"live-{okey[:12]}-{ckey[:12]}"
     with _locked(cache):
@@ -243,7 +247,8 @@ def build(*, cache: Path | None = None, source: Path = SOURCE, force: bool = Fal
         try:
             root = None
             if not os_cached:
-                root = _build_os(osdir, okey, source, work, report)
+                assert resolved is not None          # _resolve: only cached builds lack it
+                root = _build_os(osdir, (okey, rkey, resolved), source, work, report)
             manifest = _build_imager(osdir, work, ckey, source, root, report)
             shutil.rmtree(folder, ignore_errors=True)
             os.rename(work, folder)
@@ -252,6 +257,31 @@ def build(*, cache: Path | None = None, source: Path = SOURCE, force: bool = Fal
         _prune(cache, keep={folder, osdir})
     report(LiveProgress("done", 1, 1, str(folder)))
     return LiveSystem(folder, manifest, False, os_cached)
+
+
+def _resolve(cache: Path, recipe_key: str, source: Path, report: ProgressFn, *,
+             force: bool) -> tuple[live_versions.Resolved | None, str]:
+    """Today's versions and the key they make with the recipe; offline, the key of
+    the newest build of the same recipe in the cache (None for the versions)."""
+    report(LiveProgress("resolve", 0, 1, "Debian, PyPI"))
+    try:
+        resolved = live_versions.resolve(
+            suite=SUITE, sources=SOURCES, components=COMPONENTS,
+            packages=[*PACKAGES, *FIRMWARE_PACKAGES, *_boot_packages(), KERNEL],
+            python=PYTHON, requirements=guest.python_requirements(_pyproject(source)),
+            work=cache / f"resolve.work-{os.getpid()}")
+    except ImagerError:
+        fallback = None if force else live_versions.newest_for_recipe(cache, recipe_key)
+        if fallback is None:
+            raise
+        report(LiveProgress("resolve", 1, 1, f"hors ligne / offline: built {fallback[1]}"))
+        return None, fallback[0]
+    digest = hashlib.sha256(recipe_key.encode())
+    for line in resolved.lines():
+        digest.update(line.encode() + b"\n")
+    report(LiveProgress("resolve", 1, 1, f"{len(resolved.debs)} debs, "
+                                         f"{len(resolved.wheels)} wheels"))
+    return resolved, digest.hexdigest()
 
 
 def _check_host() -> None:
@@ -279,9 +309,11 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 # -- live.img -------------------------------------------------------------------------
 
-def _build_os(osdir: Path, key: str, source: Path, work: Path,
-              report: ProgressFn) -> Path:
-    """Build the OS part into `osdir`; return the root, left in `work` for imager.img."""
+def _build_os(osdir: Path, keys: tuple[str, str, live_versions.Resolved], source: Path,
+              work: Path, report: ProgressFn) -> Path:
+    """Build the OS part into `osdir` (keys: its key, its recipe's, the versions
+    resolved); return the root, left in `work` for imager.img."""
+    key, recipe_key, resolved = keys
     started, since = time.monotonic(), time.time() - 1
     out = osdir.with_name(f"{osdir.name}.work-{os.getpid()}")
     shutil.rmtree(out, ignore_errors=True)
@@ -291,6 +323,10 @@ def _build_os(osdir: Path, key: str, source: Path, work: Path,
     try:
         seconds = _os_steps(root, out, scratch, source, report)
         manifest = _os_manifest(root, key, seconds, scratch)
+        live_versions.check(resolved, manifest["debian_packages"],
+                            [(f["name"], f["version"]) for f in manifest["fetched_packages"]],
+                            manifest["python_wheels"])
+        manifest.update(recipe_key=recipe_key, resolved=resolved.lines())
         shutil.copyfile(scratch / "mmdebstrap.log", out / "mmdebstrap.log")
         shutil.rmtree(scratch)
         _finish_root(root)

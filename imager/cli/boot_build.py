@@ -21,6 +21,7 @@ from imager.cli.render import StepBars, console
 from imager.imaging.bmap import human_size
 
 STEPS = {
+    "resolve": "Versions du jour / today's versions (Debian, PyPI)",
     "mmdebstrap": "Installation (mmdebstrap)",
     "kernel": "Noyau et pilotes / kernel and modules",
     "python": "Python (PyPI)",
