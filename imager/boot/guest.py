@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import shutil
 import sys
@@ -206,8 +207,8 @@ def wheel_versions(python: GuestPython, requirements: Sequence[str], work: Path)
     except (ToolFailed, OSError, ValueError, KeyError) as exc:
         raise ImagerError(f"pip cannot resolve the guest's Python dependencies for Python "
                           f"{python.version} (check the network and PyPI): {exc}") from exc
-    return sorted(f"{item['metadata']['name'].lower()}=={item['metadata']['version']}"
-                  for item in found)
+    return sorted(f"{re.sub(r'[-_.]+', '-', item['metadata']['name']).lower()}=="
+                  f"{item['metadata']['version']}" for item in found)     # PEP 503 names
 
 
 def chroot(root: Path, *argv: str, what: str, timeout: float = 900,
