@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
@@ -77,7 +78,8 @@ def sync_stick(device: str, settings: Settings, *, station: str,
 class StickReport:
     """One sync attempt, as the station and the board are told it (`stick_seen`)."""
 
-    outcome: str          # sent, partial, nothing, waiting, unreachable, failed, written, off
+    outcome: str          # sent, partial, nothing, waiting, unreachable, failed, written,
+    #                       read_only, off
     text: str             # plain French, for the board
     text_en: str
     pending: int = 0      # reports on the stick before
@@ -199,6 +201,13 @@ class StickWatch:
                 "written", "Clé imager écrite : elle est prête, vous pouvez la débrancher.",
                 "Imager stick written here: it is ready; its reports, if any, are sent when "
                 "it is plugged in again."))
+        elif stick_data.read_only(name, self.settings):
+            self._tell(path, stick, StickReport(
+                "read_only", "Clé imager branchée, mais protégée en écriture : ses rapports "
+                "ne sont pas envoyés. Poussez le petit bouton de la clé, puis rebranchez-la.",
+                "Imager stick plugged in read-only (its write-protect switch?): its reports "
+                "are not sent, since they could not be moved to spool/sent/ after; unlock it "
+                "and plug it in again."))
         elif not (self.config.sync and self.config.station):
             self._tell(path, stick, StickReport(
                 "off", "Clé imager branchée : ce poste n'envoie pas ses rapports tout seul. "
@@ -229,9 +238,13 @@ class StickWatch:
         last = None
         try:
             while not stop.is_set() and self._here(name, stick):
-                self._partition_shown(name, stick, stop)
-                report = attempt(path, self.settings, station=self.config.station or "",
-                                 trust=self.config.trust)
+                if self._partition_shown(name, stick, stop):
+                    report = attempt(path, self.settings, station=self.config.station or "",
+                                     trust=self.config.trust)
+                elif stop.is_set() or not self._here(name, stick):
+                    return
+                else:
+                    report = _no_partitions(path)
                 if report.outcome != last:
                     self._tell(path, stick, report)
                     last = report.outcome
@@ -243,15 +256,17 @@ class StickWatch:
             with self._lock:
                 self.syncing.discard(name)
 
-    def _partition_shown(self, name: str, stick: str, stop: threading.Event) -> None:
+    def _partition_shown(self, name: str, stick: str, stop: threading.Event) -> bool:
         """Wait until the kernel shows the stick's partitions (its partition scan
-        comes just after the disk appears), at most PARTITION_WAIT seconds; a
-        stick whose partitions never show is then said not synced (no partition)."""
-        waited = 0.0
-        while waited < PARTITION_WAIT and self._here(name, stick):
-            if devices.partitions_of(name, self.settings) or stop.wait(0.2):
-                return
-            waited += 0.2
+        comes just after the disk appears), at most PARTITION_WAIT seconds."""
+        deadline = time.monotonic() + PARTITION_WAIT
+        while self._here(name, stick) and not stop.is_set():
+            if devices.partitions_of(name, self.settings):
+                return True
+            if time.monotonic() > deadline:
+                return False
+            stop.wait(0.2)
+        return False
 
     def _tell(self, path: str, stick: str, report: StickReport) -> None:
         (log.info if report.outcome in ("sent", "nothing", "written") else log.warning)(
@@ -259,6 +274,15 @@ class StickWatch:
         self._status("stick", path=path, outcome=report.outcome, text=report.text)
         if self.config.tell:
             self._put("stick_seen", report.data(path, stick))
+
+
+def _no_partitions(path: str) -> StickReport:
+    return StickReport(
+        "failed", "Clé imager branchée : ses rapports n'ont pas pu être lus. Ils restent sur "
+        "la clé. Appelez un responsable.", f"Imager stick plugged in, not synced: the kernel "
+        f"shows no partition of {path} after {PARTITION_WAIT:.0f} s (a loop device attached "
+        f"without --partscan?): `partx --add {path}`, then `imager boot usb-sync {path} "
+        "--station URL`. The reports stay on the stick.")
 
 
 def _identity(path: str, settings: Settings) -> str:

@@ -72,6 +72,15 @@ def data_partition_number(fd: int, sector: int = 512) -> int | None:
     return None
 
 
+def read_only(name: str, settings: Settings) -> bool:
+    """Whether the kernel shows the disk `name` read-only (a stick's write-protect
+    switch, a loop attached --read-only): its spool cannot be moved to sent/."""
+    try:
+        return (settings.sys_root / "class" / "block" / name / "ro").read_text().strip() == "1"
+    except OSError:
+        return False
+
+
 def _sector(name: str, settings: Settings) -> int:
     node = settings.sys_root / "class" / "block" / name / "queue" / "logical_block_size"
     try:

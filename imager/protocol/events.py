@@ -139,7 +139,7 @@ class StickSeenData(_Strict):
     path: str = Field(min_length=1, max_length=4096)
     stick: str = Field(min_length=1, max_length=4096)        # DriveIdentity.key, or path
     outcome: Literal["sent", "partial", "nothing", "waiting", "unreachable", "failed",
-                     "written", "off"]
+                     "written", "read_only", "off"]
     text: str = Field(min_length=1, max_length=2000)
     text_en: str = Field(min_length=1, max_length=4000)
     pending: Count = 0
