@@ -22,9 +22,11 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 import signal
 import sqlite3
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
@@ -38,6 +40,7 @@ from station_proc import Console, Serve, free_port, until
 from test_agent_offline_erase import _erase_offline
 from usb_stick import standin_live, stick
 
+from imager.agent.agent import Agent, AgentConfig
 from imager.boot import usb, usb_data
 from imager.certify.keys import station_keys
 from imager.cli import boot_usb
@@ -45,6 +48,7 @@ from imager.erase import guard
 from imager.errors import RefusedDevice
 from imager.host import stick_data
 from imager.host.devices import DeviceFacts
+from imager.host.udev import BlockEvent
 from imager.host.virtual import made_up_label, write_label
 from imager.settings import Settings
 
@@ -302,3 +306,54 @@ def test_the_guard_refuses_to_erase_an_imager_stick_even_asked(
         usb.check_stick(dev, station_settings, allow_loop=True)   # the writer may rewrite it
     with spool_of(image, tmp_path) as spool:
         assert len(usb_data.pending(spool)) == 1
+
+
+# -- recognised from the disk itself; what each agent does (no root) ------------------------
+
+def _gpt_image(folder: Path, *, name: str) -> Path:
+    """A sparse disk image with the stick's partition table (sgdisk), no filesystem."""
+    image = folder / "table.img"
+    with open(image, "wb") as fh:
+        fh.truncate(64 << 20)
+    subprocess.run(["sgdisk", "--new=1:2048:+8M", "--change-name=1:EFI system",
+                    "--new=3:0:0", f"--change-name=3:{name}", str(image)],
+                   check=True, capture_output=True)
+    return image
+
+
+def test_a_stick_is_recognised_by_its_partition_name_even_with_no_filesystem(
+        tmp_path: Path) -> None:
+    need(bool(shutil.which("sgdisk")), "needs sgdisk (gdisk)")
+    with open(_gpt_image(tmp_path, name="IMAGER-DATA"), "rb") as fh:
+        assert stick_data.data_partition_number(fh.fileno()) == 3
+    with open(_gpt_image(tmp_path, name="Linux data"), "rb") as fh:
+        assert stick_data.data_partition_number(fh.fileno()) is None
+    with open(tmp_path / "blank.img", "wb") as fh:
+        fh.truncate(1 << 20)
+    with open(tmp_path / "blank.img", "rb") as fh:
+        assert stick_data.data_partition_number(fh.fileno()) is None
+
+
+@pytest.mark.parametrize("kind", ["dock", "machine"])
+def test_no_agent_offers_a_stick_a_dock_agent_without_station_says_how_to_sync_it(
+        tmp_path: Path, kind: str) -> None:
+    need(bool(shutil.which("sgdisk")), "needs sgdisk (gdisk)")
+    image = _gpt_image(tmp_path, name="IMAGER-DATA")
+    settings = Settings(data_dir=tmp_path / "data")
+    agent = Agent(settings, AgentConfig(name="a", spool=tmp_path / "spool", kind=kind,
+                                        watch=False))
+    agent._seen(BlockEvent("sdz", str(image), True, "add"), threading.Event())
+    assert agent.present == {} and "sdz" in agent.sticks.present
+    told = [e for e in agent.outbox.pending() if e["kind"] != "heartbeat"]
+    if kind == "machine":        # a laptop's live system: its own boot stick, not told
+        assert told == []
+        return
+    (event,) = told
+    assert event["kind"] == "stick_seen" and event["data"]["outcome"] == "off"
+    assert event["data"]["text"] == ("Clé imager branchée : ce poste n'envoie pas ses "
+                                     f"rapports tout seul. Un responsable les envoie avec « "
+                                     f"imager boot usb-sync {image} ».")
+    agent._seen(BlockEvent("sdz", str(image), True, "change"), threading.Event())
+    assert len(agent.outbox.pending()) == 1          # the same insertion: said once
+    agent._seen(BlockEvent("sdz", str(image), False, "remove"), threading.Event())
+    assert agent.sticks.present == {}

@@ -150,6 +150,7 @@ class Agent:
             time.sleep(0.05)
         for t in self._threads:
             t.join(max(0.0, deadline - time.monotonic()))
+        self.sticks.join(max(0.0, deadline - time.monotonic()))
 
     # -- the station -----------------------------------------------------------
 

@@ -196,6 +196,13 @@ class StickWatch:
         with self._lock:
             self.present[name] = stick
         log.info("%s: imager stick (data partition %s), never offered as a drive", path, part)
+        if self.config.tell:                    # not a laptop's agent (its own boot stick)
+            self._start(name, path, stick, stop, written=written)
+        return True
+
+    def _start(self, name: str, path: str, stick: str, stop: threading.Event, *,
+               written: bool) -> None:
+        """Sync the stick in a thread of its own, or say why not."""
         if written:
             self._tell(path, stick, StickReport(
                 "written", "Clé imager écrite : elle est prête, vous pouvez la débrancher.",
@@ -220,7 +227,16 @@ class StickWatch:
                 self.syncing.add(name)
             threading.Thread(target=self._sync, args=(name, path, stick, stop), daemon=True,
                              name=f"stick-{name}").start()
-        return True
+
+    def join(self, timeout: float) -> None:
+        """After `stop` was set: wait for the syncs under way to end (a stick is not
+        left mounted by a stopped agent)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if not self.syncing:
+                    return
+            time.sleep(0.05)
 
     def gone(self, name: str) -> bool:
         """Forget the stick `name` was (True if it was one): its next insertion syncs."""
