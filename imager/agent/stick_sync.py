@@ -197,11 +197,11 @@ class StickWatch:
             self.present[name] = stick
         log.info("%s: imager stick (data partition %s), never offered as a drive", path, part)
         if self.config.tell:                    # not a laptop's agent (its own boot stick)
-            self._start(name, path, stick, stop, written=written)
+            self._start(name, path, stick, stop, written=written, whole=part == name)
         return True
 
     def _start(self, name: str, path: str, stick: str, stop: threading.Event, *,
-               written: bool) -> None:
+               written: bool, whole: bool) -> None:
         """Sync the stick in a thread of its own, or say why not."""
         if written:
             self._tell(path, stick, StickReport(
@@ -225,8 +225,8 @@ class StickWatch:
         else:
             with self._lock:
                 self.syncing.add(name)
-            threading.Thread(target=self._sync, args=(name, path, stick, stop), daemon=True,
-                             name=f"stick-{name}").start()
+            threading.Thread(target=self._sync, args=(name, path, stick, stop, whole),
+                             daemon=True, name=f"stick-{name}").start()
 
     def join(self, timeout: float) -> None:
         """After `stop` was set: wait for the syncs under way to end (a stick is not
@@ -250,11 +250,14 @@ class StickWatch:
         with self._lock:
             return self.present.get(name) == stick
 
-    def _sync(self, name: str, path: str, stick: str, stop: threading.Event) -> None:
+    def _sync(self, name: str, path: str, stick: str, stop: threading.Event,
+              whole: bool = False) -> None:
+        """Sync until done, retrying while the laptop's agent waits or the station
+        does not answer, as long as the stick stays; `whole`: no partition table."""
         last = None
         try:
             while not stop.is_set() and self._here(name, stick):
-                if self._partition_shown(name, stick, stop):
+                if whole or self._partition_shown(name, stick, stop):
                     report = attempt(path, self.settings, station=self.config.station or "",
                                      trust=self.config.trust)
                 elif stop.is_set() or not self._here(name, stick):
