@@ -37,6 +37,7 @@ from imager.agent.image_job import run_image, run_images
 from imager.agent.key import agent_key
 from imager.agent.outbox import Outbox
 from imager.agent.remote import JobOnDrive, JobStop, RemoteJobStore
+from imager.agent.stick_sync import StickWatch, StickWatchConfig
 from imager.agent.tls import StationTrust
 from imager.erase import guard
 from imager.erase.offline_policy import read_kit
@@ -80,6 +81,7 @@ class AgentConfig:
     offline_kit: Path | None = None     # the station's signed policy, for erasing offline
     erase_offline: bool = False         # with the kit and no station: erase what is offered
     status: Path | None = None          # a JSON file saying where the agent is (live screen)
+    sync_sticks: bool = True            # a dock agent syncs the imager sticks plugged in
 
 
 @dataclass
@@ -114,6 +116,11 @@ class Agent:
         self.watching = threading.Event()
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
+        dock = self.config.kind == "dock"
+        self.sticks = StickWatch(self.settings, StickWatchConfig(
+            station=self.config.station, trust=self.config.trust,
+            sync=dock and self.config.sync_sticks, tell=dock, only_lab=self.config.only_lab),
+            put=self.outbox.put, status=self._status)
 
     # -- running -------------------------------------------------------------
 
@@ -143,6 +150,7 @@ class Agent:
             time.sleep(0.05)
         for t in self._threads:
             t.join(max(0.0, deadline - time.monotonic()))
+        self.sticks.join(max(0.0, deadline - time.monotonic()))
 
     # -- the station -----------------------------------------------------------
 
@@ -375,25 +383,32 @@ class Agent:
         watcher = BlockWatcher(self.settings)
         try:
             for event in watcher.listed():
-                self._seen_safely(event)
+                self._seen_safely(event, stop)
             self.watching.set()
             while not stop.is_set():
                 change = watcher.poll(0.5)
                 if change is not None and change.action != "ignored":
-                    self._seen_safely(change)
+                    self._seen_safely(change, stop)
         finally:
             watcher.close()
 
-    def _seen_safely(self, event: BlockEvent) -> None:
+    def _seen_safely(self, event: BlockEvent, stop: threading.Event) -> None:
         """`_seen`, but one drive that cannot be reported never stops the watching."""
         try:
-            self._seen(event)
+            self._seen(event, stop)
         except BadEvent as exc:
             log.error("%s not reported to the station: %s", event.path, exc)
 
-    def _seen(self, event: BlockEvent) -> None:
+    def _seen(self, event: BlockEvent, stop: threading.Event) -> None:
         known = self.present.get(event.name)
         if not event.present:
+            self.sticks.gone(event.name)
+            if known is not None:
+                self._gone(event.name, known)
+            return
+        # An imager stick (IMAGER-DATA) is never a drive: synced, not offered; one that
+        # was a drive here a moment ago was just written by `imager boot usb`.
+        if self.sticks.seen(event.name, event.path, stop, written=known is not None):
             if known is not None:
                 self._gone(event.name, known)
             return
@@ -528,6 +543,14 @@ def _backoff() -> Any:
         yield BACKOFF[-1]
 
 
+class AgentPending(UsageError):
+    """The agent of a spool being synced waits for a technician: nothing was sent."""
+
+    def __init__(self, agent: int, name: str, message: str) -> None:
+        super().__init__(message)
+        self.agent, self.name = agent, name
+
+
 @dataclass
 class SyncResult:
     """What `sync` did: answers per outcome, and what stays in the spool."""
@@ -554,7 +577,7 @@ def sync(settings: Settings, config: AgentConfig, *, attempts: int = 3) -> SyncR
     if not agent.register(threading.Event(), attempts=attempts, wait_pending=False):
         if agent.pending is not None:
             code = agent.pending.pairing_code
-            raise UsageError(
+            raise AgentPending(agent.pending.agent, config.name,
                 f"l'agent {agent.pending.agent} de ce spool attend un technicien / this "
                 f"spool's agent {agent.pending.agent} ({config.name}, key "
                 f"{agent.pending.fingerprint}) waits for a technician: `imager agents pair "

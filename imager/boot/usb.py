@@ -160,7 +160,7 @@ def check_stick(device: str, settings: Settings, *, allow_loop: bool = False) ->
     and a device that is not on USB. `allow_loop` lets a loop device over a file
     stand in for a stick: for the tests only, no command passes it."""
     facts = gather(device, settings)
-    reasons = guard.refusals(facts) if not facts.is_file else [
+    reasons = guard.refusals(facts, stick_writer=True) if not facts.is_file else [
         f"{device} est un fichier, pas une clé USB / is a regular file, not a USB stick: "
         "give the stick's device, e.g. /dev/sdb"]
     ident = lsblk.probe(device, settings) if facts.exists and facts.is_block else None

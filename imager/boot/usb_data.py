@@ -24,19 +24,29 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import tempfile
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from imager.errors import ImagerError, UsageError
-from imager.host import devices
-from imager.host.loopdev import mounted
-from imager.host.run import ToolFailed, run
+
+# The partition as this host sees it (also what the dock agent and the guard read).
+from imager.host.stick_data import (
+    LABEL,
+    SENT,
+    SPOOL,
+    SUFFIX,
+    find,
+    mountpoint_of,
+    opened,
+    pending,
+    probe,
+    sent,
+)
 from imager.settings import Settings
 
-LABEL = "IMAGER-DATA"
-KIT, SPOOL, CA = "kit", "spool", "station-ca.pem"
+__all__ = ["CA", "KIT", "LABEL", "README", "SAVED", "SENT", "SPOOL", "SUFFIX", "add_spool",
+           "check_carried", "digest", "find", "mountpoint_of", "opened", "pending", "probe",
+           "save", "saved_folder", "sent", "stage"]
+KIT, CA = "kit", "station-ca.pem"
 README = "LISEZMOI.txt"
 README_TEXT = """\
 Clé USB de la station imager.
@@ -51,59 +61,7 @@ les range dans spool/sent/. Ne supprimez pas ces fichiers vous-même.
 USB stick of the imager station: kit/ (signed erase policy), spool/ (the
 reports waiting for the station; sent/ those it received), station-ca.pem.
 """
-# The outbox's spool format (imager.agent.outbox, which this layer does not import).
-SUFFIX, SENT = ".event.json", "sent"
 SAVED = "usb-spools"          # <data dir>/usb-spools/<stick>: a spool while its stick is written
-
-
-def probe(part: str) -> dict[str, str]:
-    """`blkid -p -o export` of one partition (LABEL, TYPE...), {} if blank."""
-    result = run(["blkid", "-p", "-o", "export", part], check=False)
-    return dict(line.split("=", 1) for line in result.stdout.splitlines() if "=" in line)
-
-
-def find(device: str, settings: Settings) -> str | None:
-    """The data partition of the stick `device` (the disk, or that partition): by
-    its filesystem's label, or by its GPT name when the filesystem is damaged
-    (then mounting it fails, and nothing overwrites it)."""
-    name = os.path.basename(os.path.realpath(device))
-    disk = devices.disk_of(name, settings)
-    candidates = [name] if disk != name else devices.partitions_of(disk, settings)
-    for part in (f"/dev/{p}" for p in candidates):
-        found = probe(part)
-        if LABEL in (found.get("LABEL"), found.get("PART_ENTRY_NAME")):
-            return part
-    return None
-
-
-def mountpoint_of(part: str, settings: Settings) -> Path | None:
-    """Where `part` is mounted already (a desktop's automount), if it is."""
-    rdev = os.stat(part).st_rdev
-    devno = f"{os.major(rdev)}:{os.minor(rdev)}"
-    return next((Path(m.mountpoint) for m in devices.read_mounts(settings)
-                 if m.devno == devno), None)
-
-
-@contextmanager
-def opened(part: str, settings: Settings, *, read_only: bool = False) -> Iterator[Path]:
-    """The data partition's root: where it is mounted already, else mounted for the
-    block in a private folder (read-only: the journal still replays) and unmounted."""
-    already = mountpoint_of(part, settings)
-    if already is not None:
-        yield already
-        return
-    with tempfile.TemporaryDirectory(prefix="imager-stick-") as folder, ExitStack() as stack:
-        try:
-            root = stack.enter_context(mounted(part, Path(folder), fstype="ext4",
-                                               options=("ro",) if read_only else ()))
-        except ToolFailed as exc:
-            raise UsageError(
-                f"impossible de lire la partition de données {part} : elle peut contenir des "
-                f"rapports non envoyés / cannot mount the stick's data partition, which may "
-                f"hold reports not yet sent ({exc}): repair it on the station (`e2fsck -f "
-                f"{part}`) and try again; only to throw its reports away for good, clear the "
-                "stick first (`wipefs --all` on the stick)") from exc
-        yield root
 
 
 def stage(tree: Path, *, ca_pem: bytes) -> None:
@@ -192,14 +150,3 @@ def check_carried(part: str, saved: Path, settings: Settings) -> int:
             f"{saved / SPOOL}`, or write the stick again")
     shutil.rmtree(saved)
     return len(expected)
-
-
-def pending(spool: Path) -> list[Path]:
-    """The events in a stick's spool that the station has not acknowledged."""
-    return sorted(spool.glob(f"*{SUFFIX}"))
-
-
-def sent(spool: Path) -> list[Path]:
-    """The events the station acknowledged (kept on the stick)."""
-    return sorted((spool / SENT).glob(f"*{SUFFIX}"))
-

@@ -87,6 +87,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                            help="watch only the lab drives of this data dir (`imager lab up`)")
             a.add_argument("--once", action="store_true",
                            help="report and stop (with --machine), after the spool is sent")
+            a.add_argument("--no-sync-sticks", dest="sync_sticks", action="store_false",
+                           help="a dock agent (not --machine) with a station sends by itself "
+                                "the reports of an imager USB stick plugged in (IMAGER-DATA: "
+                                "never offered as a drive, never erased), once per insertion, "
+                                "and tells the board; with this flag it only says so, and "
+                                "`imager boot usb-sync DEVICE` sends them")
             a.add_argument("--status-file", type=Path, metavar="FILE",
                            help="write where the agent is (enrolled, pending code, job "
                                 "progress) into FILE as JSON: the live system's screen")
@@ -106,7 +112,8 @@ def _config(args: argparse.Namespace, ctx: Context, *, kind: str) -> AgentConfig
                        secure_boot=secure_boot(ctx.settings.sys_root),
                        offline_kit=getattr(args, "offline_kit", None),
                        erase_offline=getattr(args, "erase", False),
-                       status=getattr(args, "status_file", None))
+                       status=getattr(args, "status_file", None),
+                       sync_sticks=getattr(args, "sync_sticks", True))
 
 
 def _check_trusted(url: str, trust: StationTrust) -> None:

@@ -15,7 +15,6 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,7 +22,7 @@ from imager.cli.context import Context
 from imager.errors import UsageError
 
 if TYPE_CHECKING:
-    from imager.agent.agent import SyncResult
+    from imager.agent.stick_sync import StickSync
     from imager.boot.usb import Stick, StickContent, StickFiles, StickProgress, WrittenStick
     from imager.settings import Settings
 
@@ -71,8 +70,12 @@ def register_actions(bsub: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "usb-sync", help="envoyer le spool d'une clé USB à la station / upload a stick's "
                          "spool to the station",
         description="Envoie à la station les rapports du spool de la clé (partition "
-                    "IMAGER-DATA) et les range dans spool/sent/. / Uploads the reports of "
-                    "the stick's spool to the station and moves them to spool/sent/.")
+                    "IMAGER-DATA) et les range dans spool/sent/. L'agent des baies de la "
+                    "station le fait tout seul quand on y branche la clé (imager agent run, "
+                    "--no-sync-sticks pour l'en empêcher). / Uploads the reports of the "
+                    "stick's spool to the station and moves them to spool/sent/. The "
+                    "station's dock agent does it by itself when the stick is plugged in "
+                    "(imager agent run; --no-sync-sticks turns that off).")
     s.add_argument("device", metavar="DEVICE",
                    help="the stick (e.g. /dev/sdb) or its IMAGER-DATA partition")
     s.add_argument("--station", metavar="URL", default=os.environ.get("IMAGER_STATION"),
@@ -164,16 +167,6 @@ def _confirmed(stick: Stick) -> bool:
 
 # -- imager boot usb-sync ---------------------------------------------------------------
 
-@dataclass(frozen=True)
-class StickSync:
-    """What a sync did: the station's answers, and the events now in spool/sent/."""
-
-    partition: str
-    pending_before: int
-    result: SyncResult | None          # None: nothing to send
-    sent_total: int
-
-
 def cmd_usb_sync(args: argparse.Namespace, ctx: Context) -> int:
     if not args.station:
         raise UsageError("--station manque / is missing: give the station's URL (or set "
@@ -194,30 +187,14 @@ def cmd_usb_sync(args: argparse.Namespace, ctx: Context) -> int:
 
 def sync_stick(device: str, settings: Settings, *, station: str, ca: Path | None = None,
                insecure_http: bool = False) -> StickSync:
-    """Mount the stick's data partition, upload its spool as the agent that wrote
-    it (`imager agent sync`), the events the station answered for moved to
-    spool/sent/ (kept on the stick), unmount. Called by `imager boot usb-sync`,
-    which a udev rule can start when a partition labelled IMAGER-DATA appears."""
-    from imager.agent.agent import AgentConfig, sync
+    """imager.agent.stick_sync.sync_stick with the trust of `--ca` / `--insecure-http`
+    (this station's own CA for an https:// URL without --ca). The dock agent runs
+    the same sync by itself when a stick is plugged into the station."""
+    from imager.agent.stick_sync import sync_stick as sync
     from imager.agent.tls import station_trust
-    from imager.boot import usb_data
-    part = usb_data.find(device, settings)
-    if part is None:
-        raise UsageError(f"{device} : pas de partition {usb_data.LABEL} / has no "
-                         f"{usb_data.LABEL} partition: is it a stick written by `imager boot "
-                         "usb`?")
-    with usb_data.opened(part, settings) as root, _trust_file(settings, station, ca) as pinned:
-        spool = root / usb_data.SPOOL
-        if not spool.is_dir():
-            raise UsageError(f"{part}: no spool/ folder: write the stick with `imager boot usb`")
-        (spool / usb_data.SENT).mkdir(mode=0o700, exist_ok=True)
-        before = len(usb_data.pending(spool))
-        result = None
-        if before:
-            trust = station_trust(station, pinned, insecure_http=insecure_http)
-            result = sync(settings, AgentConfig(name="usb-stick", spool=spool, station=station,
-                                                trust=trust, kind="machine", boot="usb"))
-        return StickSync(part, before, result, len(usb_data.sent(spool)))
+    with _trust_file(settings, station, ca) as pinned:
+        trust = station_trust(station, pinned, insecure_http=insecure_http)
+        return sync(device, settings, station=station, trust=trust)
 
 
 @contextmanager

@@ -3,7 +3,8 @@
 imager.host.device_facts reads the facts from the host; `refusals()` is a pure
 decision on them, and `check()` puts the two together. Root, boot, swap,
 mounted and opened devices are refused and no flag changes that; so are
-virtual and stacked devices (dm, md, nbd, zram, ram, optical). A loop device
+virtual and stacked devices (dm, md, nbd, zram, ram, optical), and imager USB
+sticks (their spool may hold the only proof of an erasure). A loop device
 backed by a block device is judged with the facts of its backing device too.
 The exclusive open (O_EXCL) in host.blockdev is the second, kernel-side line
 of defence: it stops mounts and exclusive holders, not a plain reader such as
@@ -18,6 +19,7 @@ import re
 from imager.errors import RefusedDevice
 from imager.host.device_facts import gather
 from imager.host.devices import DeviceFacts
+from imager.host.stick_data import LABEL
 from imager.settings import Settings
 
 ROLE_TEXT = {
@@ -39,8 +41,11 @@ VIRTUAL_KINDS = {
 _KIND_RE = re.compile(r"(dm-|md|nbd|zram|ram|sr)\d+")
 
 
-def refusals(f: DeviceFacts, *, allow_files: bool = False) -> list[str]:
-    """Every reason not to write the device described by `f` (empty: go)."""
+def refusals(f: DeviceFacts, *, allow_files: bool = False,
+             stick_writer: bool = False) -> list[str]:
+    """Every reason not to write the device described by `f` (empty: go).
+    `stick_writer`: the writer of imager sticks (imager.boot.usb), which carries
+    a stick's spool over, may write an imager stick; nothing else may."""
     if not f.exists:
         return [f"{f.path} does not exist: is the drive plugged in?"]
     if not (f.is_block or f.is_file):
@@ -64,7 +69,23 @@ def refusals(f: DeviceFacts, *, allow_files: bool = False) -> list[str]:
     if f.excluded:
         out.append(f"excluded by the station configuration (IMAGER_EXCLUDE={f.excluded}): "
                    "remove it from that list to erase it")
+    if f.imager_stick and not stick_writer:
+        out.append(stick_refusal(f.disk or f.sysname or f.path, f.imager_stick))
     return out
+
+
+def stick_refusal(disk: str, part: str) -> str:
+    """Why an imager stick is never erased nor imaged, and what to do instead."""
+    dev = f"/dev/{disk}"
+    return (f"{dev} est une clé imager (partition {LABEL} {part}) : les rapports qu'elle "
+            "garde sont la preuve d'effacement des dons, elle n'est jamais effacée. Envoyez "
+            f"d'abord ses rapports (`imager boot usb-sync {dev} --station URL`), puis "
+            f"réécrivez-la avec `imager boot usb {dev}` / {dev} is an imager USB stick (its "
+            f"{LABEL} partition {part}): the reports it keeps are the proof that donated "
+            "drives were erased, so it is never erased. Send its reports first (`imager boot "
+            f"usb-sync {dev} --station URL`), then rewrite it with `imager boot usb {dev}`; "
+            f"only once they are sent, to make it a plain drive, clear it (`wipefs --all "
+            f"{dev}`)")
 
 
 def virtual_kind(sysname: str) -> str | None:

@@ -3,7 +3,8 @@
 Facts of one target path: what it is (block device, file), its disk and that
 disk's family (partitions, holders), mounts and the running system's roles
 (root, boot, swap), the programs holding it open, the loop devices it backs,
-a loop's backing device, and whether the station's configuration excludes it.
+a loop's backing device, whether the station's configuration excludes it, and
+whether its disk is an imager USB stick (an IMAGER-DATA partition: imager.host.stick_data).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import stat
 from pathlib import Path
 
 from imager.host import devices as hd
+from imager.host import stick_data
 from imager.host.devices import DeviceFacts, Mount
 from imager.settings import Settings
 
@@ -66,6 +68,7 @@ def _block_facts(path: str, rdev: int, settings: Settings,
         loop_users=tuple(hd.loops_backed_by(devnos, settings)),
         backing=_loop_backing(sysname, settings, mounted),
         excluded=_excluded(path, sysname, disk, devnos, settings),
+        imager_stick=stick_data.recognise(str(settings.dev_root / disk), settings),
     )
 
 

@@ -43,6 +43,7 @@ class DeviceFacts:
     loop_users: tuple[str, ...] = ()         # loop devices backed by this file or disk
     backing: DeviceFacts | None = None       # facts of a loop's backing block device
     excluded: str | None = None              # the IMAGER_EXCLUDE entry that covers it
+    imager_stick: str | None = None          # its disk's IMAGER-DATA partition (an imager stick)
 
 
 def read_mounts(settings: Settings) -> list[Mount]:

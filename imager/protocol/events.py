@@ -131,6 +131,23 @@ class DriveDetachedData(_Strict):
     reason: str = Field(default="", max_length=2000)
 
 
+class StickSeenData(_Strict):
+    """An imager USB stick (IMAGER-DATA) plugged into a dock agent's machine: never a
+    drive; its spool synced by the agent (imager.agent.stick_sync), and how that went,
+    in plain French for the board and in English."""
+
+    path: str = Field(min_length=1, max_length=4096)
+    stick: str = Field(min_length=1, max_length=4096)        # DriveIdentity.key, or path
+    outcome: Literal["sent", "partial", "nothing", "waiting", "unreachable", "failed",
+                     "written", "read_only", "off"]
+    text: str = Field(min_length=1, max_length=2000)
+    text_en: str = Field(min_length=1, max_length=4000)
+    pending: Count = 0
+    sent: Count = 0
+    left: Count = 0
+    agent: str | None = Field(default=None, max_length=200)
+
+
 class MachineFacts(BaseModel):
     """The part of an inventory the registry files a machine under; the rest of
     the inventory is kept as evidence, as reported."""
@@ -290,6 +307,11 @@ class DriveDetached(_Envelope):
     data: DriveDetachedData
 
 
+class StickSeen(_Envelope):
+    kind: Literal["stick_seen"]
+    data: StickSeenData
+
+
 class MachineInventory(_Envelope):
     kind: Literal["machine_inventory"]
     data: MachineInventoryData
@@ -332,7 +354,7 @@ class Progress(_Envelope):
 
 JobEnvelope = JobMove | JobEvent | JobPlan | JobCheckpoint | JobDrive | Progress
 Event = Annotated[DriveAttached | DriveDetached | MachineInventory | Heartbeat |
-                  OfflineErasure | OfflineDeployment | JobEnvelope,
+                  OfflineErasure | OfflineDeployment | StickSeen | JobEnvelope,
                   Field(discriminator="kind")]
 # The kinds, read from the models (the one place they are written).
 KINDS: tuple[str, ...] = tuple(get_args(model.model_fields["kind"].annotation)[0]

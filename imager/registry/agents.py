@@ -238,4 +238,5 @@ def summary(agent: Agent) -> dict[str, Any]:
             "fingerprint": fingerprint(agent.public_key) if agent.public_key else None,
             "enrolled_by": agent.enrolled_by,
             "last_seen_at": agent.last_seen_at.isoformat() if agent.last_seen_at else None,
-            "revoked": agent.revoked_reason}
+            "revoked": agent.revoked_reason,
+            "stick": (agent.info or {}).get("stick")}     # the last imager stick it saw

@@ -74,6 +74,8 @@ class Applier:
             self._offline(s, agent, event.data, effects)
         elif isinstance(event, ev.OfflineDeployment):
             _offline_deployment(s, agent, event.data, self.settings)
+        elif isinstance(event, ev.StickSeen):
+            _stick_seen(agent, event)
         elif not isinstance(event, ev.Heartbeat):
             self._job_event(s, agent, event, effects)
         return effects
@@ -320,6 +322,16 @@ def _check_report(s: Session, job: Job, move: ev.JobMoveData) -> None:
 
 def _owner(owner: ev.Owner | None) -> Owner | None:
     return Owner(**owner.model_dump()) if owner is not None else None
+
+
+def _stick_seen(agent: Agent, event: ev.StickSeen) -> None:
+    """The last imager stick an agent saw, kept on its record for the board (the
+    stick's reports themselves come as the events of the laptop's agent)."""
+    if agent.kind != "dock":
+        raise UsageError(f"agent {agent.name} is a laptop's ({agent.kind}): only a dock agent "
+                    "reports imager sticks plugged into the station")
+    agent.info = {**(agent.info or {}), "stick": {
+        **event.data.model_dump(mode="json"), "at": event.at.isoformat()}}
 
 
 def _detached(s: Session, agent: Agent, data: ev.DriveDetachedData, *, actor: str) -> None:
