@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
-from alembic.script import ScriptDirectory
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from test_postgresql import PgServer, pg  # noqa: F401 - the server fixture, used by name
