@@ -23,6 +23,7 @@ from imager.model import ErasePlan
 from imager.registry import items, machines
 from imager.registry.accounts import Person
 from imager.registry.habilitations import Habilitations
+from imager.station.push import PushStatus
 from imager.station.service import Station
 from imager.station.web.auth import posted, signed_in
 from imager.station.web.detail import images
@@ -120,6 +121,17 @@ def cards(station: Station, meter: Meter) -> list[dict[str, Any]]:
     return drives
 
 
+def _card(key: str, html: str) -> str:
+    """A Server-Sent Event replacing the page's element `key` by `html`."""
+    return f"event: card\ndata: {json.dumps({'id': key, 'html': html})}\n\n"
+
+
+def portal_status(station: Station) -> PushStatus | None:
+    """Where the pushes to the network's portal stand (None: this station does not
+    push: no `--portal`)."""
+    return station.pusher.status() if station.pusher is not None else None
+
+
 def _laptop_line(s: Session, machine: Machine) -> dict[str, Any]:
     """The laptop a drive is in, for its card: what it is, and how its live system
     was booted (network or USB, Secure Boot) as its agent is known."""
@@ -162,6 +174,7 @@ def router(station: Station, habilitations: Habilitations) -> APIRouter:
     def board(request: Request) -> Response:
         person = signed_in(station, request)
         return render(request, "board.html", {"cards": snapshot.cards(fresh=True),
+                                              "portal": portal_status(station),
                                               **context(person)}, person=person)
 
     @web.get("/board/events", include_in_schema=False)
@@ -171,21 +184,26 @@ def router(station: Station, habilitations: Habilitations) -> APIRouter:
 
         async def stream() -> AsyncIterator[str]:
             seen, sent = -1, dict[str, dict[str, Any]]()
+            shown: PushStatus | None = None
             while not await request.is_disconnected():
                 version = await anyio.to_thread.run_sync(station.wait_change, seen, KEEPALIVE)
                 if version == seen:
                     yield ": still here\n\n"
                     continue
                 seen = version
+                portal = portal_status(station)
+                if portal is not None and portal != shown:
+                    shown = portal
+                    yield _card("portal-status", fragment(request, "_portal.html",
+                                                          {"portal": portal}, person=person))
                 now = await anyio.to_thread.run_sync(snapshot.cards)
                 for card in now:            # only the cards whose data changed are rendered
                     key = f"drive-{card['id']}"
                     if sent.get(key) == card:
                         continue
                     sent[key] = card
-                    html = fragment(request, "_card.html", {"c": card, **around},
-                                    person=person)
-                    yield f"event: card\ndata: {json.dumps({'id': key, 'html': html})}\n\n"
+                    yield _card(key, fragment(request, "_card.html", {"c": card, **around},
+                                              person=person))
                 await asyncio.sleep(MIN_INTERVAL)
 
         return StreamingResponse(stream(), media_type="text/event-stream",
