@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
 from sqlalchemy import select
 
 from imager.errors import ImagerError, NotFound
@@ -55,7 +56,8 @@ def router(station: Station) -> APIRouter:
     async def certificate(reference: str, request: Request) -> Response:
         person, _ = await posted(station, request)
         try:
-            station.issuer().donation(reference)
+            # In a worker thread: pyHanko signs the PDF with asyncio.run (not in a loop).
+            await run_in_threadpool(station.issuer().donation, reference)
         except ImagerError as exc:
             return page(request, reference, 400, error=str(exc))
         station.changed()
