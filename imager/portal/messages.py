@@ -89,16 +89,9 @@ class Incoming:
 
 
 @dataclass(frozen=True)
-class MessageView:
+class MessageView(Incoming):
     """A stored message as coordinators see it."""
 
-    id: str
-    machine: str
-    lang: str
-    name: str
-    contact: str
-    text: str
-    written_at: datetime
     received_at: datetime
     read_at: datetime | None
     read_by: str | None
