@@ -87,13 +87,14 @@ def sample() -> dict[str, Any]:
     return record
 
 
-def tls_server_context(issuer: TlsCa, folder: Path, *, days: tuple[int, int]
-                       ) -> ssl.SSLContext:
-    """The TLS context of a server on 127.0.0.1 whose certificate `issuer` made for
-    that address, valid from now + days[0] to now + days[1] (files kept in `folder`)."""
+def tls_server_context(issuer: TlsCa, folder: Path, *, days: tuple[int, int],
+                       names: Sequence[str] = ("127.0.0.1",)) -> ssl.SSLContext:
+    """The TLS context of a server on 127.0.0.1 (or `names`) whose certificate `issuer`
+    made for that address, valid from now + days[0] to now + days[1] (files kept in
+    `folder`)."""
     key = ec.generate_private_key(ec.SECP256R1())
     now = datetime.now(UTC)
-    cert = issuer.issue(key, ["127.0.0.1"], start=now + timedelta(days=days[0]),
+    cert = issuer.issue(key, list(names), start=now + timedelta(days=days[0]),
                         end=now + timedelta(days=days[1]))
     folder.mkdir(parents=True, exist_ok=True)
     chain, key_file = folder / "server.pem", folder / "server.key"

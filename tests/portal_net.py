@@ -1,19 +1,32 @@
 """A network for the portal's tests: a network CA, stations whose keys it certified
 (through `imager keys csr` / `imager keys install`, as a coordinator does), the
 portal's HTTPS certificate from a test CA the stations pin, and a real `imager
-portal serve` process on loopback."""
+portal serve` process (on loopback, or on an address of a network namespace).
+
+`PortalNet` puts each party in its own network namespace (tests/bootnet.py's
+BenchNet without its router): a bridge in a "lan" namespace, and one namespace per
+party joined to it by a veth, with an address on a private subnet. `inside(name)`
+runs the calling thread (and the processes it starts) in a party's namespace:
+
+    with PortalNet(tmp, ["portal", "gap", "visitor"]) as net, net.inside("portal"):
+        portal.start()                   # `imager portal serve` in the portal's
+"""
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import os
 import shutil
 import ssl
 import subprocess
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
+from bootnet import BenchNet, _run
 from certmaker import Made, make, pem, tls_server_context
 from clirun import imager, spawn
 from station_proc import Console, free_port, until
@@ -70,22 +83,23 @@ class PortalTls:
     key: Path
 
 
-def portal_tls(folder: Path) -> PortalTls:
-    """The portal's HTTPS certificate for 127.0.0.1, from a test CA."""
+def portal_tls(folder: Path, host: str = "127.0.0.1") -> PortalTls:
+    """The portal's HTTPS certificate for `host`, from a test CA."""
     issuer = TlsCa.open(folder / "ca", load_profile(Settings(data_dir=folder)))
-    tls_server_context(issuer, folder / "server", days=(-1, 30))
+    tls_server_context(issuer, folder / "server", days=(-1, 30), names=[host])
     return PortalTls(issuer.path, folder / "server" / "server.pem",
                      folder / "server" / "server.key")
 
 
 class Portal:
-    """`imager portal serve` on 127.0.0.1 over HTTPS, stoppable and restartable."""
+    """`imager portal serve` on `host` (127.0.0.1 unless told) over HTTPS, stoppable
+    and restartable."""
 
     def __init__(self, folder: Path, database: str, network_ca: Path, tls: PortalTls,
-                 *, port: int | None = None) -> None:
+                 *, port: int | None = None, host: str = "127.0.0.1") -> None:
         self.folder, self.database, self.network_ca, self.tls = folder, database, network_ca, tls
-        self.port = port or free_port()
-        self.url = f"https://127.0.0.1:{self.port}"
+        self.host, self.port = host, port or free_port()
+        self.url = f"https://{host}:{self.port}"
         self.proc: subprocess.Popen[str] | None = None
         self.console: Console | None = None      # what it printed (stderr), read as it comes
 
@@ -93,7 +107,7 @@ class Portal:
         return ssl.create_default_context(cafile=str(self.tls.ca))
 
     def start(self) -> None:
-        self.proc = spawn(self.folder, "portal", "serve", "--listen", f"127.0.0.1:{self.port}",
+        self.proc = spawn(self.folder, "portal", "serve", "--listen", f"{self.host}:{self.port}",
                           "--database", self.database, "--network-ca", str(self.network_ca),
                           "--tls-cert", str(self.tls.cert), "--tls-key", str(self.tls.key))
         assert self.proc.stderr is not None
@@ -127,3 +141,60 @@ class Portal:
             self.proc.wait(30)
         self.proc.kill()                 # nothing, once it ended
         self.proc.wait()
+
+
+# -- network namespaces -----------------------------------------------------------------
+
+SUBNET = "10.67.0"              # not bootnet's 10.66.0: both may run on one machine
+CLONE_NEWNET = 0x40000000
+
+
+def _setns(fd: int) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.setns(fd, CLONE_NEWNET) != 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, f"setns: {os.strerror(errno)}")
+
+
+class PortalNet(BenchNet):
+    """A bridge in a "lan" namespace and one namespace per party (`parties`), each
+    joined to the bridge by a veth with the address `address[party]` on SUBNET.0/24;
+    everything made is removed on exit (BenchNet.close), processes left in them
+    killed. No router, no DHCP: fixed addresses."""
+
+    def __init__(self, workdir: Path, parties: Sequence[str]) -> None:
+        super().__init__(workdir)
+        self.namespace = {p: f"{self.tag}-{i}{p[:6]}" for i, p in enumerate(parties)}
+        self.address = {p: f"{SUBNET}.{10 + i}" for i, p in enumerate(parties)}
+        self._extra: list[str] = []
+
+    def _create(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self._add_namespace(self.lan)
+        _run(["ip", "-n", self.lan, "link", "add", "br0", "type", "bridge", "stp_state", "0",
+              "forward_delay", "0"])
+        _run(["ip", "-n", self.lan, "link", "set", "br0", "up"])
+        for i, (party, ns) in enumerate(self.namespace.items()):
+            self._add_namespace(ns)
+            self._veth(f"x{i}", ns, "eth0", f"{self.address[party]}/24")
+
+    def add_address(self, party: str) -> str:
+        """One more address on `party`'s interface (a client the portal has not seen)."""
+        extra = f"{SUBNET}.{100 + len(self._extra)}"
+        self.run(self.namespace[party], ["ip", "addr", "add", f"{extra}/24", "dev", "eth0"])
+        self._extra.append(extra)
+        return extra
+
+    @contextlib.contextmanager
+    def inside(self, party: str) -> Iterator[None]:
+        """The calling thread in `party`'s namespace (and what it starts), then back
+        in the one it was in."""
+        back = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+        there = os.open(f"/run/netns/{self.namespace[party]}", os.O_RDONLY)
+        try:
+            _setns(there)
+            yield
+        finally:
+            _setns(back)
+            os.close(there)
+            os.close(back)

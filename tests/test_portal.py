@@ -1,4 +1,5 @@
-"""Two stations and the network's portal: real PostgreSQL, real HTTPS between them.
+"""Two stations and the network's portal, each in its own network namespace: real
+PostgreSQL, real HTTPS between them.
 
 Two workshops, each a station with its own data dir and its own key, certified by one
 network CA (made here, through `imager keys csr` / `install`). Both issue documents
@@ -11,8 +12,13 @@ again sends nothing; a station outside the network, a forked ledger, a ledger go
 backwards and another station's documents are refused; a withdrawal pushed later
 reaches the public page; the public page answers for an id and its hash only.
 
-Network namespaces are not used here: the stations and the portal talk on loopback,
-each on its own port (the portal's listener split is tests/test_portal_routes.py).
+The network (tests/portal_net.py PortalNet, made by the test and removed after it):
+a bridge in a namespace of its own; the portal, Gap, Briançon, a third station's
+machine and a visitor (who checks documents on the public page) each in a namespace
+joined to it by a veth, on 10.67.0.0/24. The portal listens on its namespace's
+address only; every station command runs in its station's namespace; the test's own
+requests come from the visitor's. PostgreSQL listens on a Unix socket, beside the
+network (the portal's listener split is tests/test_portal_routes.py).
 """
 
 from __future__ import annotations
@@ -20,6 +26,8 @@ from __future__ import annotations
 import hashlib
 import html
 import json
+import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,8 +37,8 @@ import httpx
 import pytest
 from certmaker import make
 from clirun import imager, json_lines
-from conftest import LoopFactory
-from portal_net import Portal, copy_keys, network_ca, portal_tls, station
+from conftest import LoopFactory, need, need_root
+from portal_net import Portal, PortalNet, copy_keys, network_ca, portal_tls, station
 from sqlalchemy import func, select
 from station_proc import Serve, until
 from test_postgresql import PgServer, pg  # noqa: F401 - the server fixture, used by name
@@ -87,38 +95,50 @@ def _issue_briancon(data: Path) -> dict[str, dict[str, Any]]:
     return {"des": des, "don": don}
 
 
+PARTIES = ("portal", "gap", "briancon", "third", "visitor")
+
+
 @pytest.fixture(scope="module")
 def net(pg: PgServer, tmp_path_factory: pytest.TempPathFactory  # noqa: F811
         ) -> Iterator[dict[str, Any]]:
-    """Gap and Briançon issue while the portal is down; then it starts and both push."""
+    """Gap and Briançon issue while the portal is down; then it starts and both push.
+    The tests run in the visitor's namespace."""
+    need_root()
+    need(shutil.which("ip") is not None, "needs ip (iproute2) for network namespaces")
     base = tmp_path_factory.mktemp("portal")
     loops = LoopFactory(base)
-    ca, ca_file = network_ca(base / "ca")
-    tls = portal_tls(base / "tls")
-    database = pg.create_database("portal")
-    portal = Portal(base / "portal", database, ca_file, tls)
-    verify_url = f"{portal.url}/verifier"
-    gap = station(base / "gap", "Atelier de Gap", verify_url, ca)
-    bri = station(base / "briancon", "Atelier de Briançon", verify_url, ca)
-    target = ["--portal", portal.url, "--ca", str(tls.ca)]
-    briancon = Serve(bri, "--no-local-agent", "--portal", portal.url, "--portal-ca",
-                     str(tls.ca), "--portal-every", "2")
-    try:
-        briancon.start()                   # its pusher tries, and fails: the portal is down
-        docs = {"gap": _issue_gap(gap, loops), "briancon": _issue_briancon(bri)}
-        briancon.console(r"push to the portal .* failed \(PortalUnreachable\)")
-        portal.start()
-        pushed = json.loads(imager(gap, "portal", "push", *target, "--batch", "2",
-                                   "--json").stdout)
-        db = PortalDb.open_url(database)
-        yield {"base": base, "pg": pg, "ca": ca, "ca_file": ca_file, "tls": tls, "portal": portal,
-               "db": db, "gap": gap, "briancon": bri, "docs": docs, "target": target,
-               "pushed": pushed, "briancon_serve": briancon}
-        db.close()
-    finally:
-        briancon.close()
-        portal.stop()
-        loops.detach_all()
+    with PortalNet(base / "net", PARTIES) as pn:
+        ca, ca_file = network_ca(base / "ca")
+        tls = portal_tls(base / "tls", pn.address["portal"])
+        database = pg.create_database("portal")
+        portal = Portal(base / "portal", database, ca_file, tls, host=pn.address["portal"])
+        verify_url = f"{portal.url}/verifier"
+        gap = station(base / "gap", "Atelier de Gap", verify_url, ca)
+        bri = station(base / "briancon", "Atelier de Briançon", verify_url, ca)
+        target = ["--portal", portal.url, "--ca", str(tls.ca)]
+        briancon = Serve(bri, "--no-local-agent", "--portal", portal.url, "--portal-ca",
+                         str(tls.ca), "--portal-every", "2")
+        try:
+            with pn.inside("briancon"):
+                briancon.start()           # its pusher tries, and fails: the portal is down
+            docs = {"gap": _issue_gap(gap, loops), "briancon": _issue_briancon(bri)}
+            briancon.console(r"push to the portal .* failed \(PortalUnreachable\)")
+            with pn.inside("portal"):
+                portal.start()
+            with pn.inside("gap"):
+                pushed = json.loads(imager(gap, "portal", "push", *target, "--batch", "2",
+                                           "--json").stdout)
+            db = PortalDb.open_url(database)
+            with pn.inside("visitor"):
+                yield {"base": base, "pg": pg, "ca": ca, "ca_file": ca_file, "tls": tls,
+                       "portal": portal, "db": db, "gap": gap, "briancon": bri, "docs": docs,
+                       "target": target, "pushed": pushed, "briancon_serve": briancon,
+                       "pn": pn}
+            db.close()
+        finally:
+            briancon.close()
+            portal.stop()
+            loops.detach_all()
 
 
 def _held(db: PortalDb, data: Path) -> list[dict[str, Any]]:
@@ -166,11 +186,13 @@ def test_both_stations_ledgers_reach_the_portal_in_batches(net: dict[str, Any]) 
 
 
 def test_pushing_again_sends_nothing(net: dict[str, Any]) -> None:
-    again = json.loads(imager(net["gap"], "portal", "push", *net["target"], "--json").stdout)
+    with net["pn"].inside("gap"):
+        again = json.loads(imager(net["gap"], "portal", "push", *net["target"],
+                                  "--json").stdout)
+        waiting = json.loads(imager(net["gap"], "portal", "waiting", "--portal",
+                                    net["portal"].url, "--json").stdout)
     assert (again["batches"], again["entries"], again["donations"]) == (0, 0, 0)
     assert again["head"]["seq"] == 3
-    waiting = json.loads(imager(net["gap"], "portal", "waiting", "--portal",
-                                net["portal"].url, "--json").stdout)
     assert waiting["total"] == 0 and waiting["since"]
 
 
@@ -181,7 +203,8 @@ def test_a_station_outside_the_network_is_refused(net: dict[str, Any]) -> None:
     elsewhere = station(net["base"] / "elsewhere", "Atelier d'ailleurs", url, other_ca)
     for data in (alone, elsewhere):
         _destroy_for(data)
-        done = imager(data, "portal", "push", *net["target"], check=False)
+        with net["pn"].inside("third"):
+            done = imager(data, "portal", "push", *net["target"], check=False)
         assert done.returncode == 2, done.stdout
         assert "station hors du réseau / not a station of the network" in done.stderr, \
             done.stderr
@@ -216,15 +239,17 @@ def _batch(data: Path, upto: int) -> Push:
     return Push(ledger=LedgerBatch(entries=entries, head=head.decode()))
 
 
-def _send(data: Path, net: dict[str, Any], push: Push) -> PortalRefused:
-    """What the portal answers when the station of `data` sends `push` by hand."""
-    client = PortalClient(PortalTarget(net["portal"].url, net["tls"].ca),
-                          station_keys(Settings(data_dir=data)))
-    try:
-        with pytest.raises(PortalRefused) as refused:
-            client.post(PUSH_PATH, push)
-    finally:
-        client.close()
+def _send(data: Path, net: dict[str, Any], push: Push, party: str = "gap") -> PortalRefused:
+    """What the portal answers when the station of `data` sends `push` by hand, from
+    the namespace of `party`."""
+    with net["pn"].inside(party):
+        client = PortalClient(PortalTarget(net["portal"].url, net["tls"].ca),
+                              station_keys(Settings(data_dir=data)))
+        try:
+            with pytest.raises(PortalRefused) as refused:
+                client.post(PUSH_PATH, push)
+        finally:
+            client.close()
     return refused.value
 
 
@@ -240,12 +265,14 @@ def test_a_forked_ledger_one_going_backwards_or_another_stations_are_refused(
     _destroy_for(fork)
     for n in (1, 2):
         _destroy(fork, f"WD-FORK-{n}")
-    refused = _send(fork, net, _batch(fork, 3))            # same seq, another hash
+    refused = _send(fork, net, _batch(fork, 3), "third")   # same seq, another hash
     assert refused.reason == "fork", refused
-    said = imager(fork, "portal", "push", *net["target"], check=False)
+    with net["pn"].inside("third"):
+        said = imager(fork, "portal", "push", *net["target"], check=False)
     assert said.returncode == 2 and "un autre registre" in said.stderr, said.stderr
 
-    stolen = _send(net["briancon"], net, _batch(gap, 3))   # Gap's ledger from Briançon
+    stolen = _send(net["briancon"], net, _batch(gap, 3),   # Gap's ledger from Briançon
+                   "briancon")
     assert stolen.reason == "other-station", stolen
     assert _held(db, gap) == before
     with db.session(readonly=True) as s:
@@ -257,10 +284,11 @@ def test_a_forked_ledger_one_going_backwards_or_another_stations_are_refused(
 def test_a_withdrawal_pushed_later_reaches_the_public_page(net: dict[str, Any]) -> None:
     des = net["docs"]["gap"]["des"]
     imager(net["gap"], "cert", "withdraw", des["id"], "--by", "Hélène Dupré", "--reason", WHY)
-    waiting = json.loads(imager(net["gap"], "portal", "waiting", "--portal",
-                                net["portal"].url, "--json").stdout)
-    assert waiting["entries"] == 1
-    imager(net["gap"], "portal", "push", *net["target"])
+    with net["pn"].inside("gap"):
+        waiting = json.loads(imager(net["gap"], "portal", "waiting", "--portal",
+                                    net["portal"].url, "--json").stdout)
+        assert waiting["entries"] == 1
+        imager(net["gap"], "portal", "push", *net["target"])
     said = _lookup(net["portal"], des, **JSON).json()
     assert said["state"] == "withdrawn" and said["withdrawal"]["reason"] == WHY
     page = html.unescape(_lookup(net["portal"], des).text)
@@ -297,8 +325,23 @@ def test_the_public_page_answers_for_an_id_and_its_hash_only(net: dict[str, Any]
         assert PERSON not in private and "WD-BRI-0001" not in private and TECH not in private
     _drop_connections(net["pg"])       # PostgreSQL drops the portal's connections:
     assert _lookup(portal, eff, **JSON).json()["state"] == "genuine"    # asked again
-    with portal.client(transport=httpx.HTTPTransport(local_address="127.0.0.7",
+    fresh = net["pn"].add_address("visitor")     # a client the portal has not seen yet
+    with portal.client(transport=httpx.HTTPTransport(local_address=fresh,
                                                      verify=portal.context())) as http:
         answers = [http.get("/verifier", params={"id": eff["id"], "sha256": eff["sha256"]},
                             headers=JSON).status_code for _ in range(31)]
     assert answers[:30] == [200] * 30 and answers[30] == 429      # per client address
+
+
+def test_each_party_runs_in_its_own_network_namespace(net: dict[str, Any]) -> None:
+    pn, portal, briancon = net["pn"], net["portal"], net["briancon_serve"]
+
+    def where(pid: int) -> str:
+        return subprocess.run(["ip", "netns", "identify", str(pid)], capture_output=True,
+                              text=True, check=True).stdout.strip()
+
+    assert where(portal.proc.pid) == pn.namespace["portal"]
+    assert where(briancon.proc.pid) == pn.namespace["briancon"]
+    assert urlsplit(portal.url).hostname == pn.address["portal"] != "127.0.0.1"
+    with pytest.raises(httpx.ConnectError):        # not on the visitor's own loopback
+        httpx.get(f"https://127.0.0.1:{portal.port}/", verify=False, timeout=5)

@@ -65,7 +65,7 @@ def test_the_portal_serves_no_route_of_the_station(portal_app: FastAPI,
     assert shared == PUBLIC
     assert {(method, path) for method, path, _ in portal} - PUBLIC == {
         ("GET", "/api/portal/v1/health"), ("POST", "/api/portal/v1/state"),
-        ("POST", "/api/portal/v1/push")}
+        ("POST", "/api/portal/v1/push"), ("POST", "/api/v1/messages")}
 
 
 def test_every_station_path_is_not_found_on_the_portal(portal_app: FastAPI,

@@ -48,7 +48,8 @@ def _stream(web: TestClient, until: Callable[[dict[str, Any]], bool]) -> list[di
         assert resp.headers["content-type"].startswith("text/event-stream")
         for line in resp.iter_lines():
             event = line[7:] if line.startswith("event: ") else event
-            if line.startswith("data: ") and event == "card":
+            if line.startswith("data: ") and event == "card" \
+                    and json.loads(line[6:])["id"].startswith("drive-"):
                 got.append(json.loads(line[6:]))
                 if until(got[-1]) or len(got) > 20:
                     break
@@ -289,3 +290,21 @@ def test_a_secure_boot_refusal_shows_on_the_board_with_what_to_do(
     assert "52:54:00:aa:00:01" in page and "2 essais" in page
     assert "démarre le système de la station : système de la station" in page
     assert page.index("52:54:00:aa:00:01") < page.index("PF1OK")      # the problem first
+
+
+def test_an_imager_stick_plugged_in_shows_what_became_of_its_reports(
+        web: TestClient, station: Station) -> None:
+    """A dock agent said what it did with an imager stick (it has no drive card):
+    the board says it, and marks a stick whose reports wait for a person."""
+    from imager.store.db import utcnow
+    agent = dock(station)
+    send(station, agent, "stick_seen", {
+        "path": "/dev/sdc", "stick": "serial:SanDisk Cruzer Blade:4C53", "outcome": "waiting",
+        "text": "Clé imager branchée : ses rapports attendent qu'un technicien accepte "
+                "l'agent live-usb.", "text_en": "Imager stick: its reports wait.",
+        "pending": 2, "sent": 0, "left": 2, "agent": "live-usb"},
+        at=utcnow().isoformat())
+    page = html.unescape(web.get("/board").text)
+    assert "Clés imager" in page and "ses rapports attendent" in page
+    assert 'class="boot stopped"' in page                    # it needs a person
+    assert utcnow().astimezone().strftime("%H:") in page

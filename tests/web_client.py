@@ -62,11 +62,12 @@ def sign_in(web: TestClient, login: str, password: str = PASSWORD) -> int:
     return resp.status_code
 
 
-def send(station: Station, agent: int, kind: str, data: dict[str, Any]) -> None:
-    """One event of `agent`, which the station must apply."""
+def send(station: Station, agent: int, kind: str, data: dict[str, Any],
+         at: str = "2026-12-06T09:00:00Z") -> None:
+    """One event of `agent` (said at `at`), which the station must apply."""
     n = next(_ids)
     (answer,) = station.receive(agent, ev.parse_events([{
-        "id": f"b{n}", "seq": n, "at": "2026-12-06T09:00:00Z", "v": 2, "kind": kind,
+        "id": f"b{n}", "seq": n, "at": at, "v": 2, "kind": kind,
         "data": data}]))
     assert answer["outcome"] == "applied", answer
 

@@ -167,6 +167,7 @@ def _serve(settings: Settings, options: ServeOptions, *, lab: bool) -> None:
         threading.Thread(target=_start_agent, args=(server, station, stop),
                          daemon=True).start()
     if pusher:
+        station.attach_pusher(pusher)
         pusher.start()
     try:
         server.run()

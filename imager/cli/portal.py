@@ -19,6 +19,7 @@ import logging
 import ssl
 from pathlib import Path
 
+from imager.cli import portal_messages
 from imager.cli.context import Context
 from imager.errors import UsageError
 from imager.host.net import is_loopback
@@ -66,6 +67,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
             sp.add_argument("--batch", type=int, default=100, metavar="N",
                             help="ledger entries per request (default %(default)s)")
         sp.set_defaults(func=func)
+    portal_messages.register(psub)
 
 
 def cmd_push(args: argparse.Namespace, ctx: Context) -> int:

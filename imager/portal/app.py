@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 
 from imager import __version__
 from imager.certify.signing import Trust
-from imager.portal import api, web
+from imager.portal import api, messages_api, web
 from imager.portal.db import PortalDb
 from imager.portal.lookup import PublicLookup
 from imager.portal.receive import Receiver
@@ -49,6 +49,7 @@ def create_app(portal: Portal) -> FastAPI:
         return JSONResponse({"error": exc.detail}, status_code=exc.status_code)
 
     app.include_router(api.router(portal.receiver))
+    app.include_router(messages_api.router(portal.db))
     web.mount(app, portal.lookup, portal.verify_path)
     app.add_middleware(BodyLimit)
     return app

@@ -151,3 +151,21 @@ class PushLog(PortalBase):
     entries: Mapped[int] = mapped_column(Integer, default=0)
     documents: Mapped[int] = mapped_column(Integer, default=0)
     donations: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Message(PortalBase):
+    """A message a beneficiary wrote on a laptop's welcome page ("envoyer un
+    message"), as the laptop sent it (imager.portal.messages): nothing of the
+    request beyond it (no address). Deleted once older than the retention."""
+
+    __tablename__ = "portal_messages"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)   # the laptop's UUID
+    machine: Mapped[str] = mapped_column(String(253))             # its hostname: asset tag
+    lang: Mapped[str] = mapped_column(String(2))
+    name: Mapped[str] = mapped_column(String(200))
+    contact: Mapped[str] = mapped_column(String(300))
+    text: Mapped[str] = mapped_column(Text)
+    written_at: Mapped[datetime]                                   # the laptop's clock
+    received_at: Mapped[datetime] = mapped_column(index=True)     # the portal's
+    read_at: Mapped[datetime | None]
+    read_by: Mapped[str | None] = mapped_column(String(200))

@@ -72,8 +72,10 @@ class Issued:
 class Issuer:
     """Issues every kind of document for one station."""
 
-    def __init__(self, settings: Settings, registry: Registry) -> None:
+    def __init__(self, settings: Settings, registry: Registry, *,
+                 issued: Callable[[Issued], None] | None = None) -> None:
         self.settings, self.registry = settings, registry
+        self.issued = issued          # told of every document once it is filed
         self.profile = load_profile(settings)
         self.keys = station_keys(settings, self.profile)
         self.ledger = Ledger(registry)
@@ -120,8 +122,11 @@ class Issuer:
             for path in written:
                 path.unlink(missing_ok=True)
             raise
-        return Issued(kind, record["id"], sha, paths["json"], paths.get("pdf"), paths.get("csv"),
+        done = Issued(kind, record["id"], sha, paths["json"], paths.get("pdf"), paths.get("csv"),
                       entry.seq)
+        if self.issued is not None:
+            self.issued(done)
+        return done
 
     def _render(self, record: dict[str, Any], signed: bytes, sha: str) -> bytes:
         from imager.certify.render import render_drive_pdf  # WeasyPrint loads slowly

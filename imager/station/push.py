@@ -24,7 +24,9 @@ network or a document that does not verify is refused for good and said.
 
 `Pusher` runs `push` in the background of `imager serve --portal URL`: after each
 push, the next one `every` seconds later; after a failure, again after 5 s, 10 s,
-20 s... up to `every`.
+20 s... up to `every`; at once when nudged (the station issued a document). Its
+`status()` is what the board shows: what waits, the last push that worked, why the
+last one failed.
 """
 
 from __future__ import annotations
@@ -35,8 +37,8 @@ import logging
 import ssl
 import threading
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -356,15 +358,34 @@ def _push_donations(settings: Settings, registry: Registry, client: PortalClient
     _acknowledged(settings, client.url, donations=held)
 
 
+@dataclass(frozen=True)
+class PushStatus:
+    """Where the background pushes stand, for the board: what waits (None: not
+    counted yet), when a push last worked and what it sent, and the last failure
+    (`problem`: "unreachable", try again later; "refused", a person must act)."""
+
+    portal: str
+    waiting: Waiting | None = None
+    ok_at: str | None = None
+    sent: PushReport | None = None
+    problem: str | None = None
+    error: str | None = None
+    failed_at: str | None = None
+
+
 class Pusher:
     """`push` in a background thread, again every `every` seconds, sooner after a
-    failure (FIRST_RETRY, then twice as long each time, up to `every`)."""
+    failure (FIRST_RETRY, then twice as long each time, up to `every`), at once when
+    nudged. `on_change` is called after each push whose status changed (the board
+    shows it)."""
 
     def __init__(self, settings: Settings, registry: Registry, target: PortalTarget, *,
-                 every: float = 60.0) -> None:
+                 every: float = 60.0, on_change: Callable[[], None] | None = None) -> None:
         self.settings, self.registry, self.target, self.every = settings, registry, target, every
+        self.on_change = on_change
         self.last: PushReport | None = None
         self.error: str | None = None
+        self._status = PushStatus(target.url)
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread = threading.Thread(target=self._run, name="portal-push", daemon=True)
@@ -381,21 +402,40 @@ class Pusher:
         self._wake.set()
         self._thread.join(timeout)
 
+    def status(self) -> PushStatus:
+        """Where the pushes stand, as of the last one."""
+        return self._status
+
     def _run(self) -> None:
         failures = 0
         while not self._stop.is_set():
             try:
                 self.last = push(self.settings, self.registry, self.target)
                 self.error, failures = None, 0
+                self._report(ok_at=now_text(), sent=self.last, problem=None, error=None)
                 if self.last.entries or self.last.donations:
                     log.info("portal %s: %s entries, %s donations sent", self.target.url,
                              self.last.entries, self.last.donations)
             except Exception as exc:  # noqa: BLE001 - the thread must live on: said, retried
                 failures += 1
                 self.error = str(exc)
+                self._report(problem="refused" if isinstance(exc, PortalRefused)
+                             else "unreachable", error=str(exc), failed_at=now_text())
                 log.warning("push to the portal %s failed (%s): %s", self.target.url,
                             type(exc).__name__, exc)
             delay = self.every if not failures else min(self.every,
                                                         FIRST_RETRY * 2 ** (failures - 1))
             self._wake.wait(delay)
             self._wake.clear()
+
+    def _report(self, **changes: Any) -> None:
+        """The new status after a push (with what waits now), told if it changed."""
+        try:
+            found: Waiting | None = waiting(self.settings, self.registry, self.target.url)
+        except Exception as exc:  # noqa: BLE001 - a count is not worth stopping the pushes
+            log.warning("cannot count what waits for the portal: %s", exc)
+            found = None
+        before = self._status
+        self._status = replace(before, waiting=found, **changes)
+        if self.on_change is not None and self._status != before:
+            self.on_change()

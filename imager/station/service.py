@@ -21,7 +21,7 @@ import queue
 import secrets
 import threading
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -51,7 +51,8 @@ from imager.store.db import Registry, utcnow
 from imager.store.models import Agent, AgentEvent, Document, Drive, Job, Machine
 
 if TYPE_CHECKING:
-    from imager.registry.issue import Issuer  # loads pyHanko: only when a document is issued
+    from imager.registry.issue import Issued, Issuer  # loads pyHanko: only when issuing
+    from imager.station.push import Pusher
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +83,8 @@ class Station:
         self._watchdog: threading.Thread | None = None
         self._issuer: Issuer | None = None
         self._issuer_lock = threading.Lock()
+        self._on_issued: list[Callable[[Issued], None]] = []
+        self.pusher: Pusher | None = None       # the portal's pushes, shown on the board
 
     # -- life ----------------------------------------------------------------
 
@@ -436,8 +439,26 @@ class Station:
         from imager.registry.issue import Issuer
         with self._issuer_lock:
             if self._issuer is None:
-                self._issuer = Issuer(self.settings, self.registry)
+                self._issuer = Issuer(self.settings, self.registry, issued=self._issued)
             return self._issuer
+
+    def on_issued(self, listener: Callable[[Issued], None]) -> None:
+        """Call `listener` with every document this station's issuer files."""
+        self._on_issued.append(listener)
+
+    def attach_pusher(self, pusher: Pusher) -> None:
+        """The background pushes to the portal (`imager serve --portal`): nudged as
+        soon as a document is issued, their status on the board."""
+        self.pusher = pusher
+        pusher.on_change = self.changed
+        self.on_issued(lambda _issued: pusher.nudge())
+
+    def _issued(self, issued: Issued) -> None:
+        for listener in self._on_issued:
+            try:
+                listener(issued)
+            except Exception as exc:  # noqa: BLE001 - the document is issued whatever
+                log.warning("after %s was issued: %s", issued.id, exc)
 
     def _certify_loop(self) -> None:
         while (job_id := self._certify.get()) is not None:

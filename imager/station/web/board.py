@@ -9,7 +9,7 @@ import asyncio
 import json
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import anyio
@@ -23,6 +23,7 @@ from imager.model import ErasePlan
 from imager.registry import items, machines
 from imager.registry.accounts import Person
 from imager.registry.habilitations import Habilitations
+from imager.station.push import PushStatus
 from imager.station.service import Station
 from imager.station.web.auth import posted, signed_in
 from imager.station.web.detail import images
@@ -30,6 +31,7 @@ from imager.station.web.drive_actions import job_started
 from imager.station.web.netboot import boots
 from imager.station.web.offers import LIVE, offers
 from imager.station.web.pages import fragment, render
+from imager.station.web.sticks import sticks
 from imager.store.models import Agent, Deployment, Drive, Job, Machine
 
 # What to do next, said for the board (no command line at the bench).
@@ -52,9 +54,9 @@ NEXT: dict[str, tuple[str, str]] = {
                      "drive, then install again."),
 }
 MIN_INTERVAL = 0.1         # seconds between two updates sent to one page
-# Seconds between two looks at the network boots (the boot service, another process,
-# writes them); without any change, a comment then keeps the stream open.
-BOOTS_EVERY = 5.0
+# Seconds between two looks at the board's panels (the boot service, another process,
+# writes the network boots); without any change, a comment then keeps the stream open.
+PANELS_EVERY = 5.0
 
 
 class Meter:
@@ -123,6 +125,25 @@ def cards(station: Station, meter: Meter) -> list[dict[str, Any]]:
     return drives
 
 
+def _card(key: str, html: str) -> str:
+    """A Server-Sent Event replacing the page's element `key` by `html`."""
+    return f"event: card\ndata: {json.dumps({'id': key, 'html': html})}\n\n"
+
+
+def portal_status(station: Station) -> PushStatus | None:
+    """Where the pushes to the network's portal stand (None: this station does not
+    push: no `--portal`)."""
+    return station.pusher.status() if station.pusher is not None else None
+
+
+# The board's panels beside the cards: template variable -> (template, reader); the
+# page's element ids
+PANELS: dict[str, tuple[str, Callable[[Station], Any]]] = {
+    "boots": ("_boots.html", boots), "sticks": ("_sticks.html", sticks),
+    "portal": ("_portal.html", portal_status)}
+PANEL_IDS = {"boots": "boots", "sticks": "sticks", "portal": "portal-status"}
+
+
 def _laptop_line(s: Session, machine: Machine) -> dict[str, Any]:
     """The laptop a drive is in, for its card: what it is, and how its live system
     was booted (network or USB, Secure Boot) as its agent is known."""
@@ -165,8 +186,9 @@ def router(station: Station, habilitations: Habilitations) -> APIRouter:
     def board(request: Request) -> Response:
         person = signed_in(station, request)
         return render(request, "board.html", {"cards": snapshot.cards(fresh=True),
-                                              "boots": boots(station), **context(person)},
-                      person=person)
+                                              **{name: read(station) for name, (_, read)
+                                                 in PANELS.items()},
+                                              **context(person)}, person=person)
 
     @web.get("/board/events", include_in_schema=False)
     def events(request: Request) -> Response:
@@ -174,17 +196,18 @@ def router(station: Station, habilitations: Habilitations) -> APIRouter:
         around = context(person)
 
         async def stream() -> AsyncIterator[str]:
-            seen, sent = -1, dict[str, dict[str, Any]]()
-            shown: list[dict[str, Any]] | None = None   # sent first: the page may be older
+            seen, sent = -1, dict[str, Any]()
             while not await request.is_disconnected():
                 version = await anyio.to_thread.run_sync(station.wait_change, seen,
-                                                         BOOTS_EVERY)
-                now_boots = await anyio.to_thread.run_sync(boots, station)
-                if now_boots != shown:      # the boot service writes them: looked at apart
-                    shown = now_boots
-                    html = fragment(request, "_boots.html", {"boots": now_boots},
-                                    person=person)
-                    yield f"event: boots\ndata: {json.dumps({'html': html})}\n\n"
+                                                         PANELS_EVERY)
+                for name, (template, read) in PANELS.items():
+                    # other processes write some (the boot service): looked at each
+                    # time; all sent first (the page may be older than this stream)
+                    data = await anyio.to_thread.run_sync(read, station)
+                    if data is not None and sent.get(name, ()) != data:
+                        sent[name] = data
+                        yield _card(PANEL_IDS[name], fragment(
+                            request, template, {name: data}, person=person))
                 if version == seen:
                     yield ": still here\n\n"
                     continue
@@ -195,9 +218,8 @@ def router(station: Station, habilitations: Habilitations) -> APIRouter:
                     if sent.get(key) == card:
                         continue
                     sent[key] = card
-                    html = fragment(request, "_card.html", {"c": card, **around},
-                                    person=person)
-                    yield f"event: card\ndata: {json.dumps({'id': key, 'html': html})}\n\n"
+                    yield _card(key, fragment(request, "_card.html", {"c": card, **around},
+                                              person=person))
                 await asyncio.sleep(MIN_INTERVAL)
 
         return StreamingResponse(stream(), media_type="text/event-stream",

@@ -6,6 +6,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy import select
+from starlette.concurrency import run_in_threadpool
 
 from imager.errors import ImagerError, NotFound
 from imager.registry import items
@@ -55,7 +56,8 @@ def router(station: Station) -> APIRouter:
     async def certificate(reference: str, request: Request) -> Response:
         person, _ = await posted(station, request)
         try:
-            station.issuer().donation(reference)
+            # In a worker thread: pyHanko signs the PDF with asyncio.run (not in a loop).
+            await run_in_threadpool(station.issuer().donation, reference)
         except ImagerError as exc:
             return page(request, reference, 400, error=str(exc))
         station.changed()

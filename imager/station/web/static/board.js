@@ -1,5 +1,5 @@
-// The board keeps itself up to date: the station sends each card that changed,
-// and the network boots' panel when it changed.
+// The board keeps itself up to date: the station sends each card and each panel
+// (network boots, imager sticks, the portal) that changed.
 "use strict";
 (function () {
   const list = document.querySelector(".cards");
@@ -14,9 +14,5 @@
       const button = document.getElementById(card.id).querySelector("button");
       if (button) { button.focus(); }
     }
-  });
-  source.addEventListener("boots", function (event) {
-    const panel = document.getElementById("boots");
-    if (panel) { panel.outerHTML = JSON.parse(event.data).html; }
   });
 })();
