@@ -86,7 +86,7 @@ def portal_db(pg: PgServer, tmp_path: Path) -> PortalDb:  # noqa: F811
 def test_portal_migrations_match_its_models_and_keep_ledgers_append_only(
         portal_db: PortalDb) -> None:
     with portal_db as db:
-        assert db.current_revision() == "p0001"
+        assert db.current_revision() == "p0002"
         with db.engine.connect() as conn:
             context = MigrationContext.configure(
                 conn, opts={"version_table": "portal_alembic_version"})

@@ -30,7 +30,7 @@ STATES = {
     "received": N_("Received, waiting"),
     "inventoried": N_("Recorded, waiting for erasure"),
     "erasing": N_("Being erased"),
-    "erased": N_("Erased"),
+    "erased": N_("Erased, waiting for its certificate"),
     "erase_failed": N_("Erasure failed: it will be done again, or the drive destroyed"),
     "imaging": N_("Erased, system being installed"),
     "imaged": N_("Erased, system installed"),
@@ -41,7 +41,7 @@ STATES = {
     "to_parts": N_("Kept for spare parts"),
     "to_recycling": N_("Sent to recycling"),
     "to_destroy": N_("Waiting for destruction"),
-    "destroyed": N_("Destroyed"),
+    "destroyed": N_("Destroyed in front of a witness"),
 }
 ERASED = frozenset({"erased", "imaging", "imaged", "image_failed", "certified", "ready",
                     "handed_over"})
