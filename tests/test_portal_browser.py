@@ -19,22 +19,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import fastapi.routing
+import portal_net as pn
 import pytest
 from browser import CHROMIUM_ARGS, LAPTOP, TIMEOUT_MS, describe, need_browser, serious_violations
 from certmaker import make
 from clirun import imager
-from portal_net import (
-    COMPANY,
-    COMPANY_SIRET,
-    DONATION_REF,
-    OTHER,
-    OTHER_SIRET,
-    Portal,
-    network_ca,
-    portal_tls,
-    push_all,
-    workshops,
-)
 from test_portal_donors import PASSWORD, donor_ref
 from test_postgresql import PgServer, pg  # noqa: F401 - the server fixture, used by name
 
@@ -63,14 +52,14 @@ def net(pg: PgServer, tmp_path_factory: pytest.TempPathFactory  # noqa: F811
         ) -> Iterator[dict[str, Any]]:
     need_browser()
     base = tmp_path_factory.mktemp("portal-browser")
-    ca, ca_file = network_ca(base / "ca")
-    tls = portal_tls(base / "tls")
+    ca, ca_file = pn.network_ca(base / "ca")
+    tls = pn.portal_tls(base / "tls")
     database = pg.create_database("portal_browser")
-    portal = Portal(base / "portal", database, ca_file, tls)
-    made = workshops(base, "https://127.0.0.1/verifier", ca)
+    portal = pn.Portal(base / "portal", database, ca_file, tls)
+    made = pn.workshops(base, "https://127.0.0.1/verifier", ca)
     try:
         portal.start()
-        push_all(portal, made["gap"], made["briancon"])
+        pn.push_all(portal, made["gap"], made["briancon"])
         yield {**made, "base": base, "portal": portal, "database": database}
     finally:
         portal.stop()
@@ -124,9 +113,9 @@ def sign_in(page: Page, login: str) -> None:
 
 @pytest.fixture(scope="module")
 def accounts(net: dict[str, Any]) -> dict[str, str]:
-    return {"a": invite(net, "--name", COMPANY, "--siret", COMPANY_SIRET, "--donor",
+    return {"a": invite(net, "--name", pn.COMPANY, "--siret", pn.COMPANY_SIRET, "--donor",
                         f"Atelier de Briançon:{_ref(net)}"),
-            "b": invite(net, "--name", OTHER, "--siret", OTHER_SIRET),
+            "b": invite(net, "--name", pn.OTHER, "--siret", pn.OTHER_SIRET),
             "coord": invite(net, "--name", "Coordination du réseau", "--role", "coordinator")}
 
 
@@ -163,8 +152,8 @@ def test_a_donor_signs_in_and_its_downloads_verify(browser: Browser, net: dict[s
         DOCS.mkdir(exist_ok=True)
         page.screenshot(path=str(DOCS / "portail-dons.png"))
         page.get_by_role("row", name=re.compile("Atelier de Gap")).get_by_role(
-            "link", name=DONATION_REF).click()
-        page.get_by_role("heading", name=f"Don {DONATION_REF}").wait_for()
+            "link", name=pn.DONATION_REF).click()
+        page.get_by_role("heading", name=f"Don {pn.DONATION_REF}").wait_for()
         page.get_by_label("Votre liste : une ligne par objet").fill(
             "INV-0001;WD-GAP-0001\nINV-0002;SN-ABSENT-42")
         page.get_by_role("button", name="Enregistrer ma liste").click()
@@ -266,7 +255,7 @@ def test_axe_on_every_route_of_the_portal(browser: Browser, net: dict[str, Any],
         set_up(page, accounts["coord"], "coord@reseau.example")
         page.goto("/compte/coordination")
         page.get_by_label("Nom de l'organisme").fill("Collège d'Embrun")
-        page.get_by_label("Ses numéros SIRET (séparés par des espaces)").fill(COMPANY_SIRET)
+        page.get_by_label("Ses numéros SIRET (séparés par des espaces)").fill(pn.COMPANY_SIRET)
         page.get_by_role("button", name="Créer l'invitation").click()
         link = page.locator("#invitation-link").inner_text()
         invitation = link[link.index("/compte/invitation/"):]
