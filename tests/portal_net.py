@@ -198,3 +198,41 @@ class PortalNet(BenchNet):
             _setns(back)
             os.close(there)
             os.close(back)
+
+
+# -- donors' accounts (tests/test_portal_donors.py, tests/test_portal_browser.py) ---------
+
+COMPANY = "Société Alpine d'Électricité"
+COMPANY_SIRET = "55208131766522"
+OTHER = "Mairie de Saint-Véran"                  # donor B
+OTHER_SIRET = "21050156400017"
+DONATION_REF, OTHER_REF = "DON-2026-0107", "DON-2026-0200"
+DONATION_TECH = "Zoé Müller-Lefèvre"
+
+
+def workshops(base: Path, verify_url: str, ca: Made) -> dict[str, Any]:
+    """Two workshops of the network, each with a donation of COMPANY (a destroyed
+    drive and the donation's certificate): Gap knows its SIRET, Briançon knows it by
+    name only. Gap also has a donation of OTHER (donor B). The documents are the
+    stations' own (`imager cert destroy`, `imager cert donation`)."""
+    from test_web_verify import _destroy
+
+    gap = station(base / "gap", "Atelier de Gap", verify_url, ca)
+    bri = station(base / "briancon", "Atelier de Briançon", verify_url, ca)
+    imager(gap, "donors", "add", "--kind", "entreprise", "--siret", COMPANY_SIRET, COMPANY)
+    imager(gap, "donors", "add", "--kind", "mairie", "--siret", OTHER_SIRET, OTHER)
+    imager(bri, "donors", "add", "--kind", "entreprise", COMPANY)
+    for data in (gap, bri):
+        imager(data, "technicians", "add", "--level", "Niveau 3", DONATION_TECH)
+        imager(data, "donations", "add", "--donor", COMPANY, DONATION_REF)
+    imager(gap, "donations", "add", "--donor", OTHER, OTHER_REF)
+    docs = {"gap": _destroy(gap, "WD-GAP-0001"), "briancon": _destroy(bri, "WD-BRI-0001")}
+    for data in (gap, bri):
+        imager(data, "cert", "donation", DONATION_REF)
+    return {"gap": gap, "briancon": bri, "docs": docs}
+
+
+def push_all(portal: Portal, *stations: Path) -> None:
+    """Each station sends the portal what it lacks (`imager portal push`)."""
+    for data in stations:
+        imager(data, "portal", "push", "--portal", portal.url, "--ca", str(portal.tls.ca))

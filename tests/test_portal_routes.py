@@ -33,6 +33,18 @@ from imager.web import i18n
 PUBLIC = {("GET", "/verifier"), ("POST", "/verifier"), ("GET", "/v/{doc_id}"),
           ("GET", "/v/{doc_id}/{sha256}"), ("GET", "/static/style.css"), ("GET", "/")}
 
+# The donors' and coordinators' pages (imager.portal.account_web): the portal's own.
+ACCOUNTS = {(method, path) for method, path in (
+    ("GET", "/compte"), ("GET", "/compte/connexion"), ("POST", "/compte/connexion"),
+    ("POST", "/compte/deconnexion"), ("GET", "/compte/invitation/{token}"),
+    ("POST", "/compte/invitation/{token}"), ("GET", "/compte/dons/{donation_id}"),
+    ("POST", "/compte/dons/{donation_id}/attendus"),
+    ("GET", "/compte/dons/{donation_id}/documents/{name}"),
+    ("GET", "/compte/dons/{donation_id}/certificats-station.pem"),
+    ("GET", "/compte/dons/{donation_id}/tete-registre.json"),
+    ("GET", "/compte/verifier-hors-ligne"), ("GET", "/compte/coordination"),
+    ("POST", "/compte/coordination/invitations"))}
+
 
 @pytest.fixture
 def portal_app(tmp_path: Path) -> Iterator[FastAPI]:
@@ -63,9 +75,10 @@ def test_the_portal_serves_no_route_of_the_station(portal_app: FastAPI,
     assert not [r for r in portal if r[2].startswith(("imager.station", "imager.agent"))]
     shared = {(method, path) for method, path, _ in portal} & station
     assert shared == PUBLIC
-    assert {(method, path) for method, path, _ in portal} - PUBLIC == {
+    assert {(method, path) for method, path, _ in portal} - PUBLIC - ACCOUNTS == {
         ("GET", "/api/portal/v1/health"), ("POST", "/api/portal/v1/state"),
         ("POST", "/api/portal/v1/push"), ("POST", "/api/v1/messages")}
+    assert {(method, path) for method, path, _ in portal} >= ACCOUNTS
 
 
 def test_every_station_path_is_not_found_on_the_portal(portal_app: FastAPI,

@@ -8,6 +8,8 @@
   (imager.station.push); `imager serve --portal URL` does the same in the
   background.
 - `waiting` (on a station) says how much the portal has not acknowledged yet.
+- `invite` (on the portal's host) makes a donor's or a coordinator's account and
+  prints its single-use setup link (imager.portal.accounts).
 """
 
 from __future__ import annotations
@@ -51,6 +53,26 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                     help="the path of the verify_url the stations print on their "
                          "certificates' QR codes (default %(default)s)")
     sv.set_defaults(func=cmd_serve)
+    iv = psub.add_parser("invite", help="inviter un donateur / invite a donor",
+                         description="Crée le compte d'un donateur (entreprise, mairie, "
+                         "association) ou d'une coordination, et affiche son lien d'invitation "
+                         "(à usage unique). / Makes a donor's or a coordinator's account and "
+                         "prints its single-use invitation link.")
+    iv.add_argument("--db", "--database", dest="database", required=True, metavar="URL",
+                    help="the portal's database (as for `imager portal serve`)")
+    iv.add_argument("--name", required=True, help="the organisation, e.g. \"Mairie de Gap\"")
+    iv.add_argument("--siret", action="append", default=[], metavar="SIRET",
+                    help="a SIRET whose donations it sees (repeat for several)")
+    iv.add_argument("--donor", action="append", default=[], metavar="STATION:DONOR_REF",
+                    help="a donor number at one station (its key or its name) whose "
+                         "donations it sees (repeat for several)")
+    iv.add_argument("--role", choices=("donor", "coordinator"), default="donor")
+    iv.add_argument("--portal", metavar="URL", default="",
+                    help="the portal's public address, for the link (e.g. "
+                         "https://reseau.example)")
+    iv.add_argument("--by", default="imager portal invite", help="who invites (kept)")
+    iv.add_argument("--json", action="store_true")
+    iv.set_defaults(func=cmd_invite)
     for name, helps, func in (
             ("push", "envoyer au portail ce qu'il n'a pas / send the portal what it lacks",
              cmd_push),
@@ -98,6 +120,25 @@ def cmd_waiting(args: argparse.Namespace, ctx: Context) -> int:
     print(f"En attente d'envoi / waiting: {found.entries} entrée(s) du registre / ledger "
           f"entries, {found.donations} don(s) / donations (dernier accusé de réception / "
           f"last acknowledged: {since})")
+    return 0
+
+
+def cmd_invite(args: argparse.Namespace, ctx: Context) -> int:
+    from imager.portal.accounts import INVITE_DAYS, invite
+    from imager.portal.db import PortalDb
+    with PortalDb.open_url(args.database) as db, db.session() as s:
+        made = invite(s, name=args.name, role=args.role, sirets=args.siret, donors=args.donor,
+                      by=args.by)
+    link = made.link(_url(args.portal) if args.portal else "")
+    if args.json:
+        print(json.dumps({"account": made.account_id, "name": made.name, "link": link,
+                          "token": made.token, "days": INVITE_DAYS}))
+        return 0
+    print(f"Compte / account {made.account_id} « {made.name} » ({args.role})\n"
+          f"Lien d'invitation, valable une fois, {INVITE_DAYS} jours / invitation link, "
+          f"single use, {INVITE_DAYS} days:\n{link}")
+    if not args.portal:
+        print("(ajoutez devant l'adresse du portail / put the portal's address before it)")
     return 0
 
 

@@ -1,5 +1,6 @@
-"""The portal's app: the stations' API (imager.portal.api) and the public pages
-(imager.portal.web), nothing of the station's (no agent, technician or bench route:
+"""The portal's app: the stations' API (imager.portal.api), the public pages
+(imager.portal.web) and the donors' and coordinators' pages (imager.portal.account_web),
+nothing of the station's (no agent, technician or bench route:
 tests/test_portal_routes.py compares the route tables)."""
 
 # No `from __future__ import annotations`: FastAPI reads live annotations.
@@ -10,7 +11,7 @@ from fastapi.responses import JSONResponse
 
 from imager import __version__
 from imager.certify.signing import Trust
-from imager.portal import api, messages_api, web
+from imager.portal import account_web, api, messages_api, web
 from imager.portal.db import PortalDb
 from imager.portal.lookup import PublicLookup
 from imager.portal.receive import Receiver
@@ -26,6 +27,7 @@ class Portal:
     db: PortalDb
     trust: Trust
     verify_path: str = DEFAULT_PATH
+    login_tries: int = account_web.LOGIN_TRIES      # sign-ins per address and window
     receiver: Receiver = field(init=False)
     lookup: PublicLookup = field(init=False)
 
@@ -51,5 +53,7 @@ def create_app(portal: Portal) -> FastAPI:
     app.include_router(api.router(portal.receiver))
     app.include_router(messages_api.router(portal.db))
     web.mount(app, portal.lookup, portal.verify_path)
+    account_web.mount(app, portal.db, web.pages, verify_path=portal.verify_path,
+                      login_tries=portal.login_tries)
     app.add_middleware(BodyLimit)
     return app

@@ -169,3 +169,79 @@ class Message(PortalBase):
     received_at: Mapped[datetime] = mapped_column(index=True)     # the portal's
     read_at: Mapped[datetime | None]
     read_by: Mapped[str | None] = mapped_column(String(200))
+
+
+# -- donors' accounts (migration p0002) ------------------------------------------------
+
+
+class Account(PortalBase):
+    """Someone who signs in to the portal: a donor (a company, a town hall, an
+    association) or a coordinator of the network. Made by an invitation only; the
+    invited person chooses the login and the password (argon2id, imager.store.passwords).
+    A donor sees the donations whose SIRET is one of `sirets`, and those its
+    AccountDonor rows name."""
+
+    __tablename__ = "portal_accounts"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))              # the organisation
+    role: Mapped[str] = mapped_column(String(20))               # donor | coordinator
+    login: Mapped[str | None] = mapped_column(String(200), unique=True)   # set up: chosen
+    password_hash: Mapped[str | None] = mapped_column(String(200))
+    sirets: Mapped[list[str]]
+    active: Mapped[bool] = mapped_column(default=True)
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+    created_by: Mapped[str] = mapped_column(String(300))
+    set_up_at: Mapped[datetime | None]
+
+
+class AccountDonor(PortalBase):
+    """A donor of one station (its donor number there) whose donations an account sees."""
+
+    __tablename__ = "portal_account_donors"
+    __table_args__ = (UniqueConstraint("account_id", "station_id", "donor_ref"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("portal_accounts.id"), index=True)
+    station_id: Mapped[int] = mapped_column(ForeignKey("portal_stations.id"))
+    donor_ref: Mapped[str] = mapped_column(String(64))
+
+
+class Invitation(PortalBase):
+    """A single-use, expiring link to set an account up: only its token's SHA-256 is kept."""
+
+    __tablename__ = "portal_invitations"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("portal_accounts.id"), index=True)
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
+    created_by: Mapped[str] = mapped_column(String(300))
+
+
+class AccountSession(PortalBase):
+    """A signed-in browser: the cookie holds a token whose SHA-256 is `id`."""
+
+    __tablename__ = "portal_sessions"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("portal_accounts.id"), index=True)
+    csrf: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    last_seen_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    ended_at: Mapped[datetime | None]
+
+
+class ExpectedAsset(PortalBase):
+    """One item a donor says it gave: its own asset number and/or a serial number,
+    matched against the serials the stations sent (expected versus received)."""
+
+    __tablename__ = "portal_expected_assets"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    donation_id: Mapped[int] = mapped_column(ForeignKey("portal_donations.id"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    asset: Mapped[str | None] = mapped_column(String(100))
+    serial: Mapped[str | None] = mapped_column(String(100))
+    added_by: Mapped[int] = mapped_column(ForeignKey("portal_accounts.id"))
+    added_at: Mapped[datetime]

@@ -19,7 +19,7 @@ from imager.web.pages import Pages
 HERE = Path(__file__).parent
 LOCALE_DIR = HERE / "locale"
 # First segments of the portal's other pages and API: --verify-path never takes them.
-TAKEN = {"api", "static", "v"}
+TAKEN = {"api", "static", "v", "compte"}
 
 LEAD = N_("This page tells you whether a document from a workshop of the network is "
           "genuine: an erasure certificate, a destruction record or a donation certificate. "

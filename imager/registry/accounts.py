@@ -1,7 +1,7 @@
 """The people who sign in to the station's web pages, and their sessions.
 
-Passwords and bench PINs are kept as argon2id hashes (argon2-cffi's defaults,
-RFC 9106's second recommended parameters). A session lives on the station: the
+Passwords and bench PINs are kept as argon2id hashes (imager.store.passwords,
+shared with the portal's accounts). A session lives on the station: the
 browser's cookie holds a random token whose SHA-256 is the session's key, so a
 copy of the registry opens no session; disabling a user ends its sessions at
 their next request. A user who gets a password wrong LOCK_AFTER times in a row
@@ -13,36 +13,37 @@ printed on the station's console at start while no coordinator exists.
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from imager.errors import NotFound, UsageError
 from imager.store.db import utcnow
 from imager.store.models import SetupLink, Technician, User, WebAction, WebSession
+from imager.store.passwords import LOCK_AFTER as LOCK_AFTER
+from imager.store.passwords import LOCK_MINUTES as LOCK_MINUTES
+from imager.store.passwords import MIN_PASSWORD as MIN_PASSWORD
+from imager.store.passwords import WRONG as WRONG
+from imager.store.passwords import (
+    check_password,
+    hash_secret,
+    token_key,
+    try_password,
+    verified,
+)
 
 ROLES = ("technician", "supervisor", "coordinator")
 ROLE_NAMES = {"technician": ("technicien ou technicienne", "technician"),
               "supervisor": ("superviseur ou superviseuse", "supervisor"),
               "coordinator": ("coordination", "coordinator")}
-MIN_PASSWORD = 10
 PIN_DIGITS = (4, 8)
-LOCK_AFTER = 5
-LOCK_MINUTES = 15
 SESSION_HOURS = 12          # a working day at the bench
 SETUP_MINUTES = 60
 
-_hasher = PasswordHasher()
-
-
-def _sha(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
+_sha = token_key
 
 
 @dataclass(frozen=True)
@@ -85,12 +86,6 @@ def set_level(s: Session, login: str, level: int) -> User:
     return user
 
 
-def check_password(password: str) -> None:
-    if len(password) < MIN_PASSWORD:
-        raise UsageError(f"mot de passe trop court / password too short: at least "
-                         f"{MIN_PASSWORD} characters")
-
-
 def _check_pin(pin: str) -> None:
     if not pin.isdigit() or not PIN_DIGITS[0] <= len(pin) <= PIN_DIGITS[1]:
         raise UsageError(f"le code PIN a {PIN_DIGITS[0]} à {PIN_DIGITS[1]} chiffres / the PIN "
@@ -117,27 +112,15 @@ def create_user(s: Session, *, login: str, name: str, role: str, password: str,
         tech = Technician(name=name, created_at=utcnow())
         s.add(tech)
         s.flush()
-    user = User(login=login, name=name, role=role, password_hash=_hasher.hash(password),
+    user = User(login=login, name=name, role=role, password_hash=hash_secret(password),
                 level=level, technician_id=tech.id, active=True, failed_logins=0,
                 created_at=utcnow(), created_by=by)
     if pin is not None:
         _check_pin(pin)
-        user.pin_hash = _hasher.hash(pin)
+        user.pin_hash = hash_secret(pin)
     s.add(user)
     s.flush()
     return user
-
-
-def _verified(hashed: str | None, secret: str) -> bool:
-    if not hashed:
-        return False
-    try:
-        return _hasher.verify(hashed, secret)
-    except (VerificationError, InvalidHashError):
-        return False
-
-
-WRONG = ("identifiant ou mot de passe incorrect / wrong login or password")
 
 
 def sign_in(s: Session, login: str, password: str) -> tuple[str, Person] | str:
@@ -146,20 +129,10 @@ def sign_in(s: Session, login: str, password: str) -> tuple[str, Person] | str:
     password is counted in the same transaction, which must be committed."""
     user = s.scalar(select(User).where(User.login == login.strip().lower()))
     now = utcnow()
-    if user is not None and user.locked_until is not None and user.locked_until > now:
-        return (f"compte bloqué après {LOCK_AFTER} essais / account locked after "
-                f"{LOCK_AFTER} wrong passwords: try again in {LOCK_MINUTES} minutes, or ask "
-                "a coordinator")
-    if user is None or not user.active or not _verified(user.password_hash, password):
-        if user is not None:
-            user.failed_logins += 1
-            if user.failed_logins >= LOCK_AFTER:
-                user.locked_until, user.failed_logins = now + timedelta(
-                    minutes=LOCK_MINUTES), 0
-        return WRONG
-    user.failed_logins, user.locked_until = 0, None
-    if _hasher.check_needs_rehash(user.password_hash):
-        user.password_hash = _hasher.hash(password)
+    refused = try_password(user, password, usable=user is not None and user.active, now=now)
+    if refused is not None:
+        return refused
+    assert user is not None
     token = secrets.token_urlsafe(32)
     row = WebSession(id=_sha(token), user_id=user.id, acting_id=None,
                      csrf=secrets.token_urlsafe(32), created_at=now, last_seen_at=now,
@@ -198,7 +171,7 @@ def switch(s: Session, person: Person, login: str, pin: str) -> None:
     """On a shared tablet: `login` acts from now on, proven by their PIN; the session
     stays open (nobody is signed out of the record)."""
     user = s.scalar(select(User).where(User.login == login.strip().lower()))
-    if user is None or not user.active or not _verified(user.pin_hash, pin):
+    if user is None or not user.active or not verified(user.pin_hash, pin):
         raise PermissionError("identifiant ou code PIN incorrect / wrong login or PIN")
     row = s.get(WebSession, person.session)
     if row is None:

@@ -11,8 +11,6 @@ of the per-user lock of imager.registry.accounts.
 from __future__ import annotations
 
 import secrets
-from typing import Any
-from urllib.parse import quote
 
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
@@ -24,6 +22,10 @@ from imager.registry.habilitations import ACTIONS, Habilitations
 from imager.station.service import Station
 from imager.station.web.i18n import N_
 from imager.station.web.pages import render
+from imager.web.forms import Forbidden as Forbidden
+from imager.web.forms import form_of
+from imager.web.forms import safe_next as _safe
+from imager.web.forms import set_cookie as _cookie
 from imager.web.limits import Limiter
 
 SESSION_COOKIE = "imager_session"
@@ -37,13 +39,6 @@ class LoginNeeded(Exception):
 
     def __init__(self, path: str) -> None:
         self.path = path
-
-
-class Forbidden(Exception):
-    """A form without its token, or an action the person may not do."""
-
-    def __init__(self, why: str) -> None:
-        self.why = why
 
 
 def require(habilitations: Habilitations, person: Person, action: str) -> None:
@@ -76,16 +71,6 @@ def signed_in(station: Station, request: Request) -> Person:
     return person
 
 
-async def form_of(request: Request, expected: str | None) -> dict[str, str]:
-    """The request's form, once its token equals `expected` (Forbidden otherwise)."""
-    form = await request.form()
-    sent = form.get("csrf")
-    if not expected or not isinstance(sent, str) or not secrets.compare_digest(sent, expected):
-        raise Forbidden("jeton de formulaire manquant ou périmé / form token missing or "
-                        "stale: reload the page and send the form again")
-    return {k: v for k, v in form.items() if isinstance(v, str)}
-
-
 async def posted(station: Station, request: Request, *,
                  habilitations: Habilitations | None = None, action: str | None = None,
                  roles: tuple[str, ...] = ()) -> tuple[Person, dict[str, str]]:
@@ -98,11 +83,6 @@ async def posted(station: Station, request: Request, *,
     if roles:
         require_role(person, *roles)
     return person, form
-
-
-def _cookie(response: Response, request: Request, name: str, value: str, **kw: Any) -> None:
-    response.set_cookie(name, value, httponly=True, samesite="lax",
-                        secure=request.url.scheme == "https", **kw)
 
 
 def router(station: Station) -> APIRouter:
@@ -202,9 +182,3 @@ def router(station: Station) -> APIRouter:
 _SETUP_VOID = N_("This setup link is unknown, used or expired. Restart the station: it "
                  "prints a new one while no coordinator exists.")
 
-
-def _safe(path: str | None) -> str | None:
-    """A local path to go back to after signing in (never another site)."""
-    if path and path.startswith("/") and not path.startswith("//"):
-        return quote(path, safe="/?=&-_.")
-    return None

@@ -1,7 +1,7 @@
 """The beneficiaries' messages (imager.portal.messages).
 
 Revision ID: p0003
-Revises: p0001
+Revises: p0002
 Create Date: 2026-12-07
 """
 
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "p0003"
-down_revision: str | None = "p0001"
+down_revision: str | None = "p0002"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
