@@ -303,3 +303,34 @@ def test_a_coordinator_invites_from_its_page(net: dict[str, Any],
         assert refused.status_code == 400 and "SIRET" in refused.text
     set_up(net, link.group(0).removeprefix(net["portal"].url), "college@embrun.example")
 
+
+
+def test_coordinators_read_the_beneficiaries_messages_and_mark_them_read(
+        net: dict[str, Any], donors: dict[str, Any]) -> None:
+    """A laptop's message reaches the coordinators' page (a donor's account is
+    refused it); marked read, it says who read it."""
+    from test_portal_messages import payload
+    sent = payload(machine="poste-0042", text="Bonjour,\nle wifi ne marche pas.",
+                   contact="06 12 34 56 78")
+    with net["portal"].client() as http:
+        posted = http.post("/api/v1/messages", json=sent,
+                           headers={"Idempotency-Key": sent["id"]})
+        assert posted.status_code in (200, 201), posted.text
+    with signed_in(net, donors["a"]) as http:
+        assert http.get("/compte/coordination/messages").status_code == 403
+    set_up(net, invite(net, "--name", "Coordination des messages", "--role", "coordinator"),
+           f"messages-{net['database'][:5]}@reseau.example")
+    with signed_in(net, f"messages-{net['database'][:5]}@reseau.example") as http:
+        page = html.unescape(http.get("/compte/coordination/messages?non-lus=1").text)
+        assert "poste-0042" in page and "le wifi ne marche pas." in page
+        assert "06 12 34 56 78" in page and "effacés après 90 jours" in page
+        done = http.post("/compte/coordination/messages/lus", follow_redirects=False,
+                         data={"csrf": _csrf(http), "ids": sent["id"]})
+        assert done.status_code == 303, done.text
+        page = html.unescape(http.get(done.headers["location"]).text)
+        assert "Marqués comme lus : 1." in page and "Lu le " in page
+        assert "Coordination des messages" in page
+        unread = html.unescape(http.get("/compte/coordination/messages?non-lus=1").text)
+        assert sent["id"] not in unread and "le wifi ne marche pas." not in unread
+        refused = http.post("/compte/coordination/messages/lus", data={"ids": sent["id"]})
+        assert refused.status_code == 403

@@ -49,6 +49,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     sv.add_argument("--insecure-http", action="store_true",
                     help="serve plain HTTP on an address other than loopback: only behind a "
                          "proxy that does HTTPS, on a network that is yours alone")
+    sv.add_argument("--keep-messages", type=int, default=90, metavar="DAYS",
+                    help="days the beneficiaries' messages are kept after they arrived "
+                         "(default %(default)s)")
+    sv.add_argument("--forwarded-allow-ips", metavar="IPS",
+                    help="behind a reverse proxy: its addresses (comma-separated), whose "
+                         "X-Forwarded-For then gives each client's own address (the "
+                         "sign-in and message limits are per address)")
     sv.add_argument("--verify-path", default="/verifier", metavar="PATH",
                     help="the path of the verify_url the stations print on their "
                          "certificates' QR codes (default %(default)s)")
@@ -156,6 +163,7 @@ def cmd_serve(args: argparse.Namespace, ctx: Context) -> int:
     from imager.cli.render import console
     from imager.portal.app import Portal, create_app
     from imager.portal.db import PortalDb
+    from imager.portal.messages import MessagePolicy
     from imager.portal.web import TAKEN
     from imager.store.db import safe_url
     from imager.web.server import CIPHERS
@@ -182,7 +190,11 @@ def cmd_serve(args: argparse.Namespace, ctx: Context) -> int:
         f"Vérification publique / public verification: {path}\n"
         "Aucune clé de signature ici : le portail garde ce que les stations ont signé / no "
         "signing key here: the portal keeps what the stations signed")
-    portal = Portal(db, Trust(anchors), path)
+    if args.keep_messages < 1:
+        raise UsageError(f"--keep-messages {args.keep_messages}: give a number of days, 1 or "
+                         "more")
+    portal = Portal(db, Trust(anchors), path,
+                    messages=MessagePolicy(keep_days=args.keep_messages))
     app = create_app(portal)
     # What start-up made lives as long as the process: out of the collector's full
     # passes, which would stall requests now and then (as `imager serve` does).
@@ -191,6 +203,8 @@ def cmd_serve(args: argparse.Namespace, ctx: Context) -> int:
     try:
         uvicorn.run(app, host=host, port=int(port),
                     log_level="warning", access_log=False,
+                    proxy_headers=bool(args.forwarded_allow_ips),
+                    forwarded_allow_ips=args.forwarded_allow_ips,
                     ssl_certfile=str(tls[0]) if tls else None,
                     ssl_keyfile=str(tls[1]) if tls else None, ssl_ciphers=CIPHERS)
     finally:

@@ -10,7 +10,9 @@ imager.portal.donors), server-rendered, French first, every page also in JSON
   A donation or a document the account may not see answers 404, exactly as one that
   does not exist (HTML, JSON and downloads alike).
 - /compte/verifier-hors-ligne: how to check the documents without the portal.
-- /compte/coordination: the coordinators' page (accounts, invitations).
+- /compte/coordination: the coordinators' page (accounts, invitations);
+  /compte/coordination/messages: the beneficiaries' messages (imager.portal.messages),
+  marked read by a coordinator.
 
 Every form carries the session's token (imager.web.forms); every answer is
 `Cache-Control: no-store`, never framed, and sends no Referer (the invitation's token
@@ -26,7 +28,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from imager.errors import UsageError
-from imager.portal import accounts
+from imager.portal import accounts, messages
 from imager.portal.accounts import Who
 from imager.portal.db import PortalDb
 from imager.portal.donors import KINDS, MATCHES, STATES, Donations, parse_assets
@@ -43,6 +45,7 @@ LOGIN_TRIES = 20            # per address: a town hall's offices may share one
 LOGIN_WINDOW = 300.0
 HOME = "/compte"
 LOGIN = "/compte/connexion"
+MESSAGES_SHOWN = 200        # the latest messages the coordinators' page lists
 _HEADERS = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer",
             "X-Frame-Options": "DENY", "X-Robots-Tag": "noindex"}
 _TYPES = {"pdf": "application/pdf", "json": "application/json",
@@ -82,8 +85,9 @@ class AccountPages:
     """The account pages of one portal (its database, its templates)."""
 
     def __init__(self, db: PortalDb, pages: Pages, *, verify_path: str,
-                 login_tries: int = LOGIN_TRIES) -> None:
+                 login_tries: int = LOGIN_TRIES, keep_days: int = 90) -> None:
         self.db, self.pages, self.verify_path = db, pages, verify_path
+        self.keep_days = keep_days                   # the messages' retention, said
         self.limiter = Limiter(login_tries, LOGIN_WINDOW)
 
     def render(self, request: Request, name: str, context: dict[str, Any] | None = None,
@@ -321,11 +325,30 @@ def _coordinator_routes(web: APIRouter, ap: AccountPages) -> None:
         base = str(request.base_url).rstrip("/")
         return page(request, who, invited=made.name, link=made.link(base))
 
+    @web.get("/compte/coordination/messages", include_in_schema=False)
+    def inbox(request: Request) -> Response:
+        who = coordinator(request)
+        unread = request.query_params.get("non-lus") == "1"
+        listed = messages.recent(ap.db, unread=unread, limit=MESSAGES_SHOWN)
+        return ap.render(request, "messages.html", {
+            "messages": listed, "unread": unread, "csrf": who.csrf, "keep_days": ap.keep_days,
+            "marked": request.query_params.get("lus")}, who=who)
+
+    @web.post("/compte/coordination/messages/lus", include_in_schema=False)
+    async def mark_read(request: Request) -> Response:
+        who = coordinator(request)
+        form = await form_of(request, who.csrf)
+        ids = [i for i in form.get("ids", "").split() if i][:MESSAGES_SHOWN]
+        messages.mark_read(ap.db, ids, by=f"{who.name} ({who.login})")
+        return _secured(RedirectResponse(
+            f"/compte/coordination/messages?lus={len(ids)}", 303))
+
 
 def mount(app: FastAPI, db: PortalDb, pages: Pages, *, verify_path: str,
-          login_tries: int = LOGIN_TRIES) -> None:
+          login_tries: int = LOGIN_TRIES, keep_days: int = 90) -> None:
     """Add the account pages to `app`, with their error pages."""
-    ap = AccountPages(db, pages, verify_path=verify_path, login_tries=login_tries)
+    ap = AccountPages(db, pages, verify_path=verify_path, login_tries=login_tries,
+                      keep_days=keep_days)
     app.include_router(router(ap))
 
     @app.exception_handler(LoginNeeded)

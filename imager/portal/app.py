@@ -14,6 +14,7 @@ from imager.certify.signing import Trust
 from imager.portal import account_web, api, messages_api, web
 from imager.portal.db import PortalDb
 from imager.portal.lookup import PublicLookup
+from imager.portal.messages import MessagePolicy
 from imager.portal.receive import Receiver
 from imager.web.limits import BodyLimit
 from imager.web.verify import DEFAULT_PATH
@@ -28,6 +29,7 @@ class Portal:
     trust: Trust
     verify_path: str = DEFAULT_PATH
     login_tries: int = account_web.LOGIN_TRIES      # sign-ins per address and window
+    messages: MessagePolicy = field(default_factory=MessagePolicy)   # beneficiaries'
     receiver: Receiver = field(init=False)
     lookup: PublicLookup = field(init=False)
 
@@ -51,9 +53,9 @@ def create_app(portal: Portal) -> FastAPI:
         return JSONResponse({"error": exc.detail}, status_code=exc.status_code)
 
     app.include_router(api.router(portal.receiver))
-    app.include_router(messages_api.router(portal.db))
+    app.include_router(messages_api.router(portal.db, portal.messages))
     web.mount(app, portal.lookup, portal.verify_path)
     account_web.mount(app, portal.db, web.pages, verify_path=portal.verify_path,
-                      login_tries=portal.login_tries)
+                      login_tries=portal.login_tries, keep_days=portal.messages.keep_days)
     app.add_middleware(BodyLimit)
     return app
