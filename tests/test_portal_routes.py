@@ -43,7 +43,8 @@ ACCOUNTS = {(method, path) for method, path in (
     ("GET", "/compte/dons/{donation_id}/certificats-station.pem"),
     ("GET", "/compte/dons/{donation_id}/tete-registre.json"),
     ("GET", "/compte/verifier-hors-ligne"), ("GET", "/compte/coordination"),
-    ("POST", "/compte/coordination/invitations"))}
+    ("POST", "/compte/coordination/invitations"), ("GET", "/compte/coordination/messages"),
+    ("POST", "/compte/coordination/messages/lus"))}
 
 
 @pytest.fixture
