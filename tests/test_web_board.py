@@ -25,6 +25,7 @@ from imager.station.service import Station
 from imager.station.web.board import Meter
 from imager.store.db import Registry
 from imager.store.models import Agent, Drive
+from imager.web.pages import local_time
 
 
 @pytest.fixture
@@ -307,4 +308,4 @@ def test_an_imager_stick_plugged_in_shows_what_became_of_its_reports(
     page = html.unescape(web.get("/board").text)
     assert "Clés imager" in page and "ses rapports attendent" in page
     assert 'class="boot stopped"' in page                    # it needs a person
-    assert utcnow().astimezone().strftime("%H:") in page
+    assert local_time(utcnow(), "%H:") in page

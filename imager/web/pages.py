@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gettext
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -16,6 +17,7 @@ from fastapi.responses import HTMLResponse
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, select_autoescape
 
 from imager import __version__
+from imager.certify.labels import PARIS, parse_datetime
 from imager.web.i18n import LANGUAGES, choose
 
 SHARED_TEMPLATES = Path(__file__).parent / "templates"
@@ -35,6 +37,18 @@ def lang_href(request: Request) -> Callable[[str], str]:
     return href
 
 
+def local_time(value: datetime | str | None, form: str = "%Y-%m-%d %H:%M") -> str:
+    """An instant (aware datetime, or ISO text as the station's JSON holds) in Paris
+    time, as the certificates show it: the workshops are in France, and the portal's
+    host may run on UTC. Stored instants are UTC; a naive one is read as UTC."""
+    when = parse_datetime(value) if isinstance(value, str) else value
+    if when is None:
+        return "" if value is None else str(value)
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.astimezone(PARIS).strftime(form)
+
+
 class Pages:
     """The templates of one role (`templates`, then the shared ones) and its
     catalogues (`translations(lang)`)."""
@@ -47,6 +61,7 @@ class Pages:
                                  FileSystemLoader(SHARED_TEMPLATES)]),
             autoescape=select_autoescape(["html"]), extensions=["jinja2.ext.i18n"],
             trim_blocks=True, lstrip_blocks=True)
+        self.env.filters["when"] = local_time
 
     def fragment(self, request: Request, name: str,
                  context: dict[str, Any] | None = None) -> str:

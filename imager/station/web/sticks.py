@@ -13,6 +13,7 @@ from sqlalchemy import select
 from imager.station.service import Station
 from imager.store.db import utcnow
 from imager.store.models import Agent
+from imager.web.pages import local_time
 
 SHOWN_FOR = timedelta(hours=2)
 # Outcomes that need a person (the others say all went well, or nothing to do).
@@ -32,8 +33,8 @@ def sticks(station: Station) -> list[dict[str, Any]]:
                 at = datetime.fromisoformat(str(said.get("at")))
             except ValueError:
                 continue
-            if at >= since:
-                found.append({"at": at, "time": at.astimezone().strftime("%H:%M"),
+            if at.tzinfo is not None and at >= since:
+                found.append({"at": at, "time": local_time(at, "%H:%M"),
                               "text": {"fr": said.get("text") or "",
                                        "en": said.get("text_en") or said.get("text") or ""},
                               "attention": said.get("outcome") in ATTENTION,
