@@ -207,6 +207,7 @@ COMPANY_SIRET = "55208131766522"
 OTHER = "Mairie de Saint-Véran"                  # donor B
 OTHER_SIRET = "21050156400017"
 DONATION_REF, OTHER_REF = "DON-2026-0107", "DON-2026-0200"
+LAPTOP_SERIAL = "PF1GAP7X"            # the SMBIOS serial of the laptop WD-GAP-0001 came in
 DONATION_TECH = "Zoé Müller-Lefèvre"
 
 
@@ -227,9 +228,27 @@ def workshops(base: Path, verify_url: str, ca: Made) -> dict[str, Any]:
         imager(data, "donations", "add", "--donor", COMPANY, DONATION_REF)
     imager(gap, "donations", "add", "--donor", OTHER, OTHER_REF)
     docs = {"gap": _destroy(gap, "WD-GAP-0001"), "briancon": _destroy(bri, "WD-BRI-0001")}
+    in_laptop(gap, "WD-GAP-0001", LAPTOP_SERIAL)
     for data in (gap, bri):
         imager(data, "cert", "donation", DONATION_REF)
     return {"gap": gap, "briancon": bri, "docs": docs}
+
+
+def in_laptop(data: Path, drive_serial: str, laptop_serial: str) -> None:
+    """Record that the drive `drive_serial` came in a laptop (what a machine agent's
+    inventory records: its SMBIOS vendor, model and serial)."""
+    from sqlalchemy import select
+
+    from imager.store.db import Registry, utcnow
+    from imager.store.models import Drive, Machine
+
+    with Registry.open(Settings(data_dir=data)) as reg, reg.session() as s:
+        laptop = Machine(vendor="LENOVO", model="ThinkPad T480", serial=laptop_serial,
+                         created_at=utcnow())
+        s.add(laptop)
+        s.flush()
+        drive = s.scalars(select(Drive).where(Drive.serial == drive_serial)).one()
+        drive.machine_id = laptop.id
 
 
 def push_all(portal: Portal, *stations: Path) -> None:

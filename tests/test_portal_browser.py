@@ -156,10 +156,11 @@ def test_a_donor_signs_in_and_its_downloads_verify(browser: Browser, net: dict[s
             "link", name=pn.DONATION_REF).click()
         page.get_by_role("heading", name=f"Don {pn.DONATION_REF}").wait_for()
         page.get_by_label("Votre liste : une ligne par objet").fill(
-            "INV-0001;WD-GAP-0001\nINV-0002;SN-ABSENT-42")
+            f"INV-0001;{pn.LAPTOP_SERIAL}\nINV-0002;SN-ABSENT-42")   # the laptop's serial
         page.get_by_role("button", name="Enregistrer ma liste").click()
         page.get_by_text("Votre liste est enregistrée (2 lignes).").wait_for()
         assert page.get_by_text("attendu, non reçu").count() == 1
+        assert page.get_by_role("cell", name="LENOVO ThinkPad T480").count() == 2
         page.screenshot(path=str(DOCS / "portail-don.png"), full_page=True)
         pem = _download(page, "les certificats de l'atelier (fichier PEM)", tmp_path)
         files = [_download(page, name, tmp_path) for name in (

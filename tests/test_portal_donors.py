@@ -27,6 +27,7 @@ from portal_net import (
     COMPANY,
     COMPANY_SIRET,
     DONATION_REF,
+    LAPTOP_SERIAL,
     OTHER,
     OTHER_SIRET,
     Portal,
@@ -37,6 +38,7 @@ from portal_net import (
 )
 from sqlalchemy import select
 from test_postgresql import PgServer, pg  # noqa: F401 - the server fixture, used by name
+from test_web_verify import MODEL
 
 from imager.certify.keys import load_cert
 from imager.certify.signing import Trust
@@ -235,14 +237,21 @@ def test_asset_numbers_expected_versus_received(net: dict[str, Any],
         gap = next(d for d in http.get("/compte", headers=JSON).json()["donations"]
                    if d["workshop"] == "Atelier de Gap")
         url = f"/compte/dons/{gap['id']}"
-        listing = "Numéro d'inventaire;Numéro de série\nINV-001;wd-gap-0001\nINV-002;SN-LOST-9\n"
+        drives = http.get(url, headers=JSON).json()["drives"]
+        assert [(d["serial"], d["machine_serial"], d["machine_model"]) for d in drives] == [
+            ("WD-GAP-0001", LAPTOP_SERIAL, "LENOVO ThinkPad T480")]
+        # A company's register lists laptops: the laptop's serial, spelt its own way.
+        listing = ("Numéro d'inventaire;Numéro de série\nINV-001;pf1-gap-7x\n"
+                   "INV-002;SN-LOST-9\nINV-003;wd-gap-0001\n")
         said = http.post(f"{url}/attendus", data={"csrf": _csrf(http), "assets": listing})
         assert said.status_code == 303
         assets = http.get(url, headers=JSON).json()["assets"]
-        assert [(a["asset"], a["match"]) for a in assets] == [
-            ("INV-001", "received"), ("INV-002", "missing")]
+        assert [(a["asset"], a["match"], a["model"]) for a in assets] == [
+            ("INV-001", "received", "LENOVO ThinkPad T480"), ("INV-002", "missing", None),
+            ("INV-003", "received", MODEL)]                 # a drive's serial matches too
         page = http.get(url).text
         assert "reçu" in page and "attendu, non reçu" in page
+        assert LAPTOP_SERIAL in page and "LENOVO ThinkPad T480" in page
         bad = http.post(f"{url}/attendus", data={"csrf": _csrf(http),
                                                  "assets": "a;b;c;d"})
         assert bad.status_code == 400 and "ligne 1" in bad.text
@@ -253,7 +262,7 @@ def test_asset_numbers_expected_versus_received(net: dict[str, Any],
         assert other.status_code == 303
         rows = http.get(url, headers=JSON).json()["assets"]
         assert [(a["serial"], a["match"]) for a in rows] == [
-            ("SN-X", "missing"), ("WD-GAP-0001", "unexpected")]
+            ("SN-X", "missing"), (LAPTOP_SERIAL, "unexpected")]     # the laptop, once
 
 
 def test_sign_ins_are_limited_per_address_and_an_account_locks(net: dict[str, Any],

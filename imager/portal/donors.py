@@ -91,6 +91,8 @@ class DriveRow:
     serial: str | None
     state: str
     documents: list[str]
+    machine_model: str | None = None        # the laptop it was in
+    machine_serial: str | None = None
 
 
 @dataclass
@@ -170,7 +172,8 @@ class Donations:
         expected = list(self.s.scalars(select(m.ExpectedAsset).where(
             m.ExpectedAsset.donation_id == donation.id).order_by(m.ExpectedAsset.position)))
         view = View(_summary(donation, station, drives), donation, station,
-                    [DriveRow(d.model, d.serial, d.state, list(d.documents)) for d in drives],
+                    [DriveRow(d.model, d.serial, d.state, list(d.documents), d.machine_model,
+                              d.machine_serial) for d in drives],
                     [documents[i] for i in donation.documents if i in documents],
                     documents, expected)
         view.assets = compare(expected, drives)
@@ -248,19 +251,37 @@ def parse_assets(text: str) -> list[tuple[str | None, str | None]]:
 
 
 def compare(expected: list[m.ExpectedAsset], drives: list[m.Drive]) -> list[AssetRow]:
-    """Expected versus received: each expected item found among the drives' serials
-    (received) or not (missing), then each drive nobody expected (unexpected)."""
-    by_serial = {norm(d.serial): d for d in drives if norm(d.serial)}
-    seen: set[str] = set()
+    """Expected versus received: each expected item found (received) or not (missing)
+    among the laptops' serials (SMBIOS: what a company's asset register lists) and the
+    drives' serials (a loose drive), then what nobody expected (unexpected): one row a
+    laptop, one row a loose drive."""
+    machines: dict[str, list[m.Drive]] = {}
+    loose: dict[str, m.Drive] = {}
+    for d in drives:
+        if key := norm(d.machine_serial):
+            machines.setdefault(key, []).append(d)
+        if key := norm(d.serial):
+            loose.setdefault(key, d)
+    seen: set[int] = set()
     rows = []
     for item in expected:
-        key = norm(item.serial)
-        drive = by_serial.get(key) if key else None
-        if drive is not None:
-            seen.add(key)
-        rows.append(AssetRow(item.asset, item.serial, "received" if drive else "missing",
-                             drive.model if drive else None))
+        key, model = norm(item.serial), None
+        found = machines.get(key, []) if key else []
+        if found:
+            model = found[0].machine_model
+        elif key in loose:
+            found, model = [loose[key]], loose[key].model
+        seen.update(id(d) for d in found)
+        rows.append(AssetRow(item.asset, item.serial, "received" if found else "missing",
+                             model))
     if expected:
-        rows += [AssetRow(None, d.serial, "unexpected", d.model) for d in drives
-                 if norm(d.serial) not in seen]
+        told: set[str] = set()
+        for d in drives:
+            if id(d) in seen or (key := norm(d.machine_serial)) in told:
+                continue
+            if key:
+                told.add(key)
+                rows.append(AssetRow(None, d.machine_serial, "unexpected", d.machine_model))
+            else:
+                rows.append(AssetRow(None, d.serial, "unexpected", d.model))
     return rows

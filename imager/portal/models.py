@@ -133,6 +133,8 @@ class Drive(PortalBase):
     serial: Mapped[str | None] = mapped_column(String(200))
     state: Mapped[str] = mapped_column(String(20))
     documents: Mapped[list[str]]
+    machine_model: Mapped[str | None] = mapped_column(String(200))   # the laptop it was in
+    machine_serial: Mapped[str | None] = mapped_column(String(200))
     updated_at: Mapped[datetime]
 
 

@@ -412,4 +412,5 @@ def _donation(s: Session, station: m.Station, state: DonationState) -> int:
             s.add(found)
         found.donation_id, found.model, found.serial = row.id, drive.model, drive.serial
         found.state, found.documents, found.updated_at = drive.state, list(drive.documents), now
+        found.machine_model, found.machine_serial = drive.machine_model, drive.machine_serial
     return 1

@@ -99,6 +99,9 @@ class DriveState(_Strict):
     serial: str | None = Field(default=None, max_length=200)
     state: str = Field(max_length=20)         # imager.registry.lifecycle
     documents: list[str] = Field(default_factory=list, max_length=100)
+    # the laptop it was in, when it came in one: donors list laptops, not drives
+    machine_model: str | None = Field(default=None, max_length=200)
+    machine_serial: str | None = Field(default=None, max_length=200)
 
 
 class DonationState(_Strict):

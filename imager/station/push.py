@@ -45,6 +45,7 @@ from typing import Any
 import httpx
 from pydantic import BaseModel
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from imager.certify.keys import StationKeys, pem, station_keys
 from imager.certify.ledger import Ledger, LedgerEntry, now_text
@@ -72,7 +73,7 @@ from imager.protocol.push import (
 from imager.registry.issue import donation_drives
 from imager.settings import Settings
 from imager.store.db import Registry
-from imager.store.models import Document, Donation
+from imager.store.models import Document, Donation, Drive, Machine
 
 log = logging.getLogger(__name__)
 BATCH_ENTRIES = 100
@@ -195,10 +196,17 @@ def donation_states(registry: Registry) -> list[DonationState]:
                 donor=Donor(ref=str(donor.id), kind=donor.kind,
                             name=donor.name if named else None,
                             siret=donor.siret if named else None),
-                drives=[DriveState(identity=d.identity, model=d.model, serial=d.serial,
-                                   state=d.state, documents=docs.get(d.id, []))
-                        for d in drives]))
+                drives=[_drive_state(s, d, docs.get(d.id, [])) for d in drives]))
         return out
+
+
+def _drive_state(s: Session, drive: Drive, documents: list[str]) -> DriveState:
+    """A drive as the portal stores it, with the laptop it came in (if any)."""
+    machine = s.get(Machine, drive.machine_id) if drive.machine_id else None
+    named = " ".join(filter(None, (machine.vendor, machine.model))) if machine else ""
+    return DriveState(identity=drive.identity, model=drive.model, serial=drive.serial,
+                      state=drive.state, documents=documents, machine_model=named or None,
+                      machine_serial=machine.serial if machine else None)
 
 
 def _b64(data: bytes | None) -> str | None:
