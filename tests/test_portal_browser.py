@@ -271,6 +271,12 @@ def test_axe_on_every_route_of_the_portal(browser: Browser, net: dict[str, Any],
                              headers={"Idempotency-Key": sent["id"]}).status_code == 201
         page.goto("/compte/coordination/messages")
         page.screenshot(path=str(DOCS / "portail-messages.png"))
+        page.goto("/compte/coordination")               # donor B forgot its password
+        page.get_by_role("button", name=f"Nouveau lien pour {pn.OTHER} : un nouveau mot "
+                                        "de passe").click()
+        renew = page.locator("#invitation-link").inner_text()
+        renew = renew[renew.index("/compte/invitation/"):]
+        page.screenshot(path=str(DOCS / "portail-coordination.png"), full_page=True)
         pages = {
             "/": ["/?lang=en", "/?lang=fr"],          # English, then French again
             "/verifier": ["/verifier", f"/verifier?id={des['id']}&sha256={des['sha256']}"],
@@ -293,9 +299,11 @@ def test_axe_on_every_route_of_the_portal(browser: Browser, net: dict[str, Any],
             found[url] = serious_violations(page)
         page.goto("/compte")
         page.get_by_role("button", name="Se déconnecter").click()
-        for url in ("/compte/connexion", invitation, invitation + "x"):
+        for url in ("/compte/connexion", invitation, invitation + "x", renew):
             page.goto(url)
             found[url] = serious_violations(page)
+        page.get_by_role("heading", name="Choisissez un nouveau mot de passe").wait_for()
+        assert page.get_by_label("Identifiant").input_value() == "mairie@stveran.example"
         page.goto("/compte/connexion")
         page.get_by_label("Identifiant").fill("personne")
         page.get_by_label("Mot de passe").fill("pas le bon mot de passe")

@@ -51,6 +51,7 @@ from imager.store.db import utcnow
 pytestmark = [pytest.mark.root, pytest.mark.server]
 
 PASSWORD = "correct horse battery"
+OFFICE = "127.0.0.2"             # another client address, for its own sign-in limit
 JSON = {"Accept": "application/json"}
 
 
@@ -103,10 +104,11 @@ def set_up(net: dict[str, Any], path: str, login: str) -> None:
 
 
 @contextmanager
-def signed_in(net: dict[str, Any], login: str, password: str = PASSWORD
-              ) -> Iterator[httpx.Client]:
-    """An HTTPS client signed in as `login` (through the sign-in form)."""
-    with net["portal"].client() as http:
+def signed_in(net: dict[str, Any], login: str, password: str = PASSWORD,
+              source: str | None = None) -> Iterator[httpx.Client]:
+    """An HTTPS client signed in as `login` (through the sign-in form), from the
+    loopback address `source` if given."""
+    with net["portal"].client(source) as http:
         yield _sign_in(http, login, password)
 
 
@@ -312,6 +314,67 @@ def test_a_coordinator_invites_from_its_page(net: dict[str, Any],
         assert refused.status_code == 400 and "SIRET" in refused.text
     set_up(net, link.group(0).removeprefix(net["portal"].url), "college@embrun.example")
 
+
+
+def _account_id(net: dict[str, Any], login: str) -> int:
+    with net["db"].session(readonly=True) as s:
+        return s.scalars(select(m.Account.id).where(m.Account.login == login)).one()
+
+
+def _sign_in_refused(net: dict[str, Any], login: str, password: str) -> None:
+    with net["portal"].client(OFFICE) as http:
+        form = re.search(r'name="csrf" value="([^"]+)"', http.get("/compte/connexion").text)
+        assert form
+        said = http.post("/compte/connexion", data={"csrf": form.group(1), "login": login,
+                                                     "password": password})
+        assert said.status_code != 303, said.text
+
+
+def test_a_coordinator_makes_a_new_link_and_disables_an_account(
+        net: dict[str, Any], donors: dict[str, Any]) -> None:
+    """From another office (its own sign-in limit: this module signs in often)."""
+    college, coord = "college@embrun.example", "coord@reseau.example"
+    account, me = _account_id(net, college), _account_id(net, coord)
+    with signed_in(net, college, source=OFFICE) as theirs, \
+            signed_in(net, coord, source=OFFICE) as http:
+        page = html.unescape(http.get("/compte/coordination").text)
+        assert f"/compte/coordination/comptes/{me}/invitation" in page
+        assert f"/compte/coordination/comptes/{me}/etat" not in page      # not oneself
+        said = http.post(f"/compte/coordination/comptes/{account}/etat",
+                         data={"csrf": _csrf(http), "active": "0"})
+        assert said.status_code == 200 and "est désactivé" in html.unescape(said.text)
+        assert theirs.get("/compte").status_code == 303                 # its session ended
+        _sign_in_refused(net, college, PASSWORD)
+        again = http.post(f"/compte/coordination/comptes/{account}/invitation",
+                          data={"csrf": _csrf(http)})
+        assert again.status_code == 400 and "réactivez-le" in html.unescape(again.text)
+        assert http.post(f"/compte/coordination/comptes/{account}/etat",
+                         data={"csrf": _csrf(http), "active": "1"}).status_code == 200
+        links = []
+        for _ in range(2):                   # the first link, lost, is replaced
+            made = http.post(f"/compte/coordination/comptes/{account}/invitation",
+                             data={"csrf": _csrf(http)})
+            found = re.search(r"https://\S+/compte/invitation/[\w-]+", made.text)
+            assert made.status_code == 200 and found, made.text
+            links.append(found.group(0).removeprefix(net["portal"].url))
+        mine = http.post(f"/compte/coordination/comptes/{me}/etat",
+                         data={"csrf": _csrf(http), "active": "0"})
+        assert mine.status_code == 400 and "votre propre compte" in html.unescape(mine.text)
+        for path in ("/compte/coordination/comptes/99999/etat",
+                     "/compte/coordination/comptes/x/invitation"):
+            assert http.post(path, data={"csrf": _csrf(http), "active": "0"}
+                             ).status_code == 404
+        assert http.post(f"/compte/coordination/comptes/{account}/etat",
+                         data={"active": "0"}).status_code == 403       # no form token
+    with net["portal"].client(OFFICE) as http:
+        assert http.get(links[0]).status_code == 404
+        page = html.unescape(http.get(links[1]).text)
+        assert "Choisissez un nouveau mot de passe" in page and college in page
+        done = http.post(links[1], data={"login": college, "password": "autre mot de passe"})
+        assert done.status_code == 200 and "Votre compte est prêt" in done.text
+    _sign_in_refused(net, college, PASSWORD)                     # the old password
+    with signed_in(net, college, "autre mot de passe", OFFICE) as http:
+        assert http.get("/compte").status_code == 200
 
 
 def test_coordinators_read_the_beneficiaries_messages_and_mark_them_read(

@@ -44,6 +44,8 @@ ACCOUNTS = {(method, path) for method, path in (
     ("GET", "/compte/dons/{donation_id}/tete-registre.json"),
     ("GET", "/compte/verifier-hors-ligne"), ("GET", "/compte/coordination"),
     ("POST", "/compte/coordination/invitations"), ("GET", "/compte/coordination/messages"),
+    ("POST", "/compte/coordination/comptes/{account_id}/invitation"),
+    ("POST", "/compte/coordination/comptes/{account_id}/etat"),
     ("POST", "/compte/coordination/messages/lus"))}
 
 

@@ -27,8 +27,9 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from imager.errors import UsageError
+from imager.errors import NotFound, UsageError
 from imager.portal import accounts, messages
+from imager.portal import models as m
 from imager.portal.accounts import Who
 from imager.portal.db import PortalDb
 from imager.portal.donors import KINDS, MATCHES, STATES, Donations, parse_assets
@@ -70,7 +71,8 @@ def _json(request: Request) -> bool:
 
 
 def _number(text: str) -> int:
-    """A donation's number in a URL; anything else is a page that does not exist."""
+    """A donation's or an account's number in a URL; anything else is a page that does
+    not exist."""
     if not text.isascii() or not text.isdigit() or len(text) > 12:
         raise NotVisible(text)
     return int(text)
@@ -181,10 +183,10 @@ def _sign_in_routes(web: APIRouter, ap: AccountPages) -> None:
     def invitation(request: Request, token: str) -> Response:
         with ap.db.session(readonly=True) as s:
             account = accounts.invitation(s, token)
-            name = account.name if account else None
-        if name is None:
-            return ap.message(request, N_("Invitation link not valid"), INVITATION_VOID, 404)
-        return ap.render(request, "invitation.html", {"token": token, "name": name})
+            if account is None:
+                return ap.message(request, N_("Invitation link not valid"), INVITATION_VOID,
+                                  404)
+            return ap.render(request, "invitation.html", _invited(token, account))
 
     @web.post(accounts.INVITATION_PATH + "{token}", include_in_schema=False)
     async def do_invitation(request: Request, token: str) -> Response:
@@ -202,12 +204,22 @@ def _sign_in_routes(web: APIRouter, ap: AccountPages) -> None:
         except UsageError as exc:
             with ap.db.session(readonly=True) as s:
                 account = accounts.invitation(s, token)
-            return ap.render(request, "invitation.html", {
-                "token": token, "name": account.name if account else "", "login": login,
-                "error": str(exc)}, status=400)
+                if account is None:
+                    return ap.message(request, N_("Invitation link not valid"),
+                                      INVITATION_VOID, 404)
+                return ap.render(request, "invitation.html", {
+                    **_invited(token, account), "login": login, "error": str(exc)},
+                    status=400)
         return ap.render(request, "message.html", {
             "title": N_("Your account is ready"), "name": name, "login_link": True,
             "text": N_("You can now sign in with the login and the password you chose.")})
+
+
+def _invited(token: str, account: m.Account) -> dict[str, Any]:
+    """The invitation page's context: a first set-up, or a new password (an account
+    already set up, whose coordinator made a new link)."""
+    return {"token": token, "name": account.name, "login": account.login or "",
+            "renew": account.set_up_at is not None}
 
 
 def _donor_routes(web: APIRouter, ap: AccountPages) -> None:
@@ -303,7 +315,8 @@ def _coordinator_routes(web: APIRouter, ap: AccountPages) -> None:
         with ap.db.session(readonly=True) as s:
             listed = accounts.list_accounts(s)
         return ap.render(request, "coordination.html", {"accounts": listed, "csrf": who.csrf,
-                                                        **context}, who=who, status=status)
+                                                        "me": who.account_id, **context},
+                         who=who, status=status)
 
     @web.get("/compte/coordination", include_in_schema=False)
     def coordination(request: Request) -> Response:
@@ -324,6 +337,41 @@ def _coordinator_routes(web: APIRouter, ap: AccountPages) -> None:
             return page(request, who, 400, error=str(exc), form=form)
         base = str(request.base_url).rstrip("/")
         return page(request, who, invited=made.name, link=made.link(base))
+
+    @web.post("/compte/coordination/comptes/{account_id}/invitation",
+              include_in_schema=False)
+    async def do_reinvite(request: Request, account_id: str) -> Response:
+        who = coordinator(request)
+        await form_of(request, who.csrf)
+        try:
+            with ap.db.session() as s:
+                made = accounts.reinvite(s, _number(account_id),
+                                         by=f"{who.name} ({who.login})")
+                renewed = accounts.is_set_up(s, made.account_id)
+        except NotFound as exc:
+            raise NotVisible(account_id) from exc
+        except UsageError as exc:
+            return page(request, who, 400, error=str(exc))
+        base = str(request.base_url).rstrip("/")
+        return page(request, who, invited=made.name, link=made.link(base), renewed=renewed)
+
+    @web.post("/compte/coordination/comptes/{account_id}/etat", include_in_schema=False)
+    async def do_set_active(request: Request, account_id: str) -> Response:
+        who = coordinator(request)
+        form = await form_of(request, who.csrf)
+        if form.get("active") not in ("0", "1"):
+            return page(request, who, 400, error="état manquant / state missing: send "
+                                                 "active=0 (disable) or active=1 (enable)")
+        try:
+            with ap.db.session() as s:
+                account = accounts.set_active(s, _number(account_id),
+                                              form["active"] == "1", by=who)
+                done = (account.name, account.active)
+        except NotFound as exc:
+            raise NotVisible(account_id) from exc
+        except UsageError as exc:
+            return page(request, who, 400, error=str(exc))
+        return page(request, who, changed=done)
 
     @web.get("/compte/coordination/messages", include_in_schema=False)
     def inbox(request: Request) -> Response:

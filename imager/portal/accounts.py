@@ -2,7 +2,9 @@
 network's coordinators. No self sign-up: a coordinator invites (`invite`, from
 `imager portal invite` or the coordinators' page), which gives a single-use link
 that expires after INVITE_DAYS (only its token's SHA-256 is kept); the invited person
-opens it, chooses a login and a password (`accept`), then signs in.
+opens it, chooses a login and a password (`accept`), then signs in. A coordinator
+can make a new link (`reinvite`: a link lost or expired, or a password forgotten; the
+account's older links stop working) and disable or enable an account (`set_active`).
 
 Passwords, tokens and the per-account lock are the station's (imager.store.passwords);
 sessions live in the portal's database (the cookie holds a token whose SHA-256 is
@@ -19,7 +21,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from cryptography import x509
 from cryptography.x509.oid import NameOID
@@ -134,11 +136,69 @@ def invite(s: Session, *, name: str, by: str, role: str = "donor", sirets: Seque
     s.flush()
     for station_id, ref in pairs:
         s.add(m.AccountDonor(account_id=account.id, station_id=station_id, donor_ref=ref))
+    return _new_invitation(s, account, by)
+
+
+def _new_invitation(s: Session, account: m.Account, by: str) -> Invited:
+    """A single-use link for `account`; the links it had still open stop working."""
+    now = utcnow()
+    _close_invitations(s, account.id, now)
     token = new_token()
     s.add(m.Invitation(account_id=account.id, token_sha256=token_key(token), created_at=now,
                        expires_at=now + timedelta(days=INVITE_DAYS), created_by=by[:300]))
     s.flush()
     return Invited(account.id, account.name, token)
+
+
+def _close_invitations(s: Session, account_id: int, now: datetime) -> None:
+    for row in s.scalars(select(m.Invitation).where(m.Invitation.account_id == account_id,
+                                                    m.Invitation.used_at.is_(None),
+                                                    m.Invitation.expires_at > now)):
+        row.expires_at = now
+
+
+def _end_sessions(s: Session, account_id: int, now: datetime) -> None:
+    for row in s.scalars(select(m.AccountSession).where(
+            m.AccountSession.account_id == account_id, m.AccountSession.ended_at.is_(None))):
+        row.ended_at = now
+
+
+def _account(s: Session, account_id: int) -> m.Account:
+    account = s.get(m.Account, account_id)
+    if account is None:
+        raise NotFound(f"aucun compte {account_id} / no account {account_id}")
+    return account
+
+
+def reinvite(s: Session, account_id: int, *, by: str) -> Invited:
+    """A new link for the account (its invitation lost or expired, or its password
+    forgotten: the person chooses a new one, and its open sessions end)."""
+    account = _account(s, account_id)
+    if not account.active:
+        raise UsageError(f"le compte {account.name} est désactivé : réactivez-le d'abord / "
+                         f"the account {account.name} is disabled: enable it first")
+    return _new_invitation(s, account, by)
+
+
+def is_set_up(s: Session, account_id: int) -> bool:
+    """Whether the account's person already chose a login and a password."""
+    return _account(s, account_id).set_up_at is not None
+
+
+def set_active(s: Session, account_id: int, active: bool, *, by: Who) -> m.Account:
+    """Enable or disable an account. Disabled, it can no longer sign in: its sessions
+    and open links end now. A coordinator does not disable its own account."""
+    account = _account(s, account_id)
+    if not active and account.id == by.account_id:
+        raise UsageError("vous ne pouvez pas désactiver votre propre compte : demandez-le à "
+                         "une autre personne de la coordination / you cannot disable your "
+                         "own account: ask another coordinator")
+    account.active = active
+    if not active:
+        now = utcnow()
+        _end_sessions(s, account.id, now)
+        _close_invitations(s, account.id, now)
+    return account
 
 
 def invitation(s: Session, token: str) -> m.Account | None:
@@ -168,6 +228,8 @@ def accept(s: Session, token: str, *, login: str, password: str) -> m.Account:
                          "choose another")
     check_password(password)
     now = utcnow()
+    if account.set_up_at is not None:
+        _end_sessions(s, account.id, now)          # a new password: the old sessions end
     account.login, account.password_hash = login, hash_secret(password)
     account.set_up_at, account.failed_logins, account.locked_until = now, 0, None
     for row in s.scalars(select(m.Invitation).where(m.Invitation.account_id == account.id,
@@ -222,14 +284,6 @@ def sign_out(s: Session, who: Who) -> None:
     row = s.get(m.AccountSession, who.session)
     if row is not None and row.ended_at is None:
         row.ended_at = utcnow()
-
-
-def disable(s: Session, account_id: int) -> None:
-    """The account can no longer sign in; its sessions end at their next request."""
-    account = s.get(m.Account, account_id)
-    if account is None:
-        raise NotFound(f"aucun compte / no account {account_id}")
-    account.active = False
 
 
 @dataclass(frozen=True)
