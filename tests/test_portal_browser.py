@@ -45,6 +45,7 @@ NOT_PAGES = {
     "/compte/dons/{donation_id}/documents/{name}": "a download (PDF, JSON, CSV)",
     "/compte/dons/{donation_id}/certificats-station.pem": "a download (PEM)",
     "/compte/dons/{donation_id}/tete-registre.json": "a download (JSON)",
+    "/compte/dons/{donation_id}/rapprochement.csv": "a download (CSV)",
 }
 
 

@@ -175,7 +175,8 @@ def test_donor_b_gets_404_on_every_route_that_takes_an_id(net: dict[str, Any],
         assert [d["reference"] for d in mine] == ["DON-2026-0200"]
         paths = [f"/compte/dons/{i}" for i in (d["id"] for d in theirs)] + \
             [f"/compte/dons/{d['id']}/{leaf}" for d in theirs
-             for leaf in ("certificats-station.pem", "tete-registre.json")] + \
+             for leaf in ("certificats-station.pem", "tete-registre.json",
+                          "rapprochement.csv")] + \
             [f"/compte/dons/{i}/documents/{doc}.{ext}" for i, doc in docs
              for ext in ("pdf", "json", "csv")] + \
             ["/compte/dons/999999", "/compte/dons/abc", "/compte/dons/1e3/documents/x.pdf",
@@ -254,6 +255,21 @@ def test_asset_numbers_expected_versus_received(net: dict[str, Any],
         page = http.get(url).text
         assert "reçu" in page and "attendu, non reçu" in page
         assert LAPTOP_SERIAL in page and "LENOVO ThinkPad T480" in page
+        table = http.get(f"{url}/rapprochement.csv")
+        assert table.status_code == 200 and table.headers["content-type"].startswith("text/csv")
+        assert f'filename="rapprochement-{DONATION_REF}.csv"' in table.headers[
+            "content-disposition"]
+        assert table.content.decode("utf-8-sig").split("\r\n") == [
+            "Votre numéro d'inventaire;Numéro de série;Modèle;Résultat",
+            "INV-001;pf1-gap-7x;LENOVO ThinkPad T480;reçu",
+            "INV-002;SN-LOST-9;;attendu, non reçu", f"INV-003;wd-gap-0001;{MODEL};reçu", ""]
+        english = http.get(f"{url}/rapprochement.csv?lang=en").content.decode("utf-8-sig")
+        assert english.startswith("Your asset number;Serial number;Model;Result\r\n")
+        formula = http.post(f"{url}/attendus", data={"csrf": _csrf(http),
+                                                     "assets": "=HYPERLINK(1);+33"})
+        assert formula.status_code == 303
+        cells = http.get(f"{url}/rapprochement.csv").content.decode("utf-8-sig")
+        assert "\r\n'=HYPERLINK(1);'+33;;" in cells                # never run as formulas
         bad = http.post(f"{url}/attendus", data={"csrf": _csrf(http),
                                                  "assets": "a;b;c;d"})
         assert bad.status_code == 400 and "ligne 1" in bad.text

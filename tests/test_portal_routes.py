@@ -42,6 +42,7 @@ ACCOUNTS = {(method, path) for method, path in (
     ("GET", "/compte/dons/{donation_id}/documents/{name}"),
     ("GET", "/compte/dons/{donation_id}/certificats-station.pem"),
     ("GET", "/compte/dons/{donation_id}/tete-registre.json"),
+    ("GET", "/compte/dons/{donation_id}/rapprochement.csv"),
     ("GET", "/compte/verifier-hors-ligne"), ("GET", "/compte/coordination"),
     ("POST", "/compte/coordination/invitations"), ("GET", "/compte/coordination/messages"),
     ("POST", "/compte/coordination/comptes/{account_id}/invitation"),

@@ -297,8 +297,9 @@ def _csv_row(n: int, drive: dict[str, Any], lang: str) -> list[str]:
             words("destination_short", "destination"), raw("date")]
 
 
-def _cell(value: str) -> str:
-    """Keep a spreadsheet from running a drive's model string as a formula."""
+def safe_cell(value: str) -> str:
+    """Keep a spreadsheet from running a cell (a drive's model string, a donor's text)
+    as a formula."""
     return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
 
 
@@ -311,7 +312,7 @@ def donation_csv(record: dict[str, Any]) -> bytes:
     writer = csv.writer(out, delimiter=";", lineterminator="\r\n")
     writer.writerow([L.text(f"col.{c}", lang) for c in CSV_COLUMNS])
     for n, drive in enumerate(record.get("drives") or [], start=1):
-        writer.writerow([_cell(v) for v in _csv_row(n, _obj(drive), lang)])
+        writer.writerow([safe_cell(v) for v in _csv_row(n, _obj(drive), lang)])
     return out.getvalue().encode("utf-8")
 
 

@@ -20,6 +20,7 @@ is in its URL).
 """
 
 # No `from __future__ import annotations`: FastAPI reads live annotations.
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -32,12 +33,19 @@ from imager.portal import accounts, messages
 from imager.portal import models as m
 from imager.portal.accounts import Who
 from imager.portal.db import PortalDb
-from imager.portal.donors import KINDS, MATCHES, STATES, Donations, parse_assets
+from imager.portal.donors import (
+    KINDS,
+    MATCHES,
+    STATES,
+    Donations,
+    assets_csv,
+    parse_assets,
+)
 from imager.store.passwords import new_token
 from imager.web.forms import Forbidden, form_of, safe_next, set_cookie
 from imager.web.i18n import N_
 from imager.web.limits import Limiter
-from imager.web.pages import Pages
+from imager.web.pages import Pages, language
 from imager.web.verify import wants_json
 
 SESSION_COOKIE = "portail_session"
@@ -274,6 +282,14 @@ def _donor_routes(web: APIRouter, ap: AccountPages) -> None:
             raise NotVisible(donation_id) from None
         return _secured(RedirectResponse(
             f"/compte/dons/{donation_id}?enregistre={len(items)}#attendus", 303))
+
+    @web.get("/compte/dons/{donation_id}/rapprochement.csv", include_in_schema=False)
+    def assets_table(request: Request, donation_id: str) -> Response:
+        _, view = seen(request, donation_id, lambda d, n: d.get(n))
+        gettext = ap.pages.translations(language(request)).gettext
+        name = re.sub(r"[^\w.-]", "_", view.summary.reference, flags=re.ASCII)
+        return _download(assets_csv(view.assets, gettext), f"rapprochement-{name}.csv",
+                         "text/csv; charset=utf-8")
 
     @web.get("/compte/dons/{donation_id}/documents/{name}", include_in_schema=False)
     def document(request: Request, donation_id: str, name: str) -> Response:

@@ -12,12 +12,14 @@ from __future__ import annotations
 import csv
 import io
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, false, or_, select
 from sqlalchemy.orm import Session
 
+from imager.certify.render import safe_cell
 from imager.certify.withdrawal import withdrawal_id
 from imager.errors import UsageError
 from imager.portal import models as m
@@ -285,3 +287,19 @@ def compare(expected: list[m.ExpectedAsset], drives: list[m.Drive]) -> list[Asse
             else:
                 rows.append(AssetRow(None, d.serial, "unexpected", d.model))
     return rows
+
+
+ASSET_COLUMNS = (N_("Your asset number"), N_("Serial number"), N_("Model"), N_("Result"))
+
+
+def assets_csv(rows: list[AssetRow], gettext: Callable[[str], str]) -> bytes:
+    """Expected versus received as the donor's spreadsheet opens it: UTF-8 with a BOM,
+    ';' separated, CRLF, headers and results in the page's language; no cell runs as a
+    formula (the serials come from the donor and the stations)."""
+    out = io.StringIO()
+    writer = csv.writer(out, delimiter=";", lineterminator="\r\n")
+    writer.writerow([gettext(c) for c in ASSET_COLUMNS])
+    for row in rows:
+        writer.writerow([safe_cell(row.asset or ""), safe_cell(row.serial or ""),
+                         safe_cell(row.model or ""), gettext(MATCHES[row.match])])
+    return out.getvalue().encode("utf-8-sig")
