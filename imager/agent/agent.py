@@ -350,9 +350,9 @@ class Agent:
                           device_path=job.path)
         except ImagerError as exc:
             log.warning("job %s: %s", view.id, exc)
-        finally:
+        finally:        # said before the job leaves `running`: a stopping agent waits
+            self._status("job-ended", job=view.id, kind=view.kind)    # for it to empty
             self._ended([job])
-            self._status("job-ended", job=view.id, kind=view.kind)
 
     def _seeds(self, stop: threading.Event) -> Callable[[int], str]:
         """How a job asks the station for its verification seed: until it is drawn
@@ -489,9 +489,9 @@ class Agent:
             except ImagerError as exc:
                 log.error("%s not erased: %s", ident.path, exc)
             finally:
+                self._status("job-ended", job=drive)      # before, as in _run
                 with self._lock:
                     self.running.pop(ident.key, None)
-                self._status("job-ended", job=drive)
         threading.Thread(target=run, daemon=True, name=f"offline-{ident.path}").start()
         log.info("drive %s at %s: erasing offline (%s)", ident.key, ident.path,
                  self.kit.policy.label if self.kit else "")
