@@ -305,8 +305,10 @@ def list_accounts(s: Session) -> list[Listed]:
     for row in s.scalars(select(m.AccountDonor).order_by(m.AccountDonor.id)):
         pairs.setdefault(row.account_id, []).append(f"{stations[row.station_id]}: "
                                                     f"{row.donor_ref}")
-    open_until = {row.account_id: row.expires_at for row in s.scalars(
-        select(m.Invitation).where(m.Invitation.used_at.is_(None)))}
+    open_until: dict[int, datetime] = {}            # each account's latest link
+    for link in s.scalars(select(m.Invitation).where(m.Invitation.used_at.is_(None))):
+        open_until[link.account_id] = max(link.expires_at,
+                                           open_until.get(link.account_id, link.expires_at))
     now, out = utcnow(), []
     for a in s.scalars(select(m.Account).order_by(m.Account.role, m.Account.name)):
         state = N_("disabled") if not a.active else N_("set up") if a.set_up_at else \
