@@ -1,3 +1,4 @@
+# ruff: noqa: F811 - `db`, the fixture imported by name, is every test's argument
 """The coordinators' account actions, on the portal's database (SQLite here; the
 same code runs on PostgreSQL in tests/test_portal_donors.py, over HTTPS): a new link
 closes the older ones, a disabled account loses its sessions and its links, a
@@ -5,25 +6,14 @@ coordinator never disables its own account, a new password ends the old sessions
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
+from test_portal_messages import db  # noqa: F401 - a portal database (SQLite), used by name
 
 from imager.errors import NotFound, UsageError
 from imager.portal import accounts as a
 from imager.portal.db import PortalDb
 
 PASSWORD = "correct horse battery"
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Iterator[PortalDb]:
-    opened = PortalDb.open_url(f"sqlite:///{tmp_path / 'portal.sqlite3'}")
-    try:
-        yield opened
-    finally:
-        opened.close()
 
 
 def _states(db: PortalDb) -> dict[str, str]:
