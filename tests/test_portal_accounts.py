@@ -78,7 +78,7 @@ def test_a_new_password_ends_the_old_sessions(db: PortalDb) -> None:
     assert not isinstance(before, str) and _live(db, before[0])
     with db.session() as s:
         renewed = a.reinvite(s, made.account_id, by="coord")
-        assert a.is_set_up(s, made.account_id)
+        assert renewed.new_password and not made.new_password
         a.accept(s, renewed.token, login="ecrans", password="un autre mot de passe")
     assert not _live(db, before[0])
     assert isinstance(_sign_in(db, "ecrans"), str)

@@ -334,6 +334,12 @@ def _coordinator_routes(web: APIRouter, ap: AccountPages) -> None:
                                                         "me": who.account_id, **context},
                          who=who, status=status)
 
+    def shown(request: Request, who: Who, made: accounts.Invited) -> Response:
+        """The coordinators' page with the link just made (shown this once)."""
+        base = str(request.base_url).rstrip("/")
+        return page(request, who, invited=made.name, link=made.link(base),
+                    renewed=made.new_password)
+
     @web.get("/compte/coordination", include_in_schema=False)
     def coordination(request: Request) -> Response:
         return page(request, coordinator(request))
@@ -351,8 +357,7 @@ def _coordinator_routes(web: APIRouter, ap: AccountPages) -> None:
                                        by=f"{who.name} ({who.login})")
         except UsageError as exc:
             return page(request, who, 400, error=str(exc), form=form)
-        base = str(request.base_url).rstrip("/")
-        return page(request, who, invited=made.name, link=made.link(base))
+        return shown(request, who, made)
 
     @web.post("/compte/coordination/comptes/{account_id}/invitation",
               include_in_schema=False)
@@ -363,13 +368,11 @@ def _coordinator_routes(web: APIRouter, ap: AccountPages) -> None:
             with ap.db.session() as s:
                 made = accounts.reinvite(s, _number(account_id),
                                          by=f"{who.name} ({who.login})")
-                renewed = accounts.is_set_up(s, made.account_id)
         except NotFound as exc:
             raise NotVisible(account_id) from exc
         except UsageError as exc:
             return page(request, who, 400, error=str(exc))
-        base = str(request.base_url).rstrip("/")
-        return page(request, who, invited=made.name, link=made.link(base), renewed=renewed)
+        return shown(request, who, made)
 
     @web.post("/compte/coordination/comptes/{account_id}/etat", include_in_schema=False)
     async def do_set_active(request: Request, account_id: str) -> Response:

@@ -63,6 +63,7 @@ class Invited:
     account_id: int
     name: str
     token: str
+    new_password: bool = False     # the account was set up: the link renews its password
 
     def link(self, portal_url: str) -> str:
         return f"{portal_url.rstrip('/')}{INVITATION_PATH}{self.token}"
@@ -147,7 +148,7 @@ def _new_invitation(s: Session, account: m.Account, by: str) -> Invited:
     s.add(m.Invitation(account_id=account.id, token_sha256=token_key(token), created_at=now,
                        expires_at=now + timedelta(days=INVITE_DAYS), created_by=by[:300]))
     s.flush()
-    return Invited(account.id, account.name, token)
+    return Invited(account.id, account.name, token, account.set_up_at is not None)
 
 
 def _close_invitations(s: Session, account_id: int, now: datetime) -> None:
@@ -178,11 +179,6 @@ def reinvite(s: Session, account_id: int, *, by: str) -> Invited:
         raise UsageError(f"le compte {account.name} est désactivé : réactivez-le d'abord / "
                          f"the account {account.name} is disabled: enable it first")
     return _new_invitation(s, account, by)
-
-
-def is_set_up(s: Session, account_id: int) -> bool:
-    """Whether the account's person already chose a login and a password."""
-    return _account(s, account_id).set_up_at is not None
 
 
 def set_active(s: Session, account_id: int, active: bool, *, by: Who) -> m.Account:

@@ -11,7 +11,6 @@ from typing import Any
 from imager.registry import netboot
 from imager.station.service import Station
 from imager.store.models import BootSighting
-from imager.web.pages import local_time
 
 # stage -> (French, English): where the boot is
 STAGES: dict[str, tuple[str, str]] = {
@@ -122,7 +121,7 @@ def row(sighting: BootSighting) -> dict[str, Any]:
         "machine": sighting.machine_id, "firmware": sighting.firmware,
         "stage": _pair(STAGES.get(sighting.stage)), "decision": _pair(
             DECISIONS.get(sighting.decision or "")),
-        "at": local_time(sighting.updated_at, "%H:%M"),
+        "at": sighting.updated_at,
         "attempts": sighting.loaders,
         "problem": {"code": sighting.problem, "title": _pair(problem[0]),
                     "meaning": _pair(problem[1]), "todo": _pair(problem[2])}

@@ -13,7 +13,6 @@ from sqlalchemy import select
 from imager.station.service import Station
 from imager.store.db import utcnow
 from imager.store.models import Agent
-from imager.web.pages import local_time
 
 SHOWN_FOR = timedelta(hours=2)
 # Outcomes that need a person (the others say all went well, or nothing to do).
@@ -34,9 +33,8 @@ def sticks(station: Station) -> list[dict[str, Any]]:
             except ValueError:
                 continue
             if at.tzinfo is not None and at >= since:
-                found.append({"at": at, "time": local_time(at, "%H:%M"),
+                found.append({"at": at, "dock": agent.name,
                               "text": {"fr": said.get("text") or "",
                                        "en": said.get("text_en") or said.get("text") or ""},
-                              "attention": said.get("outcome") in ATTENTION,
-                              "dock": agent.name})
+                              "attention": said.get("outcome") in ATTENTION})
     return sorted(found, key=lambda item: item["at"], reverse=True)
